@@ -1,0 +1,24 @@
+//! # pcsync
+//!
+//! Keeps legacy Group Chat clients working after a move to Lync Server 2013 / Skype for
+//! Business Persistent Chat: finds leftover well-known Group Chat users in the directory, swaps
+//! each for a legacy endpoint contact homed on the right pool, and serves the resulting
+//! SIP URI → pool table from an embedded SIP redirect server.
+//!
+//! # Layout
+//! - [`config`]: TOML + `PCSYNC__*` environment, validated into typed [`config::Settings`].
+//! - [`model`]: case-insensitive [`model::SipUri`] and [`model::Dn`], and
+//!   [`model::DirectoryObject`], independent of ldap3.
+//! - [`ldap`]: the only module that talks to ldap3: connect, bind, paged streaming searches.
+//! - [`inventory`]: one streamed scan over both places SIP objects live.
+//! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
+//! - [`exit`]: the documented process exit codes.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod inventory;
+pub mod ldap;
+pub mod model;
