@@ -1,0 +1,482 @@
+//! `Dn`: a distinguished name compared the way AD and OpenLDAP compare the ones pcsync meets.
+//!
+//! A DN is parsed per RFC 4514 into RDNs of `type=value` pairs: escapes (`\,` `\+` `\"` `\\`
+//! `\#` and hex pairs such as AD's tombstone `\0A`) are decoded, spaces around separators are
+//! dropped, the attribute types and values are lower-cased, and the pairs of a multi-valued RDN
+//! are sorted. Two DNs are equal when those normalised forms are equal, so
+//! `CN=Lc Services, CN=Pools,DC=Contoso` equals `cn=lc services,cn=pools,dc=contoso`.
+//! Every attribute in the DNs we handle (cn, ou, dc) uses caseIgnoreMatch, which is why values
+//! are folded too. The original text is kept for display and for writing back to the server.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// Why a text is not a DN.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DnError {
+    /// The text is empty.
+    #[error("empty DN")]
+    Empty,
+    /// An RDN has no `=`.
+    #[error("RDN {0:?} has no `=`")]
+    MissingEquals(String),
+    /// An RDN has an empty attribute type.
+    #[error("RDN {0:?} has an empty attribute type")]
+    EmptyType(String),
+    /// An attribute type with characters outside `A-Za-z0-9-` and numeric OIDs.
+    #[error("invalid attribute type {0:?}")]
+    BadType(String),
+    /// A backslash at the end, or followed by something that is neither special nor hex.
+    #[error("bad escape in {0:?}")]
+    BadEscape(String),
+    /// Hex escapes that do not decode to UTF-8.
+    #[error("escaped bytes in {0:?} are not UTF-8")]
+    NotUtf8(String),
+    /// A `#`-prefixed (BER) value that is not hex.
+    #[error("`#` value in {0:?} is not hex")]
+    BadHexValue(String),
+    /// An empty RDN between two commas.
+    #[error("empty RDN")]
+    EmptyRdn,
+}
+
+/// One `type=value` pair, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Ava {
+    /// Lower-cased attribute type.
+    kind: String,
+    /// Unescaped, lower-cased value (hex text for `#` values).
+    value: String,
+}
+
+/// A distinguished name with case-insensitive equality.
+#[derive(Clone)]
+pub struct Dn {
+    /// The text as given, trimmed.
+    original: String,
+    /// RDNs, leaf first; each sorted.
+    rdns: Vec<Vec<Ava>>,
+    /// The canonical string form of `rdns`; equality, ordering and hashing use it.
+    key: String,
+}
+
+impl Dn {
+    /// Parses an RFC 4514 string.
+    pub fn parse(text: &str) -> Result<Dn, DnError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(DnError::Empty);
+        }
+        let mut rdns = Vec::new();
+        for rdn_text in split_unescaped(text, &[',', ';']) {
+            let mut avas = Vec::new();
+            for ava_text in split_unescaped(rdn_text, &['+']) {
+                avas.push(parse_ava(ava_text)?);
+            }
+            avas.sort();
+            rdns.push(avas);
+        }
+        let key = canonical(&rdns);
+        Ok(Dn {
+            original: text.to_string(),
+            rdns,
+            key,
+        })
+    }
+
+    /// Builds `{attr}={value},{parent}`, escaping `value` per RFC 4514.
+    pub fn child(parent: &Dn, attr: &str, value: &str) -> Result<Dn, DnError> {
+        Dn::parse(&format!(
+            "{attr}={},{}",
+            escape_value(value),
+            parent.original
+        ))
+    }
+
+    /// The DN as written.
+    pub fn as_str(&self) -> &str {
+        &self.original
+    }
+
+    /// The canonical lower-cased form used for comparison.
+    pub fn normalized(&self) -> &str {
+        &self.key
+    }
+
+    /// Number of RDNs.
+    pub fn depth(&self) -> usize {
+        self.rdns.len()
+    }
+
+    /// The DN one level up, or `None` for a single-RDN DN.
+    pub fn parent(&self) -> Option<Dn> {
+        if self.rdns.len() < 2 {
+            return None;
+        }
+        let rest = split_unescaped(&self.original, &[',', ';'])
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(",");
+        Dn::parse(&rest).ok()
+    }
+
+    /// True when `self` equals `ancestor` or lies anywhere below it.
+    pub fn is_within(&self, ancestor: &Dn) -> bool {
+        let n = ancestor.rdns.len();
+        self.rdns.len() >= n && self.rdns[self.rdns.len() - n..] == ancestor.rdns[..]
+    }
+
+    /// The unescaped value of the leaf RDN's first attribute, as written (case kept).
+    pub fn leaf_value(&self) -> Option<String> {
+        let first = split_unescaped(&self.original, &[',', ';']).next()?;
+        let ava = split_unescaped(first, &['+']).next()?;
+        let (_, value) = ava.split_once('=')?;
+        let value = value.trim_start();
+        unescape(value).ok().map(|v| trim_unescaped_end(&v, value))
+    }
+}
+
+/// Splits on unescaped separator characters, honouring backslash escapes and quoted strings.
+fn split_unescaped<'a>(text: &'a str, seps: &'a [char]) -> impl Iterator<Item = &'a str> + 'a {
+    let mut start = 0;
+    let mut escaped = false;
+    let mut quoted = false;
+    let mut done = false;
+    let mut chars = text.char_indices();
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        for (i, c) in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = !quoted;
+            } else if !quoted && seps.contains(&c) {
+                let part = &text[start..i];
+                start = i + c.len_utf8();
+                return Some(part);
+            }
+        }
+        done = true;
+        Some(&text[start..])
+    })
+}
+
+/// Trims leading spaces and trailing spaces that are not escaped (`\ ` keeps one).
+fn trim_ava(text: &str) -> &str {
+    let text = text.trim_start();
+    let end = text.trim_end_matches(' ');
+    let backslashes = end.len() - end.trim_end_matches('\\').len();
+    if end.len() < text.len() && backslashes % 2 == 1 {
+        &text[..end.len() + 1]
+    } else {
+        end.trim_end()
+    }
+}
+
+fn parse_ava(text: &str) -> Result<Ava, DnError> {
+    let trimmed = trim_ava(text);
+    if trimmed.is_empty() {
+        return Err(DnError::EmptyRdn);
+    }
+    let (kind, value) = trimmed
+        .split_once('=')
+        .ok_or_else(|| DnError::MissingEquals(trimmed.to_string()))?;
+    let kind = kind.trim();
+    if kind.is_empty() {
+        return Err(DnError::EmptyType(trimmed.to_string()));
+    }
+    if !kind
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(DnError::BadType(kind.to_string()));
+    }
+    let value = value.trim_start();
+    let value = if let Some(hex) = value.strip_prefix('#') {
+        let hex = hex.trim_end();
+        if hex.is_empty() || hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(DnError::BadHexValue(trimmed.to_string()));
+        }
+        format!("#{}", hex.to_ascii_lowercase())
+    } else {
+        trim_unescaped_end(
+            &unescape(value).map_err(|e| match e {
+                UnescapeError::Escape => DnError::BadEscape(trimmed.to_string()),
+                UnescapeError::Utf8 => DnError::NotUtf8(trimmed.to_string()),
+            })?,
+            value,
+        )
+        .to_lowercase()
+    };
+    Ok(Ava {
+        kind: kind.to_ascii_lowercase(),
+        value,
+    })
+}
+
+/// Trailing spaces are insignificant unless escaped (`\ `): compare the raw text's ending.
+fn trim_unescaped_end(unescaped: &str, raw: &str) -> String {
+    if raw.trim_end().ends_with('\\') {
+        // `...\ ` : the last space was escaped; keep exactly one.
+        format!("{} ", unescaped.trim_end())
+    } else {
+        unescaped.trim_end().to_string()
+    }
+}
+
+enum UnescapeError {
+    Escape,
+    Utf8,
+}
+
+/// Decodes RFC 4514 escapes and strips the quotes of a quoted (RFC 1779) value.
+fn unescape(value: &str) -> Result<String, UnescapeError> {
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut iter = value.bytes().peekable();
+    while let Some(b) = iter.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        let first = iter.next().ok_or(UnescapeError::Escape)?;
+        if first.is_ascii_hexdigit() && iter.peek().is_some_and(|n| n.is_ascii_hexdigit()) {
+            let second = iter.next().ok_or(UnescapeError::Escape)?;
+            let hex = [first, second];
+            let text = std::str::from_utf8(&hex).map_err(|_| UnescapeError::Escape)?;
+            bytes.push(u8::from_str_radix(text, 16).map_err(|_| UnescapeError::Escape)?);
+        } else if b",+\"\\<>;= #".contains(&first) || first >= 0x80 {
+            bytes.push(first);
+        } else {
+            return Err(UnescapeError::Escape);
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| UnescapeError::Utf8)
+}
+
+/// Escapes an attribute value for use in a DN string (RFC 4514 §2.4).
+pub fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 4);
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\{b:02X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn canonical(rdns: &[Vec<Ava>]) -> String {
+    rdns.iter()
+        .map(|avas| {
+            avas.iter()
+                .map(|a| {
+                    if a.value.starts_with('#') {
+                        format!("{}={}", a.kind, a.value)
+                    } else {
+                        format!("{}={}", a.kind, escape_value(&a.value))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl PartialEq for Dn {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Dn {}
+
+impl Hash for Dn {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl PartialOrd for Dn {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Dn {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.original)
+    }
+}
+
+impl fmt::Debug for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dn({:?})", self.original)
+    }
+}
+
+impl std::str::FromStr for Dn {
+    type Err = DnError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dn::parse(s)
+    }
+}
+
+impl serde::Serialize for Dn {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.original)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Dn::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dn(s: &str) -> Dn {
+        Dn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn equality_ignores_case_and_spaces_around_separators() {
+        assert_eq!(
+            dn("CN=Lc Services, CN=Pools,DC=Contoso,DC=com"),
+            dn("cn=lc services,cn=pools,dc=contoso,dc=com")
+        );
+        assert_ne!(dn("cn=a,dc=x"), dn("cn=b,dc=x"));
+        assert_eq!(dn(" cn = a , dc = x ").normalized(), "cn=a,dc=x");
+    }
+
+    #[test]
+    fn keeps_original_text_for_display() {
+        let d = dn("CN={33E5014B-DCBA},CN=Application Contacts,DC=contoso");
+        assert_eq!(
+            d.to_string(),
+            "CN={33E5014B-DCBA},CN=Application Contacts,DC=contoso"
+        );
+        assert_eq!(d.leaf_value().unwrap(), "{33E5014B-DCBA}");
+    }
+
+    #[test]
+    fn decodes_escapes_the_same_whatever_the_spelling() {
+        // A comma written as `\,` and as `\2C` is the same DN.
+        assert_eq!(dn(r"cn=Smith\, John,dc=x"), dn(r"cn=smith\2c john,dc=x"));
+        assert_eq!(dn(r#"cn="Smith, John",dc=x"#), dn(r"cn=Smith\, John,dc=x"));
+        assert_eq!(dn(r"cn=a\+b,dc=x").depth(), 2);
+        assert_eq!(dn(r"cn=\#hash,dc=x").leaf_value().unwrap(), "#hash");
+        assert_eq!(
+            dn(r"cn=back\\slash,dc=x").leaf_value().unwrap(),
+            r"back\slash"
+        );
+        assert_eq!(dn(r#"cn=quote\"d,dc=x"#).leaf_value().unwrap(), "quote\"d");
+    }
+
+    #[test]
+    fn handles_ad_tombstone_rdns() {
+        let d = dn(
+            r"CN=ocschat\0ADEL:5f2c9a34-1111-2222-3333-444455556666,CN=Deleted Objects,DC=contoso,DC=com",
+        );
+        assert!(d.leaf_value().unwrap().contains("\nDEL:"));
+        assert_eq!(d.depth(), 4);
+    }
+
+    #[test]
+    fn multi_valued_rdn_order_does_not_matter() {
+        assert_eq!(dn("cn=a+uid=b,dc=x"), dn("UID=B+CN=A,dc=x"));
+    }
+
+    #[test]
+    fn hex_values_compare_case_insensitively() {
+        assert_eq!(dn("cn=#04024869,dc=x"), dn("CN=#04024869,DC=X"));
+        assert!(matches!(
+            Dn::parse("cn=#0g,dc=x"),
+            Err(DnError::BadHexValue(_))
+        ));
+    }
+
+    #[test]
+    fn non_ascii_values() {
+        assert_eq!(dn("cn=Ünïcode,dc=x"), dn("CN=ünïcode,DC=x"));
+        assert_eq!(dn(r"cn=\C3\9Cn,dc=x"), dn("cn=Ün,dc=x"));
+    }
+
+    #[test]
+    fn parent_and_within() {
+        let container = dn(
+            "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+        );
+        let ep = dn(
+            "cn={1},cn=application contacts,cn=rtc service,cn=services,cn=configuration,dc=contoso,dc=com",
+        );
+        assert_eq!(ep.parent().unwrap(), container);
+        assert!(ep.is_within(&container));
+        assert!(container.is_within(&container));
+        assert!(!container.is_within(&ep));
+        assert!(!dn("cn=x,dc=fabrikam,dc=com").is_within(&dn("dc=contoso,dc=com")));
+        assert!(dn("dc=com").parent().is_none());
+        assert_eq!(dn(r"cn=a\,b,dc=x").parent().unwrap(), dn("dc=x"));
+    }
+
+    #[test]
+    fn child_escapes_the_value() {
+        let parent = dn("ou=Users,dc=x");
+        let c = Dn::child(&parent, "cn", "Smith, John + #1").unwrap();
+        assert_eq!(c.as_str(), r"cn=Smith\, John \+ #1,ou=Users,dc=x");
+        assert_eq!(c.leaf_value().unwrap(), "Smith, John + #1");
+        let h = Dn::child(&parent, "cn", "#lead ").unwrap();
+        assert_eq!(h.leaf_value().unwrap(), "#lead ");
+    }
+
+    #[test]
+    fn rejects_malformed_dns_with_a_reason() {
+        assert_eq!(Dn::parse("").unwrap_err(), DnError::Empty);
+        assert!(matches!(Dn::parse("cn"), Err(DnError::MissingEquals(_))));
+        assert!(matches!(Dn::parse("=x,dc=y"), Err(DnError::EmptyType(_))));
+        assert!(matches!(Dn::parse("c n=x"), Err(DnError::BadType(_))));
+        assert!(matches!(Dn::parse(r"cn=x\"), Err(DnError::BadEscape(_))));
+        assert!(matches!(Dn::parse(r"cn=x\q"), Err(DnError::BadEscape(_))));
+        assert!(matches!(
+            Dn::parse(r"cn=\FF\FE,dc=x"),
+            Err(DnError::NotUtf8(_))
+        ));
+        assert_eq!(Dn::parse("cn=a,,dc=x").unwrap_err(), DnError::EmptyRdn);
+        assert_eq!(
+            Dn::parse("cn").unwrap_err().to_string(),
+            "RDN \"cn\" has no `=`"
+        );
+    }
+}

@@ -1,0 +1,536 @@
+//! The domain model: what pcsync knows about a directory object, independent of ldap3.
+//!
+//! `DirectoryObject` is built from the raw attributes of one search entry by
+//! [`DirectoryObject::from_attributes`]. That conversion never fails and never panics: a value
+//! that cannot be understood (a SIP address without `sip:`, two values in a single-valued
+//! attribute, an unparsable DN) becomes a [`Finding`] naming the DN, and the field is left empty.
+//! Attribute names are AD's; object classes come from configuration ([`Classifier`]).
+
+mod dn;
+mod sip_uri;
+
+pub use dn::{Dn, DnError, escape_value};
+pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError};
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The attribute names pcsync reads and writes, exactly as AD spells them.
+pub mod attr {
+    pub const OBJECT_CLASS: &str = "objectClass";
+    pub const CN: &str = "cn";
+    pub const DISPLAY_NAME: &str = "displayName";
+    pub const PRIMARY_USER_ADDRESS: &str = "msRTCSIP-PrimaryUserAddress";
+    pub const USER_ENABLED: &str = "msRTCSIP-UserEnabled";
+    pub const PRIMARY_HOME_SERVER: &str = "msRTCSIP-PrimaryHomeServer";
+    pub const TARGET_HOME_SERVER: &str = "msRTCSIP-TargetHomeServer";
+    pub const OWNER_URN: &str = "msRTCSIP-OwnerUrn";
+    pub const OPTION_FLAGS: &str = "msRTCSIP-OptionFlags";
+    pub const LINE: &str = "msRTCSIP-Line";
+    pub const APPLICATION_OPTIONS: &str = "msRTCSIP-ApplicationOptions";
+
+    /// The msRTCSIP attributes `pcsync check` requires the schema to define.
+    pub const REQUIRED_SCHEMA: &[&str] = &[
+        PRIMARY_USER_ADDRESS,
+        USER_ENABLED,
+        PRIMARY_HOME_SERVER,
+        OWNER_URN,
+    ];
+
+    /// What a directory search asks for. AD does not expand `msRTCSIP-*` wildcards, so every
+    /// attribute is named.
+    pub const SEARCHED: &[&str] = &[
+        OBJECT_CLASS,
+        CN,
+        DISPLAY_NAME,
+        PRIMARY_USER_ADDRESS,
+        USER_ENABLED,
+        PRIMARY_HOME_SERVER,
+        TARGET_HOME_SERVER,
+        OWNER_URN,
+        OPTION_FLAGS,
+        LINE,
+        APPLICATION_OPTIONS,
+    ];
+}
+
+/// An attribute name, compared case-insensitively as LDAP does.
+#[derive(Clone)]
+pub struct AttrName(String);
+
+impl AttrName {
+    pub fn new(name: &str) -> AttrName {
+        AttrName(name.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for AttrName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for AttrName {}
+
+impl PartialOrd for AttrName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AttrName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .bytes()
+            .map(|b| b.to_ascii_lowercase())
+            .cmp(other.0.bytes().map(|b| b.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Debug for AttrName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for AttrName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Every attribute of an entry as the server returned it, binary-safe, keyed case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes(BTreeMap<AttrName, Vec<Vec<u8>>>);
+
+impl Attributes {
+    pub fn new() -> Attributes {
+        Attributes::default()
+    }
+
+    /// Appends values to an attribute (merging with values already present under any case).
+    pub fn insert(&mut self, name: &str, values: Vec<Vec<u8>>) {
+        self.0
+            .entry(AttrName::new(name))
+            .or_default()
+            .extend(values);
+    }
+
+    /// All values of `name`, or an empty slice.
+    pub fn get(&self, name: &str) -> &[Vec<u8>] {
+        self.0
+            .get(&AttrName::new(name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Values of `name` that are UTF-8, for attributes that are text by syntax.
+    pub fn texts(&self, name: &str) -> impl Iterator<Item = &str> + Clone {
+        self.get(name)
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&AttrName, &Vec<Vec<u8>>)> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What kind of object an entry is, decided by its objectClass against the configured lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKind {
+    User,
+    Contact,
+    Other,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::User => "user",
+            ObjectKind::Contact => "contact",
+            ObjectKind::Other => "other",
+        })
+    }
+}
+
+/// `msRTCSIP-UserEnabled`, which is tri-state in practice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enabled {
+    /// `TRUE`: enabled for Lync.
+    True,
+    /// `FALSE`: temporarily disabled; the SIP address stays taken.
+    False,
+    /// Never enabled, or the value could not be read (a finding says which).
+    Absent,
+}
+
+impl fmt::Display for Enabled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Enabled::True => "TRUE",
+            Enabled::False => "FALSE",
+            Enabled::Absent => "-",
+        })
+    }
+}
+
+/// Decides an object's kind from its objectClass values.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    /// Lower-cased objectClass values that make an object a user.
+    user_classes: Vec<String>,
+    /// Lower-cased objectClass values that make an object a contact.
+    contact_classes: Vec<String>,
+}
+
+impl Classifier {
+    pub fn new(user_classes: &[String], contact_classes: &[String]) -> Classifier {
+        let lower = |v: &[String]| v.iter().map(|c| c.to_ascii_lowercase()).collect();
+        Classifier {
+            user_classes: lower(user_classes),
+            contact_classes: lower(contact_classes),
+        }
+    }
+
+    /// User wins over contact if an object somehow carries both.
+    pub fn classify<'a>(&self, classes: impl Iterator<Item = &'a str> + Clone) -> ObjectKind {
+        let has = |list: &[String]| {
+            classes
+                .clone()
+                .any(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
+        };
+        if has(&self.user_classes) {
+            ObjectKind::User
+        } else if has(&self.contact_classes) {
+            ObjectKind::Contact
+        } else {
+            ObjectKind::Other
+        }
+    }
+}
+
+/// What kind of problem a finding reports. Findings are reported, never acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A value that cannot be understood: bad SIP address, bad DN, two values, bad boolean.
+    MalformedValue,
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FindingKind::MalformedValue => "malformed_value",
+        })
+    }
+}
+
+/// A problem in the directory, reported with the DN at fault and a reason.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    /// The DN as the server wrote it (kept as text: it may itself be the malformed part).
+    pub dn: String,
+    pub reason: String,
+}
+
+impl Finding {
+    pub fn malformed(dn: &str, reason: String) -> Finding {
+        Finding {
+            kind: FindingKind::MalformedValue,
+            dn: dn.to_string(),
+            reason,
+        }
+    }
+}
+
+/// A SIP-relevant directory object.
+#[derive(Debug, Clone)]
+pub struct DirectoryObject {
+    pub dn: Dn,
+    pub kind: ObjectKind,
+    /// `msRTCSIP-PrimaryUserAddress`, when present and valid.
+    pub sip_uri: Option<SipUri>,
+    pub enabled: Enabled,
+    /// `msRTCSIP-PrimaryHomeServer`, when present and a valid DN.
+    pub home_server_dn: Option<Dn>,
+    pub owner_urn: Option<String>,
+    pub display_name: Option<String>,
+    /// Every attribute the search returned, binary-safe.
+    pub attributes: Attributes,
+}
+
+impl DirectoryObject {
+    /// Interprets one entry. Problems become findings; only an unparsable DN drops the object.
+    pub fn from_attributes(
+        dn_text: &str,
+        attributes: Attributes,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+    ) -> Option<DirectoryObject> {
+        let dn = match Dn::parse(dn_text) {
+            Ok(dn) => dn,
+            Err(e) => {
+                findings.push(Finding::malformed(dn_text, format!("DN: {e}")));
+                return None;
+            }
+        };
+        let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
+        let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
+
+        let sip_uri =
+            single_text(&attributes, attr::PRIMARY_USER_ADDRESS, &mut bad).and_then(|text| {
+                match SipUri::parse(text) {
+                    Ok(uri) => Some(uri),
+                    Err(e) => {
+                        bad(format!(
+                            "{}: {e} in {:?}",
+                            attr::PRIMARY_USER_ADDRESS,
+                            truncate(text)
+                        ));
+                        None
+                    }
+                }
+            });
+        let enabled = match single_text(&attributes, attr::USER_ENABLED, &mut bad) {
+            None => Enabled::Absent,
+            Some(v) if v.eq_ignore_ascii_case("TRUE") => Enabled::True,
+            Some(v) if v.eq_ignore_ascii_case("FALSE") => Enabled::False,
+            Some(v) => {
+                bad(format!(
+                    "{}: expected TRUE or FALSE, found {:?}",
+                    attr::USER_ENABLED,
+                    truncate(v)
+                ));
+                Enabled::Absent
+            }
+        };
+        let home_server_dn = single_text(&attributes, attr::PRIMARY_HOME_SERVER, &mut bad)
+            .and_then(|text| match Dn::parse(text) {
+                Ok(dn) => Some(dn),
+                Err(e) => {
+                    bad(format!("{}: {e}", attr::PRIMARY_HOME_SERVER));
+                    None
+                }
+            });
+        let owner_urn = single_text(&attributes, attr::OWNER_URN, &mut bad).map(str::to_string);
+        let display_name =
+            single_text(&attributes, attr::DISPLAY_NAME, &mut bad).map(str::to_string);
+        Some(DirectoryObject {
+            dn,
+            kind,
+            sip_uri,
+            enabled,
+            home_server_dn,
+            owner_urn,
+            display_name,
+            attributes,
+        })
+    }
+}
+
+/// The one UTF-8 value of a single-valued attribute; several values, an empty value or bytes
+/// that are not UTF-8 are reported through `bad` and read as absent.
+fn single_text<'a>(
+    attributes: &'a Attributes,
+    name: &str,
+    bad: &mut impl FnMut(String),
+) -> Option<&'a str> {
+    match attributes.get(name) {
+        [] => None,
+        [one] => match std::str::from_utf8(one) {
+            Ok("") => {
+                bad(format!("{name}: empty value"));
+                None
+            }
+            Ok(text) => Some(text),
+            Err(_) => {
+                bad(format!("{name}: value is not UTF-8 ({} bytes)", one.len()));
+                None
+            }
+        },
+        many => {
+            bad(format!(
+                "{name}: {} values in a single-valued attribute",
+                many.len()
+            ));
+            None
+        }
+    }
+}
+
+/// Keeps hostile values from flooding a report line.
+fn truncate(text: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    if text.chars().count() <= MAX_CHARS {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX_CHARS).collect();
+        format!("{head}… ({} bytes)", text.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classifier() -> Classifier {
+        Classifier::new(
+            &["user".into(), "inetOrgPerson".into()],
+            &["contact".into()],
+        )
+    }
+
+    fn attrs(pairs: &[(&str, &[&str])]) -> Attributes {
+        let mut a = Attributes::new();
+        for (name, values) in pairs {
+            a.insert(name, values.iter().map(|v| v.as_bytes().to_vec()).collect());
+        }
+        a
+    }
+
+    #[test]
+    fn reads_a_well_formed_user() {
+        let mut findings = vec![];
+        let o = DirectoryObject::from_attributes(
+            "CN=OCS Chat,OU=Users,DC=contoso,DC=com",
+            attrs(&[
+                (
+                    "objectClass",
+                    &["top", "person", "organizationalPerson", "User"],
+                ),
+                ("msRTCSIP-PrimaryUserAddress", &["sip:OCSChat@contoso.com"]),
+                ("msrtcsip-userenabled", &["TRUE"]),
+                (
+                    "msRTCSIP-PrimaryHomeServer",
+                    &["CN=Lc Services,CN=Microsoft,CN=1:1,CN=Pools,DC=x"],
+                ),
+                ("displayName", &["OCS Chat"]),
+            ]),
+            &classifier(),
+            &mut findings,
+        )
+        .unwrap();
+        assert!(findings.is_empty(), "{findings:?}");
+        assert_eq!(o.kind, ObjectKind::User);
+        assert_eq!(o.sip_uri.unwrap().normalized(), "sip:ocschat@contoso.com");
+        assert_eq!(o.enabled, Enabled::True);
+        assert_eq!(
+            o.home_server_dn.unwrap(),
+            Dn::parse("cn=lc services,cn=microsoft,cn=1:1,cn=pools,dc=x").unwrap()
+        );
+        assert_eq!(o.display_name.as_deref(), Some("OCS Chat"));
+        assert_eq!(
+            o.attributes.get("MSRTCSIP-USERENABLED"),
+            &[b"TRUE".to_vec()]
+        );
+    }
+
+    #[test]
+    fn classifies_by_configured_classes() {
+        let c = classifier();
+        assert_eq!(
+            c.classify(["top", "contact"].into_iter()),
+            ObjectKind::Contact
+        );
+        assert_eq!(c.classify(["inetorgperson"].into_iter()), ObjectKind::User);
+        assert_eq!(c.classify(["device"].into_iter()), ObjectKind::Other);
+    }
+
+    #[test]
+    fn malformed_values_become_findings_not_panics() {
+        let mut findings = vec![];
+        let o = DirectoryObject::from_attributes(
+            "cn=bad,dc=x",
+            attrs(&[
+                ("objectClass", &["user"]),
+                ("msRTCSIP-PrimaryUserAddress", &["ocschat@contoso.com"]),
+                ("msRTCSIP-UserEnabled", &["yes"]),
+                ("msRTCSIP-PrimaryHomeServer", &["not a dn"]),
+                ("msRTCSIP-OwnerUrn", &["a", "b"]),
+            ]),
+            &classifier(),
+            &mut findings,
+        )
+        .unwrap();
+        assert!(o.sip_uri.is_none());
+        assert_eq!(o.enabled, Enabled::Absent);
+        assert!(o.home_server_dn.is_none());
+        assert!(o.owner_urn.is_none());
+        let reasons: Vec<_> = findings.iter().map(|f| f.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "msRTCSIP-PrimaryUserAddress: missing `sip:` scheme in \"ocschat@contoso.com\"",
+                "msRTCSIP-UserEnabled: expected TRUE or FALSE, found \"yes\"",
+                "msRTCSIP-PrimaryHomeServer: RDN \"not a dn\" has no `=`",
+                "msRTCSIP-OwnerUrn: 2 values in a single-valued attribute",
+            ]
+        );
+        assert!(
+            findings
+                .iter()
+                .all(|f| f.dn == "cn=bad,dc=x" && f.kind == FindingKind::MalformedValue)
+        );
+    }
+
+    #[test]
+    fn two_sip_addresses_empty_and_binary_values_are_findings() {
+        let mut findings = vec![];
+        let mut a = attrs(&[("msRTCSIP-PrimaryUserAddress", &["sip:a@x", "sip:b@x"])]);
+        a.insert("displayName", vec![vec![0xff, 0xfe]]);
+        a.insert("msRTCSIP-OwnerUrn", vec![vec![]]);
+        let o = DirectoryObject::from_attributes("cn=two,dc=x", a, &classifier(), &mut findings)
+            .unwrap();
+        assert!(o.sip_uri.is_none());
+        assert_eq!(findings.len(), 3, "{findings:?}");
+        assert!(findings[0].reason.contains("2 values"));
+        assert!(
+            findings[1]
+                .reason
+                .contains("msRTCSIP-OwnerUrn: empty value")
+        );
+        assert!(
+            findings[2]
+                .reason
+                .contains("displayName: value is not UTF-8")
+        );
+    }
+
+    #[test]
+    fn an_unparsable_dn_drops_the_object_with_a_finding() {
+        let mut findings = vec![];
+        let o = DirectoryObject::from_attributes(
+            "garbage",
+            Attributes::new(),
+            &classifier(),
+            &mut findings,
+        );
+        assert!(o.is_none());
+        assert_eq!(findings[0].dn, "garbage");
+    }
+
+    #[test]
+    fn long_values_are_truncated_in_reasons() {
+        let mut findings = vec![];
+        let long = "x".repeat(100_000);
+        DirectoryObject::from_attributes(
+            "cn=long,dc=x",
+            attrs(&[("msRTCSIP-PrimaryUserAddress", &[long.as_str()])]),
+            &classifier(),
+            &mut findings,
+        );
+        assert!(findings[0].reason.len() < 300, "{}", findings[0].reason);
+    }
+}
