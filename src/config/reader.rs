@@ -1,0 +1,483 @@
+//! A validating walk over the merged configuration tree that collects every problem.
+//!
+//! serde stops at the first error; administrators want all of them at once, each naming the key
+//! and where its value came from. So the tree that config-rs reads (values tagged with their
+//! origin) is walked here by hand: each `Section` records which keys were asked for, so whatever
+//! is left over is an unknown key, and every conversion failure is pushed to the shared `Issues`
+//! list instead of returned.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use config::{Map, Value, ValueKind};
+
+/// The origin config-rs gives every value read from the environment.
+const ENV_ORIGIN: &str = "the environment";
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(String),
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{path}"),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `directory.page_size` or `pools[1].fqdn`.
+    pub key: String,
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+    }
+}
+
+/// Collects issues while the tree is walked.
+pub struct Issues {
+    list: RefCell<Vec<ConfigIssue>>,
+    /// The config file, named in issues about keys that are missing (and so have no origin).
+    file: String,
+}
+
+impl Issues {
+    pub fn new(file: &str) -> Issues {
+        Issues {
+            list: RefCell::new(Vec::new()),
+            file: file.to_string(),
+        }
+    }
+
+    pub fn push(&self, key: &str, origin: Origin, message: impl Into<String>) {
+        self.list.borrow_mut().push(ConfigIssue {
+            key: key.to_string(),
+            origin,
+            message: message.into(),
+        });
+    }
+
+    pub fn file_origin(&self) -> Origin {
+        Origin::File(self.file.clone())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.borrow().is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<ConfigIssue> {
+        self.list.into_inner()
+    }
+}
+
+/// The env var that would set `key`: `directory.page_size` → `PCSYNC__DIRECTORY__PAGE_SIZE`.
+pub fn env_var_for(key: &str) -> String {
+    format!("PCSYNC__{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// One table of the tree, e.g. `[directory]` or `[[pools]]` entry 2.
+pub struct Section<'a> {
+    path: String,
+    table: Map<String, Value>,
+    asked: BTreeSet<&'static str>,
+    issues: &'a Issues,
+}
+
+/// A value with its origin, after a key was taken from a section.
+pub struct Item {
+    pub key: String,
+    pub origin: Origin,
+    pub value: Value,
+}
+
+impl Item {
+    /// Records a problem with this item's value.
+    pub fn bad(&self, issues: &Issues, message: impl Into<String>) {
+        issues.push(&self.key, self.origin.clone(), message);
+    }
+}
+
+impl<'a> Section<'a> {
+    pub fn root(table: Map<String, Value>, issues: &'a Issues) -> Section<'a> {
+        Section {
+            path: String::new(),
+            table,
+            asked: BTreeSet::new(),
+            issues,
+        }
+    }
+
+    pub fn issues(&self) -> &'a Issues {
+        self.issues
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn origin_of(&self, key: &str, value: &Value) -> Origin {
+        // The file is the only other source; name it as the user did (config-rs shortens it).
+        match value.origin() {
+            Some(ENV_ORIGIN) => Origin::Env(env_var_for(key)),
+            _ => self.issues.file_origin(),
+        }
+    }
+
+    /// Takes a key's value, if present.
+    pub fn take(&mut self, key: &'static str) -> Option<Item> {
+        self.asked.insert(key);
+        let value = self.table.remove(key)?;
+        let path = self.key_path(key);
+        let origin = self.origin_of(&path, &value);
+        Some(Item {
+            key: path,
+            origin,
+            value,
+        })
+    }
+
+    /// Takes a key without listing it among the expected ones (for keys that exist only to be
+    /// refused with a better message than "unknown key").
+    pub fn take_unlisted(&mut self, key: &'static str) -> Option<Item> {
+        let item = self.take(key);
+        self.asked.remove(key);
+        item
+    }
+
+    /// Takes a key that must be present, reporting it as missing otherwise.
+    pub fn require(&mut self, key: &'static str) -> Option<Item> {
+        let item = self.take(key);
+        if item.is_none() {
+            self.issues.push(
+                &self.key_path(key),
+                self.issues.file_origin(),
+                "required key is missing",
+            );
+        }
+        item
+    }
+
+    /// A text value; numbers and booleans are accepted and rendered as text.
+    pub fn string(&mut self, key: &'static str) -> Option<(String, Item)> {
+        let item = self.take(key)?;
+        as_text(&item, self.issues).map(|s| (s, item))
+    }
+
+    /// A required text value.
+    pub fn required_string(&mut self, key: &'static str) -> Option<(String, Item)> {
+        let item = self.require(key)?;
+        as_text(&item, self.issues).map(|s| (s, item))
+    }
+
+    /// Parses a text value with `parse`; its error text becomes the issue message.
+    pub fn parse<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (text, item) = self.string(key)?;
+        parse_item(&text, &item, self.issues, parse)
+    }
+
+    /// Like `parse`, for a required key.
+    pub fn parse_required<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (text, item) = self.required_string(key)?;
+        parse_item(&text, &item, self.issues, parse)
+    }
+
+    /// A boolean: TOML `true`/`false`, or the exact strings `true`/`false` from the environment.
+    /// (config-rs would also turn "yes" into true; a typo should not flip a safety switch.)
+    pub fn bool(&mut self, key: &'static str, default: bool) -> bool {
+        let Some(item) = self.take(key) else {
+            return default;
+        };
+        match &item.value.kind {
+            ValueKind::Boolean(b) => *b,
+            ValueKind::String(s) if s == "true" => true,
+            ValueKind::String(s) if s == "false" => false,
+            other => {
+                item.bad(
+                    self.issues,
+                    format!("expected true or false, found {}", describe(other)),
+                );
+                default
+            }
+        }
+    }
+
+    /// An unsigned integer within `range`.
+    pub fn uint(
+        &mut self,
+        key: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let Some(item) = self.take(key) else {
+            return default;
+        };
+        let n = match &item.value.kind {
+            ValueKind::I64(n) => u64::try_from(*n).ok(),
+            ValueKind::U64(n) => Some(*n),
+            ValueKind::I128(n) => u64::try_from(*n).ok(),
+            ValueKind::U128(n) => u64::try_from(*n).ok(),
+            ValueKind::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if range.contains(&n) => n,
+            Some(n) => {
+                item.bad(
+                    self.issues,
+                    format!("{n} is out of range ({}..={})", range.start(), range.end()),
+                );
+                default
+            }
+            None => {
+                item.bad(
+                    self.issues,
+                    format!(
+                        "expected a whole number, found {}",
+                        describe(&item.value.kind)
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A list of strings. A single string is a one-element list, except that a string from the
+    /// environment is split on commas (`PCSYNC__DIRECTORY__URL=ldaps://dc1,ldaps://dc2`).
+    pub fn list(&mut self, key: &'static str) -> Option<(Vec<String>, Item)> {
+        let item = self.take(key)?;
+        let values = match &item.value.kind {
+            ValueKind::String(s) if matches!(item.origin, Origin::Env(_)) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            ValueKind::String(s) => vec![s.clone()],
+            ValueKind::Array(values) => {
+                let mut out = Vec::with_capacity(values.len());
+                for (i, v) in values.iter().enumerate() {
+                    match &v.kind {
+                        ValueKind::String(s) => out.push(s.clone()),
+                        other => {
+                            item.bad(
+                                self.issues,
+                                format!(
+                                    "element {i}: expected a string, found {}",
+                                    describe(other)
+                                ),
+                            );
+                            return None;
+                        }
+                    }
+                }
+                out
+            }
+            other => {
+                item.bad(
+                    self.issues,
+                    format!(
+                        "expected a string or a list of strings, found {}",
+                        describe(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        Some((values, item))
+    }
+
+    /// A nested table such as `[directory.layout]`; absent means empty.
+    pub fn section(&mut self, key: &'static str) -> Section<'a> {
+        let path = self.key_path(key);
+        let table = match self.take(key) {
+            None => Map::new(),
+            Some(item) => match item.value.kind {
+                ValueKind::Table(t) => t,
+                ref other => {
+                    let message = format!("expected a table, found {}", describe(other));
+                    item.bad(self.issues, message);
+                    Map::new()
+                }
+            },
+        };
+        Section {
+            path,
+            table,
+            asked: BTreeSet::new(),
+            issues: self.issues,
+        }
+    }
+
+    /// An array of tables such as `[[pools]]`; absent means none.
+    pub fn sections(&mut self, key: &'static str) -> Vec<Section<'a>> {
+        let path = self.key_path(key);
+        let Some(item) = self.take(key) else {
+            return Vec::new();
+        };
+        let ValueKind::Array(values) = item.value.kind else {
+            let message = format!(
+                "expected an array of tables ([[{key}]]), found {}",
+                describe(&item.value.kind)
+            );
+            self.issues.push(&item.key, item.origin, message);
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            let entry_path = format!("{path}[{i}]");
+            match value.kind {
+                ValueKind::Table(table) => out.push(Section {
+                    path: entry_path,
+                    table,
+                    asked: BTreeSet::new(),
+                    issues: self.issues,
+                }),
+                ref other => {
+                    let origin = self.origin_of(&entry_path, &value);
+                    self.issues.push(
+                        &entry_path,
+                        origin,
+                        format!("expected a table, found {}", describe(other)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Reports every key nobody asked for.
+    pub fn finish(self) {
+        let known = self.asked.iter().copied().collect::<Vec<_>>().join(", ");
+        for (key, value) in &self.table {
+            let path = self.key_path(key);
+            let origin = self.origin_of(&path, value);
+            let hint = closest(key, &self.asked)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            self.issues.push(
+                &path,
+                origin,
+                format!("unknown key{hint}; expected one of: {known}"),
+            );
+        }
+    }
+}
+
+fn as_text(item: &Item, issues: &Issues) -> Option<String> {
+    match &item.value.kind {
+        ValueKind::String(s) => Some(s.clone()),
+        ValueKind::I64(n) => Some(n.to_string()),
+        ValueKind::U64(n) => Some(n.to_string()),
+        ValueKind::I128(n) => Some(n.to_string()),
+        ValueKind::U128(n) => Some(n.to_string()),
+        other => {
+            item.bad(
+                issues,
+                format!("expected a string, found {}", describe(other)),
+            );
+            None
+        }
+    }
+}
+
+fn parse_item<T>(
+    text: &str,
+    item: &Item,
+    issues: &Issues,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    match parse(text) {
+        Ok(v) => Some(v),
+        Err(message) => {
+            item.bad(issues, message);
+            None
+        }
+    }
+}
+
+fn describe(kind: &ValueKind) -> String {
+    match kind {
+        ValueKind::Nil => "nothing".to_string(),
+        ValueKind::Boolean(b) => format!("boolean {b}"),
+        ValueKind::I64(n) => format!("number {n}"),
+        ValueKind::I128(n) => format!("number {n}"),
+        ValueKind::U64(n) => format!("number {n}"),
+        ValueKind::U128(n) => format!("number {n}"),
+        ValueKind::Float(n) => format!("number {n}"),
+        ValueKind::String(s) => format!("{s:?}"),
+        ValueKind::Table(_) => "a table".to_string(),
+        ValueKind::Array(_) => "a list".to_string(),
+    }
+}
+
+/// The known key closest to a typo, if it is close enough to be a useful hint.
+fn closest<'k>(typo: &str, known: &BTreeSet<&'k str>) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(typo, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_var_names_follow_the_double_underscore_scheme() {
+        assert_eq!(
+            env_var_for("directory.page_size"),
+            "PCSYNC__DIRECTORY__PAGE_SIZE"
+        );
+        assert_eq!(
+            env_var_for("directory.layout.owner_urn"),
+            "PCSYNC__DIRECTORY__LAYOUT__OWNER_URN"
+        );
+    }
+
+    #[test]
+    fn suggests_the_closest_key() {
+        let known: BTreeSet<&str> = ["url", "starttls", "base_dn", "page_size"].into();
+        assert_eq!(closest("urll", &known), Some("url"));
+        assert_eq!(closest("base_nd", &known), Some("base_dn"));
+        assert_eq!(closest("colour", &known), None);
+    }
+}

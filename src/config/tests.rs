@@ -1,0 +1,571 @@
+//! Every configuration error path, each checked for a readable one-line message.
+
+use super::*;
+use std::io::Write;
+
+const NAME: &str = "pcsync.toml";
+
+/// A complete, valid configuration; `{pw}` is replaced with a password file path.
+const VALID: &str = r#"
+[directory]
+url = "ldap://127.0.0.1:389"
+bind_dn = "cn=admin,dc=contoso,dc=com"
+bind_password_file = "{pw}"
+base_dn = "dc=contoso,dc=com"
+
+[directory.layout]
+endpoint_container = "cn=Application Contacts,cn=RTC Service,cn=Services,cn=Configuration,dc=contoso,dc=com"
+
+[[pools]]
+fqdn = "pcpool1.contoso.com"
+home_server_dn = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"
+
+[[migrations]]
+well_known_uri = "sip:ocschat@contoso.com"
+target_pool = "PCPOOL1.contoso.com"
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    pw: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    let mut f = std::fs::File::create(&pw).unwrap();
+    writeln!(f, "s3cr3t-Pa55").unwrap();
+    Fixture {
+        pw: pw.display().to_string(),
+        _dir: dir,
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> Option<Map<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    )
+}
+
+fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    from_toml_str(text, NAME, env(vars))
+}
+
+/// The issue lines of a config that must fail.
+fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+    match load(text, vars) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.lines(),
+    }
+}
+
+fn valid(f: &Fixture) -> String {
+    VALID.replace("{pw}", &f.pw)
+}
+
+/// `valid` with `line` inserted after the `[section]` header.
+fn with(f: &Fixture, section: &str, line: &str) -> String {
+    let header = format!("[{section}]\n");
+    let text = valid(f);
+    if text.contains(&header) {
+        text.replacen(&header, &format!("{header}{line}\n"), 1)
+    } else {
+        format!("{text}\n{header}{line}\n")
+    }
+}
+
+#[test]
+fn a_valid_file_loads_with_defaults() {
+    let f = fixture();
+    let s = load(&valid(&f), &[]).unwrap();
+    assert_eq!(s.directory.urls[0].to_string(), "ldap://127.0.0.1:389");
+    assert_eq!(s.directory.page_size, 500);
+    assert_eq!(s.directory.timeout, Duration::from_secs(10));
+    assert!(!s.directory.starttls);
+    let bind = s.directory.bind.as_ref().unwrap();
+    assert_eq!(bind.password.expose(), "s3cr3t-Pa55");
+    assert_eq!(s.layout.user_classes, ["user", "inetOrgPerson"]);
+    assert_eq!(s.layout.owner_urn, "urn:application:persistentchat");
+    assert_eq!(s.migrations[0].target_pool, "pcpool1.contoso.com");
+    assert_eq!(s.safety.max_changes_per_run, 10);
+    assert_eq!(s.safety.retire, Retire::Delete);
+    assert!(!s.safety.auto_apply);
+    assert_eq!(s.schedule.cron, DEFAULT_CRON);
+    assert_eq!(s.redirector.contact_port, 5061);
+    assert_eq!(s.redirector.contact_transport, ContactTransport::Tls);
+    assert_eq!(s.audit.path, PathBuf::from("var/audit.jsonl"));
+    assert_eq!(s.state.dir, PathBuf::from("var/state"));
+    assert!(
+        s.pool_by_home_server(
+            &Dn::parse("cn=lc services,cn=microsoft,cn=1:2,cn=pools,cn=rtc service,cn=services,cn=configuration,dc=contoso,dc=com")
+                .unwrap()
+        )
+        .is_some()
+    );
+}
+
+#[test]
+fn the_password_never_shows_in_debug_output() {
+    let f = fixture();
+    let s = load(&valid(&f), &[]).unwrap();
+    let debug = format!("{s:?}");
+    assert!(!debug.contains("s3cr3t-Pa55"));
+    assert!(debug.contains("redacted"));
+}
+
+#[test]
+fn an_unknown_key_is_rejected_with_file_key_and_hint() {
+    let f = fixture();
+    let errs = errors(&with(&f, "directory", "urll = \"x\""), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "pcsync.toml: directory.urll: unknown key (did you mean `url`?); expected one of:"
+        ),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn unknown_sections_and_nested_keys_are_rejected() {
+    let f = fixture();
+    let text = format!(
+        "{}\n[bogus]\nx = 1\n",
+        with(&f, "directory.layout", "colour = \"red\"")
+    );
+    let errs = errors(&text, &[]);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pcsync.toml: bogus: unknown key")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pcsync.toml: directory.layout.colour: unknown key")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn environment_overrides_apply_and_name_their_variable_on_error() {
+    let f = fixture();
+    let s = load(&valid(&f), &[("PCSYNC__DIRECTORY__PAGE_SIZE", "200")]).unwrap();
+    assert_eq!(s.directory.page_size, 200);
+
+    let errs = errors(&valid(&f), &[("PCSYNC__DIRECTORY__PAGE_SIZE", "abc")]);
+    assert_eq!(
+        errs,
+        [
+            "environment variable PCSYNC__DIRECTORY__PAGE_SIZE: directory.page_size: expected a whole number, found \"abc\""
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_environment_variable_is_rejected() {
+    let f = fixture();
+    let errs = errors(&valid(&f), &[("PCSYNC__DIRECTORY__URLL", "ldap://x")]);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(
+            "environment variable PCSYNC__DIRECTORY__URLL: directory.urll: unknown key"
+        ),
+        "{}",
+        errs[0]
+    );
+}
+
+#[test]
+fn single_underscore_variables_are_not_config_keys() {
+    // PCSYNC_CONFIG names the file; it must not become a key called "config".
+    let f = fixture();
+    load(
+        &valid(&f),
+        &[
+            ("PCSYNC_CONFIG", "/etc/pcsync.toml"),
+            ("PCSYNC_LOG", "debug"),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_environment_url_list_is_split_on_commas() {
+    let f = fixture();
+    let s = load(
+        &valid(&f),
+        &[(
+            "PCSYNC__DIRECTORY__URL",
+            "ldap://127.0.0.1:1389, ldap://[::1]:2389",
+        )],
+    )
+    .unwrap();
+    let urls: Vec<String> = s.directory.urls.iter().map(ToString::to_string).collect();
+    assert_eq!(urls, ["ldap://127.0.0.1:1389", "ldap://[::1]:2389"]);
+}
+
+#[test]
+fn dns_from_the_environment_are_not_split() {
+    let f = fixture();
+    let s = load(
+        &valid(&f),
+        &[("PCSYNC__DIRECTORY__BASE_DN", "ou=Sales,dc=contoso,dc=com")],
+    )
+    .unwrap();
+    assert_eq!(s.directory.base_dn.as_str(), "ou=Sales,dc=contoso,dc=com");
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let f = fixture();
+    let text = valid(&f)
+        .replace("ldap://127.0.0.1:389", "http://dc1")
+        .replace(
+            "dc=contoso,dc=com\"\n\n[directory.layout]",
+            "nonsense\"\n\n[directory.layout]",
+        )
+        + "\n[schedule]\ncron = \"*/5 * * * *\"\n[safety]\nretire = \"shred\"\n";
+    let errs = errors(&text, &[("PCSYNC__HTTP__LISTEN", "localhost")]);
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("directory.url: \"http://dc1\" is not an ldap:// or ldaps:// URL"))
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("directory.base_dn: \"nonsense\" is not a valid DN"))
+    );
+    assert!(errs.iter().any(|e| e.contains("schedule.cron: \"*/5 * * * *\" has 5 fields; pcsync needs 6 with seconds first, e.g. \"0 */5 * * * *\"")));
+    assert!(
+        errs.iter()
+            .any(|e| e
+                .contains("safety.retire: expected \"delete\" or \"disable\", found \"shred\""))
+    );
+    assert!(errs.iter().any(|e| e.starts_with("environment variable PCSYNC__HTTP__LISTEN: http.listen: \"localhost\" is not a socket address")));
+}
+
+#[test]
+fn required_keys_are_named_when_missing() {
+    let errs = errors("[directory]\n", &[]);
+    assert!(
+        errs.contains(&"pcsync.toml: directory.url: required key is missing".to_string()),
+        "{errs:?}"
+    );
+    assert!(errs.contains(&"pcsync.toml: directory.base_dn: required key is missing".to_string()));
+    assert!(errs.contains(
+        &"pcsync.toml: directory.layout.endpoint_container: required key is missing".to_string()
+    ));
+}
+
+#[test]
+fn urls_are_validated() {
+    for (url, want) in [
+        ("ldap://", "has no host"),
+        ("ldap://dc1:99999", "invalid port"),
+        ("ldap://dc1/dc=x", "only scheme://host[:port] is supported"),
+        ("ldap://[::1", "unclosed `[`"),
+        ("ldap://dc 1", "invalid host"),
+    ] {
+        let e = LdapUrl::parse(url).unwrap_err();
+        assert!(e.contains(want), "{url}: {e}");
+    }
+    let u = LdapUrl::parse("LDAPS://DC1.contoso.com").unwrap();
+    assert_eq!((u.scheme, u.port), (LdapScheme::Ldaps, 636));
+    assert!(LdapUrl::parse("ldap://[::1]:1389").unwrap().is_loopback());
+    assert!(LdapUrl::parse("ldap://localhost").unwrap().is_loopback());
+    assert!(!LdapUrl::parse("ldap://10.0.0.1").unwrap().is_loopback());
+}
+
+#[test]
+fn plain_text_bind_to_a_remote_host_is_refused_unless_protected_or_allowed() {
+    let f = fixture();
+    let remote = valid(&f).replace("ldap://127.0.0.1:389", "ldap://dc1.contoso.com");
+    let errs = errors(&remote, &[]);
+    assert_eq!(
+        errs,
+        [
+            "pcsync.toml: directory.url: ldap://dc1.contoso.com:389 would send the bind password in clear text to a non-loopback host; use ldaps://, set starttls = true, or set allow_insecure = true"
+        ]
+    );
+    load(
+        &remote.replace("[directory]\n", "[directory]\nstarttls = true\n"),
+        &[],
+    )
+    .unwrap();
+    load(
+        &remote.replace("[directory]\n", "[directory]\nallow_insecure = true\n"),
+        &[],
+    )
+    .unwrap();
+    load(&remote.replace("ldap://dc1", "ldaps://dc1"), &[]).unwrap();
+}
+
+#[test]
+fn an_inline_password_is_refused() {
+    let f = fixture();
+    let errs = errors(&with(&f, "directory", "bind_password = \"hunter2\""), &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("directory.bind_password: passwords are never read from the config file")
+    );
+    assert!(!errs[0].contains("hunter2"));
+}
+
+#[test]
+fn password_sources_are_checked() {
+    let f = fixture();
+    let missing = valid(&f).replace(&f.pw, "/nonexistent/pw");
+    let errs = errors(&missing, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with(
+        "pcsync.toml: directory.bind_password_file: cannot read password file /nonexistent/pw:"
+    ));
+
+    let both = with(&f, "directory", "bind_password_env = \"PW\"");
+    assert!(
+        errors(&both, &[])[0].contains("set bind_password_file or bind_password_env, not both")
+    );
+
+    let unset_var = valid(&f).replace(
+        &format!("bind_password_file = \"{}\"", f.pw),
+        "bind_password_env = \"PCSYNC_TEST_SURELY_UNSET_VARIABLE\"",
+    );
+    assert_eq!(
+        errors(&unset_var, &[]),
+        [
+            "pcsync.toml: directory.bind_password_env: environment variable PCSYNC_TEST_SURELY_UNSET_VARIABLE is not set"
+        ]
+    );
+
+    let no_password = valid(&f).replace(&format!("bind_password_file = \"{}\"\n", f.pw), "");
+    assert_eq!(
+        errors(&no_password, &[]),
+        [
+            "pcsync.toml: directory.bind_password_file: bind_dn is set but no password source: set bind_password_file or bind_password_env"
+        ]
+    );
+}
+
+#[test]
+fn the_ca_file_must_hold_a_certificate() {
+    let f = fixture();
+    let errs = errors(
+        &with(&f, "directory", "tls_ca_file = \"/nonexistent/ca.pem\""),
+        &[],
+    );
+    assert!(
+        errs[0].contains("directory.tls_ca_file: cannot read CA file /nonexistent/ca.pem"),
+        "{errs:?}"
+    );
+    let not_pem = with(&f, "directory", &format!("tls_ca_file = \"{}\"", f.pw));
+    assert!(errors(&not_pem, &[])[0].contains("holds no PEM certificate"));
+}
+
+#[test]
+fn types_are_checked() {
+    let f = fixture();
+    let errs = errors(&with(&f, "directory", "starttls = \"yes\""), &[]);
+    assert_eq!(
+        errs,
+        ["pcsync.toml: directory.starttls: expected true or false, found \"yes\""]
+    );
+    let errs = errors(&with(&f, "directory", "page_size = 0"), &[]);
+    assert_eq!(
+        errs,
+        ["pcsync.toml: directory.page_size: 0 is out of range (1..=100000)"]
+    );
+    let errs = errors(
+        &with(&f, "directory", "base_dn = [1]").replace("base_dn = \"dc=contoso,dc=com\"\n", ""),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        ["pcsync.toml: directory.base_dn: expected a string, found a list"]
+    );
+    let errs = errors(
+        &with(&f, "directory.layout", "user_classes = [\"user\", 3]"),
+        &[],
+    );
+    assert_eq!(
+        errs,
+        [
+            "pcsync.toml: directory.layout.user_classes: element 1: expected a string, found number 3"
+        ]
+    );
+}
+
+#[test]
+fn durations_are_checked() {
+    let f = fixture();
+    let s = load(&with(&f, "directory", "timeout = \"1500ms\""), &[]).unwrap();
+    assert_eq!(s.directory.timeout, Duration::from_millis(1500));
+    let errs = errors(&with(&f, "directory", "timeout = \"10 parsecs\""), &[]);
+    assert_eq!(
+        errs,
+        [
+            "pcsync.toml: directory.timeout: \"10 parsecs\": unknown unit \"parsecs\" (expected ms, s, m, h or d)"
+        ]
+    );
+    let errs = errors(&with(&f, "directory", "timeout = \"2d\""), &[]);
+    assert!(errs[0].contains("is out of range"), "{errs:?}");
+    let errs = errors(&with(&f, "directory", "timeout = \"soon\""), &[]);
+    assert!(errs[0].contains("\"soon\" is not a duration"), "{errs:?}");
+}
+
+#[test]
+fn cron_expressions_are_checked_at_load() {
+    let f = fixture();
+    let ok = format!("{}\n[schedule]\ncron = \"*/1 * * * * *\"\n", valid(&f));
+    assert_eq!(load(&ok, &[]).unwrap().schedule.cron, "*/1 * * * * *");
+    let bad = format!("{}\n[schedule]\ncron = \"0 61 * * * *\"\n", valid(&f));
+    let errs = errors(&bad, &[]);
+    assert!(
+        errs[0].starts_with(
+            "pcsync.toml: schedule.cron: \"0 61 * * * *\" is not a valid cron expression"
+        ),
+        "{errs:?}"
+    );
+    let few = format!("{}\n[schedule]\ncron = \"0 *\"\n", valid(&f));
+    assert!(errors(&few, &[])[0].contains("has 2 fields"));
+}
+
+#[test]
+fn listeners_accept_ipv4_ipv6_or_off() {
+    let f = fixture();
+    let text = format!(
+        "{}\n[redirector]\nudp = \"[::1]:5070\"\ntcp = \"\"\n",
+        valid(&f)
+    );
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(s.redirector.udp.unwrap().to_string(), "[::1]:5070");
+    assert!(s.redirector.tcp.is_none());
+    let bad = format!(
+        "{}\n[redirector]\ncontact_transport = \"sctp\"\n",
+        valid(&f)
+    );
+    assert_eq!(
+        errors(&bad, &[]),
+        [
+            "pcsync.toml: redirector.contact_transport: expected \"udp\", \"tcp\" or \"tls\", found \"sctp\""
+        ]
+    );
+}
+
+#[test]
+fn pools_and_migrations_are_cross_checked() {
+    let f = fixture();
+    let unknown = valid(&f).replace(
+        "target_pool = \"PCPOOL1.contoso.com\"",
+        "target_pool = \"pcpool9.contoso.com\"",
+    );
+    assert_eq!(
+        errors(&unknown, &[]),
+        [
+            "pcsync.toml: migrations[0].target_pool: \"pcpool9.contoso.com\" is not a configured pool (configured: pcpool1.contoso.com)"
+        ]
+    );
+    let dup = format!(
+        "{}\n[[pools]]\nfqdn = \"pcpool1.CONTOSO.com\"\nhome_server_dn = \"cn=other,dc=x\"\n",
+        valid(&f)
+    );
+    assert!(errors(&dup, &[])[0].contains("pool pcpool1.CONTOSO.com is configured twice"));
+    let bad = format!(
+        "{}\n[[migrations]]\nwell_known_uri = \"ocschat@fabrikam.com\"\ntarget_pool = \"pcpool1.contoso.com\"\nnot_before = \"tomorrow\"\nextra = 1\n",
+        valid(&f)
+    );
+    let errs = errors(&bad, &[]);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].contains("migrations[1].well_known_uri: \"ocschat@fabrikam.com\" is not a SIP address: missing `sip:` scheme"));
+    assert!(errs[1].contains("migrations[1].not_before: \"tomorrow\" is not an RFC 3339 time"));
+    assert!(errs[2].contains("migrations[1].extra: unknown key"));
+    let badpool = format!("{}\n[[pools]]\nfqdn = \"-bad-.x\"\n", valid(&f));
+    let errs = errors(&badpool, &[]);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("pools[1].fqdn: \"-bad-.x\" is not a host name"))
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("pools[1].home_server_dn: required key is missing"))
+    );
+}
+
+#[test]
+fn not_before_parses_to_utc() {
+    let f = fixture();
+    let text = valid(&f).replace(
+        "target_pool = \"PCPOOL1.contoso.com\"",
+        "target_pool = \"pcpool1.contoso.com\"\nnot_before = \"2026-12-05T23:00:00+01:00\"",
+    );
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(
+        s.migrations[0].not_before.unwrap().to_rfc3339(),
+        "2026-12-05T22:00:00+00:00"
+    );
+}
+
+#[test]
+fn environment_cannot_address_array_entries() {
+    let f = fixture();
+    let errs = errors(&valid(&f), &[("PCSYNC__POOLS__FQDN", "x.y")]);
+    assert!(
+        errs[0].contains("entries of [[pools]] cannot be set from the environment"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_missing_file_names_the_path() {
+    let e = load_with_env(Path::new("/nonexistent/pcsync.toml"), env(&[])).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot read config file /nonexistent/pcsync.toml:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, "[directory\nurl = 1\n").unwrap();
+    let e = load_with_env(&path, env(&[])).unwrap_err();
+    assert!(e.to_string().contains("broken.toml"), "{e}");
+    assert_eq!(e.lines().len(), 1);
+}
+
+#[test]
+fn shipped_example_configs_are_valid() {
+    // The shipped files reference password files that do not exist here; give them one.
+    let f = fixture();
+    for name in [
+        "pcsync.example.toml",
+        "openldap.toml",
+        "active-directory.toml",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("bind_password_file") {
+                    format!("bind_password_file = \"{}\"", f.pw)
+                } else if l.trim_start().starts_with("tls_ca_file") {
+                    String::new()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if let Err(e) = from_toml_str(&text, name, env(&[])) {
+            panic!("{name}: {e}");
+        }
+    }
+}
