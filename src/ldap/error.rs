@@ -1,0 +1,118 @@
+//! Directory errors: one variant per thing an administrator can act on, each rendering as one
+//! line that names the server, DN or attribute at fault. LDAP result codes and the server's
+//! diagnostic text (AD's `0000202B: ...` included) are kept verbatim.
+
+use std::fmt;
+
+/// A failed directory operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No configured server could be reached; each attempt is listed.
+    #[error("no directory server answered: {}", .attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Unreachable { attempts: Vec<Attempt> },
+    /// The server rejected the bind DN or password (LDAP 49).
+    #[error("bind as {dn} to {url} failed: invalid credentials (LDAP 49){}", diag(.text))]
+    InvalidCredentials {
+        url: String,
+        dn: String,
+        text: String,
+    },
+    /// The bind failed for another reason, e.g. AD's "strong auth required" (LDAP 8).
+    #[error("bind as {dn} to {url} failed: LDAP {rc}{}", diag(.text))]
+    Bind {
+        url: String,
+        dn: String,
+        rc: u32,
+        text: String,
+    },
+    /// A plain-text simple bind to a non-loopback host, refused before sending the password.
+    #[error(
+        "refusing a simple bind over unencrypted {url}: use ldaps://, starttls = true, or allow_insecure = true"
+    )]
+    InsecureBind { url: String },
+    /// The search base does not exist (LDAP 32).
+    #[error("{what} {dn} does not exist on {url} (LDAP 32){}", diag(.text))]
+    NoSuchBase {
+        what: &'static str,
+        dn: String,
+        url: String,
+        text: String,
+    },
+    /// The server stopped a search at its size limit (LDAP 4); results would be incomplete.
+    #[error("search under {base} on {url} hit the server's size limit (LDAP 4): results would be incomplete; raise the limit for the bind DN or check that paging is allowed{}", diag(.text))]
+    SizeLimit {
+        base: String,
+        url: String,
+        text: String,
+    },
+    /// The schema lacks attributes pcsync needs.
+    #[error("{url} has no {} attribute{} in its schema: load schemas/msrtcsip.schema (OpenLDAP) or run Lync schema prep (AD)", .missing.join(", "), if .missing.len() == 1 { "" } else { "s" })]
+    SchemaMissing { url: String, missing: Vec<String> },
+    /// The server did not answer within the configured timeout.
+    #[error("{op} on {url} timed out after {secs:.1}s")]
+    Timeout { op: String, url: String, secs: f64 },
+    /// The connection broke during an operation.
+    #[error("connection to {url} lost during {op}: {reason}")]
+    ConnectionLost {
+        op: String,
+        url: String,
+        reason: String,
+    },
+    /// Any other non-success result code.
+    #[error("{op} on {url} failed: LDAP {rc}{}", diag(.text))]
+    Operation {
+        op: String,
+        url: String,
+        rc: u32,
+        text: String,
+    },
+    /// The TLS client configuration could not be built (CA file unreadable).
+    #[error("TLS setup for {url}: {reason}")]
+    Tls { url: String, reason: String },
+}
+
+impl Error {
+    /// The LDAP result code, when the server sent one.
+    pub fn rc(&self) -> Option<u32> {
+        match self {
+            Error::InvalidCredentials { .. } => Some(49),
+            Error::NoSuchBase { .. } => Some(32),
+            Error::SizeLimit { .. } => Some(4),
+            Error::Bind { rc, .. } | Error::Operation { rc, .. } => Some(*rc),
+            _ => None,
+        }
+    }
+
+    /// True when retrying later might help (server down, network trouble), as opposed to a
+    /// configuration problem that needs an administrator.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable { .. } | Error::Timeout { .. } | Error::ConnectionLost { .. }
+        )
+    }
+}
+
+/// One failed connection attempt.
+#[derive(Debug)]
+pub struct Attempt {
+    pub url: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.url, self.reason)
+    }
+}
+
+/// Appends the server's diagnostic text, if any, on the same line.
+fn diag(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        // Keep it one line whatever the server sent.
+        format!(": {}", text.replace(['\r', '\n'], " "))
+    }
+}

@@ -1,0 +1,617 @@
+//! The directory adapter: everything that touches ldap3 lives here (STYLE.md §11).
+//!
+//! [`Directory::connect`] tries each configured URL in order (several DCs), with TLS from our own
+//! rustls config (ring provider, private CA or the system roots), and binds. Searches are paged
+//! (RFC 2696) and streamed: entries are handed to a callback one at a time, so memory stays
+//! bounded by the page size. Continuation references (AD sends them for other naming contexts)
+//! are counted and ignored, never chased. Every search checks its final result code, so a size
+//! limit is an error rather than a silently short answer. Nothing here panics on server data.
+
+mod error;
+
+pub use error::{Attempt, Error};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::adapters::{Adapter, PagedResults};
+use ldap3::{
+    LdapConnAsync, LdapConnSettings, LdapError, LdapResult, ResultEntry, Scope, SearchEntry,
+};
+use tracing::{debug, info};
+
+use crate::config::{DirectorySettings, LdapScheme, LdapUrl};
+use crate::model::{Attributes, Classifier, DirectoryObject, Dn, Finding, attr};
+
+/// Filter for every object that has a SIP address.
+pub const SIP_ENABLED_FILTER: &str = "(msRTCSIP-PrimaryUserAddress=*)";
+
+/// What the root DSE says about a server; read once per connection.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RootDse {
+    pub naming_contexts: Vec<String>,
+    pub supported_controls: Vec<String>,
+    pub supported_extensions: Vec<String>,
+    pub subschema_subentry: Option<String>,
+    pub vendor_name: Option<String>,
+    pub vendor_version: Option<String>,
+    /// AD only.
+    pub default_naming_context: Option<String>,
+    /// AD only.
+    pub configuration_naming_context: Option<String>,
+}
+
+impl RootDse {
+    /// Whether the server advertises a control; pcsync never sends a critical control it does
+    /// not advertise (ldap3 loses the connection when AD answers one with an ExtendedResponse).
+    pub fn supports_control(&self, oid: &str) -> bool {
+        self.supported_controls.iter().any(|c| c == oid)
+    }
+}
+
+/// Counts from one paged search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Entries handed to the callback.
+    pub entries: u64,
+    /// Entries skipped by the caller's `skip_within`.
+    pub skipped: u64,
+    /// Continuation references received and ignored.
+    pub references: u64,
+}
+
+/// A bound connection to one directory server.
+pub struct Directory {
+    ldap: ldap3::Ldap,
+    url: LdapUrl,
+    timeout: Duration,
+    page_size: u32,
+    bound_as: Option<String>,
+    root_dse: RootDse,
+    /// The connection driver; aborted on drop so a dropped `Directory` leaves no task behind.
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Directory {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Directory {
+    /// Connects to the first URL that answers, binds, and reads the root DSE.
+    ///
+    /// A bind failure (wrong password) is returned at once: trying the next DC with the same
+    /// credentials would only risk locking the account.
+    pub async fn connect(settings: &DirectorySettings) -> Result<Directory, Error> {
+        let mut attempts = Vec::new();
+        for url in &settings.urls {
+            match Directory::connect_one(url, settings).await {
+                Ok(dir) => return Ok(dir),
+                Err(ConnectError::Unreachable(reason)) => {
+                    // info, not warn: the caller reports the final error; the daemon logs at info.
+                    info!(%url, %reason, "directory server unreachable");
+                    attempts.push(Attempt {
+                        url: url.to_string(),
+                        reason,
+                    });
+                }
+                Err(ConnectError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(Error::Unreachable { attempts })
+    }
+
+    async fn connect_one(
+        url: &LdapUrl,
+        settings: &DirectorySettings,
+    ) -> Result<Directory, ConnectError> {
+        let shown = url.to_string();
+        let starttls = settings.starttls && url.scheme == LdapScheme::Ldap;
+        // Checked at config load too; repeated here so no caller can bypass it.
+        if settings.bind.is_some()
+            && url.scheme == LdapScheme::Ldap
+            && !starttls
+            && !url.is_loopback()
+            && !settings.allow_insecure
+        {
+            return Err(ConnectError::Fatal(Error::InsecureBind { url: shown }));
+        }
+        let mut conn_settings = LdapConnSettings::new().set_conn_timeout(settings.timeout);
+        if url.scheme == LdapScheme::Ldaps || starttls {
+            let tls = tls_config(settings.tls_ca_file.as_deref()).map_err(|reason| {
+                ConnectError::Fatal(Error::Tls {
+                    url: shown.clone(),
+                    reason,
+                })
+            })?;
+            conn_settings = conn_settings
+                .set_config(Arc::new(tls))
+                .set_starttls(starttls);
+        }
+        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &shown)
+            .await
+            .map_err(|e| ConnectError::Unreachable(describe(&e)))?;
+        let driver_url = shown.clone();
+        let driver = tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                debug!(url = %driver_url, error = %e, "LDAP connection ended");
+            }
+        });
+
+        let mut bound_as = None;
+        if let Some(bind) = &settings.bind {
+            let dn = bind.dn.as_str().to_string();
+            let res = ldap
+                .with_timeout(settings.timeout)
+                .simple_bind(&dn, bind.password.expose())
+                .await;
+            match res {
+                Ok(LdapResult { rc: 0, .. }) => bound_as = Some(dn),
+                Ok(LdapResult { rc: 49, text, .. }) => {
+                    driver.abort();
+                    return Err(ConnectError::Fatal(Error::InvalidCredentials {
+                        url: shown,
+                        dn,
+                        text,
+                    }));
+                }
+                Ok(LdapResult { rc, text, .. }) => {
+                    driver.abort();
+                    return Err(ConnectError::Fatal(Error::Bind {
+                        url: shown,
+                        dn,
+                        rc,
+                        text,
+                    }));
+                }
+                Err(e) => {
+                    driver.abort();
+                    return Err(ConnectError::Unreachable(describe(&e)));
+                }
+            }
+        }
+        let mut dir = Directory {
+            ldap,
+            url: url.clone(),
+            timeout: settings.timeout,
+            page_size: settings.page_size,
+            bound_as,
+            root_dse: RootDse::default(),
+            driver,
+        };
+        dir.root_dse = dir.read_root_dse().await.map_err(|e| {
+            if e.is_transient() {
+                ConnectError::Unreachable(e.to_string())
+            } else {
+                ConnectError::Fatal(e)
+            }
+        })?;
+        debug!(url = %dir.url, bound_as = ?dir.bound_as, "connected");
+        Ok(dir)
+    }
+
+    /// The URL of the server this connection reached.
+    pub fn url(&self) -> &LdapUrl {
+        &self.url
+    }
+
+    /// The DN this connection is bound as, if not anonymous.
+    pub fn bound_as(&self) -> Option<&str> {
+        self.bound_as.as_deref()
+    }
+
+    pub fn root_dse(&self) -> &RootDse {
+        &self.root_dse
+    }
+
+    async fn read_root_dse(&mut self) -> Result<RootDse, Error> {
+        let attrs = [
+            "namingContexts",
+            "supportedControl",
+            "supportedExtension",
+            "subschemaSubentry",
+            "vendorName",
+            "vendorVersion",
+            "defaultNamingContext",
+            "configurationNamingContext",
+        ];
+        let entries = self
+            .search_all(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                &attrs,
+                "reading the root DSE",
+            )
+            .await?;
+        let Some(e) = entries.into_iter().next() else {
+            return Ok(RootDse::default());
+        };
+        let get = |name: &str| e.attrs.get(name).cloned().unwrap_or_default();
+        let first = |name: &str| get(name).into_iter().next();
+        let mut controls = get("supportedControl");
+        // AD lists some controls twice.
+        controls.sort();
+        controls.dedup();
+        Ok(RootDse {
+            naming_contexts: get("namingContexts"),
+            supported_controls: controls,
+            supported_extensions: get("supportedExtension"),
+            subschema_subentry: first("subschemaSubentry"),
+            vendor_name: first("vendorName"),
+            vendor_version: first("vendorVersion"),
+            default_naming_context: first("defaultNamingContext"),
+            configuration_naming_context: first("configurationNamingContext"),
+        })
+    }
+
+    /// The attributes of `wanted` that the server's schema does not define.
+    ///
+    /// Matches on the quoted NAME inside each `attributeTypes` value: AD's subschema quotes its
+    /// SYNTAX OIDs and omits EQUALITY, so a strict RFC 4512 parser would reject it.
+    pub async fn missing_schema_attributes(
+        &mut self,
+        wanted: &[&str],
+    ) -> Result<Vec<String>, Error> {
+        let Some(subschema) = self.root_dse.subschema_subentry.clone() else {
+            return Ok(wanted.iter().map(|s| (*s).to_string()).collect());
+        };
+        let entries = self
+            .search_all(
+                &subschema,
+                Scope::Base,
+                "(objectClass=*)",
+                &["attributeTypes"],
+                "reading the schema",
+            )
+            .await?;
+        let definitions: Vec<String> = entries
+            .iter()
+            .flat_map(|e| e.attrs.get("attributeTypes").into_iter().flatten())
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        Ok(wanted
+            .iter()
+            .filter(|name| {
+                let quoted = format!("'{}'", name.to_ascii_lowercase());
+                !definitions.iter().any(|d| d.contains(&quoted))
+            })
+            .map(|s| (*s).to_string())
+            .collect())
+    }
+
+    /// Fails with [`Error::SchemaMissing`] unless the msRTCSIP attributes pcsync needs exist.
+    pub async fn require_schema(&mut self) -> Result<(), Error> {
+        let missing = self
+            .missing_schema_attributes(attr::REQUIRED_SCHEMA)
+            .await?;
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::SchemaMissing {
+                url: self.url.to_string(),
+                missing,
+            })
+        }
+    }
+
+    /// Whether an entry exists (a base-scope search; LDAP 32 means no).
+    pub async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
+        match self
+            .search_all(
+                dn.as_str(),
+                Scope::Base,
+                "(objectClass=*)",
+                &["1.1"],
+                "reading",
+            )
+            .await
+        {
+            Ok(entries) => Ok(!entries.is_empty()),
+            Err(Error::NoSuchBase { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Streams every SIP-enabled object under `base` (subtree, paged) to `on_object`.
+    ///
+    /// Objects within `skip_within` are counted as skipped and not converted: callers use it to
+    /// avoid seeing the endpoint container twice when it lies under the users' base.
+    /// `what` names the base in errors ("base DN", "endpoint container").
+    pub async fn for_each_sip_object(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        mut on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        let mut stats = SearchStats::default();
+        let adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
+            vec![Box::new(PagedResults::new(self.page_size as i32))];
+        let op = format!("search under {base}");
+        let mut stream = self
+            .ldap
+            .with_timeout(self.timeout)
+            .streaming_search_with(
+                adapters,
+                base.as_str(),
+                Scope::Subtree,
+                SIP_ENABLED_FILTER,
+                attr::SEARCHED,
+            )
+            .await
+            .map_err(|e| self.op_error(&op, e))?;
+        loop {
+            let entry: ResultEntry = match stream.next().await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = stream.finish().await;
+                    return Err(self.op_error(&op, e));
+                }
+            };
+            if entry.is_ref() {
+                stats.references += 1;
+                continue;
+            }
+            if entry.is_intermediate() {
+                continue;
+            }
+            let entry = SearchEntry::construct(entry);
+            if let Some(skip) = skip_within
+                && Dn::parse(&entry.dn).is_ok_and(|dn| dn.is_within(skip))
+            {
+                stats.skipped += 1;
+                continue;
+            }
+            stats.entries += 1;
+            if let Some(object) = DirectoryObject::from_attributes(
+                &entry.dn,
+                to_attributes(entry.attrs, entry.bin_attrs),
+                classifier,
+                findings,
+            ) {
+                on_object(object);
+            }
+        }
+        let result = stream.finish().await;
+        self.check_search_result(what, base.as_str(), &op, result)?;
+        if stats.references > 0 {
+            debug!(%base, references = stats.references, "ignored continuation references");
+        }
+        Ok(stats)
+    }
+
+    /// A small unpaged search whose result fits in memory (root DSE, schema, one entry).
+    async fn search_all(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        op: &str,
+    ) -> Result<Vec<SearchEntry>, Error> {
+        let result = self
+            .ldap
+            .with_timeout(self.timeout)
+            .search(base, scope, filter, attrs.to_vec())
+            .await
+            .map_err(|e| self.op_error(op, e))?;
+        let (entries, res) = (result.0, result.1);
+        self.check_search_result("entry", base, op, res)?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(SearchEntry::construct)
+            .collect())
+    }
+
+    fn check_search_result(
+        &self,
+        what: &'static str,
+        base: &str,
+        op: &str,
+        res: LdapResult,
+    ) -> Result<(), Error> {
+        let url = self.url.to_string();
+        match res.rc {
+            0 => Ok(()),
+            // A referral for the base itself: treat as absent here, never chase it.
+            10 => Ok(()),
+            4 => Err(Error::SizeLimit {
+                base: base.to_string(),
+                url,
+                text: res.text,
+            }),
+            32 => Err(Error::NoSuchBase {
+                what,
+                dn: base.to_string(),
+                url,
+                text: res.text,
+            }),
+            3 => Err(Error::Timeout {
+                op: op.to_string(),
+                url,
+                secs: self.timeout.as_secs_f64(),
+            }),
+            rc => Err(Error::Operation {
+                op: op.to_string(),
+                url,
+                rc,
+                text: res.text,
+            }),
+        }
+    }
+
+    fn op_error(&self, op: &str, e: LdapError) -> Error {
+        let url = self.url.to_string();
+        match e {
+            LdapError::Timeout { .. } => Error::Timeout {
+                op: op.to_string(),
+                url,
+                secs: self.timeout.as_secs_f64(),
+            },
+            LdapError::LdapResult { result } => Error::Operation {
+                op: op.to_string(),
+                url,
+                rc: result.rc,
+                text: result.text,
+            },
+            other => Error::ConnectionLost {
+                op: op.to_string(),
+                url,
+                reason: describe(&other),
+            },
+        }
+    }
+
+    /// Ends the session politely; errors are irrelevant at that point.
+    pub async fn close(mut self) {
+        let _ = self.ldap.unbind().await;
+    }
+}
+
+enum ConnectError {
+    /// Try the next server.
+    Unreachable(String),
+    /// Stop: the next server would fail the same way.
+    Fatal(Error),
+}
+
+/// ldap3's error text, reduced to its useful part ("connection refused", "invalid peer
+/// certificate: UnknownIssuer").
+fn describe(e: &LdapError) -> String {
+    match e {
+        LdapError::Io { source } => {
+            let text = source.to_string();
+            match source.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                _ => text,
+            }
+        }
+        LdapError::Timeout { .. } => "timed out".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A rustls client config with the ring provider (the only one in our build) and either the
+/// private CA from `ca_file` or the system's roots.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A malformed system certificate should not stop the others from working.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA certificates (set directory.tls_ca_file)".to_string());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// ldap3 splits values into UTF-8 `attrs` and binary `bin_attrs`; we keep both as bytes.
+fn to_attributes(
+    attrs: std::collections::HashMap<String, Vec<String>>,
+    bin_attrs: std::collections::HashMap<String, Vec<Vec<u8>>>,
+) -> Attributes {
+    let mut out = Attributes::new();
+    for (name, values) in attrs {
+        out.insert(&name, values.into_iter().map(String::into_bytes).collect());
+    }
+    for (name, values) in bin_attrs {
+        out.insert(&name, values);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_config_builds_with_the_ring_provider_from_a_private_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["test-ca".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.pem()).unwrap();
+        tls_config(Some(&path)).unwrap();
+    }
+
+    #[test]
+    fn tls_config_reports_a_missing_ca_file() {
+        let e = tls_config(Some(std::path::Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(
+            e.starts_with("cannot read CA file /nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_render_as_one_line_naming_the_culprit() {
+        let e = Error::InvalidCredentials {
+            url: "ldap://127.0.0.1:389".into(),
+            dn: "cn=admin,dc=contoso,dc=com".into(),
+            text:
+                "80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 52e\n"
+                    .into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "bind as cn=admin,dc=contoso,dc=com to ldap://127.0.0.1:389 failed: invalid credentials (LDAP 49): 80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 52e"
+        );
+        let e = Error::NoSuchBase {
+            what: "base DN",
+            dn: "dc=wrong,dc=com".into(),
+            url: "ldap://127.0.0.1:389".into(),
+            text: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "base DN dc=wrong,dc=com does not exist on ldap://127.0.0.1:389 (LDAP 32)"
+        );
+        let e = Error::Unreachable {
+            attempts: vec![
+                Attempt {
+                    url: "ldap://127.0.0.1:1".into(),
+                    reason: "connection refused".into(),
+                },
+                Attempt {
+                    url: "ldaps://[::1]:2".into(),
+                    reason: "timed out".into(),
+                },
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "no directory server answered: ldap://127.0.0.1:1: connection refused; ldaps://[::1]:2: timed out"
+        );
+        assert!(!e.to_string().contains('\n'));
+    }
+}
