@@ -1,0 +1,169 @@
+//! `pcsync inventory`: every SIP-enabled object, streamed as it is read.
+//!
+//! Rows are written as the directory returns them (no sorting, no buffering), so a directory of
+//! hundreds of thousands of users lists in constant memory. Findings follow the rows, then a
+//! summary line. `--format json` writes one JSON document:
+//! `{"objects": [...], "findings": [...], "summary": {...}}`.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Format, load_settings, report_error};
+use crate::config::Settings;
+use crate::exit;
+use crate::inventory;
+use crate::ldap::Directory;
+use crate::model::{DirectoryObject, Enabled, Finding, ObjectKind};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// One object as `inventory` shows it.
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    dn: &'a str,
+    kind: ObjectKind,
+    sip_uri: Option<&'a str>,
+    /// "TRUE", "FALSE", or null when absent.
+    enabled: Option<&'static str>,
+    /// The configured pool FQDN whose home_server_dn matches, if any.
+    pool: Option<&'a str>,
+    home_server_dn: Option<&'a str>,
+    owner_urn: Option<&'a str>,
+    display_name: Option<&'a str>,
+}
+
+impl<'a> Row<'a> {
+    fn new(o: &'a DirectoryObject, settings: &'a Settings) -> Row<'a> {
+        Row {
+            dn: o.dn.as_str(),
+            kind: o.kind,
+            sip_uri: o.sip_uri.as_ref().map(|u| u.as_str()),
+            enabled: match o.enabled {
+                Enabled::True => Some("TRUE"),
+                Enabled::False => Some("FALSE"),
+                Enabled::Absent => None,
+            },
+            pool: o
+                .home_server_dn
+                .as_ref()
+                .and_then(|dn| settings.pool_by_home_server(dn))
+                .map(|p| p.fqdn.as_str()),
+            home_server_dn: o.home_server_dn.as_ref().map(|d| d.as_str()),
+            owner_urn: o.owner_urn.as_deref(),
+            display_name: o.display_name.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    objects: u64,
+    users: u64,
+    contacts: u64,
+    other: u64,
+    findings: usize,
+}
+
+pub async fn run(cli: &Cli, args: &Args) -> u8 {
+    let settings = match load_settings(cli) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut dir = match Directory::connect(&settings.directory).await {
+        Ok(dir) => dir,
+        Err(e) => return report_error(&e),
+    };
+    if let Err(e) = dir.require_schema().await {
+        return report_error(&e);
+    }
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut summary = Summary::default();
+    let mut write_error: Option<std::io::Error> = None;
+    let json = args.format == Format::Json;
+    let mut remember = |r: std::io::Result<()>| {
+        if let Err(e) = r {
+            write_error.get_or_insert(e);
+        }
+    };
+    remember(if json {
+        write!(out, "{{\"objects\":[")
+    } else {
+        writeln!(
+            out,
+            "{:<8} {:<7} {:<40} {:<24} DN",
+            "KIND", "ENABLED", "SIP URI", "POOL"
+        )
+    });
+    let mut findings: Vec<Finding> = Vec::new();
+    let scanned = inventory::scan(&mut dir, &settings, &mut findings, |o| {
+        let row = Row::new(&o, &settings);
+        let r = if json {
+            let sep = if summary.objects == 0 { "" } else { "," };
+            serde_json::to_string(&row)
+                .map_err(std::io::Error::other)
+                .and_then(|text| write!(out, "{sep}{text}"))
+        } else {
+            writeln!(
+                out,
+                "{:<8} {:<7} {:<40} {:<24} {}",
+                row.kind.to_string(),
+                row.enabled.unwrap_or("-"),
+                row.sip_uri.unwrap_or("-"),
+                row.pool.unwrap_or(if row.home_server_dn.is_some() {
+                    "(unknown)"
+                } else {
+                    "-"
+                }),
+                row.dn
+            )
+        };
+        remember(r);
+        summary.objects += 1;
+        match o.kind {
+            ObjectKind::User => summary.users += 1,
+            ObjectKind::Contact => summary.contacts += 1,
+            ObjectKind::Other => summary.other += 1,
+        }
+    })
+    .await;
+    dir.close().await;
+    if let Err(e) = scanned {
+        // Partial output is worse than none for a script; end the JSON so it still parses.
+        let _ = out.flush();
+        return report_error(&e);
+    }
+    summary.findings = findings.len();
+    let r = if json {
+        serde_json::to_string(&findings)
+            .and_then(|f| serde_json::to_string(&summary).map(|s| (f, s)))
+            .map_err(std::io::Error::other)
+            .and_then(|(f, s)| writeln!(out, "],\"findings\":{f},\"summary\":{s}}}"))
+    } else {
+        let mut r = Ok(());
+        for f in &findings {
+            r = r.and_then(|()| writeln!(out, "finding {}: {}: {}", f.kind, f.dn, f.reason));
+        }
+        r.and_then(|()| {
+            writeln!(
+                out,
+                "{} object(s): {} user(s), {} contact(s), {} other; {} finding(s)",
+                summary.objects, summary.users, summary.contacts, summary.other, summary.findings
+            )
+        })
+    };
+    if let Some(e) = write_error.or(r.err()).or(out.flush().err()) {
+        // A closed pipe (`| head`) is not worth a message.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return report_error(&format!("cannot write output: {e}"));
+        }
+    }
+    exit::OK
+}
