@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one command that runs every test of pcsync on a fresh Debian machine:
+# installs the real servers the integration tests use (scripts/deps.sh; as root), checks
+# formatting and lints, then runs the unit and integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/test.sh: cargo not found; install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+echo "== cargo fmt --check" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings" >&2
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test" >&2
+cargo test --locked
