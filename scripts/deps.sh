@@ -34,8 +34,8 @@ trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 echo "scripts/deps.sh: installing ${need[*]}" >&2
-if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; then
+if ! apt-get install -y -q "${need[@]}" >/dev/null; then
   # A fresh machine may have no package lists yet.
   apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  apt-get install -y -q "${need[@]}" >/dev/null
 fi
