@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use crate::cli::progress::Progress;
 use crate::cli::{Cli, Format};
 use crate::config::{self, Settings};
 use crate::exit;
@@ -55,6 +56,7 @@ impl Report {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> u8 {
+    let mut progress = Progress::new(cli.quiet || args.format == Format::Json);
     let mut report = Report {
         format: args.format,
         checks: Vec::new(),
@@ -79,11 +81,11 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             settings.migrations.len()
         ),
     );
-    check_directory(&settings, &mut report).await;
+    check_directory(&settings, &mut report, &mut progress).await;
     report.finish()
 }
 
-async fn check_directory(settings: &Settings, report: &mut Report) {
+async fn check_directory(settings: &Settings, report: &mut Report, progress: &mut Progress) {
     let mut dir = match Directory::connect(&settings.directory).await {
         Ok(dir) => dir,
         Err(e) => {
@@ -184,6 +186,7 @@ async fn check_directory(settings: &Settings, report: &mut Report) {
     let mut findings = Vec::new();
     let (mut users, mut contacts, mut other, mut enabled) = (0u64, 0u64, 0u64, 0u64);
     let scanned = inventory::scan(&mut dir, settings, &mut findings, |o| {
+        progress.tick();
         match o.kind {
             ObjectKind::User => users += 1,
             ObjectKind::Contact => contacts += 1,
@@ -194,6 +197,7 @@ async fn check_directory(settings: &Settings, report: &mut Report) {
         }
     })
     .await;
+    progress.finish();
     match scanned {
         Ok(_) => report.add(
             "objects",

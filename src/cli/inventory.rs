@@ -9,6 +9,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::cli::progress::Progress;
 use crate::cli::{Cli, Format, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
@@ -103,6 +104,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         )
     });
     let mut findings: Vec<Finding> = Vec::new();
+    let mut progress = Progress::new(cli.quiet);
     let scanned = inventory::scan(&mut dir, &settings, &mut findings, |o| {
         let row = Row::new(&o, &settings);
         let r = if json {
@@ -126,6 +128,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             )
         };
         remember(r);
+        progress.tick();
         summary.objects += 1;
         match o.kind {
             ObjectKind::User => summary.users += 1,
@@ -134,6 +137,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         }
     })
     .await;
+    progress.finish();
     dir.close().await;
     if let Err(e) = scanned {
         // Partial output is worse than none for a script; end the JSON so it still parses.

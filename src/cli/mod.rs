@@ -7,19 +7,28 @@
 
 mod check;
 mod inventory;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, ConfigError, DEFAULT_CONFIG_PATH, Settings};
 use crate::exit;
 
+/// `pcsync --version`: the crate version and the git revision it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("PCSYNC_GIT_REV"),
+    ")"
+);
+
 /// Keeps legacy Group Chat clients working after a move to Lync 2013 / Skype for Business
 /// Persistent Chat.
 #[derive(Debug, Parser)]
-#[command(name = "pcsync", version, about, after_help = exit::HELP)]
+#[command(name = "pcsync", version = VERSION, about, after_help = exit::HELP)]
 pub struct Cli {
     /// Configuration file (TOML); PCSYNC__SECTION__KEY environment variables override it.
     #[arg(long, global = true, env = "PCSYNC_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
@@ -64,6 +73,18 @@ Prints one line per check and exits 0 when all pass, 1 otherwise."
         after_help = "Example:\n  pcsync inventory --format json | jq '.objects[] | select(.kind == \"contact\")'"
     )]
     Inventory(inventory::Args),
+
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  pcsync completions bash > /etc/bash_completion.d/pcsync")]
+    Completions {
+        /// The shell to generate for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff) for pcsync and its commands.
+    #[command(after_help = "Example:\n  pcsync man > /usr/local/share/man/man1/pcsync.1")]
+    Man,
 }
 
 /// The entry point of the `pcsync` binary.
@@ -88,9 +109,41 @@ pub fn main() -> ExitCode {
         match &cli.command {
             Command::Check(args) => check::run(&cli, args).await,
             Command::Inventory(args) => inventory::run(&cli, args).await,
+            Command::Completions { shell } => completions(*shell),
+            Command::Man => man(),
         }
     });
     ExitCode::from(code)
+}
+
+fn completions(shell: clap_complete::Shell) -> u8 {
+    clap_complete::generate(shell, &mut Cli::command(), "pcsync", &mut std::io::stdout());
+    exit::OK
+}
+
+/// One roff page covering every command, so `man pcsync` documents the whole tool.
+fn man() -> u8 {
+    let command = Cli::command();
+    let mut out: Vec<u8> = Vec::new();
+    let mut result = clap_mangen::Man::new(command.clone()).render(&mut out);
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let sub = sub.clone();
+        result = result.and_then(|()| {
+            out.extend_from_slice(b".SH \"");
+            out.extend_from_slice(b"COMMAND: PCSYNC ");
+            out.extend_from_slice(sub.get_name().to_uppercase().as_bytes());
+            out.extend_from_slice(b"\"\n");
+            let man = clap_mangen::Man::new(sub);
+            man.render_description_section(&mut out)?;
+            man.render_options_section(&mut out)?;
+            man.render_extra_section(&mut out)
+        });
+    }
+    use std::io::Write;
+    match result.and_then(|()| std::io::stdout().write_all(&out)) {
+        Ok(()) => exit::OK,
+        Err(e) => report_error(&format!("cannot write the manual page: {e}")),
+    }
 }
 
 fn init_logging(format: LogFormat, quiet: bool) {
