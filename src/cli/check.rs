@@ -117,6 +117,17 @@ async fn check_directory(settings: &Settings, report: &mut Report) {
             }
         ),
     );
+    let caps = dir.capabilities();
+    report.add(
+        "watch",
+        true,
+        format!("{} ({})", caps.watch, caps.watch_reason),
+    );
+    report.add(
+        "writes",
+        true,
+        format!("{} ({})", caps.writes, caps.writes_reason),
+    );
     match dir.missing_schema_attributes(attr::REQUIRED_SCHEMA).await {
         Ok(missing) if missing.is_empty() => report.add(
             "schema",

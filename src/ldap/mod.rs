@@ -7,8 +7,10 @@
 //! are counted and ignored, never chased. Every search checks its final result code, so a size
 //! limit is an error rather than a silently short answer. Nothing here panics on server data.
 
+mod capabilities;
 mod error;
 
+pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch, oid};
 pub use error::{Attempt, Error};
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct RootDse {
     pub naming_contexts: Vec<String>,
     pub supported_controls: Vec<String>,
     pub supported_extensions: Vec<String>,
+    /// AD only: `1.2.840.113556.1.4.800` says "this is Active Directory".
+    pub supported_capabilities: Vec<String>,
     pub subschema_subentry: Option<String>,
     pub vendor_name: Option<String>,
     pub vendor_version: Option<String>,
@@ -68,6 +72,8 @@ pub struct Directory {
     page_size: u32,
     bound_as: Option<String>,
     root_dse: RootDse,
+    /// Chosen from `root_dse` once per connection; nothing sends a control without asking it.
+    capabilities: Capabilities,
     /// The connection driver; aborted on drop so a dropped `Directory` leaves no task behind.
     driver: tokio::task::JoinHandle<()>,
 }
@@ -156,6 +162,14 @@ impl Directory {
                         text,
                     }));
                 }
+                Ok(LdapResult { rc: 8, text, .. }) => {
+                    driver.abort();
+                    return Err(ConnectError::Fatal(Error::StrongAuthRequired {
+                        url: shown,
+                        dn,
+                        text,
+                    }));
+                }
                 Ok(LdapResult { rc, text, .. }) => {
                     driver.abort();
                     return Err(ConnectError::Fatal(Error::Bind {
@@ -178,6 +192,7 @@ impl Directory {
             page_size: settings.page_size,
             bound_as,
             root_dse: RootDse::default(),
+            capabilities: Capabilities::detect(&RootDse::default()),
             driver,
         };
         dir.root_dse = dir.read_root_dse().await.map_err(|e| {
@@ -187,7 +202,15 @@ impl Directory {
                 ConnectError::Fatal(e)
             }
         })?;
-        debug!(url = %dir.url, bound_as = ?dir.bound_as, "connected");
+        dir.capabilities = Capabilities::detect(&dir.root_dse);
+        debug!(
+            url = %dir.url,
+            bound_as = ?dir.bound_as,
+            watch = %dir.capabilities.watch,
+            writes = %dir.capabilities.writes,
+            paged = dir.capabilities.paged_results,
+            "connected"
+        );
         Ok(dir)
     }
 
@@ -205,11 +228,17 @@ impl Directory {
         &self.root_dse
     }
 
+    /// The features chosen for this server from its root DSE.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
     async fn read_root_dse(&mut self) -> Result<RootDse, Error> {
         let attrs = [
             "namingContexts",
             "supportedControl",
             "supportedExtension",
+            "supportedCapabilities",
             "subschemaSubentry",
             "vendorName",
             "vendorVersion",
@@ -238,6 +267,7 @@ impl Directory {
             naming_contexts: get("namingContexts"),
             supported_controls: controls,
             supported_extensions: get("supportedExtension"),
+            supported_capabilities: get("supportedCapabilities"),
             subschema_subentry: first("subschemaSubentry"),
             vendor_name: first("vendorName"),
             vendor_version: first("vendorVersion"),
@@ -329,8 +359,14 @@ impl Directory {
         mut on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
-        let adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
-            vec![Box::new(PagedResults::new(self.page_size as i32))];
+        // Page only where the server advertises it (every AD and slapd does). ldap3 sends the
+        // control non-critical (pinned by a unit test), so even a wrong guess could not cost
+        // the connection; no other control is ever attached to a search.
+        let mut adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
+            Vec::new();
+        if self.capabilities.paged_results {
+            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
+        }
         let op = format!("search under {base}");
         let mut stream = self
             .ldap
@@ -613,5 +649,15 @@ mod tests {
             "no directory server answered: ldap://127.0.0.1:1: connection refused; ldaps://[::1]:2: timed out"
         );
         assert!(!e.to_string().contains('\n'));
+        let e = Error::StrongAuthRequired {
+            url: "ldap://127.0.0.1:389".into(),
+            dn: "CN=svc-pcsync,OU=Service Accounts,DC=contoso,DC=com".into(),
+            text: "BindSimple: Transport encryption required.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "bind as CN=svc-pcsync,OU=Service Accounts,DC=contoso,DC=com to ldap://127.0.0.1:389 refused: the server requires an encrypted connection (LDAP 8, strongerAuthRequired): BindSimple: Transport encryption required.; use ldaps:// or starttls = true"
+        );
+        assert_eq!(e.rc(), Some(8));
     }
 }

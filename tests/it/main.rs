@@ -5,6 +5,7 @@
 // allow-unwrap-in-tests covers #[test] functions only, not the shared helpers here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ad;
 mod common;
 mod directory;
 mod schema;
