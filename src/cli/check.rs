@@ -117,7 +117,17 @@ async fn check_directory(settings: &Settings, report: &mut Report) {
             }
         ),
     );
-    let caps = dir.capabilities();
+    let bases = [
+        &settings.directory.base_dn,
+        &settings.layout.endpoint_container,
+    ];
+    let caps = match dir.verify_dirsync(&bases).await {
+        Ok(caps) => caps.clone(),
+        Err(e) => {
+            report.add("watch", false, e.to_string());
+            return;
+        }
+    };
     report.add(
         "watch",
         true,

@@ -113,8 +113,8 @@ impl Capabilities {
             (
                 LiveWatch::DirSync,
                 format!(
-                    "no syncrepl {} advertised; server advertises DirSync {} (needs \
-                     Replicating Directory Changes, else uSNChanged polling)",
+                    "no syncrepl {} advertised; DirSync {} advertised; the account's right to \
+                     use it is not verified yet",
                     oid::SYNCREPL,
                     oid::DIRSYNC
                 ),
@@ -165,6 +165,46 @@ impl Capabilities {
             paged_results: dse.supports_control(oid::PAGED_RESULTS),
             active_directory,
         }
+    }
+}
+
+impl Capabilities {
+    /// DirSync worked on every naming context pcsync reads (`ncs`).
+    pub fn dirsync_verified(mut self, ncs: &[String]) -> Capabilities {
+        if self.watch == LiveWatch::DirSync {
+            self.watch_reason = format!(
+                "no syncrepl {} advertised; DirSync {} advertised and allowed on {}",
+                oid::SYNCREPL,
+                oid::DIRSYNC,
+                ncs.join(", ")
+            );
+        }
+        self
+    }
+
+    /// DirSync is advertised but the server refused it on naming context `nc` (the account
+    /// lacks "Replicating Directory Changes"): fall back to uSNChanged polling (or a rescan on
+    /// a server that is not AD), keeping the server's diagnostic verbatim.
+    pub fn dirsync_refused(mut self, nc: &str, rc: u32, text: &str) -> Capabilities {
+        let fallback = if self.active_directory {
+            LiveWatch::UsnPolling
+        } else {
+            LiveWatch::Rescan
+        };
+        let text = text.trim().replace(['\r', '\n'], " ");
+        self.watch = fallback;
+        self.watch_reason = format!(
+            "DirSync {} advertised but refused on {nc} (LDAP {rc}{}{text}): grant \
+             Replicating Directory Changes for DirSync{}",
+            oid::DIRSYNC,
+            if text.is_empty() { "" } else { ": " },
+            if fallback == LiveWatch::UsnPolling {
+                "; Active Directory has uSNChanged"
+            } else {
+                ""
+            }
+        );
+        self
     }
 }
 
@@ -240,7 +280,9 @@ mod tests {
         assert!(
             c.watch_reason
                 .contains("no syncrepl 1.3.6.1.4.1.4203.1.9.1.1 advertised")
-                && c.watch_reason.contains("DirSync 1.2.840.113556.1.4.841"),
+                && c.watch_reason
+                    .contains("DirSync 1.2.840.113556.1.4.841 advertised")
+                && c.watch_reason.contains("not verified"),
             "{}",
             c.watch_reason
         );
@@ -251,6 +293,33 @@ mod tests {
         );
         assert!(c.paged_results);
         assert!(c.active_directory);
+    }
+
+    #[test]
+    fn a_refused_dirsync_falls_back_to_usn_polling_with_the_diagnostic() {
+        let c = Capabilities::detect(&dse(SAMBA_CONTROLS, SAMBA_CAPABILITIES)).dirsync_refused(
+            "DC=contoso,DC=com",
+            50,
+            "error in module dirsync: insufficient access rights during LDB_SEARCH\n",
+        );
+        assert_eq!(c.watch, LiveWatch::UsnPolling);
+        assert_eq!(
+            c.watch_reason,
+            "DirSync 1.2.840.113556.1.4.841 advertised but refused on DC=contoso,DC=com \
+             (LDAP 50: error in module dirsync: insufficient access rights during LDB_SEARCH): \
+             grant Replicating Directory Changes for DirSync; Active Directory has uSNChanged"
+        );
+        let c = Capabilities::detect(&dse(SAMBA_CONTROLS, SAMBA_CAPABILITIES)).dirsync_verified(&[
+            "DC=contoso,DC=com".into(),
+            "CN=Configuration,DC=contoso,DC=com".into(),
+        ]);
+        assert_eq!(c.watch, LiveWatch::DirSync);
+        assert!(
+            c.watch_reason
+                .ends_with("allowed on DC=contoso,DC=com, CN=Configuration,DC=contoso,DC=com"),
+            "{}",
+            c.watch_reason
+        );
     }
 
     #[test]

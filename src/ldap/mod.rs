@@ -326,6 +326,56 @@ impl Directory {
         }
     }
 
+    /// Checks that the account may use DirSync on the naming contexts holding `bases`, when
+    /// DirSync is the chosen watch, and falls back (uSNChanged polling) where it may not.
+    ///
+    /// One base-scope DirSync search per naming context, flags 0: without the object-security
+    /// flag AD requires "Replicating Directory Changes", the right a watch needs to see
+    /// deletions. The control is sent critical only because the server advertised it.
+    pub async fn verify_dirsync(&mut self, bases: &[&Dn]) -> Result<&Capabilities, Error> {
+        if self.capabilities.watch != LiveWatch::DirSync {
+            return Ok(&self.capabilities);
+        }
+        let mut ncs: Vec<String> = Vec::new();
+        for base in bases {
+            let nc = naming_context_of(&self.root_dse.naming_contexts, base)
+                .unwrap_or_else(|| base.as_str().to_string());
+            if !ncs.iter().any(|n| n.eq_ignore_ascii_case(&nc)) {
+                ncs.push(nc);
+            }
+        }
+        for nc in &ncs {
+            let op = format!("DirSync probe of {nc}");
+            let result = self
+                .ldap
+                .with_timeout(self.timeout)
+                .with_controls(ldap3::controls::RawControl {
+                    ctype: oid::DIRSYNC.to_string(),
+                    crit: true,
+                    val: Some(DIRSYNC_PROBE_VALUE.to_vec()),
+                })
+                .search(nc, Scope::Base, "(objectClass=*)", vec!["1.1"])
+                .await
+                .map_err(|e| self.op_error(&op, e))?;
+            match result.1 {
+                LdapResult { rc: 0, .. } => {}
+                // insufficientAccessRights, unwillingToPerform: not for this account.
+                LdapResult {
+                    rc: rc @ (50 | 53),
+                    text,
+                    ..
+                } => {
+                    info!(nc = %nc, rc, text = %text.trim(), "DirSync refused; polling uSNChanged instead");
+                    self.capabilities = self.capabilities.clone().dirsync_refused(nc, rc, &text);
+                    return Ok(&self.capabilities);
+                }
+                res => self.check_search_result("naming context", nc, &op, res)?,
+            }
+        }
+        self.capabilities = self.capabilities.clone().dirsync_verified(&ncs);
+        Ok(&self.capabilities)
+    }
+
     /// Whether an entry exists (a base-scope search; LDAP 32 means no).
     pub async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
         match self
@@ -510,6 +560,20 @@ impl Directory {
     }
 }
 
+/// DirSync request value (MS-ADTS 3.1.1.3.4.1.3): SEQUENCE { flags 0, maxBytes 0 (server
+/// default), cookie "" }.
+const DIRSYNC_PROBE_VALUE: [u8; 10] = [0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00];
+
+/// The naming context (from the root DSE) that holds `dn`: the longest one it lies within.
+fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<String> {
+    naming_contexts
+        .iter()
+        .filter_map(|nc| Dn::parse(nc).ok().map(|parsed| (nc, parsed)))
+        .filter(|(_, parsed)| dn == parsed || dn.is_within(parsed))
+        .max_by_key(|(nc, _)| nc.len())
+        .map(|(nc, _)| nc.clone())
+}
+
 enum ConnectError {
     /// Try the next server.
     Unreachable(String),
@@ -598,6 +662,41 @@ mod tests {
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, ca.pem()).unwrap();
         tls_config(Some(&path)).unwrap();
+    }
+
+    #[test]
+    fn the_naming_context_of_a_dn_is_the_longest_that_holds_it() {
+        let ncs: Vec<String> = [
+            "DC=contoso,DC=com",
+            "CN=Configuration,DC=contoso,DC=com",
+            "CN=Schema,CN=Configuration,DC=contoso,DC=com",
+        ]
+        .map(String::from)
+        .to_vec();
+        let of = |dn: &str| naming_context_of(&ncs, &Dn::parse(dn).unwrap());
+        assert_eq!(
+            of("CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com")
+                .as_deref(),
+            Some("CN=Configuration,DC=contoso,DC=com")
+        );
+        assert_eq!(
+            of("dc=contoso,dc=com").as_deref(),
+            Some("DC=contoso,DC=com")
+        );
+        assert_eq!(
+            of("OU=People,DC=contoso,DC=com").as_deref(),
+            Some("DC=contoso,DC=com")
+        );
+        assert_eq!(of("DC=fabrikam,DC=com"), None);
+    }
+
+    #[test]
+    fn the_dirsync_probe_value_is_the_ber_of_an_empty_request() {
+        // 30 08 (SEQUENCE, 8 bytes) 02 01 00 (flags 0) 02 01 00 (maxBytes 0) 04 00 (cookie "").
+        assert_eq!(
+            DIRSYNC_PROBE_VALUE[1] as usize,
+            DIRSYNC_PROBE_VALUE.len() - 2
+        );
     }
 
     #[test]

@@ -57,10 +57,13 @@ fn check_reports_all_green_against_active_directory() {
             && dse.contains("DC=contoso,DC=com, CN=Configuration,DC=contoso,DC=com"),
         "{dse}"
     );
+    // The service account has no "Replicating Directory Changes": DirSync is refused with
+    // AD's diagnostic, and the watch falls back to uSNChanged polling.
     assert_eq!(
         ok_line(&stdout, "watch"),
-        "dirsync (no syncrepl 1.3.6.1.4.1.4203.1.9.1.1 advertised; server advertises DirSync \
-         1.2.840.113556.1.4.841 (needs Replicating Directory Changes, else uSNChanged polling))"
+        "usn-polling (DirSync 1.2.840.113556.1.4.841 advertised but refused on DC=contoso,DC=com \
+         (LDAP 50: error in module dirsync: insufficient access rights during LDB_SEARCH (50)): grant \
+         Replicating Directory Changes for DirSync; Active Directory has uSNChanged)"
     );
     assert_eq!(
         ok_line(&stdout, "writes"),
@@ -75,6 +78,30 @@ fn check_reports_all_green_against_active_directory() {
              enabled; 1 finding(s)"
         )),
         "{objects}"
+    );
+}
+
+/// An account with "Replicating Directory Changes" (here the administrator) gets DirSync, on
+/// both naming contexts pcsync reads.
+#[test]
+fn check_chooses_dirsync_where_the_account_has_the_right() {
+    let dc = samba::samba();
+    let work = tempfile::tempdir().unwrap();
+    let assert = pcsync_ad(&dc, work.path())
+        .env("PCSYNC__DIRECTORY__BIND_DN", &dc.admin_dn)
+        .env(
+            "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+            &dc.admin_password_file,
+        )
+        .arg("check")
+        .assert();
+    let (stdout, _) = output(&assert);
+    assert.code(0);
+    assert_eq!(
+        ok_line(&stdout, "watch"),
+        "dirsync (no syncrepl 1.3.6.1.4.1.4203.1.9.1.1 advertised; DirSync \
+         1.2.840.113556.1.4.841 advertised and allowed on DC=contoso,DC=com, \
+         CN=Configuration,DC=contoso,DC=com)"
     );
 }
 
@@ -221,6 +248,7 @@ fn continuation_references_from_active_directory_are_ignored() {
     );
     assert_eq!(stats.base.skipped, 0, "the container is not under base_dn");
     assert_eq!(findings.len(), 1, "{findings:?}");
+    // Before verify_dirsync, the choice comes from the root DSE alone.
     assert_eq!(caps.watch, pcsync::ldap::LiveWatch::DirSync);
     assert_eq!(caps.writes, pcsync::ldap::ConditionalWrites::CompareAndSwap);
     assert!(caps.active_directory && caps.paged_results);
@@ -449,4 +477,17 @@ fn restore_seed_puts_deleted_objects_and_rights_back() {
         ),
     )
     .unwrap();
+}
+
+/// A second DC (another test run on this host, a system slapd or samba) would find the fixed
+/// ports taken: the fixture says which port, instead of Samba's log failing somewhere.
+#[test]
+fn a_taken_port_fails_with_a_message_naming_it() {
+    let _dc = samba::samba();
+    let panic = std::panic::catch_unwind(samba::require_free_ports).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        message.starts_with("port 389 on 127.0.0.1 is taken by another process"),
+        "{message}"
+    );
 }

@@ -188,6 +188,8 @@ impl SambaDc {
             .expect("create temp dir");
         // The watchdog removes it at exit; `keep` stops TempDir from removing it at drop.
         let dir = tmp.keep();
+        // First, so that even a death during provisioning leaves nothing behind.
+        let watchdog_stdin = spawn_watchdog(&dir);
         let admin_password = format!("Adm1n-{}", random_hex());
         let service_password = format!("Svc-{}-9x", random_hex());
         let admin_password_file = dir.join("admin.pw");
@@ -200,7 +202,7 @@ impl SambaDc {
         provision(&dir, &admin_password, &pki);
         let conf = dir.join("etc/smb.conf");
         let (pid, exit, samba_stdin) = spawn_dc(&samba, &conf, &log);
-        let watchdog_stdin = spawn_watchdog(pid, &dir);
+        fs::write(dir.join(PID_FILE), pid.to_string()).expect("write the DC's pid file");
 
         let mut dc = SambaDc {
             ldaps_url: "ldaps://127.0.0.1:636".to_owned(),
@@ -328,7 +330,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// Fails clearly when another process holds one of Samba's fixed ports.
-fn require_free_ports() {
+pub fn require_free_ports() {
     for port in PORTS {
         for host in ["127.0.0.1", "[::1]"] {
             let addr = format!("{host}:{port}");
@@ -375,7 +377,7 @@ fn provision(dir: &Path, admin_password: &str, pki: &super::slapd::TestPki) {
     for sub in ["run", "ncalrpc", "winbindd", "ntp_signd"] {
         fs::create_dir_all(dir.join(sub)).expect("create samba dir");
     }
-    let mut cmd = Command::new("samba-tool");
+    let mut cmd = samba_tool();
     cmd.args(["domain", "provision", "--targetdir"])
         .arg(dir)
         .args([
@@ -404,6 +406,13 @@ fn provision(dir: &Path, admin_password: &str, pki: &super::slapd::TestPki) {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
+}
+
+/// `samba-tool`, killed if this test thread dies first (a provision takes seconds).
+fn samba_tool() -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--pdeathsig", "KILL", "--", "samba-tool"]);
+    cmd
 }
 
 /// Starts `samba -i` from a thread that lives as long as the DC (see the module docs).
@@ -449,13 +458,22 @@ fn spawn_dc(samba: &Path, conf: &Path, log: &Path) -> (u32, ExitSlot, ChildStdin
     }
 }
 
-/// Starts the watchdog that kills the DC by PID and removes `dir` once this process is gone.
-fn spawn_watchdog(pid: u32, dir: &Path) -> ChildStdin {
+/// Where the fixture records the DC's PID for the watchdog (relative to the temp dir).
+const PID_FILE: &str = "dc.pid";
+
+/// Starts the watchdog that, once this process is gone, kills the DC by the PID recorded in
+/// [`PID_FILE`] (if it outlives its own EOF and death-signal exits by 10 s) and removes `dir`.
+fn spawn_watchdog(dir: &Path) -> ChildStdin {
+    // A zombie (dead, not yet reaped by init) counts as gone.
     const SCRIPT: &str = r#"cat >/dev/null
-i=0
-while kill -0 "$1" 2>/dev/null && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-if kill -0 "$1" 2>/dev/null; then kill -KILL "$1"; fi
-if [ "$3" != keep ]; then rm -rf -- "$2"; fi
+pid=$(cat "$1/dc.pid" 2>/dev/null || true)
+alive() { kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ]; }
+if [ -n "$pid" ]; then
+  i=0
+  while alive && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+  if alive; then kill -KILL "$pid"; fi
+fi
+if [ "$2" != keep ]; then rm -rf -- "$1"; fi
 "#;
     let keep = if std::env::var_os(KEEP_DIR_ENV).is_some() {
         "keep"
@@ -464,7 +482,6 @@ if [ "$3" != keep ]; then rm -rf -- "$2"; fi
     };
     let mut child = Command::new("setsid")
         .args(["sh", "-c", SCRIPT, "pcsync-samba-watchdog"])
-        .arg(pid.to_string())
         .arg(dir)
         .arg(keep)
         .stdin(Stdio::piped())
@@ -897,7 +914,7 @@ impl SambaDc {
 
     /// `samba-tool dsacl set` on the DC's own database (safe while it runs: ldb locks it).
     fn dsacl_set(&self, dn: &str, sddl: &str) {
-        let out = run(Command::new("samba-tool")
+        let out = run(samba_tool()
             .args(["dsacl", "set", "-H"])
             .arg(self.dir.join("private/sam.ldb"))
             .arg("-s")
