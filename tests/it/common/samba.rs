@@ -43,7 +43,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::slapd::{
-    POLL_INTERVAL, ToolOutput, count_entries, log_tail, random_hex, run, run_with_timeout,
+    POLL_INTERVAL, ToolOutput, count_entries, log_tail, random_hex, run, run_with_timeout, tool,
     write_private, write_test_pki,
 };
 
@@ -967,7 +967,7 @@ impl SambaDc {
     /// An LDAP client tool trusting the test CA (no URL or bind arguments yet); run it with
     /// [`run`].
     pub fn ldap_command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(tool(program));
         cmd.env("LDAPTLS_CACERT", &self.ca_file)
             .env("LDAPTLS_REQCERT", "demand");
         cmd
