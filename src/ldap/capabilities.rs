@@ -32,7 +32,7 @@ pub enum LiveWatch {
     /// RFC 4533 refreshAndPersist.
     Syncrepl,
     /// AD DirSync, one cookie per naming context. Needs "Replicating Directory Changes" (or the
-    /// object-security flag); whether the account has it is only known when the watch runs.
+    /// object-security flag, which hides tombstones); `Directory::verify_dirsync` checks it.
     DirSync,
     /// Poll for `uSNChanged` above the last seen value (per DC).
     UsnPolling,
@@ -166,9 +166,7 @@ impl Capabilities {
             active_directory,
         }
     }
-}
 
-impl Capabilities {
     /// DirSync worked on every naming context pcsync reads (`ncs`).
     pub fn dirsync_verified(mut self, ncs: &[String]) -> Capabilities {
         if self.watch == LiveWatch::DirSync {
