@@ -464,10 +464,24 @@ fn restore_seed_puts_deleted_objects_and_rights_back() {
     dc.delete(ocschat);
     let extra = format!("CN=Extra,{ENDPOINT_CONTAINER_DN}");
     dc.add(&format!("dn: {extra}\nobjectClass: contact\n"));
+    let contoso = WELL_KNOWN_USERS[0];
+    dc.modify(&format!(
+        "dn: {contoso}\nchangetype: modify\nreplace: msRTCSIP-UserEnabled\n\
+         msRTCSIP-UserEnabled: FALSE\n-\nreplace: msRTCSIP-TargetHomeServer\n\
+         msRTCSIP-TargetHomeServer: {}\n-\n",
+        dc.pool_dn("1:2")
+    ));
     dc.restore_seed();
     assert!(dc.exists(ocschat));
     assert!(!dc.exists(&extra));
     assert!(dc.exists(ENDPOINT_DN));
+    let values = dc.search(
+        contoso,
+        "(objectClass=*)",
+        &["msRTCSIP-UserEnabled", "msRTCSIP-TargetHomeServer"],
+    );
+    assert!(values.contains("msRTCSIP-UserEnabled: TRUE"), "{values}");
+    assert!(!values.contains("TargetHomeServer"), "{values}");
     // The re-created user is retirable again.
     dc.service_change(
         "ldapmodify",

@@ -928,10 +928,11 @@ impl SambaDc {
         );
     }
 
-    /// Puts the seed back: re-adds seeded objects a test deleted (with their rights), and
-    /// deletes contacts in Application Contacts that the seed does not have. Values a test
-    /// changed on surviving objects are not reverted.
+    /// Puts the seed back: re-adds seeded objects a test deleted (with their rights), resets
+    /// the seeded attributes of the others (and removes msRTCSIP attributes the seed does not
+    /// give them), and deletes contacts in Application Contacts that the seed does not have.
     pub fn restore_seed(&self) {
+        let mut resets = String::new();
         for record in SEED_CONFIG.split("\n\n").chain(SEED_DOMAIN.split("\n\n")) {
             let record = record.trim();
             if record.is_empty() {
@@ -943,12 +944,16 @@ impl SambaDc {
                 .and_then(|l| l.strip_prefix("dn: "))
                 .expect("seed record starts with dn:");
             if self.exists(dn) {
+                resets.push_str(&reset_ldif(record));
                 continue;
             }
             self.add(record);
             if WELL_KNOWN_USERS.iter().any(|w| w.eq_ignore_ascii_case(dn)) {
                 self.grant_retire_rights(dn);
             }
+        }
+        if !resets.is_empty() {
+            self.modify(&resets);
         }
         let listed = self.search(ENDPOINT_CONTAINER_DN, "(objectClass=contact)", &["1.1"]);
         for line in listed.lines() {
@@ -959,6 +964,47 @@ impl SambaDc {
             }
         }
     }
+}
+
+/// A modify record that sets every attribute of the seed `record` back to its seeded values
+/// and, for users and contacts, clears the msRTCSIP attributes the record does not have.
+fn reset_ldif(record: &str) -> String {
+    let mut lines = record.lines();
+    let dn = lines.next().expect("dn line");
+    let mut attrs: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut sip_capable = false;
+    for line in lines {
+        let (name, value) = line.split_once(": ").expect("attr: value");
+        if name.eq_ignore_ascii_case("objectClass") {
+            sip_capable |= value == "user" || value == "contact";
+            continue;
+        }
+        match attrs.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, values)) => values.push(value),
+            None => attrs.push((name, vec![value])),
+        }
+    }
+    if attrs.is_empty() && !sip_capable {
+        // A bare container: nothing to reset (AD refuses an empty modify).
+        return String::new();
+    }
+    let mut out = format!("{dn}\nchangetype: modify\n");
+    for (name, values) in &attrs {
+        let _ = writeln!(out, "replace: {name}");
+        for value in values {
+            let _ = writeln!(out, "{name}: {value}");
+        }
+        out.push_str("-\n");
+    }
+    if sip_capable {
+        for a in SCHEMA {
+            if !attrs.iter().any(|(n, _)| n.eq_ignore_ascii_case(a.name)) {
+                let _ = write!(out, "replace: {}\n-\n", a.name);
+            }
+        }
+    }
+    out.push('\n');
+    out
 }
 
 // === LDAP helpers ===
