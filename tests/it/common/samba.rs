@@ -5,7 +5,9 @@
 //! temp dir (`samba-tool domain provision`, realm CONTOSO.COM, no DNS, `server services = ldap`,
 //! loopback only, TLS with a CA made by the test), starts it in the foreground as this process's
 //! child, seeds it, and returns a guard of a global mutex: tests that use the DC run one at a
-//! time, and a test that needs a clean slate calls [`SambaDc::restore_seed`].
+//! time, and a test that needs a clean slate calls [`SambaDc::restore_seed`]. Test runs on one
+//! host take turns through a `flock` on `$TMPDIR/pcsync-samba-dc.lock` (several worktrees on one
+//! machine); a port held by anything else fails with a message naming it.
 //!
 //! Lifetime. Statics are never dropped, so nothing in this process can stop the DC at exit.
 //! Instead the DC dies with the process, three ways, each sufficient:
@@ -170,8 +172,9 @@ pub struct SambaDc {
     schema_guids: Vec<(String, String)>,
     log: PathBuf,
     exit: ExitSlot,
-    /// Write ends of the DC's and the watchdog's stdin: closing them (at process exit) ends both.
-    _lifelines: [ChildStdin; 2],
+    /// Write ends of the stdin of the DC, the watchdog and the host-lock holder: closing them
+    /// (at process exit) ends all three.
+    _lifelines: [ChildStdin; 3],
     ldif_seq: AtomicU64,
 }
 
@@ -181,7 +184,9 @@ impl SambaDc {
     fn start() -> SambaDc {
         let began = Instant::now();
         let samba = require_installed();
-        require_free_ports();
+        let host_lock = acquire_host_lock();
+        // A DC of the run that just released the lock may take a moment to let go of its ports.
+        wait_for_free_ports(PORT_RELEASE_TIMEOUT);
         let tmp = tempfile::Builder::new()
             .prefix("pcsync-samba-")
             .tempdir()
@@ -223,7 +228,7 @@ impl SambaDc {
             schema_guids: Vec::new(),
             log,
             exit,
-            _lifelines: [samba_stdin, watchdog_stdin],
+            _lifelines: [samba_stdin, watchdog_stdin, host_lock],
             ldif_seq: AtomicU64::new(0),
         };
         dc.wait_ready();
@@ -288,13 +293,72 @@ impl SambaDc {
     }
 }
 
+/// How long a test run waits for another run on this host to release the DC's ports.
+const HOST_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Takes the host-wide lock on Samba's fixed ports, waiting (bounded) while another test run on
+/// this host holds it, so concurrent runs (several worktrees on one machine) take turns instead
+/// of failing. `flock(1)` holds the lock until its stdin, whose write end is returned, closes at
+/// this process's exit; the kernel releases it even on SIGKILL.
+fn acquire_host_lock() -> ChildStdin {
+    let path = std::env::temp_dir().join("pcsync-samba-dc.lock");
+    let mut child = Command::new("flock")
+        .arg("-w")
+        .arg(HOST_LOCK_TIMEOUT.as_secs().to_string())
+        .arg(&path)
+        .args(["sh", "-c", "echo locked; exec cat >/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start flock (util-linux) for {}: {e}",
+                path.display()
+            )
+        });
+    let stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = [0u8; 7];
+        let _ = tx.send(std::io::Read::read_exact(&mut stdout, &mut line).is_ok());
+        // Reap flock when it exits (at the end of the run, or after a failed wait).
+        let _ = child.wait();
+    });
+    match rx.recv_timeout(Duration::from_secs(1)) {
+        Ok(true) => return stdin,
+        Ok(false) => panic!("flock -w on {} failed", path.display()),
+        Err(_) => eprintln!(
+            "waiting up to {HOST_LOCK_TIMEOUT:?} for another test run's Samba AD DC to finish \
+             (lock {})",
+            path.display()
+        ),
+    }
+    match rx.recv_timeout(HOST_LOCK_TIMEOUT + Duration::from_secs(5)) {
+        Ok(true) => stdin,
+        _ => panic!(
+            "another test run on this host kept the Samba AD DC's ports (lock {}) for over \
+             {HOST_LOCK_TIMEOUT:?}",
+            path.display()
+        ),
+    }
+}
+
 /// The `samba` binary; panics with install instructions when Samba's packages are missing.
 fn require_installed() -> PathBuf {
     let how = format!(
         "install Samba's AD DC packages with `apt-get install -y {PACKAGES}` (as root), or run \
          scripts/test.sh as root, which installs them"
     );
-    for program in ["samba", "samba-tool", "setpriv", "setsid", "ldapsearch"] {
+    for program in [
+        "samba",
+        "samba-tool",
+        "setpriv",
+        "setsid",
+        "flock",
+        "ldapsearch",
+    ] {
         if find_program(program).is_none() {
             panic!("{program} not found: {how}");
         }
@@ -329,8 +393,29 @@ fn find_program(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// How long a freshly locked run waits for the previous DC to release the ports.
+const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Waits up to `patience` for Samba's ports to be free, then fails like [`require_free_ports`].
+pub fn wait_for_free_ports(patience: Duration) {
+    let deadline = Instant::now() + patience;
+    while let Some(problem) = port_problem() {
+        if Instant::now() >= deadline {
+            panic!("{problem}");
+        }
+        thread::sleep(POLL_INTERVAL * 4);
+    }
+}
+
 /// Fails clearly when another process holds one of Samba's fixed ports.
 pub fn require_free_ports() {
+    if let Some(problem) = port_problem() {
+        panic!("{problem}");
+    }
+}
+
+/// Why the DC could not listen on its fixed ports, naming the port; `None` when it could.
+fn port_problem() -> Option<String> {
     for port in PORTS {
         for host in ["127.0.0.1", "[::1]"] {
             let addr = format!("{host}:{port}");
@@ -338,19 +423,24 @@ pub fn require_free_ports() {
                 Ok(_) => {}
                 // No IPv6 on this host: Samba will not use ::1 either.
                 Err(e) if host.starts_with('[') && e.kind() == ErrorKind::AddrNotAvailable => {}
-                Err(e) if e.kind() == ErrorKind::AddrInUse => panic!(
-                    "port {port} on {host} is taken by another process, and the Samba AD DC \
-                     needs it (Samba's LDAP ports 389/636/3268/3269 are fixed): stop that \
-                     process (a system slapd or samba? `ss -ltnp 'sport = :{port}'` names it), \
-                     or wait for another test run on this host to finish"
-                ),
-                Err(e) => panic!(
-                    "cannot bind port {port} on {host} ({e}): the Samba AD DC needs ports \
-                     389/636/3268/3269; run the tests as root"
-                ),
+                Err(e) if e.kind() == ErrorKind::AddrInUse => {
+                    return Some(format!(
+                        "port {port} on {host} is taken by another process, and the Samba AD DC \
+                         needs it (Samba's LDAP ports 389/636/3268/3269 are fixed): stop that \
+                         process (a system slapd or samba? `ss -ltnp 'sport = :{port}'` names \
+                         it)"
+                    ));
+                }
+                Err(e) => {
+                    return Some(format!(
+                        "cannot bind port {port} on {host} ({e}): the Samba AD DC needs ports \
+                         389/636/3268/3269; run the tests as root"
+                    ));
+                }
             }
         }
     }
+    None
 }
 
 /// `samba-tool domain provision` into `dir`, with an smb.conf that keeps everything in `dir`.
