@@ -1,16 +1,45 @@
 #!/usr/bin/env bash
 # Installs what pcsync's tests and demo need on a Debian machine: slapd and ldap-utils (the real
-# directory in the tests), sip-tester (sipp, the real SIP peer). Idempotent: does nothing when
-# everything is present. Installing needs root; without it, says what to install and fails.
+# directory in the tests), Samba's AD DC packages (the real Active Directory in the tests),
+# sip-tester (sipp, the real SIP peer). Idempotent: does nothing when everything is present.
+# Installing needs root; without it, says what to install and fails.
 set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+# A package by name: for packages that install no command of their own (Samba's modules).
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 have slapd || need+=(slapd)
 have ldapsearch || need+=(ldap-utils)
 have sipp || need+=(sip-tester)
+# Samba AD DC (tests/it/common/samba.rs). samba-ad-provision, samba-dsdb-modules and
+# samba-vfs-modules are only Recommends of samba, and provisioning fails without them.
+# setpriv (util-linux) makes the test DC die with the test run (--pdeathsig).
+for pkg in samba samba-ad-provision samba-dsdb-modules samba-vfs-modules; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+have setpriv || need+=(util-linux)
+
+# Debian would start a freshly installed slapd on port 389, and smbd/nmbd/samba-ad-dc, through
+# invoke-rc.d. The tests run their own servers (the Samba DC on 389/636, which only one process
+# can hold) and must not inherit a system one: block service starts during the install
+# (policy-rc.d exit 101 = "action forbidden"), and remove the block afterwards.
+stop_system_samba() {
+  # A system Samba started some other way (an older install, a machine image) would hold the
+  # DC's fixed ports 389/636. Stop only the daemons recorded in Samba's own pidfiles.
+  local daemon
+  for daemon in samba smbd nmbd winbindd; do
+    if [ -x "/usr/sbin/$daemon" ] && start-stop-daemon --status --pidfile "/run/samba/$daemon.pid" \
+      --exec "/usr/sbin/$daemon" >/dev/null 2>&1; then
+      echo "scripts/deps.sh: stopping the system $daemon (the tests run their own Samba DC)" >&2
+      start-stop-daemon --stop --quiet --oknodo --retry 10 --pidfile "/run/samba/$daemon.pid" \
+        --exec "/usr/sbin/$daemon" || true
+    fi
+  done
+}
 
 if [ ${#need[@]} -eq 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then stop_system_samba; fi
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -19,9 +48,6 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian starts a freshly installed slapd on port 389 through invoke-rc.d. The tests run their
-# own slapd on free ports and must not inherit a system one, so block service starts during the
-# install (policy-rc.d exit 101 = "action forbidden"), and remove the block afterwards.
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then
@@ -39,3 +65,4 @@ if ! apt-get install -y -q "${need[@]}" >/dev/null; then
   apt-get update -q >/dev/null
   apt-get install -y -q "${need[@]}" >/dev/null
 fi
+stop_system_samba

@@ -119,6 +119,27 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &mu
             }
         ),
     );
+    let bases = [
+        &settings.directory.base_dn,
+        &settings.layout.endpoint_container,
+    ];
+    let caps = match dir.verify_dirsync(&bases).await {
+        Ok(caps) => caps.clone(),
+        Err(e) => {
+            report.add("watch", false, e.to_string());
+            return;
+        }
+    };
+    report.add(
+        "watch",
+        true,
+        format!("{} ({})", caps.watch, caps.watch_reason),
+    );
+    report.add(
+        "writes",
+        true,
+        format!("{} ({})", caps.writes, caps.writes_reason),
+    );
     match dir.missing_schema_attributes(attr::REQUIRED_SCHEMA).await {
         Ok(missing) if missing.is_empty() => report.add(
             "schema",

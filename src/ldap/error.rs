@@ -17,7 +17,15 @@ pub enum Error {
         dn: String,
         text: String,
     },
-    /// The bind failed for another reason, e.g. AD's "strong auth required" (LDAP 8).
+    /// The server refuses simple binds without TLS (AD: LDAP 8, "BindSimple: Transport
+    /// encryption required."). Retrying another DC over the same scheme would fail the same way.
+    #[error("bind as {dn} to {url} refused: the server requires an encrypted connection (LDAP 8, strongerAuthRequired){}; use ldaps:// or starttls = true", diag(.text))]
+    StrongAuthRequired {
+        url: String,
+        dn: String,
+        text: String,
+    },
+    /// The bind failed for another reason.
     #[error("bind as {dn} to {url} failed: LDAP {rc}{}", diag(.text))]
     Bind {
         url: String,
@@ -76,6 +84,7 @@ impl Error {
     pub fn rc(&self) -> Option<u32> {
         match self {
             Error::InvalidCredentials { .. } => Some(49),
+            Error::StrongAuthRequired { .. } => Some(8),
             Error::NoSuchBase { .. } => Some(32),
             Error::SizeLimit { .. } => Some(4),
             Error::Bind { rc, .. } | Error::Operation { rc, .. } => Some(*rc),

@@ -7,8 +7,10 @@
 //! are counted and ignored, never chased. Every search checks its final result code, so a size
 //! limit is an error rather than a silently short answer. Nothing here panics on server data.
 
+mod capabilities;
 mod error;
 
+pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch, oid};
 pub use error::{Attempt, Error};
 
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct RootDse {
     pub naming_contexts: Vec<String>,
     pub supported_controls: Vec<String>,
     pub supported_extensions: Vec<String>,
+    /// AD only: `1.2.840.113556.1.4.800` says "this is Active Directory".
+    pub supported_capabilities: Vec<String>,
     pub subschema_subentry: Option<String>,
     pub vendor_name: Option<String>,
     pub vendor_version: Option<String>,
@@ -68,6 +72,8 @@ pub struct Directory {
     page_size: u32,
     bound_as: Option<String>,
     root_dse: RootDse,
+    /// Chosen from `root_dse` once per connection; nothing sends a control without asking it.
+    capabilities: Capabilities,
     /// The connection driver; aborted on drop so a dropped `Directory` leaves no task behind.
     driver: tokio::task::JoinHandle<()>,
 }
@@ -156,6 +162,14 @@ impl Directory {
                         text,
                     }));
                 }
+                Ok(LdapResult { rc: 8, text, .. }) => {
+                    driver.abort();
+                    return Err(ConnectError::Fatal(Error::StrongAuthRequired {
+                        url: shown,
+                        dn,
+                        text,
+                    }));
+                }
                 Ok(LdapResult { rc, text, .. }) => {
                     driver.abort();
                     return Err(ConnectError::Fatal(Error::Bind {
@@ -178,6 +192,7 @@ impl Directory {
             page_size: settings.page_size,
             bound_as,
             root_dse: RootDse::default(),
+            capabilities: Capabilities::detect(&RootDse::default()),
             driver,
         };
         dir.root_dse = dir.read_root_dse().await.map_err(|e| {
@@ -187,7 +202,15 @@ impl Directory {
                 ConnectError::Fatal(e)
             }
         })?;
-        debug!(url = %dir.url, bound_as = ?dir.bound_as, "connected");
+        dir.capabilities = Capabilities::detect(&dir.root_dse);
+        debug!(
+            url = %dir.url,
+            bound_as = ?dir.bound_as,
+            watch = %dir.capabilities.watch,
+            writes = %dir.capabilities.writes,
+            paged = dir.capabilities.paged_results,
+            "connected"
+        );
         Ok(dir)
     }
 
@@ -205,11 +228,17 @@ impl Directory {
         &self.root_dse
     }
 
+    /// The features chosen for this server from its root DSE.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
     async fn read_root_dse(&mut self) -> Result<RootDse, Error> {
         let attrs = [
             "namingContexts",
             "supportedControl",
             "supportedExtension",
+            "supportedCapabilities",
             "subschemaSubentry",
             "vendorName",
             "vendorVersion",
@@ -238,6 +267,7 @@ impl Directory {
             naming_contexts: get("namingContexts"),
             supported_controls: controls,
             supported_extensions: get("supportedExtension"),
+            supported_capabilities: get("supportedCapabilities"),
             subschema_subentry: first("subschemaSubentry"),
             vendor_name: first("vendorName"),
             vendor_version: first("vendorVersion"),
@@ -296,6 +326,56 @@ impl Directory {
         }
     }
 
+    /// Checks that the account may use DirSync on the naming contexts holding `bases`, when
+    /// DirSync is the chosen watch, and falls back (uSNChanged polling) where it may not.
+    ///
+    /// One base-scope DirSync search per naming context, flags 0: without the object-security
+    /// flag AD requires "Replicating Directory Changes", the right a watch needs to see
+    /// deletions. The control is sent critical only because the server advertised it.
+    pub async fn verify_dirsync(&mut self, bases: &[&Dn]) -> Result<&Capabilities, Error> {
+        if self.capabilities.watch != LiveWatch::DirSync {
+            return Ok(&self.capabilities);
+        }
+        let mut ncs: Vec<String> = Vec::new();
+        for base in bases {
+            let nc = naming_context_of(&self.root_dse.naming_contexts, base)
+                .unwrap_or_else(|| base.as_str().to_string());
+            if !ncs.iter().any(|n| n.eq_ignore_ascii_case(&nc)) {
+                ncs.push(nc);
+            }
+        }
+        for nc in &ncs {
+            let op = format!("DirSync probe of {nc}");
+            let result = self
+                .ldap
+                .with_timeout(self.timeout)
+                .with_controls(ldap3::controls::RawControl {
+                    ctype: oid::DIRSYNC.to_string(),
+                    crit: true,
+                    val: Some(DIRSYNC_PROBE_VALUE.to_vec()),
+                })
+                .search(nc, Scope::Base, "(objectClass=*)", vec!["1.1"])
+                .await
+                .map_err(|e| self.op_error(&op, e))?;
+            match result.1 {
+                LdapResult { rc: 0, .. } => {}
+                // insufficientAccessRights, unwillingToPerform: not for this account.
+                LdapResult {
+                    rc: rc @ (50 | 53),
+                    text,
+                    ..
+                } => {
+                    info!(nc = %nc, rc, text = %text.trim(), "DirSync refused; polling uSNChanged instead");
+                    self.capabilities = self.capabilities.clone().dirsync_refused(nc, rc, &text);
+                    return Ok(&self.capabilities);
+                }
+                res => self.check_search_result("naming context", nc, &op, res)?,
+            }
+        }
+        self.capabilities = self.capabilities.clone().dirsync_verified(&ncs);
+        Ok(&self.capabilities)
+    }
+
     /// Whether an entry exists (a base-scope search; LDAP 32 means no).
     pub async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
         match self
@@ -329,8 +409,14 @@ impl Directory {
         mut on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
-        let adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
-            vec![Box::new(PagedResults::new(self.page_size as i32))];
+        // Page only where the server advertises it (every AD and slapd does). ldap3 sends the
+        // control non-critical (pinned by a unit test), so even a wrong guess could not cost
+        // the connection; no other control is ever attached to a search.
+        let mut adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
+            Vec::new();
+        if self.capabilities.paged_results {
+            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
+        }
         let op = format!("search under {base}");
         let mut stream = self
             .ldap
@@ -474,6 +560,20 @@ impl Directory {
     }
 }
 
+/// DirSync request value (MS-ADTS 3.1.1.3.4.1.3): SEQUENCE { flags 0, maxBytes 0 (server
+/// default), cookie "" }.
+const DIRSYNC_PROBE_VALUE: [u8; 10] = [0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00];
+
+/// The naming context (from the root DSE) that holds `dn`: the longest one it lies within.
+fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<String> {
+    naming_contexts
+        .iter()
+        .filter_map(|nc| Dn::parse(nc).ok().map(|parsed| (nc, parsed)))
+        .filter(|(_, parsed)| dn == parsed || dn.is_within(parsed))
+        .max_by_key(|(nc, _)| nc.len())
+        .map(|(nc, _)| nc.clone())
+}
+
 enum ConnectError {
     /// Try the next server.
     Unreachable(String),
@@ -565,6 +665,41 @@ mod tests {
     }
 
     #[test]
+    fn the_naming_context_of_a_dn_is_the_longest_that_holds_it() {
+        let ncs: Vec<String> = [
+            "DC=contoso,DC=com",
+            "CN=Configuration,DC=contoso,DC=com",
+            "CN=Schema,CN=Configuration,DC=contoso,DC=com",
+        ]
+        .map(String::from)
+        .to_vec();
+        let of = |dn: &str| naming_context_of(&ncs, &Dn::parse(dn).unwrap());
+        assert_eq!(
+            of("CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com")
+                .as_deref(),
+            Some("CN=Configuration,DC=contoso,DC=com")
+        );
+        assert_eq!(
+            of("dc=contoso,dc=com").as_deref(),
+            Some("DC=contoso,DC=com")
+        );
+        assert_eq!(
+            of("OU=People,DC=contoso,DC=com").as_deref(),
+            Some("DC=contoso,DC=com")
+        );
+        assert_eq!(of("DC=fabrikam,DC=com"), None);
+    }
+
+    #[test]
+    fn the_dirsync_probe_value_is_the_ber_of_an_empty_request() {
+        // 30 08 (SEQUENCE, 8 bytes) 02 01 00 (flags 0) 02 01 00 (maxBytes 0) 04 00 (cookie "").
+        assert_eq!(
+            DIRSYNC_PROBE_VALUE[1] as usize,
+            DIRSYNC_PROBE_VALUE.len() - 2
+        );
+    }
+
+    #[test]
     fn tls_config_reports_a_missing_ca_file() {
         let e = tls_config(Some(std::path::Path::new("/nonexistent/ca.pem"))).unwrap_err();
         assert!(
@@ -613,5 +748,15 @@ mod tests {
             "no directory server answered: ldap://127.0.0.1:1: connection refused; ldaps://[::1]:2: timed out"
         );
         assert!(!e.to_string().contains('\n'));
+        let e = Error::StrongAuthRequired {
+            url: "ldap://127.0.0.1:389".into(),
+            dn: "CN=svc-pcsync,OU=Service Accounts,DC=contoso,DC=com".into(),
+            text: "BindSimple: Transport encryption required.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "bind as CN=svc-pcsync,OU=Service Accounts,DC=contoso,DC=com to ldap://127.0.0.1:389 refused: the server requires an encrypted connection (LDAP 8, strongerAuthRequired): BindSimple: Transport encryption required.; use ldaps:// or starttls = true"
+        );
+        assert_eq!(e.rc(), Some(8));
     }
 }

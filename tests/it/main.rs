@@ -1,10 +1,12 @@
 //! The one integration-test binary (STYLE.md §13): every module here runs against real servers
-//! started by `common`, on free loopback ports, in a temp dir per test.
+//! started by `common`, on free loopback ports, in a temp dir per test; except the Samba AD DC,
+//! whose ports are fixed, so it is started once per run and shared (`common::samba`).
 
 // Test code may panic on a broken fixture: that is how a test fails. clippy's
 // allow-unwrap-in-tests covers #[test] functions only, not the shared helpers here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ad;
 mod cli;
 mod common;
 mod directory;

@@ -218,7 +218,7 @@ pub fn write_private(path: &Path, contents: &str) {
 }
 
 /// A random lowercase hex string: per-instance passwords, so no test can hard-code one.
-fn random_hex() -> String {
+pub fn random_hex() -> String {
     // RandomState is seeded from the OS once per thread and bumped per instance: good enough for
     // throwaway passwords, and it needs no extra crate.
     let mut hasher = RandomState::new().build_hasher();
