@@ -13,8 +13,9 @@ use crate::common::slapd::{
     self, LaunchError, Slapd, SlapdProcess, ToolOutput, count_entries, repo_path, run, tool,
 };
 
-/// pcsync's private arc (2.25 + decimal of a random UUID, ITU-T X.667).
-const PRIVATE_ARC: &str = "2.25.104950613163534465037362801286421432017";
+/// pcsync's private arc: a random UUID turned into an OID by Microsoft's GUID-to-OID method.
+const PRIVATE_ARC: &str =
+    "1.2.840.113556.1.8000.2554.20212.49339.16972.18903.42807.4208233.4736721";
 /// The UUID that the private arc encodes, as written in the schema's header.
 const PRIVATE_ARC_UUID: &str = "4ef4c0bb-424c-49d7-a737-4036694846d1";
 
@@ -265,9 +266,17 @@ fn schema_and_ldif_define_the_same_things_with_the_expected_oids() {
 }
 
 #[test]
-fn private_arc_is_the_decimal_form_of_the_documented_uuid() {
-    let uuid = u128::from_str_radix(&PRIVATE_ARC_UUID.replace('-', ""), 16).unwrap();
-    assert_eq!(PRIVATE_ARC, format!("2.25.{uuid}"));
+fn private_arc_is_derived_from_the_documented_uuid() {
+    // 1.2.840.113556.1.8000.2554, then the hex groups 4-4-4-4-4-6-6 of the UUID as decimals.
+    let hex = PRIVATE_ARC_UUID.replace('-', "");
+    let mut arc = "1.2.840.113556.1.8000.2554".to_string();
+    let mut at = 0;
+    for width in [4, 4, 4, 4, 4, 6, 6] {
+        let part = u64::from_str_radix(&hex[at..at + width], 16).unwrap();
+        arc.push_str(&format!(".{part}"));
+        at += width;
+    }
+    assert_eq!(PRIVATE_ARC, arc);
     for file in [
         "schemas/msrtcsip.schema",
         "schemas/msrtcsip.ldif",

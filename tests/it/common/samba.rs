@@ -614,8 +614,8 @@ enum Syntax {
 
 /// Microsoft's arc for OIDs derived from a GUID (the method of Microsoft's "Obtaining an Object
 /// Identifier" script), here from pcsync's private UUID 4ef4c0bb-424c-49d7-a737-4036694846d1.
-/// schemas/msrtcsip.schema uses `2.25.<UUID as one decimal>` for the same attributes, but AD
-/// (and Samba: "0000200B … attributeID … invalid value") refuses OID arcs above 2^32.
+/// schemas/msrtcsip.schema uses the same arc. (The shorter `2.25.<UUID as one decimal>` form is
+/// refused by AD and Samba: "0000200B … attributeID … invalid value", arcs above 2^32.)
 pub const AD_PRIVATE_ARC: &str =
     "1.2.840.113556.1.8000.2554.20212.49339.16972.18903.42807.4208233.4736721";
 
