@@ -66,6 +66,16 @@ pub enum Error {
         rc: u32,
         text: String,
     },
+    /// A conditional write found the entry different from what the plan saw (LDAP 122
+    /// assertionFailed, 16 noSuchAttribute on a value delete, 20 or 68 on an add, or a re-read
+    /// that no longer matches): someone changed it concurrently; nothing was written.
+    #[error("{op} of {dn} on {url} refused: the entry changed since it was planned: {reason}")]
+    Conflict {
+        op: String,
+        dn: String,
+        url: String,
+        reason: String,
+    },
     /// The TLS client configuration could not be built (CA file unreadable).
     #[error("TLS setup for {url}: {reason}")]
     Tls { url: String, reason: String },
@@ -79,6 +89,7 @@ impl Error {
             Error::NoSuchBase { .. } => Some(32),
             Error::SizeLimit { .. } => Some(4),
             Error::Bind { rc, .. } | Error::Operation { rc, .. } => Some(*rc),
+            Error::Conflict { .. } => None,
             _ => None,
         }
     }

@@ -8,6 +8,7 @@
 //! limit is an error rather than a silently short answer. Nothing here panics on server data.
 
 mod error;
+mod write;
 
 pub use error::{Attempt, Error};
 
@@ -326,10 +327,62 @@ impl Directory {
         skip_within: Option<&Dn>,
         classifier: &Classifier,
         findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        self.for_each_object(
+            what,
+            base,
+            SIP_ENABLED_FILTER,
+            skip_within,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    /// Streams the objects under `base` whose SIP address equals `normalized_uri` (the server's
+    /// equality rule for the attribute is case-insensitive in AD and in our OpenLDAP schema).
+    pub async fn for_each_holder_of(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        normalized_uri: &str,
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        let filter = format!(
+            "({}={})",
+            attr::PRIMARY_USER_ADDRESS,
+            ldap3::ldap_escape(normalized_uri)
+        );
+        self.for_each_object(
+            what,
+            base,
+            &filter,
+            skip_within,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn for_each_object(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        filter: &str,
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
         mut on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
-        let adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
+        let adapters: Vec<Box<dyn Adapter<'_, &str, &'static [&'static str]>>> =
             vec![Box::new(PagedResults::new(self.page_size as i32))];
         let op = format!("search under {base}");
         let mut stream = self
@@ -339,7 +392,7 @@ impl Directory {
                 adapters,
                 base.as_str(),
                 Scope::Subtree,
-                SIP_ENABLED_FILTER,
+                filter,
                 attr::SEARCHED,
             )
             .await

@@ -7,9 +7,11 @@
 //! Attribute names are AD's; object classes come from configuration ([`Classifier`]).
 
 mod dn;
+mod entry;
 mod sip_uri;
 
 pub use dn::{Dn, DnError, escape_value};
+pub use entry::{AttrValues, Entry};
 pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError};
 
 use std::collections::BTreeMap;
@@ -221,23 +223,43 @@ impl Classifier {
 }
 
 /// What kind of problem a finding reports. Findings are reported, never acted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A value that cannot be understood: bad SIP address, bad DN, two values, bad boolean.
     MalformedValue,
+    /// A migration's SIP URI is held by an object pcsync will not touch; that swap is blocked.
+    UriInUse,
+    /// Several objects carry the same SIP URI.
+    DuplicateUri,
+    /// A contact holding a migration's URI lies outside the endpoint container.
+    EndpointOutsideContainer,
+    /// The well-known user is homed elsewhere than the migration's legacy_home_server_dn.
+    UnexpectedHome,
+    /// Two `[[migrations]]` entries name the same SIP URI.
+    DuplicateMigration,
+    /// A SIP-enabled user that looks like a Group Chat lookup account but no migration names.
+    Suspect,
 }
 
 impl fmt::Display for FindingKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             FindingKind::MalformedValue => "malformed_value",
+            FindingKind::UriInUse => "uri_in_use",
+            FindingKind::DuplicateUri => "duplicate_uri",
+            FindingKind::EndpointOutsideContainer => "endpoint_outside_container",
+            FindingKind::UnexpectedHome => "unexpected_home",
+            FindingKind::DuplicateMigration => "duplicate_migration",
+            FindingKind::Suspect => "suspect",
         })
     }
 }
 
 /// A problem in the directory, reported with the DN at fault and a reason.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,
     /// The DN as the server wrote it (kept as text: it may itself be the malformed part).
@@ -246,12 +268,16 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn malformed(dn: &str, reason: String) -> Finding {
+    pub fn new(kind: FindingKind, dn: &str, reason: String) -> Finding {
         Finding {
-            kind: FindingKind::MalformedValue,
+            kind,
             dn: dn.to_string(),
             reason,
         }
+    }
+
+    pub fn malformed(dn: &str, reason: String) -> Finding {
+        Finding::new(FindingKind::MalformedValue, dn, reason)
     }
 }
 
