@@ -7,4 +7,5 @@
 
 mod common;
 mod directory;
+mod reconcile;
 mod schema;
