@@ -264,8 +264,9 @@ async fn run_swap(
                 let mut failed = note(Event::Step, Outcome::Failed, swap, c).step(step);
                 failed.message = Some(e.clone());
                 audit.record(failed)?;
-                let retired = step != Step::DeleteUser && step != Step::DisableUser;
-                return match (retired, before.take()) {
+                // A failure after the user was retired means the user must come back.
+                let after_retire = step != Step::DeleteUser && step != Step::DisableUser;
+                return match (after_retire, before.take()) {
                     (true, Some((image, user))) => {
                         rollback(swap, user, &image, &e, writer, audit).await
                     }

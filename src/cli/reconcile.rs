@@ -310,7 +310,7 @@ async fn observe(
             ("endpoint container", container, None),
             ("base DN", &settings.directory.base_dn, skip),
         ] {
-            dir.for_each_holder_of(what, base, &uri, skip, &classifier, &mut Vec::new(), |o| {
+            dir.for_each_holder_of(what, base, &uri, skip, &classifier, |o| {
                 if o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri) {
                     dns.insert(o.dn.as_str().to_string());
                 }

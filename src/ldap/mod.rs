@@ -350,9 +350,10 @@ impl Directory {
         normalized_uri: &str,
         skip_within: Option<&Dn>,
         classifier: &Classifier,
-        findings: &mut Vec<Finding>,
         on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
+        // The full scan already reported these objects' malformed values.
+        let mut findings = Vec::new();
         let filter = format!(
             "({}={})",
             attr::PRIMARY_USER_ADDRESS,
@@ -364,7 +365,7 @@ impl Directory {
             &filter,
             skip_within,
             classifier,
-            findings,
+            &mut findings,
             on_object,
         )
         .await

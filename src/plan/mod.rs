@@ -531,8 +531,16 @@ fn create(
 /// depends on. A saved plan is applied only if a fresh scan gives the same fingerprint.
 fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
     #[derive(Serialize)]
+    struct CanonicalMigration {
+        uri: String,
+        pool: String,
+        legacy: Option<String>,
+        not_before: Option<String>,
+        display_name: String,
+    }
+    #[derive(Serialize)]
     struct Canonical<'a> {
-        migrations: Vec<(String, String, Option<String>, Option<String>, String)>,
+        migrations: Vec<CanonicalMigration>,
         pools: Vec<(String, String)>,
         container: &'a str,
         classes: &'a [String],
@@ -545,14 +553,12 @@ fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
         migrations: desired
             .migrations
             .iter()
-            .map(|m| {
-                (
-                    m.well_known_uri.as_str().to_string(),
-                    m.target_pool.clone(),
-                    m.legacy_home_server_dn.as_ref().map(Dn::to_string),
-                    m.not_before.map(|t| t.to_rfc3339()),
-                    m.display_name(),
-                )
+            .map(|m| CanonicalMigration {
+                uri: m.well_known_uri.as_str().to_string(),
+                pool: m.target_pool.clone(),
+                legacy: m.legacy_home_server_dn.as_ref().map(Dn::to_string),
+                not_before: m.not_before.map(|t| t.to_rfc3339()),
+                display_name: m.display_name(),
             })
             .collect(),
         pools: desired
