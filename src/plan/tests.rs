@@ -196,7 +196,7 @@ fn both_well_known_users_are_swapped_to_their_own_pools() {
         get("displayName"),
         ["Persistent Chat legacy endpoint (sip:ocschat@contoso.com)"]
     );
-    assert_eq!(get("cn"), [rdn.clone()]);
+    assert_eq!(get("cn"), [rdn]);
 }
 
 #[test]
