@@ -22,7 +22,7 @@ use ldap3::{
 use tracing::{debug, info};
 
 use crate::config::{DirectorySettings, LdapScheme, LdapUrl};
-use crate::model::{Attributes, Classifier, DirectoryObject, Dn, Finding, attr};
+use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
 
 /// Filter for every object that has a SIP address.
 pub const SIP_ENABLED_FILTER: &str = "(msRTCSIP-PrimaryUserAddress=*)";
@@ -329,10 +329,36 @@ impl Directory {
         findings: &mut Vec<Finding>,
         on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
+        self.for_each_sip_object_with(
+            what,
+            base,
+            skip_within,
+            attr::SEARCHED,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    /// [`Self::for_each_sip_object`] reading only `attrs` (which must include objectClass and
+    /// the SIP address): a caller that needs less than [`attr::SEARCHED`] moves less data.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn for_each_sip_object_with(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        skip_within: Option<&Dn>,
+        attrs: &'static [&'static str],
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
         self.for_each_object(
             what,
             base,
             SIP_ENABLED_FILTER,
+            attrs,
             skip_within,
             classifier,
             findings,
@@ -363,6 +389,7 @@ impl Directory {
             what,
             base,
             &filter,
+            attr::SEARCHED,
             skip_within,
             classifier,
             &mut findings,
@@ -377,25 +404,21 @@ impl Directory {
         what: &'static str,
         base: &Dn,
         filter: &str,
+        attrs: &'static [&'static str],
         skip_within: Option<&Dn>,
         classifier: &Classifier,
         findings: &mut Vec<Finding>,
         mut on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
+        let mut dn_cache = DnCache::default();
         let adapters: Vec<Box<dyn Adapter<'_, &str, &'static [&'static str]>>> =
             vec![Box::new(PagedResults::new(self.page_size as i32))];
         let op = format!("search under {base}");
         let mut stream = self
             .ldap
             .with_timeout(self.timeout)
-            .streaming_search_with(
-                adapters,
-                base.as_str(),
-                Scope::Subtree,
-                filter,
-                attr::SEARCHED,
-            )
+            .streaming_search_with(adapters, base.as_str(), Scope::Subtree, filter, attrs)
             .await
             .map_err(|e| self.op_error(&op, e))?;
         loop {
@@ -415,21 +438,27 @@ impl Directory {
                 continue;
             }
             let entry = SearchEntry::construct(entry);
-            if let Some(skip) = skip_within
-                && Dn::parse(&entry.dn).is_ok_and(|dn| dn.is_within(skip))
-            {
+            // Parse the DN once, for the skip test and the object.
+            let dn = match Dn::parse(&entry.dn) {
+                Ok(dn) => dn,
+                Err(e) => {
+                    stats.entries += 1;
+                    findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
+                    continue;
+                }
+            };
+            if skip_within.is_some_and(|skip| dn.is_within(skip)) {
                 stats.skipped += 1;
                 continue;
             }
             stats.entries += 1;
-            if let Some(object) = DirectoryObject::from_attributes(
-                &entry.dn,
+            on_object(DirectoryObject::from_parsed(
+                dn,
                 to_attributes(entry.attrs, entry.bin_attrs),
                 classifier,
+                &mut dn_cache,
                 findings,
-            ) {
-                on_object(object);
-            }
+            ));
         }
         let result = stream.finish().await;
         self.check_search_result(what, base.as_str(), &op, result)?;

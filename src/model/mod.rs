@@ -39,6 +39,10 @@ pub mod attr {
         OWNER_URN,
     ];
 
+    /// What reconcile's full scan asks for: only what detection needs (the kind and the SIP
+    /// address). The few objects that hold a migration's URI are then read in full.
+    pub const DETECTION: &[&str] = &[OBJECT_CLASS, PRIMARY_USER_ADDRESS];
+
     /// What a directory search asks for. AD does not expand `msRTCSIP-*` wildcards, so every
     /// attribute is named.
     pub const SEARCHED: &[&str] = &[
@@ -116,17 +120,22 @@ impl Attributes {
 
     /// Appends values to an attribute (merging with values already present under any case).
     pub fn insert(&mut self, name: &str, values: Vec<Vec<u8>>) {
-        self.0
-            .entry(AttrName::new(name))
-            .or_default()
-            .extend(values);
+        match self.0.entry(AttrName::new(name)) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(values);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(values),
+        }
     }
 
     /// All values of `name`, or an empty slice.
     pub fn get(&self, name: &str) -> &[Vec<u8>] {
+        // A linear scan: entries have a dozen attributes, and this runs several times per
+        // object of a 200,000-object scan, where building a key would allocate each time.
         self.0
-            .get(&AttrName::new(name))
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(k, _)| k.0.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
             .unwrap_or(&[])
     }
 
@@ -312,6 +321,26 @@ impl DirectoryObject {
                 return None;
             }
         };
+        Some(DirectoryObject::from_parsed(
+            dn,
+            attributes,
+            classifier,
+            &mut DnCache::default(),
+            findings,
+        ))
+    }
+
+    /// Like [`Self::from_attributes`] for an entry whose DN the caller already parsed, reusing
+    /// `cache` for DN-valued attributes (a scan sees the same few pool DNs over and over; parsing
+    /// each once matters on a directory of 200,000 users).
+    pub fn from_parsed(
+        dn: Dn,
+        attributes: Attributes,
+        classifier: &Classifier,
+        cache: &mut DnCache,
+        findings: &mut Vec<Finding>,
+    ) -> DirectoryObject {
+        let dn_text = dn.as_str();
         let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
         let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
 
@@ -343,7 +372,7 @@ impl DirectoryObject {
             }
         };
         let home_server_dn = single_text(&attributes, attr::PRIMARY_HOME_SERVER, &mut bad)
-            .and_then(|text| match Dn::parse(text) {
+            .and_then(|text| match cache.parse(text) {
                 Ok(dn) => Some(dn),
                 Err(e) => {
                     bad(format!("{}: {e}", attr::PRIMARY_HOME_SERVER));
@@ -353,7 +382,7 @@ impl DirectoryObject {
         let owner_urn = single_text(&attributes, attr::OWNER_URN, &mut bad).map(str::to_string);
         let display_name =
             single_text(&attributes, attr::DISPLAY_NAME, &mut bad).map(str::to_string);
-        Some(DirectoryObject {
+        DirectoryObject {
             dn,
             kind,
             sip_uri,
@@ -362,7 +391,28 @@ impl DirectoryObject {
             owner_urn,
             display_name,
             attributes,
-        })
+        }
+    }
+}
+
+/// Parsed DN-valued attribute values, by their exact text; bounded, so a directory with
+/// unusually many distinct values only loses the speed-up, never memory.
+#[derive(Debug, Default)]
+pub struct DnCache(std::collections::HashMap<String, Result<Dn, DnError>>);
+
+impl DnCache {
+    const MAX_ENTRIES: usize = 256;
+
+    pub fn parse(&mut self, text: &str) -> Result<Dn, DnError> {
+        if let Some(hit) = self.0.get(text) {
+            return hit.clone();
+        }
+        let parsed = Dn::parse(text);
+        if self.0.len() >= Self::MAX_ENTRIES {
+            self.0.clear();
+        }
+        self.0.insert(text.to_string(), parsed.clone());
+        parsed
     }
 }
 
