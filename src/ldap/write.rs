@@ -21,9 +21,18 @@ use crate::model::{AttrValues, Entry};
 pub const ASSERTION_OID: &str = "1.3.6.1.1.12";
 
 impl Directory {
-    /// Whether conditional writes can use the Assertion control on this server.
+    /// Whether conditional writes use the Assertion control on this server.
     pub fn supports_assertion(&self) -> bool {
         self.root_dse.supports_control(ASSERTION_OID)
+    }
+
+    /// Makes conditional writes use the re-read and value-delete method, as on Active
+    /// Directory, even though this server advertises the Assertion control (tests use it to
+    /// run the AD code path against OpenLDAP).
+    pub fn disable_assertion_control(&mut self) {
+        self.root_dse
+            .supported_controls
+            .retain(|c| c != ASSERTION_OID);
     }
 
     /// The assertion filter for `expect`, when the server supports the control and the filter

@@ -7,5 +7,6 @@
 
 mod common;
 mod directory;
+mod json_schema;
 mod reconcile;
 mod schema;

@@ -435,7 +435,21 @@ fn a_crash_at_every_failpoint_then_a_rerun_converges_with_nothing_lost() {
         );
         let records = audit_records(work.path());
         assert!(audit::unfinished_swaps(&records).is_empty(), "{failpoint}");
-        assert!(records.iter().any(|r| r.event == Event::Recovery));
+        // Before the delete, nothing was written and the swap is simply planned again; after
+        // it, recovery finishes the swap.
+        let expected_outcome = if *failpoint == "swap-before-image-written" {
+            Outcome::Skipped
+        } else {
+            Outcome::Ok
+        };
+        let recovery = records
+            .iter()
+            .find(|r| r.event == Event::Recovery)
+            .expect("a recovery record");
+        assert_eq!(
+            recovery.outcome, expected_outcome,
+            "{failpoint}: {recovery:?}"
+        );
     }
 }
 
@@ -524,4 +538,104 @@ fn powershell_output_names_the_cmdlets() {
         "{out}"
     );
     assert!(out.contains("New-CsPersistentChatEndpoint -SipAddress 'sip:ocschat@fabrikam.com' -PersistentChatPoolFqdn 'pcpool2.contoso.com' -DisplayName 'Persistent Chat legacy endpoint (sip:ocschat@fabrikam.com)'"), "{out}");
+}
+
+/// The conditional writes themselves, through the library, in both modes: with the Assertion
+/// control (OpenLDAP) and with the re-read / value-delete method Active Directory needs.
+#[test]
+fn conditional_writes_refuse_a_concurrent_change_with_and_without_the_assertion_control() {
+    use pcsync::apply::{DirectoryWriter, Modification};
+    use pcsync::model::AttrValues;
+
+    let slapd = Slapd::start();
+    let mut env = std::collections::HashMap::new();
+    env.insert("PCSYNC__DIRECTORY__URL".to_string(), slapd.ldap_url.clone());
+    env.insert(
+        "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE".to_string(),
+        slapd.admin_password_file.display().to_string(),
+    );
+    let settings = pcsync::config::load_with_env(
+        &repo("config/openldap.toml"),
+        Some(env.into_iter().collect()),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for assertion in [true, false] {
+            let mut dir = pcsync::ldap::Directory::connect(&settings.directory)
+                .await
+                .unwrap();
+            assert!(dir.supports_assertion(), "slapd advertises 1.3.6.1.1.12");
+            if !assertion {
+                dir.disable_assertion_control();
+            }
+            let user = if assertion {
+                OCSCHAT_CONTOSO
+            } else {
+                OCSCHAT_FABRIKAM
+            };
+            let stale = [AttrValues::text("msRTCSIP-UserEnabled", &["FALSE"])];
+            let e = dir.delete(user, &stale).await.unwrap_err();
+            assert!(
+                matches!(e, pcsync::ldap::Error::Conflict { .. }),
+                "assertion {assertion}: {e}"
+            );
+            let e = dir
+                .modify(
+                    user,
+                    &[Modification::Delete(AttrValues::text(
+                        "msRTCSIP-OptionFlags",
+                        &["999"],
+                    ))],
+                    &[],
+                )
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("LDAP 16"), "{e}");
+            assert!(
+                dir.read_entry(user).await.unwrap().is_some(),
+                "nothing written"
+            );
+            let fresh = [AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"])];
+            dir.delete(user, &fresh).await.unwrap();
+            assert!(dir.read_entry(user).await.unwrap().is_none());
+            dir.close().await;
+        }
+    });
+}
+
+#[test]
+fn a_held_lock_and_an_empty_directory_block_with_exit_3() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let lock = pcsync::lock::RunLock::acquire(&work.path().join("var/state")).unwrap();
+    let (code, out, err) = reconcile(&slapd, work.path(), &["--apply"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        err.contains("another pcsync reconcile or restore is running"),
+        "{err}"
+    );
+    drop(lock);
+
+    // A domain that holds no SIP-enabled object (a wrong base DN, missing read rights): planning
+    // would create endpoints for every migration as if the users were gone, so it is refused.
+    let config = std::fs::read_to_string(repo("tests/fixtures/contoso-config.ldif")).unwrap();
+    let empty = Slapd::builder()
+        .fixture_ldif(
+            "dn: dc=contoso,dc=com\nobjectClass: top\nobjectClass: domain\ndc: contoso\n",
+            &config,
+        )
+        .start();
+    for args in [&[][..], &["--apply"][..]] {
+        let (code, out, err) = reconcile(&empty, work.path(), args);
+        assert_eq!(code, Some(3), "{out}{err}");
+        assert!(err.contains("returned no SIP-enabled objects"), "{err}");
+    }
+    let records = audit_records(work.path());
+    assert_eq!(records.last().unwrap().event, Event::RunEnd);
+    assert!(records.iter().any(|r| r.event == Event::GuardBlocked));
+    assert!(empty.count(&empty.endpoint_container(), "(objectClass=contact)") == 1);
 }
