@@ -25,11 +25,12 @@ pub fn text(plan: &Plan) -> String {
             Status::Ready => "ready".to_string(),
             Status::WaitingForCutover => "waiting".to_string(),
         };
-        let action = match (c.action, c.retire) {
-            (Action::RetireUser, Some(Retire::Disable)) => "retire_user(dis)".to_string(),
-            (a, _) => a.as_str().to_string(),
+        let action = c.action.as_str();
+        let mut reason = match c.retire {
+            Some(Retire::Delete) => format!("delete: {}", c.reason),
+            Some(Retire::Disable) => format!("disable (clear msRTCSIP-*): {}", c.reason),
+            None => c.reason.clone(),
         };
-        let mut reason = c.reason.clone();
         if let Some(t) = c.not_before {
             let _ = write!(reason, "; waiting for cutover at {}", t.to_rfc3339());
         }
