@@ -5,7 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{FlockOperation, flock};
 
@@ -31,7 +31,6 @@ pub enum LockError {
 pub struct RunLock {
     /// Keeping the file open keeps the flock.
     _file: File,
-    path: PathBuf,
 }
 
 impl RunLock {
@@ -68,11 +67,7 @@ impl RunLock {
         }
         file.set_len(0).map_err(io)?;
         write!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(RunLock { _file: file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(RunLock { _file: file })
     }
 }
 

@@ -118,7 +118,7 @@ impl fmt::Display for Attempt {
 }
 
 /// Appends the server's diagnostic text, if any, on the same line.
-fn diag(text: &str) -> String {
+pub(super) fn diag(text: &str) -> String {
     let text = text.trim();
     if text.is_empty() {
         String::new()

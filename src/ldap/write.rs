@@ -13,6 +13,7 @@ use std::collections::HashSet;
 use ldap3::controls::{Assertion, MakeCritical};
 use ldap3::{LdapResult, Mod, Scope};
 
+use super::error::diag;
 use super::{Directory, Error, to_attributes};
 use crate::apply::{DirectoryWriter, Modification};
 use crate::model::{AttrValues, Entry};
@@ -93,15 +94,6 @@ impl Directory {
             }
         };
         Err(self.conflict(op, dn, format!("{reason}{}", diag(&res.text))))
-    }
-}
-
-fn diag(text: &str) -> String {
-    let t = text.trim();
-    if t.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", t.replace(['\r', '\n'], " "))
     }
 }
 

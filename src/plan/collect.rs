@@ -33,7 +33,6 @@ pub struct Collector {
     /// URIs whose hash was seen twice: duplicate candidates to confirm exactly.
     candidates: BTreeSet<String>,
     observed: Observed,
-    objects: u64,
 }
 
 impl Collector {
@@ -47,13 +46,11 @@ impl Collector {
             seen: HashSet::new(),
             candidates: BTreeSet::new(),
             observed: Observed::default(),
-            objects: 0,
         }
     }
 
     /// Looks at one object of the scan.
     pub fn observe(&mut self, o: DirectoryObject) {
-        self.objects += 1;
         let Some(uri) = &o.sip_uri else { return };
         let normalized = uri.normalized();
         if self.migration_uris.contains(normalized) {
@@ -75,11 +72,6 @@ impl Collector {
                 .suspects
                 .insert((o.dn.as_str().to_string(), uri.as_str().to_string()));
         }
-    }
-
-    /// Objects observed so far.
-    pub fn objects(&self) -> u64 {
-        self.objects
     }
 
     /// URIs that may be duplicated; confirm each with an exact search ([`Self::confirm`]).
