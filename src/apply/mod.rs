@@ -117,13 +117,19 @@ pub async fn apply(
     for (i, changes) in swaps(plan).into_iter().enumerate() {
         let swap = format!("{run_id}#{}", i + 1);
         report.swaps += 1;
+        let sip_uri = changes[0].sip_uri.clone();
         match run_swap(&swap, &changes, writer, audit).await? {
-            SwapEnd::Done => report.applied += 1,
+            SwapEnd::Done => {
+                tracing::info!(%swap, %sip_uri, "swap done");
+                report.applied += 1;
+            }
             SwapEnd::Failed(e) => {
+                tracing::warn!(%swap, %sip_uri, error = %e, "swap failed");
                 report.failed += 1;
                 report.errors.push(e);
             }
             SwapEnd::RolledBack(e) => {
+                tracing::warn!(%swap, %sip_uri, error = %e, "swap rolled back");
                 report.failed += 1;
                 report.rolled_back += 1;
                 report.errors.push(e);

@@ -237,7 +237,15 @@ fn a_conflicting_holder_blocks_only_that_swap() {
              cn: Group Chat\n\
              sn: Chat\n\
              msRTCSIP-PrimaryUserAddress: sip:groupchat@contoso.com\n\
-             msRTCSIP-UserEnabled: TRUE\n",
+             msRTCSIP-UserEnabled: TRUE\n\n\
+             dn: CN=Alice Clone,OU=Users,DC=contoso,DC=com\n\
+             objectClass: top\n\
+             objectClass: person\n\
+             objectClass: organizationalPerson\n\
+             objectClass: user\n\
+             cn: Alice Clone\n\
+             sn: Clone\n\
+             msRTCSIP-PrimaryUserAddress: SIP:Alice@Contoso.com\n",
         )
         .start();
     let work = tempfile::tempdir().unwrap();
@@ -261,6 +269,12 @@ fn a_conflicting_holder_blocks_only_that_swap() {
         kinds.contains(&("suspect", "cn=Group Chat,ou=Users,dc=contoso,dc=com")),
         "{kinds:?}"
     );
+    for dn in [
+        "cn=Alice Archer,ou=Users,dc=contoso,dc=com",
+        "cn=Alice Clone,ou=Users,dc=contoso,dc=com",
+    ] {
+        assert!(kinds.contains(&("duplicate_uri", dn)), "{kinds:?}");
+    }
     let uris: Vec<&str> = doc["changes"]
         .as_array()
         .unwrap()
@@ -638,4 +652,41 @@ fn a_held_lock_and_an_empty_directory_block_with_exit_3() {
     assert_eq!(records.last().unwrap().event, Event::RunEnd);
     assert!(records.iter().any(|r| r.event == Event::GuardBlocked));
     assert!(empty.count(&empty.endpoint_container(), "(objectClass=contact)") == 1);
+}
+
+#[test]
+fn a_failed_add_rolls_the_user_back_exactly() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let before = dump(&slapd);
+    for retire in ["delete", "disable"] {
+        // slapd refuses an entry of an unknown object class, after the user was retired.
+        let assert = pcsync(&slapd, work.path())
+            .env("PCSYNC__SAFETY__RETIRE", retire)
+            .env(
+                "PCSYNC__DIRECTORY__LAYOUT__ENDPOINT_OBJECT_CLASSES",
+                "top,person,organizationalPerson,noSuchClass",
+            )
+            .args(["reconcile", "--apply"])
+            .assert();
+        let (out, err) = output(&assert);
+        assert.code(1);
+        assert!(
+            out.contains("2 failed, 2 rolled back"),
+            "{retire}: {out}{err}"
+        );
+        assert_eq!(
+            dump(&slapd),
+            before,
+            "{retire}: the users are back as they were"
+        );
+    }
+    let records = audit_records(work.path());
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.event == Event::Rollback && r.outcome == Outcome::Ok)
+            .count(),
+        4
+    );
 }
