@@ -66,16 +66,9 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let _lock = if args.apply {
-        match RunLock::acquire(&settings.state.dir) {
-            Ok(lock) => Some(lock),
-            Err(e) => {
-                eprintln!("pcsync: blocked: {e}; nothing was written");
-                return exit::BLOCKED;
-            }
-        }
-    } else {
-        None
+    let _lock = match lock_for_apply(args.apply, &settings) {
+        Ok(lock) => lock,
+        Err(code) => return code,
     };
     let mut dir = match Directory::connect(&settings.directory).await {
         Ok(dir) => dir,
@@ -416,6 +409,20 @@ fn load_plan(path: &Path) -> Result<Plan, String> {
         ));
     }
     Ok(plan)
+}
+
+/// The run lock when `apply` is set (a dry run writes nothing and takes none); exit 3 when
+/// another run holds it.
+pub(crate) fn lock_for_apply(apply: bool, settings: &Settings) -> Result<Option<RunLock>, u8> {
+    if !apply {
+        return Ok(None);
+    }
+    RunLock::acquire(&settings.state.dir)
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("pcsync: blocked: {e}; nothing was written");
+            exit::BLOCKED
+        })
 }
 
 /// 32 random bits for the run id, from the standard library's per-process random hash keys.

@@ -7,11 +7,10 @@ use chrono::Utc;
 
 use crate::apply::{self, RestoreKind, RestorePlan};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
-use crate::cli::reconcile::random_u32;
+use crate::cli::reconcile::{lock_for_apply, random_u32};
 use crate::cli::{Cli, Format, load_settings, report_error};
 use crate::exit;
 use crate::ldap::Directory;
-use crate::lock::RunLock;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,16 +32,9 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let _lock = if args.apply {
-        match RunLock::acquire(&settings.state.dir) {
-            Ok(lock) => Some(lock),
-            Err(e) => {
-                eprintln!("pcsync: blocked: {e}; nothing was written");
-                return exit::BLOCKED;
-            }
-        }
-    } else {
-        None
+    let _lock = match lock_for_apply(args.apply, &settings) {
+        Ok(lock) => lock,
+        Err(code) => return code,
     };
     let records = match audit::read(&settings.audit.path) {
         Ok(r) => r,
