@@ -8,7 +8,7 @@
 
 use crate::config::Settings;
 use crate::ldap::{Directory, Error, SearchStats};
-use crate::model::{Classifier, DirectoryObject, Finding};
+use crate::model::{Classifier, DirectoryObject, Finding, attr};
 
 /// Counts from one scan of both scopes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,15 +37,27 @@ pub async fn scan(
     dir: &mut Directory,
     settings: &Settings,
     findings: &mut Vec<Finding>,
+    on_object: impl FnMut(DirectoryObject),
+) -> Result<ScanStats, Error> {
+    scan_with(dir, settings, attr::SEARCHED, findings, on_object).await
+}
+
+/// [`scan`] reading only `attrs` (objectClass and the SIP address at least).
+pub async fn scan_with(
+    dir: &mut Directory,
+    settings: &Settings,
+    attrs: &'static [&'static str],
+    findings: &mut Vec<Finding>,
     mut on_object: impl FnMut(DirectoryObject),
 ) -> Result<ScanStats, Error> {
     let classifier = classifier(settings);
     let container = &settings.layout.endpoint_container;
     let endpoint_container = dir
-        .for_each_sip_object(
+        .for_each_sip_object_with(
             "endpoint container",
             container,
             None,
+            attrs,
             &classifier,
             findings,
             &mut on_object,
@@ -55,10 +67,11 @@ pub async fn scan(
         .is_within(&settings.directory.base_dn)
         .then_some(container);
     let base = dir
-        .for_each_sip_object(
+        .for_each_sip_object_with(
             "base DN",
             &settings.directory.base_dn,
             skip,
+            attrs,
             &classifier,
             findings,
             &mut on_object,

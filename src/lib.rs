@@ -11,14 +11,23 @@
 //!   [`model::DirectoryObject`], independent of ldap3.
 //! - [`ldap`]: the only module that talks to ldap3: connect, bind, paged streaming searches.
 //! - [`inventory`]: one streamed scan over both places SIP objects live.
+//! - [`plan`]: the pure planner (desired + observed + now -> plan) and its renderings.
+//! - [`apply`]: executes a plan through the `DirectoryWriter` trait, journaled, with rollback
+//!   and crash recovery; also `restore`.
+//! - [`audit`]: the hash-chained JSON Lines audit log.
+//! - [`lock`]: the state-dir lock that keeps two reconciles on one host apart.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
 //! - [`exit`]: the documented process exit codes.
 
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod inventory;
 pub mod ldap;
+pub mod lock;
 pub mod model;
+pub mod plan;

@@ -8,6 +8,8 @@
 mod check;
 mod inventory;
 mod progress;
+mod reconcile;
+mod restore;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,11 +87,53 @@ Prints one line per check and exits 0 when all pass, 1 otherwise."
     /// Print the manual page (roff) for pcsync and its commands.
     #[command(after_help = "Example:\n  pcsync man > /usr/local/share/man/man1/pcsync.1")]
     Man,
+    /// Find leftover Group Chat well-known users, plan their swap for legacy endpoints, and
+    /// print the plan; --apply carries it out, audited, with rollback.
+    #[command(after_help = RECONCILE_HELP)]
+    Reconcile(reconcile::Args),
+
+    /// Undo a reconcile run from the audit log's before-images (dry run unless --apply).
+    #[command(after_help = RESTORE_HELP)]
+    Restore(restore::Args),
 }
+
+const RECONCILE_HELP: &str = "\
+Examples:
+  pcsync reconcile                              # dry run: print the plan
+  pcsync reconcile --format ldif > swap.ldif    # the same as ldapmodify change records
+  pcsync reconcile --plan-out plan.json         # save the plan for review
+  pcsync reconcile --apply --plan plan.json     # apply exactly that plan (refused if stale)
+
+Exit codes:
+  0  in sync, or applied completely
+  1  error (configuration, directory, a failed swap: see the audit log)
+  2  changes pending (dry run)
+  3  blocked by a safety guard (max_changes_per_run, empty search, stale plan, lock held);
+     nothing was written";
+
+const RESTORE_HELP: &str = "\
+Example:
+  pcsync restore --run 20261124T080000123Z-1a2b3c4d          # show what would be undone
+  pcsync restore --run 20261124T080000123Z-1a2b3c4d --apply  # undo it
+
+Exit codes: 0 nothing left to undo, or undone completely; 1 error; 2 actions pending (dry
+run); 3 blocked (lock held), nothing was written.";
 
 /// The entry point of the `pcsync` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which is our "changes pending"; a typo'd flag must not
+    // look like a successful dry run to a script, so usage errors exit 1.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            });
+        }
+    };
     init_logging(cli.log_format, cli.quiet);
     // One process-wide rustls provider, so nothing can trip ldap3's "no provider" panic even
     // if a dependency ever enabled a second one. Failure means one is already installed.
@@ -105,14 +149,21 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
+    // Failpoints (tests only): FAILPOINTS="swap-user-retired=return" aborts there.
+    #[cfg(feature = "failpoints")]
+    let scenario = fail::FailScenario::setup();
     let code = runtime.block_on(async {
         match &cli.command {
             Command::Check(args) => check::run(&cli, args).await,
             Command::Inventory(args) => inventory::run(&cli, args).await,
             Command::Completions { shell } => completions(*shell),
             Command::Man => man(),
+            Command::Reconcile(args) => reconcile::run(&cli, args).await,
+            Command::Restore(args) => restore::run(&cli, args).await,
         }
     });
+    #[cfg(feature = "failpoints")]
+    scenario.teardown();
     ExitCode::from(code)
 }
 

@@ -257,10 +257,26 @@ pub struct Migration {
     pub target_pool: String,
     pub legacy_home_server_dn: Option<Dn>,
     pub not_before: Option<DateTime<Utc>>,
+    /// `displayName` of the endpoint pcsync creates; `None` uses [`Migration::default_display_name`].
+    pub display_name: Option<String>,
+}
+
+impl Migration {
+    /// `Persistent Chat legacy endpoint (sip:ocschat@contoso.com)`.
+    pub fn default_display_name(&self) -> String {
+        format!("Persistent Chat legacy endpoint ({})", self.well_known_uri)
+    }
+
+    /// The configured display name, or the default.
+    pub fn display_name(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| self.default_display_name())
+    }
 }
 
 /// What happens to a retired well-known user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Retire {
     /// Delete the user object, as Microsoft's procedure says.
@@ -740,6 +756,16 @@ fn migrations(root: &mut Section<'_>, pools: &[Pool]) -> Option<Vec<Migration>> 
                     format!("{t:?} is not an RFC 3339 time (e.g. 2026-12-05T22:00:00Z): {e}")
                 })
         });
+        let display_name = s.parse("display_name", |t| {
+            let t = t.trim();
+            if t.is_empty() || t.len() > 256 || t.chars().any(char::is_control) {
+                Err(format!(
+                    "{t:?} is not a display name (1 to 256 characters, no control characters)"
+                ))
+            } else {
+                Ok(t.to_string())
+            }
+        });
         s.finish();
         match (uri, target) {
             (Some(well_known_uri), Some(target_pool)) => out.push(Migration {
@@ -747,6 +773,7 @@ fn migrations(root: &mut Section<'_>, pools: &[Pool]) -> Option<Vec<Migration>> 
                 target_pool,
                 legacy_home_server_dn: legacy,
                 not_before,
+                display_name,
             }),
             _ => complete = false,
         }

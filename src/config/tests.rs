@@ -569,3 +569,32 @@ fn shipped_example_configs_are_valid() {
         }
     }
 }
+
+#[test]
+fn migration_display_name_is_optional_and_checked() {
+    let f = fixture();
+    let s = load(&valid(&f), &[]).unwrap();
+    assert_eq!(
+        s.migrations[0].display_name(),
+        format!(
+            "Persistent Chat legacy endpoint ({})",
+            s.migrations[0].well_known_uri
+        )
+    );
+    let named = valid(&f).replace(
+        "target_pool = \"PCPOOL1.contoso.com\"",
+        "target_pool = \"pcpool1.contoso.com\"\ndisplay_name = \"Group Chat (legacy)\"",
+    );
+    let s = load(&named, &[]).unwrap();
+    assert_eq!(s.migrations[0].display_name(), "Group Chat (legacy)");
+    let bad = valid(&f).replace(
+        "target_pool = \"PCPOOL1.contoso.com\"",
+        "target_pool = \"pcpool1.contoso.com\"\ndisplay_name = \"  \"",
+    );
+    let errs = errors(&bad, &[]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("migrations[0].display_name: \"\" is not a display name"),
+        "{errs:?}"
+    );
+}

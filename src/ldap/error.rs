@@ -74,6 +74,16 @@ pub enum Error {
         rc: u32,
         text: String,
     },
+    /// A conditional write found the entry different from what the plan saw (LDAP 122
+    /// assertionFailed, 16 noSuchAttribute on a value delete, 20 or 68 on an add, or a re-read
+    /// that no longer matches): someone changed it concurrently; nothing was written.
+    #[error("{op} of {dn} on {url} refused: the entry changed since it was planned: {reason}")]
+    Conflict {
+        op: String,
+        dn: String,
+        url: String,
+        reason: String,
+    },
     /// The TLS client configuration could not be built (CA file unreadable).
     #[error("TLS setup for {url}: {reason}")]
     Tls { url: String, reason: String },
@@ -88,6 +98,7 @@ impl Error {
             Error::NoSuchBase { .. } => Some(32),
             Error::SizeLimit { .. } => Some(4),
             Error::Bind { rc, .. } | Error::Operation { rc, .. } => Some(*rc),
+            Error::Conflict { .. } => None,
             _ => None,
         }
     }
@@ -116,7 +127,7 @@ impl fmt::Display for Attempt {
 }
 
 /// Appends the server's diagnostic text, if any, on the same line.
-fn diag(text: &str) -> String {
+pub(super) fn diag(text: &str) -> String {
     let text = text.trim();
     if text.is_empty() {
         String::new()

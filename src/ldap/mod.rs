@@ -9,6 +9,7 @@
 
 mod capabilities;
 mod error;
+mod write;
 
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch, oid};
 pub use error::{Attempt, Error};
@@ -23,7 +24,7 @@ use ldap3::{
 use tracing::{debug, info};
 
 use crate::config::{DirectorySettings, LdapScheme, LdapUrl};
-use crate::model::{Attributes, Classifier, DirectoryObject, Dn, Finding, attr};
+use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
 
 /// Filter for every object that has a SIP address.
 pub const SIP_ENABLED_FILTER: &str = "(msRTCSIP-PrimaryUserAddress=*)";
@@ -406,14 +407,95 @@ impl Directory {
         skip_within: Option<&Dn>,
         classifier: &Classifier,
         findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        self.for_each_sip_object_with(
+            what,
+            base,
+            skip_within,
+            attr::SEARCHED,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    /// [`Self::for_each_sip_object`] reading only `attrs` (which must include objectClass and
+    /// the SIP address): a caller that needs less than [`attr::SEARCHED`] moves less data.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn for_each_sip_object_with(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        skip_within: Option<&Dn>,
+        attrs: &'static [&'static str],
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        self.for_each_object(
+            what,
+            base,
+            SIP_ENABLED_FILTER,
+            attrs,
+            skip_within,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    /// Streams the objects under `base` whose SIP address equals `normalized_uri` (the server's
+    /// equality rule for the attribute is case-insensitive in AD and in our OpenLDAP schema).
+    pub async fn for_each_holder_of(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        normalized_uri: &str,
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        // The full scan already reported these objects' malformed values.
+        let mut findings = Vec::new();
+        let filter = format!(
+            "({}={})",
+            attr::PRIMARY_USER_ADDRESS,
+            ldap3::ldap_escape(normalized_uri)
+        );
+        self.for_each_object(
+            what,
+            base,
+            &filter,
+            attr::SEARCHED,
+            skip_within,
+            classifier,
+            &mut findings,
+            on_object,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn for_each_object(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        filter: &str,
+        attrs: &'static [&'static str],
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
         mut on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
+        let mut dn_cache = DnCache::default();
         // Page only where the server advertises it (every AD and slapd does). ldap3 sends the
         // control non-critical (pinned by a unit test), so even a wrong guess could not cost
         // the connection; no other control is ever attached to a search.
-        let mut adapters: Vec<Box<dyn Adapter<'static, &'static str, &'static [&'static str]>>> =
-            Vec::new();
+        let mut adapters: Vec<Box<dyn Adapter<'_, &str, &'static [&'static str]>>> = Vec::new();
         if self.capabilities.paged_results {
             adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
         }
@@ -421,13 +503,7 @@ impl Directory {
         let mut stream = self
             .ldap
             .with_timeout(self.timeout)
-            .streaming_search_with(
-                adapters,
-                base.as_str(),
-                Scope::Subtree,
-                SIP_ENABLED_FILTER,
-                attr::SEARCHED,
-            )
+            .streaming_search_with(adapters, base.as_str(), Scope::Subtree, filter, attrs)
             .await
             .map_err(|e| self.op_error(&op, e))?;
         loop {
@@ -447,21 +523,27 @@ impl Directory {
                 continue;
             }
             let entry = SearchEntry::construct(entry);
-            if let Some(skip) = skip_within
-                && Dn::parse(&entry.dn).is_ok_and(|dn| dn.is_within(skip))
-            {
+            // Parse the DN once, for the skip test and the object.
+            let dn = match Dn::parse(&entry.dn) {
+                Ok(dn) => dn,
+                Err(e) => {
+                    stats.entries += 1;
+                    findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
+                    continue;
+                }
+            };
+            if skip_within.is_some_and(|skip| dn.is_within(skip)) {
                 stats.skipped += 1;
                 continue;
             }
             stats.entries += 1;
-            if let Some(object) = DirectoryObject::from_attributes(
-                &entry.dn,
+            on_object(DirectoryObject::from_parsed(
+                dn,
                 to_attributes(entry.attrs, entry.bin_attrs),
                 classifier,
+                &mut dn_cache,
                 findings,
-            ) {
-                on_object(object);
-            }
+            ));
         }
         let result = stream.finish().await;
         self.check_search_result(what, base.as_str(), &op, result)?;

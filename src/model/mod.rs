@@ -7,9 +7,11 @@
 //! Attribute names are AD's; object classes come from configuration ([`Classifier`]).
 
 mod dn;
+mod entry;
 mod sip_uri;
 
 pub use dn::{Dn, DnError, escape_value};
+pub use entry::{AttrValues, Entry};
 pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError};
 
 use std::collections::BTreeMap;
@@ -36,6 +38,10 @@ pub mod attr {
         PRIMARY_HOME_SERVER,
         OWNER_URN,
     ];
+
+    /// What reconcile's full scan asks for: only what detection needs (the kind and the SIP
+    /// address). The few objects that hold a migration's URI are then read in full.
+    pub const DETECTION: &[&str] = &[OBJECT_CLASS, PRIMARY_USER_ADDRESS];
 
     /// What a directory search asks for. AD does not expand `msRTCSIP-*` wildcards, so every
     /// attribute is named.
@@ -114,17 +120,22 @@ impl Attributes {
 
     /// Appends values to an attribute (merging with values already present under any case).
     pub fn insert(&mut self, name: &str, values: Vec<Vec<u8>>) {
-        self.0
-            .entry(AttrName::new(name))
-            .or_default()
-            .extend(values);
+        match self.0.entry(AttrName::new(name)) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(values);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(values),
+        }
     }
 
     /// All values of `name`, or an empty slice.
     pub fn get(&self, name: &str) -> &[Vec<u8>] {
+        // A linear scan: entries have a dozen attributes, and this runs several times per
+        // object of a 200,000-object scan, where building a key would allocate each time.
         self.0
-            .get(&AttrName::new(name))
-            .map(Vec::as_slice)
+            .iter()
+            .find(|(k, _)| k.0.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
             .unwrap_or(&[])
     }
 
@@ -221,23 +232,43 @@ impl Classifier {
 }
 
 /// What kind of problem a finding reports. Findings are reported, never acted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A value that cannot be understood: bad SIP address, bad DN, two values, bad boolean.
     MalformedValue,
+    /// A migration's SIP URI is held by an object pcsync will not touch; that swap is blocked.
+    UriInUse,
+    /// Several objects carry the same SIP URI.
+    DuplicateUri,
+    /// A contact holding a migration's URI lies outside the endpoint container.
+    EndpointOutsideContainer,
+    /// The well-known user is homed elsewhere than the migration's legacy_home_server_dn.
+    UnexpectedHome,
+    /// Two `[[migrations]]` entries name the same SIP URI.
+    DuplicateMigration,
+    /// A SIP-enabled user that looks like a Group Chat lookup account but no migration names.
+    Suspect,
 }
 
 impl fmt::Display for FindingKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             FindingKind::MalformedValue => "malformed_value",
+            FindingKind::UriInUse => "uri_in_use",
+            FindingKind::DuplicateUri => "duplicate_uri",
+            FindingKind::EndpointOutsideContainer => "endpoint_outside_container",
+            FindingKind::UnexpectedHome => "unexpected_home",
+            FindingKind::DuplicateMigration => "duplicate_migration",
+            FindingKind::Suspect => "suspect",
         })
     }
 }
 
 /// A problem in the directory, reported with the DN at fault and a reason.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
     pub kind: FindingKind,
     /// The DN as the server wrote it (kept as text: it may itself be the malformed part).
@@ -246,12 +277,16 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn malformed(dn: &str, reason: String) -> Finding {
+    pub fn new(kind: FindingKind, dn: &str, reason: String) -> Finding {
         Finding {
-            kind: FindingKind::MalformedValue,
+            kind,
             dn: dn.to_string(),
             reason,
         }
+    }
+
+    pub fn malformed(dn: &str, reason: String) -> Finding {
+        Finding::new(FindingKind::MalformedValue, dn, reason)
     }
 }
 
@@ -286,6 +321,26 @@ impl DirectoryObject {
                 return None;
             }
         };
+        Some(DirectoryObject::from_parsed(
+            dn,
+            attributes,
+            classifier,
+            &mut DnCache::default(),
+            findings,
+        ))
+    }
+
+    /// Like [`Self::from_attributes`] for an entry whose DN the caller already parsed, reusing
+    /// `cache` for DN-valued attributes (a scan sees the same few pool DNs over and over; parsing
+    /// each once matters on a directory of 200,000 users).
+    pub fn from_parsed(
+        dn: Dn,
+        attributes: Attributes,
+        classifier: &Classifier,
+        cache: &mut DnCache,
+        findings: &mut Vec<Finding>,
+    ) -> DirectoryObject {
+        let dn_text = dn.as_str();
         let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
         let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
 
@@ -317,7 +372,7 @@ impl DirectoryObject {
             }
         };
         let home_server_dn = single_text(&attributes, attr::PRIMARY_HOME_SERVER, &mut bad)
-            .and_then(|text| match Dn::parse(text) {
+            .and_then(|text| match cache.parse(text) {
                 Ok(dn) => Some(dn),
                 Err(e) => {
                     bad(format!("{}: {e}", attr::PRIMARY_HOME_SERVER));
@@ -327,7 +382,7 @@ impl DirectoryObject {
         let owner_urn = single_text(&attributes, attr::OWNER_URN, &mut bad).map(str::to_string);
         let display_name =
             single_text(&attributes, attr::DISPLAY_NAME, &mut bad).map(str::to_string);
-        Some(DirectoryObject {
+        DirectoryObject {
             dn,
             kind,
             sip_uri,
@@ -336,7 +391,28 @@ impl DirectoryObject {
             owner_urn,
             display_name,
             attributes,
-        })
+        }
+    }
+}
+
+/// Parsed DN-valued attribute values, by their exact text; bounded, so a directory with
+/// unusually many distinct values only loses the speed-up, never memory.
+#[derive(Debug, Default)]
+pub struct DnCache(std::collections::HashMap<String, Result<Dn, DnError>>);
+
+impl DnCache {
+    const MAX_ENTRIES: usize = 256;
+
+    pub fn parse(&mut self, text: &str) -> Result<Dn, DnError> {
+        if let Some(hit) = self.0.get(text) {
+            return hit.clone();
+        }
+        let parsed = Dn::parse(text);
+        if self.0.len() >= Self::MAX_ENTRIES {
+            self.0.clear();
+        }
+        self.0.insert(text.to_string(), parsed.clone());
+        parsed
     }
 }
 

@@ -10,4 +10,6 @@ mod ad;
 mod cli;
 mod common;
 mod directory;
+mod json_schema;
+mod reconcile;
 mod schema;

@@ -1,0 +1,571 @@
+//! Applying a [`Plan`]: each swap journaled in the audit log, conditional writes, rollback.
+//!
+//! A swap is the set of ready changes for one SIP URI, in Microsoft's order: retire the user,
+//! then add the endpoint, then read it back. Before the first write the user's complete entry
+//! (the before-image) is written to the audit log and fsynced; every write is preceded by a
+//! `step started` record and followed by `ok` or `failed`; a swap ends with `swap_done`. If the
+//! add fails, the user is restored from the before-image and a `rollback` is recorded. A run
+//! that crashed leaves a `swap_intent` with no end; [`recover`] finishes such swaps before
+//! anything else. All directory access goes through [`DirectoryWriter`], so this module runs
+//! against the in-memory fake in its tests and against ldap3 (src/ldap/write.rs) for real.
+//! Failpoints (`--features failpoints`, `FAILPOINTS=name=return`) abort the process after each
+//! step, so tests can prove that a crash anywhere loses nothing.
+
+mod restore;
+#[cfg(test)]
+mod tests;
+
+pub use restore::{RestoreAction, RestoreKind, RestorePlan, apply_restore, plan_restore};
+
+use std::future::Future;
+
+use crate::audit::{self, AuditSink, Counts, Event, Note, Outcome, Step, Unfinished};
+use crate::config::Retire;
+use crate::ldap::Error;
+use crate::model::{AttrValues, Entry, attr};
+use crate::plan::{Action, Change, Plan};
+
+/// Names of the failpoints, in the order a swap passes them.
+pub const FAILPOINTS: &[&str] = &[
+    "swap-before-image-written",
+    "swap-user-retired",
+    "swap-endpoint-added",
+    "swap-endpoint-verified",
+];
+
+/// One attribute change of a modify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modification {
+    Add(AttrValues),
+    /// Delete these values (all values when the list is empty).
+    Delete(AttrValues),
+}
+
+/// The writes pcsync makes, and the one read it needs to make them safely. `expect` lists the
+/// values the plan saw; the write must fail with [`Error::Conflict`] if they changed.
+pub trait DirectoryWriter {
+    /// The complete entry (every user attribute, binary-safe), or `None` if it does not exist.
+    fn read_entry(&mut self, dn: &str) -> impl Future<Output = Result<Option<Entry>, Error>>;
+    fn add(&mut self, entry: &Entry) -> impl Future<Output = Result<(), Error>>;
+    fn delete(
+        &mut self,
+        dn: &str,
+        expect: &[AttrValues],
+    ) -> impl Future<Output = Result<(), Error>>;
+    fn modify(
+        &mut self,
+        dn: &str,
+        mods: &[Modification],
+        expect: &[AttrValues],
+    ) -> impl Future<Output = Result<(), Error>>;
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub swaps: usize,
+    pub applied: usize,
+    pub failed: usize,
+    pub rolled_back: usize,
+    /// One line per failed swap.
+    pub errors: Vec<String>,
+}
+
+/// Why applying stopped. Directory failures of one swap are not errors here (they are in the
+/// report); only a failed audit write stops everything, because nothing may happen unrecorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The audit log cannot be written; no further directory write was attempted.
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+}
+
+/// Aborts the process when the named failpoint is configured (`FAILPOINTS=name=return`);
+/// a no-op in builds without the `failpoints` feature. An abort, not a panic: nothing unwinds,
+/// no destructor runs, exactly like a power cut between two steps.
+pub fn crash_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if fail::eval(name, |_| ()).is_some() {
+        eprintln!("pcsync: failpoint {name}: aborting");
+        std::process::abort();
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
+/// The ready changes grouped into swaps (consecutive changes with one SIP URI), in plan order.
+pub fn swaps(plan: &Plan) -> Vec<Vec<Change>> {
+    let mut out: Vec<Vec<Change>> = Vec::new();
+    for c in plan.ready() {
+        match out.last_mut() {
+            Some(last) if last[0].sip_uri.eq_ignore_ascii_case(&c.sip_uri) => last.push(c.clone()),
+            _ => out.push(vec![c.clone()]),
+        }
+    }
+    out
+}
+
+/// Applies the ready changes of `plan`, swap by swap. A failed swap is rolled back as far as
+/// needed and the next swap goes ahead.
+pub async fn apply(
+    plan: &Plan,
+    run_id: &str,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Report, ApplyError> {
+    let mut report = Report::default();
+    for (i, changes) in swaps(plan).into_iter().enumerate() {
+        let swap = format!("{run_id}#{}", i + 1);
+        report.swaps += 1;
+        let sip_uri = changes[0].sip_uri.clone();
+        match run_swap(&swap, &changes, writer, audit).await? {
+            SwapEnd::Done => {
+                tracing::info!(%swap, %sip_uri, "swap done");
+                report.applied += 1;
+            }
+            SwapEnd::Failed(e) => {
+                tracing::warn!(%swap, %sip_uri, error = %e, "swap failed");
+                report.failed += 1;
+                report.errors.push(e);
+            }
+            SwapEnd::RolledBack(e) => {
+                tracing::warn!(%swap, %sip_uri, error = %e, "swap rolled back");
+                report.failed += 1;
+                report.rolled_back += 1;
+                report.errors.push(e);
+            }
+        }
+    }
+    Ok(report)
+}
+
+enum SwapEnd {
+    Done,
+    /// Nothing was changed (or the failure left only a verified state); the reason.
+    Failed(String),
+    /// The user was restored from its before-image; the reason.
+    RolledBack(String),
+}
+
+fn note(event: Event, outcome: Outcome, swap: &str, c: &Change) -> Note {
+    Note::new(event, outcome)
+        .swap(swap)
+        .dn(&c.dn)
+        .sip_uri(&c.sip_uri)
+}
+
+fn retire_step(c: &Change) -> Step {
+    if c.retire == Some(Retire::Disable) {
+        Step::DisableUser
+    } else {
+        Step::DeleteUser
+    }
+}
+
+/// The modify that clears the attributes a disable removes, conditional on their exact values.
+fn disable_mods(c: &Change) -> Vec<Modification> {
+    c.attributes
+        .iter()
+        .cloned()
+        .map(Modification::Delete)
+        .collect()
+}
+
+/// The modify a repoint makes: old values out, new values in, in one operation.
+fn repoint_mods(c: &Change) -> Vec<Modification> {
+    let mut mods = Vec::new();
+    for new in &c.attributes {
+        if let Some(old) = c
+            .expect
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(&new.name) && !e.values.is_empty())
+        {
+            mods.push(Modification::Delete(old.clone()));
+        }
+        mods.push(Modification::Add(new.clone()));
+    }
+    mods
+}
+
+fn endpoint_entry(c: &Change) -> Entry {
+    Entry {
+        dn: c.dn.clone(),
+        attributes: c.attributes.clone(),
+    }
+}
+
+async fn run_swap(
+    swap: &str,
+    changes: &[Change],
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<SwapEnd, ApplyError> {
+    let first = &changes[0];
+    let mut intent = note(Event::SwapIntent, Outcome::Started, swap, first);
+    intent.changes = Some(changes.to_vec());
+    audit.record(intent)?;
+
+    let mut before: Option<(Entry, &Change)> = None;
+    for c in changes {
+        let result = match c.action {
+            Action::RetireUser => {
+                // 1. The complete before-image, durably, before anything is changed.
+                let image = match writer.read_entry(&c.dn).await {
+                    Ok(Some(image)) => image,
+                    Ok(None) => {
+                        let e = format!("{} no longer exists", c.dn);
+                        return fail_swap(audit, swap, c, retire_step(c), e);
+                    }
+                    Err(e) => return fail_swap(audit, swap, c, retire_step(c), e.to_string()),
+                };
+                if let Err(reason) = image.check(&c.expect) {
+                    let e = format!("{} changed since it was planned: {reason}", c.dn);
+                    return fail_swap(audit, swap, c, retire_step(c), e);
+                }
+                let mut img = note(Event::BeforeImage, Outcome::Ok, swap, c);
+                img.before = Some(image.clone());
+                audit.record(img)?;
+                crash_point("swap-before-image-written");
+                // 2. Delete or disable, conditional on what the plan saw.
+                audit.record(note(Event::Step, Outcome::Started, swap, c).step(retire_step(c)))?;
+                let r = if c.retire == Some(Retire::Disable) {
+                    writer.modify(&c.dn, &disable_mods(c), &c.expect).await
+                } else {
+                    writer.delete(&c.dn, &c.expect).await
+                };
+                before = Some((image, c));
+                r.map(|()| retire_step(c))
+                    .map_err(|e| (retire_step(c), e.to_string()))
+            }
+            Action::CreateEndpoint => {
+                // 3. Add the endpoint.
+                audit
+                    .record(note(Event::Step, Outcome::Started, swap, c).step(Step::AddEndpoint))?;
+                writer
+                    .add(&endpoint_entry(c))
+                    .await
+                    .map(|()| Step::AddEndpoint)
+                    .map_err(|e| (Step::AddEndpoint, e.to_string()))
+            }
+            Action::RepointEndpoint => {
+                audit.record(
+                    note(Event::Step, Outcome::Started, swap, c).step(Step::RepointEndpoint),
+                )?;
+                writer
+                    .modify(&c.dn, &repoint_mods(c), &c.expect)
+                    .await
+                    .map(|()| Step::RepointEndpoint)
+                    .map_err(|e| (Step::RepointEndpoint, e.to_string()))
+            }
+        };
+        match result {
+            Ok(step) => {
+                audit.record(note(Event::Step, Outcome::Ok, swap, c).step(step))?;
+                match step {
+                    Step::DeleteUser | Step::DisableUser => crash_point("swap-user-retired"),
+                    _ => crash_point("swap-endpoint-added"),
+                }
+            }
+            Err((step, e)) => {
+                let mut failed = note(Event::Step, Outcome::Failed, swap, c).step(step);
+                failed.message = Some(e.clone());
+                audit.record(failed)?;
+                // A failure after the user was retired means the user must come back.
+                let after_retire = step != Step::DeleteUser && step != Step::DisableUser;
+                return match (after_retire, before.take()) {
+                    (true, Some((image, user))) => {
+                        rollback(swap, user, &image, &e, writer, audit).await
+                    }
+                    _ => {
+                        let end = note(Event::SwapDone, Outcome::Failed, swap, c).message(&e);
+                        audit.record(end)?;
+                        Ok(SwapEnd::Failed(format!("{}: {e}", c.sip_uri)))
+                    }
+                };
+            }
+        }
+    }
+
+    // 4. Read back every endpoint the swap wrote.
+    for c in changes.iter().filter(|c| c.action != Action::RetireUser) {
+        let verified = verify(writer, c).await;
+        let mut rec = note(
+            Event::Step,
+            if verified.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            },
+            swap,
+            c,
+        )
+        .step(Step::Verify);
+        if let Ok(Some(after)) = &verified {
+            rec.after = Some(after.clone());
+        }
+        if let Err(e) = &verified {
+            rec.message = Some(e.clone());
+        }
+        audit.record(rec)?;
+        if let Err(e) = verified {
+            let end = note(Event::SwapDone, Outcome::Failed, swap, c).message(&e);
+            audit.record(end)?;
+            return Ok(SwapEnd::Failed(format!("{}: {e}", c.sip_uri)));
+        }
+    }
+    crash_point("swap-endpoint-verified");
+    audit.record(note(Event::SwapDone, Outcome::Ok, swap, first))?;
+    Ok(SwapEnd::Done)
+}
+
+/// Records a swap that failed before any write, and ends it.
+fn fail_swap(
+    audit: &mut impl AuditSink,
+    swap: &str,
+    c: &Change,
+    step: Step,
+    e: String,
+) -> Result<SwapEnd, ApplyError> {
+    audit.record(
+        note(Event::Step, Outcome::Failed, swap, c)
+            .step(step)
+            .message(&e),
+    )?;
+    audit.record(note(Event::SwapDone, Outcome::Failed, swap, c).message(&e))?;
+    Ok(SwapEnd::Failed(format!("{}: {e}", c.sip_uri)))
+}
+
+/// Reads an endpoint back and checks it carries what the change wrote.
+async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<Entry>, String> {
+    match writer.read_entry(&c.dn).await {
+        Ok(None) => Err(format!("{} is missing after the write", c.dn)),
+        Ok(Some(entry)) => {
+            let wanted: Vec<AttrValues> = c
+                .attributes
+                .iter()
+                .filter(|a| {
+                    [
+                        attr::PRIMARY_USER_ADDRESS,
+                        attr::PRIMARY_HOME_SERVER,
+                        attr::OWNER_URN,
+                        attr::USER_ENABLED,
+                    ]
+                    .iter()
+                    .any(|n| a.name.eq_ignore_ascii_case(n))
+                })
+                .cloned()
+                .collect();
+            entry
+                .check(&wanted)
+                .map_err(|e| format!("{} read back wrong: {e}", c.dn))?;
+            Ok(Some(entry))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Puts a retired user back from its before-image.
+async fn restore_user(
+    writer: &mut impl DirectoryWriter,
+    retire: Option<Retire>,
+    image: &Entry,
+) -> Result<(), Error> {
+    if retire == Some(Retire::Disable) {
+        let mods: Vec<Modification> = image
+            .attributes
+            .iter()
+            .filter(|a| {
+                a.name
+                    .get(..9)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("msRTCSIP-"))
+            })
+            .cloned()
+            .map(Modification::Add)
+            .collect();
+        let absent: Vec<AttrValues> = mods
+            .iter()
+            .map(|m| match m {
+                Modification::Add(a) | Modification::Delete(a) => AttrValues {
+                    name: a.name.clone(),
+                    values: Vec::new(),
+                },
+            })
+            .collect();
+        writer.modify(&image.dn, &mods, &absent).await
+    } else {
+        writer.add(image).await
+    }
+}
+
+async fn rollback(
+    swap: &str,
+    user: &Change,
+    image: &Entry,
+    cause: &str,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<SwapEnd, ApplyError> {
+    audit.record(note(Event::Rollback, Outcome::Started, swap, user).step(Step::RestoreUser))?;
+    match restore_user(writer, user.retire, image).await {
+        Ok(()) => {
+            let mut rec = note(Event::Rollback, Outcome::Ok, swap, user)
+                .step(Step::RestoreUser)
+                .message(format!("restored from the before-image after: {cause}"));
+            rec.after = Some(image.clone());
+            audit.record(rec)?;
+            Ok(SwapEnd::RolledBack(format!(
+                "{}: {cause}; the user was restored",
+                user.sip_uri
+            )))
+        }
+        Err(e) => {
+            let msg = format!(
+                "ROLLBACK FAILED: {e}; the before-image is in the audit log (swap {swap}); run `pcsync restore`"
+            );
+            audit.record(
+                note(Event::Rollback, Outcome::Failed, swap, user)
+                    .step(Step::RestoreUser)
+                    .message(&msg),
+            )?;
+            Ok(SwapEnd::Failed(format!("{}: {cause}; {msg}", user.sip_uri)))
+        }
+    }
+}
+
+/// What recovery did with one unfinished swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    pub swap: String,
+    pub sip_uri: String,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+/// Completes or rolls back the swaps a crashed run left unfinished, from what the directory
+/// shows now: a user that still holds the URI means nothing was written (the next plan redoes
+/// the swap); a retired user means the endpoint is added (or, if that fails, the user restored
+/// from the before-image); an endpoint already present is verified.
+pub async fn recover(
+    unfinished: &[Unfinished],
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Vec<Recovered>, ApplyError> {
+    let mut out = Vec::new();
+    for u in unfinished {
+        if let Some((outcome, message)) = recover_one(u, writer, audit).await? {
+            let Some(first) = u.changes.first() else {
+                continue;
+            };
+            audit.record(note(Event::Recovery, outcome, &u.swap, first).message(&message))?;
+            out.push(Recovered {
+                swap: u.swap.clone(),
+                sip_uri: first.sip_uri.clone(),
+                outcome,
+                message,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn recover_one(
+    u: &Unfinished,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Option<(Outcome, String)>, ApplyError> {
+    let Some(first) = u.changes.first() else {
+        return Ok(None);
+    };
+    let retire = u.changes.iter().find(|c| c.action == Action::RetireUser);
+    let Some(create) = u
+        .changes
+        .iter()
+        .find(|c| c.action == Action::CreateEndpoint)
+    else {
+        // A repoint: the next plan redoes it if it did not happen.
+        return Ok(Some((
+            Outcome::Skipped,
+            "no endpoint to create; the next plan covers it".to_string(),
+        )));
+    };
+    if let Some(r) = retire {
+        match writer.read_entry(&r.dn).await {
+            Ok(Some(e))
+                if e.get(attr::PRIMARY_USER_ADDRESS)
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case(first.sip_uri.as_bytes())) =>
+            {
+                return Ok(Some((
+                    Outcome::Skipped,
+                    "the user still holds the URI, so nothing had been written; the swap is planned afresh"
+                        .to_string(),
+                )));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Ok(Some((
+                    Outcome::Failed,
+                    format!("cannot read {}: {e}", r.dn),
+                )));
+            }
+        }
+    }
+    match writer.read_entry(&create.dn).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            audit.record(
+                note(Event::Step, Outcome::Started, &u.swap, create).step(Step::AddEndpoint),
+            )?;
+            if let Err(e) = writer.add(&endpoint_entry(create)).await {
+                let e = e.to_string();
+                audit.record(
+                    note(Event::Step, Outcome::Failed, &u.swap, create)
+                        .step(Step::AddEndpoint)
+                        .message(&e),
+                )?;
+                return Ok(Some(match (retire, &u.before) {
+                    (Some(r), Some(image)) => {
+                        match rollback(&u.swap, r, image, &e, writer, audit).await? {
+                            SwapEnd::RolledBack(m) => (Outcome::Ok, format!("rolled back: {m}")),
+                            SwapEnd::Failed(m) => (Outcome::Failed, m),
+                            SwapEnd::Done => (Outcome::Ok, String::new()),
+                        }
+                    }
+                    _ => (Outcome::Failed, e),
+                }));
+            }
+            audit
+                .record(note(Event::Step, Outcome::Ok, &u.swap, create).step(Step::AddEndpoint))?;
+        }
+        Err(e) => {
+            return Ok(Some((
+                Outcome::Failed,
+                format!("cannot read {}: {e}", create.dn),
+            )));
+        }
+    }
+    match verify(writer, create).await {
+        Ok(after) => {
+            let mut rec = note(Event::Step, Outcome::Ok, &u.swap, create).step(Step::Verify);
+            rec.after = after;
+            audit.record(rec)?;
+            Ok(Some((
+                Outcome::Ok,
+                format!("completed the swap of run {}", u.run_id),
+            )))
+        }
+        Err(e) => Ok(Some((Outcome::Failed, e))),
+    }
+}
+
+/// Counts for the `run_end` record.
+pub fn counts(plan: &Plan, report: &Report) -> Counts {
+    Counts {
+        planned: plan.summary.ready,
+        applied: report.applied,
+        failed: report.failed,
+        rolled_back: report.rolled_back,
+        waiting: plan.summary.waiting,
+        findings: plan.summary.findings,
+    }
+}

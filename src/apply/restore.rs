@@ -1,0 +1,188 @@
+//! `pcsync restore`: undo a run from the audit log.
+//!
+//! For every swap of the run (including steps a later run's recovery finished for it), the
+//! endpoint the swap created is removed (only while it still carries the swap's SIP URI), then
+//! the retired user is re-created from its before-image (delete) or gets its msRTCSIP-*
+//! attributes back (disable). Actions already undone are shown as such and skipped, so a
+//! restore can be re-run. Each write is journaled like a reconcile step.
+
+use serde::Serialize;
+
+use super::{DirectoryWriter, Report, restore_user};
+use crate::audit::{AuditSink, Event, Note, Outcome, Record, Step};
+use crate::config::Retire;
+use crate::ldap::Error;
+use crate::model::{AttrValues, Entry, attr};
+use crate::plan::Action;
+
+/// What a restore action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreKind {
+    DeleteEndpoint,
+    RecreateUser,
+    ReenableUser,
+}
+
+/// One write of a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreAction {
+    pub kind: RestoreKind,
+    pub dn: String,
+    pub sip_uri: String,
+    /// The swap being undone.
+    pub swap: String,
+    /// False when the directory already shows the restored state.
+    pub pending: bool,
+    #[serde(skip)]
+    pub image: Option<Entry>,
+}
+
+/// The restore plan for one run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestorePlan {
+    pub run_id: String,
+    pub actions: Vec<RestoreAction>,
+}
+
+impl RestorePlan {
+    pub fn pending(&self) -> usize {
+        self.actions.iter().filter(|a| a.pending).count()
+    }
+}
+
+/// Builds the restore plan for `run_id` from the (verified) audit records and the directory's
+/// current state. `None` when the log has no such run.
+pub async fn plan_restore(
+    records: &[Record],
+    run_id: &str,
+    writer: &mut impl DirectoryWriter,
+) -> Result<Option<RestorePlan>, Error> {
+    if !records.iter().any(|r| r.run_id == run_id) {
+        return Ok(None);
+    }
+    let prefix = format!("{run_id}#");
+    let mut swaps: Vec<String> = Vec::new();
+    for r in records {
+        if let Some(s) = &r.swap
+            && s.starts_with(&prefix)
+            && !swaps.contains(s)
+        {
+            swaps.push(s.clone());
+        }
+    }
+    let mut actions = Vec::new();
+    for swap in swaps {
+        let of_swap = || records.iter().filter(|r| r.swap.as_deref() == Some(&swap));
+        let Some(intent) = of_swap().find(|r| r.event == Event::SwapIntent) else {
+            continue;
+        };
+        let changes = intent.changes.clone().unwrap_or_default();
+        let ok = |step: Step| {
+            of_swap()
+                .any(|r| r.event == Event::Step && r.step == Some(step) && r.outcome == Outcome::Ok)
+        };
+        let rolled_back = of_swap().any(|r| r.event == Event::Rollback && r.outcome == Outcome::Ok);
+        let sip_uri = intent.sip_uri.clone().unwrap_or_default();
+        if let Some(c) = changes.iter().find(|c| c.action == Action::CreateEndpoint)
+            && ok(Step::AddEndpoint)
+        {
+            let pending = writer.read_entry(&c.dn).await?.is_some_and(|e| {
+                e.get(attr::PRIMARY_USER_ADDRESS)
+                    .iter()
+                    .any(|v| v.eq_ignore_ascii_case(sip_uri.as_bytes()))
+            });
+            actions.push(RestoreAction {
+                kind: RestoreKind::DeleteEndpoint,
+                dn: c.dn.clone(),
+                sip_uri: sip_uri.clone(),
+                swap: swap.clone(),
+                pending,
+                image: None,
+            });
+        }
+        let image = of_swap().find_map(|r| r.before.clone());
+        if let (Some(c), Some(image)) = (
+            changes.iter().find(|c| c.action == Action::RetireUser),
+            image,
+        ) && (ok(Step::DeleteUser) || ok(Step::DisableUser))
+            && !rolled_back
+        {
+            let current = writer.read_entry(&image.dn).await?;
+            let (kind, pending) = if c.retire == Some(Retire::Disable) {
+                let holds = current
+                    .as_ref()
+                    .is_some_and(|e| !e.get(attr::PRIMARY_USER_ADDRESS).is_empty());
+                (RestoreKind::ReenableUser, !holds)
+            } else {
+                (RestoreKind::RecreateUser, current.is_none())
+            };
+            actions.push(RestoreAction {
+                kind,
+                dn: image.dn.clone(),
+                sip_uri: sip_uri.clone(),
+                swap: swap.clone(),
+                pending,
+                image: Some(image),
+            });
+        }
+    }
+    Ok(Some(RestorePlan {
+        run_id: run_id.to_string(),
+        actions,
+    }))
+}
+
+/// Carries out the pending actions; each is journaled (`step` started, then ok or failed).
+pub async fn apply_restore(
+    plan: &RestorePlan,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Report, crate::audit::Error> {
+    let mut report = Report::default();
+    for a in plan.actions.iter().filter(|a| a.pending) {
+        report.swaps += 1;
+        let step = match a.kind {
+            RestoreKind::DeleteEndpoint => Step::DeleteEndpoint,
+            _ => Step::RestoreUser,
+        };
+        let base = || {
+            Note::new(Event::Step, Outcome::Started)
+                .dn(&a.dn)
+                .sip_uri(&a.sip_uri)
+                .swap(&a.swap)
+                .step(step)
+        };
+        audit.record(base())?;
+        let result = match (&a.kind, &a.image) {
+            (RestoreKind::DeleteEndpoint, _) => {
+                let expect = [AttrValues::text(attr::PRIMARY_USER_ADDRESS, &[&a.sip_uri])];
+                writer.delete(&a.dn, &expect).await
+            }
+            (RestoreKind::RecreateUser, Some(image)) => {
+                restore_user(writer, Some(Retire::Delete), image).await
+            }
+            (RestoreKind::ReenableUser, Some(image)) => {
+                restore_user(writer, Some(Retire::Disable), image).await
+            }
+            (_, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                let mut rec = base();
+                rec.outcome = Outcome::Ok;
+                rec.after = a.image.clone();
+                audit.record(rec)?;
+                report.applied += 1;
+            }
+            Err(e) => {
+                let mut rec = base().message(e.to_string());
+                rec.outcome = Outcome::Failed;
+                audit.record(rec)?;
+                report.failed += 1;
+                report.errors.push(format!("{}: {e}", a.dn));
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,397 @@
+//! The executor against an in-memory directory: journal order, conditional writes, rollback,
+//! and recovery of every crash point, with no server.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::audit::{Event, Note, Outcome, Step};
+use crate::plan::Status;
+
+/// An in-memory directory that honours `expect` like the real writer does.
+#[derive(Default)]
+struct Fake {
+    entries: BTreeMap<String, Entry>,
+    fail_add: bool,
+    writes: usize,
+}
+
+impl Fake {
+    fn key(dn: &str) -> String {
+        dn.to_ascii_lowercase()
+    }
+
+    fn with(entries: &[Entry]) -> Fake {
+        let mut f = Fake::default();
+        for e in entries {
+            f.entries.insert(Fake::key(&e.dn), e.clone());
+        }
+        f
+    }
+
+    fn conflict(dn: &str, reason: String) -> Error {
+        Error::Conflict {
+            op: "test".into(),
+            dn: dn.into(),
+            url: "fake://".into(),
+            reason,
+        }
+    }
+
+    fn check(&self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+        match self.entries.get(&Fake::key(dn)) {
+            None => Err(Fake::conflict(dn, "gone".into())),
+            Some(e) => e.check(expect).map_err(|r| Fake::conflict(dn, r)),
+        }
+    }
+}
+
+impl DirectoryWriter for Fake {
+    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
+        Ok(self.entries.get(&Fake::key(dn)).cloned())
+    }
+
+    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+        if self.fail_add && entry.get("msRTCSIP-OwnerUrn").len() == 1 {
+            return Err(Error::Operation {
+                op: "add".into(),
+                url: "fake://".into(),
+                rc: 65,
+                text: "object class violation".into(),
+            });
+        }
+        if self.entries.contains_key(&Fake::key(&entry.dn)) {
+            return Err(Fake::conflict(&entry.dn, "exists".into()));
+        }
+        self.writes += 1;
+        self.entries.insert(Fake::key(&entry.dn), entry.clone());
+        Ok(())
+    }
+
+    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+        self.check(dn, expect)?;
+        self.writes += 1;
+        self.entries.remove(&Fake::key(dn));
+        Ok(())
+    }
+
+    async fn modify(
+        &mut self,
+        dn: &str,
+        mods: &[Modification],
+        expect: &[AttrValues],
+    ) -> Result<(), Error> {
+        self.check(dn, expect)?;
+        let Some(entry) = self.entries.get(&Fake::key(dn)) else {
+            return Err(Fake::conflict(dn, "gone".into()));
+        };
+        let mut attrs = entry.to_attributes();
+        let mut next = crate::model::Attributes::new();
+        for m in mods {
+            match m {
+                Modification::Delete(a) => {
+                    let now = attrs.get(&a.name).to_vec();
+                    if a.values.iter().any(|v| !now.contains(v)) {
+                        return Err(Fake::conflict(dn, "value gone (16)".into()));
+                    }
+                    let mut rebuilt = crate::model::Attributes::new();
+                    for (n, vs) in attrs.iter() {
+                        let kept: Vec<Vec<u8>> = if n.as_str().eq_ignore_ascii_case(&a.name) {
+                            vs.iter()
+                                .filter(|v| !a.values.is_empty() && !a.values.contains(v))
+                                .cloned()
+                                .collect()
+                        } else {
+                            vs.clone()
+                        };
+                        if !kept.is_empty() {
+                            rebuilt.insert(n.as_str(), kept);
+                        }
+                    }
+                    attrs = rebuilt;
+                }
+                Modification::Add(a) => next.insert(&a.name, a.values.clone()),
+            }
+        }
+        for (n, vs) in next.iter() {
+            attrs.insert(n.as_str(), vs.clone());
+        }
+        self.writes += 1;
+        self.entries
+            .insert(Fake::key(dn), Entry::new(&entry.dn.clone(), &attrs));
+        Ok(())
+    }
+}
+
+const USER: &str = "CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com";
+const ENDPOINT: &str = "CN={e},CN=Application Contacts,DC=contoso,DC=com";
+const URI: &str = "sip:ocschat@contoso.com";
+
+fn user_entry() -> Entry {
+    Entry {
+        dn: USER.into(),
+        attributes: vec![
+            AttrValues::text("cn", &["OCSChat"]),
+            AttrValues::text("objectClass", &["top", "user"]),
+            AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
+            AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+            AttrValues::text("msRTCSIP-OptionFlags", &["256"]),
+            AttrValues {
+                name: "objectSid".into(),
+                values: vec![vec![1, 5, 0, 0xff]],
+            },
+        ],
+    }
+}
+
+fn change(action: Action, dn: &str) -> Change {
+    Change {
+        action,
+        dn: dn.into(),
+        sip_uri: URI.into(),
+        pool: "pcpool1.contoso.com".into(),
+        status: Status::Ready,
+        not_before: None,
+        reason: String::new(),
+        retire: None,
+        expect: Vec::new(),
+        attributes: Vec::new(),
+    }
+}
+
+fn swap_plan(retire: Retire) -> Plan {
+    let mut r = change(Action::RetireUser, USER);
+    r.retire = Some(retire);
+    r.expect = vec![
+        AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
+        AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+    ];
+    if retire == Retire::Disable {
+        r.attributes = vec![
+            AttrValues::text("msRTCSIP-OptionFlags", &["256"]),
+            AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
+            AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+        ];
+    }
+    let mut c = change(Action::CreateEndpoint, ENDPOINT);
+    c.attributes = vec![
+        AttrValues::text("objectClass", &["contact"]),
+        AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
+        AttrValues::text("msRTCSIP-OwnerUrn", &["urn:application:persistentchat"]),
+        AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+    ];
+    Plan {
+        format: 1,
+        fingerprint: String::new(),
+        changes: vec![r, c],
+        findings: Vec::new(),
+        summary: crate::plan::Summary {
+            ready: 2,
+            ..Default::default()
+        },
+    }
+}
+
+fn journal(notes: &[Note]) -> Vec<(Event, Outcome, Option<Step>)> {
+    notes.iter().map(|n| (n.event, n.outcome, n.step)).collect()
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn a_swap_is_journaled_step_by_step_in_microsofts_order() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let mut notes: Vec<Note> = Vec::new();
+    let report = block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        &mut dir,
+        &mut notes,
+    ))
+    .unwrap();
+    assert_eq!((report.applied, report.failed), (1, 0));
+    assert_eq!(
+        journal(&notes),
+        [
+            (Event::SwapIntent, Outcome::Started, None),
+            (Event::BeforeImage, Outcome::Ok, None),
+            (Event::Step, Outcome::Started, Some(Step::DeleteUser)),
+            (Event::Step, Outcome::Ok, Some(Step::DeleteUser)),
+            (Event::Step, Outcome::Started, Some(Step::AddEndpoint)),
+            (Event::Step, Outcome::Ok, Some(Step::AddEndpoint)),
+            (Event::Step, Outcome::Ok, Some(Step::Verify)),
+            (Event::SwapDone, Outcome::Ok, None),
+        ]
+    );
+    assert_eq!(notes[1].before.as_ref().unwrap(), &user_entry());
+    assert!(notes.iter().all(|n| n.swap.as_deref() == Some("r1#1")));
+    assert!(!dir.entries.contains_key(&Fake::key(USER)));
+    assert!(dir.entries.contains_key(&Fake::key(ENDPOINT)));
+}
+
+#[test]
+fn a_failed_add_restores_the_user_from_the_before_image() {
+    for retire in [Retire::Delete, Retire::Disable] {
+        let mut dir = Fake::with(&[user_entry()]);
+        dir.fail_add = true;
+        let mut notes: Vec<Note> = Vec::new();
+        let report = block(apply(&swap_plan(retire), "r1", &mut dir, &mut notes)).unwrap();
+        assert_eq!((report.applied, report.rolled_back), (0, 1), "{retire:?}");
+        assert!(
+            report.errors[0].contains("the user was restored"),
+            "{:?}",
+            report.errors
+        );
+        let restored = dir.entries.get(&Fake::key(USER)).unwrap();
+        assert_eq!(
+            restored.to_attributes(),
+            user_entry().to_attributes(),
+            "{retire:?}"
+        );
+        let tail: Vec<_> = journal(&notes).into_iter().rev().take(3).collect();
+        assert_eq!(
+            tail,
+            [
+                (Event::Rollback, Outcome::Ok, Some(Step::RestoreUser)),
+                (Event::Rollback, Outcome::Started, Some(Step::RestoreUser)),
+                (Event::Step, Outcome::Failed, Some(Step::AddEndpoint)),
+            ]
+        );
+    }
+}
+
+#[test]
+fn a_concurrent_change_aborts_only_that_swap_and_writes_nothing() {
+    let mut changed = user_entry();
+    changed.attributes[3] = AttrValues::text("msRTCSIP-UserEnabled", &["FALSE"]);
+    let mut dir = Fake::with(&[changed]);
+    let mut notes: Vec<Note> = Vec::new();
+    let report = block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        &mut dir,
+        &mut notes,
+    ))
+    .unwrap();
+    assert_eq!(report.failed, 1);
+    assert!(
+        report.errors[0]
+            .contains("changed since it was planned: msRTCSIP-UserEnabled is \"FALSE\" now"),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(dir.writes, 0);
+    assert!(notes.iter().all(|n| n.event != Event::BeforeImage));
+}
+
+#[test]
+fn disable_clears_only_the_msrtcsip_attributes() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let mut notes: Vec<Note> = Vec::new();
+    block(apply(
+        &swap_plan(Retire::Disable),
+        "r1",
+        &mut dir,
+        &mut notes,
+    ))
+    .unwrap();
+    let user = dir.entries.get(&Fake::key(USER)).unwrap();
+    let names: Vec<&str> = user.attributes.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["cn", "objectClass", "objectSid"]);
+}
+
+/// The journal of a run that crashed after `steps` records of its swap.
+fn crashed_after(steps: usize, dir: &mut Fake) -> Vec<Note> {
+    let mut notes: Vec<Note> = Vec::new();
+    block(apply(&swap_plan(Retire::Delete), "r1", dir, &mut notes)).unwrap();
+    notes.truncate(steps);
+    notes
+}
+
+fn unfinished_from(notes: &[Note]) -> Vec<crate::audit::Unfinished> {
+    let records: Vec<crate::audit::Record> = notes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| crate::audit::Record {
+            v: 1,
+            run_id: "r1".into(),
+            seq: i as u64 + 1,
+            time: String::new(),
+            event: n.event,
+            outcome: n.outcome,
+            actor: crate::audit::Actor {
+                bind_dn: None,
+                host: "h".into(),
+            },
+            dn: n.dn.clone(),
+            sip_uri: n.sip_uri.clone(),
+            swap: n.swap.clone(),
+            step: n.step,
+            message: n.message.clone(),
+            counts: None,
+            plan: None,
+            changes: n.changes.clone(),
+            before: n.before.clone(),
+            after: n.after.clone(),
+            prev: String::new(),
+        })
+        .collect();
+    crate::audit::unfinished_swaps(&records)
+}
+
+#[test]
+fn recovery_completes_a_swap_whose_user_is_gone() {
+    // Crash right after the delete: the user is gone, the endpoint missing.
+    let mut dir = Fake::with(&[user_entry()]);
+    let notes = crashed_after(4, &mut dir);
+    dir.entries.remove(&Fake::key(ENDPOINT));
+    let open = unfinished_from(&notes);
+    assert_eq!(open.len(), 1);
+    let mut log: Vec<Note> = Vec::new();
+    let done = block(recover(&open, &mut dir, &mut log)).unwrap();
+    assert_eq!(done[0].outcome, Outcome::Ok, "{done:?}");
+    assert!(dir.entries.contains_key(&Fake::key(ENDPOINT)));
+    assert_eq!(log.last().unwrap().event, Event::Recovery);
+}
+
+#[test]
+fn recovery_leaves_an_untouched_user_for_a_fresh_plan() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let notes = crashed_after(2, &mut dir);
+    // The crash came before the delete: put the directory back as it was then.
+    let mut dir = Fake::with(&[user_entry()]);
+    let mut log: Vec<Note> = Vec::new();
+    let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
+    assert_eq!(done[0].outcome, Outcome::Skipped);
+    assert_eq!(dir.writes, 0);
+}
+
+#[test]
+fn recovery_rolls_back_when_the_endpoint_cannot_be_added() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let notes = crashed_after(4, &mut dir);
+    dir.entries.remove(&Fake::key(ENDPOINT));
+    dir.fail_add = true;
+    let mut log: Vec<Note> = Vec::new();
+    let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
+    assert!(done[0].message.starts_with("rolled back"), "{done:?}");
+    assert_eq!(
+        dir.entries.get(&Fake::key(USER)).unwrap().to_attributes(),
+        user_entry().to_attributes()
+    );
+}
+
+#[test]
+fn recovery_verifies_an_endpoint_that_was_already_added() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let notes = crashed_after(6, &mut dir);
+    let writes = dir.writes;
+    let mut log: Vec<Note> = Vec::new();
+    let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
+    assert_eq!(done[0].outcome, Outcome::Ok);
+    assert_eq!(dir.writes, writes, "nothing written twice");
+}

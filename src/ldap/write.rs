@@ -1,0 +1,188 @@
+//! Directory writes for reconcile and restore: the [`DirectoryWriter`] implementation.
+//!
+//! Every write that depends on what a plan saw is conditional. When the root DSE advertises the
+//! Assertion control (RFC 4528, OID 1.3.6.1.1.12; OpenLDAP does) the write carries it, critical,
+//! with a filter over the expected values, and a concurrent change gives LDAP 122. Active
+//! Directory has no assertion control, and ldap3 loses the connection on an unsupported critical
+//! control, so there a delete re-reads and compares the entry immediately before deleting, and a
+//! modify deletes the exact old values in the same operation as it adds new ones (LDAP 16 when a
+//! value is gone). Objects are never renamed: AD cannot rename in the configuration partition.
+
+use std::collections::HashSet;
+
+use ldap3::controls::{Assertion, MakeCritical};
+use ldap3::{LdapResult, Mod, Scope};
+
+use super::error::diag;
+use super::{Directory, Error, to_attributes};
+use crate::apply::{DirectoryWriter, Modification};
+use crate::model::{AttrValues, Entry};
+
+/// OID of the Assertion control (RFC 4528).
+pub const ASSERTION_OID: &str = "1.3.6.1.1.12";
+
+impl Directory {
+    /// Whether conditional writes use the Assertion control on this server.
+    pub fn supports_assertion(&self) -> bool {
+        self.root_dse.supports_control(ASSERTION_OID)
+    }
+
+    /// Makes conditional writes use the re-read and value-delete method, as on Active
+    /// Directory, even though this server advertises the Assertion control (tests use it to
+    /// run the AD code path against OpenLDAP).
+    pub fn disable_assertion_control(&mut self) {
+        self.root_dse
+            .supported_controls
+            .retain(|c| c != ASSERTION_OID);
+    }
+
+    /// The assertion filter for `expect`, when the server supports the control and the filter
+    /// is valid (ldap3 panics on an invalid one, so it is parsed first).
+    fn assertion(&self, expect: &[AttrValues]) -> Option<String> {
+        if !self.supports_assertion() || expect.is_empty() {
+            return None;
+        }
+        let mut filter = String::from("(&");
+        for e in expect {
+            if e.values.is_empty() {
+                filter.push_str(&format!("(!({}=*))", e.name));
+            }
+            for v in e.texts() {
+                filter.push_str(&format!("({}={})", e.name, ldap3::ldap_escape(v)));
+            }
+        }
+        filter.push(')');
+        ldap3::parse_filter(&filter).ok().map(|_| filter)
+    }
+
+    /// Fails with [`Error::Conflict`] unless `dn` exists and shows `expect`.
+    async fn recheck(&mut self, op: &str, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+        let reason = match self.read_entry(dn).await? {
+            None => "it no longer exists".to_string(),
+            Some(entry) => match entry.check(expect) {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            },
+        };
+        Err(self.conflict(op, dn, reason))
+    }
+
+    fn conflict(&self, op: &str, dn: &str, reason: String) -> Error {
+        Error::Conflict {
+            op: op.to_string(),
+            dn: dn.to_string(),
+            url: self.url.to_string(),
+            reason,
+        }
+    }
+
+    /// Maps a write's result: the codes that mean "someone else changed it" become conflicts.
+    fn write_result(&self, op: &str, dn: &str, res: LdapResult) -> Result<(), Error> {
+        let reason = match res.rc {
+            0 => return Ok(()),
+            122 => "assertion failed (LDAP 122)",
+            16 => "an expected value is gone (LDAP 16)",
+            20 => "a value already exists (LDAP 20)",
+            68 => "the entry already exists (LDAP 68)",
+            rc => {
+                return Err(Error::Operation {
+                    op: format!("{op} of {dn}"),
+                    url: self.url.to_string(),
+                    rc,
+                    text: res.text,
+                });
+            }
+        };
+        Err(self.conflict(op, dn, format!("{reason}{}", diag(&res.text))))
+    }
+}
+
+fn value_set(a: &AttrValues) -> HashSet<Vec<u8>> {
+    a.values.iter().cloned().collect()
+}
+
+impl DirectoryWriter for Directory {
+    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
+        let op = format!("reading {dn}");
+        let result = self
+            .ldap
+            .with_timeout(self.timeout)
+            .search(dn, Scope::Base, "(objectClass=*)", vec!["*"])
+            .await
+            .map_err(|e| self.op_error(&op, e))?;
+        let (entries, res) = (result.0, result.1);
+        match res.rc {
+            32 => return Ok(None),
+            _ => self.check_search_result("entry", dn, &op, res)?,
+        }
+        Ok(entries
+            .into_iter()
+            .find(|e| !e.is_ref() && !e.is_intermediate())
+            .map(ldap3::SearchEntry::construct)
+            .map(|e| Entry::new(&e.dn, &to_attributes(e.attrs, e.bin_attrs))))
+    }
+
+    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+        let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = entry
+            .attributes
+            .iter()
+            .filter(|a| !a.values.is_empty())
+            .map(|a| (a.name.as_bytes().to_vec(), value_set(a)))
+            .collect();
+        let res = self
+            .ldap
+            .with_timeout(self.timeout)
+            .add(&entry.dn, attrs)
+            .await
+            .map_err(|e| self.op_error(&format!("add of {}", entry.dn), e))?;
+        self.write_result("add", &entry.dn, res)
+    }
+
+    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+        let res = match self.assertion(expect) {
+            Some(filter) => {
+                self.ldap
+                    .with_controls(Assertion { filter }.critical())
+                    .with_timeout(self.timeout)
+                    .delete(dn)
+                    .await
+            }
+            None => {
+                self.recheck("delete", dn, expect).await?;
+                self.ldap.with_timeout(self.timeout).delete(dn).await
+            }
+        }
+        .map_err(|e| self.op_error(&format!("delete of {dn}"), e))?;
+        self.write_result("delete", dn, res)
+    }
+
+    async fn modify(
+        &mut self,
+        dn: &str,
+        mods: &[Modification],
+        expect: &[AttrValues],
+    ) -> Result<(), Error> {
+        let mods: Vec<Mod<Vec<u8>>> = mods
+            .iter()
+            .map(|m| match m {
+                Modification::Add(a) => Mod::Add(a.name.as_bytes().to_vec(), value_set(a)),
+                Modification::Delete(a) => Mod::Delete(a.name.as_bytes().to_vec(), value_set(a)),
+            })
+            .collect();
+        let res = match self.assertion(expect) {
+            Some(filter) => {
+                self.ldap
+                    .with_controls(Assertion { filter }.critical())
+                    .with_timeout(self.timeout)
+                    .modify(dn, mods)
+                    .await
+            }
+            None => {
+                self.recheck("modify", dn, expect).await?;
+                self.ldap.with_timeout(self.timeout).modify(dn, mods).await
+            }
+        }
+        .map_err(|e| self.op_error(&format!("modify of {dn}"), e))?;
+        self.write_result("modify", dn, res)
+    }
+}

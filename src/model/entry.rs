@@ -1,0 +1,164 @@
+//! `Entry` and `AttrValues`: a complete directory entry as pcsync stores it in plans and in the
+//! audit log's before-images, binary-safe and sufficient to re-create the object.
+//!
+//! In JSON a value is a string when it is UTF-8, and `{"base64": "..."}` otherwise (AD's
+//! objectSid, msRTCSIP-OriginatorSid, thumbnailPhoto), so an image round-trips byte for byte.
+//! Attributes keep the order of [`super::Attributes`] (case-insensitive name order), so the same
+//! entry always serialises to the same bytes.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Attributes;
+
+/// One attribute and its values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttrValues {
+    pub name: String,
+    #[serde(serialize_with = "ser_values", deserialize_with = "de_values")]
+    pub values: Vec<Vec<u8>>,
+}
+
+impl AttrValues {
+    /// An attribute with text values.
+    pub fn text(name: &str, values: &[&str]) -> AttrValues {
+        AttrValues {
+            name: name.to_string(),
+            values: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    /// The values that are UTF-8.
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.values
+            .iter()
+            .filter_map(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// A whole entry: its DN and every user attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub dn: String,
+    pub attributes: Vec<AttrValues>,
+}
+
+impl Entry {
+    pub fn new(dn: &str, attributes: &Attributes) -> Entry {
+        Entry {
+            dn: dn.to_string(),
+            attributes: attributes
+                .iter()
+                .map(|(name, values)| AttrValues {
+                    name: name.as_str().to_string(),
+                    values: values.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The values of `name` (case-insensitive), or an empty slice.
+    pub fn get(&self, name: &str) -> &[Vec<u8>] {
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+            .map(|a| a.values.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Whether this entry still shows the values a plan saw: for each expected attribute, the
+    /// same set of values (compared case-insensitively, as every attribute pcsync checks is),
+    /// or none when the expectation has no values. `Err` names the first difference.
+    pub fn check(&self, expect: &[AttrValues]) -> Result<(), String> {
+        let fold = |values: &[Vec<u8>]| -> std::collections::BTreeSet<Vec<u8>> {
+            values.iter().map(|v| v.to_ascii_lowercase()).collect()
+        };
+        for e in expect {
+            let now = self.get(&e.name);
+            if fold(now) != fold(&e.values) {
+                let show = |v: &[Vec<u8>]| {
+                    if v.is_empty() {
+                        "absent".to_string()
+                    } else {
+                        v.iter()
+                            .map(|x| format!("{:?}", String::from_utf8_lossy(x)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                };
+                return Err(format!(
+                    "{} is {} now, the plan saw {}",
+                    e.name,
+                    show(now),
+                    show(&e.values)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_attributes(&self) -> Attributes {
+        let mut out = Attributes::new();
+        for a in &self.attributes {
+            out.insert(&a.name, a.values.clone());
+        }
+        out
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum JsonValue {
+    Text(String),
+    Binary { base64: String },
+}
+
+fn ser_values<S: Serializer>(values: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(values.len()))?;
+    for v in values {
+        match std::str::from_utf8(v) {
+            Ok(text) => seq.serialize_element(&JsonValue::Text(text.to_string()))?,
+            Err(_) => seq.serialize_element(&JsonValue::Binary {
+                base64: BASE64.encode(v),
+            })?,
+        }
+    }
+    seq.end()
+}
+
+fn de_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    let raw: Vec<JsonValue> = Vec::deserialize(d)?;
+    raw.into_iter()
+        .map(|v| match v {
+            JsonValue::Text(t) => Ok(t.into_bytes()),
+            JsonValue::Binary { base64 } => BASE64
+                .decode(base64.as_bytes())
+                .map_err(serde::de::Error::custom),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_values_round_trip_through_json() {
+        let mut attrs = Attributes::new();
+        attrs.insert("cn", vec![b"OCSChat".to_vec()]);
+        attrs.insert("objectSid", vec![vec![1, 5, 0, 0, 0xff, 0xfe, 0]]);
+        let e = Entry::new("cn=OCSChat,dc=x", &attrs);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(
+            json.contains(r#"{"name":"cn","values":["OCSChat"]}"#),
+            "{json}"
+        );
+        assert!(json.contains(r#"{"base64":"AQUAAP/+AA=="}"#), "{json}");
+        let back: Entry = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.to_attributes(), attrs);
+        assert_eq!(back.get("OBJECTSID"), &[vec![1, 5, 0, 0, 0xff, 0xfe, 0]]);
+    }
+}
