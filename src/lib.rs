@@ -11,6 +11,9 @@
 //!   [`model::DirectoryObject`], independent of ldap3.
 //! - [`ldap`]: the only module that talks to ldap3: connect, bind, paged streaming searches.
 //! - [`inventory`]: one streamed scan over both places SIP objects live.
+//! - [`mapping`]: the SIP URI → pool table: build, validate, publish (arc-swap), cache.
+//! - [`sip`]: the embedded SIP redirect server (the only user of `rsipstack`).
+//! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
 //! - [`exit`]: the documented process exit codes.
 
@@ -21,4 +24,8 @@ pub mod config;
 pub mod exit;
 pub mod inventory;
 pub mod ldap;
+pub mod mapping;
 pub mod model;
+pub mod schedule;
+pub mod shutdown;
+pub mod sip;

@@ -226,12 +226,24 @@ impl Classifier {
 pub enum FindingKind {
     /// A value that cannot be understood: bad SIP address, bad DN, two values, bad boolean.
     MalformedValue,
+    /// An endpoint contact homed on no configured pool (or on none at all): not mapped.
+    UnknownPool,
+    /// An endpoint contact with `msRTCSIP-UserEnabled: FALSE`: not mapped.
+    Disabled,
+    /// A SIP address held by more than one endpoint contact.
+    DuplicateUri,
+    /// An object in the endpoint container that is not a contact: not mapped.
+    NotAContact,
 }
 
 impl fmt::Display for FindingKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             FindingKind::MalformedValue => "malformed_value",
+            FindingKind::UnknownPool => "unknown_pool",
+            FindingKind::Disabled => "disabled",
+            FindingKind::DuplicateUri => "duplicate_uri",
+            FindingKind::NotAContact => "not_a_contact",
         })
     }
 }
