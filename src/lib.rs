@@ -13,6 +13,7 @@
 //! - [`inventory`]: one streamed scan over both places SIP objects live.
 //! - [`mapping`]: the SIP URI → pool table: build, validate, publish (arc-swap), cache.
 //! - [`sip`]: the embedded SIP redirect server (the only user of `rsipstack`).
+//! - [`redirector`]: table + listeners + refresh worker, as one subsystem (`pcsync redirect`).
 //! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
 //! - [`exit`]: the documented process exit codes.
@@ -26,6 +27,7 @@ pub mod inventory;
 pub mod ldap;
 pub mod mapping;
 pub mod model;
+pub mod redirector;
 pub mod schedule;
 pub mod shutdown;
 pub mod sip;

@@ -159,3 +159,77 @@ pub fn plan_table(
         endpoints_seen,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Attributes, Classifier};
+
+    const POOL1: &str = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,DC=contoso,DC=com";
+    const POOL2: &str = "cn=lc services,cn=microsoft,cn=1:3,cn=pools,dc=contoso,dc=com";
+
+    fn object(cn: &str, class: &str, uri: &str, enabled: Option<&str>, home: Option<&str>) -> DirectoryObject {
+        let mut a = Attributes::new();
+        a.insert("objectClass", vec![class.as_bytes().to_vec()]);
+        a.insert("msRTCSIP-PrimaryUserAddress", vec![uri.as_bytes().to_vec()]);
+        if let Some(e) = enabled {
+            a.insert("msRTCSIP-UserEnabled", vec![e.as_bytes().to_vec()]);
+        }
+        if let Some(h) = home {
+            a.insert("msRTCSIP-PrimaryHomeServer", vec![h.as_bytes().to_vec()]);
+        }
+        let classifier = Classifier::new(&["user".into()], &["contact".into()]);
+        DirectoryObject::from_attributes(&format!("cn={cn},cn=Application Contacts,dc=x"), a, &classifier, &mut vec![])
+            .unwrap()
+    }
+
+    #[test]
+    fn maps_enabled_contacts_on_configured_pools_and_reports_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::mapping::test_settings(dir.path());
+        let objects = vec![
+            object("a", "contact", "sip:PersistentChat@contoso.com", Some("TRUE"), Some(POOL1)),
+            object("b", "contact", "sip:chat2@contoso.com", None, Some(POOL2)),
+            object("c", "contact", "sip:off@contoso.com", Some("FALSE"), Some(POOL1)),
+            object("d", "contact", "sip:lost@contoso.com", Some("TRUE"), Some("CN=Lc Services,CN=Microsoft,CN=9:9,CN=Pools,DC=contoso,DC=com")),
+            object("e", "contact", "sip:homeless@contoso.com", Some("TRUE"), None),
+            object("f", "user", "sip:user@contoso.com", Some("TRUE"), Some(POOL1)),
+            object("g1", "contact", "sip:dup@contoso.com", Some("TRUE"), Some(POOL1)),
+            object("g2", "contact", "sip:DUP@contoso.com", Some("TRUE"), Some(POOL1)),
+            object("h1", "contact", "sip:split@contoso.com", Some("TRUE"), Some(POOL1)),
+            object("h2", "contact", "sip:split@contoso.com", Some("TRUE"), Some(POOL2)),
+        ];
+        let built = plan_table(objects, &settings, chrono::Utc::now()).unwrap();
+        assert_eq!(built.endpoints_seen, 10);
+        let t = &built.table;
+        let mapped: Vec<(&str, &str)> =
+            t.entries().iter().map(|e| (e.sip_uri.as_str(), e.pool.as_str())).collect();
+        assert_eq!(
+            mapped,
+            [
+                ("sip:chat2@contoso.com", "pcpool2.contoso.com"),
+                ("sip:dup@contoso.com", "pcpool1.contoso.com"),
+                ("sip:PersistentChat@contoso.com", "pcpool1.contoso.com"),
+            ]
+        );
+        assert_eq!(t.get(&SipUri::parse("sip:dup@contoso.com").unwrap()).unwrap().dn.as_str(), "cn=g1,cn=Application Contacts,dc=x");
+        let kinds: Vec<(FindingKind, &str)> =
+            built.findings.iter().map(|f| (f.kind, &f.dn[3..5])).collect();
+        assert_eq!(
+            kinds,
+            [
+                (FindingKind::UnknownPool, "d,"),
+                (FindingKind::UnknownPool, "e,"),
+                (FindingKind::Disabled, "c,"),
+                (FindingKind::DuplicateUri, "g1"),
+                (FindingKind::DuplicateUri, "g2"),
+                (FindingKind::DuplicateUri, "h1"),
+                (FindingKind::DuplicateUri, "h2"),
+                (FindingKind::NotAContact, "f,"),
+            ]
+        );
+        assert!(built.findings.iter().any(|f| f.reason.contains("on different pools")));
+    }
+
+    use crate::model::SipUri;
+}

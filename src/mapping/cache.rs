@@ -175,3 +175,54 @@ pub fn load(
         .map(Some)
         .map_err(|e| corrupt(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn table(version: u64) -> MappingTable {
+        let e = Entry {
+            sip_uri: SipUri::parse("sip:persistentchat@contoso.com").unwrap(),
+            pool: "pcpool1.contoso.com".into(),
+            dn: Dn::parse("cn={4c2f},cn=Application Contacts,dc=x").unwrap(),
+        };
+        MappingTable::new(vec![e], &["pcpool1.contoso.com"], version, Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn round_trips_with_private_permissions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let settings = crate::mapping::test_settings(&dir);
+        save(&dir, &table(4)).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(CACHE_FILE)), 0o600);
+        let mut dropped = vec![];
+        let back = load(&dir, &settings, &mut dropped).unwrap().unwrap();
+        assert!(dropped.is_empty());
+        assert_eq!(back.version(), 4);
+        assert!(back.same_entries(&table(4)));
+        assert!(!dir.join(format!(".{CACHE_FILE}.tmp")).exists());
+    }
+
+    #[test]
+    fn missing_corrupt_and_stale_caches() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = crate::mapping::test_settings(tmp.path());
+        let mut dropped = vec![];
+        assert!(load(tmp.path(), &settings, &mut dropped).unwrap().is_none());
+        fs::write(tmp.path().join(CACHE_FILE), "{not json").unwrap();
+        let e = load(tmp.path(), &settings, &mut dropped).unwrap_err();
+        assert!(e.to_string().contains("is not a readable mapping cache"), "{e}");
+        let stale = r#"{"format":1,"version":9,"built_at":"2026-01-01T00:00:00Z","entries":[
+            {"sip_uri":"sip:a@x.com","pool":"gone.contoso.com","dn":"cn=a,dc=x"},
+            {"sip_uri":"sip:b@x.com","pool":"PCPOOL2.contoso.com","dn":"cn=b,dc=x"}]}"#;
+        fs::write(tmp.path().join(CACHE_FILE), stale).unwrap();
+        let t = load(tmp.path(), &settings, &mut dropped).unwrap().unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.version(), 9);
+        assert_eq!(dropped, ["sip:a@x.com → gone.contoso.com: pool no longer configured"]);
+    }
+}

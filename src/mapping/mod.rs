@@ -11,3 +11,30 @@ pub mod cache;
 pub mod refresh;
 pub mod store;
 pub mod table;
+
+/// Settings for unit tests: two pools, no bind, `state.dir` as given.
+#[cfg(test)]
+pub(crate) fn test_settings(state_dir: &std::path::Path) -> crate::config::Settings {
+    let text = format!(
+        r#"
+[directory]
+url = "ldap://127.0.0.1:389"
+base_dn = "dc=contoso,dc=com"
+[directory.layout]
+endpoint_container = "cn=Application Contacts,cn=RTC Service,cn=Services,cn=Configuration,dc=contoso,dc=com"
+[[pools]]
+fqdn = "pcpool1.contoso.com"
+home_server_dn = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,DC=contoso,DC=com"
+[[pools]]
+fqdn = "pcpool2.contoso.com"
+home_server_dn = "CN=Lc Services,CN=Microsoft,CN=1:3,CN=Pools,DC=contoso,DC=com"
+[state]
+dir = "{}"
+"#,
+        state_dir.display()
+    );
+    match crate::config::from_toml_str(&text, "test.toml", Some(Default::default())) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -100,3 +100,49 @@ pub fn apply(
         cache_error,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::build::Built;
+    use crate::mapping::table::Entry;
+    use crate::model::{Dn, SipUri};
+
+    fn built(uris: &[&str], seen: usize) -> Built {
+        let entries = uris
+            .iter()
+            .map(|u| Entry {
+                sip_uri: SipUri::parse(u).unwrap(),
+                pool: "pcpool1.contoso.com".into(),
+                dn: Dn::parse(&format!("cn={u},dc=x").replace(':', "-")).unwrap(),
+            })
+            .collect();
+        Built {
+            table: MappingTable::new(entries, &["pcpool1.contoso.com"], 0, Utc::now()).unwrap(),
+            findings: vec![],
+            endpoints_seen: seen,
+        }
+    }
+
+    #[test]
+    fn an_unexplained_empty_result_keeps_the_table_and_a_real_one_replaces_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = crate::mapping::test_settings(tmp.path());
+        let store = MappingStore::new(MappingTable::empty(Utc::now()));
+        let done = apply(&store, &settings, built(&["sip:a@x.com"], 1), Utc::now()).unwrap();
+        assert!(done.changed && done.cache_error.is_none());
+        assert!(cache::path(&settings).exists());
+        // Endpoints are there but none mapped: refused, old table kept.
+        let e = apply(&store, &settings, built(&[], 3), Utc::now()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mapping refresh refused, keeping table version 1 (1 entries): the endpoint container holds 3 endpoint(s) but none maps to a configured pool"
+        );
+        assert_eq!(store.load().len(), 1);
+        // The container is really empty: the empty table is published.
+        let done = apply(&store, &settings, built(&[], 0), Utc::now()).unwrap();
+        assert!(done.changed);
+        assert_eq!(store.load().version(), 2);
+        assert!(store.load().is_empty());
+    }
+}

@@ -434,9 +434,9 @@ pub fn parse_via(value: &str) -> Option<Via<'_>> {
         } else if name.eq_ignore_ascii_case("rport") {
             via.rport = Some(val);
             if val.is_none() {
-                // `start` points at the ';'; the parameter text follows it.
+                // `start` is where this parameter's text begins (just after its ';').
                 let lead = param.len() - param.trim_start().len();
-                let s = start + 1 + lead;
+                let s = start + lead;
                 via.bare_rport = Some((s, s + p.len()));
             }
         }

@@ -17,7 +17,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::message::{self, Defect, Method, Request, parse_via, tag_param, write_unfolded};
+use super::message::{self, Method, Request, parse_via, tag_param, write_unfolded};
 use crate::mapping::table::MappingTable;
 
 /// The methods pcsync answers, for `Allow`.
@@ -168,14 +168,9 @@ pub fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Source) -> 
         destination,
         mapping_version: table.version(),
     };
+    // A usable Via is all a 400 needs to be addressed; it echoes whatever else is there, which
+    // is what the client's transaction matching (branch + CSeq method) uses.
     if let Some(defect) = response.req.defect {
-        if matches!(
-            defect,
-            Defect::Missing("From" | "To" | "Call-ID" | "CSeq") | Defect::Duplicate(_)
-        ) && !answerable(&response.req)
-        {
-            return Outcome::Silent(Silence::Unanswerable);
-        }
         response.warning = Some(defect.reason());
         return Outcome::Reply(response);
     }
@@ -210,11 +205,6 @@ pub fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Source) -> 
     response.allow = matches!(response.status, Status::MethodNotAllowed)
         || (response.req.method == Method::Options && response.status == Status::Ok);
     Outcome::Reply(response)
-}
-
-/// A 400 needs From, To, Call-ID and CSeq to be present to be a valid response.
-fn answerable(req: &Request<'_>) -> bool {
-    req.from.is_some() && req.to.is_some() && req.call_id.is_some() && req.cseq.is_some()
 }
 
 /// RFC 3261 §18.2.1 (`received`), RFC 3581 (`rport`) and §18.2.2 (where a datagram response goes).
@@ -329,11 +319,13 @@ impl Response<'_> {
         use std::io::Write;
         let via = parse_via(top);
         match (self.rport, via.and_then(|v| v.bare_rport)) {
-            (Some(port), Some((s, e))) => {
+            (Some(port), Some((s, e)))
+                if top.get(s..e).is_some_and(|p| p.eq_ignore_ascii_case("rport")) =>
+            {
                 // parse_via worked on the trimmed value; `top` is already trimmed.
-                out.extend_from_slice(top[..s].as_bytes());
+                write_unfolded(out, &top[..s]);
                 let _ = write!(out, "rport={port}");
-                out.extend_from_slice(top[e..].as_bytes());
+                write_unfolded(out, &top[e..]);
             }
             _ => write_unfolded(out, top),
         }
