@@ -171,7 +171,11 @@ async fn refresh_worker(
                         "published mapping table"
                     );
                 } else {
-                    tracing::debug!(?trigger, version = done.table.version(), "mapping table unchanged");
+                    tracing::debug!(
+                        ?trigger,
+                        version = done.table.version(),
+                        "mapping table unchanged"
+                    );
                 }
                 // Findings are repeated only when they change, not on every tick.
                 if reported_findings.as_ref() != Some(&done.findings) {

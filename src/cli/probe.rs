@@ -75,7 +75,16 @@ pub async fn run(_cli: &Cli, args: &Args) -> u8 {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let call_id = format!("{:x}{:x}", std::process::id(), nanos);
-    match probe(&args.target, server, transport, method, args.timeout, &call_id).await {
+    match probe(
+        &args.target,
+        server,
+        transport,
+        method,
+        args.timeout,
+        &call_id,
+    )
+    .await
+    {
         Ok(answer) => {
             if args.format == Format::Json {
                 match serde_json::to_string(&answer) {

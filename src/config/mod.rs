@@ -948,10 +948,20 @@ fn parse_rate_limit(text: &str) -> Result<Option<RateLimitSettings>, String> {
     if t.is_empty() || t.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let bad = || format!("{text:?} is not a rate limit (expected \"off\" or N/DURATION, e.g. \"200/1s\")");
+    let bad = || {
+        format!("{text:?} is not a rate limit (expected \"off\" or N/DURATION, e.g. \"200/1s\")")
+    };
     let (n, window) = t.split_once('/').ok_or_else(bad)?;
-    let requests = n.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(bad)?;
-    let window = parse_duration(window, Duration::from_millis(10)..=Duration::from_secs(3600))?;
+    let requests = n
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)?;
+    let window = parse_duration(
+        window,
+        Duration::from_millis(10)..=Duration::from_secs(3600),
+    )?;
     Ok(Some(RateLimitSettings { requests, window }))
 }
 

@@ -534,7 +534,9 @@ fn the_tls_listener_needs_certificate_and_key() {
     );
     assert_eq!(
         errors(&only_cert, &[]),
-        ["pcsync.toml: redirector.tls_key: tls_cert is set but tls_key is not: set both to enable the TLS listener"]
+        [
+            "pcsync.toml: redirector.tls_key: tls_cert is set but tls_key is not: set both to enable the TLS listener"
+        ]
     );
     let listen_only = format!("{}\n[redirector]\ntls_listen = \"[::1]:5061\"\n", valid(&f));
     assert_eq!(
@@ -548,8 +550,16 @@ fn the_tls_listener_needs_certificate_and_key() {
     );
     let e = errors(&missing, &[]);
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].starts_with("pcsync.toml: redirector.tls_cert: cannot read certificate file /nonexistent/c.pem"), "{e:?}");
-    assert!(e[1].starts_with("pcsync.toml: redirector.tls_key: cannot read a PEM private key from"), "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "pcsync.toml: redirector.tls_cert: cannot read certificate file /nonexistent/c.pem"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("pcsync.toml: redirector.tls_key: cannot read a PEM private key from"),
+        "{e:?}"
+    );
 }
 
 #[test]

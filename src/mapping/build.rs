@@ -86,7 +86,10 @@ pub fn plan_table(
         if o.kind != ObjectKind::Contact {
             findings.push(finding(
                 FindingKind::NotAContact,
-                format!("{uri} is a {} in the endpoint container, not a contact; not mapped", o.kind),
+                format!(
+                    "{uri} is a {} in the endpoint container, not a contact; not mapped",
+                    o.kind
+                ),
             ));
             continue;
         }
@@ -124,11 +127,17 @@ pub fn plan_table(
     for (_, mut list) in candidates {
         list.sort_by(|a, b| a.dn.cmp(&b.dn));
         if list.len() > 1 {
-            let agree = list.iter().all(|e| e.pool.eq_ignore_ascii_case(&list[0].pool));
+            let agree = list
+                .iter()
+                .all(|e| e.pool.eq_ignore_ascii_case(&list[0].pool));
             let dns: Vec<&str> = list.iter().map(|e| e.dn.as_str()).collect();
             let uri = list[0].sip_uri.as_str().to_string();
             let reason = if agree {
-                format!("{uri} is held by {} contacts ({}); mapped once", list.len(), dns.join("; "))
+                format!(
+                    "{uri} is held by {} contacts ({}); mapped once",
+                    list.len(),
+                    dns.join("; ")
+                )
             } else {
                 format!(
                     "{uri} is held by {} contacts on different pools ({}); not mapped",
@@ -168,7 +177,13 @@ mod tests {
     const POOL1: &str = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,DC=contoso,DC=com";
     const POOL2: &str = "cn=lc services,cn=microsoft,cn=1:3,cn=pools,dc=contoso,dc=com";
 
-    fn object(cn: &str, class: &str, uri: &str, enabled: Option<&str>, home: Option<&str>) -> DirectoryObject {
+    fn object(
+        cn: &str,
+        class: &str,
+        uri: &str,
+        enabled: Option<&str>,
+        home: Option<&str>,
+    ) -> DirectoryObject {
         let mut a = Attributes::new();
         a.insert("objectClass", vec![class.as_bytes().to_vec()]);
         a.insert("msRTCSIP-PrimaryUserAddress", vec![uri.as_bytes().to_vec()]);
@@ -179,8 +194,13 @@ mod tests {
             a.insert("msRTCSIP-PrimaryHomeServer", vec![h.as_bytes().to_vec()]);
         }
         let classifier = Classifier::new(&["user".into()], &["contact".into()]);
-        DirectoryObject::from_attributes(&format!("cn={cn},cn=Application Contacts,dc=x"), a, &classifier, &mut vec![])
-            .unwrap()
+        DirectoryObject::from_attributes(
+            &format!("cn={cn},cn=Application Contacts,dc=x"),
+            a,
+            &classifier,
+            &mut vec![],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -188,22 +208,79 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = crate::mapping::test_settings(dir.path());
         let objects = vec![
-            object("a", "contact", "sip:PersistentChat@contoso.com", Some("TRUE"), Some(POOL1)),
+            object(
+                "a",
+                "contact",
+                "sip:PersistentChat@contoso.com",
+                Some("TRUE"),
+                Some(POOL1),
+            ),
             object("b", "contact", "sip:chat2@contoso.com", None, Some(POOL2)),
-            object("c", "contact", "sip:off@contoso.com", Some("FALSE"), Some(POOL1)),
-            object("d", "contact", "sip:lost@contoso.com", Some("TRUE"), Some("CN=Lc Services,CN=Microsoft,CN=9:9,CN=Pools,DC=contoso,DC=com")),
-            object("e", "contact", "sip:homeless@contoso.com", Some("TRUE"), None),
-            object("f", "user", "sip:user@contoso.com", Some("TRUE"), Some(POOL1)),
-            object("g1", "contact", "sip:dup@contoso.com", Some("TRUE"), Some(POOL1)),
-            object("g2", "contact", "sip:DUP@contoso.com", Some("TRUE"), Some(POOL1)),
-            object("h1", "contact", "sip:split@contoso.com", Some("TRUE"), Some(POOL1)),
-            object("h2", "contact", "sip:split@contoso.com", Some("TRUE"), Some(POOL2)),
+            object(
+                "c",
+                "contact",
+                "sip:off@contoso.com",
+                Some("FALSE"),
+                Some(POOL1),
+            ),
+            object(
+                "d",
+                "contact",
+                "sip:lost@contoso.com",
+                Some("TRUE"),
+                Some("CN=Lc Services,CN=Microsoft,CN=9:9,CN=Pools,DC=contoso,DC=com"),
+            ),
+            object(
+                "e",
+                "contact",
+                "sip:homeless@contoso.com",
+                Some("TRUE"),
+                None,
+            ),
+            object(
+                "f",
+                "user",
+                "sip:user@contoso.com",
+                Some("TRUE"),
+                Some(POOL1),
+            ),
+            object(
+                "g1",
+                "contact",
+                "sip:dup@contoso.com",
+                Some("TRUE"),
+                Some(POOL1),
+            ),
+            object(
+                "g2",
+                "contact",
+                "sip:DUP@contoso.com",
+                Some("TRUE"),
+                Some(POOL1),
+            ),
+            object(
+                "h1",
+                "contact",
+                "sip:split@contoso.com",
+                Some("TRUE"),
+                Some(POOL1),
+            ),
+            object(
+                "h2",
+                "contact",
+                "sip:split@contoso.com",
+                Some("TRUE"),
+                Some(POOL2),
+            ),
         ];
         let built = plan_table(objects, &settings, chrono::Utc::now()).unwrap();
         assert_eq!(built.endpoints_seen, 10);
         let t = &built.table;
-        let mapped: Vec<(&str, &str)> =
-            t.entries().iter().map(|e| (e.sip_uri.as_str(), e.pool.as_str())).collect();
+        let mapped: Vec<(&str, &str)> = t
+            .entries()
+            .iter()
+            .map(|e| (e.sip_uri.as_str(), e.pool.as_str()))
+            .collect();
         assert_eq!(
             mapped,
             [
@@ -212,9 +289,18 @@ mod tests {
                 ("sip:PersistentChat@contoso.com", "pcpool1.contoso.com"),
             ]
         );
-        assert_eq!(t.get(&SipUri::parse("sip:dup@contoso.com").unwrap()).unwrap().dn.as_str(), "cn=g1,cn=Application Contacts,dc=x");
-        let kinds: Vec<(FindingKind, &str)> =
-            built.findings.iter().map(|f| (f.kind, &f.dn[3..5])).collect();
+        assert_eq!(
+            t.get(&SipUri::parse("sip:dup@contoso.com").unwrap())
+                .unwrap()
+                .dn
+                .as_str(),
+            "cn=g1,cn=Application Contacts,dc=x"
+        );
+        let kinds: Vec<(FindingKind, &str)> = built
+            .findings
+            .iter()
+            .map(|f| (f.kind, &f.dn[3..5]))
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -228,7 +314,12 @@ mod tests {
                 (FindingKind::NotAContact, "f,"),
             ]
         );
-        assert!(built.findings.iter().any(|f| f.reason.contains("on different pools")));
+        assert!(
+            built
+                .findings
+                .iter()
+                .any(|f| f.reason.contains("on different pools"))
+        );
     }
 
     use crate::model::SipUri;

@@ -147,12 +147,18 @@ pub fn load(
     };
     let cache: CacheFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if cache.format != FORMAT {
-        return Err(corrupt(format!("format {} (expected {FORMAT})", cache.format)));
+        return Err(corrupt(format!(
+            "format {} (expected {FORMAT})",
+            cache.format
+        )));
     }
     let mut entries = Vec::with_capacity(cache.entries.len());
     for r in cache.entries {
         let Some(pool) = settings.pool(&r.pool) else {
-            dropped.push(format!("{} → {}: pool no longer configured", r.sip_uri, r.pool));
+            dropped.push(format!(
+                "{} → {}: pool no longer configured",
+                r.sip_uri, r.pool
+            ));
             continue;
         };
         match (SipUri::parse(&r.sip_uri), Dn::parse(&r.dn)) {
@@ -167,7 +173,10 @@ pub fn load(
                     dn,
                 });
             }
-            _ => dropped.push(format!("{} ({}): unreadable address or DN", r.sip_uri, r.dn)),
+            _ => dropped.push(format!(
+                "{} ({}): unreadable address or DN",
+                r.sip_uri, r.dn
+            )),
         }
     }
     let pools: Vec<&str> = settings.pools.iter().map(|p| p.fqdn.as_str()).collect();
@@ -215,7 +224,10 @@ mod tests {
         assert!(load(tmp.path(), &settings, &mut dropped).unwrap().is_none());
         fs::write(tmp.path().join(CACHE_FILE), "{not json").unwrap();
         let e = load(tmp.path(), &settings, &mut dropped).unwrap_err();
-        assert!(e.to_string().contains("is not a readable mapping cache"), "{e}");
+        assert!(
+            e.to_string().contains("is not a readable mapping cache"),
+            "{e}"
+        );
         let stale = r#"{"format":1,"version":9,"built_at":"2026-01-01T00:00:00Z","entries":[
             {"sip_uri":"sip:a@x.com","pool":"gone.contoso.com","dn":"cn=a,dc=x"},
             {"sip_uri":"sip:b@x.com","pool":"PCPOOL2.contoso.com","dn":"cn=b,dc=x"}]}"#;
@@ -223,6 +235,9 @@ mod tests {
         let t = load(tmp.path(), &settings, &mut dropped).unwrap().unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t.version(), 9);
-        assert_eq!(dropped, ["sip:a@x.com → gone.contoso.com: pool no longer configured"]);
+        assert_eq!(
+            dropped,
+            ["sip:a@x.com → gone.contoso.com: pool no longer configured"]
+        );
     }
 }

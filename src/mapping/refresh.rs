@@ -38,7 +38,11 @@ pub enum RefreshError {
     #[error(
         "mapping refresh refused, keeping table version {kept} ({entries} entries): the endpoint container holds {seen} endpoint(s) but none maps to a configured pool"
     )]
-    SuspiciousEmpty { kept: u64, entries: usize, seen: usize },
+    SuspiciousEmpty {
+        kept: u64,
+        entries: usize,
+        seen: usize,
+    },
 }
 
 /// What a successful refresh did.

@@ -63,7 +63,11 @@ impl MappingStore {
 
     /// Counts a refresh outcome.
     pub fn count_refresh(&self, ok: bool) {
-        let c = if ok { &self.refresh.ok } else { &self.refresh.failed };
+        let c = if ok {
+            &self.refresh.ok
+        } else {
+            &self.refresh.failed
+        };
         c.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -196,14 +196,21 @@ mod tests {
     #[test]
     fn lookups_ignore_case_of_user_and_host() {
         let t = MappingTable::new(
-            vec![entry("sip:OCSChat@Contoso.com", "pc1.contoso.com", "cn=a,dc=x")],
+            vec![entry(
+                "sip:OCSChat@Contoso.com",
+                "pc1.contoso.com",
+                "cn=a,dc=x",
+            )],
             &["PC1.contoso.com"],
             3,
             at(),
         )
         .unwrap();
         assert_eq!(t.version(), 3);
-        assert_eq!(t.lookup("ocschat", "CONTOSO.COM").unwrap().pool, "pc1.contoso.com");
+        assert_eq!(
+            t.lookup("ocschat", "CONTOSO.COM").unwrap().pool,
+            "pc1.contoso.com"
+        );
         assert!(t.lookup("ocschat", "fabrikam.com").is_none());
         assert!(t.lookup("other", "contoso.com").is_none());
         let long = "x".repeat(300);
@@ -239,19 +246,34 @@ mod tests {
             e.to_string(),
             "sip:A@X.com is mapped twice (cn=one,dc=x and cn=two,dc=x)"
         );
-        let e = MappingTable::new(vec![entry("sip:a@x.com", "pc9", "cn=one,dc=x")], &["pc1"], 1, at())
-            .unwrap_err();
+        let e = MappingTable::new(
+            vec![entry("sip:a@x.com", "pc9", "cn=one,dc=x")],
+            &["pc1"],
+            1,
+            at(),
+        )
+        .unwrap_err();
         assert!(matches!(e, TableError::UnknownPool { .. }));
     }
 
     #[test]
     fn same_entries_compares_content_not_version() {
-        let a = MappingTable::new(vec![entry("sip:a@x.com", "pc1", "cn=one,dc=x")], &["pc1"], 1, at())
-            .unwrap();
+        let a = MappingTable::new(
+            vec![entry("sip:a@x.com", "pc1", "cn=one,dc=x")],
+            &["pc1"],
+            1,
+            at(),
+        )
+        .unwrap();
         let b = a.clone().with_version(2, at());
         assert!(a.same_entries(&b));
-        let c = MappingTable::new(vec![entry("sip:a@x.com", "pc1", "cn=two,dc=x")], &["pc1"], 1, at())
-            .unwrap();
+        let c = MappingTable::new(
+            vec![entry("sip:a@x.com", "pc1", "cn=two,dc=x")],
+            &["pc1"],
+            1,
+            at(),
+        )
+        .unwrap();
         assert!(!a.same_entries(&c));
         assert!(!a.same_entries(&MappingTable::empty(at())));
     }

@@ -150,7 +150,8 @@ mod tests {
         }
     }
 
-    const MSG: &[u8] = b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nContent-Length: 4\r\n\r\nbody";
+    const MSG: &[u8] =
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h\r\nContent-Length: 4\r\n\r\nbody";
 
     #[test]
     fn frames_pipelined_messages_and_keepalives() {
@@ -201,7 +202,7 @@ mod tests {
         assert_eq!(err.as_deref(), Some("missing or malformed Content-Length"));
         let (_, err, _) = decode_all(MSG, 20);
         assert_eq!(err.as_deref(), Some("message larger than 20 bytes"));
-        let (_, err, _) = decode_all(&vec![b'A'; 100], 50);
+        let (_, err, _) = decode_all(&[b'A'; 100], 50);
         assert_eq!(err.as_deref(), Some("message larger than 50 bytes"));
         let huge = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 999999999999\r\n\r\n";
         let (_, err, _) = decode_all(huge, 65536);

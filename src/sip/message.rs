@@ -324,9 +324,7 @@ fn check(req: &mut Request<'_>) {
         let mut it = cseq.split_ascii_whitespace();
         let ok = match (it.next(), it.next(), it.next()) {
             (Some(n), Some(m), None) => {
-                n.len() <= 10
-                    && n.parse::<u32>().is_ok()
-                    && m == req.method.as_str()
+                n.len() <= 10 && n.parse::<u32>().is_ok() && m == req.method.as_str()
             }
             _ => false,
         };

@@ -164,13 +164,22 @@ pub async fn start(
         None => None,
     };
     let tls = match &config.tls {
-        Some(t) => Some((tcp::bind(t.addr, "TLS").await?, tls::acceptor(&t.cert, &t.key)?)),
+        Some(t) => Some((
+            tcp::bind(t.addr, "TLS").await?,
+            tls::acceptor(&t.cert, &t.key)?,
+        )),
         None => None,
     };
     let mut bound = Bound::default();
     if let Some(socket) = udp {
         bound.udp = socket.local_addr().ok();
-        udp::spawn(socket, config.udp_workers, Arc::clone(&shared), token.child_token(), tracker)?;
+        udp::spawn(
+            socket,
+            config.udp_workers,
+            Arc::clone(&shared),
+            token.child_token(),
+            tracker,
+        )?;
     }
     let limits = tcp::Limits {
         max_message_size: config.max_message_size,

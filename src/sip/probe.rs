@@ -101,9 +101,13 @@ pub async fn probe(
         match transport {
             ProbeTransport::Udp => {
                 let bind: SocketAddr = if server.is_ipv6() {
-                    "[::]:0".parse().map_err(|_| ProbeError::Target(target.into()))?
+                    "[::]:0"
+                        .parse()
+                        .map_err(|_| ProbeError::Target(target.into()))?
                 } else {
-                    "0.0.0.0:0".parse().map_err(|_| ProbeError::Target(target.into()))?
+                    "0.0.0.0:0"
+                        .parse()
+                        .map_err(|_| ProbeError::Target(target.into()))?
                 };
                 let socket = UdpSocket::bind(bind).await.map_err(io("bind for"))?;
                 socket.connect(server).await.map_err(io("connect to"))?;
@@ -122,7 +126,10 @@ pub async fn probe(
                 let mut stream = TcpStream::connect(server).await.map_err(io("connect to"))?;
                 let local = stream.local_addr().map_err(io("connect to"))?;
                 let text = request_text(method, target, local, transport, call_id);
-                stream.write_all(text.as_bytes()).await.map_err(io("send to"))?;
+                stream
+                    .write_all(text.as_bytes())
+                    .await
+                    .map_err(io("send to"))?;
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
@@ -187,7 +194,9 @@ fn read_answer(bytes: &[u8], server: SocketAddr) -> Result<Option<ProbeAnswer>, 
                 answer.contact = Some(header.value().trim().to_string());
             }
             Header::Server(_) => answer.server = Some(header.value().trim().to_string()),
-            Header::Other(name, value) if name.eq_ignore_ascii_case(super::redirect::MAPPING_HEADER) => {
+            Header::Other(name, value)
+                if name.eq_ignore_ascii_case(super::redirect::MAPPING_HEADER) =>
+            {
                 answer.mapping = Some(value.clone());
             }
             _ => {}

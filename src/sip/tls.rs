@@ -13,9 +13,19 @@ use super::Error;
 /// Builds the acceptor; every error names the file at fault.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, Error> {
     let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| Error::Tls(format!("cannot read certificate file {}: {e}", cert.display())))?
+        .map_err(|e| {
+            Error::Tls(format!(
+                "cannot read certificate file {}: {e}",
+                cert.display()
+            ))
+        })?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Tls(format!("certificate file {} is not valid PEM: {e}", cert.display())))?;
+        .map_err(|e| {
+            Error::Tls(format!(
+                "certificate file {} is not valid PEM: {e}",
+                cert.display()
+            ))
+        })?;
     if certs.is_empty() {
         return Err(Error::Tls(format!(
             "certificate file {} holds no certificate",
@@ -30,6 +40,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, Error> {
         .map_err(|e| Error::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| Error::Tls(format!("certificate {} and key do not match: {e}", cert.display())))?;
+        .map_err(|e| {
+            Error::Tls(format!(
+                "certificate {} and key do not match: {e}",
+                cert.display()
+            ))
+        })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

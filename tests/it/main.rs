@@ -8,3 +8,4 @@
 mod common;
 mod directory;
 mod schema;
+mod sip;

@@ -126,8 +126,14 @@ fn every_redirectable_method_gets_302_and_unmapped_gets_404() {
             "{m}"
         );
     }
-    assert_eq!(status_line(&request("INVITE", "tel:+15551234567")), "SIP/2.0 404 Not Found");
-    assert_eq!(status_line(&request("INVITE", "sip:contoso.com")), "SIP/2.0 404 Not Found");
+    assert_eq!(
+        status_line(&request("INVITE", "tel:+15551234567")),
+        "SIP/2.0 404 Not Found"
+    );
+    assert_eq!(
+        status_line(&request("INVITE", "sip:contoso.com")),
+        "SIP/2.0 404 Not Found"
+    );
 }
 
 #[test]
@@ -148,7 +154,10 @@ fn uri_case_parameters_and_port_are_ignored() {
             "{uri}"
         );
     }
-    assert_eq!(status_line(&request("INVITE", "sip:ocschat2@contoso.com")), "SIP/2.0 404 Not Found");
+    assert_eq!(
+        status_line(&request("INVITE", "sip:ocschat2@contoso.com")),
+        "SIP/2.0 404 Not Found"
+    );
 }
 
 #[test]
@@ -162,7 +171,10 @@ fn compact_header_forms_are_understood_and_echoed() {
                 l: 0\r\n\r\n";
     let got = answer(text).unwrap();
     assert!(got.starts_with("SIP/2.0 302 "), "{got}");
-    assert_eq!(header(&got, "Via"), ["SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKc1"]);
+    assert_eq!(
+        header(&got, "Via"),
+        ["SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKc1"]
+    );
     assert_eq!(header(&got, "From"), ["<sip:alice@contoso.com>;tag=88"]);
     assert!(header(&got, "To")[0].starts_with("<sip:ocschat@contoso.com>;tag="));
     assert_eq!(header(&got, "Call-ID"), ["compact-1"]);
@@ -188,8 +200,14 @@ fn folded_headers_are_unfolded_in_the_answer() {
                 CSeq: 1\r\n INVITE\r\n\r\n";
     let got = answer(text).unwrap();
     assert!(got.starts_with("SIP/2.0 302 "), "{got}");
-    assert_eq!(header(&got, "Via"), ["SIP/2.0/UDP 192.0.2.10:5070 ;branch=z9hG4bKfold"]);
-    assert_eq!(header(&got, "From"), ["\"Alice\" <sip:alice@contoso.com>;tag=9"]);
+    assert_eq!(
+        header(&got, "Via"),
+        ["SIP/2.0/UDP 192.0.2.10:5070 ;branch=z9hG4bKfold"]
+    );
+    assert_eq!(
+        header(&got, "From"),
+        ["\"Alice\" <sip:alice@contoso.com>;tag=9"]
+    );
     assert_eq!(header(&got, "CSeq"), ["1 INVITE"]);
 }
 
@@ -230,13 +248,22 @@ fn responses_go_where_rfc_3261_18_2_2_says() {
     };
     let base = request("INVITE", "sip:ocschat@contoso.com");
     // No rport: the source IP (received) and the sent-by port.
-    assert_eq!(dest(&base, "198.51.100.7:40000"), Some("198.51.100.7:5070".parse().unwrap()));
+    assert_eq!(
+        dest(&base, "198.51.100.7:40000"),
+        Some("198.51.100.7:5070".parse().unwrap())
+    );
     // rport: the source port too.
     let rport = base.replace("branch=z9hG4bK776asdhds", "branch=z9hG4bK776asdhds;rport");
-    assert_eq!(dest(&rport, "198.51.100.7:40000"), Some("198.51.100.7:40000".parse().unwrap()));
+    assert_eq!(
+        dest(&rport, "198.51.100.7:40000"),
+        Some("198.51.100.7:40000".parse().unwrap())
+    );
     // No port in sent-by: 5060.
     let noport = base.replace("192.0.2.10:5070", "192.0.2.10");
-    assert_eq!(dest(&noport, "192.0.2.10:41000"), Some("192.0.2.10:5060".parse().unwrap()));
+    assert_eq!(
+        dest(&noport, "192.0.2.10:41000"),
+        Some("192.0.2.10:5060".parse().unwrap())
+    );
     // received is added when sent-by is not the source.
     let got = answer_from(&base, udp_from("198.51.100.7:40000")).unwrap();
     assert_eq!(
@@ -256,29 +283,50 @@ fn responses_go_where_rfc_3261_18_2_2_says() {
 
 #[test]
 fn options_ack_cancel_and_other_methods() {
-    assert_eq!(status_line(&request("OPTIONS", "sip:192.0.2.1:5060")), "SIP/2.0 200 OK");
-    assert_eq!(status_line(&request("OPTIONS", "sip:ocschat@contoso.com")), "SIP/2.0 200 OK");
-    assert_eq!(status_line(&request("OPTIONS", "sip:nobody@contoso.com")), "SIP/2.0 404 Not Found");
     assert_eq!(
-        header(&answer(&request("OPTIONS", "sip:pcsync.contoso.com")).unwrap(), "Allow"),
+        status_line(&request("OPTIONS", "sip:192.0.2.1:5060")),
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        status_line(&request("OPTIONS", "sip:ocschat@contoso.com")),
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        status_line(&request("OPTIONS", "sip:nobody@contoso.com")),
+        "SIP/2.0 404 Not Found"
+    );
+    assert_eq!(
+        header(
+            &answer(&request("OPTIONS", "sip:pcsync.contoso.com")).unwrap(),
+            "Allow"
+        ),
         [ALLOW]
     );
     assert_eq!(answer(&request("ACK", "sip:ocschat@contoso.com")), None);
-    assert_eq!(status_line(&request("CANCEL", "sip:ocschat@contoso.com")), "SIP/2.0 200 OK");
+    assert_eq!(
+        status_line(&request("CANCEL", "sip:ocschat@contoso.com")),
+        "SIP/2.0 200 OK"
+    );
     for m in ["REGISTER", "BYE", "PUBLISH", "UPDATE", "FOO"] {
         let got = answer(&request(m, "sip:ocschat@contoso.com")).unwrap();
-        assert!(got.starts_with("SIP/2.0 405 Method Not Allowed\r\n"), "{m}: {got}");
+        assert!(
+            got.starts_with("SIP/2.0 405 Method Not Allowed\r\n"),
+            "{m}: {got}"
+        );
         assert_eq!(header(&got, "Allow"), [ALLOW], "{m}");
     }
 }
 
 #[test]
 fn max_forwards_zero_is_too_many_hops_except_for_options() {
-    let invite = request("INVITE", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let invite =
+        request("INVITE", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 0");
     assert_eq!(status_line(&invite), "SIP/2.0 483 Too Many Hops");
-    let options = request("OPTIONS", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let options = request("OPTIONS", "sip:ocschat@contoso.com")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
     assert_eq!(status_line(&options), "SIP/2.0 200 OK");
-    let one = request("INVITE", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 1");
+    let one =
+        request("INVITE", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 1");
     assert_eq!(status_line(&one), "SIP/2.0 302 Moved Temporarily");
 }
 
@@ -286,18 +334,45 @@ fn max_forwards_zero_is_too_many_hops_except_for_options() {
 fn defects_get_400_with_a_warning_when_addressable() {
     let base = request("INVITE", "sip:ocschat@contoso.com");
     for (broken, warning) in [
-        (base.replace("Call-ID: a84b4c76e66710@pc33.contoso.com\r\n", ""), "missing Call-ID header"),
-        (base.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"), "malformed CSeq header"),
-        (base.replace("CSeq: 314159 INVITE", "CSeq: abc INVITE"), "malformed CSeq header"),
-        (base.replace("Max-Forwards: 70", "Max-Forwards: many"), "malformed Max-Forwards header"),
-        (base.replace("To: <", "To: <sip:x@y>\r\nTo: <"), "duplicate To header"),
-        (base.replace("From: ", "From: x\r\nf: "), "duplicate From header"),
-        (base.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"), "unsupported SIP version"),
-        (base.replace("Max-Forwards: 70\r\n", "Max-Forwards 70\r\n"), "malformed header line"),
+        (
+            base.replace("Call-ID: a84b4c76e66710@pc33.contoso.com\r\n", ""),
+            "missing Call-ID header",
+        ),
+        (
+            base.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"),
+            "malformed CSeq header",
+        ),
+        (
+            base.replace("CSeq: 314159 INVITE", "CSeq: abc INVITE"),
+            "malformed CSeq header",
+        ),
+        (
+            base.replace("Max-Forwards: 70", "Max-Forwards: many"),
+            "malformed Max-Forwards header",
+        ),
+        (
+            base.replace("To: <", "To: <sip:x@y>\r\nTo: <"),
+            "duplicate To header",
+        ),
+        (
+            base.replace("From: ", "From: x\r\nf: "),
+            "duplicate From header",
+        ),
+        (
+            base.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"),
+            "unsupported SIP version",
+        ),
+        (
+            base.replace("Max-Forwards: 70\r\n", "Max-Forwards 70\r\n"),
+            "malformed header line",
+        ),
     ] {
         let got = answer(&broken).unwrap_or_else(|| panic!("silent for {broken}"));
         assert!(got.starts_with("SIP/2.0 400 Bad Request\r\n"), "{got}");
-        assert_eq!(header(&got, "Warning"), [format!("399 pcsync \"{warning}\"")]);
+        assert_eq!(
+            header(&got, "Warning"),
+            [format!("399 pcsync \"{warning}\"")]
+        );
     }
 }
 
@@ -305,7 +380,10 @@ fn defects_get_400_with_a_warning_when_addressable() {
 fn unaddressable_messages_are_dropped() {
     let base = request("INVITE", "sip:ocschat@contoso.com");
     for text in [
-        base.replace("Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds\r\n", ""),
+        base.replace(
+            "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds\r\n",
+            "",
+        ),
         base.replace("Via: SIP/2.0/UDP 192.0.2.10:5070", "Via: garbage"),
         "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n".to_string(),
         "\r\n\r\n".to_string(),
@@ -327,14 +405,22 @@ fn a_retransmission_gets_the_same_bytes_and_a_new_transaction_a_new_tag() {
     let req = request("INVITE", "sip:ocschat@contoso.com");
     assert_eq!(answer(&req), answer(&req));
     let other = req.replace("Call-ID: a84b4c76e66710", "Call-ID: zzzz");
-    assert_ne!(header(&answer(&req).unwrap(), "To"), header(&answer(&other).unwrap(), "To"));
+    assert_ne!(
+        header(&answer(&req).unwrap(), "To"),
+        header(&answer(&other).unwrap(), "To")
+    );
 }
 
 #[test]
 fn an_existing_to_tag_is_kept() {
-    let req = request("INVITE", "sip:ocschat@contoso.com")
-        .replace("To: <sip:ocschat@contoso.com>", "To: <sip:ocschat@contoso.com>;tag=abc");
-    assert_eq!(header(&answer(&req).unwrap(), "To"), ["<sip:ocschat@contoso.com>;tag=abc"]);
+    let req = request("INVITE", "sip:ocschat@contoso.com").replace(
+        "To: <sip:ocschat@contoso.com>",
+        "To: <sip:ocschat@contoso.com>;tag=abc",
+    );
+    assert_eq!(
+        header(&answer(&req).unwrap(), "To"),
+        ["<sip:ocschat@contoso.com>;tag=abc"]
+    );
 }
 
 #[test]
@@ -362,7 +448,10 @@ fn every_answer_is_a_response_rsipstack_reads_back() {
         let SipMessage::Response(r) = SipMessage::try_from(got.as_str()).unwrap() else {
             panic!("not a response");
         };
-        assert_eq!(r.call_id_header().unwrap().value(), "a84b4c76e66710@pc33.contoso.com");
+        assert_eq!(
+            r.call_id_header().unwrap().value(),
+            "a84b4c76e66710@pc33.contoso.com"
+        );
         // The oracle reads the request the same way we do.
         let SipMessage::Request(parsed) = SipMessage::try_from(req.as_str()).unwrap() else {
             panic!()
