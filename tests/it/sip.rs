@@ -304,3 +304,66 @@ fn redirect_fails_with_one_line_when_its_port_is_taken() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tls_listener_redirects_and_answers_keepalives() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let pki = crate::common::slapd::write_test_pki(work.path(), "sip-");
+    let tls_port = crate::common::slapd::free_port();
+    let tls_addr = format!("127.0.0.1:{tls_port}");
+    let server = Redirector::spawn(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC__REDIRECTOR__TLS_LISTEN", &tls_addr),
+            ("PCSYNC__REDIRECTOR__TLS_CERT", pki.cert_file.to_str().unwrap()),
+            ("PCSYNC__REDIRECTOR__TLS_KEY", pki.key_file.to_str().unwrap()),
+        ],
+    );
+    server.wait_for(FIXTURE_USER, 200, Duration::from_secs(30));
+
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    for cert in CertificateDer::pem_file_iter(&pki.ca_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = std::net::TcpStream::connect(&tls_addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+
+    // A CRLF keep-alive ping gets a CRLF pong.
+    tls.write_all(b"\r\n\r\n").unwrap();
+    let mut pong = [0u8; 2];
+    tls.read_exact(&mut pong).unwrap();
+    assert_eq!(&pong, b"\r\n");
+
+    let local = tls.sock.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:persistentchat@contoso.com SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKtls1\r\n\
+         From: <sip:alice@contoso.com>;tag=t1\r\nTo: <sip:persistentchat@contoso.com>\r\nCall-ID: tls-1\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(invite.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(got).unwrap();
+    assert!(text.starts_with("SIP/2.0 302 Moved Temporarily\r\n"), "{text}");
+    assert!(text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")), "{text}");
+}
