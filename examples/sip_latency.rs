@@ -32,7 +32,10 @@ fn main() {
         }
     };
     let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
-    let local = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = socket
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let interval = Duration::from_micros(1_000_000 / rate);
     let mut samples = Vec::with_capacity(count);
     let mut lost = 0usize;

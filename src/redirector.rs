@@ -44,7 +44,30 @@ pub struct Redirector {
     schedule: Schedule,
 }
 
+/// Everything the metrics endpoint shows about the redirector.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MetricsSnapshot {
+    pub sip: crate::sip::metrics::Snapshot,
+    pub table_version: u64,
+    pub table_entries: usize,
+    pub refresh_ok: u64,
+    pub refresh_failed: u64,
+}
+
 impl Redirector {
+    /// Counters, table version and size, refresh outcomes.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let table = self.store.load();
+        MetricsSnapshot {
+            sip: self.metrics.snapshot(),
+            table_version: table.version(),
+            table_entries: table.len(),
+            refresh_ok: self.store.refresh.ok.load(Relaxed),
+            refresh_failed: self.store.refresh.failed.load(Relaxed),
+        }
+    }
+
     /// Stops the cron schedule (the tasks stop with the token).
     pub async fn stop_schedule(self) {
         self.schedule.stop().await;

@@ -202,3 +202,80 @@ pub async fn start(
     }
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::table::{Entry, MappingTable};
+    use crate::model::{Dn, SipUri};
+
+    fn shared(rate_limit: Option<RateLimit>) -> Shared {
+        let entry = Entry {
+            sip_uri: SipUri::parse("sip:persistentchat@contoso.com").unwrap(),
+            pool: "pcpool1.contoso.com".into(),
+            dn: Dn::parse("cn=x,dc=contoso,dc=com").unwrap(),
+        };
+        let table = MappingTable::new(vec![entry], &["pcpool1.contoso.com"], 1, chrono::Utc::now())
+            .unwrap();
+        Shared::new(
+            Arc::new(MappingStore::new(table)),
+            Arc::new(SipMetrics::default()),
+            ResponderConfig {
+                contact_port: 5061,
+                contact_transport: "tls",
+                server: "t".into(),
+            },
+            rate_limit,
+        )
+    }
+
+    fn msg(method: &str) -> String {
+        format!(
+            "{method} sip:persistentchat@contoso.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:persistentchat@contoso.com>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n\r\n"
+        )
+    }
+
+    const SRC: Source = Source {
+        addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5070),
+        datagram: true,
+    };
+
+    #[test]
+    fn handle_counts_requests_responses_and_drops() {
+        let s = shared(None);
+        let mut out = Vec::new();
+        assert_eq!(
+            s.handle(msg("INVITE").as_bytes(), SRC, &mut out),
+            Some(Some(SRC.addr))
+        );
+        assert!(out.starts_with(b"SIP/2.0 302 "));
+        assert_eq!(s.handle(msg("ACK").as_bytes(), SRC, &mut out), None);
+        assert_eq!(s.handle(b"garbage", SRC, &mut out), None);
+        assert_eq!(
+            s.handle(msg("BYE").as_bytes(), SRC, &mut out),
+            Some(Some(SRC.addr))
+        );
+        let snap = s.metrics.snapshot();
+        let count = |m: &str| snap.requests.iter().find(|(n, _)| *n == m).unwrap().1;
+        assert_eq!((count("INVITE"), count("ACK"), count("BYE")), (1, 1, 1));
+        let status = |c: u16| snap.responses.iter().find(|(n, _)| *n == c).unwrap().1;
+        assert_eq!((status(302), status(405)), (1, 1));
+        assert_eq!(snap.acks_absorbed, 1);
+        assert_eq!(snap.dropped_unanswerable, 1);
+    }
+
+    #[test]
+    fn the_rate_limit_drops_and_counts() {
+        let s = shared(Some(RateLimit {
+            requests: 2,
+            window: Duration::from_secs(3600),
+        }));
+        let mut out = Vec::new();
+        let answered = (0..5)
+            .filter(|_| s.handle(msg("OPTIONS").as_bytes(), SRC, &mut out).is_some())
+            .count();
+        assert_eq!(answered, 2);
+        assert_eq!(s.metrics.snapshot().dropped_rate_limited, 3);
+    }
+}

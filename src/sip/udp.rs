@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
 use super::metrics::Drop;
 use super::redirect::Source;
@@ -85,7 +85,21 @@ fn serve(socket: &UdpSocket, shared: &Shared, token: &CancellationToken) {
             addr: from,
             datagram: true,
         };
-        if let Some(Some(to)) = shared.handle(&buf[..n], source, &mut out)
+        // Defence in depth: the reader is fuzzed and never panics, but if it ever did, one bad
+        // datagram must not take a worker (and so the listener) down. Unwinding costs nothing
+        // until it happens.
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            shared.handle(&buf[..n], source, &mut out)
+        }));
+        let destination = match handled {
+            Ok(d) => d,
+            Err(_) => {
+                shared.metrics.dropped(Drop::Unanswerable);
+                error!(%from, len = n, "BUG: a datagram made the SIP handler panic; dropped it");
+                continue;
+            }
+        };
+        if let Some(Some(to)) = destination
             && let Err(e) = socket.send_to(&out, to)
         {
             shared.metrics.dropped(Drop::SendFailed);

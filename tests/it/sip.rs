@@ -320,8 +320,14 @@ fn tls_listener_redirects_and_answers_keepalives() {
         work.path(),
         &[
             ("PCSYNC__REDIRECTOR__TLS_LISTEN", &tls_addr),
-            ("PCSYNC__REDIRECTOR__TLS_CERT", pki.cert_file.to_str().unwrap()),
-            ("PCSYNC__REDIRECTOR__TLS_KEY", pki.key_file.to_str().unwrap()),
+            (
+                "PCSYNC__REDIRECTOR__TLS_CERT",
+                pki.cert_file.to_str().unwrap(),
+            ),
+            (
+                "PCSYNC__REDIRECTOR__TLS_KEY",
+                pki.key_file.to_str().unwrap(),
+            ),
         ],
     );
     server.wait_for(FIXTURE_USER, 200, Duration::from_secs(30));
@@ -360,10 +366,63 @@ fn tls_listener_redirects_and_answers_keepalives() {
     let mut buf = [0u8; 2048];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = tls.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8(got).unwrap();
-    assert!(text.starts_with("SIP/2.0 302 Moved Temporarily\r\n"), "{text}");
-    assert!(text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")), "{text}");
+    assert!(
+        text.starts_with("SIP/2.0 302 Moved Temporarily\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")),
+        "{text}"
+    );
+}
+
+#[test]
+fn ipv6_listeners_answer_over_udp_and_tcp() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let port = crate::common::slapd::free_port();
+    let addr = format!("[::1]:{port}");
+    let _server = Redirector::spawn(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC__REDIRECTOR__UDP", &addr),
+            ("PCSYNC__REDIRECTOR__TCP", &addr),
+        ],
+    );
+    let probe = |transport: &str| {
+        let assert = pcsync_bare(work.path())
+            .args([
+                "probe",
+                "sip:persistentchat@contoso.com",
+                "--timeout",
+                "500ms",
+            ])
+            .args(["--server", &addr, "--transport", transport])
+            .assert();
+        output(&assert).0
+    };
+    // Poll (bounded) until the first refresh has published the fixture's endpoint.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        last = probe("udp");
+        if last.starts_with("SIP/2.0 302") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        last,
+        format!("SIP/2.0 302 Moved Temporarily\nContact: {FIXTURE_CONTACT}\n")
+    );
+    assert_eq!(probe("tcp"), last);
 }
