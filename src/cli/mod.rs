@@ -143,7 +143,10 @@ fn init_logging(format: LogFormat, quiet: bool, long_running: bool) {
                 .parse()
                 .unwrap_or_else(|_| LevelFilter::WARN.into()),
         );
+    // Colours only on a terminal: a service's stderr goes to a file or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {

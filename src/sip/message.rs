@@ -491,9 +491,12 @@ pub fn tag_param(value: &str) -> Option<&str> {
 /// `None` for other schemes (`tel:`) or a URI that cannot be read.
 pub fn uri_user_host(uri: &str) -> Option<(Option<&str>, &str)> {
     let uri = uri.trim().trim_start_matches('<').trim_end_matches('>');
-    let rest = if uri.len() > 4 && uri[..4].eq_ignore_ascii_case("sip:") {
+    // `get`, not indexing: byte 4 or 5 may fall inside a multi-byte character (found by the
+    // parse_respond fuzz target).
+    let scheme = |n: usize, name: &str| uri.get(..n).is_some_and(|s| s.eq_ignore_ascii_case(name));
+    let rest = if uri.len() > 4 && scheme(4, "sip:") {
         &uri[4..]
-    } else if uri.len() > 5 && uri[..5].eq_ignore_ascii_case("sips:") {
+    } else if uri.len() > 5 && scheme(5, "sips:") {
         &uri[5..]
     } else {
         return None;

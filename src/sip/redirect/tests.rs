@@ -460,6 +460,15 @@ fn every_answer_is_a_response_rsipstack_reads_back() {
     }
 }
 
+#[test]
+fn fuzz_regression_multibyte_character_in_the_uri_scheme() {
+    // fuzz/artifacts/parse_respond/crash-5c571965…: `sip` followed by U+034F sliced mid-char.
+    let text = request("INVITE", "sip\u{34f}ersistentchat@contoso.com");
+    assert_eq!(status_line(&text), "SIP/2.0 404 Not Found");
+    assert_eq!(message::uri_user_host("sips\u{34f}x@y"), None);
+    assert_eq!(message::uri_user_host("s\u{e9}p:x@y"), None);
+}
+
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
