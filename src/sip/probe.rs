@@ -50,6 +50,36 @@ pub struct ProbeAnswer {
     /// Any other headers worth showing (Server, the mapping version).
     pub server: Option<String>,
     pub mapping: Option<String>,
+    /// The response's To (with the server's tag), for the ACK.
+    #[serde(skip)]
+    to: Option<String>,
+}
+
+/// The ACK a UAC sends for a non-2xx final response to an INVITE (RFC 3261 §17.1.1.3): same
+/// branch, Call-ID and From as the INVITE, the response's To, CSeq method ACK.
+fn ack_text(
+    target: &str,
+    local: SocketAddr,
+    transport: ProbeTransport,
+    call_id: &str,
+    to: &str,
+) -> String {
+    let invite = request_text("INVITE", target, local, transport, call_id);
+    let mut out = format!("ACK {target} SIP/2.0\r\n");
+    for line in invite.split("\r\n").skip(1) {
+        if line.starts_with("Via:")
+            || line.starts_with("From:")
+            || line.starts_with("Call-ID:")
+            || line.starts_with("Max-Forwards:")
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!(
+        "To: {to}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    ));
+    out
 }
 
 /// Builds the request text (also used by tests).
@@ -118,6 +148,11 @@ pub async fn probe(
                 loop {
                     let n = socket.recv(&mut buf).await.map_err(io("receive from"))?;
                     if let Some(answer) = read_answer(&buf[..n], server)? {
+                        if method == "INVITE" && answer.code >= 300 {
+                            let to = answer.to.as_deref().unwrap_or(target);
+                            let ack = ack_text(target, local, transport, call_id, to);
+                            let _ = socket.send(ack.as_bytes()).await;
+                        }
                         return Ok(answer);
                     }
                 }
@@ -145,6 +180,11 @@ pub async fn probe(
                     while let Some(end) = find(&buf, b"\r\n\r\n") {
                         let message: Vec<u8> = buf.drain(..end + 4).collect();
                         if let Some(answer) = read_answer(&message, server)? {
+                            if method == "INVITE" && answer.code >= 300 {
+                                let to = answer.to.as_deref().unwrap_or(target);
+                                let ack = ack_text(target, local, transport, call_id, to);
+                                let _ = stream.write_all(ack.as_bytes()).await;
+                            }
                             return Ok(answer);
                         }
                     }
@@ -187,6 +227,7 @@ fn read_answer(bytes: &[u8], server: SocketAddr) -> Result<Option<ProbeAnswer>, 
         contact: None,
         server: None,
         mapping: None,
+        to: None,
     };
     for header in response.headers().iter() {
         match header {
@@ -194,6 +235,7 @@ fn read_answer(bytes: &[u8], server: SocketAddr) -> Result<Option<ProbeAnswer>, 
                 answer.contact = Some(header.value().trim().to_string());
             }
             Header::Server(_) => answer.server = Some(header.value().trim().to_string()),
+            Header::To(_) => answer.to = Some(header.value().trim().to_string()),
             Header::Other(name, value)
                 if name.eq_ignore_ascii_case(super::redirect::MAPPING_HEADER) =>
             {
@@ -203,4 +245,34 @@ fn read_answer(bytes: &[u8], server: SocketAddr) -> Result<Option<ProbeAnswer>, 
         }
     }
     Ok(Some(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ack_reuses_the_invite_branch_and_takes_the_response_to() {
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let invite = request_text("INVITE", "sip:a@b", local, ProbeTransport::Udp, "x1");
+        let ack = ack_text(
+            "sip:a@b",
+            local,
+            ProbeTransport::Udp,
+            "x1",
+            "<sip:a@b>;tag=99",
+        );
+        let via = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("Via:"))
+                .map(str::to_string)
+        };
+        assert_eq!(via(&invite), via(&ack));
+        assert!(ack.starts_with("ACK sip:a@b SIP/2.0\r\n"));
+        assert!(ack.contains("\r\nTo: <sip:a@b>;tag=99\r\nCSeq: 1 ACK\r\n"));
+        // pcsync reads it as an ACK and absorbs it.
+        let req = crate::sip::message::parse(ack.as_bytes()).unwrap();
+        assert_eq!(req.method, crate::sip::message::Method::Ack);
+        assert!(req.defect.is_none(), "{:?}", req.defect);
+    }
 }
