@@ -9,7 +9,7 @@
 # running during the load. The headline ratio is pcsync CPU per call / Kamailio CPU per call.
 #
 # Usage: scripts/bench-redirect.sh [RATES] [SECONDS]
-#   RATES    comma-separated calls/s, default 5000,10000,15000,20000
+#   RATES    comma-separated calls/s, default 5000,10000,20000,35000
 #   SECONDS  per rate, default 10
 # Environment: BENCH_WORKERS (worker threads/processes of each server, default 2),
 #              BENCH_ENTRIES (mapping entries, default 1000).
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RATES="${1:-5000,10000,15000,20000}"
+RATES="${1:-5000,10000,20000,35000}"
 SECONDS_PER_RATE="${2:-10}"
 WORKERS="${BENCH_WORKERS:-2}"
 ENTRIES="${BENCH_ENTRIES:-1000}"
@@ -217,7 +217,7 @@ run_one() { # name pid port rate
   timeout $((SECONDS_PER_RATE + 60)) sipp -sf "$SCENARIO" -s persistentchat -key domain contoso.com \
     -i 127.0.0.1 -p "$lport" -t u1 -r "$rate" -rp 1000 -l $((rate * 2)) -m "$calls" \
     -timeout $((SECONDS_PER_RATE + 30))s -nostdin -recv_timeout 5000 \
-    -trace_stat -stf "$stats" -fd 1 -trace_err -error_file "$WORK/sipp-$name-$rate.err" \
+    -buff_size 1048576 -trace_stat -stf "$stats" -fd 1 -trace_err -error_file "$WORK/sipp-$name-$rate.err" \
     "127.0.0.1:$port" >/dev/null 2>&1
   set -e
   wait "$probe_pid" || true

@@ -131,9 +131,21 @@ fn a_refresh_is_seen_by_the_next_request_and_the_cache_serves_without_the_direct
     ));
     server.wait_for("ocschat", 404, Duration::from_secs(20));
 
-    // The directory goes away: the table is kept (refreshes fail loudly).
+    // The directory goes away: the table is kept (refreshes fail loudly). Wait (bounded) for a
+    // failed refresh to be logged, then ask.
     slapd.stop();
-    std::thread::sleep(Duration::from_millis(2500));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server
+        .log_text()
+        .contains("mapping refresh failed, keeping table version 3")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(
         options_status(server.addr, &format!("sip:{FIXTURE_USER}@contoso.com")),
         Some(200)
