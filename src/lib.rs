@@ -16,6 +16,10 @@
 //!   and crash recovery; also `restore`.
 //! - [`audit`]: the hash-chained JSON Lines audit log.
 //! - [`lock`]: the state-dir lock that keeps two reconciles on one host apart.
+//! - [`mapping`]: the SIP URI → pool table: build, validate, publish (arc-swap), cache.
+//! - [`sip`]: the embedded SIP redirect server (the only user of `rsipstack`).
+//! - [`redirector`]: table + listeners + refresh worker, as one subsystem (`pcsync redirect`).
+//! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
 //! - [`exit`]: the documented process exit codes.
 
@@ -29,5 +33,10 @@ pub mod exit;
 pub mod inventory;
 pub mod ldap;
 pub mod lock;
+pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod redirector;
+pub mod schedule;
+pub mod shutdown;
+pub mod sip;

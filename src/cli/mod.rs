@@ -7,8 +7,11 @@
 
 mod check;
 mod inventory;
+mod mappings;
+mod probe;
 mod progress;
 mod reconcile;
+mod redirect;
 mod restore;
 
 use std::path::PathBuf;
@@ -95,6 +98,27 @@ Prints one line per check and exits 0 when all pass, 1 otherwise."
     /// Undo a reconcile run from the audit log's before-images (dry run unless --apply).
     #[command(after_help = RESTORE_HELP)]
     Restore(restore::Args),
+    /// Print the SIP URI -> pool table the redirector serves (from the directory, or --cached).
+    #[command(
+        after_help = "Example:\n  pcsync mappings --format json | jq '.entries[] | .sip_uri + \" -> \" + .pool'\n\n\
+Exits 0 when the table was printed, 1 on an error (directory unreachable, no cache with --cached)."
+    )]
+    Mappings(mappings::Args),
+
+    /// Run the SIP redirect server alone (UDP, TCP, optional TLS) until SIGINT/SIGTERM.
+    #[command(
+        after_help = "Example:\n  pcsync redirect --config /etc/pcsync/pcsync.toml\n\n\
+Serves the last-known-good table at once, refreshes it from the directory at start-up, on the\n\
+[schedule] cron schedule and on SIGHUP. Exits 0 after a graceful stop, 1 if a listener cannot start."
+    )]
+    Redirect(redirect::Args),
+
+    /// Send one SIP request to a redirect server and print the answer and its Contact.
+    #[command(
+        after_help = "Example:\n  pcsync probe sip:ocschat@contoso.com --server 127.0.0.1:5060 --transport udp --method INVITE\n\n\
+Exits 0 for a 2xx or 3xx answer, 1 otherwise (4xx-6xx, no answer, network error). Needs no config file."
+    )]
+    Probe(probe::Args),
 }
 
 const RECONCILE_HELP: &str = "\
@@ -134,7 +158,9 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.log_format, cli.quiet);
+    // A server logs what it does at info; one-shot commands stay quiet unless asked.
+    let long_running = matches!(cli.command, Command::Redirect(_));
+    init_logging(cli.log_format, cli.quiet, long_running);
     // One process-wide rustls provider, so nothing can trip ldap3's "no provider" panic even
     // if a dependency ever enabled a second one. Failure means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -160,6 +186,9 @@ pub fn main() -> ExitCode {
             Command::Man => man(),
             Command::Reconcile(args) => reconcile::run(&cli, args).await,
             Command::Restore(args) => restore::run(&cli, args).await,
+            Command::Mappings(args) => mappings::run(&cli, args).await,
+            Command::Redirect(args) => redirect::run(&cli, args).await,
+            Command::Probe(args) => probe::run(&cli, args).await,
         }
     });
     #[cfg(feature = "failpoints")]
@@ -197,19 +226,30 @@ fn man() -> u8 {
     }
 }
 
-fn init_logging(format: LogFormat, quiet: bool) {
+fn init_logging(format: LogFormat, quiet: bool, long_running: bool) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::filter::LevelFilter;
     let default = if quiet {
         LevelFilter::ERROR
+    } else if long_running {
+        LevelFilter::INFO
     } else {
         LevelFilter::WARN
     };
     let directives = std::env::var("PCSYNC_LOG").unwrap_or_default();
     let filter = EnvFilter::builder()
         .with_default_directive(default.into())
-        .parse_lossy(directives);
+        .parse_lossy(directives)
+        // The scheduler logs its start-up chatter at info.
+        .add_directive(
+            "tokio_cron_scheduler=warn"
+                .parse()
+                .unwrap_or_else(|_| LevelFilter::WARN.into()),
+        );
+    // Colours only on a terminal: a service's stderr goes to a file or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match format {

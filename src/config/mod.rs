@@ -324,9 +324,41 @@ pub struct RedirectorSettings {
     /// `None` when set to "" (listener off).
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
+    /// The TLS listener: on when `tls_cert` and `tls_key` are set and `tls_listen` is not "".
+    pub tls: Option<RedirectorTls>,
     pub contact_port: u16,
     pub contact_transport: ContactTransport,
+    /// The `Server` header of every response.
+    pub server_header: String,
+    /// Open TCP/TLS connections at most; more are closed at once.
+    pub tcp_max_connections: u32,
+    /// A TCP/TLS connection with no message for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Largest SIP message accepted on a stream (header section plus body), in bytes.
+    pub max_message_size: u32,
+    /// Per-source rate limit; `None` = off (the default).
+    pub rate_limit: Option<RateLimitSettings>,
+    /// Threads receiving UDP.
+    pub udp_workers: u32,
 }
+
+/// The TLS listener of the redirector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectorTls {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `rate_limit = "N/DURATION"`: at most N messages per source IP per DURATION.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+/// The default `Server` header.
+pub const DEFAULT_SERVER_HEADER: &str = concat!("pcsync/", env!("CARGO_PKG_VERSION"));
 
 /// `[http]`.
 #[derive(Debug, Clone)]
@@ -859,13 +891,126 @@ fn redirector(root: &mut Section<'_>) -> Option<RedirectorSettings> {
             }
         })
         .unwrap_or(ContactTransport::Tls);
+    let tls_listen = s.parse("tls_listen", parse_listen);
+    let tls_cert = s.parse("tls_cert", check_pem_certificate);
+    let tls_key = s.parse("tls_key", check_pem_key);
+    let server_header = s
+        .parse("server_header", |t| {
+            if !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                Ok(t.to_string())
+            } else {
+                Err(format!(
+                    "{t:?} is not a usable Server header (1 to 128 printable ASCII characters)"
+                ))
+            }
+        })
+        .unwrap_or_else(|| DEFAULT_SERVER_HEADER.to_string());
+    let tcp_max_connections = s.uint("tcp_max_connections", 1024, 1..=1_000_000) as u32;
+    let tcp_idle_timeout = s
+        .parse("tcp_idle_timeout", |t| {
+            parse_duration(t, Duration::from_secs(1)..=Duration::from_secs(86_400))
+        })
+        .unwrap_or(Duration::from_secs(300));
+    let max_message_size = s.uint("max_message_size", 65_536, 1024..=1_048_576) as u32;
+    let rate_limit = s.parse("rate_limit", parse_rate_limit).unwrap_or(None);
+    let udp_workers = s.uint("udp_workers", 2, 1..=64) as u32;
+
+    let issues = s.issues();
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => match tls_listen {
+            Some(None) => None,
+            Some(Some(listen)) => Some(RedirectorTls { listen, cert, key }),
+            None => Some(RedirectorTls {
+                listen: SocketAddr::from(([127, 0, 0, 1], 5061)),
+                cert,
+                key,
+            }),
+        },
+        (Some(_), None) => {
+            issues.push(
+                "redirector.tls_key",
+                issues.file_origin(),
+                "tls_cert is set but tls_key is not: set both to enable the TLS listener",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            issues.push(
+                "redirector.tls_cert",
+                issues.file_origin(),
+                "tls_key is set but tls_cert is not: set both to enable the TLS listener",
+            );
+            None
+        }
+        (None, None) => {
+            if let Some(Some(addr)) = tls_listen {
+                issues.push(
+                    "redirector.tls_listen",
+                    issues.file_origin(),
+                    format!("{addr} is set but tls_cert and tls_key are not"),
+                );
+            }
+            None
+        }
+    };
     s.finish();
     Some(RedirectorSettings {
         udp: udp.unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 5060)))),
         tcp: tcp.unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 5060)))),
+        tls,
         contact_port,
         contact_transport,
+        server_header,
+        tcp_max_connections,
+        tcp_idle_timeout,
+        max_message_size,
+        rate_limit,
+        udp_workers,
     })
+}
+
+/// `"off"`, `""`, or `N/DURATION` such as `200/1s`.
+fn parse_rate_limit(text: &str) -> Result<Option<RateLimitSettings>, String> {
+    let t = text.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || {
+        format!("{text:?} is not a rate limit (expected \"off\" or N/DURATION, e.g. \"200/1s\")")
+    };
+    let (n, window) = t.split_once('/').ok_or_else(bad)?;
+    let requests = n
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)?;
+    let window = parse_duration(
+        window,
+        Duration::from_millis(10)..=Duration::from_secs(3600),
+    )?;
+    Ok(Some(RateLimitSettings { requests, window }))
+}
+
+fn check_pem_certificate(text: &str) -> Result<PathBuf, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let path = PathBuf::from(text);
+    let certs = CertificateDer::pem_file_iter(&path)
+        .map_err(|e| format!("cannot read certificate file {text}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("certificate file {text} is not valid PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("certificate file {text} holds no PEM certificate"));
+    }
+    Ok(path)
+}
+
+fn check_pem_key(text: &str) -> Result<PathBuf, String> {
+    use rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    let path = PathBuf::from(text);
+    PrivateKeyDer::from_pem_file(&path)
+        .map_err(|e| format!("cannot read a PEM private key from {text}: {e}"))?;
+    Ok(path)
 }
 
 fn http(root: &mut Section<'_>) -> Option<HttpSettings> {

@@ -456,6 +456,113 @@ fn listeners_accept_ipv4_ipv6_or_off() {
 }
 
 #[test]
+fn redirector_defaults_and_limits() {
+    let f = fixture();
+    let s = load(&valid(&f), &[]).unwrap();
+    let r = &s.redirector;
+    assert!(r.tls.is_none());
+    assert_eq!(r.server_header, DEFAULT_SERVER_HEADER);
+    assert_eq!(r.tcp_max_connections, 1024);
+    assert_eq!(r.tcp_idle_timeout, Duration::from_secs(300));
+    assert_eq!(r.max_message_size, 65_536);
+    assert_eq!(r.rate_limit, None);
+    assert_eq!(r.udp_workers, 2);
+    let text = format!(
+        "{}\n[redirector]\nserver_header = \"RTC/5.0\"\ntcp_max_connections = 10\ntcp_idle_timeout = \"30s\"\nmax_message_size = 4096\nrate_limit = \"200/2s\"\nudp_workers = 4\n",
+        valid(&f)
+    );
+    let r = load(&text, &[]).unwrap().redirector;
+    assert_eq!(r.server_header, "RTC/5.0");
+    assert_eq!(r.tcp_max_connections, 10);
+    assert_eq!(r.tcp_idle_timeout, Duration::from_secs(30));
+    assert_eq!(r.max_message_size, 4096);
+    assert_eq!(
+        r.rate_limit,
+        Some(RateLimitSettings {
+            requests: 200,
+            window: Duration::from_secs(2)
+        })
+    );
+    assert_eq!(r.udp_workers, 4);
+    let off = format!("{}\n[redirector]\nrate_limit = \"off\"\n", valid(&f));
+    assert_eq!(load(&off, &[]).unwrap().redirector.rate_limit, None);
+}
+
+#[test]
+fn redirector_errors_name_the_key() {
+    let f = fixture();
+    let bad = format!(
+        "{}\n[redirector]\nserver_header = \"a\\u0007b\"\ntcp_max_connections = 0\ntcp_idle_timeout = \"5x\"\nmax_message_size = 10\nrate_limit = \"fast\"\nudp_workers = 0\n",
+        valid(&f)
+    );
+    assert_eq!(
+        errors(&bad, &[]),
+        [
+            "pcsync.toml: redirector.server_header: \"a\\u{7}b\" is not a usable Server header (1 to 128 printable ASCII characters)",
+            "pcsync.toml: redirector.tcp_max_connections: 0 is out of range (1..=1000000)",
+            "pcsync.toml: redirector.tcp_idle_timeout: \"5x\": unknown unit \"x\" (expected ms, s, m, h or d)",
+            "pcsync.toml: redirector.max_message_size: 10 is out of range (1024..=1048576)",
+            "pcsync.toml: redirector.rate_limit: \"fast\" is not a rate limit (expected \"off\" or N/DURATION, e.g. \"200/1s\")",
+            "pcsync.toml: redirector.udp_workers: 0 is out of range (1..=64)",
+        ]
+    );
+}
+
+#[test]
+fn the_tls_listener_needs_certificate_and_key() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_file = dir.path().join("sip.pem");
+    let key_file = dir.path().join("sip.key");
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let both = format!(
+        "{}\n[redirector]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        valid(&f),
+        cert_file.display(),
+        key_file.display()
+    );
+    let tls = load(&both, &[]).unwrap().redirector.tls.unwrap();
+    assert_eq!(tls.listen.to_string(), "127.0.0.1:5061");
+    let off = format!("{both}tls_listen = \"\"\n");
+    assert!(load(&off, &[]).unwrap().redirector.tls.is_none());
+    let only_cert = format!(
+        "{}\n[redirector]\ntls_cert = \"{}\"\n",
+        valid(&f),
+        cert_file.display()
+    );
+    assert_eq!(
+        errors(&only_cert, &[]),
+        [
+            "pcsync.toml: redirector.tls_key: tls_cert is set but tls_key is not: set both to enable the TLS listener"
+        ]
+    );
+    let listen_only = format!("{}\n[redirector]\ntls_listen = \"[::1]:5061\"\n", valid(&f));
+    assert_eq!(
+        errors(&listen_only, &[]),
+        ["pcsync.toml: redirector.tls_listen: [::1]:5061 is set but tls_cert and tls_key are not"]
+    );
+    let missing = format!(
+        "{}\n[redirector]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"{}\"\n",
+        valid(&f),
+        cert_file.display()
+    );
+    let e = errors(&missing, &[]);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "pcsync.toml: redirector.tls_cert: cannot read certificate file /nonexistent/c.pem"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("pcsync.toml: redirector.tls_key: cannot read a PEM private key from"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn pools_and_migrations_are_cross_checked() {
     let f = fixture();
     let unknown = valid(&f).replace(

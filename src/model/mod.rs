@@ -251,6 +251,12 @@ pub enum FindingKind {
     DuplicateMigration,
     /// A SIP-enabled user that looks like a Group Chat lookup account but no migration names.
     Suspect,
+    /// An endpoint contact homed on no configured pool (or on none at all): not mapped.
+    UnknownPool,
+    /// An endpoint contact with `msRTCSIP-UserEnabled: FALSE`: not mapped.
+    Disabled,
+    /// An object in the endpoint container that is not a contact: not mapped.
+    NotAContact,
 }
 
 impl fmt::Display for FindingKind {
@@ -263,6 +269,9 @@ impl fmt::Display for FindingKind {
             FindingKind::UnexpectedHome => "unexpected_home",
             FindingKind::DuplicateMigration => "duplicate_migration",
             FindingKind::Suspect => "suspect",
+            FindingKind::UnknownPool => "unknown_pool",
+            FindingKind::Disabled => "disabled",
+            FindingKind::NotAContact => "not_a_contact",
         })
     }
 }

@@ -13,3 +13,4 @@ mod directory;
 mod json_schema;
 mod reconcile;
 mod schema;
+mod sip;

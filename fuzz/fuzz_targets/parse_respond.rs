@@ -1,0 +1,42 @@
+//! Any bytes through the redirect decision and the response writer: must never panic, and any
+//! response must be a well-formed SIP response head.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use pcsync::mapping::table::{Entry, MappingTable};
+use pcsync::model::{Dn, SipUri};
+use pcsync::sip::redirect::{Outcome, ResponderConfig, Source, respond};
+
+fn table() -> &'static MappingTable {
+    static TABLE: OnceLock<MappingTable> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let entry = Entry {
+            sip_uri: SipUri::parse("sip:persistentchat@contoso.com").unwrap(),
+            pool: "pcpool1.contoso.com".into(),
+            dn: Dn::parse("cn=x,dc=contoso,dc=com").unwrap(),
+        };
+        let at = chrono::DateTime::from_timestamp(0, 0).unwrap();
+        MappingTable::new(vec![entry], &["pcpool1.contoso.com"], 1, at).unwrap()
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let config = ResponderConfig {
+        contact_port: 5061,
+        contact_transport: "tls",
+        server: "pcsync-fuzz".into(),
+    };
+    for (addr, datagram) in [("192.0.2.1:5060", true), ("[2001:db8::1]:5061", false)] {
+        let source = Source {
+            addr: addr.parse().unwrap(),
+            datagram,
+        };
+        if let Outcome::Reply(r) = respond(data, table(), source).1 {
+            let out = r.to_bytes(&config);
+            assert!(out.starts_with(b"SIP/2.0 "));
+            assert!(out.ends_with(b"\r\n\r\n"));
+        }
+    }
+});

@@ -1,0 +1,108 @@
+//! `pcsync probe`: one SIP request to a redirect server, and the answer it would follow.
+//!
+//! The administrator's one-line check: prints the status line and the Contact (for a 302),
+//! exits 0 for a 2xx or 3xx answer and 1 for anything else (4xx-6xx, no answer, network error).
+//! Needs no configuration file.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::cli::{Cli, Format, report_error};
+use crate::exit;
+use crate::sip::probe::{ProbeTransport, probe};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum ProbeMethod {
+    Invite,
+    Options,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The SIP address to ask about, e.g. sip:ocschat@contoso.com.
+    target: String,
+    /// The redirect server, HOST:PORT.
+    #[arg(long)]
+    server: String,
+    #[arg(long, value_enum, default_value_t = Transport::Udp)]
+    transport: Transport,
+    #[arg(long, value_enum, default_value_t = ProbeMethod::Invite)]
+    method: ProbeMethod,
+    /// How long to wait for the final response.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    timeout: Duration,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(text, Duration::from_millis(10)..=Duration::from_secs(300))
+}
+
+pub async fn run(_cli: &Cli, args: &Args) -> u8 {
+    let server: SocketAddr = match tokio::net::lookup_host(&args.server).await {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => a,
+            None => return report_error(&format!("--server {}: no address", args.server)),
+        },
+        Err(e) => {
+            return report_error(&format!(
+                "--server {}: {e} (expected HOST:PORT, e.g. 127.0.0.1:5060)",
+                args.server
+            ));
+        }
+    };
+    let transport = match args.transport {
+        Transport::Udp => ProbeTransport::Udp,
+        Transport::Tcp => ProbeTransport::Tcp,
+    };
+    let method = match args.method {
+        ProbeMethod::Invite => "INVITE",
+        ProbeMethod::Options => "OPTIONS",
+    };
+    // Unique enough for one probe: process id and the clock.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let call_id = format!("{:x}{:x}", std::process::id(), nanos);
+    match probe(
+        &args.target,
+        server,
+        transport,
+        method,
+        args.timeout,
+        &call_id,
+    )
+    .await
+    {
+        Ok(answer) => {
+            if args.format == Format::Json {
+                match serde_json::to_string(&answer) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return report_error(&e),
+                }
+            } else {
+                println!("{}", answer.status_line);
+                if let Some(contact) = &answer.contact {
+                    println!("Contact: {contact}");
+                }
+            }
+            if (200..400).contains(&answer.code) {
+                exit::OK
+            } else {
+                exit::ERROR
+            }
+        }
+        Err(e) => report_error(&e),
+    }
+}

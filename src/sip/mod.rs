@@ -1,0 +1,281 @@
+//! The embedded SIP redirect server.
+//!
+//! - [`message`]: a zero-copy request reader (compact forms, folding, LF-only, IPv6).
+//! - [`redirect`]: the pure decision, [`redirect::respond`], over one request and one table.
+//! - [`udp`], [`tcp`] (with [`codec`]) and [`tls`]: transports, which are plumbing: read a
+//!   message, take one table snapshot, call `respond`, write the bytes, count.
+//! - [`limit`]: the optional per-source rate limit; [`metrics`]: the counters.
+//! - [`probe`]: the client side of `pcsync probe`.
+//!
+//! Only this module imports `rsipstack` (its `rsipstack::sip` codec); everything else sees our
+//! own types. Nothing here panics on network input: a bad message is answered with 400 when it
+//! can be addressed, and dropped and counted otherwise.
+
+pub mod codec;
+pub mod limit;
+pub mod message;
+pub mod metrics;
+pub mod probe;
+pub mod redirect;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::mapping::store::MappingStore;
+use limit::{RateLimit, RateLimiter};
+use metrics::{Drop, SipMetrics};
+use redirect::{Outcome, ResponderConfig, Silence, Source};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A listener could not bind its address.
+    #[error("cannot listen for SIP over {transport} on {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS listener: {0}")]
+    Tls(String),
+    /// A UDP worker thread could not be started.
+    #[error("cannot start a UDP worker thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// TLS listener settings.
+#[derive(Debug, Clone)]
+pub struct TlsListen {
+    pub addr: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything the server needs, from `[redirector]`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<TlsListen>,
+    pub responder: ResponderConfig,
+    pub max_message_size: usize,
+    pub tcp_max_connections: usize,
+    pub tcp_idle_timeout: Duration,
+    pub rate_limit: Option<RateLimit>,
+    pub udp_workers: usize,
+}
+
+/// What every transport shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub store: Arc<MappingStore>,
+    pub metrics: Arc<SipMetrics>,
+    pub responder: ResponderConfig,
+    limiter: Option<RateLimiter>,
+}
+
+/// The addresses actually bound (port 0 resolved).
+#[derive(Debug, Clone, Default)]
+pub struct Bound {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+}
+
+impl Shared {
+    pub fn new(
+        store: Arc<MappingStore>,
+        metrics: Arc<SipMetrics>,
+        responder: ResponderConfig,
+        rate_limit: Option<RateLimit>,
+    ) -> Shared {
+        Shared {
+            store,
+            metrics,
+            responder,
+            limiter: rate_limit.map(RateLimiter::new),
+        }
+    }
+
+    /// Handles one message: writes the response (if any) into `out`, which is cleared first,
+    /// and returns where a datagram response goes (`Some(None)` on a stream). `None`: no answer.
+    pub fn handle(
+        &self,
+        bytes: &[u8],
+        source: Source,
+        out: &mut Vec<u8>,
+    ) -> Option<Option<SocketAddr>> {
+        out.clear();
+        if let Some(limiter) = &self.limiter
+            && !limiter.allow(source.addr.ip())
+        {
+            self.metrics.dropped(Drop::RateLimited);
+            return None;
+        }
+        // One snapshot per request (STYLE.md §9).
+        let table = self.store.load();
+        let (method, outcome) = redirect::respond(bytes, &table, source);
+        if let Some(method) = method {
+            self.metrics.request(method);
+        }
+        match outcome {
+            Outcome::Reply(response) => {
+                self.metrics.response(response.status);
+                response.write(out, &self.responder);
+                Some(response.destination)
+            }
+            Outcome::Silent(Silence::Ack) => {
+                self.metrics.ack_absorbed();
+                None
+            }
+            Outcome::Silent(Silence::Unanswerable) => {
+                self.metrics.dropped(Drop::Unanswerable);
+                tracing::debug!(%source.addr, len = bytes.len(), "dropped a message no response can be addressed for");
+                None
+            }
+        }
+    }
+}
+
+/// Binds every configured listener, then starts serving on `tracker` until `token` is
+/// cancelled. Binding errors are returned before anything is served.
+pub async fn start(
+    config: &ServerConfig,
+    shared: Arc<Shared>,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Bound, Error> {
+    let udp = match config.udp {
+        Some(addr) => Some(udp::bind(addr)?),
+        None => None,
+    };
+    let tcp = match config.tcp {
+        Some(addr) => Some(tcp::bind(addr, "TCP").await?),
+        None => None,
+    };
+    let tls = match &config.tls {
+        Some(t) => Some((
+            tcp::bind(t.addr, "TLS").await?,
+            tls::acceptor(&t.cert, &t.key)?,
+        )),
+        None => None,
+    };
+    let mut bound = Bound::default();
+    if let Some(socket) = udp {
+        bound.udp = socket.local_addr().ok();
+        udp::spawn(
+            socket,
+            config.udp_workers,
+            Arc::clone(&shared),
+            token.child_token(),
+            tracker,
+        )?;
+    }
+    let limits = tcp::Limits {
+        max_message_size: config.max_message_size,
+        max_connections: config.tcp_max_connections,
+        idle_timeout: config.tcp_idle_timeout,
+    };
+    if let Some(listener) = tcp {
+        bound.tcp = listener.local_addr().ok();
+        let (shared, token) = (Arc::clone(&shared), token.child_token());
+        let t = tracker.clone();
+        tracker.spawn(async move { tcp::serve(listener, None, shared, limits, token, t).await });
+    }
+    if let Some((listener, acceptor)) = tls {
+        bound.tls = listener.local_addr().ok();
+        let (shared, token) = (Arc::clone(&shared), token.child_token());
+        let t = tracker.clone();
+        tracker.spawn(async move {
+            tcp::serve(listener, Some(acceptor), shared, limits, token, t).await
+        });
+    }
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::table::{Entry, MappingTable};
+    use crate::model::{Dn, SipUri};
+
+    fn shared(rate_limit: Option<RateLimit>) -> Shared {
+        let entry = Entry {
+            sip_uri: SipUri::parse("sip:persistentchat@contoso.com").unwrap(),
+            pool: "pcpool1.contoso.com".into(),
+            dn: Dn::parse("cn=x,dc=contoso,dc=com").unwrap(),
+        };
+        let table = MappingTable::new(vec![entry], &["pcpool1.contoso.com"], 1, chrono::Utc::now())
+            .unwrap();
+        Shared::new(
+            Arc::new(MappingStore::new(table)),
+            Arc::new(SipMetrics::default()),
+            ResponderConfig {
+                contact_port: 5061,
+                contact_transport: "tls",
+                server: "t".into(),
+            },
+            rate_limit,
+        )
+    }
+
+    fn msg(method: &str) -> String {
+        format!(
+            "{method} sip:persistentchat@contoso.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:persistentchat@contoso.com>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n\r\n"
+        )
+    }
+
+    const SRC: Source = Source {
+        addr: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5070),
+        datagram: true,
+    };
+
+    #[test]
+    fn handle_counts_requests_responses_and_drops() {
+        let s = shared(None);
+        let mut out = Vec::new();
+        assert_eq!(
+            s.handle(msg("INVITE").as_bytes(), SRC, &mut out),
+            Some(Some(SRC.addr))
+        );
+        assert!(out.starts_with(b"SIP/2.0 302 "));
+        assert_eq!(s.handle(msg("ACK").as_bytes(), SRC, &mut out), None);
+        assert_eq!(s.handle(b"garbage", SRC, &mut out), None);
+        assert_eq!(
+            s.handle(msg("BYE").as_bytes(), SRC, &mut out),
+            Some(Some(SRC.addr))
+        );
+        let snap = s.metrics.snapshot();
+        let count = |m: &str| snap.requests.iter().find(|(n, _)| *n == m).unwrap().1;
+        assert_eq!((count("INVITE"), count("ACK"), count("BYE")), (1, 1, 1));
+        let status = |c: u16| snap.responses.iter().find(|(n, _)| *n == c).unwrap().1;
+        assert_eq!((status(302), status(405)), (1, 1));
+        assert_eq!(snap.acks_absorbed, 1);
+        assert_eq!(snap.dropped_unanswerable, 1);
+    }
+
+    #[test]
+    fn the_rate_limit_drops_and_counts() {
+        let s = shared(Some(RateLimit {
+            requests: 2,
+            window: Duration::from_secs(3600),
+        }));
+        let mut out = Vec::new();
+        let answered = (0..5)
+            .filter(|_| s.handle(msg("OPTIONS").as_bytes(), SRC, &mut out).is_some())
+            .count();
+        assert_eq!(answered, 2);
+        assert_eq!(s.metrics.snapshot().dropped_rate_limited, 3);
+    }
+}

@@ -1,0 +1,500 @@
+//! The redirect decision over literal SIP text: no sockets.
+
+use super::*;
+use crate::mapping::table::{Entry, MappingTable};
+use crate::model::{Dn, SipUri};
+
+fn table() -> MappingTable {
+    let entry = |uri: &str, pool: &str| Entry {
+        sip_uri: SipUri::parse(uri).unwrap(),
+        pool: pool.to_string(),
+        dn: Dn::parse("cn={4c2f},cn=Application Contacts,dc=contoso,dc=com").unwrap(),
+    };
+    MappingTable::new(
+        vec![
+            entry("sip:OCSChat@contoso.com", "pcpool1.contoso.com"),
+            Entry {
+                dn: Dn::parse("cn=two,dc=x").unwrap(),
+                ..entry("sip:chat@fabrikam.com", "pcpool2.contoso.com")
+            },
+        ],
+        &["pcpool1.contoso.com", "pcpool2.contoso.com"],
+        7,
+        chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+    )
+    .unwrap()
+}
+
+fn config() -> ResponderConfig {
+    ResponderConfig {
+        contact_port: 5061,
+        contact_transport: "tls",
+        server: "pcsync/test".into(),
+    }
+}
+
+fn udp_from(addr: &str) -> Source {
+    Source {
+        addr: addr.parse().unwrap(),
+        datagram: true,
+    }
+}
+
+const SRC: &str = "192.0.2.10:5070";
+
+/// The response text, or `None` for silence.
+fn answer_from(text: &str, source: Source) -> Option<String> {
+    let t = table();
+    match respond(text.as_bytes(), &t, source).1 {
+        Outcome::Reply(r) => Some(String::from_utf8(r.to_bytes(&config())).unwrap()),
+        Outcome::Silent(_) => None,
+    }
+}
+
+fn answer(text: &str) -> Option<String> {
+    answer_from(text, udp_from(SRC))
+}
+
+fn status_line(text: &str) -> String {
+    answer(text)
+        .map(|a| a.lines().next().unwrap().to_string())
+        .unwrap_or_else(|| "(silent)".into())
+}
+
+fn header<'a>(response: &'a str, name: &str) -> Vec<&'a str> {
+    response
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn request(method: &str, uri: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds\r\n\
+         Max-Forwards: 70\r\n\
+         To: <{uri}>\r\n\
+         From: \"Alice\" <sip:alice@contoso.com>;tag=1928301774\r\n\
+         Call-ID: a84b4c76e66710@pc33.contoso.com\r\n\
+         CSeq: 314159 {method}\r\n\
+         Contact: <sip:alice@192.0.2.10:5070>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn a_mapped_invite_gets_the_exact_302() {
+    let got = answer(&request("INVITE", "sip:ocschat@contoso.com")).unwrap();
+    let tag = format!(
+        "{:016x}",
+        to_tag(
+            Some("a84b4c76e66710@pc33.contoso.com"),
+            Some("1928301774"),
+            Some("z9hG4bK776asdhds")
+        )
+    );
+    assert_eq!(
+        got,
+        format!(
+            "SIP/2.0 302 Moved Temporarily\r\n\
+             Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds\r\n\
+             From: \"Alice\" <sip:alice@contoso.com>;tag=1928301774\r\n\
+             To: <sip:ocschat@contoso.com>;tag={tag}\r\n\
+             Call-ID: a84b4c76e66710@pc33.contoso.com\r\n\
+             CSeq: 314159 INVITE\r\n\
+             Contact: <sip:OCSChat@pcpool1.contoso.com:5061;transport=tls>\r\n\
+             Server: pcsync/test\r\n\
+             X-Pcsync-Mapping: version=7\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    );
+}
+
+#[test]
+fn every_redirectable_method_gets_302_and_unmapped_gets_404() {
+    for m in ["INVITE", "MESSAGE", "SUBSCRIBE", "INFO", "NOTIFY", "REFER"] {
+        assert_eq!(
+            status_line(&request(m, "sip:chat@fabrikam.com")),
+            "SIP/2.0 302 Moved Temporarily",
+            "{m}"
+        );
+        assert_eq!(
+            status_line(&request(m, "sip:nobody@contoso.com")),
+            "SIP/2.0 404 Not Found",
+            "{m}"
+        );
+    }
+    assert_eq!(
+        status_line(&request("INVITE", "tel:+15551234567")),
+        "SIP/2.0 404 Not Found"
+    );
+    assert_eq!(
+        status_line(&request("INVITE", "sip:contoso.com")),
+        "SIP/2.0 404 Not Found"
+    );
+}
+
+#[test]
+fn uri_case_parameters_and_port_are_ignored() {
+    for uri in [
+        "sip:OCSCHAT@CONTOSO.COM",
+        "sip:ocschat@contoso.com:5061",
+        "sip:ocschat@contoso.com;transport=tls",
+        "sips:ocschat@Contoso.Com:5061;transport=tls;maddr=x?subject=hi",
+        "SIP:ocschat@contoso.com",
+        "sip:ocschat:secret@contoso.com",
+    ] {
+        let got = answer(&request("INVITE", uri)).unwrap();
+        assert!(got.starts_with("SIP/2.0 302 "), "{uri}: {got}");
+        assert_eq!(
+            header(&got, "Contact"),
+            ["<sip:OCSChat@pcpool1.contoso.com:5061;transport=tls>"],
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        status_line(&request("INVITE", "sip:ocschat2@contoso.com")),
+        "SIP/2.0 404 Not Found"
+    );
+}
+
+#[test]
+fn compact_header_forms_are_understood_and_echoed() {
+    let text = "INVITE sip:ocschat@contoso.com SIP/2.0\r\n\
+                v: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKc1\r\n\
+                f: <sip:alice@contoso.com>;tag=88\r\n\
+                t: <sip:ocschat@contoso.com>\r\n\
+                i: compact-1\r\n\
+                CSeq: 1 INVITE\r\n\
+                l: 0\r\n\r\n";
+    let got = answer(text).unwrap();
+    assert!(got.starts_with("SIP/2.0 302 "), "{got}");
+    assert_eq!(
+        header(&got, "Via"),
+        ["SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bKc1"]
+    );
+    assert_eq!(header(&got, "From"), ["<sip:alice@contoso.com>;tag=88"]);
+    assert!(header(&got, "To")[0].starts_with("<sip:ocschat@contoso.com>;tag="));
+    assert_eq!(header(&got, "Call-ID"), ["compact-1"]);
+}
+
+#[test]
+fn lf_only_line_ends_are_accepted() {
+    let text = request("INVITE", "sip:ocschat@contoso.com").replace("\r\n", "\n");
+    let got = answer(&text).unwrap();
+    assert!(got.starts_with("SIP/2.0 302 "), "{got}");
+    // The answer itself always uses CRLF.
+    assert!(got.ends_with("Content-Length: 0\r\n\r\n"));
+    assert_eq!(header(&got, "Call-ID"), ["a84b4c76e66710@pc33.contoso.com"]);
+}
+
+#[test]
+fn folded_headers_are_unfolded_in_the_answer() {
+    let text = "INVITE sip:ocschat@contoso.com SIP/2.0\r\n\
+                Via: SIP/2.0/UDP 192.0.2.10:5070\r\n  ;branch=z9hG4bKfold\r\n\
+                From: \"Alice\"\r\n\t<sip:alice@contoso.com>;tag=9\r\n\
+                To: <sip:ocschat@contoso.com>\r\n\
+                Call-ID: fold-1\r\n\
+                CSeq: 1\r\n INVITE\r\n\r\n";
+    let got = answer(text).unwrap();
+    assert!(got.starts_with("SIP/2.0 302 "), "{got}");
+    assert_eq!(
+        header(&got, "Via"),
+        ["SIP/2.0/UDP 192.0.2.10:5070 ;branch=z9hG4bKfold"]
+    );
+    assert_eq!(
+        header(&got, "From"),
+        ["\"Alice\" <sip:alice@contoso.com>;tag=9"]
+    );
+    assert_eq!(header(&got, "CSeq"), ["1 INVITE"]);
+}
+
+#[test]
+fn ipv6_addresses_in_uri_via_and_source() {
+    let text = "OPTIONS sip:[2001:db8::1]:5060 SIP/2.0\r\n\
+                Via: SIP/2.0/UDP [2001:db8::10]:5070;branch=z9hG4bK6;rport\r\n\
+                From: <sip:alice@[2001:db8::10]>;tag=6\r\n\
+                To: <sip:[2001:db8::1]>\r\n\
+                Call-ID: v6\r\n\
+                CSeq: 2 OPTIONS\r\n\r\n";
+    let t = table();
+    let Outcome::Reply(r) = respond(text.as_bytes(), &t, udp_from("[2001:db8::10]:40000")).1 else {
+        panic!("no reply");
+    };
+    assert_eq!(r.status, Status::Ok);
+    assert_eq!(r.destination, Some("[2001:db8::10]:40000".parse().unwrap()));
+    let got = String::from_utf8(r.to_bytes(&config())).unwrap();
+    assert_eq!(
+        header(&got, "Via"),
+        ["SIP/2.0/UDP [2001:db8::10]:5070;branch=z9hG4bK6;rport=40000;received=2001:db8::10"]
+    );
+    assert_eq!(header(&got, "Allow"), [ALLOW]);
+    let mapped_v6 = request("INVITE", "sip:ocschat@contoso.com").replace(
+        "Via: SIP/2.0/UDP 192.0.2.10:5070",
+        "Via: SIP/2.0/UDP [::1]:5070",
+    );
+    let got = answer_from(&mapped_v6, udp_from("[::1]:5070")).unwrap();
+    assert!(got.starts_with("SIP/2.0 302 "), "{got}");
+}
+
+#[test]
+fn responses_go_where_rfc_3261_18_2_2_says() {
+    let t = table();
+    let dest = |text: &str, src: &str| match respond(text.as_bytes(), &t, udp_from(src)).1 {
+        Outcome::Reply(r) => r.destination,
+        Outcome::Silent(_) => panic!("silent"),
+    };
+    let base = request("INVITE", "sip:ocschat@contoso.com");
+    // No rport: the source IP (received) and the sent-by port.
+    assert_eq!(
+        dest(&base, "198.51.100.7:40000"),
+        Some("198.51.100.7:5070".parse().unwrap())
+    );
+    // rport: the source port too.
+    let rport = base.replace("branch=z9hG4bK776asdhds", "branch=z9hG4bK776asdhds;rport");
+    assert_eq!(
+        dest(&rport, "198.51.100.7:40000"),
+        Some("198.51.100.7:40000".parse().unwrap())
+    );
+    // No port in sent-by: 5060.
+    let noport = base.replace("192.0.2.10:5070", "192.0.2.10");
+    assert_eq!(
+        dest(&noport, "192.0.2.10:41000"),
+        Some("192.0.2.10:5060".parse().unwrap())
+    );
+    // received is added when sent-by is not the source.
+    let got = answer_from(&base, udp_from("198.51.100.7:40000")).unwrap();
+    assert_eq!(
+        header(&got, "Via"),
+        ["SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds;received=198.51.100.7"]
+    );
+    // On a stream there is no datagram destination.
+    let stream = Source {
+        addr: "192.0.2.10:5070".parse().unwrap(),
+        datagram: false,
+    };
+    let Outcome::Reply(r) = respond(base.as_bytes(), &t, stream).1 else {
+        panic!()
+    };
+    assert_eq!(r.destination, None);
+}
+
+#[test]
+fn options_ack_cancel_and_other_methods() {
+    assert_eq!(
+        status_line(&request("OPTIONS", "sip:192.0.2.1:5060")),
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        status_line(&request("OPTIONS", "sip:ocschat@contoso.com")),
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        status_line(&request("OPTIONS", "sip:nobody@contoso.com")),
+        "SIP/2.0 404 Not Found"
+    );
+    assert_eq!(
+        header(
+            &answer(&request("OPTIONS", "sip:pcsync.contoso.com")).unwrap(),
+            "Allow"
+        ),
+        [ALLOW]
+    );
+    assert_eq!(answer(&request("ACK", "sip:ocschat@contoso.com")), None);
+    assert_eq!(
+        status_line(&request("CANCEL", "sip:ocschat@contoso.com")),
+        "SIP/2.0 200 OK"
+    );
+    for m in ["REGISTER", "BYE", "PUBLISH", "UPDATE", "FOO"] {
+        let got = answer(&request(m, "sip:ocschat@contoso.com")).unwrap();
+        assert!(
+            got.starts_with("SIP/2.0 405 Method Not Allowed\r\n"),
+            "{m}: {got}"
+        );
+        assert_eq!(header(&got, "Allow"), [ALLOW], "{m}");
+    }
+}
+
+#[test]
+fn max_forwards_zero_is_too_many_hops_except_for_options() {
+    let invite =
+        request("INVITE", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(status_line(&invite), "SIP/2.0 483 Too Many Hops");
+    let options = request("OPTIONS", "sip:ocschat@contoso.com")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(status_line(&options), "SIP/2.0 200 OK");
+    let one =
+        request("INVITE", "sip:ocschat@contoso.com").replace("Max-Forwards: 70", "Max-Forwards: 1");
+    assert_eq!(status_line(&one), "SIP/2.0 302 Moved Temporarily");
+}
+
+#[test]
+fn defects_get_400_with_a_warning_when_addressable() {
+    let base = request("INVITE", "sip:ocschat@contoso.com");
+    for (broken, warning) in [
+        (
+            base.replace("Call-ID: a84b4c76e66710@pc33.contoso.com\r\n", ""),
+            "missing Call-ID header",
+        ),
+        (
+            base.replace("CSeq: 314159 INVITE", "CSeq: 314159 BYE"),
+            "malformed CSeq header",
+        ),
+        (
+            base.replace("CSeq: 314159 INVITE", "CSeq: abc INVITE"),
+            "malformed CSeq header",
+        ),
+        (
+            base.replace("Max-Forwards: 70", "Max-Forwards: many"),
+            "malformed Max-Forwards header",
+        ),
+        (
+            base.replace("To: <", "To: <sip:x@y>\r\nTo: <"),
+            "duplicate To header",
+        ),
+        (
+            base.replace("From: ", "From: x\r\nf: "),
+            "duplicate From header",
+        ),
+        (
+            base.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia"),
+            "unsupported SIP version",
+        ),
+        (
+            base.replace("Max-Forwards: 70\r\n", "Max-Forwards 70\r\n"),
+            "malformed header line",
+        ),
+    ] {
+        let got = answer(&broken).unwrap_or_else(|| panic!("silent for {broken}"));
+        assert!(got.starts_with("SIP/2.0 400 Bad Request\r\n"), "{got}");
+        assert_eq!(
+            header(&got, "Warning"),
+            [format!("399 pcsync \"{warning}\"")]
+        );
+    }
+}
+
+#[test]
+fn unaddressable_messages_are_dropped() {
+    let base = request("INVITE", "sip:ocschat@contoso.com");
+    for text in [
+        base.replace(
+            "Via: SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds\r\n",
+            "",
+        ),
+        base.replace("Via: SIP/2.0/UDP 192.0.2.10:5070", "Via: garbage"),
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n".to_string(),
+        "\r\n\r\n".to_string(),
+        String::new(),
+        "INVITE\r\n\r\n".to_string(),
+        "just text".to_string(),
+    ] {
+        assert_eq!(answer(&text), None, "{text:?}");
+    }
+    let t = table();
+    assert!(matches!(
+        respond(&[0xff, 0xfe, b'\r', b'\n'], &t, udp_from(SRC)).1,
+        Outcome::Silent(Silence::Unanswerable)
+    ));
+}
+
+#[test]
+fn a_retransmission_gets_the_same_bytes_and_a_new_transaction_a_new_tag() {
+    let req = request("INVITE", "sip:ocschat@contoso.com");
+    assert_eq!(answer(&req), answer(&req));
+    let other = req.replace("Call-ID: a84b4c76e66710", "Call-ID: zzzz");
+    assert_ne!(
+        header(&answer(&req).unwrap(), "To"),
+        header(&answer(&other).unwrap(), "To")
+    );
+}
+
+#[test]
+fn an_existing_to_tag_is_kept() {
+    let req = request("INVITE", "sip:ocschat@contoso.com").replace(
+        "To: <sip:ocschat@contoso.com>",
+        "To: <sip:ocschat@contoso.com>;tag=abc",
+    );
+    assert_eq!(
+        header(&answer(&req).unwrap(), "To"),
+        ["<sip:ocschat@contoso.com>;tag=abc"]
+    );
+}
+
+#[test]
+fn several_vias_are_echoed_in_order() {
+    let req = request("INVITE", "sip:ocschat@contoso.com").replace(
+        "Max-Forwards: 70\r\n",
+        "Via: SIP/2.0/TCP proxy1.contoso.com;branch=z9hG4bKp1, SIP/2.0/TLS proxy2.contoso.com\r\nMax-Forwards: 70\r\n",
+    );
+    let got = answer_from(&req, udp_from("192.0.2.10:5070")).unwrap();
+    assert_eq!(
+        header(&got, "Via"),
+        [
+            "SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds",
+            "SIP/2.0/TCP proxy1.contoso.com;branch=z9hG4bKp1, SIP/2.0/TLS proxy2.contoso.com"
+        ]
+    );
+}
+
+#[test]
+fn every_answer_is_a_response_rsipstack_reads_back() {
+    use rsipstack::sip::{HeadersExt, SipMessage};
+    for m in ["INVITE", "OPTIONS", "CANCEL", "BYE", "MESSAGE"] {
+        let req = request(m, "sip:ocschat@contoso.com");
+        let got = answer(&req).unwrap();
+        let SipMessage::Response(r) = SipMessage::try_from(got.as_str()).unwrap() else {
+            panic!("not a response");
+        };
+        assert_eq!(
+            r.call_id_header().unwrap().value(),
+            "a84b4c76e66710@pc33.contoso.com"
+        );
+        // The oracle reads the request the same way we do.
+        let SipMessage::Request(parsed) = SipMessage::try_from(req.as_str()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(parsed.method.to_string(), m);
+    }
+}
+
+#[test]
+fn fuzz_regression_multibyte_character_in_the_uri_scheme() {
+    // fuzz/artifacts/parse_respond/crash-5c571965…: `sip` followed by U+034F sliced mid-char.
+    let text = request("INVITE", "sip\u{34f}ersistentchat@contoso.com");
+    assert_eq!(status_line(&text), "SIP/2.0 404 Not Found");
+    assert_eq!(message::uri_user_host("sips\u{34f}x@y"), None);
+    assert_eq!(message::uri_user_host("s\u{e9}p:x@y"), None);
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let t = table();
+            let _ = respond(&bytes, &t, udp_from(SRC)).1;
+        }
+
+        #[test]
+        fn on_mutated_requests(pos in 0usize..400, len in 0usize..20, byte in any::<u8>(), method in 0usize..4) {
+            let m = ["INVITE", "OPTIONS", "ACK", "BYE"][method];
+            let mut bytes = request(m, "sip:ocschat@contoso.com").into_bytes();
+            let at = pos.min(bytes.len());
+            let end = (at + len).min(bytes.len());
+            bytes.splice(at..end, std::iter::repeat_n(byte, len % 3));
+            let t = table();
+            if let Outcome::Reply(r) = respond(&bytes, &t, udp_from(SRC)).1 {
+                let out = r.to_bytes(&config());
+                prop_assert!(out.starts_with(b"SIP/2.0 "));
+                prop_assert!(out.ends_with(b"\r\n\r\n"));
+            }
+        }
+    }
+}
