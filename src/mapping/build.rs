@@ -303,14 +303,15 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
+            // Sorted by kind (FindingKind's declaration order), then DN.
             [
-                (FindingKind::UnknownPool, "d,"),
-                (FindingKind::UnknownPool, "e,"),
-                (FindingKind::Disabled, "c,"),
                 (FindingKind::DuplicateUri, "g1"),
                 (FindingKind::DuplicateUri, "g2"),
                 (FindingKind::DuplicateUri, "h1"),
                 (FindingKind::DuplicateUri, "h2"),
+                (FindingKind::UnknownPool, "d,"),
+                (FindingKind::UnknownPool, "e,"),
+                (FindingKind::Disabled, "c,"),
                 (FindingKind::NotAContact, "f,"),
             ]
         );
