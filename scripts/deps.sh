@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs what pcsync's tests and demo need on a Debian machine: slapd and ldap-utils (the real
 # directory in the tests), Samba's AD DC packages (the real Active Directory in the tests),
-# sip-tester (sipp, the real SIP peer). Idempotent: does nothing when everything is present.
-# Installing needs root; without it, says what to install and fails.
+# sip-tester (sipp, the real SIP peer); with --demo only slapd and ldap-utils. Idempotent: does
+# nothing when everything is present. Installing needs root; without it, says what to install and fails.
 set -euo pipefail
+
+# `scripts/deps.sh --demo` installs only what scripts/demo.sh needs (slapd, ldap-utils).
+profile=test
+if [ "${1:-}" = "--demo" ]; then profile=demo; fi
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -11,14 +15,16 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 have slapd || need+=(slapd)
 have ldapsearch || need+=(ldap-utils)
-have sipp || need+=(sip-tester)
-# Samba AD DC (tests/it/common/samba.rs). samba-ad-provision, samba-dsdb-modules and
-# samba-vfs-modules are only Recommends of samba, and provisioning fails without them.
-# setpriv (util-linux) makes the test DC die with the test run (--pdeathsig).
-for pkg in samba samba-ad-provision samba-dsdb-modules samba-vfs-modules; do
-  have_pkg "$pkg" || need+=("$pkg")
-done
-have setpriv || need+=(util-linux)
+if [ "$profile" = test ]; then
+  have sipp || need+=(sip-tester)
+  # Samba AD DC (tests/it/common/samba.rs). samba-ad-provision, samba-dsdb-modules and
+  # samba-vfs-modules are only Recommends of samba, and provisioning fails without them.
+  # setpriv (util-linux) makes the test DC die with the test run (--pdeathsig).
+  for pkg in samba samba-ad-provision samba-dsdb-modules samba-vfs-modules; do
+    have_pkg "$pkg" || need+=("$pkg")
+  done
+  have setpriv || need+=(util-linux)
+fi
 
 # Debian would start a freshly installed slapd on port 389, and smbd/nmbd/samba-ad-dc, through
 # invoke-rc.d. The tests run their own servers (the Samba DC on 389/636, which only one process
