@@ -11,6 +11,7 @@ mod cli;
 mod common;
 mod directory;
 mod json_schema;
+mod packaging;
 mod reconcile;
 mod schema;
 mod sip;
