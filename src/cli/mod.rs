@@ -5,6 +5,7 @@
 //! dispatches. Commands return an exit code (see [`crate::exit`]); an error that ends a command
 //! is printed as `pcsync: error: <one line>` on stderr.
 
+mod audit;
 mod check;
 mod inventory;
 mod progress;
@@ -95,6 +96,14 @@ Prints one line per check and exits 0 when all pass, 1 otherwise."
     /// Undo a reconcile run from the audit log's before-images (dry run unless --apply).
     #[command(after_help = RESTORE_HELP)]
     Restore(restore::Args),
+
+    /// Review the audit log: list events or runs, show a run's diffs, verify the hash chain,
+    /// export for auditors.
+    #[command(
+        after_help = "Examples:\n  pcsync audit verify\n  pcsync audit list --runs --since 7d\n  pcsync audit show 20261124T080000123Z-1a2b3c4d\n\n\
+Exit codes: 0 ok; 1 error, or the log fails verification; 3 verify --repair blocked by a running pcsync."
+    )]
+    Audit(audit::Args),
 }
 
 const RECONCILE_HELP: &str = "\
@@ -160,6 +169,7 @@ pub fn main() -> ExitCode {
             Command::Man => man(),
             Command::Reconcile(args) => reconcile::run(&cli, args).await,
             Command::Restore(args) => restore::run(&cli, args).await,
+            Command::Audit(args) => audit::run(&cli, args).await,
         }
     });
     #[cfg(feature = "failpoints")]
