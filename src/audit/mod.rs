@@ -22,6 +22,8 @@ pub mod ldif;
 mod read;
 pub mod review;
 pub mod segments;
+#[cfg(test)]
+mod tests;
 pub use cursor::{Cursor, CursorError};
 pub use read::{Position, Reader, Summary, Verified, repair_torn, verify};
 
