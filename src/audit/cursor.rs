@@ -15,9 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {
     /// The name would not be a plain file name.
-    #[error(
-        "review cursor name {0:?} is invalid: use letters, digits, '.', '_' and '-' (1 to 64)"
-    )]
+    #[error("review cursor name {0:?} is invalid: use letters, digits, '.', '_' and '-' (1 to 64)")]
     Name(String),
     /// Reading or writing the cursor file failed.
     #[error("review cursor {path}: {reason}")]

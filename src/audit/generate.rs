@@ -57,7 +57,10 @@ pub fn append(path: &Path, records: u64, max_segment_bytes: u64) -> Result<(), E
 
 fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
     let uri = format!("sip:wk{:04}@contoso.com", run % 10_000);
-    let user = format!("CN=wk{:04},OU=Service Accounts,DC=contoso,DC=com", run % 10_000);
+    let user = format!(
+        "CN=wk{:04},OU=Service Accounts,DC=contoso,DC=com",
+        run % 10_000
+    );
     let endpoint = format!(
         "CN={{{:08x}-0000-8000-8000-000000000000}},CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
         run
@@ -87,7 +90,10 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
         retire: None,
         expect: vec![],
         attributes: vec![
-            AttrValues::text("objectClass", &["top", "person", "organizationalPerson", "contact"]),
+            AttrValues::text(
+                "objectClass",
+                &["top", "person", "organizationalPerson", "contact"],
+            ),
             AttrValues::text("msRTCSIP-PrimaryUserAddress", &[&uri]),
             AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
         ],
@@ -95,7 +101,10 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
     let image = Entry {
         dn: user.clone(),
         attributes: vec![
-            AttrValues::text("objectClass", &["top", "person", "organizationalPerson", "user"]),
+            AttrValues::text(
+                "objectClass",
+                &["top", "person", "organizationalPerson", "user"],
+            ),
             AttrValues::text("cn", &[&format!("wk{:04}", run % 10_000)]),
             AttrValues::text("sn", &["Chat"]),
             AttrValues::text("displayName", &["Group Chat well-known user"]),
@@ -105,11 +114,27 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
             AttrValues::text("msRTCSIP-OptionFlags", &["256"]),
             AttrValues {
                 name: "objectSid".into(),
-                values: vec![vec![1, 5, 0, 0, 0, 0, 0, 5, 21, 0, 0, 0, 0xfe, 0xff, (run & 0xff) as u8]],
+                values: vec![vec![
+                    1,
+                    5,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    5,
+                    21,
+                    0,
+                    0,
+                    0,
+                    0xfe,
+                    0xff,
+                    (run & 0xff) as u8,
+                ]],
             },
         ],
     };
-    let fails = run % 50 == 0;
+    let fails = run.is_multiple_of(50);
     let step = |s: Step, o: Outcome, dn: &str| {
         Note::new(Event::Step, o)
             .swap(&swap)
@@ -117,7 +142,8 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
             .sip_uri(&uri)
             .step(s)
     };
-    let mut start = Note::new(Event::RunStart, Outcome::Started).message("reconcile --apply; max_changes 10");
+    let mut start =
+        Note::new(Event::RunStart, Outcome::Started).message("reconcile --apply; max_changes 10");
     start.counts = None;
     let mut plan = Note::new(Event::Plan, Outcome::Ok).message("2 change(s) ready, 0 waiting");
     plan.plan = Some(Plan {
@@ -140,7 +166,10 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
         .dn(&user)
         .sip_uri(&uri);
     before.before = Some(image.clone());
-    let mut end = Note::new(Event::RunEnd, if fails { Outcome::Failed } else { Outcome::Ok });
+    let mut end = Note::new(
+        Event::RunEnd,
+        if fails { Outcome::Failed } else { Outcome::Ok },
+    );
     end.counts = Some(Counts {
         planned: 2,
         applied: usize::from(!fails),

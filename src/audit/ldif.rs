@@ -68,10 +68,14 @@ pub fn header() -> String {
     "version: 1\n".to_string()
 }
 
-/// One add record (no `changetype`, which `ldapadd` implies) with a comment line above it.
+/// One add record (no `changetype`, which `ldapadd` implies) with comment lines above it
+/// (one per line of `comment`).
 pub fn entry(comment: &str, e: &Entry) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "\n# {}", comment.replace(['\n', '\r'], " "));
+    out.push('\n');
+    for line in comment.lines() {
+        let _ = writeln!(out, "# {}", line.trim_start_matches("# "));
+    }
     push_line(&mut out, "dn", e.dn.as_bytes());
     for a in &e.attributes {
         for v in &a.values {
@@ -103,7 +107,10 @@ mod tests {
         assert!(text.contains("dn:: Y249Wm/DqyxkYz14\n"), "{text}");
         assert!(text.contains("cn:: Wm/Dqw==\n"), "{text}");
         assert!(text.contains("objectSid:: AQUA/w==\n"), "{text}");
-        assert!(text.contains("description:: IGxlYWRpbmcgc3BhY2U=\n"), "{text}");
+        assert!(
+            text.contains("description:: IGxlYWRpbmcgc3BhY2U=\n"),
+            "{text}"
+        );
         for l in text.lines() {
             assert!(l.len() <= 76, "{l}");
         }

@@ -70,7 +70,11 @@ pub enum Error {
     },
     /// The log fails verification at `line` of `path`: the first broken record.
     #[error("audit log {path} line {line}: {why}")]
-    Broken { path: String, line: usize, why: Break },
+    Broken {
+        path: String,
+        line: usize,
+        why: Break,
+    },
     /// The last record was cut off mid-write; pcsync will not chain onto a torn record.
     #[error(
         "audit log {path} line {line}: torn last record (cut off mid-write, e.g. by a crash); \

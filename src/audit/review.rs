@@ -24,7 +24,9 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let n: i64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a time: use RFC 3339 (2026-11-24T08:00:00Z) or an age (30m, 2h, 7d)")
+        format!(
+            "{text:?} is not a time: use RFC 3339 (2026-11-24T08:00:00Z) or an age (30m, 2h, 7d)"
+        )
     })?;
     let age = match unit {
         "s" => Duration::try_seconds(n),
@@ -142,9 +144,8 @@ impl Filter {
     fn subject_matches(&self, r: &Record) -> bool {
         (self.events.is_empty() || self.events.contains(&r.event))
             && self.dn.as_ref().is_none_or(|want| {
-                r.dn.as_deref().is_some_and(|dn| {
-                    dn.eq_ignore_ascii_case(want) || normalize_dn(dn) == *want
-                })
+                r.dn.as_deref()
+                    .is_some_and(|dn| dn.eq_ignore_ascii_case(want) || normalize_dn(dn) == *want)
             })
             && self.sip.as_ref().is_none_or(|want| {
                 r.sip_uri
@@ -477,10 +478,7 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
         .unwrap_or_default();
     let mut objects: Vec<ObjectState> = Vec::new();
     let object = |objects: &mut Vec<ObjectState>, dn: &str| -> usize {
-        match objects
-            .iter()
-            .position(|o| o.dn.eq_ignore_ascii_case(dn))
-        {
+        match objects.iter().position(|o| o.dn.eq_ignore_ascii_case(dn)) {
             Some(i) => i,
             None => {
                 objects.push(ObjectState {
@@ -565,7 +563,14 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
             (None, Some(Some(a))) => ("created", diff(None, Some(a))),
             (Some(b), Some(Some(a))) => {
                 let d = diff(Some(b), Some(a));
-                (if d.is_empty() { "unchanged" } else { "modified" }, d)
+                (
+                    if d.is_empty() {
+                        "unchanged"
+                    } else {
+                        "modified"
+                    },
+                    d,
+                )
             }
         };
         let _ = writeln!(out, "  {}  ({label})", o.dn);

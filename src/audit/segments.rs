@@ -92,7 +92,10 @@ mod tests {
             Path::new("/var/lib/pcsync/audit.000007.jsonl")
         );
         assert_eq!(sealed_number(active, "audit.000007.jsonl"), Some(7));
-        assert_eq!(sealed_number(active, "audit.1234567.jsonl"), Some(1_234_567));
+        assert_eq!(
+            sealed_number(active, "audit.1234567.jsonl"),
+            Some(1_234_567)
+        );
         assert_eq!(sealed_number(active, "audit.jsonl"), None);
         assert_eq!(sealed_number(active, "audit.000007.jsonl.corrupt"), None);
         assert_eq!(sealed_number(active, "audit.7.jsonl"), None);

@@ -1,5 +1,5 @@
-use std::os::unix::fs::PermissionsExt;
 use crate::model::AttrValues;
+use std::os::unix::fs::PermissionsExt;
 
 use super::review::{self, Filter, Runs};
 use super::*;
@@ -173,8 +173,14 @@ fn a_wrong_shape_is_named() {
             &l[1].replacen("\"run_id\"", "\"extra\":1,\"run_id\"", 1),
             "unknown field `extra`",
         ),
-        (&l[1].replacen("\"event\":\"step\"", "\"event\":\"nap\"", 1), "unknown variant `nap`"),
-        (&l[1].replacen("2026-11-24T08:00:00.000Z", "yesterday", 1), "is not RFC 3339"),
+        (
+            &l[1].replacen("\"event\":\"step\"", "\"event\":\"nap\"", 1),
+            "unknown variant `nap`",
+        ),
+        (
+            &l[1].replacen("2026-11-24T08:00:00.000Z", "yesterday", 1),
+            "is not RFC 3339",
+        ),
         ("", "not a valid record"),
     ] {
         write_lines(&path, &[&l[0], bad]);
@@ -213,7 +219,10 @@ fn a_torn_last_record_is_reported_refused_and_only_repair_moves_it_aside() {
     assert_eq!(std::fs::read(&corrupt).unwrap(), b"{\"v\":1,\"run_\n");
     assert_eq!(std::fs::read(&path).unwrap(), intact);
     assert_eq!(verify(&path).unwrap().records, 2);
-    assert!(repair_torn(&path).unwrap().is_none(), "nothing left to repair");
+    assert!(
+        repair_torn(&path).unwrap().is_none(),
+        "nothing left to repair"
+    );
     write_some(&path, "r2", 1);
     assert_eq!(verify(&path).unwrap().records, 3);
 }
@@ -257,7 +266,12 @@ fn rotation_seals_segments_that_chain_and_read_in_order() {
     }
     let records = read(&path).unwrap();
     assert_eq!(records.len(), 15);
-    assert!(records.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
+    assert!(
+        records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq == i as u64 + 1)
+    );
     // The first record of segment 2 chains to the last of segment 1.
     let last_of_first = lines(&all[0]).pop().unwrap();
     let first_of_second: Record = serde_json::from_str(&lines(&all[1])[0]).unwrap();
@@ -296,7 +310,10 @@ fn tampering_across_a_segment_boundary_is_detected() {
     std::fs::write(&all[0], &edited).unwrap();
     let (p, line, why) = broken(&path);
     assert_eq!((p, line), (all[0].display().to_string(), n));
-    assert!(why.contains(&format!("{} line 1", all[1].display())), "{why}");
+    assert!(
+        why.contains(&format!("{} line 1", all[1].display())),
+        "{why}"
+    );
     std::fs::write(&all[0], &first).unwrap();
 
     // A whole sealed segment deleted.
@@ -397,26 +414,68 @@ fn rec(seq: u64, run: &str, time: &str, event: Event, outcome: Outcome) -> Recor
 }
 
 fn sample() -> Vec<Record> {
-    let mut a = rec(1, "r1", "2026-11-20T10:00:00Z", Event::RunStart, Outcome::Started);
+    let mut a = rec(
+        1,
+        "r1",
+        "2026-11-20T10:00:00Z",
+        Event::RunStart,
+        Outcome::Started,
+    );
     a.message = Some("reconcile --apply".into());
     let mut b = rec(2, "r1", "2026-11-20T10:00:01Z", Event::Step, Outcome::Ok);
     b.dn = Some("CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com".into());
     b.sip_uri = Some("sip:ocschat@contoso.com".into());
     b.step = Some(Step::DeleteUser);
-    let mut c = rec(3, "r1", "2026-11-20T10:00:02Z", Event::Rollback, Outcome::Ok);
+    let mut c = rec(
+        3,
+        "r1",
+        "2026-11-20T10:00:02Z",
+        Event::Rollback,
+        Outcome::Ok,
+    );
     c.dn = b.dn.clone();
-    let mut d = rec(4, "r1", "2026-11-20T10:00:03Z", Event::RunEnd, Outcome::Failed);
+    let mut d = rec(
+        4,
+        "r1",
+        "2026-11-20T10:00:03Z",
+        Event::RunEnd,
+        Outcome::Failed,
+    );
     d.counts = Some(Counts {
         planned: 2,
         failed: 1,
         rolled_back: 1,
         ..Counts::default()
     });
-    let e = rec(5, "r2", "2026-11-23T10:00:00Z", Event::RunStart, Outcome::Started);
-    let mut f = rec(6, "r2", "2026-11-23T10:00:01Z", Event::GuardBlocked, Outcome::Blocked);
+    let e = rec(
+        5,
+        "r2",
+        "2026-11-23T10:00:00Z",
+        Event::RunStart,
+        Outcome::Started,
+    );
+    let mut f = rec(
+        6,
+        "r2",
+        "2026-11-23T10:00:01Z",
+        Event::GuardBlocked,
+        Outcome::Blocked,
+    );
     f.sip_uri = Some("sip:OCSChat@Fabrikam.com".into());
-    let g = rec(7, "r2", "2026-11-23T10:00:02Z", Event::RunEnd, Outcome::Blocked);
-    let h = rec(8, "r3", "2026-11-24T07:00:00Z", Event::RunStart, Outcome::Started);
+    let g = rec(
+        7,
+        "r2",
+        "2026-11-23T10:00:02Z",
+        Event::RunEnd,
+        Outcome::Blocked,
+    );
+    let h = rec(
+        8,
+        "r3",
+        "2026-11-24T07:00:00Z",
+        Event::RunStart,
+        Outcome::Started,
+    );
     vec![a, b, c, d, e, f, g, h]
 }
 
@@ -469,7 +528,9 @@ fn each_filter_selects_and_filters_combine_with_and() {
     };
     assert_eq!(seqs(&events), [1, 4, 5, 7, 8]);
     let dn = Filter {
-        dn: Some(review::normalize_dn("cn=ocschat, ou=service accounts,dc=CONTOSO,dc=com")),
+        dn: Some(review::normalize_dn(
+            "cn=ocschat, ou=service accounts,dc=CONTOSO,dc=com",
+        )),
         ..Filter::default()
     };
     assert_eq!(seqs(&dn), [2, 3]);

@@ -237,7 +237,10 @@ fn target(cli: &Cli, args: &Args, need_settings: bool) -> Result<Target, u8> {
     }
     let settings = load_settings(cli)?;
     Ok(Target {
-        log: args.log.clone().unwrap_or_else(|| settings.audit.path.clone()),
+        log: args
+            .log
+            .clone()
+            .unwrap_or_else(|| settings.audit.path.clone()),
         max_segment_size: settings.audit.max_segment_size,
         settings: Some(settings),
     })
@@ -279,8 +282,14 @@ impl Display {
     /// `2026-11-24 09:00:00` in local time, or with `Z` in UTC (table cells: 19-20 columns).
     fn short(&self, time: &str) -> String {
         match DateTime::parse_from_rfc3339(time) {
-            Ok(t) if self.utc => t.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%SZ").to_string(),
-            Ok(t) => t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string(),
+            Ok(t) if self.utc => t
+                .with_timezone(&Utc)
+                .format("%Y-%m-%d %H:%M:%SZ")
+                .to_string(),
+            Ok(t) => t
+                .with_timezone(&Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
             Err(_) => time.to_string(),
         }
     }
@@ -315,7 +324,11 @@ impl Display {
 }
 
 /// Builds the library filter from the flags; `now` for relative times; the cursor's `seq`.
-fn build_filter(f: &FilterArgs, now: DateTime<Utc>, after_seq: Option<u64>) -> Result<Filter, String> {
+fn build_filter(
+    f: &FilterArgs,
+    now: DateTime<Utc>,
+    after_seq: Option<u64>,
+) -> Result<Filter, String> {
     let time = |flag: &str, t: &Option<String>| {
         t.as_deref()
             .map(|t| review::parse_time(t, now).map_err(|e| format!("--{flag}: {e}")))
@@ -419,16 +432,32 @@ fn list(target: &Target, display: &Display, args: &ListArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return report_error(&e),
     };
-    let after = review.as_ref().and_then(|r| r.previous.as_ref().map(|c| c.seq));
+    let after = review
+        .as_ref()
+        .and_then(|r| r.previous.as_ref().map(|c| c.seq));
     let filter = match build_filter(&args.filter, Utc::now(), after) {
         Ok(f) => f,
         Err(e) => return report_error(&e),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = if args.runs {
-        list_runs(target, display, args.format, &filter, review.as_ref(), &mut out)
+        list_runs(
+            target,
+            display,
+            args.format,
+            &filter,
+            review.as_ref(),
+            &mut out,
+        )
     } else {
-        list_events(target, display, args.format, &filter, review.as_ref(), &mut out)
+        list_events(
+            target,
+            display,
+            args.format,
+            &filter,
+            review.as_ref(),
+            &mut out,
+        )
     };
     let flushed = out.flush();
     let cursor = match result {
@@ -479,12 +508,11 @@ fn event_row(display: &Display, r: &Record) -> String {
         Some(s) if r.event == Event::Step => review::step_str(s),
         _ => review::event_str(r.event),
     };
-    let subject = r
-        .dn
-        .as_deref()
-        .or(r.sip_uri.as_deref())
-        .or(r.message.as_deref())
-        .unwrap_or("");
+    let subject =
+        r.dn.as_deref()
+            .or(r.sip_uri.as_deref())
+            .or(r.message.as_deref())
+            .unwrap_or("");
     let subject =
         review::ellipsize_middle(&subject.replace(['\n', '\r'], " "), TABLE_WIDTH - FIXED);
     format!(
@@ -511,7 +539,11 @@ fn list_events(
         ListFormat::Table => Some(format!(
             "{:<7} {:<20} {:<16} {:<11} DN / SIP URI / MESSAGE",
             "SEQ",
-            if display.utc { "TIME (UTC)" } else { "TIME (local)" },
+            if display.utc {
+                "TIME (UTC)"
+            } else {
+                "TIME (local)"
+            },
             "EVENT",
             "OUTCOME"
         )),
@@ -618,7 +650,11 @@ fn list_runs(
             out,
             "{:<29} {:<20} {:>7} {:<16} {:<11} OUTCOME",
             "RUN",
-            if display.utc { "STARTED (UTC)" } else { "STARTED (local)" },
+            if display.utc {
+                "STARTED (UTC)"
+            } else {
+                "STARTED (local)"
+            },
             "TOOK",
             "ACTOR",
             "P/A/F/RB"
@@ -748,15 +784,31 @@ fn export(target: &Target, display: &Display, args: &ExportArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return report_error(&e),
     };
-    let after = review.as_ref().and_then(|r| r.previous.as_ref().map(|c| c.seq));
+    let after = review
+        .as_ref()
+        .and_then(|r| r.previous.as_ref().map(|c| c.seq));
     let filter = match build_filter(&args.filter, Utc::now(), after) {
         Ok(f) => f,
         Err(e) => return report_error(&e),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = match args.format {
-        ExportFormat::Csv => list_events(target, display, ListFormat::Csv, &filter, review.as_ref(), &mut out),
-        ExportFormat::Json => list_events(target, display, ListFormat::Json, &filter, review.as_ref(), &mut out),
+        ExportFormat::Csv => list_events(
+            target,
+            display,
+            ListFormat::Csv,
+            &filter,
+            review.as_ref(),
+            &mut out,
+        ),
+        ExportFormat::Json => list_events(
+            target,
+            display,
+            ListFormat::Json,
+            &filter,
+            review.as_ref(),
+            &mut out,
+        ),
         ExportFormat::Ldif => {
             let mut images = review::BeforeImages::default();
             stream(target, &filter, review.as_ref(), |v| {
@@ -767,7 +819,7 @@ fn export(target: &Target, display: &Display, args: &ExportArgs) -> u8 {
                 let mut text = audit::ldif::header();
                 for (entry, swap, time) in images.into_entries() {
                     text.push_str(&audit::ldif::entry(
-                        &format!("before-image of swap {swap} at {}", display.full(&time)),
+                        &format!("before-image of swap {swap}\n# at {}", display.full(&time)),
                         &entry,
                     ));
                 }

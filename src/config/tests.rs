@@ -609,13 +609,20 @@ fn the_audit_segment_size_takes_units_and_is_range_checked() {
         ("\"1GB\"", 1_000_000_000),
         ("4096", 4096),
     ] {
-        let s = load(&with(&f, "audit", &format!("max_segment_size = {text}")), &[]).unwrap();
+        let s = load(
+            &with(&f, "audit", &format!("max_segment_size = {text}")),
+            &[],
+        )
+        .unwrap();
         assert_eq!(s.audit.max_segment_size, bytes, "{text}");
     }
     let s = load(&valid(&f), &[("PCSYNC__AUDIT__MAX_SEGMENT_SIZE", "8KiB")]).unwrap();
     assert_eq!(s.audit.max_segment_size, 8192);
     assert_eq!(
-        errors(&with(&f, "audit", "max_segment_size = \"64 furlongs\""), &[]),
+        errors(
+            &with(&f, "audit", "max_segment_size = \"64 furlongs\""),
+            &[]
+        ),
         [
             "pcsync.toml: audit.max_segment_size: \"64 furlongs\": unknown unit \"furlongs\" (expected B, KiB, MiB, GiB, KB, MB or GB)"
         ]
