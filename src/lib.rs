@@ -14,7 +14,8 @@
 //! - [`plan`]: the pure planner (desired + observed + now -> plan) and its renderings.
 //! - [`apply`]: executes a plan through the `DirectoryWriter` trait, journaled, with rollback
 //!   and crash recovery; also `restore`.
-//! - [`audit`]: the hash-chained JSON Lines audit log.
+//! - [`audit`]: the hash-chained JSON Lines audit log: writer with rotation, streaming
+//!   verified reader, review (filters, runs, diffs), LDIF export.
 //! - [`lock`]: the state-dir lock that keeps two reconciles on one host apart.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
 //! - [`exit`]: the documented process exit codes.
