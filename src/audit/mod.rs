@@ -97,6 +97,9 @@ pub enum Break {
     Deleted { expected: u64, found: u64 },
     /// `seq` is out of order and the next record carries the missing one.
     Reordered { expected: u64, found: u64 },
+    /// `seq` was changed on this record alone (the next record has the number after the
+    /// expected one).
+    SeqAltered { expected: u64, found: u64 },
     /// `seq` repeats or goes back: a record was inserted.
     Inserted { expected: u64, found: u64 },
     /// The first record of the log does not start the chain (records before it were removed).
@@ -123,6 +126,11 @@ impl std::fmt::Display for Break {
             Break::Reordered { expected, found } => write!(
                 f,
                 "records reordered: seq {found} where {expected} was expected, and {expected} follows"
+            ),
+            Break::SeqAltered { expected, found } => write!(
+                f,
+                "seq altered: {found} where {expected} was expected, and {} follows",
+                expected + 1
             ),
             Break::Inserted { expected, found } => write!(
                 f,

@@ -196,11 +196,16 @@ impl Reader {
         let record = parse(&raw.bytes).map_err(|e| broken(Break::Shape(e)))?;
         if record.seq != self.next_seq {
             let (expected, found) = (self.next_seq, record.seq);
-            let why = if found > expected {
-                let next_seq = match self.lines.peek() {
-                    Some(Ok(next)) => parse(&next.bytes).ok().map(|r| r.seq),
-                    _ => None,
-                };
+            // The next record tells the cases apart: it carries `expected` when this one is
+            // out of place (reordered) or extra (inserted), `expected + 1` when only this
+            // record's number was changed, and neither when records are missing.
+            let next_seq = match self.lines.peek() {
+                Some(Ok(next)) => parse(&next.bytes).ok().map(|r| r.seq),
+                _ => None,
+            };
+            let why = if next_seq == Some(expected + 1) {
+                Break::SeqAltered { expected, found }
+            } else if found > expected {
                 if next_seq == Some(expected) {
                     Break::Reordered { expected, found }
                 } else {

@@ -161,6 +161,24 @@ fn an_inserted_record_is_named() {
 }
 
 #[test]
+fn an_altered_seq_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_some(&path, "r1", 4);
+    let l = lines(&path);
+    for (seq, found) in [("\"seq\":2,", "\"seq\":20,"), ("\"seq\":3,", "\"seq\":1,")] {
+        let i = if seq.contains('2') { 1 } else { 2 };
+        let altered = l[i].replacen(seq, found, 1);
+        let mut t: Vec<&str> = l.iter().map(String::as_str).collect();
+        t[i] = &altered;
+        write_lines(&path, &t);
+        let (_, line, why) = broken(&path);
+        assert_eq!(line, i + 1, "{why}");
+        assert!(why.starts_with("seq altered: "), "{why}");
+    }
+}
+
+#[test]
 fn a_wrong_shape_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
