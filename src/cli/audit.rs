@@ -76,11 +76,13 @@ const VERIFY_HELP: &str = "\
 Examples:
   pcsync audit verify                 # OK: <records> records in <n> segment(s), head <sha256>
   pcsync audit verify --repair        # move a torn last line to <segment>.corrupt
+  pcsync audit verify --expect-head <sha256 from an earlier verify>   # detect truncation
 
 Exit codes:
   0  the log is intact (or was repaired and is now intact)
   1  the log fails verification (edited, deleted, reordered or inserted record, broken seq,
-     wrong shape, torn last line), or cannot be read; the first broken record is named
+     wrong shape, torn last line, --expect-head not in the chain), or cannot be read; the
+     first broken record is named
   3  --repair blocked: another pcsync run holds the lock; nothing was changed";
 
 const EXPORT_HELP: &str = "\
@@ -190,6 +192,10 @@ struct VerifyArgs {
     /// Nothing else is ever changed.
     #[arg(long)]
     repair: bool,
+    /// A head hash an earlier verify printed (kept elsewhere): it must still be in the chain,
+    /// which proves the log was not truncated or rewritten since (the log may have grown).
+    #[arg(long, value_name = "SHA256")]
+    expect_head: Option<String>,
     #[arg(long, value_enum, default_value_t = VerifyFormat::Text)]
     format: VerifyFormat,
 }
@@ -744,7 +750,7 @@ fn verify(target: &Target, args: &VerifyArgs) -> u8 {
             }
         }
     }
-    let result = audit::verify(&target.log);
+    let result = verify_with_anchor(&target.log, args.expect_head.as_deref());
     let text = match (&result, args.format) {
         (Ok(s), VerifyFormat::Text) => format!(
             "OK: {} record(s) in {} segment(s), head {}\n",
@@ -777,6 +783,38 @@ fn verify(target: &Target, args: &VerifyArgs) -> u8 {
             exit::ERROR
         }
     }
+}
+
+/// Verifies the log; with `anchor`, that hash must also be the hash of one of its lines.
+fn verify_with_anchor(
+    log: &std::path::Path,
+    anchor: Option<&str>,
+) -> Result<audit::Summary, String> {
+    let Some(anchor) = anchor else {
+        return audit::verify(log).map_err(|e| e.to_string());
+    };
+    let anchor = anchor.trim().to_ascii_lowercase();
+    let mut reader = Reader::open(log).map_err(|e| e.to_string())?;
+    let mut found = anchor == audit::GENESIS;
+    let mut records = 0;
+    while let Some(item) = reader.next() {
+        item.map_err(|e| e.to_string())?;
+        records += 1;
+        found |= reader.head() == anchor;
+    }
+    let summary = audit::Summary {
+        records,
+        segments: reader.segments().len(),
+        head: reader.head().to_string(),
+        next_seq: records + 1,
+    };
+    if !found {
+        return Err(format!(
+            "audit log {}: the expected head {anchor} is not in the chain: the log was truncated, rewritten or replaced since that head was recorded",
+            log.display()
+        ));
+    }
+    Ok(summary)
 }
 
 fn export(target: &Target, display: &Display, args: &ExportArgs) -> u8 {

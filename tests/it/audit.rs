@@ -300,6 +300,20 @@ fn verify_names_each_kind_of_tampering_and_exits_1() {
     );
     let intact = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = intact.lines().collect();
+    // An anchored head from an earlier verify: still in the chain after the log grew, and
+    // missing once the tail is cut off (which the chain alone cannot show).
+    let head = out.trim().rsplit(' ').next().unwrap().to_string();
+    let (code, _, err) = audit_log(work.path(), &log, &["verify", "--expect-head", &head]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::write(&log, lines[..30].join("\n") + "\n").unwrap();
+    assert_eq!(
+        audit_log(work.path(), &log, &["verify"]).0,
+        Some(0),
+        "a cut tail alone verifies"
+    );
+    let (code, out, err) = audit_log(work.path(), &log, &["verify", "--expect-head", &head]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("is not in the chain"), "{err}");
     let write = |lines: &[&str]| std::fs::write(&log, lines.join("\n") + "\n").unwrap();
 
     let cases: Vec<(Vec<&str>, &str, &str)> = vec![
@@ -357,6 +371,12 @@ fn verify_names_each_kind_of_tampering_and_exits_1() {
     assert!(err.contains("pcsync audit verify"), "{err}");
     std::fs::write(&log, &intact).unwrap();
     assert_eq!(audit_log(work.path(), &log, &["verify"]).0, Some(0));
+    // The log grows; the anchored head is still in the chain.
+    let (code, _, err) = audit_log(work.path(), &log, &["generate", "--records", "5"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = audit_log(work.path(), &log, &["verify", "--expect-head", &head]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("OK: 45 record(s)"), "{out}");
 }
 
 #[test]
