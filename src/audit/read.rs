@@ -50,14 +50,27 @@ struct RawLine {
 /// Raw lines of every segment, in order.
 struct Lines {
     segments: Vec<PathBuf>,
-    current: Option<(usize, BufReader<File>, usize)>,
+    /// The active segment, opened before the sealed ones were listed: a rotation while we
+    /// read renames it, and this handle still reads it whole.
+    active: Option<File>,
+    current: Option<Current>,
     next_segment: usize,
 }
 
+/// The segment being read.
+struct Current {
+    segment: usize,
+    reader: BufReader<File>,
+    line: usize,
+    /// Bytes read so far.
+    offset: u64,
+}
+
 impl Lines {
-    fn new(segments: Vec<PathBuf>) -> Lines {
+    fn new(segments: Vec<PathBuf>, active: Option<File>) -> Lines {
         Lines {
             segments,
+            active,
             current: None,
             next_segment: 0,
         }
@@ -73,9 +86,25 @@ impl Iterator for Lines {
                 let i = self.next_segment;
                 let path = self.segments.get(i)?;
                 self.next_segment += 1;
-                match File::open(path) {
-                    Ok(f) => self.current = Some((i, BufReader::with_capacity(1 << 16, f), 0)),
-                    // Sealed by a concurrent writer between listing and opening.
+                let last = i + 1 == self.segments.len();
+                let file = match (last, self.active.take()) {
+                    (true, Some(f)) => Ok(f),
+                    (false, Some(f)) => {
+                        self.active = Some(f);
+                        File::open(path)
+                    }
+                    (_, None) => File::open(path),
+                };
+                match file {
+                    Ok(f) => {
+                        self.current = Some(Current {
+                            segment: i,
+                            reader: BufReader::with_capacity(1 << 16, f),
+                            line: 0,
+                            offset: 0,
+                        })
+                    }
+                    // Removed since it was listed: the sequence check reports the gap.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(source) => {
                         return Some(Err(Error::Read {
@@ -85,28 +114,41 @@ impl Iterator for Lines {
                     }
                 }
             }
-            let (segment, reader, line) = self.current.as_mut()?;
+            let last = self.next_segment == self.segments.len();
+            let cur = self.current.as_mut()?;
             let mut bytes = Vec::with_capacity(512);
-            match reader.read_until(b'\n', &mut bytes) {
+            match cur.reader.read_until(b'\n', &mut bytes) {
                 Ok(0) => {
                     self.current = None;
                     continue;
                 }
-                Ok(_) => {
-                    *line += 1;
+                Ok(n) => {
+                    cur.line += 1;
+                    cur.offset += n as u64;
                     let terminated = bytes.last() == Some(&b'\n');
                     if terminated {
                         bytes.pop();
+                    } else if last
+                        && cur
+                            .reader
+                            .get_ref()
+                            .metadata()
+                            .is_ok_and(|m| m.len() > cur.offset)
+                    {
+                        // A writer is appending this very line: the file grew past it, so it
+                        // is not torn. The read ends here (a consistent prefix of the log).
+                        self.current = None;
+                        return None;
                     }
                     return Some(Ok(RawLine {
-                        segment: *segment,
-                        line: *line,
+                        segment: cur.segment,
+                        line: cur.line,
                         bytes,
                         terminated,
                     }));
                 }
                 Err(source) => {
-                    let path = self.segments[*segment].display().to_string();
+                    let path = self.segments[cur.segment].display().to_string();
                     self.current = None;
                     return Some(Err(Error::Read { path, source }));
                 }
@@ -139,13 +181,43 @@ pub struct Summary {
 
 impl Reader {
     /// Every segment of the log at `path` (the active segment's path). A missing log is empty.
+    ///
+    /// The active segment is opened first and the sealed ones listed after, leaving out the
+    /// one that is the same file (it was sealed in between), so a concurrent rotation neither
+    /// hides nor repeats records.
     pub fn open(path: &Path) -> Result<Reader, Error> {
-        Ok(Reader::over(segments::all(path)?, GENESIS.to_string(), 1))
+        use std::os::unix::fs::MetadataExt;
+        let active = match File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(Error::Read {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let id = active
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| (m.dev(), m.ino()));
+        let mut list: Vec<PathBuf> = segments::sealed(path)?
+            .into_iter()
+            .map(|(_, p)| p)
+            .filter(|p| {
+                let same = std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+                id.is_none() || same != id
+            })
+            .collect();
+        if active.is_some() {
+            list.push(path.to_path_buf());
+        }
+        Ok(Reader::over(list, active, GENESIS.to_string(), 1))
     }
 
-    fn over(segments: Vec<PathBuf>, prev: String, next_seq: u64) -> Reader {
+    fn over(segments: Vec<PathBuf>, active: Option<File>, prev: String, next_seq: u64) -> Reader {
         Reader {
-            lines: Lines::new(segments.clone()).peekable(),
+            lines: Lines::new(segments.clone(), active).peekable(),
             segments,
             prev,
             next_seq,
@@ -343,7 +415,7 @@ pub(super) fn tail(path: &Path) -> Result<(String, u64), Error> {
     if !path.exists() {
         return Ok((head, next_seq));
     }
-    let summary = Reader::over(vec![path.to_path_buf()], head, next_seq).summary()?;
+    let summary = Reader::over(vec![path.to_path_buf()], None, head, next_seq).summary()?;
     Ok((summary.head, summary.next_seq))
 }
 
