@@ -6,6 +6,10 @@
 //! previous line). The first problem ends the stream with an [`Error::Broken`] naming the file,
 //! the line and why (edited, deleted, reordered, inserted, wrong shape), or [`Error::Torn`] for
 //! a last line a crash cut off. [`repair_torn`] moves only such a torn line aside.
+//!
+//! Reading while pcsync writes is safe: the active segment is opened before the sealed ones
+//! are listed (a rotation in between is recognised by inode), and a last line that is still
+//! growing ends the read instead of being called torn; a reader sees a consistent prefix.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
