@@ -14,7 +14,8 @@
 //! - [`plan`]: the pure planner (desired + observed + now -> plan) and its renderings.
 //! - [`apply`]: executes a plan through the `DirectoryWriter` trait, journaled, with rollback
 //!   and crash recovery; also `restore`.
-//! - [`audit`]: the hash-chained JSON Lines audit log.
+//! - [`audit`]: the hash-chained JSON Lines audit log: writer with rotation, streaming
+//!   verified reader, review (filters, runs, diffs), LDIF export.
 //! - [`lock`]: the state-dir lock that keeps two reconciles on one host apart.
 //! - [`mapping`]: the SIP URI → pool table: build, validate, publish (arc-swap), cache.
 //! - [`sip`]: the embedded SIP redirect server (the only user of `rsipstack`).

@@ -1,16 +1,35 @@
-//! The audit log: append-only, hash-chained JSON Lines, one [`Record`] per event.
+//! The audit log: append-only, hash-chained JSON Lines, one [`Record`] per event, in segments.
 //!
-//! Owns `audit.path`. Every record is written with one `write_all` and `fsync`ed before the
-//! directory write it describes, so after a crash the log always knows at least as much as the
-//! directory. Each record carries `prev`, the SHA-256 (hex) of the previous record's exact line
-//! bytes (without the newline); the first record of a log has 64 zeros. Editing, deleting or
-//! reordering any record breaks the chain, which [`read`] detects. Fields serialise in
-//! declaration order, which is the canonical order; the format is versioned (`v`) and described
-//! by schemas/audit-record.schema.json. Passwords are never recorded: the actor is the bind DN
-//! and the host name. Diagnostics go to tracing, never here.
+//! Owns `audit.path` and its sealed segments. Every record is written with one `write_all` and
+//! `fsync`ed before the directory write it describes, so after a crash the log always knows at
+//! least as much as the directory. Each record carries `prev`, the SHA-256 (hex) of the previous
+//! record's exact line bytes (without the newline), and `seq`, its position in the whole log;
+//! the first record of a log has 64 zeros. Editing, deleting, inserting or reordering any record
+//! breaks the chain or the sequence, which [`verify`] and every reader detect. Fields serialise
+//! in declaration order, which is the canonical order; the format is versioned (`v`) and
+//! described by schemas/audit-record.schema.json. Passwords are never recorded: the actor is
+//! the bind DN and the host name. Diagnostics go to tracing, never here.
+//!
+//! Segments ([`segments`]): `audit.jsonl` is the active one; when appending would take it past
+//! `max_segment_size` it is renamed to `audit.000001.jsonl` (then `.000002`, …) and a new active
+//! segment starts whose first record chains to the sealed one's last. The writer needs only the
+//! active segment (checked on open, so bounded by the size limit); reading streams line by line
+//! across all segments with bounded memory. Files are created 0600, directories 0700.
+mod cursor;
+#[doc(hidden)]
+pub mod generate;
+pub mod ldif;
+mod read;
+pub mod review;
+pub mod segments;
+#[cfg(test)]
+mod tests;
+pub use cursor::{Cursor, CursorError};
+pub use read::{Position, Reader, Summary, Verified, repair_torn, verify};
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -49,21 +68,85 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not a valid record.
-    #[error("audit log {path} line {line}: not a valid record: {reason}")]
-    Malformed {
+    /// The log fails verification at `line` of `path`: the first broken record.
+    #[error("audit log {path} line {line}: {why}")]
+    Broken {
         path: String,
         line: usize,
-        reason: String,
+        why: Break,
     },
-    /// The hash chain is broken: a record was edited, removed or reordered.
-    #[error(
-        "audit log {path} line {line}: hash chain broken (record edited, removed or reordered)"
-    )]
-    Chain { path: String, line: usize },
     /// The last record was cut off mid-write; pcsync will not chain onto a torn record.
-    #[error("audit log {path} ends in a partial record; inspect and repair it before writing")]
-    Torn { path: String },
+    #[error(
+        "audit log {path} line {line}: torn last record (cut off mid-write, e.g. by a crash); \
+         `pcsync audit verify --repair` moves it aside to {path}.corrupt"
+    )]
+    Torn { path: String, line: usize },
+    /// A segment name is not the one rotation would give (an unexpected file in the way).
+    #[error("cannot rotate audit log {path}: {reason}")]
+    Rotate { path: String, reason: String },
+}
+
+/// Why a record breaks the log: the reason part of [`Error::Broken`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Break {
+    /// The line is not a record of this format (JSON, fields, types, `v`, `time`, `prev`).
+    Shape(String),
+    /// This record's hash does not match `prev` of the next one (`next` names it).
+    Edited { next: String },
+    /// `seq` jumps forward: records are missing before this line.
+    Deleted { expected: u64, found: u64 },
+    /// `seq` is out of order and the next record carries the missing one.
+    Reordered { expected: u64, found: u64 },
+    /// `seq` was changed on this record alone (the next record has the number after the
+    /// expected one).
+    SeqAltered { expected: u64, found: u64 },
+    /// `seq` repeats or goes back: a record was inserted.
+    Inserted { expected: u64, found: u64 },
+    /// The first record of the log does not start the chain (records before it were removed).
+    Genesis,
+    /// A sealed segment does not end with a newline.
+    Unterminated,
+    /// The first record of the active segment does not chain to the newest sealed segment.
+    Unchained,
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Break::Shape(reason) => write!(f, "not a valid record: {reason}"),
+            Break::Edited { next } => write!(
+                f,
+                "record edited: its SHA-256 does not match `prev` of the next record ({next})"
+            ),
+            Break::Deleted { expected, found } => write!(
+                f,
+                "record(s) deleted: seq {found} where {expected} was expected ({} missing)",
+                found - expected
+            ),
+            Break::Reordered { expected, found } => write!(
+                f,
+                "records reordered: seq {found} where {expected} was expected, and {expected} follows"
+            ),
+            Break::SeqAltered { expected, found } => write!(
+                f,
+                "seq altered: {found} where {expected} was expected, and {} follows",
+                expected + 1
+            ),
+            Break::Inserted { expected, found } => write!(
+                f,
+                "record inserted: seq {found} where {expected} was expected"
+            ),
+            Break::Genesis => write!(
+                f,
+                "the first record's `prev` is not the genesis hash (64 zeros): records before it were removed"
+            ),
+            Break::Unterminated => write!(f, "a sealed segment ends without a newline"),
+            Break::Unchained => write!(
+                f,
+                "`prev` does not match the last record of the previous segment (a segment was edited, removed or replaced)"
+            ),
+        }
+    }
 }
 
 /// Who acted: never a password.
@@ -75,8 +158,9 @@ pub struct Actor {
 }
 
 /// What a record reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Event {
     RunStart,
     Plan,
@@ -135,8 +219,10 @@ pub struct Counts {
     pub findings: usize,
 }
 
-/// One line of the audit log. Field order is the canonical serialisation order.
+/// One line of the audit log. Field order is the canonical serialisation order. Unknown
+/// fields are refused: a record is exactly what this version writes (`v`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Record {
     pub v: u32,
     pub run_id: String,
@@ -238,10 +324,18 @@ pub trait AuditSink {
     fn record(&mut self, note: Note) -> Result<(), Error>;
 }
 
-/// The append-only file.
+/// Default `audit.max_segment_size`.
+pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The append-only file: the active segment, rotated when it would pass the size limit.
 pub struct AuditLog {
     path: PathBuf,
     file: File,
+    /// Bytes in the active segment, to decide rotation without a stat per record.
+    size: u64,
+    max_segment_bytes: u64,
+    /// false only for the benchmark generator: skips `fsync`, never for real runs.
+    durable: bool,
     run_id: String,
     actor: Actor,
     /// Hash of the last line, the `prev` of the next record.
@@ -253,6 +347,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens (creating it and its directory if needed) the log at `path` for one run.
+    ///
+    /// Reads only the active segment (and the last line of the newest sealed one): its chain
+    /// and sequence must be intact and its last line complete, or nothing is appended (a torn
+    /// or edited tail is refused here; `pcsync audit verify` checks the whole log).
     pub fn open(
         path: &Path,
         run_id: &str,
@@ -265,46 +363,52 @@ impl AuditLog {
             source,
         };
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = parent {
-            std::fs::create_dir_all(dir).map_err(open_err)?;
-        }
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(open_err)?;
-        if !existed && let Some(dir) = parent {
-            // Make the new file's directory entry durable too.
-            File::open(dir)
-                .and_then(|d| d.sync_all())
+        if let Some(dir) = parent
+            && !dir.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .map_err(open_err)?;
         }
-        let (head, next_seq) = match last_line(&mut file).map_err(|source| Error::Read {
-            path: shown.clone(),
-            source,
-        })? {
-            None => (GENESIS.to_string(), 1),
-            Some(LastLine::Torn) => return Err(Error::Torn { path: shown }),
-            Some(LastLine::Complete(line)) => {
-                let rec: Record = serde_json::from_slice(&line).map_err(|e| Error::Malformed {
-                    path: shown.clone(),
-                    line: 0,
-                    reason: e.to_string(),
-                })?;
-                (hex(&Sha256::digest(&line)), rec.seq + 1)
-            }
-        };
+        let (head, next_seq) = read::tail(path)?;
+        let existed = path.exists();
+        let file = open_active(path).map_err(open_err)?;
+        if !existed {
+            sync_dir(path).map_err(open_err)?;
+        }
+        let size = file.metadata().map_err(open_err)?.len();
         Ok(AuditLog {
             path: path.to_path_buf(),
             file,
+            size,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            durable: true,
             run_id: run_id.to_string(),
             actor,
             head,
             next_seq,
             clock,
         })
+    }
+
+    /// Sets the size past which the active segment is sealed (`audit.max_segment_size`).
+    pub fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
+        self.max_segment_bytes = bytes.max(1);
+        self
+    }
+
+    /// Starts a new run on the open log (a long-running process keeps one log open).
+    pub fn set_run(&mut self, run_id: &str) {
+        self.run_id = run_id.to_string();
+    }
+
+    /// Benchmark data generation only: skip `fsync`. Never for real runs.
+    #[doc(hidden)]
+    pub fn without_fsync(mut self) -> AuditLog {
+        self.durable = false;
+        self
     }
 
     pub fn run_id(&self) -> &str {
@@ -314,6 +418,54 @@ impl AuditLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Hash of the last record written (what the next record's `prev` will be).
+    pub fn head(&self) -> &str {
+        &self.head
+    }
+
+    /// Seals the active segment (renamed to the next `audit.NNNNNN.jsonl`) and starts a new
+    /// one. The rename is atomic, so after a crash either name holds the complete segment; a
+    /// missing active segment is recreated by the next open.
+    fn rotate(&mut self) -> Result<(), Error> {
+        let shown = self.path.display().to_string();
+        let sealed = segments::next_sealed(&self.path)?;
+        if sealed.exists() {
+            return Err(Error::Rotate {
+                path: shown,
+                reason: format!("{} already exists", sealed.display()),
+            });
+        }
+        let write_err = |source| Error::Write {
+            path: shown.clone(),
+            source,
+        };
+        std::fs::rename(&self.path, &sealed).map_err(write_err)?;
+        self.file = open_active(&self.path).map_err(write_err)?;
+        sync_dir(&self.path).map_err(write_err)?;
+        self.size = 0;
+        tracing::info!(sealed = %sealed.display(), "audit log segment sealed");
+        Ok(())
+    }
+}
+
+/// Opens (creating 0600) the active segment for appending.
+fn open_active(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Makes a new or renamed file's directory entry durable.
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => dir,
+        None => Path::new("."),
+    };
+    File::open(dir).and_then(|d| d.sync_all())
 }
 
 impl AuditSink for AuditLog {
@@ -345,8 +497,18 @@ impl AuditSink for AuditLog {
         let mut line = serde_json::to_vec(&rec).map_err(|e| write_err(std::io::Error::other(e)))?;
         let hash = hex(&Sha256::digest(&line));
         line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.max_segment_bytes {
+            self.rotate()?;
+        }
+        let write_err = |source| Error::Write {
+            path: self.path.display().to_string(),
+            source,
+        };
         self.file.write_all(&line).map_err(write_err)?;
-        self.file.sync_data().map_err(write_err)?;
+        if self.durable {
+            self.file.sync_data().map_err(write_err)?;
+        }
+        self.size += line.len() as u64;
         self.head = hash;
         self.next_seq += 1;
         Ok(())
@@ -361,78 +523,10 @@ impl AuditSink for Vec<Note> {
     }
 }
 
-enum LastLine {
-    Complete(Vec<u8>),
-    Torn,
-}
-
-/// The last line of the file (without its newline), reading backwards from the end.
-fn last_line(file: &mut File) -> std::io::Result<Option<LastLine>> {
-    let len = file.seek(SeekFrom::End(0))?;
-    if len == 0 {
-        return Ok(None);
-    }
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] != b'\n' {
-        return Ok(Some(LastLine::Torn));
-    }
-    // Grow a window backwards until it holds the newline before the last line.
-    let end = len - 1;
-    let mut window: u64 = 4096;
-    loop {
-        let start = end.saturating_sub(window);
-        let mut buf = vec![0u8; (end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut buf)?;
-        if let Some(pos) = buf.iter().rposition(|b| *b == b'\n') {
-            return Ok(Some(LastLine::Complete(buf[pos + 1..].to_vec())));
-        }
-        if start == 0 {
-            return Ok(Some(LastLine::Complete(buf)));
-        }
-        window *= 4;
-    }
-}
-
-/// Reads and verifies the whole log: every line parses and the hash chain is intact.
+/// Reads and verifies the whole log (every segment) into memory. Prefer [`Reader`], which
+/// streams; this is for small logs and tests.
 pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
-    let shown = path.display().to_string();
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(Error::Read {
-                path: shown,
-                source,
-            });
-        }
-    };
-    if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
-        return Err(Error::Torn { path: shown });
-    }
-    let mut prev = GENESIS.to_string();
-    let mut out = Vec::new();
-    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
-        if line.is_empty() {
-            continue;
-        }
-        let rec: Record = serde_json::from_slice(line).map_err(|e| Error::Malformed {
-            path: shown.clone(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        if rec.prev != prev {
-            return Err(Error::Chain {
-                path: shown,
-                line: i + 1,
-            });
-        }
-        prev = hex(&Sha256::digest(line));
-        out.push(rec);
-    }
-    Ok(out)
+    Reader::open(path)?.map(|r| r.map(|v| v.record)).collect()
 }
 
 /// A swap whose run ended (crashed) before `swap_done` or a completed rollback.
@@ -446,31 +540,75 @@ pub struct Unfinished {
 }
 
 /// Swaps started but never finished, in log order.
-pub fn unfinished_swaps(records: &[Record]) -> Vec<Unfinished> {
-    let mut open: Vec<Unfinished> = Vec::new();
+pub fn unfinished_swaps<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<Unfinished> {
+    let mut open = OpenSwaps::default();
     for r in records {
-        let Some(swap) = &r.swap else { continue };
+        open.observe(r);
+    }
+    open.finish()
+}
+
+/// The unfinished swaps of the log at `path`, streamed (and verified) with bounded memory.
+pub fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
+    let mut open = OpenSwaps::default();
+    for item in Reader::open(path)? {
+        open.observe(&item?.record);
+    }
+    Ok(open.finish())
+}
+
+/// The records of run `run_id` and of its swaps (`<run_id>#n`, also when a later run
+/// recovered them), streamed from the log at `path`; empty when the run is not in the log.
+pub fn records_of_run(path: &Path, run_id: &str) -> Result<Vec<Record>, Error> {
+    let prefix = format!("{run_id}#");
+    let mut out = Vec::new();
+    for item in Reader::open(path)? {
+        let record = item?.record;
+        if record.run_id == run_id
+            || record
+                .swap
+                .as_deref()
+                .is_some_and(|s| s.starts_with(&prefix))
+        {
+            out.push(record);
+        }
+    }
+    Ok(out)
+}
+
+/// [`unfinished_swaps`] one record at a time, for a streamed log: keeps only the open swaps.
+#[derive(Debug, Default)]
+pub struct OpenSwaps {
+    open: Vec<Unfinished>,
+}
+
+impl OpenSwaps {
+    pub fn observe(&mut self, r: &Record) {
+        let Some(swap) = &r.swap else { return };
         match r.event {
-            Event::SwapIntent => open.push(Unfinished {
+            Event::SwapIntent => self.open.push(Unfinished {
                 swap: swap.clone(),
                 run_id: r.run_id.clone(),
                 changes: r.changes.clone().unwrap_or_default(),
                 before: None,
             }),
             Event::BeforeImage => {
-                if let Some(u) = open.iter_mut().find(|u| &u.swap == swap) {
+                if let Some(u) = self.open.iter_mut().find(|u| &u.swap == swap) {
                     u.before = r.before.clone();
                 }
             }
             Event::SwapDone | Event::Rollback | Event::Recovery
                 if r.outcome != Outcome::Started =>
             {
-                open.retain(|u| &u.swap != swap);
+                self.open.retain(|u| &u.swap != swap);
             }
             _ => {}
         }
     }
-    open
+
+    pub fn finish(self) -> Vec<Unfinished> {
+        self.open
+    }
 }
 
 /// Run ids are sortable and unique: UTC time to the millisecond plus a random suffix.
@@ -485,6 +623,3 @@ pub fn host_name() -> String {
         .to_string_lossy()
         .into_owned()
 }
-
-#[cfg(test)]
-mod tests;

@@ -5,6 +5,7 @@
 //! dispatches. Commands return an exit code (see [`crate::exit`]); an error that ends a command
 //! is printed as `pcsync: error: <one line>` on stderr.
 
+mod audit;
 mod check;
 mod inventory;
 mod mappings;
@@ -119,6 +120,14 @@ Serves the last-known-good table at once, refreshes it from the directory at sta
 Exits 0 for a 2xx or 3xx answer, 1 otherwise (4xx-6xx, no answer, network error). Needs no config file."
     )]
     Probe(probe::Args),
+
+    /// Review the audit log: list events or runs, show a run's diffs, verify the hash chain,
+    /// export for auditors.
+    #[command(
+        after_help = "Examples:\n  pcsync audit verify\n  pcsync audit list --runs --since 7d\n  pcsync audit show 20261124T080000123Z-1a2b3c4d\n\n\
+Exit codes: 0 ok; 1 error, or the log fails verification; 3 verify --repair blocked by a running pcsync."
+    )]
+    Audit(audit::Args),
 }
 
 const RECONCILE_HELP: &str = "\
@@ -189,6 +198,7 @@ pub fn main() -> ExitCode {
             Command::Mappings(args) => mappings::run(&cli, args).await,
             Command::Redirect(args) => redirect::run(&cli, args).await,
             Command::Probe(args) => probe::run(&cli, args).await,
+            Command::Audit(args) => audit::run(&cli, args).await,
         }
     });
     #[cfg(feature = "failpoints")]

@@ -87,9 +87,8 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
 }
 
 async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 {
-    match audit::read(&settings.audit.path) {
-        Ok(records) => {
-            let open = audit::unfinished_swaps(&records);
+    match audit::unfinished_in(&settings.audit.path) {
+        Ok(open) => {
             if !open.is_empty() {
                 eprintln!(
                     "pcsync: warning: {} swap(s) of a crashed run are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
@@ -133,13 +132,13 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 
         bind_dn: dir.bound_as().map(str::to_string),
         host: audit::host_name(),
     };
-    // Verify the whole chain before appending to it, and learn about crashed swaps.
-    let records = match audit::read(&settings.audit.path) {
-        Ok(r) => r,
+    // Verify the whole chain (streamed) before appending to it, and learn about crashed swaps.
+    let unfinished = match audit::unfinished_in(&settings.audit.path) {
+        Ok(u) => u,
         Err(e) => return report_error(&e),
     };
     let mut log = match AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now) {
-        Ok(log) => log,
+        Ok(log) => log.with_max_segment_size(settings.audit.max_segment_size),
         Err(e) => return report_error(&e),
     };
     let limit = args
@@ -160,7 +159,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 
     if let Err(e) = log.record(start) {
         return report_error(&e);
     }
-    match apply_inner(args, settings, dir, &mut log, &records, limit).await {
+    match apply_inner(args, settings, dir, &mut log, &unfinished, limit).await {
         Ok(code) => code,
         Err(Stop::Guard(msg)) => {
             let rec = Note::new(Event::GuardBlocked, Outcome::Blocked).message(&msg);
@@ -185,14 +184,13 @@ async fn apply_inner(
     settings: &Settings,
     dir: &mut Directory,
     log: &mut AuditLog,
-    records: &[audit::Record],
+    unfinished: &[audit::Unfinished],
     limit: u32,
 ) -> Result<u8, Stop> {
     let audit_err = |e: apply::ApplyError| Stop::Error(e.to_string());
     // A crashed run's unfinished swaps come first.
-    let unfinished = audit::unfinished_swaps(records);
     if !unfinished.is_empty() {
-        let recovered = apply::recover(&unfinished, dir, log)
+        let recovered = apply::recover(unfinished, dir, log)
             .await
             .map_err(audit_err)?;
         for r in &recovered {

@@ -36,7 +36,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let records = match audit::read(&settings.audit.path) {
+    let records = match audit::records_of_run(&settings.audit.path, &args.run_id) {
         Ok(r) => r,
         Err(e) => return report_error(&e),
     };
@@ -74,7 +74,10 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         };
         match AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now) {
             Err(e) => report_error(&e),
-            Ok(mut log) => apply_restore(&plan, &mut dir, &mut log).await,
+            Ok(log) => {
+                let mut log = log.with_max_segment_size(settings.audit.max_segment_size);
+                apply_restore(&plan, &mut dir, &mut log).await
+            }
         }
     };
     dir.close().await;

@@ -370,6 +370,8 @@ pub struct HttpSettings {
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
     pub path: PathBuf,
+    /// Bytes after which the active segment is sealed and a new one started.
+    pub max_segment_size: u64,
 }
 
 /// `[state]`.
@@ -1027,8 +1029,14 @@ fn audit(root: &mut Section<'_>) -> Option<AuditSettings> {
     let path = s
         .parse("path", parse_path)
         .unwrap_or_else(|| PathBuf::from("var/audit.jsonl"));
+    let max_segment_size = s
+        .parse("max_segment_size", parse_size)
+        .unwrap_or(crate::audit::DEFAULT_MAX_SEGMENT_BYTES);
     s.finish();
-    Some(AuditSettings { path })
+    Some(AuditSettings {
+        path,
+        max_segment_size,
+    })
 }
 
 fn state(root: &mut Section<'_>) -> Option<StateSettings> {
@@ -1081,6 +1089,39 @@ fn parse_path(text: &str) -> Result<PathBuf, String> {
     } else {
         Ok(PathBuf::from(text))
     }
+}
+
+/// Smallest and largest `audit.max_segment_size`.
+const SEGMENT_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 40);
+
+/// A size in bytes: a bare number, or with a unit `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or
+/// `KB`, `MB`, `GB` (powers of 1000).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (expected e.g. 64MiB, 500KB or bytes)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        u => {
+            return Err(format!(
+                "{text:?}: unknown unit {u:?} (expected B, KiB, MiB, GiB, KB, MB or GB)"
+            ));
+        }
+    };
+    let bytes = n
+        .checked_mul(factor)
+        .filter(|b| SEGMENT_SIZE_RANGE.contains(b))
+        .ok_or_else(|| format!("{text:?} is out of range (1KiB..=1024GiB)"))?;
+    Ok(bytes)
 }
 
 /// `10s`, `500ms`, `5m`, `1h`, `1d`; a bare number is seconds.

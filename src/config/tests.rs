@@ -97,6 +97,7 @@ fn a_valid_file_loads_with_defaults() {
     assert_eq!(s.redirector.contact_port, 5061);
     assert_eq!(s.redirector.contact_transport, ContactTransport::Tls);
     assert_eq!(s.audit.path, PathBuf::from("var/audit.jsonl"));
+    assert_eq!(s.audit.max_segment_size, 64 * 1024 * 1024);
     assert_eq!(s.state.dir, PathBuf::from("var/state"));
     assert!(
         s.pool_by_home_server(
@@ -704,4 +705,40 @@ fn migration_display_name_is_optional_and_checked() {
         errs[0].contains("migrations[0].display_name: \"\" is not a display name"),
         "{errs:?}"
     );
+}
+
+#[test]
+fn the_audit_segment_size_takes_units_and_is_range_checked() {
+    let f = fixture();
+    for (text, bytes) in [
+        ("\"64MiB\"", 64 << 20),
+        ("\"2KiB\"", 2048),
+        ("\"1GB\"", 1_000_000_000),
+        ("4096", 4096),
+    ] {
+        let s = load(
+            &with(&f, "audit", &format!("max_segment_size = {text}")),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.audit.max_segment_size, bytes, "{text}");
+    }
+    let s = load(&valid(&f), &[("PCSYNC__AUDIT__MAX_SEGMENT_SIZE", "8KiB")]).unwrap();
+    assert_eq!(s.audit.max_segment_size, 8192);
+    assert_eq!(
+        errors(
+            &with(&f, "audit", "max_segment_size = \"64 furlongs\""),
+            &[]
+        ),
+        [
+            "pcsync.toml: audit.max_segment_size: \"64 furlongs\": unknown unit \"furlongs\" (expected B, KiB, MiB, GiB, KB, MB or GB)"
+        ]
+    );
+    assert_eq!(
+        errors(&with(&f, "audit", "max_segment_size = \"10B\""), &[]),
+        ["pcsync.toml: audit.max_segment_size: \"10B\" is out of range (1KiB..=1024GiB)"]
+    );
+    let errs = errors(&with(&f, "audit", "max_segment_size = \"big\""), &[]);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("\"big\" is not a size"), "{errs:?}");
 }

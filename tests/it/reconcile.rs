@@ -17,7 +17,7 @@ const OCSCHAT_FABRIKAM: &str = "cn=OCSChat Fabrikam,ou=Service Accounts,dc=conto
 /// so two directories compare regardless of entry order. DN-valued attributes are compared
 /// as DNs (case-insensitively): slapd rewrites `CN=` to `cn=` in a DN value written over LDAP
 /// but not in one loaded with slapadd, and AD rewrites them to the target's canonical DN.
-fn dump(slapd: &Slapd) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn dump(slapd: &Slapd) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for base in [DOMAIN_DN, CONFIG_DN] {
         let text = slapd.search(base, "(objectClass=*)", &["*"]);
@@ -45,14 +45,14 @@ fn normalize_dn_value(line: &str) -> String {
     }
 }
 
-fn exists(slapd: &Slapd, dn: &str) -> bool {
+pub(crate) fn exists(slapd: &Slapd, dn: &str) -> bool {
     slapd
         .try_search(dn, "(objectClass=*)", &["1.1"])
         .is_ok_and(|t| !t.trim().is_empty())
 }
 
 /// The endpoints (contacts with a SIP address) in the endpoint container, as DN -> attributes.
-fn endpoints(slapd: &Slapd) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn endpoints(slapd: &Slapd) -> BTreeMap<String, Vec<String>> {
     let text = slapd.search(
         &slapd.endpoint_container(),
         "(msRTCSIP-PrimaryUserAddress=*)",

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Benchmark: `pcsync audit verify` and a filtered `pcsync audit list` over generated audit logs of
+# SMALL (default 100000) and LARGE (default 1000000) records with a valid hash chain, rotated into
+# 64 MiB segments by the real writer (hidden `pcsync audit generate`). Baselines in the same run:
+# `cat | sha256sum` over the same segment files (reading and hashing every byte, what verify must
+# do at least) and `grep -F` for the list filter's SIP URI. Prints wall times (best of RUNS), the
+# ratios, and peak RSS at both sizes (streamed reading keeps it flat).
+#
+#   scripts/bench-audit.sh [LARGE] [RUNS] [SMALL]
+#
+# Needs GNU time (/usr/bin/time), sha256sum, grep, awk, and a release build (built here).
+# Everything lives in a temp dir, removed on exit.
+set -euo pipefail
+shopt -s nullglob
+cd "$(dirname "$0")/.."
+
+large=${1:-1000000}
+runs=${2:-3}
+small=${3:-100000}
+for tool in /usr/bin/time sha256sum grep awk; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "bench-audit: $tool not found; apt-get install time coreutils grep gawk" >&2
+    exit 1
+  fi
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+echo "== building pcsync (release)" >&2
+cargo build --release --locked --quiet
+pcsync=$PWD/target/release/pcsync
+
+# The filter: one well-known user's before-images (the generator cycles through 10,000 URIs).
+uri='sip:wk0042@contoso.com'
+
+min() { awk -v x="$1" -v y="$2" 'BEGIN { print (y < x ? y : x) }'; }
+max() { awk -v x="$1" -v y="$2" 'BEGIN { print (y > x ? y : x) }'; }
+timed() { # out-file command...
+  local out=$1
+  shift
+  /usr/bin/time -f '%e %M' -o "$out" "$@"
+}
+
+declare -A result
+for n in "$small" "$large"; do
+  dir="$work/log-$n"
+  mkdir -p "$dir"
+  log="$dir/audit.jsonl"
+  echo "== generating $n records" >&2
+  timed "$work/gen.out" "$pcsync" audit --log "$log" generate --records "$n"
+  read -r gen_secs _ < <(tail -1 "$work/gen.out")
+  segs=("$dir"/audit.*.jsonl "$log")
+  bytes=$(cat "${segs[@]}" | wc -c)
+  echo "   $n records, $(( ${#segs[@]} )) segment(s), $((bytes / 1048576)) MiB, generated in ${gen_secs}s" >&2
+  "$pcsync" audit --log "$log" verify >&2
+
+  best_v=999999; best_vb=999999; best_l=999999; best_lb=999999; rss_v=0; rss_l=0
+  for run in $(seq 1 "$runs"); do
+    timed "$work/vb.out" bash -c 'cat "$@" | sha256sum >/dev/null' _ "${segs[@]}"
+    timed "$work/v.out" "$pcsync" audit --log "$log" verify >/dev/null
+    timed "$work/lb.out" bash -c 'grep -hF "\"sip_uri\":\"$0\"" "$@" | grep -cF "\"event\":\"before_image\"" >/dev/null' "$uri" "${segs[@]}"
+    timed "$work/l.out" bash -c '"$0" audit --log "$1" list --sip "$2" --event before_image --format csv >/dev/null' "$pcsync" "$log" "$uri"
+    read -r vb _ < <(tail -1 "$work/vb.out")
+    read -r v vk < <(tail -1 "$work/v.out")
+    read -r lb _ < <(tail -1 "$work/lb.out")
+    read -r l lk < <(tail -1 "$work/l.out")
+    echo "   run $run: verify ${v}s (sha256sum ${vb}s, peak RSS $((vk / 1024)) MiB); list ${l}s (grep ${lb}s, peak RSS $((lk / 1024)) MiB)" >&2
+    best_v=$(min "$best_v" "$v"); best_vb=$(min "$best_vb" "$vb")
+    best_l=$(min "$best_l" "$l"); best_lb=$(min "$best_lb" "$lb")
+    rss_v=$(max "$rss_v" "$vk"); rss_l=$(max "$rss_l" "$lk")
+  done
+  rows=$("$pcsync" audit --log "$log" list --sip "$uri" --event before_image --format csv | tail -n +2 | wc -l)
+  ratio_v=$(awk -v a="$best_v" -v b="$best_vb" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  ratio_l=$(awk -v a="$best_l" -v b="$best_lb" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  # list verifies the chain as it reads, so hashing every byte is its floor too.
+  ratio_lh=$(awk -v a="$best_l" -v b="$best_vb" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+  echo "records=$n segments=${#segs[@]} mib=$((bytes / 1048576)) verify_best=${best_v}s sha256sum_best=${best_vb}s verify_ratio=$ratio_v verify_peak_rss_mib=$((rss_v / 1024)) list_best=${best_l}s grep_best=${best_lb}s list_ratio_grep=$ratio_l list_ratio_sha256sum=$ratio_lh list_rows=$rows list_peak_rss_mib=$((rss_l / 1024))"
+  result[$n]=$rss_v
+  rm -rf "$dir"
+done
+flat=$(awk -v a="${result[$small]}" -v b="${result[$large]}" 'BEGIN { printf "%.2f", b / a }')
+echo "verify peak RSS ${large} / ${small} records = $flat (1.00 = flat)"

@@ -1,0 +1,93 @@
+//! Named review cursors: `state.dir/audit-cursors/NAME.json` holds the `seq` and line hash of
+//! the last record a reviewer saw, so `--since-last NAME` shows only what is new since.
+//!
+//! A cursor is written atomically (temp file, fsync, rename; 0600 in a 0700 directory) and only
+//! after the review's output was written. Its hash lets the next review notice a log that was
+//! rewritten underneath it.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a cursor could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    /// The name would not be a plain file name.
+    #[error("review cursor name {0:?} is invalid: use letters, digits, '.', '_' and '-' (1 to 64)")]
+    Name(String),
+    /// Reading or writing the cursor file failed.
+    #[error("review cursor {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// The last record a named review saw.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub seq: u64,
+    /// SHA-256 of that record's line.
+    pub hash: String,
+}
+
+impl Cursor {
+    fn path(state_dir: &Path, name: &str) -> Result<PathBuf, CursorError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(CursorError::Name(name.to_string()));
+        }
+        Ok(state_dir.join("audit-cursors").join(format!("{name}.json")))
+    }
+
+    /// The cursor named `name`, or `None` when that review never ran.
+    pub fn load(state_dir: &Path, name: &str) -> Result<Option<Cursor>, CursorError> {
+        let path = Cursor::path(state_dir, name)?;
+        let file_err = |reason: String| CursorError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| file_err(format!("not a cursor: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(file_err(e.to_string())),
+        }
+    }
+
+    /// Saves the cursor atomically.
+    pub fn save(&self, state_dir: &Path, name: &str) -> Result<(), CursorError> {
+        let path = Cursor::path(state_dir, name)?;
+        let file_err = |e: std::io::Error| CursorError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(file_err)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string(self).map_err(|e| file_err(std::io::Error::other(e)))?;
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(file_err)
+    }
+}
