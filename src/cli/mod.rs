@@ -215,25 +215,31 @@ fn completions(shell: clap_complete::Shell) -> u8 {
 fn man() -> u8 {
     let command = Cli::command();
     let mut out: Vec<u8> = Vec::new();
-    let mut result = clap_mangen::Man::new(command.clone()).render(&mut out);
-    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
-        let sub = sub.clone();
-        result = result.and_then(|()| {
-            out.extend_from_slice(b".SH \"");
-            out.extend_from_slice(b"COMMAND: PCSYNC ");
-            out.extend_from_slice(sub.get_name().to_uppercase().as_bytes());
-            out.extend_from_slice(b"\"\n");
-            let man = clap_mangen::Man::new(sub);
-            man.render_description_section(&mut out)?;
-            man.render_options_section(&mut out)?;
-            man.render_extra_section(&mut out)
-        });
-    }
+    let result = clap_mangen::Man::new(command.clone())
+        .render(&mut out)
+        .and_then(|()| man_sections(&command, "PCSYNC", &mut out));
     use std::io::Write;
     match result.and_then(|()| std::io::stdout().write_all(&out)) {
         Ok(()) => exit::OK,
         Err(e) => report_error(&format!("cannot write the manual page: {e}")),
     }
+}
+
+/// One section per subcommand, nested ones included (`COMMAND: PCSYNC AUDIT LIST`).
+fn man_sections(parent: &clap::Command, path: &str, out: &mut Vec<u8>) -> std::io::Result<()> {
+    for sub in parent
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
+        let path = format!("{path} {}", sub.get_name().to_uppercase());
+        out.extend_from_slice(format!(".SH \"COMMAND: {path}\"\n").as_bytes());
+        let man = clap_mangen::Man::new(sub.clone());
+        man.render_description_section(out)?;
+        man.render_options_section(out)?;
+        man.render_extra_section(out)?;
+        man_sections(sub, &path, out)?;
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat, quiet: bool, long_running: bool) {

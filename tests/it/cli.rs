@@ -56,7 +56,7 @@ fn the_man_page_covers_every_command() {
     let (stdout, _) = output(&assert);
     assert.code(0);
     assert!(stdout.contains(".TH pcsync 1"), "{stdout}");
-    for sub in ["CHECK", "INVENTORY", "COMPLETIONS"] {
+    for sub in ["CHECK", "INVENTORY", "COMPLETIONS", "AUDIT", "AUDIT VERIFY"] {
         assert!(
             stdout.contains(&format!(".SH \"COMMAND: PCSYNC {sub}\"")),
             "{sub}"
