@@ -364,6 +364,72 @@ async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<
     }
 }
 
+/// Attributes that Active Directory maintains itself and refuses on an add (or that are
+/// back-links stored on other objects): identity, creation and change stamps, logon counters,
+/// the account type, the primary group (`00002035: The primary group isn't settable on add
+/// operations`), group memberships. A user re-created from its before-image gets new ones;
+/// every other attribute is written back exactly. OpenLDAP returns none of these to `*`.
+pub const SERVER_OWNED_ATTRIBUTES: &[&str] = &[
+    "objectGUID",
+    "objectSid",
+    "sIDHistory",
+    "distinguishedName",
+    "name",
+    "instanceType",
+    "whenCreated",
+    "whenChanged",
+    "uSNCreated",
+    "uSNChanged",
+    "dSCorePropagationData",
+    "primaryGroupID",
+    "sAMAccountType",
+    "isCriticalSystemObject",
+    "pwdLastSet",
+    "badPwdCount",
+    "badPasswordTime",
+    "lastLogon",
+    "lastLogoff",
+    "lastLogonTimestamp",
+    "logonCount",
+    "lockoutTime",
+    "memberOf",
+];
+
+/// The entry that re-creates a deleted user: its before-image without
+/// [`SERVER_OWNED_ATTRIBUTES`].
+pub fn recreate_entry(image: &Entry) -> Entry {
+    Entry {
+        dn: image.dn.clone(),
+        attributes: image
+            .attributes
+            .iter()
+            .filter(|a| {
+                !SERVER_OWNED_ATTRIBUTES
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&a.name))
+            })
+            .cloned()
+            .collect(),
+    }
+}
+
+/// What to add to the error of re-creating `dn` when the server refused it for lack of rights
+/// (LDAP 50): the right that is missing, and where.
+pub(crate) fn recreate_hint(e: &Error, dn: &str) -> String {
+    if e.rc() != Some(50) {
+        return String::new();
+    }
+    let parent = crate::model::Dn::parse(dn)
+        .ok()
+        .and_then(|d| d.parent())
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "its parent".to_string());
+    format!(
+        "; the bind account may not create user objects in {parent}: grant it Create Child for \
+         user objects there (docs/active-directory.md, section 2), or use retire = \"disable\""
+    )
+}
+
 /// Puts a retired user back from its before-image.
 async fn restore_user(
     writer: &mut impl DirectoryWriter,
@@ -393,7 +459,7 @@ async fn restore_user(
             .collect();
         writer.modify(&image.dn, &mods, &absent).await
     } else {
-        writer.add(image).await
+        writer.add(&recreate_entry(image)).await
     }
 }
 
@@ -419,8 +485,13 @@ async fn rollback(
             )))
         }
         Err(e) => {
+            let hint = if user.retire == Some(Retire::Disable) {
+                String::new()
+            } else {
+                recreate_hint(&e, &image.dn)
+            };
             let msg = format!(
-                "ROLLBACK FAILED: {e}; the before-image is in the audit log (swap {swap}); run `pcsync restore`"
+                "ROLLBACK FAILED: {e}{hint}; the before-image is in the audit log (swap {swap}); run `pcsync restore`"
             );
             audit.record(
                 note(Event::Rollback, Outcome::Failed, swap, user)

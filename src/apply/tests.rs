@@ -395,3 +395,36 @@ fn recovery_verifies_an_endpoint_that_was_already_added() {
     assert_eq!(done[0].outcome, Outcome::Ok);
     assert_eq!(dir.writes, writes, "nothing written twice");
 }
+
+/// AD refuses its own attributes on an add (`primaryGroupID`: "00002035: The primary group
+/// isn't settable on add operations"), so a re-created user carries every other attribute of
+/// its before-image, and none of those.
+#[test]
+fn a_recreated_user_leaves_out_what_active_directory_sets_itself() {
+    let mut image = user_entry();
+    for (name, value) in [
+        ("objectGUID", &b"\x01\x02"[..]),
+        ("primaryGroupID", b"513"),
+        ("whenCreated", b"20261124080000.0Z"),
+        ("uSNChanged", b"4242"),
+        ("sAMAccountType", b"805306368"),
+        ("memberOf", b"CN=Chat,CN=Users,DC=contoso,DC=com"),
+    ] {
+        image.attributes.push(AttrValues {
+            name: name.into(),
+            values: vec![value.to_vec()],
+        });
+    }
+    let want: Vec<AttrValues> = user_entry()
+        .attributes
+        .into_iter()
+        .filter(|a| a.name != "objectSid")
+        .collect();
+    let entry = recreate_entry(&image);
+    assert_eq!(entry.dn, image.dn);
+    assert_eq!(entry.attributes, want);
+
+    let mut dir = Fake::default();
+    block(restore_user(&mut dir, Some(Retire::Delete), &image)).unwrap();
+    assert_eq!(dir.entries.values().next().unwrap().attributes, want);
+}
