@@ -382,6 +382,24 @@ fn the_service_account_has_least_privilege() {
         ),
         "a contact in CN=Pools",
     );
+    // Users only where the well-known users live (to re-create one), nowhere else.
+    refused(
+        svc(
+            "ldapadd",
+            "dn: CN=Sneaky,CN=Users,DC=contoso,DC=com\nobjectClass: user\n",
+        ),
+        "a user in CN=Users",
+    );
+    refused(
+        svc(
+            "ldapadd",
+            &format!(
+                "dn: CN=Sneaky Group,{}\nobjectClass: group\n",
+                samba::WELL_KNOWN_USERS_OU
+            ),
+        ),
+        "a group in the well-known users' OU",
+    );
 
     // Ordinary users are read-only to it.
     let alice = "CN=Alice Archer,CN=Users,DC=contoso,DC=com";

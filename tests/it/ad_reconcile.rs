@@ -1,8 +1,10 @@
 //! `pcsync reconcile` and `pcsync restore` against the shared Samba AD DC, binding as the
 //! least-privilege `svc-pcsync` with the shipped `config/active-directory.toml` (URL, CA and
 //! password file overridden through PCSYNC__ variables): the same scenario as
-//! tests/it/reconcile.rs runs on OpenLDAP. Every test starts with `restore_seed()` (so a test
-//! that failed half-way does not poison the next) and ends with it.
+//! tests/it/reconcile.rs runs on OpenLDAP. Every test puts the seed back when it starts and
+//! when it ends, pass or fail ([`Seed`]), so a test that failed half-way does not poison the
+//! next. The audit log and state dir live in each test's temp dir (`PCSYNC__AUDIT__PATH`,
+//! `PCSYNC__STATE__DIR`), the only other overrides.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -113,7 +115,7 @@ fn config_with(work: &Path, extra: &str) -> std::path::PathBuf {
 #[test]
 fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     let dc = samba::samba();
-    dc.restore_seed();
+    let _seed = Seed::reset(&dc, &[]);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let before = dump(&dc, &[]);
@@ -207,7 +209,11 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("restored 2 of 2"), "{out}");
     assert!(!dc.exists(&endpoint_dn));
-    assert_eq!(dump(&dc, IDENTITY), dump_without(&before, IDENTITY));
+    assert_same(
+        &dump(&dc, IDENTITY),
+        &dump_without(&before, IDENTITY),
+        "restore re-creates the user",
+    );
     let (code, out, _) = restore(&dc, w, &["--run", &run_id]);
     assert_eq!(code, Some(0), "nothing left to undo: {out}");
     // The restored user is planned for its swap again; but it is a new object with its
@@ -227,7 +233,21 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     );
     assert!(dc.exists(OCSCHAT));
     assert!(new_endpoints(&dc).is_empty(), "nothing written");
-    dc.restore_seed();
+}
+
+/// Fails naming only the entries that differ (a whole dump is too long to read).
+fn assert_same(
+    got: &BTreeMap<String, Vec<String>>,
+    want: &BTreeMap<String, Vec<String>>,
+    what: &str,
+) {
+    let differing: Vec<String> = got
+        .keys()
+        .chain(want.keys())
+        .filter(|dn| got.get(*dn) != want.get(*dn))
+        .map(|dn| format!("{dn}:\n  got  {:?}\n  want {:?}", got.get(dn), want.get(dn)))
+        .collect();
+    assert!(differing.is_empty(), "{what}:\n{}", differing.join("\n"));
 }
 
 /// `before` without the `skip` attributes, like `dump(dc, skip)`.
@@ -254,7 +274,7 @@ fn dump_without(
 #[test]
 fn ad_retire_disable_clears_only_msrtcsip_attributes_and_restores_them() {
     let dc = samba::samba();
-    dc.restore_seed();
+    let _seed = Seed::reset(&dc, &[]);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let disable = [("PCSYNC__SAFETY__RETIRE", "disable")];
@@ -277,13 +297,12 @@ fn ad_retire_disable_clears_only_msrtcsip_attributes_and_restores_them() {
         before,
         "disable + restore is exact, identity included"
     );
-    dc.restore_seed();
 }
 
 #[test]
 fn ad_threshold_blocks_with_exit_3_and_nothing_written() {
     let dc = samba::samba();
-    dc.restore_seed();
+    let _seed = Seed::reset(&dc, &[]);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let before = dump(&dc, &[]);
@@ -314,7 +333,8 @@ fn ad_threshold_blocks_with_exit_3_and_nothing_written() {
 #[test]
 fn ad_a_conflicting_holder_blocks_only_that_swap() {
     let dc = samba::samba();
-    dc.restore_seed();
+    let holder = "CN=Fabrikam Chat Room,OU=People,DC=contoso,DC=com";
+    let _seed = Seed::reset(&dc, &[holder]);
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     // A second migration, for fabrikam.com, whose URI a contact elsewhere also holds.
@@ -323,7 +343,6 @@ fn ad_a_conflicting_holder_blocks_only_that_swap() {
         "[[migrations]]\nwell_known_uri = \"sip:ocschat@fabrikam.com\"\n\
          target_pool = \"pcpool.contoso.com\"\n",
     );
-    let holder = "CN=Fabrikam Chat Room,OU=People,DC=contoso,DC=com";
     dc.add(&format!(
         "dn: {holder}\nobjectClass: contact\nmsRTCSIP-PrimaryUserAddress: SIP:OCSChat@Fabrikam.com\n\
          msRTCSIP-UserEnabled: FALSE\n"
@@ -367,6 +386,235 @@ fn ad_a_conflicting_holder_blocks_only_that_swap() {
         "the blocked swap is untouched"
     );
     assert_eq!(new_endpoints(&dc).len(), 1);
-    dc.delete(holder);
+}
+
+/// DN values on AD: written in any case, read back in the target's canonical case (a rerun is
+/// still in sync); an endpoint on the wrong pool is repointed with a compare-and-swap modify in
+/// the configuration partition (never a rename); a home server that does not exist is refused
+/// by AD's referential integrity, and the retired user is rolled back from its before-image.
+#[test]
+fn ad_dn_values_canonical_case_repoint_and_referential_integrity() {
+    let dc = samba::samba();
+    let _seed = Seed::reset(&dc, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let shipped =
+        std::fs::read_to_string(crate::common::repo("config/active-directory.toml")).unwrap();
+    let target = dc.pool_dn("1:2");
+    let write = |name: &str, text: String| {
+        let path = w.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let run = |config: &Path, args: &[&str]| {
+        let assert = pcsync_ad_config(&dc, w, config)
+            .arg("reconcile")
+            .args(args)
+            .assert();
+        let (o, e) = output(&assert);
+        (assert.get_output().status.code(), o, e)
+    };
+
+    // Referential integrity: a pool DN that names nothing.
+    let dangling = write(
+        "dangling.toml",
+        shipped.replace("CN=1:2,CN=Pools", "CN=9:9,CN=Pools"),
+    );
+    let before = dump(&dc, &[]);
+    let (code, out, err) = run(&dangling, &["--apply"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("1 failed, 1 rolled back"), "{out}{err}");
+    assert!(out.contains("LDAP "), "AD's result code: {out}");
+    assert_eq!(
+        dump(&dc, IDENTITY),
+        dump_without(&before, IDENTITY),
+        "the user is back as it was"
+    );
+    assert!(new_endpoints(&dc).is_empty());
+    // The re-created user needs its rights again before the next swap.
     dc.restore_seed();
+
+    // Lower-case DNs in the configuration: AD stores and returns the canonical form.
+    let lower = write(
+        "lower.toml",
+        shipped.replace(&target, &target.to_ascii_lowercase()),
+    );
+    let (code, out, err) = run(&lower, &["--apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let endpoint = new_endpoints(&dc).pop().unwrap();
+    assert!(
+        endpoint.contains(&format!("msRTCSIP-PrimaryHomeServer: {target}\n")),
+        "{endpoint}"
+    );
+    let (code, out, _) = run(&lower, &[]);
+    assert_eq!(code, Some(0), "in sync despite the case: {out}");
+
+    // Someone moves the endpoint to another pool: a repoint, by modify, not rename.
+    let endpoint_dn = endpoint
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("dn: ")
+        .unwrap();
+    dc.modify(&format!(
+        "dn: {endpoint_dn}\nchangetype: modify\nreplace: msRTCSIP-PrimaryHomeServer\n\
+         msRTCSIP-PrimaryHomeServer: {}\n",
+        dc.pool_dn("1:3")
+    ));
+    let (code, out, _) = run(&lower, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("repoint_endpoint"), "{out}");
+    let (code, out, err) = run(&lower, &["--apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(dc.exists(endpoint_dn), "same DN: no rename, no re-create");
+    let (code, out, _) = run(&lower, &[]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// Restore on AD when the service account may not re-create a user where it lived (here a
+/// well-known user in OU=People, where it has no Create Child right): the restore says which
+/// right is missing where, and keeps that swap's endpoint, so the URI stays served.
+#[test]
+fn ad_restore_without_the_right_to_recreate_says_what_is_missing() {
+    let dc = samba::samba();
+    let people = "OU=People,DC=contoso,DC=com";
+    let user = format!("CN=Temp Chat,{people}");
+    let _seed = Seed::reset(&dc, &[&user]);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    dc.add(&format!(
+        "dn: {user}\nobjectClass: user\nsAMAccountName: temp-chat\n\
+         msRTCSIP-PrimaryUserAddress: sip:ocschat@temp.example\nmsRTCSIP-UserEnabled: TRUE\n"
+    ));
+    dc.grant_retire_rights(&user);
+    let config = config_with(
+        w,
+        "[[migrations]]\nwell_known_uri = \"sip:ocschat@temp.example\"\n\
+         target_pool = \"pcpool.contoso.com\"\n",
+    );
+    let assert = pcsync_ad_config(&dc, w, &config)
+        .args(["reconcile", "--apply"])
+        .assert();
+    let (out, err) = output(&assert);
+    assert.code(0);
+    assert!(out.contains("applied 2 of 2 swap(s)"), "{out}{err}");
+    let run_id = first_run_id(w);
+
+    let assert = pcsync_ad_config(&dc, w, &config)
+        .args(["restore", "--run", &run_id, "--apply"])
+        .assert();
+    let (out, err) = output(&assert);
+    assert.code(1);
+    assert!(
+        out.contains(&format!(
+            "FAILED {user}: add of {user} on {} failed: LDAP 50: ",
+            dc.ldaps_url
+        )),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "the bind account may not create user objects in {people}: grant it Create Child \
+             for user objects there"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("keeps serving sip:ocschat@temp.example"),
+        "{out}"
+    );
+    assert!(out.contains("restored 2 of 4 action(s)"), "{out}");
+    assert!(!dc.exists(&user));
+    assert!(dc.exists(OCSCHAT), "the other swap was undone");
+    assert_eq!(new_endpoints(&dc).len(), 1, "temp.example's endpoint stays");
+}
+
+/// pcsync killed at every failpoint of a swap on AD, then rerun: the end state is exactly that
+/// of a clean run (the endpoint's DN is name-based, so it is the same), nothing lost. Every
+/// failpoint with `retire = "disable"`; with `"delete"`, the one state only it has (the user
+/// deleted, no endpoint yet): each deleted user costs a `samba-tool` re-grant to put back.
+#[test]
+fn ad_a_crash_at_every_failpoint_then_a_rerun_converges() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test \
+             --features failpoints"
+        );
+    }
+    let dc = samba::samba();
+    let _seed = Seed::reset(&dc, &[]);
+    let cases = pcsync::apply::FAILPOINTS
+        .iter()
+        .map(|f| ("disable", *f))
+        .chain([("delete", "swap-user-retired")]);
+    let mut expected: BTreeMap<&str, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for (retire, failpoint) in cases {
+        let env = [("PCSYNC__SAFETY__RETIRE", retire)];
+        let what = format!("{failpoint} (retire = {retire})");
+        if !expected.contains_key(retire) {
+            // The reference: a clean apply.
+            dc.restore_seed();
+            let clean = tempfile::tempdir().unwrap();
+            let (code, out, err) = reconcile(&dc, clean.path(), &env, &["--apply"]);
+            assert_eq!(code, Some(0), "{out}{err}");
+            expected.insert(retire, dump(&dc, IDENTITY));
+        }
+        dc.restore_seed();
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        let crash = [env[0], ("FAILPOINTS", &format!("{failpoint}=return"))];
+        let (code, out, err) = reconcile(&dc, w, &crash, &["--apply"]);
+        assert_eq!(code, None, "{what}: must die mid-swap: {out}{err}");
+        assert!(
+            !audit::unfinished_swaps(&audit_records(w)).is_empty(),
+            "{what}"
+        );
+        let (code, out, err) = reconcile(&dc, w, &env, &["--apply"]);
+        assert_eq!(code, Some(0), "{what}: {out}{err}");
+        assert!(err.contains("recovered swap"), "{what}: {err}");
+        let (code, out, _) = reconcile(&dc, w, &env, &[]);
+        assert_eq!(code, Some(0), "{what}: rerun plans nothing: {out}");
+        assert_same(
+            &dump(&dc, IDENTITY),
+            &expected[retire],
+            &format!("{what}: differs from a clean run"),
+        );
+    }
+}
+
+/// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
+/// extra objects the test names first), so a failed test does not poison the next.
+struct Seed<'a> {
+    dc: &'a SambaDc,
+    extra: Vec<String>,
+}
+
+impl<'a> Seed<'a> {
+    fn reset(dc: &'a SambaDc, extra: &[&str]) -> Seed<'a> {
+        let seed = Seed {
+            dc,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        seed.put_back();
+        seed
+    }
+
+    fn put_back(&self) {
+        for dn in &self.extra {
+            if self.dc.exists(dn) {
+                self.dc.delete(dn);
+            }
+        }
+        self.dc.restore_seed();
+    }
+}
+
+impl Drop for Seed<'_> {
+    fn drop(&mut self) {
+        // A panic here while the test is already panicking would abort the whole run.
+        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
+        if put_back.is_err() && !std::thread::panicking() {
+            panic!("restoring the Samba DC's seed failed");
+        }
+    }
 }

@@ -1059,6 +1059,7 @@ impl SambaDc {
     /// the seeded attributes of the others (and removes msRTCSIP attributes the seed does not
     /// give them), and deletes contacts in Application Contacts that the seed does not have.
     pub fn restore_seed(&self) {
+        let existing = self.seed_area_dns();
         let mut resets = String::new();
         for record in SEED_CONFIG.split("\n\n").chain(SEED_DOMAIN.split("\n\n")) {
             let record = record.trim();
@@ -1071,7 +1072,7 @@ impl SambaDc {
                 .and_then(|l| l.strip_prefix("dn: "))
                 .expect("seed record starts with dn:");
             let well_known = WELL_KNOWN_USERS.iter().any(|w| w.eq_ignore_ascii_case(dn));
-            if self.exists(dn) {
+            if existing.contains(&dn.to_ascii_lowercase()) {
                 resets.push_str(&reset_ldif(record));
                 // Re-created by `pcsync restore`: a new object with the default ACL.
                 if well_known && !self.is_retirable(dn) {
@@ -1095,6 +1096,42 @@ impl SambaDc {
                 self.delete(dn);
             }
         }
+    }
+}
+
+/// The subtrees that hold every seeded object.
+const SEED_AREAS: [&str; 4] = [
+    "CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+    "OU=People,DC=contoso,DC=com",
+    "OU=Service Accounts,DC=contoso,DC=com",
+    "CN=Users,DC=contoso,DC=com",
+];
+
+impl SambaDc {
+    /// Lower-cased DNs of every object in [`SEED_AREAS`]: one search each instead of a base
+    /// search per seed record (each `ldapsearch` is a process and a TLS handshake).
+    fn seed_area_dns(&self) -> std::collections::HashSet<String> {
+        let mut dns = std::collections::HashSet::new();
+        for base in SEED_AREAS {
+            let out = self.search_output(
+                self.admin_command("ldapsearch"),
+                base,
+                "(objectClass=*)",
+                &["1.1"],
+            );
+            match out.code {
+                Some(0) => {}
+                Some(32) => continue,
+                _ => panic!("ldapsearch under {base} failed:\n{}", out.both()),
+            }
+            dns.extend(
+                out.stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("dn: "))
+                    .map(str::to_ascii_lowercase),
+            );
+        }
+        dns
     }
 }
 
