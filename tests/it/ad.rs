@@ -1,7 +1,7 @@
 //! pcsync against a real Active Directory implementation: the shared Samba AD DC of
 //! `common::samba`, with the shipped `config/active-directory.toml` changed only in its URL, CA
-//! file and password file (through the PCSYNC__ overrides an operator would use). Every test
-//! takes the DC's lock, so they run one at a time; none leaves the seed changed.
+//! file and password file (through the PCSYNC__ overrides an operator would use; the audit log
+//! and state dir also move into the test's temp dir). Every test takes the DC's lock, so they run one at a time; none leaves the seed changed.
 
 use std::path::Path;
 
