@@ -335,6 +335,18 @@ fn fail_swap(
     Ok(SwapEnd::Failed(format!("{}: {e}", c.sip_uri)))
 }
 
+/// DN values as a set of parsed DNs, or `None` if one does not parse.
+fn as_dns(values: &[Vec<u8>]) -> Option<std::collections::BTreeSet<crate::model::Dn>> {
+    values
+        .iter()
+        .map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| crate::model::Dn::parse(t).ok())
+        })
+        .collect()
+}
+
 /// Reads an endpoint back and checks it carries what the change wrote.
 async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<Entry>, String> {
     match writer.read_entry(&c.dn).await {
@@ -355,9 +367,28 @@ async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<
                 })
                 .cloned()
                 .collect();
+            // DN values are compared as DNs: AD (and slapd) store the target's canonical form,
+            // whatever case and spacing the configuration used.
+            let (dns, others): (Vec<AttrValues>, Vec<AttrValues>) = wanted
+                .into_iter()
+                .partition(|a| a.name.eq_ignore_ascii_case(attr::PRIMARY_HOME_SERVER));
             entry
-                .check(&wanted)
+                .check(&others)
                 .map_err(|e| format!("{} read back wrong: {e}", c.dn))?;
+            for want in &dns {
+                let got = entry.get(&want.name);
+                if as_dns(got).is_none() || as_dns(got) != as_dns(&want.values) {
+                    return Err(format!(
+                        "{} read back wrong: {} is {:?}, expected {:?}",
+                        c.dn,
+                        want.name,
+                        got.iter()
+                            .map(|v| String::from_utf8_lossy(v))
+                            .collect::<Vec<_>>(),
+                        want.texts().collect::<Vec<_>>()
+                    ));
+                }
+            }
             Ok(Some(entry))
         }
         Err(e) => Err(e.to_string()),

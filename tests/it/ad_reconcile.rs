@@ -388,8 +388,8 @@ fn ad_a_conflicting_holder_blocks_only_that_swap() {
     assert_eq!(new_endpoints(&dc).len(), 1);
 }
 
-/// DN values on AD: written in any case, read back in the target's canonical case (a rerun is
-/// still in sync); an endpoint on the wrong pool is repointed with a compare-and-swap modify in
+/// DN values on AD: written in any case and spacing, read back as the target's canonical DN
+/// (the swap verifies, and a rerun is in sync); an endpoint on the wrong pool is repointed with a compare-and-swap modify in
 /// the configuration partition (never a rename); a home server that does not exist is refused
 /// by AD's referential integrity, and the retired user is rolled back from its before-image.
 #[test]
@@ -434,10 +434,11 @@ fn ad_dn_values_canonical_case_repoint_and_referential_integrity() {
     // The re-created user needs its rights again before the next swap.
     dc.restore_seed();
 
-    // Lower-case DNs in the configuration: AD stores and returns the canonical form.
+    // A lower-case, spaced DN in the configuration: AD stores and returns the canonical form;
+    // the read-back and the rerun compare DNs, not text.
     let lower = write(
         "lower.toml",
-        shipped.replace(&target, &target.to_ascii_lowercase()),
+        shipped.replace(&target, &target.to_ascii_lowercase().replace(',', ", ")),
     );
     let (code, out, err) = run(&lower, &["--apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
