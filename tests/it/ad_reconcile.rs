@@ -300,7 +300,7 @@ fn ad_retire_disable_clears_only_msrtcsip_attributes_and_restores_them() {
 }
 
 #[test]
-fn ad_threshold_blocks_with_exit_3_and_nothing_written() {
+fn ad_threshold_and_stale_plan_block_with_exit_3_and_nothing_written() {
     let dc = samba::samba();
     let _seed = Seed::reset(&dc, &[]);
     let work = tempfile::tempdir().unwrap();
@@ -328,6 +328,22 @@ fn ad_threshold_blocks_with_exit_3_and_nothing_written() {
             Event::RunEnd
         ]
     );
+
+    // A saved plan is refused once the user changed on the DC (the fingerprint covers what AD
+    // returns), and nothing is written.
+    let plan = w.join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    let (code, _, err) = reconcile(&dc, w, &[], &["--plan-out", plan_arg]);
+    assert_eq!(code, Some(2), "{err}");
+    dc.modify(&format!(
+        "dn: {OCSCHAT}\nchangetype: modify\nreplace: msRTCSIP-OptionFlags\n\
+         msRTCSIP-OptionFlags: 257\n"
+    ));
+    let before = dump(&dc, &[]);
+    let (code, out, err) = reconcile(&dc, w, &[], &["--apply", "--plan", plan_arg]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("changed since"), "{err}");
+    assert_eq!(dump(&dc, &[]), before, "nothing written");
 }
 
 #[test]
