@@ -335,6 +335,18 @@ fn fail_swap(
     Ok(SwapEnd::Failed(format!("{}: {e}", c.sip_uri)))
 }
 
+/// DN values as a set of parsed DNs, or `None` if one does not parse.
+fn as_dns(values: &[Vec<u8>]) -> Option<std::collections::BTreeSet<crate::model::Dn>> {
+    values
+        .iter()
+        .map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| crate::model::Dn::parse(t).ok())
+        })
+        .collect()
+}
+
 /// Reads an endpoint back and checks it carries what the change wrote.
 async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<Entry>, String> {
     match writer.read_entry(&c.dn).await {
@@ -355,13 +367,98 @@ async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<
                 })
                 .cloned()
                 .collect();
+            // DN values are compared as DNs: AD (and slapd) store the target's canonical form,
+            // whatever case and spacing the configuration used.
+            let (dns, others): (Vec<AttrValues>, Vec<AttrValues>) = wanted
+                .into_iter()
+                .partition(|a| a.name.eq_ignore_ascii_case(attr::PRIMARY_HOME_SERVER));
             entry
-                .check(&wanted)
+                .check(&others)
                 .map_err(|e| format!("{} read back wrong: {e}", c.dn))?;
+            for want in &dns {
+                let got = entry.get(&want.name);
+                if as_dns(got).is_none() || as_dns(got) != as_dns(&want.values) {
+                    return Err(format!(
+                        "{} read back wrong: {} is {:?}, expected {:?}",
+                        c.dn,
+                        want.name,
+                        got.iter()
+                            .map(|v| String::from_utf8_lossy(v))
+                            .collect::<Vec<_>>(),
+                        want.texts().collect::<Vec<_>>()
+                    ));
+                }
+            }
             Ok(Some(entry))
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Attributes that Active Directory maintains itself and refuses on an add (or that are
+/// back-links stored on other objects): identity, creation and change stamps, logon counters,
+/// the account type, the primary group (`00002035: The primary group isn't settable on add
+/// operations`), group memberships. A user re-created from its before-image gets new ones;
+/// every other attribute is written back exactly. OpenLDAP returns none of these to `*`.
+pub const SERVER_OWNED_ATTRIBUTES: &[&str] = &[
+    "objectGUID",
+    "objectSid",
+    "sIDHistory",
+    "distinguishedName",
+    "name",
+    "instanceType",
+    "whenCreated",
+    "whenChanged",
+    "uSNCreated",
+    "uSNChanged",
+    "dSCorePropagationData",
+    "primaryGroupID",
+    "sAMAccountType",
+    "isCriticalSystemObject",
+    "pwdLastSet",
+    "badPwdCount",
+    "badPasswordTime",
+    "lastLogon",
+    "lastLogoff",
+    "lastLogonTimestamp",
+    "logonCount",
+    "lockoutTime",
+    "memberOf",
+];
+
+/// The entry that re-creates a deleted user: its before-image without
+/// [`SERVER_OWNED_ATTRIBUTES`].
+pub fn recreate_entry(image: &Entry) -> Entry {
+    Entry {
+        dn: image.dn.clone(),
+        attributes: image
+            .attributes
+            .iter()
+            .filter(|a| {
+                !SERVER_OWNED_ATTRIBUTES
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&a.name))
+            })
+            .cloned()
+            .collect(),
+    }
+}
+
+/// What to add to the error of re-creating `dn` when the server refused it for lack of rights
+/// (LDAP 50): the right that is missing, and where.
+pub(crate) fn recreate_hint(e: &Error, dn: &str) -> String {
+    if e.rc() != Some(50) {
+        return String::new();
+    }
+    let parent = crate::model::Dn::parse(dn)
+        .ok()
+        .and_then(|d| d.parent())
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "its parent".to_string());
+    format!(
+        "; the bind account may not create user objects in {parent}: grant it Create Child for \
+         user objects there (docs/active-directory.md, section 2), or use retire = \"disable\""
+    )
 }
 
 /// Puts a retired user back from its before-image.
@@ -393,7 +490,7 @@ async fn restore_user(
             .collect();
         writer.modify(&image.dn, &mods, &absent).await
     } else {
-        writer.add(image).await
+        writer.add(&recreate_entry(image)).await
     }
 }
 
@@ -419,8 +516,13 @@ async fn rollback(
             )))
         }
         Err(e) => {
+            let hint = if user.retire == Some(Retire::Disable) {
+                String::new()
+            } else {
+                recreate_hint(&e, &image.dn)
+            };
             let msg = format!(
-                "ROLLBACK FAILED: {e}; the before-image is in the audit log (swap {swap}); run `pcsync restore`"
+                "ROLLBACK FAILED: {e}{hint}; the before-image is in the audit log (swap {swap}); run `pcsync restore`"
             );
             audit.record(
                 note(Event::Rollback, Outcome::Failed, swap, user)

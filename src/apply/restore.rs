@@ -1,14 +1,15 @@
 //! `pcsync restore`: undo a run from the audit log.
 //!
 //! For every swap of the run (including steps a later run's recovery finished for it), the
-//! endpoint the swap created is removed (only while it still carries the swap's SIP URI), then
-//! the retired user is re-created from its before-image (delete) or gets its msRTCSIP-*
-//! attributes back (disable). Actions already undone are shown as such and skipped, so a
+//! retired user is re-created from its before-image (delete; without the attributes the server
+//! sets itself, see [`super::SERVER_OWNED_ATTRIBUTES`]) or gets its msRTCSIP-* attributes back
+//! (disable), then the endpoint the swap created is removed (only while it still carries the
+//! swap's SIP URI, and only if the user came back: a restore never leaves the URI unserved). Actions already undone are shown as such and skipped, so a
 //! restore can be re-run. Each write is journaled like a reconcile step.
 
 use serde::Serialize;
 
-use super::{DirectoryWriter, Report, restore_user};
+use super::{DirectoryWriter, Report, recreate_hint, restore_user};
 use crate::audit::{AuditSink, Event, Note, Outcome, Record, Step};
 use crate::config::Retire;
 use crate::ldap::Error;
@@ -84,6 +85,9 @@ pub async fn plan_restore(
         };
         let rolled_back = of_swap().any(|r| r.event == Event::Rollback && r.outcome == Outcome::Ok);
         let sip_uri = intent.sip_uri.clone().unwrap_or_default();
+        // The user first, then the endpoint: if the user cannot be brought back (a missing
+        // right on Active Directory), the endpoint stays and keeps serving the URI.
+        let mut endpoint = None;
         if let Some(c) = changes.iter().find(|c| c.action == Action::CreateEndpoint)
             && ok(Step::AddEndpoint)
         {
@@ -92,7 +96,7 @@ pub async fn plan_restore(
                     .iter()
                     .any(|v| v.eq_ignore_ascii_case(sip_uri.as_bytes()))
             });
-            actions.push(RestoreAction {
+            endpoint = Some(RestoreAction {
                 kind: RestoreKind::DeleteEndpoint,
                 dn: c.dn.clone(),
                 sip_uri: sip_uri.clone(),
@@ -126,6 +130,7 @@ pub async fn plan_restore(
                 image: Some(image),
             });
         }
+        actions.extend(endpoint);
     }
     Ok(Some(RestorePlan {
         run_id: run_id.to_string(),
@@ -140,8 +145,28 @@ pub async fn apply_restore(
     audit: &mut impl AuditSink,
 ) -> Result<Report, crate::audit::Error> {
     let mut report = Report::default();
+    // Swaps whose user could not be restored: their endpoint is kept.
+    let mut user_failed: Vec<&str> = Vec::new();
     for a in plan.actions.iter().filter(|a| a.pending) {
         report.swaps += 1;
+        if a.kind == RestoreKind::DeleteEndpoint && user_failed.contains(&a.swap.as_str()) {
+            let e = format!(
+                "kept {}: the user of swap {} could not be restored, so the endpoint keeps \
+                 serving {}",
+                a.dn, a.swap, a.sip_uri
+            );
+            audit.record(
+                Note::new(Event::Step, Outcome::Skipped)
+                    .dn(&a.dn)
+                    .sip_uri(&a.sip_uri)
+                    .swap(&a.swap)
+                    .step(Step::DeleteEndpoint)
+                    .message(&e),
+            )?;
+            report.failed += 1;
+            report.errors.push(e);
+            continue;
+        }
         let step = match a.kind {
             RestoreKind::DeleteEndpoint => Step::DeleteEndpoint,
             _ => Step::RestoreUser,
@@ -176,11 +201,18 @@ pub async fn apply_restore(
                 report.applied += 1;
             }
             Err(e) => {
-                let mut rec = base().message(e.to_string());
+                let mut message = e.to_string();
+                if a.kind == RestoreKind::RecreateUser {
+                    message.push_str(&recreate_hint(&e, &a.dn));
+                }
+                if a.kind != RestoreKind::DeleteEndpoint {
+                    user_failed.push(&a.swap);
+                }
+                let mut rec = base().message(&message);
                 rec.outcome = Outcome::Failed;
                 audit.record(rec)?;
                 report.failed += 1;
-                report.errors.push(format!("{}: {e}", a.dn));
+                report.errors.push(format!("{}: {message}", a.dn));
             }
         }
     }

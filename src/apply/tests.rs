@@ -12,6 +12,8 @@ use crate::plan::Status;
 struct Fake {
     entries: BTreeMap<String, Entry>,
     fail_add: bool,
+    /// Store DN values the way AD does: the target's canonical form (here: `CN=`, no spaces).
+    canonical_dns: bool,
     writes: usize,
 }
 
@@ -63,7 +65,20 @@ impl DirectoryWriter for Fake {
             return Err(Fake::conflict(&entry.dn, "exists".into()));
         }
         self.writes += 1;
-        self.entries.insert(Fake::key(&entry.dn), entry.clone());
+        let mut stored = entry.clone();
+        if self.canonical_dns {
+            for a in &mut stored.attributes {
+                if a.name.eq_ignore_ascii_case("msRTCSIP-PrimaryHomeServer") {
+                    for v in &mut a.values {
+                        *v = String::from_utf8_lossy(v)
+                            .replace(", ", ",")
+                            .replace("cn=", "CN=")
+                            .into_bytes();
+                    }
+                }
+            }
+        }
+        self.entries.insert(Fake::key(&entry.dn), stored);
         Ok(())
     }
 
@@ -247,11 +262,13 @@ fn a_failed_add_restores_the_user_from_the_before_image() {
             report.errors
         );
         let restored = dir.entries.get(&Fake::key(USER)).unwrap();
-        assert_eq!(
-            restored.to_attributes(),
-            user_entry().to_attributes(),
-            "{retire:?}"
-        );
+        // A deleted user is re-created without what the server sets itself (its objectSid
+        // here); a disabled one keeps everything.
+        let want = match retire {
+            Retire::Delete => recreate_entry(&user_entry()),
+            Retire::Disable => user_entry(),
+        };
+        assert_eq!(restored.to_attributes(), want.to_attributes(), "{retire:?}");
         let tail: Vec<_> = journal(&notes).into_iter().rev().take(3).collect();
         assert_eq!(
             tail,
@@ -381,7 +398,7 @@ fn recovery_rolls_back_when_the_endpoint_cannot_be_added() {
     assert!(done[0].message.starts_with("rolled back"), "{done:?}");
     assert_eq!(
         dir.entries.get(&Fake::key(USER)).unwrap().to_attributes(),
-        user_entry().to_attributes()
+        recreate_entry(&user_entry()).to_attributes()
     );
 }
 
@@ -394,4 +411,72 @@ fn recovery_verifies_an_endpoint_that_was_already_added() {
     let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
     assert_eq!(done[0].outcome, Outcome::Ok);
     assert_eq!(dir.writes, writes, "nothing written twice");
+}
+
+/// AD refuses its own attributes on an add (`primaryGroupID`: "00002035: The primary group
+/// isn't settable on add operations"), so a re-created user carries every other attribute of
+/// its before-image, and none of those.
+#[test]
+fn a_recreated_user_leaves_out_what_active_directory_sets_itself() {
+    let mut image = user_entry();
+    for (name, value) in [
+        ("objectGUID", &b"\x01\x02"[..]),
+        ("primaryGroupID", b"513"),
+        ("whenCreated", b"20261124080000.0Z"),
+        ("uSNChanged", b"4242"),
+        ("sAMAccountType", b"805306368"),
+        ("memberOf", b"CN=Chat,CN=Users,DC=contoso,DC=com"),
+    ] {
+        image.attributes.push(AttrValues {
+            name: name.into(),
+            values: vec![value.to_vec()],
+        });
+    }
+    let want: Vec<AttrValues> = user_entry()
+        .attributes
+        .into_iter()
+        .filter(|a| a.name != "objectSid")
+        .collect();
+    let entry = recreate_entry(&image);
+    assert_eq!(entry.dn, image.dn);
+    assert_eq!(entry.attributes, want);
+
+    let mut dir = Fake::default();
+    block(restore_user(&mut dir, Some(Retire::Delete), &image)).unwrap();
+    assert_eq!(dir.entries.values().next().unwrap().attributes, want);
+}
+
+/// AD rewrites a DN value to the target's canonical DN: the read-back compares DNs, not text,
+/// so a configuration with other case or spacing does not fail a swap that succeeded.
+#[test]
+fn the_endpoint_read_back_compares_dn_values_as_dns() {
+    let mut plan = swap_plan(Retire::Delete);
+    plan.changes[1].attributes.push(AttrValues::text(
+        "msRTCSIP-PrimaryHomeServer",
+        &["cn=Lc Services, cn=Microsoft,DC=contoso,DC=com"],
+    ));
+    let mut dir = Fake::with(&[user_entry()]);
+    dir.canonical_dns = true;
+    let mut notes: Vec<Note> = Vec::new();
+    let report = block(apply(&plan, "r1", &mut dir, &mut notes)).unwrap();
+    assert_eq!(report.applied, 1, "{:?}", report.errors);
+    let stored = dir.entries.get(&Fake::key(ENDPOINT)).unwrap();
+    assert_eq!(
+        stored.get("msRTCSIP-PrimaryHomeServer"),
+        [b"CN=Lc Services,CN=Microsoft,DC=contoso,DC=com".to_vec()]
+    );
+
+    // A different DN is still caught.
+    let mut c = plan.changes[1].clone();
+    c.attributes
+        .retain(|a| a.name != "msRTCSIP-PrimaryHomeServer");
+    c.attributes.push(AttrValues::text(
+        "msRTCSIP-PrimaryHomeServer",
+        &["CN=Other,DC=contoso,DC=com"],
+    ));
+    let e = block(verify(&mut dir, &c)).unwrap_err();
+    assert!(
+        e.contains("read back wrong: msRTCSIP-PrimaryHomeServer is"),
+        "{e}"
+    );
 }

@@ -1,7 +1,7 @@
 //! pcsync against a real Active Directory implementation: the shared Samba AD DC of
 //! `common::samba`, with the shipped `config/active-directory.toml` changed only in its URL, CA
-//! file and password file (through the PCSYNC__ overrides an operator would use). Every test
-//! takes the DC's lock, so they run one at a time; none leaves the seed changed.
+//! file and password file (through the PCSYNC__ overrides an operator would use; the audit log
+//! and state dir also move into the test's temp dir). Every test takes the DC's lock, so they run one at a time; none leaves the seed changed.
 
 use std::path::Path;
 
@@ -12,17 +12,26 @@ use crate::common::samba::{
 use crate::common::slapd::Slapd;
 use crate::common::{output, pcsync, pcsync_bare, repo};
 
-/// `pcsync` with the shipped AD configuration, pointed at the test DC.
-fn pcsync_ad(dc: &SambaDc, workdir: &Path) -> assert_cmd::Command {
+/// `pcsync` with the shipped AD configuration, pointed at the test DC, binding as svc-pcsync.
+pub(crate) fn pcsync_ad(dc: &SambaDc, workdir: &Path) -> assert_cmd::Command {
+    pcsync_ad_config(dc, workdir, &repo("config/active-directory.toml"))
+}
+
+/// [`pcsync_ad`] with another configuration file (a test that needs a second migration).
+pub(crate) fn pcsync_ad_config(dc: &SambaDc, workdir: &Path, config: &Path) -> assert_cmd::Command {
     let mut cmd = pcsync_bare(workdir);
     cmd.arg("--config")
-        .arg(repo("config/active-directory.toml"))
+        .arg(config)
         .env("PCSYNC__DIRECTORY__URL", &dc.ldaps_url)
         .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &dc.ca_file)
         .env(
             "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
             &dc.service_password_file,
-        );
+        )
+        // The shipped file keeps its audit log and state under /var/lib/pcsync; a test keeps
+        // them in its own temp dir (relative to `workdir`).
+        .env("PCSYNC__AUDIT__PATH", "var/audit.jsonl")
+        .env("PCSYNC__STATE__DIR", "var/state");
     cmd
 }
 
@@ -372,6 +381,24 @@ fn the_service_account_has_least_privilege() {
             ),
         ),
         "a contact in CN=Pools",
+    );
+    // Users only where the well-known users live (to re-create one), nowhere else.
+    refused(
+        svc(
+            "ldapadd",
+            "dn: CN=Sneaky,CN=Users,DC=contoso,DC=com\nobjectClass: user\n",
+        ),
+        "a user in CN=Users",
+    );
+    refused(
+        svc(
+            "ldapadd",
+            &format!(
+                "dn: CN=Sneaky Group,{}\nobjectClass: group\n",
+                samba::WELL_KNOWN_USERS_OU
+            ),
+        ),
+        "a group in the well-known users' OU",
     );
 
     // Ordinary users are read-only to it.

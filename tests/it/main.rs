@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ad;
+mod ad_reconcile;
 mod audit;
 mod cli;
 mod common;

@@ -69,6 +69,9 @@ pub const WELL_KNOWN_USERS: &[&str] = &[
     "CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com",
     "CN=OCSChat Fabrikam,OU=Service Accounts,DC=contoso,DC=com",
 ];
+/// Where the well-known users live; the service account may create users here (to re-create
+/// a deleted one), and nowhere else.
+pub const WELL_KNOWN_USERS_OU: &str = "OU=Service Accounts,DC=contoso,DC=com";
 /// The hand-made legacy endpoint in Application Contacts.
 pub const ENDPOINT_DN: &str = "CN={4c2f6a1e-7b3d-4e8a-9f51-0d6c2b8e3a17},CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
 
@@ -176,6 +179,9 @@ pub struct SambaDc {
     /// (at process exit) ends all three.
     _lifelines: [ChildStdin; 3],
     ldif_seq: AtomicU64,
+    /// objectGUID of each well-known user when it got its retire rights: a user re-created
+    /// since (by `pcsync restore`) has a new GUID and only its class's default ACL.
+    retirable: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 // === start ===
@@ -230,6 +236,7 @@ impl SambaDc {
             exit,
             _lifelines: [samba_stdin, watchdog_stdin, host_lock],
             ldif_seq: AtomicU64::new(0),
+            retirable: Mutex::new(Vec::new()),
         };
         dc.wait_ready();
         let started = began.elapsed();
@@ -954,7 +961,7 @@ impl SambaDc {
         self.service_sid = sid_to_string(&self.binary_attribute(SERVICE_DN, "objectSid"));
         let schema_objects = self.search_base64(
             SCHEMA_DN,
-            "(|(lDAPDisplayName=contact)(lDAPDisplayName=msRTCSIP-*))",
+            "(|(lDAPDisplayName=contact)(lDAPDisplayName=user)(lDAPDisplayName=msRTCSIP-*))",
             &["lDAPDisplayName", "schemaIDGUID"],
         );
         self.schema_guids = schema_objects
@@ -966,9 +973,29 @@ impl SambaDc {
             })
             .collect();
         self.grant_endpoint_rights();
+        self.grant_recreate_rights();
         for user in WELL_KNOWN_USERS {
-            self.grant_retire_rights(user);
+            self.make_retirable(user);
         }
+    }
+
+    /// Grants the retire rights on a well-known user and remembers its objectGUID.
+    fn make_retirable(&self, dn: &str) {
+        self.grant_retire_rights(dn);
+        let guid = self.binary_attribute(dn, "objectGUID");
+        let mut retirable = self.retirable.lock().expect("retirable");
+        retirable.retain(|(d, _)| !d.eq_ignore_ascii_case(dn));
+        retirable.push((dn.to_owned(), guid));
+    }
+
+    /// Whether `dn` is the very object that got the retire rights (not a re-created one).
+    fn is_retirable(&self, dn: &str) -> bool {
+        let guid = self.binary_attribute(dn, "objectGUID");
+        self.retirable
+            .lock()
+            .expect("retirable")
+            .iter()
+            .any(|(d, g)| d.eq_ignore_ascii_case(dn) && *g == guid)
     }
 
     /// schemaIDGUID of a class or attribute the seed uses, by lDAPDisplayName.
@@ -989,6 +1016,15 @@ impl SambaDc {
             ENDPOINT_CONTAINER_DN,
             &format!("(OA;;CCDC;{contact};;{sid})(OA;CIIO;WP;;{contact};{sid})"),
         );
+    }
+
+    /// The right on the well-known users' OU to create `user` objects (Create Child, user
+    /// class only): with `retire = "delete"`, rolling back a failed swap and `pcsync restore`
+    /// re-create a deleted well-known user from its before-image (docs/active-directory.md).
+    fn grant_recreate_rights(&self) {
+        let user = self.schema_guid("user");
+        let sid = &self.service_sid;
+        self.dsacl_set(WELL_KNOWN_USERS_OU, &format!("(OA;;CC;{user};;{sid})"));
     }
 
     /// The rights on one well-known user: delete it, and write its msRTCSIP attributes (for
@@ -1018,10 +1054,12 @@ impl SambaDc {
         );
     }
 
-    /// Puts the seed back: re-adds seeded objects a test deleted (with their rights), resets
+    /// Puts the seed back: re-adds seeded objects a test deleted (with their rights; also
+    /// re-grants them on a well-known user that `pcsync restore` re-created), resets
     /// the seeded attributes of the others (and removes msRTCSIP attributes the seed does not
     /// give them), and deletes contacts in Application Contacts that the seed does not have.
     pub fn restore_seed(&self) {
+        let existing = self.seed_area_dns();
         let mut resets = String::new();
         for record in SEED_CONFIG.split("\n\n").chain(SEED_DOMAIN.split("\n\n")) {
             let record = record.trim();
@@ -1033,13 +1071,18 @@ impl SambaDc {
                 .next()
                 .and_then(|l| l.strip_prefix("dn: "))
                 .expect("seed record starts with dn:");
-            if self.exists(dn) {
+            let well_known = WELL_KNOWN_USERS.iter().any(|w| w.eq_ignore_ascii_case(dn));
+            if existing.contains(&dn.to_ascii_lowercase()) {
                 resets.push_str(&reset_ldif(record));
+                // Re-created by `pcsync restore`: a new object with the default ACL.
+                if well_known && !self.is_retirable(dn) {
+                    self.make_retirable(dn);
+                }
                 continue;
             }
             self.add(record);
-            if WELL_KNOWN_USERS.iter().any(|w| w.eq_ignore_ascii_case(dn)) {
-                self.grant_retire_rights(dn);
+            if well_known {
+                self.make_retirable(dn);
             }
         }
         if !resets.is_empty() {
@@ -1053,6 +1096,42 @@ impl SambaDc {
                 self.delete(dn);
             }
         }
+    }
+}
+
+/// The subtrees that hold every seeded object.
+const SEED_AREAS: [&str; 4] = [
+    "CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+    "OU=People,DC=contoso,DC=com",
+    "OU=Service Accounts,DC=contoso,DC=com",
+    "CN=Users,DC=contoso,DC=com",
+];
+
+impl SambaDc {
+    /// Lower-cased DNs of every object in [`SEED_AREAS`]: one search each instead of a base
+    /// search per seed record (each `ldapsearch` is a process and a TLS handshake).
+    fn seed_area_dns(&self) -> std::collections::HashSet<String> {
+        let mut dns = std::collections::HashSet::new();
+        for base in SEED_AREAS {
+            let out = self.search_output(
+                self.admin_command("ldapsearch"),
+                base,
+                "(objectClass=*)",
+                &["1.1"],
+            );
+            match out.code {
+                Some(0) => {}
+                Some(32) => continue,
+                _ => panic!("ldapsearch under {base} failed:\n{}", out.both()),
+            }
+            dns.extend(
+                out.stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("dn: "))
+                    .map(str::to_ascii_lowercase),
+            );
+        }
+        dns
     }
 }
 
