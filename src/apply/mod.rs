@@ -19,6 +19,8 @@ pub use restore::{RestoreAction, RestoreKind, RestorePlan, apply_restore, plan_r
 
 use std::future::Future;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::audit::{self, AuditSink, Counts, Event, Note, Outcome, Step, Unfinished};
 use crate::config::Retire;
 use crate::ldap::Error;
@@ -67,6 +69,8 @@ pub struct Report {
     pub applied: usize,
     pub failed: usize,
     pub rolled_back: usize,
+    /// Swaps not started because shutdown was requested (checked between swaps only).
+    pub not_started: usize,
     /// One line per failed swap.
     pub errors: Vec<String>,
 }
@@ -112,11 +116,26 @@ pub async fn apply(
     run_id: &str,
     writer: &mut impl DirectoryWriter,
     audit: &mut impl AuditSink,
+    stop: &CancellationToken,
 ) -> Result<Report, ApplyError> {
     let mut report = Report::default();
-    for (i, changes) in swaps(plan).into_iter().enumerate() {
-        let swap = format!("{run_id}#{}", i + 1);
+    let all = swaps(plan);
+    let total = all.len();
+    for (i, changes) in all.into_iter().enumerate() {
         report.swaps += 1;
+        // Shutdown is honoured here, between swaps: a swap once started always runs to its end
+        // (done, failed or rolled back), so a stop never leaves a half swap behind.
+        if stop.is_cancelled() {
+            report.not_started = total - i;
+            tracing::warn!(
+                done = i,
+                total,
+                "shutdown requested: stopping between swaps"
+            );
+            report.swaps = total;
+            break;
+        }
+        let swap = format!("{run_id}#{}", i + 1);
         let sip_uri = changes[0].sip_uri.clone();
         match run_swap(&swap, &changes, writer, audit).await? {
             SwapEnd::Done => {
