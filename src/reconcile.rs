@@ -102,7 +102,10 @@ pub async fn audited_apply(
         report: None,
         end: Ok(()),
     };
-    let result = apply_inner(settings, dir, &mut log, &records, limit, opts, stop, &mut out).await;
+    let result = apply_inner(
+        settings, dir, &mut log, &records, limit, opts, stop, &mut out,
+    )
+    .await;
     match result {
         Ok(()) => {}
         Err(Stop::Guard(msg)) => {

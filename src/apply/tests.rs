@@ -1,8 +1,8 @@
 //! The executor against an in-memory directory: journal order, conditional writes, rollback,
 //! and recovery of every crash point, with no server.
 
-use tokio_util::sync::CancellationToken;
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::audit::{Event, Note, Outcome, Step};
@@ -212,6 +212,7 @@ fn a_swap_is_journaled_step_by_step_in_microsofts_order() {
         "r1",
         &mut dir,
         &mut notes,
+        &CancellationToken::new(),
     ))
     .unwrap();
     assert_eq!((report.applied, report.failed), (1, 0));
@@ -240,7 +241,14 @@ fn a_failed_add_restores_the_user_from_the_before_image() {
         let mut dir = Fake::with(&[user_entry()]);
         dir.fail_add = true;
         let mut notes: Vec<Note> = Vec::new();
-        let report = block(apply(&swap_plan(retire), "r1", &mut dir, &mut notes, &CancellationToken::new())).unwrap();
+        let report = block(apply(
+            &swap_plan(retire),
+            "r1",
+            &mut dir,
+            &mut notes,
+            &CancellationToken::new(),
+        ))
+        .unwrap();
         assert_eq!((report.applied, report.rolled_back), (0, 1), "{retire:?}");
         assert!(
             report.errors[0].contains("the user was restored"),
@@ -276,6 +284,7 @@ fn a_concurrent_change_aborts_only_that_swap_and_writes_nothing() {
         "r1",
         &mut dir,
         &mut notes,
+        &CancellationToken::new(),
     ))
     .unwrap();
     assert_eq!(report.failed, 1);
@@ -298,6 +307,7 @@ fn disable_clears_only_the_msrtcsip_attributes() {
         "r1",
         &mut dir,
         &mut notes,
+        &CancellationToken::new(),
     ))
     .unwrap();
     let user = dir.entries.get(&Fake::key(USER)).unwrap();
@@ -308,7 +318,14 @@ fn disable_clears_only_the_msrtcsip_attributes() {
 /// The journal of a run that crashed after `steps` records of its swap.
 fn crashed_after(steps: usize, dir: &mut Fake) -> Vec<Note> {
     let mut notes: Vec<Note> = Vec::new();
-    block(apply(&swap_plan(Retire::Delete), "r1", dir, &mut notes, &CancellationToken::new())).unwrap();
+    block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        dir,
+        &mut notes,
+        &CancellationToken::new(),
+    ))
+    .unwrap();
     notes.truncate(steps);
     notes
 }

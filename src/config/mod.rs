@@ -1118,7 +1118,9 @@ fn daemon(root: &mut Section<'_>) -> Option<DaemonSettings> {
         })
         .unwrap_or(None);
     let lease_duration = s
-        .parse("lease_duration", |t| parse_duration(t, secs(2)..=secs(3600)))
+        .parse("lease_duration", |t| {
+            parse_duration(t, secs(2)..=secs(3600))
+        })
         .unwrap_or(secs(30));
     let renew = s.string("lease_renew");
     let instance_id = s

@@ -40,7 +40,9 @@ impl Lease {
     pub fn parse(value: &str) -> Option<Lease> {
         let rest = value.strip_prefix("holder=")?;
         let (holder, expires) = rest.rsplit_once(";expires=")?;
-        let expires = DateTime::parse_from_rfc3339(expires).ok()?.with_timezone(&Utc);
+        let expires = DateTime::parse_from_rfc3339(expires)
+            .ok()?
+            .with_timezone(&Utc);
         (!holder.is_empty()).then(|| Lease {
             holder: holder.to_string(),
             expires,

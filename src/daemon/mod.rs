@@ -183,13 +183,25 @@ fn reload(daemon: &Daemon, path: &std::path::Path) -> Option<String> {
             let old = daemon.settings.load_full();
             let cron_changed = old.schedule.cron != new.schedule.cron;
             for (what, same) in [
-                ("redirector", format!("{:?}", old.redirector) == format!("{:?}", new.redirector)),
+                (
+                    "redirector",
+                    format!("{:?}", old.redirector) == format!("{:?}", new.redirector),
+                ),
                 ("http", old.http.listen == new.http.listen),
-                ("pools", format!("{:?}", old.pools) == format!("{:?}", new.pools)),
-                ("daemon.lease_dn", old.daemon.lease_dn == new.daemon.lease_dn),
+                (
+                    "pools",
+                    format!("{:?}", old.pools) == format!("{:?}", new.pools),
+                ),
+                (
+                    "daemon.lease_dn",
+                    old.daemon.lease_dn == new.daemon.lease_dn,
+                ),
             ] {
                 if !same {
-                    warn!(section = what, "changed in the reloaded configuration; takes effect at the next restart");
+                    warn!(
+                        section = what,
+                        "changed in the reloaded configuration; takes effect at the next restart"
+                    );
                 }
             }
             let cron = new.schedule.cron.clone();
@@ -303,7 +315,9 @@ async fn run_once(
     let mut dir = match Directory::connect(&settings.directory).await {
         Ok(d) => d,
         Err(e) => {
-            daemon.status.directory(false, Some(e.to_string()), Utc::now());
+            daemon
+                .status
+                .directory(false, Some(e.to_string()), Utc::now());
             return RunResult::new(RunOutcome::Failed, Some(e.to_string()));
         }
     };
@@ -462,7 +476,11 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
     let mode = settings.daemon.watch;
     let interval = settings.daemon.poll_interval;
     daemon.status.update(|s| {
-        s.watch.mode = if mode == WatchMode::Off { "off" } else { "poll" };
+        s.watch.mode = if mode == WatchMode::Off {
+            "off"
+        } else {
+            "poll"
+        };
         s.watch.interval_ms = interval.as_millis() as u64;
         s.watch.state = if mode == WatchMode::Off {
             "off"
@@ -493,7 +511,9 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
                 info!("directory reachable again: watch resumed");
                 daemon.status.update(|s| s.watch.reconnects += 1);
             } else if failing && !was_failing {
-                warn!("watch: directory unreachable, serving the current table; retrying every {interval:?}");
+                warn!(
+                    "watch: directory unreachable, serving the current table; retrying every {interval:?}"
+                );
             }
             was_failing = failing;
             daemon.status.update(|s| {

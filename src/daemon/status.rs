@@ -274,11 +274,7 @@ pub fn metrics_text(status: &Status, redirector: &MetricsSnapshot) -> Result<Str
         &mut r,
         "pcsync_blocked_runs",
         "Scheduled runs a safety guard blocked (nothing written).",
-        status
-            .runs
-            .get(&RunOutcome::Blocked)
-            .copied()
-            .unwrap_or(0),
+        status.runs.get(&RunOutcome::Blocked).copied().unwrap_or(0),
     );
     gauge(
         &mut r,

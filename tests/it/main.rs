@@ -9,6 +9,7 @@
 mod ad;
 mod cli;
 mod common;
+mod daemon;
 mod directory;
 mod json_schema;
 mod reconcile;
