@@ -97,6 +97,23 @@ pub fn crash_point(name: &str) {
     let _ = name;
 }
 
+/// Waits (without blocking the runtime) when the named failpoint is configured as
+/// `name=return(MILLISECONDS)`; a no-op without the `failpoints` feature. Tests use it to hold a
+/// swap open in its middle (the shutdown test sends SIGTERM there).
+pub async fn pause_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if let Some(ms) = fail::eval(name, |arg| arg.and_then(|a| a.parse::<u64>().ok())).flatten() {
+        tracing::warn!(
+            failpoint = name,
+            ms,
+            "failpoint: pausing in the middle of a swap"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
 /// The ready changes grouped into swaps (consecutive changes with one SIP URI), in plan order.
 pub fn swaps(plan: &Plan) -> Vec<Vec<Change>> {
     let mut out: Vec<Vec<Change>> = Vec::new();
@@ -281,7 +298,10 @@ async fn run_swap(
             Ok(step) => {
                 audit.record(note(Event::Step, Outcome::Ok, swap, c).step(step))?;
                 match step {
-                    Step::DeleteUser | Step::DisableUser => crash_point("swap-user-retired"),
+                    Step::DeleteUser | Step::DisableUser => {
+                        crash_point("swap-user-retired");
+                        pause_point("swap-pause-after-retire").await;
+                    }
                     _ => crash_point("swap-endpoint-added"),
                 }
             }

@@ -127,9 +127,12 @@ pub async fn run(config_path: PathBuf, settings: Settings) -> Result<(), Error> 
             return Err(e.into());
         }
     };
-    tracker.spawn(worker(Arc::clone(&daemon), rx, root.child_token()));
+    let worker_task = tracker.spawn(worker(Arc::clone(&daemon), rx, root.child_token()));
     tracker.spawn(watch(Arc::clone(&daemon), root.child_token()));
-    tracker.spawn(lease_task(Arc::clone(&daemon), root.child_token()));
+    // Not a child of root: the lease is released only after the worker's last swap is done,
+    // so no other instance can start writing while this one still is.
+    let lease_token = CancellationToken::new();
+    tracker.spawn(lease_task(Arc::clone(&daemon), lease_token.clone()));
 
     let b = &daemon.redirector.bound;
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
@@ -169,7 +172,16 @@ pub async fn run(config_path: PathBuf, settings: Settings) -> Result<(), Error> 
         c.stop().await;
     }
     let grace = daemon.settings.load().daemon.grace_period;
-    if shutdown::drain(&tracker, grace).await {
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, worker_task)
+        .await
+        .is_err()
+    {
+        warn!("the scheduled run did not finish within the grace period");
+    }
+    lease_token.cancel();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if shutdown::drain(&tracker, left.max(Duration::from_secs(1))).await {
         info!("stopped");
     }
     Ok(())
@@ -228,10 +240,15 @@ async fn worker(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Trigger>, token: Can
     // pending plan is recorded once, not at every tick.
     let mut recorded_pending: Option<String> = None;
     loop {
+        // Biased: when a stop and a pending tick are both ready, the stop wins.
         let trigger = tokio::select! {
+            biased;
             _ = token.cancelled() => break,
             t = rx.recv() => match t { Some(t) => t, None => break },
         };
+        if token.is_cancelled() {
+            break;
+        }
         let settings = daemon.settings.load_full();
         let started = Utc::now();
         let run_id = audit::new_run_id(started, reconcile::random_u32());

@@ -371,13 +371,14 @@ fn sigterm_during_an_apply_finishes_the_swap_and_exits_zero() {
     }
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
-    // The first swap pauses 3 s right after the user was retired: the middle of a swap.
+    // The first swap pauses 3 s (asynchronously) right after the user was retired: the middle
+    // of a swap.
     let mut d = Daemon::start(
         &slapd,
         work.path(),
         &[
             ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
-            ("FAILPOINTS", "swap-user-retired=1*sleep(3000)"),
+            ("FAILPOINTS", "swap-pause-after-retire=1*return(3000)"),
         ],
     );
     d.wait_until("the first user retired", Duration::from_secs(30), || {
@@ -413,7 +414,9 @@ fn sigterm_during_an_apply_finishes_the_swap_and_exits_zero() {
             .as_deref()
             .unwrap_or("")
             .contains("run aborted by shutdown after 1 of 2 swap(s)"),
-        "{end:#?}"
+        "{}\nlog:\n{}",
+        summary(&records),
+        d.log_text()
     );
     // The directory shows exactly one whole swap: one user gone and its endpoint present.
     let endpoints = slapd.count(
@@ -455,7 +458,14 @@ fn two_instances_elect_one_writer_and_the_other_takes_over_after_a_kill() {
         || b.health()["lease"]["holder"] == "instance-a",
     );
     // One writer: a writes; b stays on standby for several ticks, and both serve redirects.
-    std::thread::sleep(Duration::from_secs(2));
+    b.wait_until(
+        "instance-b idles through two ticks",
+        Duration::from_secs(20),
+        || {
+            let m = parse_prometheus(&b.metrics());
+            value(&m, "pcsync_runs_total", Some(("outcome", "standby"))) >= 2.0
+        },
+    );
     let (ha, hb) = (a.health(), b.health());
     assert_eq!(ha["lease"]["writer"], true, "{ha}");
     assert_eq!(hb["lease"]["writer"], false, "{hb}");
@@ -543,4 +553,22 @@ fn sighup_with_an_invalid_config_keeps_the_old_one() {
 
 fn refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// One line per audit record: event, outcome, step, message.
+fn summary(records: &[audit::Record]) -> String {
+    records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:?} {:?} {:?} {}",
+                r.run_id,
+                r.event,
+                r.outcome,
+                r.step,
+                r.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
