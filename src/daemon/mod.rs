@@ -511,6 +511,11 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
     let counters = &daemon.redirector.store.refresh;
     let mut last = (counters.ok.load(Relaxed), counters.failed.load(Relaxed));
     let mut was_failing = false;
+    // While the directory is unreachable, attempts back off from reconnect_min to
+    // reconnect_max (doubling) instead of hammering it every poll.
+    let (backoff_min, backoff_max) = (settings.daemon.reconnect_min, settings.daemon.reconnect_max);
+    let mut backoff = backoff_min;
+    let mut next_attempt = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -533,10 +538,19 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
                 );
             }
             was_failing = failing;
+            if failing {
+                next_attempt = tokio::time::Instant::now() + backoff;
+                backoff = (backoff * 2).min(backoff_max);
+            } else {
+                backoff = backoff_min;
+            }
             daemon.status.update(|s| {
                 s.watch.state = if failing { "failing" } else { "ok" };
             });
             daemon.status.directory(!failing, None, Utc::now());
+        }
+        if tokio::time::Instant::now() < next_attempt {
+            continue;
         }
         // Full = a refresh is pending already; this poll coalesces into it.
         let _ = daemon.redirector.triggers.try_send(Trigger::Manual);

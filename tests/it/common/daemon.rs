@@ -73,6 +73,7 @@ impl Daemon {
             .env("PCSYNC__SCHEDULE__CRON", "* * * * * *")
             .env("PCSYNC__DAEMON__POLL_INTERVAL", "100ms")
             .env("PCSYNC__DAEMON__RECONNECT_MIN", "100ms")
+            .env("PCSYNC__DAEMON__RECONNECT_MAX", "1s")
             .env("PCSYNC__STATE__DIR", &state_dir)
             .env("PCSYNC__AUDIT__PATH", &audit)
             .env("PCSYNC_LOG", "info")
