@@ -13,7 +13,7 @@
 
 mod restore;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use restore::{RestoreAction, RestoreKind, RestorePlan, apply_restore, plan_restore};
 

@@ -10,7 +10,7 @@ use crate::plan::Status;
 
 /// An in-memory directory that honours `expect` like the real writer does.
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     entries: BTreeMap<String, Entry>,
     fail_add: bool,
     writes: usize,
@@ -412,4 +412,27 @@ fn recovery_verifies_an_endpoint_that_was_already_added() {
     let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
     assert_eq!(done[0].outcome, Outcome::Ok);
     assert_eq!(dir.writes, writes, "nothing written twice");
+}
+
+#[test]
+fn a_stop_requested_before_a_swap_starts_none_and_says_how_many_were_left() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let mut notes: Vec<Note> = Vec::new();
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let report = block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        &mut dir,
+        &mut notes,
+        &stop,
+    ))
+    .unwrap();
+    assert_eq!(
+        (report.swaps, report.applied, report.not_started),
+        (1, 0, 1)
+    );
+    assert!(notes.is_empty(), "nothing journaled: {notes:?}");
+    assert_eq!(dir.writes, 0);
+    assert!(dir.entries.contains_key(&Fake::key(USER)));
 }

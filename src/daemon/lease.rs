@@ -183,6 +183,54 @@ fn leaf_cn(dn: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::tests::Fake;
+
+    const DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn one_holder_until_expiry_then_the_other_takes_over() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        // a creates the lease; b sees a's lease and does not take it while it is valid.
+        let a = block(tick(&mut dir, DN, "a", at(0), d)).unwrap();
+        assert!(a.mine);
+        let b = block(tick(&mut dir, DN, "b", at(10), d)).unwrap();
+        assert!(!b.mine);
+        assert_eq!(b.lease.as_ref().unwrap().holder, "a");
+        // a renews; b still waits.
+        assert!(block(tick(&mut dir, DN, "a", at(20), d)).unwrap().mine);
+        assert!(!block(tick(&mut dir, DN, "b", at(45), d)).unwrap().mine);
+        // a dies; after its expiry (20 + 30) b takes over, and a, coming back, does not.
+        let b = block(tick(&mut dir, DN, "b", at(51), d)).unwrap();
+        assert!(b.mine);
+        assert_eq!(b.lease.unwrap().expires, at(81));
+        let a = block(tick(&mut dir, DN, "a", at(52), d)).unwrap();
+        assert!(!a.mine);
+        assert_eq!(a.lease.unwrap().holder, "b");
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        assert!(block(tick(&mut dir, DN, "a", at(0), d)).unwrap().mine);
+        block(release(&mut dir, DN, "a", at(5))).unwrap();
+        assert!(block(tick(&mut dir, DN, "b", at(6), d)).unwrap().mine);
+        // Releasing a lease one does not hold changes nothing.
+        block(release(&mut dir, DN, "a", at(7))).unwrap();
+        assert!(!block(tick(&mut dir, DN, "a", at(8), d)).unwrap().mine);
+    }
 
     #[test]
     fn values_round_trip_and_junk_is_refused() {
