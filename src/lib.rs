@@ -12,6 +12,7 @@
 //! - [`ldap`]: the only module that talks to ldap3: connect, bind, paged streaming searches.
 //! - [`inventory`]: one streamed scan over both places SIP objects live.
 //! - [`plan`]: the pure planner (desired + observed + now -> plan) and its renderings.
+//! - [`reconcile`]: one run (scan, plan, guards, audited apply), shared by `reconcile` and `run`.
 //! - [`apply`]: executes a plan through the `DirectoryWriter` trait, journaled, with rollback
 //!   and crash recovery; also `restore`.
 //! - [`audit`]: the hash-chained JSON Lines audit log: writer with rotation, streaming
@@ -21,6 +22,7 @@
 //! - [`sip`]: the embedded SIP redirect server (the only user of `rsipstack`).
 //! - [`redirector`]: table + listeners + refresh worker, as one subsystem (`pcsync redirect`).
 //! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
+//! - [`daemon`]: `pcsync run`: scheduled runs, live watch, redirector, HTTP health/metrics, lease.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
 //! - [`exit`]: the documented process exit codes.
 
@@ -30,6 +32,7 @@ pub mod apply;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod exit;
 pub mod inventory;
 pub mod ldap;
@@ -37,6 +40,7 @@ pub mod lock;
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod reconcile;
 pub mod redirector;
 pub mod schedule;
 pub mod shutdown;

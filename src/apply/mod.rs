@@ -13,11 +13,13 @@
 
 mod restore;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use restore::{RestoreAction, RestoreKind, RestorePlan, apply_restore, plan_restore};
 
 use std::future::Future;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditSink, Counts, Event, Note, Outcome, Step, Unfinished};
 use crate::config::Retire;
@@ -67,6 +69,8 @@ pub struct Report {
     pub applied: usize,
     pub failed: usize,
     pub rolled_back: usize,
+    /// Swaps not started because shutdown was requested (checked between swaps only).
+    pub not_started: usize,
     /// One line per failed swap.
     pub errors: Vec<String>,
 }
@@ -93,6 +97,23 @@ pub fn crash_point(name: &str) {
     let _ = name;
 }
 
+/// Waits (without blocking the runtime) when the named failpoint is configured as
+/// `name=return(MILLISECONDS)`; a no-op without the `failpoints` feature. Tests use it to hold a
+/// swap open in its middle (the shutdown test sends SIGTERM there).
+pub async fn pause_point(name: &str) {
+    #[cfg(feature = "failpoints")]
+    if let Some(ms) = fail::eval(name, |arg| arg.and_then(|a| a.parse::<u64>().ok())).flatten() {
+        tracing::warn!(
+            failpoint = name,
+            ms,
+            "failpoint: pausing in the middle of a swap"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    #[cfg(not(feature = "failpoints"))]
+    let _ = name;
+}
+
 /// The ready changes grouped into swaps (consecutive changes with one SIP URI), in plan order.
 pub fn swaps(plan: &Plan) -> Vec<Vec<Change>> {
     let mut out: Vec<Vec<Change>> = Vec::new();
@@ -112,11 +133,26 @@ pub async fn apply(
     run_id: &str,
     writer: &mut impl DirectoryWriter,
     audit: &mut impl AuditSink,
+    stop: &CancellationToken,
 ) -> Result<Report, ApplyError> {
     let mut report = Report::default();
-    for (i, changes) in swaps(plan).into_iter().enumerate() {
-        let swap = format!("{run_id}#{}", i + 1);
+    let all = swaps(plan);
+    let total = all.len();
+    for (i, changes) in all.into_iter().enumerate() {
         report.swaps += 1;
+        // Shutdown is honoured here, between swaps: a swap once started always runs to its end
+        // (done, failed or rolled back), so a stop never leaves a half swap behind.
+        if stop.is_cancelled() {
+            report.not_started = total - i;
+            tracing::warn!(
+                done = i,
+                total,
+                "shutdown requested: stopping between swaps"
+            );
+            report.swaps = total;
+            break;
+        }
+        let swap = format!("{run_id}#{}", i + 1);
         let sip_uri = changes[0].sip_uri.clone();
         match run_swap(&swap, &changes, writer, audit).await? {
             SwapEnd::Done => {
@@ -262,7 +298,10 @@ async fn run_swap(
             Ok(step) => {
                 audit.record(note(Event::Step, Outcome::Ok, swap, c).step(step))?;
                 match step {
-                    Step::DeleteUser | Step::DisableUser => crash_point("swap-user-retired"),
+                    Step::DeleteUser | Step::DisableUser => {
+                        crash_point("swap-user-retired");
+                        pause_point("swap-pause-after-retire").await;
+                    }
                     _ => crash_point("swap-endpoint-added"),
                 }
             }

@@ -2,6 +2,7 @@
 //! and recovery of every crash point, with no server.
 
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::audit::{Event, Note, Outcome, Step};
@@ -9,7 +10,7 @@ use crate::plan::Status;
 
 /// An in-memory directory that honours `expect` like the real writer does.
 #[derive(Default)]
-struct Fake {
+pub(crate) struct Fake {
     entries: BTreeMap<String, Entry>,
     fail_add: bool,
     /// Store DN values the way AD does: the target's canonical form (here: `CN=`, no spaces).
@@ -226,6 +227,7 @@ fn a_swap_is_journaled_step_by_step_in_microsofts_order() {
         "r1",
         &mut dir,
         &mut notes,
+        &CancellationToken::new(),
     ))
     .unwrap();
     assert_eq!((report.applied, report.failed), (1, 0));
@@ -254,7 +256,14 @@ fn a_failed_add_restores_the_user_from_the_before_image() {
         let mut dir = Fake::with(&[user_entry()]);
         dir.fail_add = true;
         let mut notes: Vec<Note> = Vec::new();
-        let report = block(apply(&swap_plan(retire), "r1", &mut dir, &mut notes)).unwrap();
+        let report = block(apply(
+            &swap_plan(retire),
+            "r1",
+            &mut dir,
+            &mut notes,
+            &CancellationToken::new(),
+        ))
+        .unwrap();
         assert_eq!((report.applied, report.rolled_back), (0, 1), "{retire:?}");
         assert!(
             report.errors[0].contains("the user was restored"),
@@ -292,6 +301,7 @@ fn a_concurrent_change_aborts_only_that_swap_and_writes_nothing() {
         "r1",
         &mut dir,
         &mut notes,
+        &CancellationToken::new(),
     ))
     .unwrap();
     assert_eq!(report.failed, 1);
@@ -314,6 +324,7 @@ fn disable_clears_only_the_msrtcsip_attributes() {
         "r1",
         &mut dir,
         &mut notes,
+        &CancellationToken::new(),
     ))
     .unwrap();
     let user = dir.entries.get(&Fake::key(USER)).unwrap();
@@ -324,7 +335,14 @@ fn disable_clears_only_the_msrtcsip_attributes() {
 /// The journal of a run that crashed after `steps` records of its swap.
 fn crashed_after(steps: usize, dir: &mut Fake) -> Vec<Note> {
     let mut notes: Vec<Note> = Vec::new();
-    block(apply(&swap_plan(Retire::Delete), "r1", dir, &mut notes)).unwrap();
+    block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        dir,
+        &mut notes,
+        &CancellationToken::new(),
+    ))
+    .unwrap();
     notes.truncate(steps);
     notes
 }
@@ -458,7 +476,14 @@ fn the_endpoint_read_back_compares_dn_values_as_dns() {
     let mut dir = Fake::with(&[user_entry()]);
     dir.canonical_dns = true;
     let mut notes: Vec<Note> = Vec::new();
-    let report = block(apply(&plan, "r1", &mut dir, &mut notes)).unwrap();
+    let report = block(apply(
+        &plan,
+        "r1",
+        &mut dir,
+        &mut notes,
+        &CancellationToken::new(),
+    ))
+    .unwrap();
     assert_eq!(report.applied, 1, "{:?}", report.errors);
     let stored = dir.entries.get(&Fake::key(ENDPOINT)).unwrap();
     assert_eq!(
@@ -479,4 +504,27 @@ fn the_endpoint_read_back_compares_dn_values_as_dns() {
         e.contains("read back wrong: msRTCSIP-PrimaryHomeServer is"),
         "{e}"
     );
+}
+
+#[test]
+fn a_stop_requested_before_a_swap_starts_none_and_says_how_many_were_left() {
+    let mut dir = Fake::with(&[user_entry()]);
+    let mut notes: Vec<Note> = Vec::new();
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let report = block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        &mut dir,
+        &mut notes,
+        &stop,
+    ))
+    .unwrap();
+    assert_eq!(
+        (report.swaps, report.applied, report.not_started),
+        (1, 0, 1)
+    );
+    assert!(notes.is_empty(), "nothing journaled: {notes:?}");
+    assert_eq!(dir.writes, 0);
+    assert!(dir.entries.contains_key(&Fake::key(USER)));
 }

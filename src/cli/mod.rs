@@ -14,6 +14,7 @@ mod progress;
 mod reconcile;
 mod redirect;
 mod restore;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -114,6 +115,11 @@ Serves the last-known-good table at once, refreshes it from the directory at sta
     )]
     Redirect(redirect::Args),
 
+    /// Run the agent: scheduled reconcile, live directory watch, SIP redirector, /healthz and
+    /// /metrics, writer lease; until SIGINT/SIGTERM.
+    #[command(after_help = RUN_HELP)]
+    Run(run::Args),
+
     /// Send one SIP request to a redirect server and print the answer and its Contact.
     #[command(
         after_help = "Example:\n  pcsync probe sip:ocschat@contoso.com --server 127.0.0.1:5060 --transport udp --method INVITE\n\n\
@@ -144,6 +150,17 @@ Exit codes:
   3  blocked by a safety guard (max_changes_per_run, empty search, stale plan, lock held);
      nothing was written";
 
+const RUN_HELP: &str = "\
+Example:
+  pcsync run --config /etc/pcsync/pcsync.toml --log-format json
+
+Runs [schedule] cron reconciles (plan only unless [safety] auto_apply = true), keeps the SIP
+redirector's table current, serves GET /healthz and GET /metrics on [http] listen.
+Signals: SIGTERM/SIGINT stop (the swap in flight finishes; exit 0 within [daemon] grace_period);
+SIGHUP reloads the configuration (an invalid one is rejected and the old one kept).
+
+Exit codes: 0 after a graceful stop; 1 if it cannot start (configuration, a listener).";
+
 const RESTORE_HELP: &str = "\
 Example:
   pcsync restore --run 20261124T080000123Z-1a2b3c4d          # show what would be undone
@@ -168,7 +185,7 @@ pub fn main() -> ExitCode {
         }
     };
     // A server logs what it does at info; one-shot commands stay quiet unless asked.
-    let long_running = matches!(cli.command, Command::Redirect(_));
+    let long_running = matches!(cli.command, Command::Redirect(_) | Command::Run(_));
     init_logging(cli.log_format, cli.quiet, long_running);
     // One process-wide rustls provider, so nothing can trip ldap3's "no provider" panic even
     // if a dependency ever enabled a second one. Failure means one is already installed.
@@ -197,6 +214,7 @@ pub fn main() -> ExitCode {
             Command::Restore(args) => restore::run(&cli, args).await,
             Command::Mappings(args) => mappings::run(&cli, args).await,
             Command::Redirect(args) => redirect::run(&cli, args).await,
+            Command::Run(args) => run::run(&cli, args).await,
             Command::Probe(args) => probe::run(&cli, args).await,
             Command::Audit(args) => audit::run(&cli, args).await,
         }

@@ -7,10 +7,11 @@ use chrono::Utc;
 
 use crate::apply::{self, RestoreKind, RestorePlan};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
-use crate::cli::reconcile::{lock_for_apply, random_u32};
+use crate::cli::reconcile::lock_for_apply;
 use crate::cli::{Cli, Format, load_settings, report_error};
 use crate::exit;
 use crate::ldap::Directory;
+use crate::reconcile::random_u32;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

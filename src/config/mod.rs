@@ -98,6 +98,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub audit: AuditSettings,
     pub state: StateSettings,
+    pub daemon: DaemonSettings,
 }
 
 impl Settings {
@@ -366,6 +367,39 @@ pub struct HttpSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// How `pcsync run` keeps the mapping table current between scheduled runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// syncrepl where the root DSE advertises it, polling otherwise.
+    Auto,
+    /// Poll the endpoint container every `poll_interval`, whatever the server offers.
+    Poll,
+    /// No watch: the table changes only on the cron schedule and SIGHUP.
+    Off,
+}
+
+/// `[daemon]`: `pcsync run`.
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// How long tasks get to finish after SIGTERM/SIGINT.
+    pub grace_period: Duration,
+    pub watch: WatchMode,
+    /// Interval of the polling watch (no syncrepl).
+    pub poll_interval: Duration,
+    /// Shortest and longest wait between reconnects of the watch (doubling in between).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// The lease entry that elects the one writer among instances; `None` = this instance
+    /// always writes (a single instance).
+    pub lease_dn: Option<Dn>,
+    /// How long a lease stays valid without renewal.
+    pub lease_duration: Duration,
+    /// How often the holder renews (and others try to take an expired lease).
+    pub lease_renew: Duration,
+    /// This instance's name in the lease and in health output; default `<host>:<pid>`.
+    pub instance_id: Option<String>,
+}
+
 /// `[audit]`.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
@@ -498,6 +532,7 @@ fn validate(
     let http = http(&mut root);
     let audit = audit(&mut root);
     let state = state(&mut root);
+    let daemon = daemon(&mut root);
     root.finish();
 
     let (
@@ -509,8 +544,9 @@ fn validate(
         Some(http),
         Some(audit),
         Some(state),
+        Some(daemon),
     ) = (
-        directory, pools, migrations, schedule, redirector, http, audit, state,
+        directory, pools, migrations, schedule, redirector, http, audit, state, daemon,
     )
     else {
         return Err(ConfigError::Invalid(issues.into_vec()));
@@ -530,6 +566,7 @@ fn validate(
         http,
         audit,
         state,
+        daemon,
     })
 }
 
@@ -1046,6 +1083,115 @@ fn state(root: &mut Section<'_>) -> Option<StateSettings> {
         .unwrap_or_else(|| PathBuf::from("var/state"));
     s.finish();
     Some(StateSettings { dir })
+}
+
+fn daemon(root: &mut Section<'_>) -> Option<DaemonSettings> {
+    let mut s = root.section("daemon");
+    let secs = |n| Duration::from_secs(n);
+    let grace_period = s
+        .parse("grace_period", |t| parse_duration(t, secs(1)..=secs(600)))
+        .unwrap_or(secs(10));
+    let watch = s
+        .parse("watch", |t| match t {
+            "auto" => Ok(WatchMode::Auto),
+            "poll" => Ok(WatchMode::Poll),
+            "off" => Ok(WatchMode::Off),
+            other => Err(format!(
+                "expected \"auto\", \"poll\" or \"off\", found {other:?}"
+            )),
+        })
+        .unwrap_or(WatchMode::Auto);
+    let poll_interval = s
+        .parse("poll_interval", |t| {
+            parse_duration(t, Duration::from_millis(100)..=secs(3600))
+        })
+        .unwrap_or(secs(2));
+    let reconnect_min = s
+        .parse("reconnect_min", |t| {
+            parse_duration(t, Duration::from_millis(100)..=secs(600))
+        })
+        .unwrap_or(Duration::from_millis(500));
+    let reconnect_max = s
+        .parse("reconnect_max", |t| {
+            parse_duration(t, Duration::from_millis(100)..=secs(3600))
+        })
+        .unwrap_or(secs(30));
+    let lease_dn = s
+        .parse("lease_dn", |t| {
+            if t.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_dn(t).map(Some)
+            }
+        })
+        .unwrap_or(None);
+    let lease_duration = s
+        .parse("lease_duration", |t| {
+            parse_duration(t, secs(2)..=secs(3600))
+        })
+        .unwrap_or(secs(30));
+    let renew = s.string("lease_renew");
+    let instance_id = s
+        .parse("instance_id", |t| {
+            let t = t.trim();
+            if t.is_empty() || t.len() > 200 || t.chars().any(char::is_control) {
+                Err(format!(
+                    "{t:?} is not an instance id (1 to 200 printable characters)"
+                ))
+            } else {
+                Ok(t.to_string())
+            }
+        })
+        .map(Some)
+        .unwrap_or(None);
+    let issues = s.issues();
+    // The holder must renew at least twice per lease period, or one late renewal loses it.
+    let lease_renew = match renew {
+        None => lease_duration / 3,
+        Some((text, item)) => {
+            match parse_duration(&text, Duration::from_millis(500)..=secs(3600)) {
+                Ok(d) if d.saturating_mul(2) <= lease_duration => d,
+                Ok(_) => {
+                    item.bad(
+                        issues,
+                        format!(
+                            "{text:?} must be at most half of daemon.lease_duration ({}s), so one late renewal does not lose the lease",
+                            lease_duration.as_secs_f64()
+                        ),
+                    );
+                    lease_duration / 3
+                }
+                Err(e) => {
+                    item.bad(issues, e);
+                    lease_duration / 3
+                }
+            }
+        }
+    };
+    let bad_backoff = reconnect_min > reconnect_max;
+    s.finish();
+    if bad_backoff {
+        issues.push(
+            "daemon.reconnect_min",
+            issues.file_origin(),
+            format!(
+                "{}ms is longer than daemon.reconnect_max ({}ms)",
+                reconnect_min.as_millis(),
+                reconnect_max.as_millis()
+            ),
+        );
+    }
+    Some(DaemonSettings {
+        grace_period,
+        watch,
+        poll_interval,
+        reconnect_min,
+        reconnect_max,
+        lease_dn,
+        lease_duration,
+        lease_renew,
+        instance_id,
+    })
 }
 
 // === value parsers: each returns a message that reads well after "key: " ===

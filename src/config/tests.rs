@@ -742,3 +742,75 @@ fn the_audit_segment_size_takes_units_and_is_range_checked() {
     assert_eq!(errs.len(), 1);
     assert!(errs[0].contains("\"big\" is not a size"), "{errs:?}");
 }
+
+#[test]
+fn daemon_defaults_and_lease_timing() {
+    let f = fixture();
+    let s = load(&valid(&f), &[]).unwrap();
+    let d = &s.daemon;
+    assert_eq!(d.grace_period, Duration::from_secs(10));
+    assert_eq!(d.watch, WatchMode::Auto);
+    assert_eq!(d.poll_interval, Duration::from_secs(2));
+    assert!(d.lease_dn.is_none());
+    assert_eq!(d.lease_duration, Duration::from_secs(30));
+    assert_eq!(d.lease_renew, Duration::from_secs(10));
+    assert!(d.instance_id.is_none());
+
+    let text = with(
+        &f,
+        "daemon",
+        "lease_dn = \"cn=pcsync-lease,dc=contoso,dc=com\"\nlease_duration = \"20s\"\nlease_renew = \"5s\"\ninstance_id = \"node-1\"\nwatch = \"poll\"",
+    );
+    let s = load(&text, &[]).unwrap();
+    assert_eq!(
+        s.daemon.lease_dn.unwrap().as_str(),
+        "cn=pcsync-lease,dc=contoso,dc=com"
+    );
+    assert_eq!(s.daemon.lease_renew, Duration::from_secs(5));
+    assert_eq!(s.daemon.instance_id.as_deref(), Some("node-1"));
+    assert_eq!(s.daemon.watch, WatchMode::Poll);
+}
+
+#[test]
+fn daemon_errors_name_their_key() {
+    let f = fixture();
+    let text = with(
+        &f,
+        "daemon",
+        "lease_duration = \"10s\"\nlease_renew = \"6s\"\nwatch = \"syncrepl\"\ngrace_period = \"0s\"\nlease_dn = \"not a dn\"",
+    );
+    let errs = errors(&text, &[]);
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "pcsync.toml: daemon.lease_renew: \"6s\" must be at most half of daemon.lease_duration (10s)"
+        )),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e
+            == "pcsync.toml: daemon.watch: expected \"auto\", \"poll\" or \"off\", found \"syncrepl\""),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pcsync.toml: daemon.grace_period:")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pcsync.toml: daemon.lease_dn: \"not a dn\" is not a valid DN")),
+        "{errs:?}"
+    );
+    let backoff = with(
+        &f,
+        "daemon",
+        "reconnect_min = \"10s\"\nreconnect_max = \"1s\"",
+    );
+    let errs = errors(&backoff, &[]);
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "daemon.reconnect_min: 10000ms is longer than daemon.reconnect_max (1000ms)"
+        )),
+        "{errs:?}"
+    );
+}

@@ -11,6 +11,7 @@ mod ad_reconcile;
 mod audit;
 mod cli;
 mod common;
+mod daemon;
 mod directory;
 mod json_schema;
 mod packaging;

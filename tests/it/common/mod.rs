@@ -1,5 +1,6 @@
 //! Shared fixtures for the integration tests: a real slapd per test, and helpers around the CLI.
 
+pub mod daemon;
 pub mod redirect;
 pub mod samba;
 pub mod slapd;

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Soak: `pcsync run` with a 1-second cron against a throwaway slapd for DURATION seconds
+# (default 600), then counts missed and doubled ticks. Expected: 0 and 0.
+#
+#   scripts/soak-daemon.sh [DURATION_SECONDS]
+#
+# Every scheduled run logs "scheduled run finished" inside a span carrying its run_id, which
+# starts with the UTC second the run started (YYYYMMDDTHHMMSS). Over the whole seconds between
+# the first and the last cron-triggered run, a second with no run is a missed tick, a second
+# with two or more a doubled tick. /metrics is scraped at the end and pcsync_runs_total is
+# compared with the count from the log. Needs slapd and ldap-utils (scripts/deps.sh), curl.
+# Everything lives in a temp dir; the processes started here are stopped by their PIDs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=${1:-600}
+for tool in /usr/sbin/slapd /usr/sbin/slapadd ldapsearch curl awk; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "soak-daemon: $tool not found; run scripts/deps.sh (apt-get install slapd ldap-utils curl)" >&2
+    exit 1
+  fi
+done
+
+work=$(mktemp -d)
+slapd_pid=
+pcsync_pid=
+cleanup() {
+  for pid in "$pcsync_pid" "$slapd_pid"; do
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== building pcsync (release)" >&2
+cargo build --release --locked --quiet
+pcsync=target/release/pcsync
+
+password="soak-$RANDOM$RANDOM"
+printf '%s' "$password" >"$work/admin.pw"
+chmod 600 "$work/admin.pw"
+mkdir -p "$work/db-domain" "$work/db-config"
+database() { # suffix dir rootpw-line
+  cat <<EOF
+database mdb
+suffix "$1"
+rootdn "cn=admin,dc=contoso,dc=com"
+$3
+directory "$work/$2"
+index objectClass eq
+index msRTCSIP-PrimaryUserAddress eq,pres
+access to * by users read by * none
+EOF
+}
+{
+  echo 'include /etc/ldap/schema/core.schema'
+  echo 'include /etc/ldap/schema/cosine.schema'
+  echo 'include /etc/ldap/schema/inetorgperson.schema'
+  echo "include \"$PWD/schemas/msrtcsip.schema\""
+  echo "pidfile \"$work/slapd.pid\""
+  echo 'modulepath /usr/lib/ldap'
+  echo 'moduleload back_mdb'
+  echo 'access to dn.base="" by * read'
+  echo 'access to dn.base="cn=Subschema" by * read'
+  database "cn=Configuration,dc=contoso,dc=com" db-config ""
+  database "dc=contoso,dc=com" db-domain "rootpw \"$password\""
+} >"$work/slapd.conf"
+/usr/sbin/slapadd -q -f "$work/slapd.conf" -b "cn=Configuration,dc=contoso,dc=com" -l tests/fixtures/contoso-config.ldif
+/usr/sbin/slapadd -q -f "$work/slapd.conf" -b "dc=contoso,dc=com" -l tests/fixtures/contoso-domain.ldif
+
+for _ in 1 2 3 4 5; do
+  port=$((20000 + RANDOM % 40000))
+  url="ldap://127.0.0.1:$port"
+  /usr/sbin/slapd -d none -f "$work/slapd.conf" -h "$url/" 2>>"$work/slapd.log" &
+  slapd_pid=$!
+  for _ in $(seq 1 200); do
+    if ldapsearch -x -H "$url" -b "" -s base '(objectClass=*)' 1.1 >/dev/null 2>&1; then break 2; fi
+    if ! kill -0 "$slapd_pid" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  kill "$slapd_pid" 2>/dev/null || true
+  wait "$slapd_pid" 2>/dev/null || true
+  slapd_pid=
+done
+if [ -z "$slapd_pid" ]; then
+  echo "soak-daemon: slapd did not start; log:" >&2
+  tail -20 "$work/slapd.log" >&2
+  exit 1
+fi
+
+sip_port=$((20000 + RANDOM % 40000))
+http_port=$((20000 + RANDOM % 40000))
+(
+  cd "$work"
+  exec env PCSYNC_LOG=info \
+    PCSYNC__DIRECTORY__URL="$url" PCSYNC__DIRECTORY__BIND_PASSWORD_FILE="$work/admin.pw" \
+    PCSYNC__SCHEDULE__CRON="* * * * * *" \
+    PCSYNC__REDIRECTOR__UDP="127.0.0.1:$sip_port" PCSYNC__REDIRECTOR__TCP="127.0.0.1:$sip_port" \
+    PCSYNC__HTTP__LISTEN="127.0.0.1:$http_port" \
+    PCSYNC__AUDIT__PATH="$work/audit.jsonl" PCSYNC__STATE__DIR="$work/state" \
+    "$OLDPWD/$pcsync" --config "$OLDPWD/config/openldap.toml" --log-format json run
+) 2>"$work/pcsync.log" &
+pcsync_pid=$!
+echo "== pcsync run (PID $pcsync_pid) with a 1-second cron for ${duration}s" >&2
+sleep "$duration"
+metrics=$(curl -sf "http://127.0.0.1:$http_port/metrics" || true)
+kill -TERM "$pcsync_pid"
+code=0
+wait "$pcsync_pid" || code=$?
+pcsync_pid=
+
+# One line per cron-triggered run: its start second.
+grep '"scheduled run finished"' "$work/pcsync.log" | grep '"trigger":"Cron"' |
+  sed -E 's/.*"run_id":"([0-9]{8}T[0-9]{6}).*/\1/' >"$work/seconds" || true
+runs=$(wc -l <"$work/seconds")
+if [ "$runs" -lt 3 ]; then
+  echo "soak-daemon: only $runs scheduled runs logged; log tail:" >&2
+  tail -20 "$work/pcsync.log" >&2
+  exit 1
+fi
+to_epoch() { date -u -d "$(echo "$1" | sed -E 's/(....)(..)(..)T(..)(..)(..)/\1-\2-\3 \4:\5:\6/')" +%s; }
+first=$(to_epoch "$(head -1 "$work/seconds")")
+last=$(to_epoch "$(tail -1 "$work/seconds")")
+sort "$work/seconds" | uniq -c | awk '{ print $2, $1 }' >"$work/counts"
+missed=0
+doubled=0
+while read -r s n; do
+  if [ "$n" -gt 1 ]; then doubled=$((doubled + n - 1)); fi
+done <"$work/counts"
+distinct=$(wc -l <"$work/counts")
+missed=$(( (last - first + 1) - distinct ))
+outcomes=$(grep '"scheduled run finished"' "$work/pcsync.log" | grep -o '"outcome":"[a-z_]*"' | sort | uniq -c | tr -s ' ' | tr '\n' ' ')
+metric_runs=$(printf '%s\n' "$metrics" | awk '/^pcsync_runs_total/ { s += $2 } END { print s + 0 }')
+echo "duration=${duration}s seconds_covered=$((last - first + 1)) cron_runs=$runs missed=$missed doubled=$doubled runs_total_metric=$metric_runs exit_code=$code outcomes: $outcomes"
+[ "$missed" -eq 0 ] && [ "$doubled" -eq 0 ] && [ "$code" -eq 0 ]

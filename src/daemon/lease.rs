@@ -1,0 +1,252 @@
+//! The writer lease: which of several `pcsync run` instances sharing one directory may write.
+//!
+//! The directory is the only shared store. The lease is one entry (`[daemon] lease_dn`, object
+//! class `container`) whose `description` reads `holder=<instance>;expires=<RFC 3339 UTC>`. An
+//! instance takes or renews it with a compare-and-swap: one modify that deletes the exact value
+//! it read and adds the new one. If another instance changed the value in between, the delete
+//! fails (LDAP 16, noSuchAttribute) and the whole modify is refused, so two instances can never
+//! both believe they hold it. A lease is taken over only once its expiry has passed; the holder
+//! renews every `lease_renew` (at most half the lease), so a dead holder is replaced within
+//! `lease_duration + lease_renew` (less than two lease periods). Expiry times are compared
+//! across hosts: keep their clocks in sync (NTP), as Kerberos already demands on AD.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::apply::{DirectoryWriter, Modification};
+use crate::ldap::Error;
+use crate::model::{AttrValues, Entry};
+
+/// The attribute holding the lease value.
+pub const LEASE_ATTR: &str = "description";
+
+/// The lease as last read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub expires: DateTime<Utc>,
+}
+
+impl Lease {
+    /// The attribute value.
+    pub fn value(&self) -> String {
+        format!(
+            "holder={};expires={}",
+            self.holder,
+            self.expires.to_rfc3339_opts(SecondsFormat::Millis, true)
+        )
+    }
+
+    /// Parses a value written by [`Lease::value`]; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Lease> {
+        let rest = value.strip_prefix("holder=")?;
+        let (holder, expires) = rest.rsplit_once(";expires=")?;
+        let expires = DateTime::parse_from_rfc3339(expires)
+            .ok()?
+            .with_timezone(&Utc);
+        (!holder.is_empty()).then(|| Lease {
+            holder: holder.to_string(),
+            expires,
+        })
+    }
+}
+
+/// The result of one [`tick`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The lease as it now stands (`None`: unreadable or absent).
+    pub lease: Option<Lease>,
+    /// Whether this instance holds it (until `lease.expires`).
+    pub mine: bool,
+}
+
+/// Takes, renews or observes the lease at `dn` for `me`, at time `now`, for `duration`.
+/// A lost race is not an error: it returns the lease as the winner left it.
+pub async fn tick(
+    dir: &mut impl DirectoryWriter,
+    dn: &str,
+    me: &str,
+    now: DateTime<Utc>,
+    duration: std::time::Duration,
+) -> Result<Observed, Error> {
+    let expires = now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::zero());
+    let want = Lease {
+        holder: me.to_string(),
+        expires,
+    };
+    let Some(entry) = dir.read_entry(dn).await? else {
+        let cn = leaf_cn(dn);
+        let entry = Entry {
+            dn: dn.to_string(),
+            attributes: vec![
+                AttrValues::text("objectClass", &["top", "container"]),
+                AttrValues::text("cn", &[cn.as_str()]),
+                AttrValues::text(LEASE_ATTR, &[want.value().as_str()]),
+            ],
+        };
+        return match dir.add(&entry).await {
+            Ok(()) => Ok(Observed {
+                lease: Some(want),
+                mine: true,
+            }),
+            // Another instance created it first (LDAP 68): see what it wrote.
+            Err(e) if e.rc() == Some(68) => observe(dir, dn, me).await,
+            Err(e) => Err(e),
+        };
+    };
+    let current = entry
+        .attributes
+        .iter()
+        .find(|a| a.name.eq_ignore_ascii_case(LEASE_ATTR))
+        .and_then(|a| a.texts().next().map(str::to_string));
+    let parsed = current.as_deref().and_then(Lease::parse);
+    let free = match &parsed {
+        Some(l) => l.holder == me || l.expires <= now,
+        // Empty or unreadable: anyone may (re)write it.
+        None => true,
+    };
+    if !free {
+        return Ok(Observed {
+            lease: parsed,
+            mine: false,
+        });
+    }
+    let mut mods = Vec::new();
+    if let Some(old) = &current {
+        // The compare half of the swap: fails (LDAP 16) when the value changed since the read.
+        mods.push(Modification::Delete(AttrValues::text(LEASE_ATTR, &[old])));
+    }
+    mods.push(Modification::Add(AttrValues::text(
+        LEASE_ATTR,
+        &[want.value().as_str()],
+    )));
+    match dir.modify(dn, &mods, &[]).await {
+        Ok(()) => Ok(Observed {
+            lease: Some(want),
+            mine: true,
+        }),
+        // Lost the race (value changed, or the entry went away in between).
+        Err(e) if lost_race(&e) => observe(dir, dn, me).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the lease up (expiry = now) if `me` holds it, so another instance takes over at once.
+pub async fn release(
+    dir: &mut impl DirectoryWriter,
+    dn: &str,
+    me: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let Observed {
+        lease: Some(l),
+        mine: true,
+    } = observe(dir, dn, me).await?
+    else {
+        return Ok(());
+    };
+    let released = Lease {
+        holder: me.to_string(),
+        expires: now,
+    };
+    let mods = [
+        Modification::Delete(AttrValues::text(LEASE_ATTR, &[l.value().as_str()])),
+        Modification::Add(AttrValues::text(LEASE_ATTR, &[released.value().as_str()])),
+    ];
+    match dir.modify(dn, &mods, &[]).await {
+        Err(e) if !lost_race(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+async fn observe(dir: &mut impl DirectoryWriter, dn: &str, me: &str) -> Result<Observed, Error> {
+    let lease = dir.read_entry(dn).await?.and_then(|e| {
+        e.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(LEASE_ATTR))
+            .and_then(|a| a.texts().next().and_then(Lease::parse))
+    });
+    let mine = lease.as_ref().is_some_and(|l| l.holder == me);
+    Ok(Observed { lease, mine })
+}
+
+fn lost_race(e: &Error) -> bool {
+    matches!(e, Error::Conflict { .. }) || matches!(e.rc(), Some(16 | 32 | 68 | 122))
+}
+
+fn leaf_cn(dn: &str) -> String {
+    crate::model::Dn::parse(dn)
+        .ok()
+        .and_then(|d| d.leaf_value())
+        .unwrap_or_else(|| "pcsync-lease".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::tests::Fake;
+
+    const DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn block<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn one_holder_until_expiry_then_the_other_takes_over() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        // a creates the lease; b sees a's lease and does not take it while it is valid.
+        let a = block(tick(&mut dir, DN, "a", at(0), d)).unwrap();
+        assert!(a.mine);
+        let b = block(tick(&mut dir, DN, "b", at(10), d)).unwrap();
+        assert!(!b.mine);
+        assert_eq!(b.lease.as_ref().unwrap().holder, "a");
+        // a renews; b still waits.
+        assert!(block(tick(&mut dir, DN, "a", at(20), d)).unwrap().mine);
+        assert!(!block(tick(&mut dir, DN, "b", at(45), d)).unwrap().mine);
+        // a dies; after its expiry (20 + 30) b takes over, and a, coming back, does not.
+        let b = block(tick(&mut dir, DN, "b", at(51), d)).unwrap();
+        assert!(b.mine);
+        assert_eq!(b.lease.unwrap().expires, at(81));
+        let a = block(tick(&mut dir, DN, "a", at(52), d)).unwrap();
+        assert!(!a.mine);
+        assert_eq!(a.lease.unwrap().holder, "b");
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        assert!(block(tick(&mut dir, DN, "a", at(0), d)).unwrap().mine);
+        block(release(&mut dir, DN, "a", at(5))).unwrap();
+        assert!(block(tick(&mut dir, DN, "b", at(6), d)).unwrap().mine);
+        // Releasing a lease one does not hold changes nothing.
+        block(release(&mut dir, DN, "a", at(7))).unwrap();
+        assert!(!block(tick(&mut dir, DN, "a", at(8), d)).unwrap().mine);
+    }
+
+    #[test]
+    fn values_round_trip_and_junk_is_refused() {
+        let l = Lease {
+            holder: "host-a:42".into(),
+            expires: DateTime::parse_from_rfc3339("2026-11-24T08:00:00.250Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        assert_eq!(
+            l.value(),
+            "holder=host-a:42;expires=2026-11-24T08:00:00.250Z"
+        );
+        assert_eq!(Lease::parse(&l.value()), Some(l));
+        assert_eq!(Lease::parse("holder=;expires=2026-11-24T08:00:00Z"), None);
+        assert_eq!(Lease::parse("garbage"), None);
+        assert_eq!(Lease::parse("holder=a;expires=yesterday"), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! A real `pcsync run` process against a real slapd, with its HTTP endpoints read over a plain
+//! TCP socket (no HTTP client crate needed for two GETs).
+//!
+//! [`Daemon::spawn`] runs the binary with `config/openldap.toml` pointed at the slapd, SIP on a
+//! free loopback port, HTTP on another, state and audit log in the test's work dir, a 1-second
+//! cron, a 100 ms polling watch; extra environment overrides come last. Drop sends SIGTERM to
+//! that PID, then SIGKILL if it does not stop in time.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::repo;
+use super::slapd::{POLL_INTERVAL, Slapd, free_ports, log_tail, wait_bounded};
+
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+    pub audit: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `pcsync run` and waits until /healthz answers.
+    pub fn start(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Daemon {
+        let d = Daemon::spawn(slapd, work, env);
+        d.wait_until("/healthz answers", READY_TIMEOUT, || {
+            d.try_get("/healthz").is_some()
+        });
+        d
+    }
+
+    pub fn spawn(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Daemon {
+        let [sip_port, http_port] = free_ports::<2>();
+        let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+        std::fs::create_dir_all(work).unwrap();
+        let log = work.join("run.log");
+        let audit = work.join("audit.jsonl");
+        let state_dir = work.join("state");
+        // ("PCSYNC_CONFIG", path) in `env` replaces config/openldap.toml (SIGHUP tests edit it).
+        let config = env
+            .iter()
+            .find(|(k, _)| *k == "PCSYNC_CONFIG")
+            .map_or_else(|| repo("config/openldap.toml"), |(_, v)| PathBuf::from(v));
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pcsync"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PCSYNC") || key == "FAILPOINTS" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(work)
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-format", "json", "run"])
+            .env("PCSYNC__DIRECTORY__URL", &slapd.ldap_url)
+            .env(
+                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+                &slapd.admin_password_file,
+            )
+            .env("PCSYNC__REDIRECTOR__UDP", sip.to_string())
+            .env("PCSYNC__REDIRECTOR__TCP", sip.to_string())
+            .env("PCSYNC__HTTP__LISTEN", http.to_string())
+            .env("PCSYNC__SCHEDULE__CRON", "* * * * * *")
+            .env("PCSYNC__DAEMON__POLL_INTERVAL", "100ms")
+            .env("PCSYNC__DAEMON__RECONNECT_MIN", "100ms")
+            .env("PCSYNC__DAEMON__RECONNECT_MAX", "1s")
+            .env("PCSYNC__STATE__DIR", &state_dir)
+            .env("PCSYNC__AUDIT__PATH", &audit)
+            .env("PCSYNC_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env.iter().filter(|(k, _)| *k != "PCSYNC_CONFIG") {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start pcsync run");
+        Daemon {
+            child: Some(child),
+            sip,
+            http,
+            log,
+            audit,
+            state_dir,
+        }
+    }
+
+    /// Polls `ok` until it holds or `timeout` passes (then panics with the log tail).
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        panic!(
+            "timed out after {timeout:?} waiting for: {what}; log:\n{}",
+            log_tail(&self.log, 40)
+        );
+    }
+
+    /// One GET; `(status, body)`, or `None` when nothing answered.
+    pub fn try_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        let (head, body) = raw.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    }
+
+    pub fn health(&self) -> serde_json::Value {
+        let (status, body) = self
+            .try_get("/healthz")
+            .unwrap_or_else(|| panic!("no /healthz; log:\n{}", log_tail(&self.log, 40)));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.try_get("/metrics").expect("/metrics answers");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// SIGTERM, bounded wait; the exit code and how long the stop took.
+    pub fn stop(&mut self) -> (Option<i32>, Duration) {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        match wait_bounded(&mut child, STOP_TIMEOUT) {
+            Some(status) => (status.code(), started.elapsed()),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "pcsync run ignored SIGTERM; log:\n{}",
+                    log_tail(&self.log, 40)
+                );
+            }
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            if wait_bounded(&mut child, STOP_TIMEOUT).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
