@@ -394,6 +394,59 @@ fn tls_listener_redirects_and_answers_keepalives() {
         text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")),
         "{text}"
     );
+    // A retransmission of the INVITE gets a byte-identical response (stateless UAS).
+    tls.write_all(invite.as_bytes()).unwrap();
+    let mut again = Vec::new();
+    while again.len() < text.len() {
+        let n = tls.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed before the retransmission's answer"
+        );
+        again.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8(again).unwrap(), text);
+
+    // `pcsync probe --transport tls` trusts the private CA and checks the name.
+    let probe = |extra: &[&str]| {
+        let assert = pcsync_bare(work.path())
+            .args(["probe", "sip:PersistentChat@Contoso.com", "--server"])
+            .arg(&tls_addr)
+            .args(["--transport", "tls", "--ca-file"])
+            .arg(&pki.ca_file)
+            .args(extra)
+            .assert();
+        let (stdout, stderr) = output(&assert);
+        let code = assert.get_output().status.code();
+        (code, stdout, stderr)
+    };
+    let (code, stdout, stderr) = probe(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("SIP/2.0 302 Moved Temporarily\nContact: {FIXTURE_CONTACT}\n")
+    );
+    let (code, _, stderr) = probe(&["--server-name", "localhost", "--method", "OPTIONS"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A name the certificate does not carry: refused, one line, exit 1.
+    let (code, stdout, stderr) = probe(&["--server-name", "sip.fabrikam.com"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("pcsync: error: TLS: handshake with ")
+            && stderr.contains("sip.fabrikam.com")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    // Without --ca-file the private CA is not trusted.
+    let assert = pcsync_bare(work.path())
+        .args(["probe", "sip:PersistentChat@Contoso.com", "--server"])
+        .arg(&tls_addr)
+        .args(["--transport", "tls"])
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(1);
+    assert!(stderr.starts_with("pcsync: error: TLS: "), "{stderr}");
 }
 
 #[test]
