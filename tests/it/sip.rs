@@ -318,7 +318,7 @@ fn redirect_fails_with_one_line_when_its_port_is_taken() {
 }
 
 #[test]
-fn tls_listener_redirects_and_answers_keepalives() {
+fn tls_listener_redirects_and_answers_keepalives_and_retransmissions() {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
@@ -406,6 +406,35 @@ fn tls_listener_redirects_and_answers_keepalives() {
         again.extend_from_slice(&buf[..n]);
     }
     assert_eq!(String::from_utf8(again).unwrap(), text);
+
+    // The same over plain TCP.
+    let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let invite = invite
+        .replace(
+            &format!("SIP/2.0/TLS {}", tls.sock.local_addr().unwrap()),
+            &format!("SIP/2.0/TCP {local}"),
+        )
+        .replace("tls-1", "tcp-1");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        tcp.write_all(invite.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(n > 0, "TCP connection closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        answers.push(String::from_utf8(got).unwrap());
+    }
+    assert!(
+        answers[0].starts_with("SIP/2.0 302 Moved Temporarily\r\n"),
+        "{}",
+        answers[0]
+    );
+    assert!(answers[0].contains("Call-ID: tcp-1\r\n"), "{}", answers[0]);
+    assert_eq!(answers[0], answers[1]);
 
     // `pcsync probe --transport tls` trusts the private CA and checks the name.
     let probe = |extra: &[&str]| {
