@@ -520,3 +520,72 @@ fn ipv6_listeners_answer_over_udp_and_tcp() {
     );
     assert_eq!(probe("tcp"), last);
 }
+
+/// RFC 3261 §18.2.2: the client's connection is gone (reset right after the INVITE), so the
+/// 302 goes on a new connection to the source IP and the Via sent-by port, where the test
+/// listens.
+#[test]
+fn a_tcp_response_whose_connection_is_gone_goes_to_the_via_sent_by_port() {
+    use std::io::{Read, Write};
+
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let server = Redirector::start(&slapd, work.path());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let back = listener.local_addr().unwrap();
+    // Whether the server writes before the reset arrives is a race the test cannot control (a
+    // write into a connection the peer has just closed succeeds locally); a few attempts make
+    // it certain that one lands after the reset. A broken fallback fails every attempt.
+    let mut received = None;
+    for attempt in 0..10 {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.set_linger(Some(Duration::ZERO)).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        let mut stream: std::net::TcpStream = socket.into();
+        let invite = format!(
+            "INVITE sip:persistentchat@contoso.com SIP/2.0\r\nVia: SIP/2.0/TCP {back};branch=z9hG4bKgone{attempt}\r\n\
+             From: <sip:alice@contoso.com>;tag=t1\r\nTo: <sip:persistentchat@contoso.com>\r\nCall-ID: gone-{attempt}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(invite.as_bytes()).unwrap();
+        drop(stream); // linger 0: a reset, the connection is gone
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut text = String::new();
+                    conn.read_to_string(&mut text).unwrap();
+                    received = Some(text);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        if received.is_some() {
+            eprintln!("the response arrived on a new connection at attempt {attempt}");
+            break;
+        }
+    }
+    let text = received.expect("no response arrived on a new connection in 10 attempts");
+    assert!(
+        text.starts_with("SIP/2.0 302 Moved Temporarily\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("\r\nCall-ID: gone-"), "{text}");
+}
