@@ -160,3 +160,19 @@ impl SipMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_outcomes_are_counted_apart() {
+        let m = SipMetrics::default();
+        m.reconnect(true);
+        m.reconnect(false);
+        m.reconnect(false);
+        let s = m.snapshot();
+        assert_eq!((s.reconnects_sent, s.reconnects_failed), (1, 2));
+        assert_eq!(s.send_failed, 0);
+    }
+}
