@@ -5,18 +5,20 @@
 //! Needs no configuration file.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ValueEnum;
 
 use crate::cli::{Cli, Format, report_error};
 use crate::exit;
-use crate::sip::probe::{ProbeTransport, probe};
+use crate::sip::probe::{ProbeTransport, TlsClient, host_part, probe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,8 +35,17 @@ pub struct Args {
     /// The redirect server, HOST:PORT.
     #[arg(long)]
     server: String,
+    /// udp, tcp, or tls (Lync's default, port 5061; the certificate is verified).
     #[arg(long, value_enum, default_value_t = Transport::Udp)]
     transport: Transport,
+    /// With --transport tls: trust the CA certificates in this PEM file instead of the
+    /// system's roots (e.g. a private enterprise CA).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// With --transport tls: the name the server's certificate must carry (default: the host
+    /// part of --server).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
     #[arg(long, value_enum, default_value_t = ProbeMethod::Invite)]
     method: ProbeMethod,
     /// How long to wait for the final response.
@@ -64,6 +75,22 @@ pub async fn run(_cli: &Cli, args: &Args) -> u8 {
     let transport = match args.transport {
         Transport::Udp => ProbeTransport::Udp,
         Transport::Tcp => ProbeTransport::Tcp,
+        Transport::Tls => ProbeTransport::Tls,
+    };
+    if transport != ProbeTransport::Tls && (args.ca_file.is_some() || args.server_name.is_some()) {
+        return report_error(&"--ca-file and --server-name need --transport tls");
+    }
+    let tls = if transport == ProbeTransport::Tls {
+        let name = args
+            .server_name
+            .as_deref()
+            .unwrap_or_else(|| host_part(&args.server));
+        match TlsClient::new(args.ca_file.as_deref(), name) {
+            Ok(client) => Some(client),
+            Err(e) => return report_error(&e),
+        }
+    } else {
+        None
     };
     let method = match args.method {
         ProbeMethod::Invite => "INVITE",
@@ -82,6 +109,7 @@ pub async fn run(_cli: &Cli, args: &Args) -> u8 {
         method,
         args.timeout,
         &call_id,
+        tls.as_ref(),
     )
     .await
     {

@@ -50,6 +50,8 @@ pub struct SipMetrics {
     send_failed: AtomicU64,
     keepalives: AtomicU64,
     connections_open: AtomicU64,
+    reconnects_sent: AtomicU64,
+    reconnects_failed: AtomicU64,
 }
 
 /// A point-in-time copy of [`SipMetrics`].
@@ -67,6 +69,10 @@ pub struct Snapshot {
     pub send_failed: u64,
     pub keepalives: u64,
     pub connections_open: u64,
+    /// Responses sent on a new TCP connection because the request's was gone (§18.2.2).
+    pub reconnects_sent: u64,
+    /// Such attempts that failed (connect refused or timed out, write failed, over the cap).
+    pub reconnects_failed: u64,
 }
 
 impl SipMetrics {
@@ -119,6 +125,16 @@ impl SipMetrics {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
+    /// A response went out on a new connection (`true`) or could not (`false`).
+    pub fn reconnect(&self, sent: bool) {
+        let c = if sent {
+            &self.reconnects_sent
+        } else {
+            &self.reconnects_failed
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             requests: METHODS
@@ -139,6 +155,24 @@ impl SipMetrics {
             send_failed: self.send_failed.load(Relaxed),
             keepalives: self.keepalives.load(Relaxed),
             connections_open: self.connections_open.load(Relaxed),
+            reconnects_sent: self.reconnects_sent.load(Relaxed),
+            reconnects_failed: self.reconnects_failed.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_outcomes_are_counted_apart() {
+        let m = SipMetrics::default();
+        m.reconnect(true);
+        m.reconnect(false);
+        m.reconnect(false);
+        let s = m.snapshot();
+        assert_eq!((s.reconnects_sent, s.reconnects_failed), (1, 2));
+        assert_eq!(s.send_failed, 0);
     }
 }

@@ -108,7 +108,8 @@ impl Shared {
     }
 
     /// Handles one message: writes the response (if any) into `out`, which is cleared first,
-    /// and returns where a datagram response goes (`Some(None)` on a stream). `None`: no answer.
+    /// and returns where a datagram response goes (on a stream: where to reconnect if the
+    /// connection is gone). `None`: no answer.
     pub fn handle(
         &self,
         bytes: &[u8],

@@ -4,17 +4,99 @@
 //! its own reader, see [`super::message`]).
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rsipstack::sip::{HasHeaders, Header, SipMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::TlsConnector;
 
 /// Transport of a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeTransport {
     Udp,
     Tcp,
+    Tls,
+}
+
+/// How a TLS probe verifies the server: the trusted roots and the name its certificate must
+/// carry (a DNS name or an IP address).
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl TlsClient {
+    /// Trusts the CA certificates in `ca_file` (PEM), or the system's roots without one, and
+    /// expects `server_name` in the server's certificate.
+    pub fn new(ca_file: Option<&Path>, server_name: &str) -> Result<TlsClient, ProbeError> {
+        let tls = |reason: String| ProbeError::Tls(reason);
+        let mut roots = rustls::RootCertStore::empty();
+        match ca_file {
+            Some(path) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| tls(format!("cannot read --ca-file {}: {e}", path.display())))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        tls(format!(
+                            "--ca-file {} is not valid PEM: {e}",
+                            path.display()
+                        ))
+                    })?;
+                if certs.is_empty() {
+                    return Err(tls(format!(
+                        "--ca-file {} holds no certificate",
+                        path.display()
+                    )));
+                }
+                for cert in certs {
+                    roots.add(cert).map_err(|e| {
+                        tls(format!(
+                            "--ca-file {}: unusable certificate: {e}",
+                            path.display()
+                        ))
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                let _ = roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(tls(
+                        "no trusted CA certificates found on this system; give --ca-file".into(),
+                    ));
+                }
+            }
+        }
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|_| tls(format!("{server_name:?} is not a valid server name")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(TlsClient {
+            config: Arc::new(config),
+            name,
+        })
+    }
+}
+
+/// The host part of `HOST:PORT` (`[v6]:port` gives `v6`), the default name a TLS probe checks.
+pub fn host_part(server: &str) -> &str {
+    if let Some(rest) = server.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match server.rsplit_once(':') {
+        Some((host, _)) => host,
+        None => server,
+    }
 }
 
 /// Why a probe got no answer.
@@ -31,6 +113,9 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
+    /// TLS could not be set up or the handshake failed (certificate, name, protocol).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No final response in time.
     #[error("no final response from {server} within {secs}s")]
     Timeout { server: SocketAddr, secs: u64 },
@@ -93,6 +178,7 @@ pub fn request_text(
     let t = match transport {
         ProbeTransport::Udp => "UDP",
         ProbeTransport::Tcp => "TCP",
+        ProbeTransport::Tls => "TLS",
     };
     let host = match local {
         SocketAddr::V4(a) => a.ip().to_string(),
@@ -122,6 +208,7 @@ pub async fn probe(
     method: &str,
     timeout: Duration,
     call_id: &str,
+    tls: Option<&TlsClient>,
 ) -> Result<ProbeAnswer, ProbeError> {
     if super::message::uri_user_host(target).is_none() {
         return Err(ProbeError::Target(target.to_string()));
@@ -157,38 +244,28 @@ pub async fn probe(
                     }
                 }
             }
-            ProbeTransport::Tcp => {
-                let mut stream = TcpStream::connect(server).await.map_err(io("connect to"))?;
+            ProbeTransport::Tcp | ProbeTransport::Tls => {
+                let stream = TcpStream::connect(server).await.map_err(io("connect to"))?;
                 let local = stream.local_addr().map_err(io("connect to"))?;
-                let text = request_text(method, target, local, transport, call_id);
-                stream
-                    .write_all(text.as_bytes())
-                    .await
-                    .map_err(io("send to"))?;
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = stream.read(&mut chunk).await.map_err(io("receive from"))?;
-                    if n == 0 {
-                        return Err(ProbeError::Garbage {
-                            server,
-                            reason: "connection closed before a final response".into(),
-                        });
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    // Responses from pcsync have no body; take each complete header section.
-                    while let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let message: Vec<u8> = buf.drain(..end + 4).collect();
-                        if let Some(answer) = read_answer(&message, server)? {
-                            if method == "INVITE" && answer.code >= 300 {
-                                let to = answer.to.as_deref().unwrap_or(target);
-                                let ack = ack_text(target, local, transport, call_id, to);
-                                let _ = stream.write_all(ack.as_bytes()).await;
-                            }
-                            return Ok(answer);
-                        }
-                    }
+                let _ = stream.set_nodelay(true);
+                if transport == ProbeTransport::Tcp {
+                    return exchange(stream, server, local, target, transport, method, call_id)
+                        .await;
                 }
+                let Some(tls) = tls else {
+                    return Err(ProbeError::Tls("no TLS client configuration".into()));
+                };
+                let connector = TlsConnector::from(Arc::clone(&tls.config));
+                let stream = connector
+                    .connect(tls.name.clone(), stream)
+                    .await
+                    .map_err(|e| {
+                        ProbeError::Tls(format!(
+                            "handshake with {server} (expecting {:?}) failed: {e}",
+                            tls.name.to_str()
+                        ))
+                    })?;
+                exchange(stream, server, local, target, transport, method, call_id).await
             }
         }
     };
@@ -198,6 +275,50 @@ pub async fn probe(
             server,
             secs: timeout.as_secs(),
         })?
+}
+
+/// Sends the request on a stream and reads responses until a final one (ACKing a failed INVITE).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    server: SocketAddr,
+    local: SocketAddr,
+    target: &str,
+    transport: ProbeTransport,
+    method: &str,
+    call_id: &str,
+) -> Result<ProbeAnswer, ProbeError> {
+    let io = |op| move |source| ProbeError::Io { op, server, source };
+    let text = request_text(method, target, local, transport, call_id);
+    stream
+        .write_all(text.as_bytes())
+        .await
+        .map_err(io("send to"))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(io("receive from"))?;
+        if n == 0 {
+            return Err(ProbeError::Garbage {
+                server,
+                reason: "connection closed before a final response".into(),
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // Responses from pcsync have no body; take each complete header section.
+        while let Some(end) = find(&buf, b"\r\n\r\n") {
+            let message: Vec<u8> = buf.drain(..end + 4).collect();
+            if let Some(answer) = read_answer(&message, server)? {
+                if method == "INVITE" && answer.code >= 300 {
+                    let to = answer.to.as_deref().unwrap_or(target);
+                    let ack = ack_text(target, local, transport, call_id, to);
+                    let _ = stream.write_all(ack.as_bytes()).await;
+                    let _ = stream.flush().await;
+                }
+                let _ = stream.shutdown().await;
+                return Ok(answer);
+            }
+        }
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -274,5 +395,39 @@ mod tests {
         let req = crate::sip::message::parse(ack.as_bytes()).unwrap();
         assert_eq!(req.method, crate::sip::message::Method::Ack);
         assert!(req.defect.is_none(), "{:?}", req.defect);
+    }
+
+    #[test]
+    fn the_default_tls_name_is_the_host_part_of_the_server() {
+        assert_eq!(host_part("sip.contoso.com:5061"), "sip.contoso.com");
+        assert_eq!(host_part("127.0.0.1:5061"), "127.0.0.1");
+        assert_eq!(host_part("[::1]:5061"), "::1");
+        assert_eq!(host_part("sip.contoso.com"), "sip.contoso.com");
+    }
+
+    #[test]
+    fn a_tls_request_names_tls_in_its_via() {
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let text = request_text("OPTIONS", "sip:a@b", local, ProbeTransport::Tls, "x1");
+        assert!(
+            text.contains("\r\nVia: SIP/2.0/TLS 127.0.0.1:40000;"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_one_line_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = TlsClient::new(Some(&empty), "localhost")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("empty.pem holds no certificate"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        let e = TlsClient::new(Some(&missing), "localhost")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("TLS: cannot read --ca-file"), "{e}");
     }
 }

@@ -128,7 +128,9 @@ pub struct Response<'a> {
     /// What to add to the top Via (RFC 3261 §18.2.1, RFC 3581).
     received: Option<IpAddr>,
     rport: Option<u16>,
-    /// Where a datagram response goes (RFC 3261 §18.2.2); `None` on a stream.
+    /// Where a datagram response goes (RFC 3261 §18.2.2). On a stream: where to open a new
+    /// connection if the request's connection is gone (the source IP, i.e. `received`, and the
+    /// sent-by port or 5060); the transport decides whether to use it.
     pub destination: Option<SocketAddr>,
     mapping_version: u64,
 }
@@ -232,7 +234,13 @@ fn addressing(
         ((!sent_by_is_source || rport_requested) && via.received.is_none()).then_some(src_ip);
     let rport = rport_requested.then_some(source.addr.port());
     if !source.datagram {
-        return (received, rport, None);
+        // §18.2.2 for a closed connection: `received` and the sent-by port. `rport` is not used:
+        // on a stream it is the closed connection's ephemeral port, where nobody listens.
+        return (
+            received,
+            rport,
+            Some(SocketAddr::new(src_ip, via.port.unwrap_or(5060))),
+        );
     }
     // maddr (multicast) is not honoured: pcsync only answers unicast; the response goes to the
     // source as below, which is what every client behind NAT needs anyway.

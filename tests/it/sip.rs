@@ -318,7 +318,7 @@ fn redirect_fails_with_one_line_when_its_port_is_taken() {
 }
 
 #[test]
-fn tls_listener_redirects_and_answers_keepalives() {
+fn tls_listener_redirects_and_answers_keepalives_and_retransmissions() {
     use std::io::{Read, Write};
     use std::sync::Arc;
 
@@ -394,6 +394,88 @@ fn tls_listener_redirects_and_answers_keepalives() {
         text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")),
         "{text}"
     );
+    // A retransmission of the INVITE gets a byte-identical response (stateless UAS).
+    tls.write_all(invite.as_bytes()).unwrap();
+    let mut again = Vec::new();
+    while again.len() < text.len() {
+        let n = tls.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed before the retransmission's answer"
+        );
+        again.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(String::from_utf8(again).unwrap(), text);
+
+    // The same over plain TCP.
+    let mut tcp = std::net::TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let invite = invite
+        .replace(
+            &format!("SIP/2.0/TLS {}", tls.sock.local_addr().unwrap()),
+            &format!("SIP/2.0/TCP {local}"),
+        )
+        .replace("tls-1", "tcp-1");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        tcp.write_all(invite.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(n > 0, "TCP connection closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        answers.push(String::from_utf8(got).unwrap());
+    }
+    assert!(
+        answers[0].starts_with("SIP/2.0 302 Moved Temporarily\r\n"),
+        "{}",
+        answers[0]
+    );
+    assert!(answers[0].contains("Call-ID: tcp-1\r\n"), "{}", answers[0]);
+    assert_eq!(answers[0], answers[1]);
+
+    // `pcsync probe --transport tls` trusts the private CA and checks the name.
+    let probe = |extra: &[&str]| {
+        let assert = pcsync_bare(work.path())
+            .args(["probe", "sip:PersistentChat@Contoso.com", "--server"])
+            .arg(&tls_addr)
+            .args(["--transport", "tls", "--ca-file"])
+            .arg(&pki.ca_file)
+            .args(extra)
+            .assert();
+        let (stdout, stderr) = output(&assert);
+        let code = assert.get_output().status.code();
+        (code, stdout, stderr)
+    };
+    let (code, stdout, stderr) = probe(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("SIP/2.0 302 Moved Temporarily\nContact: {FIXTURE_CONTACT}\n")
+    );
+    let (code, _, stderr) = probe(&["--server-name", "localhost", "--method", "OPTIONS"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A name the certificate does not carry: refused, one line, exit 1.
+    let (code, stdout, stderr) = probe(&["--server-name", "sip.fabrikam.com"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with("pcsync: error: TLS: handshake with ")
+            && stderr.contains("sip.fabrikam.com")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    // Without --ca-file the private CA is not trusted.
+    let assert = pcsync_bare(work.path())
+        .args(["probe", "sip:PersistentChat@Contoso.com", "--server"])
+        .arg(&tls_addr)
+        .args(["--transport", "tls"])
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(1);
+    assert!(stderr.starts_with("pcsync: error: TLS: "), "{stderr}");
 }
 
 #[test]
@@ -437,4 +519,73 @@ fn ipv6_listeners_answer_over_udp_and_tcp() {
         format!("SIP/2.0 302 Moved Temporarily\nContact: {FIXTURE_CONTACT}\n")
     );
     assert_eq!(probe("tcp"), last);
+}
+
+/// RFC 3261 §18.2.2: the client's connection is gone (reset right after the INVITE), so the
+/// 302 goes on a new connection to the source IP and the Via sent-by port, where the test
+/// listens.
+#[test]
+fn a_tcp_response_whose_connection_is_gone_goes_to_the_via_sent_by_port() {
+    use std::io::{Read, Write};
+
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let server = Redirector::start(&slapd, work.path());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let back = listener.local_addr().unwrap();
+    // Whether the server writes before the reset arrives is a race the test cannot control (a
+    // write into a connection the peer has just closed succeeds locally); a few attempts make
+    // it certain that one lands after the reset. A broken fallback fails every attempt.
+    let mut received = None;
+    for attempt in 0..10 {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.set_linger(Some(Duration::ZERO)).unwrap();
+        socket.connect(&server.addr.into()).unwrap();
+        let mut stream: std::net::TcpStream = socket.into();
+        let invite = format!(
+            "INVITE sip:persistentchat@contoso.com SIP/2.0\r\nVia: SIP/2.0/TCP {back};branch=z9hG4bKgone{attempt}\r\n\
+             From: <sip:alice@contoso.com>;tag=t1\r\nTo: <sip:persistentchat@contoso.com>\r\nCall-ID: gone-{attempt}\r\n\
+             CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        stream.write_all(invite.as_bytes()).unwrap();
+        drop(stream); // linger 0: a reset, the connection is gone
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut text = String::new();
+                    conn.read_to_string(&mut text).unwrap();
+                    received = Some(text);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        if received.is_some() {
+            eprintln!("the response arrived on a new connection at attempt {attempt}");
+            break;
+        }
+    }
+    let text = received.expect("no response arrived on a new connection in 10 attempts");
+    assert!(
+        text.starts_with("SIP/2.0 302 Moved Temporarily\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\r\nContact: {FIXTURE_CONTACT}\r\n")),
+        "{text}"
+    );
+    assert!(text.contains("\r\nCall-ID: gone-"), "{text}");
 }

@@ -270,15 +270,21 @@ fn responses_go_where_rfc_3261_18_2_2_says() {
         header(&got, "Via"),
         ["SIP/2.0/UDP 192.0.2.10:5070;branch=z9hG4bK776asdhds;received=198.51.100.7"]
     );
-    // On a stream there is no datagram destination.
+    // On a stream the destination is only the fallback for a closed connection (§18.2.2): the
+    // source IP and the sent-by port, never the source's (ephemeral) port; 5060 by default.
     let stream = Source {
-        addr: "192.0.2.10:5070".parse().unwrap(),
+        addr: "192.0.2.10:40001".parse().unwrap(),
         datagram: false,
     };
     let Outcome::Reply(r) = respond(base.as_bytes(), &t, stream).1 else {
         panic!()
     };
-    assert_eq!(r.destination, None);
+    assert_eq!(r.destination, Some("192.0.2.10:5070".parse().unwrap()));
+    let no_port = base.replace("192.0.2.10:5070", "client.contoso.com");
+    let Outcome::Reply(r) = respond(no_port.as_bytes(), &t, stream).1 else {
+        panic!()
+    };
+    assert_eq!(r.destination, Some("192.0.2.10:5060".parse().unwrap()));
 }
 
 #[test]
