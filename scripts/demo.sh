@@ -144,10 +144,11 @@ echo "a second dry run now exits $code (0 = in sync)"
 
 headline "pcsync run: the agent (scheduled sync, live watch, redirector, health) for a few seconds"
 printf '$ pcsync run &\n'
-pcsync run >"$work/agent.log" 2>&1 &
+# The binary itself (not the shell function), so that $! is pcsync's own PID.
+"$pcsync_bin" --config "$repo/config/openldap.toml" run >"$work/agent.log" 2>&1 &
 agent_pid=$!
 wait_for "(exec 3<>/dev/tcp/127.0.0.1/$http_port)" 30
-show pcsync probe sip:OCSChat@contoso.com --server "127.0.0.1:$sip_port" --method OPTIONS >/dev/null
+show pcsync probe sip:OCSChat@contoso.com --server "127.0.0.1:$sip_port" --method OPTIONS
 printf '$ curl http://127.0.0.1:%s/healthz\n' "$http_port"
 exec 3<>"/dev/tcp/127.0.0.1/$http_port"
 printf 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3

@@ -12,6 +12,7 @@ mod audit;
 mod cli;
 mod common;
 mod daemon;
+mod demo;
 mod directory;
 mod json_schema;
 mod packaging;
