@@ -40,6 +40,7 @@ pub mod lock;
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod reconcile;
 pub mod redirector;
 pub mod schedule;

@@ -21,6 +21,7 @@ use crate::inventory;
 use crate::ldap::Directory;
 use crate::model::{DirectoryObject, DnCache, attr};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
+use crate::progress::Progress;
 
 /// Why a run ends early: a guard (exit 3, nothing written) or an error (exit 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub struct ApplyOptions<'a> {
     pub max_changes: Option<u32>,
     /// Who started the run, for the `run_start` record (`reconcile --apply`, `pcsync run`).
     pub origin: &'a str,
+    /// Counts the objects the scan reads (a terminal progress line for the CLI).
+    pub progress: Option<&'a Progress>,
 }
 
 /// The result of [`audited_apply`].
@@ -151,7 +154,7 @@ async fn apply_inner(
             .await
             .map_err(audit_err)?;
     }
-    let fresh = compute(settings, dir).await?;
+    let fresh = compute(settings, dir, opts.progress).await?;
     let plan = match opts.saved_plan {
         None => fresh,
         Some(path) => {
@@ -260,9 +263,13 @@ pub fn record_blocked(
 }
 
 /// Scans the directory and plans. Failed searches are errors; an empty one is a guard.
-pub async fn compute(settings: &Settings, dir: &mut Directory) -> Result<Plan, Stop> {
+pub async fn compute(
+    settings: &Settings,
+    dir: &mut Directory,
+    progress: Option<&Progress>,
+) -> Result<Plan, Stop> {
     let desired = Desired::from_settings(settings);
-    let observed = observe(settings, &desired, dir).await?;
+    let observed = observe(settings, &desired, dir, progress).await?;
     Ok(plan::plan(&desired, &observed, Utc::now()))
 }
 
@@ -270,16 +277,23 @@ async fn observe(
     settings: &Settings,
     desired: &Desired<'_>,
     dir: &mut Directory,
+    progress: Option<&Progress>,
 ) -> Result<Observed, Stop> {
     let mut collector = Collector::new(desired);
     let mut findings = Vec::new();
     // Only objectClass and the SIP address of every object: that is all detection needs, and
     // it halves what a 200,000-user scan moves (docs/benchmarks.md).
     let stats = inventory::scan_with(dir, settings, attr::DETECTION, &mut findings, |o| {
+        if let Some(p) = progress {
+            p.tick();
+        }
         collector.observe(o)
     })
-    .await
-    .map_err(|e| Stop::Error(e.to_string()))?;
+    .await;
+    if let Some(p) = progress {
+        p.finish();
+    }
+    let stats = stats.map_err(|e| Stop::Error(e.to_string()))?;
     if stats.base.entries == 0 {
         return Err(Stop::Guard(format!(
             "the search under base_dn {} returned no SIP-enabled objects; refusing to plan against an empty or unreadable directory",

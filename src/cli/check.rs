@@ -6,13 +6,13 @@
 
 use serde::Serialize;
 
-use crate::cli::progress::Progress;
 use crate::cli::{Cli, Format};
 use crate::config::{self, Settings};
 use crate::exit;
 use crate::inventory;
 use crate::ldap::Directory;
 use crate::model::{Enabled, ObjectKind, attr};
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -56,7 +56,7 @@ impl Report {
 }
 
 pub async fn run(cli: &Cli, args: &Args) -> u8 {
-    let mut progress = Progress::new(cli.quiet || args.format == Format::Json);
+    let progress = Progress::new(cli.quiet || args.format == Format::Json);
     let mut report = Report {
         format: args.format,
         checks: Vec::new(),
@@ -81,11 +81,11 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
             settings.migrations.len()
         ),
     );
-    check_directory(&settings, &mut report, &mut progress).await;
+    check_directory(&settings, &mut report, &progress).await;
     report.finish()
 }
 
-async fn check_directory(settings: &Settings, report: &mut Report, progress: &mut Progress) {
+async fn check_directory(settings: &Settings, report: &mut Report, progress: &Progress) {
     let mut dir = match Directory::connect(&settings.directory).await {
         Ok(dir) => dir,
         Err(e) => {

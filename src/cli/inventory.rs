@@ -9,13 +9,13 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cli::progress::Progress;
 use crate::cli::{Cli, Format, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
 use crate::inventory;
 use crate::ldap::Directory;
 use crate::model::{DirectoryObject, Enabled, Finding, ObjectKind};
+use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -104,7 +104,7 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         )
     });
     let mut findings: Vec<Finding> = Vec::new();
-    let mut progress = Progress::new(cli.quiet);
+    let progress = Progress::new(cli.quiet);
     let scanned = inventory::scan(&mut dir, &settings, &mut findings, |o| {
         let row = Row::new(&o, &settings);
         let r = if json {

@@ -10,7 +10,6 @@ mod check;
 mod inventory;
 mod mappings;
 mod probe;
-mod progress;
 mod reconcile;
 mod redirect;
 mod restore;

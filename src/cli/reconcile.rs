@@ -19,6 +19,7 @@ use crate::exit;
 use crate::ldap::Directory;
 use crate::lock::RunLock;
 use crate::plan::{Plan, render};
+use crate::progress::Progress;
 use crate::reconcile::{self, ApplyOptions, Stop};
 
 /// Output format of `reconcile`.
@@ -71,15 +72,16 @@ pub async fn run(cli: &Cli, args: &Args) -> u8 {
         return report_error(&e);
     }
     let code = if args.apply {
-        apply_run(args, &settings, &mut dir).await
+        apply_run(args, &settings, &mut dir, cli.quiet).await
     } else {
-        dry_run(args, &settings, &mut dir).await
+        dry_run(args, &settings, &mut dir, cli.quiet).await
     };
     dir.close().await;
     code
 }
 
-async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 {
+async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
+    let progress = Progress::new(quiet);
     match audit::unfinished_in(&settings.audit.path) {
         Ok(open) => {
             if !open.is_empty() {
@@ -95,7 +97,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 {
         }
         Err(e) => eprintln!("pcsync: warning: {e}"),
     }
-    let plan = match reconcile::compute(settings, dir).await {
+    let plan = match reconcile::compute(settings, dir, Some(&progress)).await {
         Ok(plan) => plan,
         Err(Stop::Guard(msg)) => {
             eprintln!("pcsync: blocked: {msg}");
@@ -118,12 +120,14 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 {
     }
 }
 
-async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory) -> u8 {
+async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
+    let progress = Progress::new(quiet);
     let opts = ApplyOptions {
         saved_plan: args.plan.as_deref(),
         plan_out: args.plan_out.as_deref(),
         max_changes: args.max_changes,
         origin: "reconcile --apply",
+        progress: Some(&progress),
     };
     // A one-shot run is stopped by the signal itself, never between swaps: nothing cancels it.
     let run = match reconcile::audited_apply(settings, dir, &opts, &CancellationToken::new()).await

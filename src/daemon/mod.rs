@@ -360,7 +360,7 @@ async fn run_connected(
         Ok(open) => !open.is_empty(),
         Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
     };
-    let plan = match reconcile::compute(settings, dir).await {
+    let plan = match reconcile::compute(settings, dir, None).await {
         Ok(plan) => plan,
         Err(Stop::Error(msg)) => return RunResult::new(RunOutcome::Failed, Some(msg)),
         Err(Stop::Guard(msg)) => return blocked_plan(daemon, settings, dir, msg),

@@ -114,7 +114,9 @@ fn progress_shows_on_a_terminal_only() {
     let config = repo("config/openldap.toml");
     let run_in_pty = |extra: &str| {
         let cmd = format!(
-            "{} --config {} {extra} inventory --format json >/dev/null",
+            "{} --config {} {extra} inventory --format json >/dev/null && {} --config {} {extra} reconcile --format json >/dev/null; test $? = 2",
+            bin().display(),
+            config.display(),
             bin().display(),
             config.display()
         );
@@ -132,7 +134,12 @@ fn progress_shows_on_a_terminal_only() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let tty = run_in_pty("");
-    assert!(tty.contains("read 7 objects in"), "{tty:?}");
+    assert!(tty.contains("read 7 objects in"), "inventory: {tty:?}");
+    assert_eq!(
+        tty.matches("read 7 objects in").count(),
+        2,
+        "reconcile: {tty:?}"
+    );
     let quiet = run_in_pty("--quiet");
     assert!(!quiet.contains("objects in"), "{quiet:?}");
 }
