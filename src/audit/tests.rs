@@ -124,3 +124,5 @@ fn run_ids_sort_by_time() {
     assert_eq!(a, "20261124T080000000Z-ffffffff");
     assert!(a < b);
 }
+
+mod proptests;

@@ -12,7 +12,7 @@ mod sip_uri;
 
 pub use dn::{Dn, DnError, escape_value};
 pub use entry::{AttrValues, Entry};
-pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError};
+pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError, fold_case};
 
 use std::collections::BTreeMap;
 use std::fmt;
