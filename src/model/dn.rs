@@ -546,7 +546,16 @@ mod tests {
     #[test]
     fn fuzz_regression_escaped_values_round_trip_exactly() {
         let parent = dn("dc=contoso,dc=com");
-        for value in ["a  ", "  ", " lead", "tail\u{3000}", "\u{a0}x", "OCSChat, Legacy + Old", "#1", "\\\"q\""] {
+        for value in [
+            "a  ",
+            "  ",
+            " lead",
+            "tail\u{3000}",
+            "\u{a0}x",
+            "OCSChat, Legacy + Old",
+            "#1",
+            "\\\"q\"",
+        ] {
             let child = Dn::child(&parent, "cn", value).unwrap();
             assert_eq!(child.leaf_value().as_deref(), Some(value), "{child}");
             assert_eq!(child.parent().as_ref(), Some(&parent));

@@ -10,6 +10,7 @@ mod ad;
 mod cli;
 mod common;
 mod directory;
+mod hostile;
 mod json_schema;
 mod packaging;
 mod reconcile;

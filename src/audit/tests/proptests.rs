@@ -15,7 +15,10 @@ use super::*;
 #[derive(Debug, Clone)]
 enum Mutation {
     /// XOR one byte of the record's line with a non-zero mask.
-    Flip { at: usize, mask: u8 },
+    Flip {
+        at: usize,
+        mask: u8,
+    },
     Delete,
     /// Swap with the next record.
     Swap,

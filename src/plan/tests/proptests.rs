@@ -12,9 +12,18 @@ use super::*;
 #[derive(Debug, Clone)]
 enum Holder {
     /// A user homed on: 0 legacy, 1 pool1, 2 pool2, 3 nothing.
-    User { home: u8, enabled: u8, spelled: bool },
+    User {
+        home: u8,
+        enabled: u8,
+        spelled: bool,
+    },
     /// An endpoint in the container: home 0 pool1, 1 pool2, 2 legacy, 3 nothing; owner right?
-    Endpoint { home: u8, enabled: u8, owner: bool, n: u8 },
+    Endpoint {
+        home: u8,
+        enabled: u8,
+        owner: bool,
+        n: u8,
+    },
     /// A contact outside the container.
     StrayContact,
     /// A group or other object holding the URI.
@@ -39,7 +48,11 @@ fn enabled(n: u8) -> Option<&'static str> {
 fn build(uri: &str, i: usize, h: &Holder) -> DirectoryObject {
     let mut pairs: Vec<(&str, &str)> = vec![("msRTCSIP-PrimaryUserAddress", uri)];
     let (dn, classes): (String, &[&str]) = match h {
-        Holder::User { home, enabled: e, spelled } => {
+        Holder::User {
+            home,
+            enabled: e,
+            spelled,
+        } => {
             if let Some(home) = [Some(LEGACY), Some(POOL1), Some(POOL2), None][*home as usize] {
                 pairs.push(("msRTCSIP-PrimaryHomeServer", home));
             }
@@ -47,13 +60,22 @@ fn build(uri: &str, i: usize, h: &Holder) -> DirectoryObject {
                 pairs.push(("msRTCSIP-UserEnabled", e));
             }
             pairs.push(("msRTCSIP-OptionFlags", "256"));
-            let cn = if *spelled { "OCSChat\\, Legacy \\+ Old" } else { "OCSChat" };
+            let cn = if *spelled {
+                "OCSChat\\, Legacy \\+ Old"
+            } else {
+                "OCSChat"
+            };
             (
                 format!("CN={cn} {i},OU=Service Accounts,DC=contoso,DC=com"),
                 &["top", "person", "user"],
             )
         }
-        Holder::Endpoint { home, enabled: e, owner, n } => {
+        Holder::Endpoint {
+            home,
+            enabled: e,
+            owner,
+            n,
+        } => {
             if let Some(home) = [Some(POOL1), Some(POOL2), Some(LEGACY), None][*home as usize] {
                 pairs.push(("msRTCSIP-PrimaryHomeServer", home));
             }
@@ -62,7 +84,11 @@ fn build(uri: &str, i: usize, h: &Holder) -> DirectoryObject {
             }
             pairs.push((
                 "msRTCSIP-OwnerUrn",
-                if *owner { "urn:application:persistentchat" } else { "urn:application:other" },
+                if *owner {
+                    "urn:application:persistentchat"
+                } else {
+                    "urn:application:other"
+                },
             ));
             (
                 format!("CN={{{n}-{i}}},{CONTAINER}"),
@@ -79,14 +105,20 @@ fn build(uri: &str, i: usize, h: &Holder) -> DirectoryObject {
 }
 
 fn classifier() -> Classifier {
-    Classifier::new(&["user".into(), "inetOrgPerson".into()], &["contact".into()])
+    Classifier::new(
+        &["user".into(), "inetOrgPerson".into()],
+        &["contact".into()],
+    )
 }
 
 /// What the directory looks like after the ready changes of `p` are written.
 fn apply_to(observed: &Observed, p: &Plan) -> Observed {
     let mut after = observed.clone();
     for c in p.ready() {
-        let key = crate::model::SipUri::parse(&c.sip_uri).unwrap().normalized().to_string();
+        let key = crate::model::SipUri::parse(&c.sip_uri)
+            .unwrap()
+            .normalized()
+            .to_string();
         let holders = after.holders.entry(key).or_default();
         let dn = Dn::parse(&c.dn).unwrap();
         match c.action {
@@ -104,7 +136,11 @@ fn apply_to(observed: &Observed, p: &Plan) -> Observed {
             Action::RepointEndpoint => {
                 let o = holders.iter_mut().find(|o| o.dn == dn).unwrap();
                 // Each attribute of the change replaces the old values.
-                let replaced = |n: &str| c.attributes.iter().any(|av| av.name.eq_ignore_ascii_case(n));
+                let replaced = |n: &str| {
+                    c.attributes
+                        .iter()
+                        .any(|av| av.name.eq_ignore_ascii_case(n))
+                };
                 let mut a = Attributes::new();
                 for (name, values) in o.attributes.iter().filter(|(n, _)| !replaced(n.as_str())) {
                     a.insert(name.as_str(), values.clone());
@@ -112,8 +148,13 @@ fn apply_to(observed: &Observed, p: &Plan) -> Observed {
                 for av in &c.attributes {
                     a.insert(&av.name, av.values.clone());
                 }
-                *o = DirectoryObject::from_attributes(o.dn.as_str(), a, &classifier(), &mut Vec::new())
-                    .unwrap();
+                *o = DirectoryObject::from_attributes(
+                    o.dn.as_str(),
+                    a,
+                    &classifier(),
+                    &mut Vec::new(),
+                )
+                .unwrap();
             }
         }
     }
