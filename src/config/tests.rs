@@ -705,3 +705,19 @@ fn migration_display_name_is_optional_and_checked() {
         "{errs:?}"
     );
 }
+
+// Found by the config_text fuzz target (issue 8, bad input): a TOML syntax error came out on
+// five lines (the parser's source snippet), not as one `pcsync: error:` line.
+#[test]
+fn fuzz_regression_toml_syntax_errors_are_one_line() {
+    let e = load("[directory]\nurl = \"ldap://x\"\ne[[migrations]]\n", &[]).unwrap_err();
+    let lines = e.lines();
+    assert_eq!(lines.len(), 1);
+    assert!(!lines[0].contains('\n'), "{lines:?}");
+    assert!(
+        lines[0].starts_with("cannot read config file pcsync.toml: TOML parse error at line 3, column 2: key with no value"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("expected `=`"), "{lines:?}");
+    assert!(!e.to_string().contains('\n'));
+}

@@ -67,7 +67,8 @@ pub struct Dn {
 impl Dn {
     /// Parses an RFC 4514 string.
     pub fn parse(text: &str) -> Result<Dn, DnError> {
-        let text = text.trim();
+        // Not `trim()`: a DN may end in an escaped space (`cn=a\ `).
+        let text = trim_end_unescaped(text.trim_start());
         if text.is_empty() {
             return Err(DnError::Empty);
         }
@@ -172,13 +173,20 @@ fn split_unescaped<'a>(text: &'a str, seps: &'a [char]) -> impl Iterator<Item = 
 
 /// Trims leading spaces and trailing spaces that are not escaped (`\ ` keeps one).
 fn trim_ava(text: &str) -> &str {
-    let text = text.trim_start();
-    let end = text.trim_end_matches(' ');
+    trim_end_unescaped(text.trim_start())
+}
+
+/// Trims trailing white space, keeping the first character of it when a backslash escapes it.
+/// (Found by the dn fuzz target: `Dn::parse` used `trim()`, so a normalised DN whose last value
+/// ends in an escaped space lost the space and no longer parsed.)
+fn trim_end_unescaped(text: &str) -> &str {
+    let end = text.trim_end();
     let backslashes = end.len() - end.trim_end_matches('\\').len();
-    if end.len() < text.len() && backslashes % 2 == 1 {
-        &text[..end.len() + 1]
+    if backslashes % 2 == 1 {
+        let escaped = text[end.len()..].chars().next().map_or(0, char::len_utf8);
+        &text[..end.len() + escaped]
     } else {
-        end.trim_end()
+        end
     }
 }
 
@@ -539,6 +547,16 @@ mod tests {
         assert_eq!(dn(d.normalized()), d);
         assert_eq!(d.leaf_value().as_deref(), Some(r"OCSChat Legacy \"));
         assert_eq!(dn(r"cn=a\ ,dc=x").normalized(), r"cn=a\ ,dc=x");
+    }
+
+    // Found by the dn fuzz target: a DN whose last value ends in an escaped space.
+    #[test]
+    fn fuzz_regression_escaped_space_at_the_very_end() {
+        let d = dn("cn=x+sn=b\\ ");
+        assert_eq!(d.normalized(), "cn=x+sn=b\\ ");
+        assert_eq!(dn(d.normalized()), d);
+        assert_eq!(dn("cn=a\\  ").leaf_value().as_deref(), Some("a "));
+        assert_eq!(dn("cn=a\\\\ ").leaf_value().as_deref(), Some("a\\"));
     }
 
     // Found by the dn fuzz target: trailing spaces and other white space did not survive
