@@ -262,6 +262,13 @@ fn hostile_values_are_findings_with_their_dn_and_the_escaped_well_known_user_is_
     // reconcile: the escaped well-known user is planned, then swapped, then nothing is left.
     let (code, plan, err) = run_json(&slapd, work.path(), &["reconcile", "--format", "json"]);
     assert_eq!(code, 2, "{plan} {err}");
+    let plan_findings = findings(&plan);
+    for dn_start in ["cn=long sip,ou=users", "cn=long endpoint,"] {
+        assert!(
+            finding_for(&plan_findings, dn_start).is_some(),
+            "reconcile reports {dn_start}: {plan_findings:?}"
+        );
+    }
     let retire = plan["changes"]
         .as_array()
         .unwrap()
