@@ -5,6 +5,7 @@
 # Installs cargo-fuzz into .tools/ (project-local) when it is missing.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#   FUZZ_RUNS=1000000 scripts/fuzz.sh 600   # also stop each target after that many executions
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(parse_respond tcp_framer)
+  TARGETS=(parse_respond tcp_framer sip_uri dn config_text config_structured)
 fi
 
 TOOLS="$PWD/.tools"
@@ -27,5 +28,6 @@ for target in "${TARGETS[@]}"; do
   echo "== fuzz $target for ${SECONDS_PER_TARGET}s" >&2
   mkdir -p "fuzz/corpus/$target"
   cargo fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -print_final_stats=1
+    -max_total_time="$SECONDS_PER_TARGET" -max_len=4096 -timeout=10 -print_final_stats=1 \
+    ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"}
 done

@@ -802,3 +802,5 @@ fn review_cursors_round_trip_and_names_are_checked() {
         );
     }
 }
+
+mod proptests;

@@ -30,14 +30,14 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/pcsync.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file is missing, unreadable or not valid TOML.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {}", one_line(.source))]
     Read {
         path: String,
         #[source]
         source: config::ConfigError,
     },
     /// The environment could not be read (e.g. a non-Unicode PCSYNC__ variable).
-    #[error("cannot read PCSYNC__ environment variables: {source}")]
+    #[error("cannot read PCSYNC__ environment variables: {}", one_line(.source))]
     Env {
         #[source]
         source: config::ConfigError,
@@ -45,6 +45,24 @@ pub enum ConfigError {
     /// One or more keys are invalid; each issue is one line.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigIssue>),
+}
+
+/// The TOML parser's message without its source snippet (`21 | e[[migrations]]`, `|  ^`), on
+/// one line: errors are printed as `pcsync: error: <one line>`. Found by the config_text fuzz
+/// target.
+fn one_line(source: &config::ConfigError) -> String {
+    let text = source.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let snippet = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !snippet.starts_with('|')
+        })
+        .collect();
+    parts.join(": ")
 }
 
 impl ConfigError {

@@ -42,7 +42,33 @@ pub struct ConfigIssue {
 
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        let origin = self.origin.to_string();
+        write!(
+            f,
+            "{}: {}: {}",
+            escape_controls(&origin),
+            escape_controls(&self.key),
+            escape_controls(&self.message)
+        )
+    }
+}
+
+/// Control characters (a quoted TOML key may hold a line break) written as escapes, so an
+/// issue stays one line and cannot forge log lines. Found by the config_structured fuzz target.
+fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
     }
 }
 

@@ -814,3 +814,43 @@ fn daemon_errors_name_their_key() {
         "{errs:?}"
     );
 }
+
+// Found by the config_text fuzz target (issue 8, bad input): a TOML syntax error came out on
+// five lines (the parser's source snippet), not as one `pcsync: error:` line.
+#[test]
+fn fuzz_regression_toml_syntax_errors_are_one_line() {
+    let e = load("[directory]\nurl = \"ldap://x\"\ne[[migrations]]\n", &[]).unwrap_err();
+    let lines = e.lines();
+    assert_eq!(lines.len(), 1);
+    assert!(!lines[0].contains('\n'), "{lines:?}");
+    assert!(
+        lines[0].starts_with("cannot read config file pcsync.toml: TOML parse error at line 3, column 2: key with no value"),
+        "{lines:?}"
+    );
+    assert!(lines[0].contains("expected `=`"), "{lines:?}");
+    assert!(!e.to_string().contains('\n'));
+}
+
+// Found by the config_structured fuzz target: an unknown quoted key holding a line break was
+// echoed raw, so the issue spanned two lines (and could forge a log line).
+#[test]
+fn fuzz_regression_control_characters_in_keys_are_escaped() {
+    let e = load(
+        "[directory]\nurl = \"ldap://x\"\n\"bad\\nkey\\u0007\" = 1\n",
+        &[],
+    )
+    .unwrap_err();
+    let lines = e.lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains('\n') && !l.contains('\u{7}')),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("directory.bad\\nkey\\u{7}: unknown key")),
+        "{lines:?}"
+    );
+}

@@ -11,7 +11,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Dn, SipUri};
+use crate::model::{Dn, SipUri, fold_case};
 
 /// One mapped address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,8 @@ impl MappingTable {
             let key = std::str::from_utf8(&buf[..len]).ok()?;
             self.by_key.get(key)
         } else {
-            let key = format!("{user}@{host}").to_lowercase();
+            // The same folding as `SipUri`'s key, part by part.
+            let key = format!("{}@{}", fold_case(user), fold_case(host));
             self.by_key.get(key.as_str())
         }
     }

@@ -46,8 +46,11 @@ pub enum DnError {
 struct Ava {
     /// Lower-cased attribute type.
     kind: String,
-    /// Unescaped, lower-cased value (hex text for `#` values).
+    /// Unescaped, lower-cased value (lower-case hex digits for `#` values).
     value: String,
+    /// A `#`-prefixed BER value (RFC 4514 §2.4), kept apart from a string value that merely
+    /// starts with an escaped `\#`: `cn=#6162` and `cn=\#6162` are different DNs.
+    ber: bool,
 }
 
 /// A distinguished name with case-insensitive equality.
@@ -64,7 +67,8 @@ pub struct Dn {
 impl Dn {
     /// Parses an RFC 4514 string.
     pub fn parse(text: &str) -> Result<Dn, DnError> {
-        let text = text.trim();
+        // Not `trim()`: a DN may end in an escaped space (`cn=a\ `).
+        let text = trim_end_unescaped(text.trim_start());
         if text.is_empty() {
             return Err(DnError::Empty);
         }
@@ -130,10 +134,11 @@ impl Dn {
     /// The unescaped value of the leaf RDN's first attribute, as written (case kept).
     pub fn leaf_value(&self) -> Option<String> {
         let first = split_unescaped(&self.original, &[',', ';']).next()?;
-        let ava = split_unescaped(first, &['+']).next()?;
+        let ava = trim_ava(split_unescaped(first, &['+']).next()?);
         let (_, value) = ava.split_once('=')?;
-        let value = value.trim_start();
-        unescape(value).ok().map(|v| trim_unescaped_end(&v, value))
+        // Exactly the escaped value: only unescaped surrounding spaces are dropped, so
+        // `leaf_value(child(p, a, v)) == v` for every `v` (the dn fuzz target checks it).
+        unescape(value.trim_start()).ok()
     }
 }
 
@@ -168,13 +173,20 @@ fn split_unescaped<'a>(text: &'a str, seps: &'a [char]) -> impl Iterator<Item = 
 
 /// Trims leading spaces and trailing spaces that are not escaped (`\ ` keeps one).
 fn trim_ava(text: &str) -> &str {
-    let text = text.trim_start();
-    let end = text.trim_end_matches(' ');
+    trim_end_unescaped(text.trim_start())
+}
+
+/// Trims trailing white space, keeping the first character of it when a backslash escapes it.
+/// (Found by the dn fuzz target: `Dn::parse` used `trim()`, so a normalised DN whose last value
+/// ends in an escaped space lost the space and no longer parsed.)
+fn trim_end_unescaped(text: &str) -> &str {
+    let end = text.trim_end();
     let backslashes = end.len() - end.trim_end_matches('\\').len();
-    if end.len() < text.len() && backslashes % 2 == 1 {
-        &text[..end.len() + 1]
+    if backslashes % 2 == 1 {
+        let escaped = text[end.len()..].chars().next().map_or(0, char::len_utf8);
+        &text[..end.len() + escaped]
     } else {
-        end.trim_end()
+        end
     }
 }
 
@@ -197,12 +209,13 @@ fn parse_ava(text: &str) -> Result<Ava, DnError> {
         return Err(DnError::BadType(kind.to_string()));
     }
     let value = value.trim_start();
+    let ber = value.starts_with('#');
     let value = if let Some(hex) = value.strip_prefix('#') {
         let hex = hex.trim_end();
         if hex.is_empty() || hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(DnError::BadHexValue(trimmed.to_string()));
         }
-        format!("#{}", hex.to_ascii_lowercase())
+        hex.to_ascii_lowercase()
     } else if !value.contains(['\\', '"']) {
         // Fast path (nearly every DN a scan sees): nothing to unescape, so no escaped space
         // either; one allocation instead of three.
@@ -220,12 +233,16 @@ fn parse_ava(text: &str) -> Result<Ava, DnError> {
     Ok(Ava {
         kind: kind.to_ascii_lowercase(),
         value,
+        ber,
     })
 }
 
 /// Trailing spaces are insignificant unless escaped (`\ `): compare the raw text's ending.
+/// `raw` has had its unescaped trailing spaces removed already ([`trim_ava`]), so a space at its
+/// end is an escaped one. (Testing for a trailing backslash instead mistook an escaped `\\` for
+/// `\ `: found by the dn fuzz target.)
 fn trim_unescaped_end(unescaped: &str, raw: &str) -> String {
-    if raw.trim_end().ends_with('\\') {
+    if raw.ends_with(' ') {
         // `...\ ` : the last space was escaped; keep exactly one.
         format!("{} ", unescaped.trim_end())
     } else {
@@ -285,6 +302,13 @@ fn escape_into(out: &mut String, value: &str) {
             }
             '#' if i == 0 => out.push_str("\\#"),
             ' ' if i == 0 || i == last => out.push_str("\\ "),
+            // Other leading or trailing white space would be trimmed by a parser: hex-escape it.
+            c if (i == 0 || i == last) && c.is_whitespace() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\{b:02X}");
+                }
+            }
             '\0' => out.push_str("\\00"),
             c if c.is_control() => {
                 let mut buf = [0u8; 4];
@@ -314,7 +338,8 @@ fn canonical(rdns: &[Vec<Ava>]) -> String {
             }
             out.push_str(&a.kind);
             out.push('=');
-            if a.value.starts_with('#') {
+            if a.ber {
+                out.push('#');
                 out.push_str(&a.value);
             } else {
                 escape_into(&mut out, &a.value);
@@ -497,5 +522,84 @@ mod tests {
             Dn::parse("cn").unwrap_err().to_string(),
             "RDN \"cn\" has no `=`"
         );
+    }
+
+    // Found by the dn fuzz target (issue 8, bad input): a string value starting with an escaped
+    // `\#` and a BER `#hex` value shared one canonical form, so two different DNs compared
+    // equal and the normalised form did not parse again.
+    #[test]
+    fn fuzz_regression_escaped_hash_is_not_a_ber_value() {
+        let text = dn(r"cn=\#ab,dc=x");
+        let ber = dn("cn=#ab,dc=x");
+        assert_ne!(text, ber);
+        assert_eq!(text.normalized(), r"cn=\#ab,dc=x");
+        assert_eq!(dn(text.normalized()), text);
+        assert_eq!(dn(ber.normalized()), ber);
+        assert_eq!(dn(r"cn=\#hash,dc=x").leaf_value().as_deref(), Some("#hash"));
+    }
+
+    // Found by the dn fuzz target: a value ending in an escaped backslash gained a space in its
+    // normalised form, which then did not parse.
+    #[test]
+    fn fuzz_regression_trailing_escaped_backslash() {
+        let d = dn(r"CN=OCSChat Legacy \\,DC=x");
+        assert_eq!(d.normalized(), r"cn=ocschat legacy \\,dc=x");
+        assert_eq!(dn(d.normalized()), d);
+        assert_eq!(d.leaf_value().as_deref(), Some(r"OCSChat Legacy \"));
+        assert_eq!(dn(r"cn=a\ ,dc=x").normalized(), r"cn=a\ ,dc=x");
+    }
+
+    // Found by the dn fuzz target: a DN whose last value ends in an escaped space.
+    #[test]
+    fn fuzz_regression_escaped_space_at_the_very_end() {
+        let d = dn("cn=x+sn=b\\ ");
+        assert_eq!(d.normalized(), "cn=x+sn=b\\ ");
+        assert_eq!(dn(d.normalized()), d);
+        assert_eq!(dn("cn=a\\  ").leaf_value().as_deref(), Some("a "));
+        assert_eq!(dn("cn=a\\\\ ").leaf_value().as_deref(), Some("a\\"));
+    }
+
+    // Found by the dn fuzz target: trailing spaces and other white space did not survive
+    // child → leaf_value ("a  " came back as "a ").
+    #[test]
+    fn fuzz_regression_escaped_values_round_trip_exactly() {
+        let parent = dn("dc=contoso,dc=com");
+        for value in [
+            "a  ",
+            "  ",
+            " lead",
+            "tail\u{3000}",
+            "\u{a0}x",
+            "OCSChat, Legacy + Old",
+            "#1",
+            "\\\"q\"",
+        ] {
+            let child = Dn::child(&parent, "cn", value).unwrap();
+            assert_eq!(child.leaf_value().as_deref(), Some(value), "{child}");
+            assert_eq!(child.parent().as_ref(), Some(&parent));
+            assert_eq!(dn(child.normalized()), child);
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any value escapes into an RDN that gives it back, and normalising is idempotent.
+            #[test]
+            fn escape_round_trips_and_normalising_is_idempotent(value in "\\PC{0,12}", upper in any::<bool>()) {
+                let parent = dn(if upper { "OU=Ünits,DC=Contoso,DC=com" } else { "ou=ünits,dc=contoso,dc=com" });
+                let child = Dn::child(&parent, "CN", &value).unwrap();
+                prop_assert_eq!(child.leaf_value(), Some(value));
+                let norm = dn(child.normalized());
+                prop_assert_eq!(&norm, &child);
+                prop_assert_eq!(norm.normalized(), child.normalized());
+                prop_assert!(child.is_within(&parent));
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ mod sip_uri;
 
 pub use dn::{Dn, DnError, escape_value};
 pub use entry::{AttrValues, Entry};
-pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError};
+pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError, fold_case};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -389,8 +389,19 @@ impl DirectoryObject {
                 }
             });
         let owner_urn = single_text(&attributes, attr::OWNER_URN, &mut bad).map(str::to_string);
-        let display_name =
-            single_text(&attributes, attr::DISPLAY_NAME, &mut bad).map(str::to_string);
+        let display_name = single_text(&attributes, attr::DISPLAY_NAME, &mut bad).and_then(|v| {
+            let chars = v.chars().count();
+            if chars > MAX_DISPLAY_NAME_CHARS {
+                bad(format!(
+                    "{}: {chars} characters, more than the {MAX_DISPLAY_NAME_CHARS} AD allows: {:?}",
+                    attr::DISPLAY_NAME,
+                    truncate(v)
+                ));
+                None
+            } else {
+                Some(v.to_string())
+            }
+        });
         DirectoryObject {
             dn,
             kind,
@@ -454,6 +465,9 @@ fn single_text<'a>(
         }
     }
 }
+
+/// AD's `displayName` rangeUpper; a longer value is hostile data, reported and not shown.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 256;
 
 /// Keeps hostile values from flooding a report line.
 fn truncate(text: &str) -> String {
@@ -615,6 +629,29 @@ mod tests {
             attrs(&[("msRTCSIP-PrimaryUserAddress", &[long.as_str()])]),
             &classifier(),
             &mut findings,
+        );
+        assert!(findings[0].reason.len() < 300, "{}", findings[0].reason);
+    }
+
+    // Issue 8, hostile directory data: a 100 KiB displayName is a finding, not a 100 KiB row.
+    #[test]
+    fn an_over_long_display_name_is_a_finding_and_not_shown() {
+        let mut findings = vec![];
+        let long = "D".repeat(100 * 1024);
+        let o = DirectoryObject::from_attributes(
+            "cn=long,dc=x",
+            attrs(&[("displayName", &[long.as_str()])]),
+            &classifier(),
+            &mut findings,
+        )
+        .unwrap();
+        assert_eq!(o.display_name, None);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].dn, "cn=long,dc=x");
+        assert!(
+            findings[0]
+                .reason
+                .starts_with("displayName: 102400 characters")
         );
         assert!(findings[0].reason.len() < 300, "{}", findings[0].reason);
     }

@@ -82,12 +82,14 @@ impl SipUri {
             return Err(SipUriError::BadChar(c));
         }
         let original = format!("sip:{user}@{host}");
-        if original.len() > MAX_SIP_URI_LEN {
+        let user_key = fold_case(user);
+        let key = format!("sip:{user_key}@{}", fold_case(host));
+        // Both forms are bounded, so the normalised form always parses again.
+        if original.len() > MAX_SIP_URI_LEN || key.len() > MAX_SIP_URI_LEN {
             return Err(SipUriError::TooLong);
         }
-        let key = original.to_lowercase();
         let at_original = 4 + user.len();
-        let at_key = key.rfind('@').unwrap_or(at_original);
+        let at_key = 4 + user_key.len();
         Ok(SipUri {
             original,
             key,
@@ -125,6 +127,24 @@ impl SipUri {
     pub fn host_normalized(&self) -> &str {
         &self.key[self.at_key + 1..]
     }
+}
+
+/// The case folding behind equality: each character lower-cased on its own, and kept as it is
+/// when its lower case is not exactly one character. `str::to_lowercase` is not used because
+/// it is context-sensitive (a final `Σ` becomes `ς` or `σ` depending on what precedes it, so
+/// `sip:ΑΣ@x` and the Request-URI parts `ΑΣ`, `x` would fold differently) and may expand a
+/// character (`İ` becomes `i` plus U+0307, which is no user character), so the normalised form
+/// would not parse again. Found by the sip_uri fuzz target.
+pub fn fold_case(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let mut lower = c.to_lowercase();
+        match (lower.next(), lower.next()) {
+            (Some(l), None) => out.push(l),
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// RFC 3261 `user` characters (unreserved, escaped and user-unreserved), minus nothing: a primary
@@ -283,5 +303,83 @@ mod tests {
         ];
         v.sort();
         assert_eq!(v[0].as_str(), "sip:A@x");
+    }
+
+    // Found by the sip_uri fuzz target (issue 8, bad input): `İ` lower-cases to `i` + U+0307,
+    // which is no user character, so the normalised form of a valid address did not parse; and
+    // `str::to_lowercase` folds a final `Σ` by context, so the redirector's `lookup(user, host)`
+    // and the table key disagreed.
+    #[test]
+    fn fuzz_regression_normalised_form_parses_and_folding_ignores_context() {
+        let u = SipUri::parse("sip:İ@x.tr").unwrap();
+        let n = SipUri::parse(u.normalized()).unwrap();
+        assert_eq!(n, u);
+        assert_eq!(n.normalized(), u.normalized());
+        let sigma = SipUri::parse("sip:ΑΣ@x.gr").unwrap();
+        assert_eq!(sigma.user_normalized(), "ασ");
+        assert_eq!(fold_case("ΑΣ"), "ασ");
+        // Lower-casing that grows the text (Ⱥ is 2 bytes, ⱥ 3) is bounded too.
+        let long = format!("sip:{}@x", "Ⱥ".repeat(200));
+        assert_eq!(SipUri::parse(&long).unwrap_err(), SipUriError::TooLong);
+    }
+
+    mod properties {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn hash(u: &SipUri) -> u64 {
+            let mut h = DefaultHasher::new();
+            u.hash(&mut h);
+            h.finish()
+        }
+
+        /// A user or host part: mostly valid characters, with case variants and non-ASCII.
+        fn part() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9._ÄÖÜäöüßİıΣσςΑΩǅⱥȺ-]{1,12}"
+        }
+
+        /// A host part (no `_`).
+        fn host() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9.ÄÖÜäöüßİıΣσςΑΩǅⱥȺ-]{1,12}"
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Normalising a normalised URI changes nothing.
+            #[test]
+            fn normalising_is_idempotent(user in part(), host in host()) {
+                let u = SipUri::from_parts(&user, &host).unwrap();
+                let n = SipUri::parse(u.normalized()).unwrap();
+                prop_assert_eq!(n.normalized(), u.normalized());
+                prop_assert_eq!(n.as_str(), u.normalized());
+                prop_assert_eq!(&n, &u);
+            }
+
+            /// Equality is case-insensitive and agrees with Hash and Ord.
+            #[test]
+            fn equality_is_case_insensitive_and_consistent(user in part(), host in host(), other in part(), flips in proptest::collection::vec(any::<bool>(), 24)) {
+                let a = SipUri::from_parts(&user, &host).unwrap();
+                // The same address with the case of some ASCII letters flipped.
+                let flip = |s: &str| -> String {
+                    s.chars().zip(flips.iter().cycle()).map(|(c, f)| if *f && c.is_ascii() { if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() } } else { c }).collect()
+                };
+                let b = SipUri::from_parts(&flip(&user), &flip(&host)).unwrap();
+                prop_assert_eq!(&a, &b);
+                prop_assert_eq!(a.cmp(&b), Ordering::Equal);
+                prop_assert_eq!(hash(&a), hash(&b));
+                let c = SipUri::from_parts(&other, &host).unwrap();
+                prop_assert_eq!(a == c, a.cmp(&c) == Ordering::Equal);
+                prop_assert_eq!(a == c, a.normalized() == c.normalized());
+                if a == c {
+                    prop_assert_eq!(hash(&a), hash(&c));
+                }
+                prop_assert_eq!(a.cmp(&c), c.cmp(&a).reverse());
+            }
+        }
     }
 }

@@ -609,3 +609,5 @@ fn powershell_quotes_single_quotes() {
     let ps = render::powershell(&run(&s, vec![]));
     assert!(ps.contains("-DisplayName 'O''Brien''s chat'"), "{ps}");
 }
+
+mod proptests;
