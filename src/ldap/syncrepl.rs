@@ -44,7 +44,8 @@ pub enum SyncEvent {
 pub enum SyncEnd {
     /// e-syncRefreshRequired (LDAP 4096): drop the cookie and refresh in full.
     RefreshRequired,
-    /// The server does not advertise syncrepl; nothing was sent.
+    /// The server does not advertise syncrepl (nothing was sent), or refused the control for
+    /// this base (LDAP 12: no syncprov on that database).
     Unsupported,
     /// The stream or the connection ended (`reason` is one line): reconnect.
     Lost(String),
@@ -117,6 +118,9 @@ impl Directory {
 fn end_of(rc: u32, text: &str, url: &str) -> SyncEnd {
     match rc {
         SYNC_REFRESH_REQUIRED => SyncEnd::RefreshRequired,
+        // unavailableCriticalExtension: the control is advertised (module loaded) but this
+        // database has no syncprov overlay.
+        12 => SyncEnd::Unsupported,
         0 => SyncEnd::Lost(format!(
             "syncrepl on {url}: the server ended the persist search"
         )),
@@ -214,6 +218,7 @@ mod tests {
     #[test]
     fn result_codes_map_to_how_the_stream_ends() {
         assert_eq!(end_of(4096, "", "ldap://x"), SyncEnd::RefreshRequired);
+        assert_eq!(end_of(12, "", "ldap://x"), SyncEnd::Unsupported);
         assert!(matches!(end_of(0, "", "ldap://x"), SyncEnd::Lost(m) if m.contains("ended")));
         assert!(
             matches!(end_of(52, "unavailable", "ldap://x"), SyncEnd::Lost(m) if m.contains("LDAP 52: unavailable"))

@@ -689,3 +689,28 @@ fn syncrepl_reconnects_after_a_slapd_restart() {
         d.log_text()
     );
 }
+
+#[test]
+fn without_syncprov_the_watch_polls() {
+    let slapd = Slapd::builder().syncprov(false).start();
+    let work = tempfile::tempdir().unwrap();
+    // The default 100 ms poll; an hourly cron so only the watch can bring the change.
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[("PCSYNC__SCHEDULE__CRON", "0 0 * * * *")],
+    );
+    d.wait_until(
+        "the watch falls back to polling",
+        Duration::from_secs(20),
+        || d.health()["watch"]["mode"] == "poll",
+    );
+    add_endpoint(&slapd, "polled", "polled", &slapd.pool_dn("1:2"));
+    let arrived = time_until_status(&d, "polled", 200, Duration::from_secs(10));
+    assert!(
+        arrived.is_some_and(|t| t <= CHANGE_BOUND),
+        "the polled change took {arrived:?}; log:\n{}",
+        d.log_text()
+    );
+    assert!(!d.state_dir.join("syncrepl.cookie").exists());
+}
