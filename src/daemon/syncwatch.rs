@@ -217,7 +217,14 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
             }
             Err(e) => SyncEnd::Lost(e.to_string()),
         };
-        reload = false;
+        let reloaded = std::mem::take(&mut reload);
+        let end = match end {
+            // Asked again right after a full reload: back off rather than spin.
+            SyncEnd::RefreshRequired if reloaded => SyncEnd::Lost(
+                "the server requires a full refresh (LDAP 4096) even after one".to_string(),
+            ),
+            end => end,
+        };
         match end {
             SyncEnd::RefreshRequired => {
                 info!("syncrepl: the server requires a full refresh (LDAP 4096); cookie dropped");
@@ -287,13 +294,19 @@ async fn consume(
             },
         }
     }
-    Some(match (&mut task).await {
+    Some(end_of_task((&mut task).await))
+}
+
+/// How the consumer task ended; a panic (ldap3's parsers on malformed BER) is a lost
+/// connection like any other.
+fn end_of_task(joined: Result<SyncEnd, tokio::task::JoinError>) -> SyncEnd {
+    match joined {
         Ok(end) => end,
         Err(e) if e.is_panic() => {
             SyncEnd::Lost("syncrepl consumer stopped on a malformed server message".to_string())
         }
         Err(e) => SyncEnd::Lost(format!("syncrepl consumer ended: {e}")),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +354,22 @@ mod tests {
         std::fs::write(dir.path().join(COOKIE_FILE), text).unwrap();
         let e = CookieStore::new(dir.path(), &base()).load().unwrap_err();
         assert!(e.to_string().contains("not hex"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_consumer_counts_as_a_lost_connection() {
+        let task = tokio::spawn(async {
+            if true {
+                panic!("syncstate: failed to parse tag");
+            }
+            SyncEnd::Stopped
+        });
+        assert!(matches!(
+            end_of_task(task.await),
+            SyncEnd::Lost(m) if m.contains("malformed")
+        ));
+        let ok = tokio::spawn(async { SyncEnd::RefreshRequired });
+        assert_eq!(end_of_task(ok.await), SyncEnd::RefreshRequired);
     }
 
     #[test]
