@@ -515,7 +515,9 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
         match syncwatch::run(Arc::clone(&daemon), token.clone()).await {
             syncwatch::Outcome::Stopped => return,
             syncwatch::Outcome::Unsupported => {
-                info!("the directory does not advertise syncrepl: the watch polls instead");
+                info!(
+                    "syncrepl is not available (not advertised, or LDAP 12: no syncprov on the database): the watch polls instead"
+                );
                 daemon.status.update(|s| s.watch.mode = "poll");
             }
         }

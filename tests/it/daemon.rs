@@ -713,4 +713,6 @@ fn without_syncprov_the_watch_polls() {
         d.log_text()
     );
     assert!(!d.state_dir.join("syncrepl.cookie").exists());
+    // slapd lists the control (the module is loaded) and refuses the search: LDAP 12.
+    assert!(d.log_text().contains("the watch polls instead"));
 }
