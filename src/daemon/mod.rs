@@ -17,6 +17,7 @@
 pub mod http;
 pub mod lease;
 pub mod status;
+pub mod syncwatch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -483,8 +484,9 @@ fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: Str
 
 // === the live watch ===
 
-/// Keeps the table current between ticks by triggering redirector refreshes every
-/// `poll_interval` (a whole endpoint-container rescan, built, validated and published by the
+/// Keeps the table current between ticks. `watch = "auto"` on a server that advertises
+/// syncrepl runs the [`syncwatch`] (a refresh per change, within a second); otherwise (and with
+/// `watch = "poll"`) it triggers redirector refreshes every `poll_interval` (a whole endpoint-container rescan, built, validated and published by the
 /// redirector's own worker; a version changes only when entries do). The refresh outcomes tell
 /// whether the directory is reachable; regaining it counts as a reconnect.
 async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
@@ -507,6 +509,18 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
     });
     if mode == WatchMode::Off {
         return;
+    }
+    if mode == WatchMode::Auto {
+        daemon.status.update(|s| s.watch.mode = "syncrepl");
+        match syncwatch::run(Arc::clone(&daemon), token.clone()).await {
+            syncwatch::Outcome::Stopped => return,
+            syncwatch::Outcome::Unsupported => {
+                info!(
+                    "syncrepl is not available (not advertised, or LDAP 12: no syncprov on the database): the watch polls instead"
+                );
+                daemon.status.update(|s| s.watch.mode = "poll");
+            }
+        }
     }
     let counters = &daemon.redirector.store.refresh;
     let mut last = (counters.ok.load(Relaxed), counters.failed.load(Relaxed));

@@ -87,10 +87,10 @@ pub struct DirectoryState {
 /// The live watch.
 #[derive(Debug, Clone, Serialize)]
 pub struct WatchState {
-    /// `poll` or `off`.
+    /// `syncrepl`, `poll` or `off`.
     pub mode: &'static str,
     pub interval_ms: u64,
-    /// `starting`, `ok`, `failing`, `off`.
+    /// `starting`, `ok` (poll), `connected` (syncrepl), `failing`, `off`.
     pub state: &'static str,
     pub reconnects: u64,
 }

@@ -9,10 +9,12 @@
 
 mod capabilities;
 mod error;
+mod syncrepl;
 mod write;
 
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch, oid};
 pub use error::{Attempt, Error};
+pub use syncrepl::{SYNC_REFRESH_REQUIRED, SyncEnd, SyncEvent};
 
 use std::sync::Arc;
 use std::time::Duration;

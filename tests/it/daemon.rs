@@ -160,7 +160,7 @@ fn scheduled_runs_happen_never_overlap_and_metrics_parse() {
     );
     assert_eq!(health["lease"]["writer"], true);
     assert!(health["directory"]["state"] == "up", "{health}");
-    assert!(health["watch"]["mode"] == "poll", "{health}");
+    assert!(health["watch"]["mode"] == "syncrepl", "{health}");
     assert!(health["last_success"].is_string(), "{health}");
 
     // Scrape after some SIP traffic, then parse strictly.
@@ -571,4 +571,148 @@ fn summary(records: &[audit::Record]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+// === the syncrepl watch (slapd has syncprov) ===
+
+/// A 60 s poll and an hourly cron: only the syncrepl watch can explain a change arriving
+/// within a second.
+const SYNCREPL_ONLY: &[(&str, &str)] = &[
+    ("PCSYNC__DAEMON__POLL_INTERVAL", "60s"),
+    ("PCSYNC__SCHEDULE__CRON", "0 0 * * * *"),
+];
+
+fn add_endpoint(slapd: &Slapd, cn: &str, user: &str, pool: &str) -> String {
+    let dn = format!("cn={cn},{}", slapd.endpoint_container());
+    slapd.add(&format!(
+        "dn: {dn}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n\
+         objectClass: contact\ncn: {cn}\nsn: {cn}\n\
+         msRTCSIP-PrimaryUserAddress: sip:{user}@contoso.com\nmsRTCSIP-UserEnabled: TRUE\n\
+         msRTCSIP-PrimaryHomeServer: {pool}\n"
+    ));
+    dn
+}
+
+#[test]
+fn syncrepl_brings_add_rehome_and_delete_within_one_second_and_keeps_its_cookie() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&slapd, work.path(), SYNCREPL_ONLY);
+    assert!(time_until_status(&d, FIXTURE_USER, 200, Duration::from_secs(30)).is_some());
+    d.wait_until(
+        "the syncrepl watch connects",
+        Duration::from_secs(20),
+        || {
+            let h = d.health();
+            h["watch"]["mode"] == "syncrepl" && h["watch"]["state"] == "connected"
+        },
+    );
+    let (pool1, pool2) = (slapd.pool_dn("1:2"), slapd.pool_dn("1:3"));
+
+    let dn = add_endpoint(&slapd, "sync-test", "synced", &pool1);
+    let added = time_until_status(&d, "synced", 200, Duration::from_secs(10));
+    assert!(
+        added.is_some_and(|t| t <= CHANGE_BOUND),
+        "add took {added:?}; log:\n{}",
+        d.log_text()
+    );
+
+    slapd.modify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: msRTCSIP-PrimaryHomeServer\nmsRTCSIP-PrimaryHomeServer: {pool2}\n"
+    ));
+    let started = Instant::now();
+    let mut rehomed = None;
+    while started.elapsed() < Duration::from_secs(10) {
+        if invite_contact(&d, "synced").is_some_and(|c| c.contains("pcpool2.contoso.com")) {
+            rehomed = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        rehomed.is_some_and(|t| t <= CHANGE_BOUND),
+        "re-home took {rehomed:?}"
+    );
+
+    slapd.delete(&dn);
+    let deleted = time_until_status(&d, "synced", 404, Duration::from_secs(10));
+    assert!(
+        deleted.is_some_and(|t| t <= CHANGE_BOUND),
+        "delete took {deleted:?}"
+    );
+
+    let cookie = d.state_dir.join("syncrepl.cookie");
+    d.wait_until("the cookie is persisted", Duration::from_secs(10), || {
+        cookie.exists()
+    });
+    let text = std::fs::read_to_string(&cookie).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cookie).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn syncrepl_reconnects_after_a_slapd_restart() {
+    let mut slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&slapd, work.path(), SYNCREPL_ONLY);
+    d.wait_until(
+        "the syncrepl watch connects",
+        Duration::from_secs(30),
+        || d.health()["watch"]["state"] == "connected",
+    );
+    slapd.stop();
+    d.wait_until(
+        "the watch notices the outage",
+        Duration::from_secs(20),
+        || {
+            let h = d.health();
+            h["watch"]["state"] == "failing" && h["directory"]["state"] == "down"
+        },
+    );
+    slapd.start_again();
+    d.wait_until("the watch reconnects", Duration::from_secs(20), || {
+        let h = d.health();
+        h["watch"]["state"] == "connected" && h["watch"]["reconnects"].as_u64().unwrap_or(0) >= 1
+    });
+    add_endpoint(
+        &slapd,
+        "after-restart",
+        "afterrestart",
+        &slapd.pool_dn("1:2"),
+    );
+    let arrived = time_until_status(&d, "afterrestart", 200, Duration::from_secs(10));
+    assert!(
+        arrived.is_some_and(|t| t <= CHANGE_BOUND),
+        "after the restart the change took {arrived:?}; log:\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn without_syncprov_the_watch_polls() {
+    let slapd = Slapd::builder().syncprov(false).start();
+    let work = tempfile::tempdir().unwrap();
+    // The default 100 ms poll; an hourly cron so only the watch can bring the change.
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[("PCSYNC__SCHEDULE__CRON", "0 0 * * * *")],
+    );
+    d.wait_until(
+        "the watch falls back to polling",
+        Duration::from_secs(20),
+        || d.health()["watch"]["mode"] == "poll",
+    );
+    add_endpoint(&slapd, "polled", "polled", &slapd.pool_dn("1:2"));
+    let arrived = time_until_status(&d, "polled", 200, Duration::from_secs(10));
+    assert!(
+        arrived.is_some_and(|t| t <= CHANGE_BOUND),
+        "the polled change took {arrived:?}; log:\n{}",
+        d.log_text()
+    );
+    assert!(!d.state_dir.join("syncrepl.cookie").exists());
+    // slapd lists the control (the module is loaded) and refuses the search: LDAP 12.
+    assert!(d.log_text().contains("the watch polls instead"));
 }

@@ -19,6 +19,8 @@
 //! - `size_limit(n)` applies `sizelimit size.soft=n size.hard=n size.prtotal=unlimited` to both
 //!   databases: non-admin unpaged searches stop at n entries (rc 4) like AD's MaxPageSize, paged
 //!   searches get everything. The rootdn is never limited.
+//! - `syncprov(false)` leaves the syncprov overlay off both databases (the module stays loaded,
+//!   so the root DSE may still list the control): a server where syncrepl searches fail.
 //!
 //! DN spelling: the fixture writes AD's `CN=…,DC=…`. slapd keeps it in DN-valued attributes but
 //! returns entry DNs as `cn=…,ou=…,dc=…` (schema case), so compare DNs case-insensitively.
@@ -474,6 +476,7 @@ pub struct SlapdBuilder {
     extra_config: Vec<String>,
     size_limit: Option<u32>,
     tls: bool,
+    syncprov: bool,
 }
 
 impl Default for SlapdBuilder {
@@ -485,6 +488,7 @@ impl Default for SlapdBuilder {
             extra_config: Vec::new(),
             size_limit: None,
             tls: true,
+            syncprov: true,
         }
     }
 }
@@ -532,6 +536,12 @@ impl SlapdBuilder {
         self
     }
 
+    /// The syncprov overlay on both databases (default) or on neither.
+    pub fn syncprov(mut self, on: bool) -> Self {
+        self.syncprov = on;
+        self
+    }
+
     /// TLS on (default) or off. Off: no certificates, no `ldaps://` listener, `ldaps_url` and
     /// `ca_file` are empty, and StartTLS is refused.
     pub fn tls(mut self, on: bool) -> Self {
@@ -575,7 +585,13 @@ impl SlapdBuilder {
         let conf = dir.join("slapd.conf");
         fs::write(
             &conf,
-            slapd_conf(&dir, &admin_password, self.size_limit, pki.as_ref()),
+            slapd_conf(
+                &dir,
+                &admin_password,
+                self.size_limit,
+                self.syncprov,
+                pki.as_ref(),
+            ),
         )
         .expect("write slapd.conf");
         for db in ["db-config", "db-domain"] {
@@ -682,6 +698,7 @@ fn slapd_conf(
     dir: &Path,
     admin_password: &str,
     size_limit: Option<u32>,
+    syncprov: bool,
     pki: Option<&TestPki>,
 ) -> String {
     let d = dir.display();
@@ -700,6 +717,11 @@ fn slapd_conf(
         Some(n) => format!("sizelimit size.soft={n} size.hard={n} size.prtotal=unlimited"),
         None => "sizelimit unlimited".to_owned(),
     };
+    let overlay = if syncprov {
+        "overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 1000\n"
+    } else {
+        ""
+    };
     // Identical settings for both databases; only suffix, directory and rootpw differ.
     let database = |suffix: &str, db_dir: &str, rootpw: &str| {
         format!(
@@ -715,9 +737,7 @@ fn slapd_conf(
              index entryUUID,entryCSN eq\n\
              access to attrs=userPassword\n  by anonymous auth\n  by * none\n\
              access to *\n  by users read\n  by * none\n\
-             overlay syncprov\n\
-             syncprov-checkpoint 100 1\n\
-             syncprov-sessionlog 1000\n"
+             {overlay}"
         )
     };
     format!(

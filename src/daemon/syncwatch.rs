@@ -1,0 +1,384 @@
+//! The syncrepl live watch (OpenLDAP with syncprov): an RFC 4533 refreshAndPersist search on
+//! the endpoint container ([`crate::ldap::Directory::syncrepl`]) whose every event triggers a
+//! table refresh through the redirector's own worker (built whole, validated, published), so
+//! a change reaches the redirector within a second instead of a poll interval.
+//!
+//! The consumer runs in its own task: ldap3's sync parsers panic on malformed BER, and a panic
+//! there ends only that task, which this loop treats as a dropped connection. The newest cookie
+//! is kept in `state.dir/syncrepl.cookie` ([`CookieStore`]) so a reconnect or restart resumes
+//! rather than re-reading the container; LDAP 4096 (e-syncRefreshRequired) drops it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Daemon;
+use crate::ldap::{Directory, LiveWatch, SyncEnd, SyncEvent};
+use crate::model::Dn;
+use crate::schedule::Trigger;
+
+/// The cookie file's name in `state.dir`.
+pub const COOKIE_FILE: &str = "syncrepl.cookie";
+
+/// Why the cookie store failed; one line naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CookieError {
+    #[error("cannot read the syncrepl cookie {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the syncrepl cookie {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("syncrepl cookie {path} is malformed: {reason}; it is ignored (full refresh)")]
+    Malformed { path: PathBuf, reason: String },
+}
+
+/// The newest syncrepl cookie, persisted as two lines: the search base it belongs to and the
+/// cookie in hex. A cookie for another base (the configuration changed) is ignored.
+#[derive(Debug, Clone)]
+pub struct CookieStore {
+    path: PathBuf,
+    base: String,
+}
+
+impl CookieStore {
+    pub fn new(state_dir: &Path, base: &Dn) -> CookieStore {
+        CookieStore {
+            path: state_dir.join(COOKIE_FILE),
+            base: base.normalized().to_string(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored cookie for this base; `None` when there is none (or it is for another base).
+    pub fn load(&self) -> Result<Option<Vec<u8>>, CookieError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(CookieError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let mut lines = text.lines();
+        let (Some(base), Some(hex), None) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(self.malformed("expected two lines: base DN, hex cookie"));
+        };
+        if base != self.base {
+            return Ok(None);
+        }
+        from_hex(hex)
+            .map(Some)
+            .ok_or_else(|| self.malformed("the cookie is not hex"))
+    }
+
+    /// Replaces the stored cookie atomically: a temp file (0600), fsync, rename, fsync of the
+    /// directory.
+    pub fn save(&self, cookie: &[u8]) -> Result<(), CookieError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let err = |source| CookieError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let tmp = self.path.with_extension("cookie.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        writeln!(f, "{}\n{}", self.base, to_hex(cookie)).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Forgets the cookie (the server said it is stale).
+    pub fn clear(&self) -> Result<(), CookieError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(CookieError::Write {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    fn malformed(&self, reason: &str) -> CookieError {
+        CookieError::Malformed {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect()
+}
+
+/// What the watch does with one event: whether it asks for a table refresh, and the cookie to
+/// persist.
+pub fn handle(event: SyncEvent) -> (bool, Option<Vec<u8>>) {
+    match event {
+        SyncEvent::Changed | SyncEvent::RefreshDone => (true, None),
+        SyncEvent::Cookie(c) => (false, Some(c)),
+    }
+}
+
+/// How the syncrepl watch stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Cancelled: the daemon is stopping.
+    Stopped,
+    /// The server does not advertise syncrepl: the caller polls instead.
+    Unsupported,
+}
+
+/// Runs the syncrepl watch until cancelled, or until a server turns out to have no syncrepl.
+pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
+    let settings = daemon.settings.load_full();
+    let base = settings.layout.endpoint_container.clone();
+    let store = CookieStore::new(&settings.state.dir, &base);
+    let mut cookie = match store.load() {
+        Ok(c) => c,
+        Err(e) => {
+            warn!("{e}");
+            None
+        }
+    };
+    let (backoff_min, backoff_max) = (settings.daemon.reconnect_min, settings.daemon.reconnect_max);
+    let mut backoff = backoff_min;
+    let mut reload = false;
+    let mut failing = false;
+    loop {
+        let connected = tokio::select! {
+            _ = token.cancelled() => return Outcome::Stopped,
+            c = Directory::connect(&settings.directory) => c,
+        };
+        let end = match connected {
+            Ok(dir) => {
+                if dir.capabilities().watch != LiveWatch::Syncrepl {
+                    dir.close().await;
+                    return Outcome::Unsupported;
+                }
+                if failing {
+                    info!("directory reachable again: syncrepl watch resumed");
+                    daemon.status.update(|s| s.watch.reconnects += 1);
+                }
+                failing = false;
+                backoff = backoff_min;
+                daemon.status.update(|s| s.watch.state = "connected");
+                daemon.status.directory(true, None, Utc::now());
+                info!(base = %base, resume = cookie.is_some(), "syncrepl watch connected");
+                // Changes made while disconnected arrive in the refresh phase; a refresh now
+                // covers a server that restarted without the cookie's history too.
+                let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
+                match consume(&daemon, &token, &store, dir, &base, &mut cookie, reload).await {
+                    Some(end) => end,
+                    None => return Outcome::Stopped,
+                }
+            }
+            Err(e) => SyncEnd::Lost(e.to_string()),
+        };
+        let reloaded = std::mem::take(&mut reload);
+        let end = match end {
+            // Asked again right after a full reload: back off rather than spin.
+            SyncEnd::RefreshRequired if reloaded => SyncEnd::Lost(
+                "the server requires a full refresh (LDAP 4096) even after one".to_string(),
+            ),
+            end => end,
+        };
+        match end {
+            SyncEnd::RefreshRequired => {
+                info!("syncrepl: the server requires a full refresh (LDAP 4096); cookie dropped");
+                cookie = None;
+                reload = true;
+                if let Err(e) = store.clear() {
+                    warn!("{e}");
+                }
+                continue;
+            }
+            SyncEnd::Unsupported => return Outcome::Unsupported,
+            SyncEnd::Stopped => return Outcome::Stopped,
+            SyncEnd::Lost(reason) => {
+                if !failing {
+                    warn!(
+                        "syncrepl watch: {reason}; serving the current table, reconnecting in {backoff:?}"
+                    );
+                } else {
+                    debug!("syncrepl watch: {reason}");
+                }
+                failing = true;
+                daemon.status.update(|s| s.watch.state = "failing");
+                daemon.status.directory(false, Some(reason), Utc::now());
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return Outcome::Stopped,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(backoff_max);
+    }
+}
+
+/// One stream: the consumer in its own task, its events applied here. `None` = cancelled.
+async fn consume(
+    daemon: &Daemon,
+    token: &CancellationToken,
+    store: &CookieStore,
+    dir: Directory,
+    base: &Dn,
+    cookie: &mut Option<Vec<u8>>,
+    reload: bool,
+) -> Option<SyncEnd> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut task = tokio::spawn(dir.syncrepl(base.clone(), cookie.clone(), reload, tx));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => {
+                task.abort();
+                return None;
+            }
+            event = rx.recv() => match event {
+                Some(event) => {
+                    let (refresh, new_cookie) = handle(event);
+                    if refresh {
+                        // Full = a refresh is pending already; this event coalesces into it.
+                        let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
+                    }
+                    if let Some(c) = new_cookie {
+                        if let Err(e) = store.save(&c) {
+                            warn!("{e}");
+                        }
+                        *cookie = Some(c);
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    Some(end_of_task((&mut task).await))
+}
+
+/// How the consumer task ended; a panic (ldap3's parsers on malformed BER) is a lost
+/// connection like any other.
+fn end_of_task(joined: Result<SyncEnd, tokio::task::JoinError>) -> SyncEnd {
+    match joined {
+        Ok(end) => end,
+        Err(e) if e.is_panic() => {
+            SyncEnd::Lost("syncrepl consumer stopped on a malformed server message".to_string())
+        }
+        Err(e) => SyncEnd::Lost(format!("syncrepl consumer ended: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Dn {
+        Dn::parse("CN=Application Contacts,CN=RTC Service,dc=contoso,dc=com").unwrap()
+    }
+
+    #[test]
+    fn cookie_round_trips_atomically_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = CookieStore::new(&dir.path().join("state"), &base());
+        assert_eq!(store.load().unwrap(), None);
+        store.save(b"rid=000,csn=20261124\x00\xff").unwrap();
+        assert_eq!(
+            store.load().unwrap().as_deref(),
+            Some(&b"rid=000,csn=20261124\x00\xff"[..])
+        );
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        store.save(b"newer").unwrap();
+        assert_eq!(store.load().unwrap().as_deref(), Some(&b"newer"[..]));
+        assert!(!store.path().with_extension("cookie.tmp").exists());
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        store.clear().unwrap();
+    }
+
+    #[test]
+    fn a_cookie_for_another_base_is_ignored_and_garbage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        CookieStore::new(dir.path(), &base()).save(b"c").unwrap();
+        let other = Dn::parse("ou=elsewhere,dc=contoso,dc=com").unwrap();
+        assert_eq!(CookieStore::new(dir.path(), &other).load().unwrap(), None);
+        std::fs::write(dir.path().join(COOKIE_FILE), "only one line").unwrap();
+        let e = CookieStore::new(dir.path(), &base()).load().unwrap_err();
+        assert!(e.to_string().contains(COOKIE_FILE), "{e}");
+        let text = format!("{}\nzz\n", base().normalized());
+        std::fs::write(dir.path().join(COOKIE_FILE), text).unwrap();
+        let e = CookieStore::new(dir.path(), &base()).load().unwrap_err();
+        assert!(e.to_string().contains("not hex"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_consumer_counts_as_a_lost_connection() {
+        let task = tokio::spawn(async {
+            if true {
+                panic!("syncstate: failed to parse tag");
+            }
+            SyncEnd::Stopped
+        });
+        assert!(matches!(
+            end_of_task(task.await),
+            SyncEnd::Lost(m) if m.contains("malformed")
+        ));
+        let ok = tokio::spawn(async { SyncEnd::RefreshRequired });
+        assert_eq!(end_of_task(ok.await), SyncEnd::RefreshRequired);
+    }
+
+    #[test]
+    fn changes_and_refresh_done_refresh_the_table_and_cookies_are_kept() {
+        assert_eq!(handle(SyncEvent::Changed), (true, None));
+        assert_eq!(handle(SyncEvent::RefreshDone), (true, None));
+        assert_eq!(
+            handle(SyncEvent::Cookie(b"k".to_vec())),
+            (false, Some(b"k".to_vec()))
+        );
+    }
+}
