@@ -359,6 +359,17 @@ struct Review {
     previous: Option<Cursor>,
 }
 
+/// The review cursor of `--since-last` (if any) and the filter that starts after it: what
+/// `list` and `export` both select.
+fn reviewed_filter(target: &Target, f: &FilterArgs) -> Result<(Option<Review>, Filter), String> {
+    let review = review_cursor(target, f)?;
+    let after = review
+        .as_ref()
+        .and_then(|r| r.previous.as_ref().map(|c| c.seq));
+    let filter = build_filter(f, Utc::now(), after)?;
+    Ok((review, filter))
+}
+
 fn review_cursor(target: &Target, f: &FilterArgs) -> Result<Option<Review>, String> {
     let Some(name) = &f.since_last else {
         return Ok(None);
@@ -434,15 +445,8 @@ fn save_cursor(review: Option<&Review>, cursor: &Cursor) -> Result<(), String> {
 }
 
 fn list(target: &Target, display: &Display, args: &ListArgs) -> u8 {
-    let review = match review_cursor(target, &args.filter) {
-        Ok(r) => r,
-        Err(e) => return report_error(&e),
-    };
-    let after = review
-        .as_ref()
-        .and_then(|r| r.previous.as_ref().map(|c| c.seq));
-    let filter = match build_filter(&args.filter, Utc::now(), after) {
-        Ok(f) => f,
+    let (review, filter) = match reviewed_filter(target, &args.filter) {
+        Ok(rf) => rf,
         Err(e) => return report_error(&e),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -818,15 +822,8 @@ fn verify_with_anchor(
 }
 
 fn export(target: &Target, display: &Display, args: &ExportArgs) -> u8 {
-    let review = match review_cursor(target, &args.filter) {
-        Ok(r) => r,
-        Err(e) => return report_error(&e),
-    };
-    let after = review
-        .as_ref()
-        .and_then(|r| r.previous.as_ref().map(|c| c.seq));
-    let filter = match build_filter(&args.filter, Utc::now(), after) {
-        Ok(f) => f,
+    let (review, filter) = match reviewed_filter(target, &args.filter) {
+        Ok(rf) => rf,
         Err(e) => return report_error(&e),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
