@@ -11,6 +11,7 @@
 # its PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/slapd.sh
 
 users=${1:-200000}
 runs=${2:-3}
@@ -38,35 +39,7 @@ pool='CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,CN=RTC Service,CN=Services,CN=
 password="bench-$RANDOM$RANDOM"
 printf '%s' "$password" >"$work/admin.pw"
 chmod 600 "$work/admin.pw"
-mkdir -p "$work/db-domain" "$work/db-config"
-
-database() { # suffix dir rootpw-line
-  cat <<EOF
-database mdb
-suffix "$1"
-rootdn "cn=admin,dc=contoso,dc=com"
-$3
-directory "$work/$2"
-maxsize 4294967296
-sizelimit unlimited
-index objectClass eq
-index msRTCSIP-PrimaryUserAddress eq,pres
-access to * by users read by * none
-EOF
-}
-{
-  echo 'include /etc/ldap/schema/core.schema'
-  echo 'include /etc/ldap/schema/cosine.schema'
-  echo 'include /etc/ldap/schema/inetorgperson.schema'
-  echo "include \"$PWD/schemas/msrtcsip.schema\""
-  echo "pidfile \"$work/slapd.pid\""
-  echo 'modulepath /usr/lib/ldap'
-  echo 'moduleload back_mdb'
-  echo 'access to dn.base="" by * read'
-  echo 'access to dn.base="cn=Subschema" by * read'
-  database "cn=Configuration,dc=contoso,dc=com" db-config ""
-  database "dc=contoso,dc=com" db-domain "rootpw \"$password\""
-} >"$work/slapd.conf"
+slapd_conf "$work" "$password" 0 >"$work/slapd.conf"
 
 echo "== generating $users SIP-enabled users" >&2
 {

@@ -12,6 +12,7 @@
 # PCSYNC_BIN=path/to/pcsync skips the build (the test suite uses it). KEEP=1 keeps the temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/slapd.sh
 repo=$(pwd)
 
 bold=""; reset=""
@@ -72,39 +73,8 @@ admin_dn="cn=admin,dc=contoso,dc=com"
 admin_pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 printf '%s' "$admin_pw" >"$work/admin.pw"
 chmod 600 "$work/admin.pw"
-mkdir -p "$work/db-config" "$work/db-domain"
-database() { # suffix dir rootpw-line
-  cat <<EOF
-database mdb
-suffix "$1"
-rootdn "$admin_dn"
-$3
-directory "$work/$2"
-maxsize 104857600
-index objectClass eq
-index msRTCSIP-PrimaryUserAddress eq,pres,sub
-index entryUUID,entryCSN eq
-access to * by users read by * none
-overlay syncprov
-syncprov-checkpoint 100 1
-syncprov-sessionlog 1000
-EOF
-}
-{
-  echo "include /etc/ldap/schema/core.schema"
-  echo "include /etc/ldap/schema/cosine.schema"
-  echo "include /etc/ldap/schema/inetorgperson.schema"
-  echo "include \"$repo/schemas/msrtcsip.schema\""
-  echo "pidfile \"$work/slapd.pid\""
-  echo "modulepath /usr/lib/ldap"
-  echo "moduleload back_mdb"
-  echo "moduleload syncprov"
-  echo "access to dn.base=\"\" by * read"
-  echo "access to dn.base=\"cn=Subschema\" by * read"
-  # Like AD: the configuration naming context is its own database, not glued under the domain.
-  database "cn=Configuration,dc=contoso,dc=com" db-config ""
-  database "dc=contoso,dc=com" db-domain "rootpw \"$admin_pw\""
-} >"$work/slapd.conf"
+# syncprov: `pcsync run` below watches the directory with syncrepl.
+slapd_conf "$work" "$admin_pw" 1 >"$work/slapd.conf"
 slapadd=$(command -v slapadd || echo /usr/sbin/slapadd)
 slapd=$(command -v slapd || echo /usr/sbin/slapd)
 "$slapadd" -q -f "$work/slapd.conf" -b "dc=contoso,dc=com" -l config/demo/10-domain.ldif

@@ -12,6 +12,7 @@
 # Everything lives in a temp dir; the processes started here are stopped by their PIDs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/slapd.sh
 
 duration=${1:-600}
 for tool in /usr/sbin/slapd /usr/sbin/slapadd ldapsearch curl awk; do
@@ -39,32 +40,8 @@ pcsync=target/release/pcsync
 password="soak-$RANDOM$RANDOM"
 printf '%s' "$password" >"$work/admin.pw"
 chmod 600 "$work/admin.pw"
-mkdir -p "$work/db-domain" "$work/db-config"
-database() { # suffix dir rootpw-line
-  cat <<EOF
-database mdb
-suffix "$1"
-rootdn "cn=admin,dc=contoso,dc=com"
-$3
-directory "$work/$2"
-index objectClass eq
-index msRTCSIP-PrimaryUserAddress eq,pres
-access to * by users read by * none
-EOF
-}
-{
-  echo 'include /etc/ldap/schema/core.schema'
-  echo 'include /etc/ldap/schema/cosine.schema'
-  echo 'include /etc/ldap/schema/inetorgperson.schema'
-  echo "include \"$PWD/schemas/msrtcsip.schema\""
-  echo "pidfile \"$work/slapd.pid\""
-  echo 'modulepath /usr/lib/ldap'
-  echo 'moduleload back_mdb'
-  echo 'access to dn.base="" by * read'
-  echo 'access to dn.base="cn=Subschema" by * read'
-  database "cn=Configuration,dc=contoso,dc=com" db-config ""
-  database "dc=contoso,dc=com" db-domain "rootpw \"$password\""
-} >"$work/slapd.conf"
+# No syncprov: the soak measures the cron trigger, with the agent polling as it did when recorded.
+slapd_conf "$work" "$password" 0 >"$work/slapd.conf"
 /usr/sbin/slapadd -q -f "$work/slapd.conf" -b "cn=Configuration,dc=contoso,dc=com" -l tests/fixtures/contoso-config.ldif
 /usr/sbin/slapadd -q -f "$work/slapd.conf" -b "dc=contoso,dc=com" -l tests/fixtures/contoso-domain.ldif
 

@@ -1,0 +1,37 @@
+# Shared by scripts/demo.sh, scripts/bench-reconcile.sh and scripts/soak-daemon.sh: the
+# slapd.conf of a throwaway OpenLDAP shaped like AD (the configuration naming context is its own
+# database, not glued under the domain), loaded with schemas/ from the repository.
+#
+#   slapd_conf WORK ADMIN_PASSWORD SYNCPROV   > "$WORK/slapd.conf"
+#
+# WORK holds the pidfile and the two database directories (created here). The admin is
+# cn=admin,dc=contoso,dc=com, rootdn of both databases. SYNCPROV=1 loads the syncprov overlay,
+# so `pcsync run` watches with syncrepl; 0 leaves it out (the agent then polls).
+
+slapd_conf() {
+  local work=$1 password=$2 syncprov=$3 repo
+  repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  mkdir -p "$work/db-config" "$work/db-domain"
+  echo "include /etc/ldap/schema/core.schema"
+  echo "include /etc/ldap/schema/cosine.schema"
+  echo "include /etc/ldap/schema/inetorgperson.schema"
+  echo "include \"$repo/schemas/msrtcsip.schema\""
+  echo "pidfile \"$work/slapd.pid\""
+  echo "modulepath /usr/lib/ldap"
+  echo "moduleload back_mdb"
+  if [ "$syncprov" = 1 ]; then echo "moduleload syncprov"; fi
+  echo "access to dn.base=\"\" by * read"
+  echo "access to dn.base=\"cn=Subschema\" by * read"
+  _slapd_database "cn=Configuration,dc=contoso,dc=com" db-config "" "$work" "$syncprov"
+  _slapd_database "dc=contoso,dc=com" db-domain "rootpw \"$password\"" "$work" "$syncprov"
+}
+
+_slapd_database() { # suffix dir rootpw-line work syncprov
+  printf 'database mdb\nsuffix "%s"\nrootdn "cn=admin,dc=contoso,dc=com"\n%s\n' "$1" "$3"
+  printf 'directory "%s/%s"\nmaxsize 4294967296\nsizelimit unlimited\n' "$4" "$2"
+  printf 'index objectClass eq\nindex msRTCSIP-PrimaryUserAddress eq,pres,sub\n'
+  printf 'index entryUUID,entryCSN eq\naccess to * by users read by * none\n'
+  if [ "$5" = 1 ]; then
+    printf 'overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 1000\n'
+  fi
+}
