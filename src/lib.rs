@@ -18,6 +18,7 @@
 //! - [`audit`]: the hash-chained JSON Lines audit log: writer with rotation, streaming
 //!   verified reader, review (filters, runs, diffs), LDIF export.
 //! - [`lock`]: the state-dir lock that keeps two reconciles on one host apart.
+//! - [`private`]: state and audit files 0600, directories 0700, whatever the umask.
 //! - [`mapping`]: the SIP URI → pool table: build, validate, publish (arc-swap), cache.
 //! - [`sip`]: the embedded SIP redirect server (the only user of `rsipstack`).
 //! - [`redirector`]: table + listeners + refresh worker, as one subsystem (`pcsync redirect`).
@@ -40,6 +41,7 @@ pub mod lock;
 pub mod mapping;
 pub mod model;
 pub mod plan;
+pub mod private;
 pub mod progress;
 pub mod reconcile;
 pub mod redirector;

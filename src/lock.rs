@@ -3,7 +3,7 @@
 //! lock when the process exits, however it exits, so a crashed run never leaves a stale lock.
 //! The file holds the holder's PID for humans; its content is never trusted.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -42,8 +42,8 @@ impl RunLock {
             path: shown.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new()
+        crate::private::create_dir(dir).map_err(io)?;
+        let mut file = crate::private::file_options()
             .read(true)
             .write(true)
             .create(true)

@@ -6,7 +6,7 @@
 //! rewritten underneath it.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -68,11 +68,7 @@ impl Cursor {
             reason: e.to_string(),
         };
         if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(file_err)?;
+            crate::private::create_dir(dir).map_err(file_err)?;
         }
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string(self).map_err(|e| file_err(std::io::Error::other(e)))?;

@@ -29,7 +29,7 @@ pub use read::{Position, Reader, Summary, Verified, repair_torn, verify};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -363,14 +363,8 @@ impl AuditLog {
             source,
         };
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = parent
-            && !dir.exists()
-        {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(open_err)?;
+        if let Some(dir) = parent {
+            crate::private::create_dir(dir).map_err(open_err)?;
         }
         let (head, next_seq) = read::tail(path)?;
         let existed = path.exists();

@@ -91,19 +91,17 @@ impl CookieStore {
     /// directory.
     pub fn save(&self, cookie: &[u8]) -> Result<(), CookieError> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let err = |source| CookieError::Write {
             path: self.path.clone(),
             source,
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(err)?;
+        crate::private::create_dir(dir).map_err(err)?;
         let tmp = self.path.with_extension("cookie.tmp");
-        let mut f = std::fs::OpenOptions::new()
+        let mut f = crate::private::file_options()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
             .open(&tmp)
             .map_err(err)?;
         writeln!(f, "{}\n{}", self.base, to_hex(cookie)).map_err(err)?;

@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -86,11 +86,7 @@ pub fn save(dir: &Path, table: &MappingTable) -> Result<(), CacheError> {
         let path = path.display().to_string();
         move |source| CacheError::Io { op, path, source }
     };
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io("cannot create", dir))?;
+    crate::private::create_dir(dir).map_err(io("cannot create", dir))?;
     let target = dir.join(CACHE_FILE);
     let temp = dir.join(format!(".{CACHE_FILE}.tmp"));
     let text = serde_json::to_vec_pretty(&CacheFile::from_table(table)).map_err(|e| {

@@ -105,6 +105,10 @@ pub enum Defect {
     MaxForwards,
     /// The top Via is not `SIP/2.0/<transport> <host>[:port]`.
     Via,
+    /// A header line holds a control character other than HT (a bare CR, NUL, ESC, DEL...):
+    /// RFC 3261 §25.1 allows none in a header value, and echoing one could split a response
+    /// line in a careless peer.
+    ControlCharacter,
 }
 
 impl Defect {
@@ -128,6 +132,7 @@ impl Defect {
             Defect::CSeq => "malformed CSeq header",
             Defect::MaxForwards => "malformed Max-Forwards header",
             Defect::Via => "malformed Via header",
+            Defect::ControlCharacter => "control character in a header",
         }
     }
 }
@@ -225,6 +230,9 @@ pub fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError> {
         if line.is_empty() {
             continue;
         }
+        if line.bytes().any(is_control) {
+            req.defect(Defect::ControlCharacter);
+        }
         if line.starts_with([' ', '\t']) {
             if let Some((_, _, end)) = current.as_mut() {
                 *end = line_start + line.len();
@@ -262,6 +270,12 @@ fn header_end(bytes: &[u8]) -> usize {
         i = at + 1;
     }
     bytes.len()
+}
+
+/// A control character that may not appear in a header line (RFC 3261 §25.1: HT is the only
+/// one allowed; CR and LF only as line ends). The line end itself is never part of `line`.
+pub fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -519,16 +533,19 @@ pub fn uri_user_host(uri: &str) -> Option<(Option<&str>, &str)> {
 }
 
 /// Appends `value` with any folded line breaks (CR/LF and the blanks after them) turned into
-/// one space.
+/// one space. Every other control character (a bare CR, NUL, ESC, DEL...) is turned into a space
+/// the same way, so nothing copied from a request can end or split a response line, whatever
+/// the peer's parser makes of such bytes. (The value is UTF-8: a non-UTF-8 header section is
+/// never answered.)
 pub fn write_unfolded(out: &mut Vec<u8>, value: &str) {
-    if !value.contains(['\r', '\n']) {
+    if !value.bytes().any(is_control) {
         out.extend_from_slice(value.as_bytes());
         return;
     }
     let mut fold = false;
     for b in value.bytes() {
         match b {
-            b'\r' | b'\n' => fold = true,
+            b if is_control(b) => fold = true,
             b' ' | b'\t' if fold => {}
             _ => {
                 if fold {

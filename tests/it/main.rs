@@ -19,4 +19,5 @@ mod json_schema;
 mod packaging;
 mod reconcile;
 mod schema;
+mod security;
 mod sip;

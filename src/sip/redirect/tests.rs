@@ -382,6 +382,113 @@ fn defects_get_400_with_a_warning_when_addressable() {
     }
 }
 
+/// Header lines of a response, split strictly at CRLF, with no other control character
+/// anywhere in the head (what a careful peer would accept).
+fn strict_lines(response: &str) -> Vec<&str> {
+    let head = response
+        .strip_suffix("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no final CRLF CRLF: {response:?}"));
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    for line in &lines {
+        assert!(
+            !line.bytes().any(message::is_control),
+            "control character in response line {line:?}"
+        );
+    }
+    lines
+}
+
+// See: #8 (nothing from a request is reflected into response headers without sanitising).
+#[test]
+fn control_characters_in_echoed_headers_get_400_and_never_split_a_response_line() {
+    let base = request("INVITE", "sip:ocschat@contoso.com");
+    let injected = "X-Injected: yes";
+    for (what, broken) in [
+        (
+            "bare CR in From",
+            base.replace(";tag=1928301774", &format!(";tag=1928301774\r{injected}")),
+        ),
+        (
+            "NUL in Call-ID",
+            base.replace("a84b4c76e66710@", &format!("a84b4c76e66710\0{injected}@")),
+        ),
+        (
+            "ESC, VT, FF, DEL in To",
+            base.replace(
+                "To: <sip:ocschat@contoso.com>",
+                &format!("To: <sip:ocschat@contoso.com>\x1b[2J\x0b\x0c\x7f{injected}"),
+            ),
+        ),
+        (
+            "bare CR in the top Via",
+            base.replace("z9hG4bK776asdhds", &format!("z9hG4bK776asdhds\r{injected}")),
+        ),
+        (
+            "bare CR in CSeq",
+            base.replace("314159 INVITE", &format!("314159 INVITE\r{injected}")),
+        ),
+        (
+            "a Contact smuggled after a bare CR in To",
+            base.replace(
+                "To: <sip:ocschat@contoso.com>",
+                "To: <sip:ocschat@contoso.com>\rContact: <sip:evil@attacker.example>",
+            ),
+        ),
+    ] {
+        let got = answer(&broken).unwrap_or_else(|| panic!("{what}: silent"));
+        let lines = strict_lines(&got);
+        assert_eq!(lines[0], "SIP/2.0 400 Bad Request", "{what}: {got:?}");
+        assert!(
+            lines.iter().all(|l| !l.starts_with("X-Injected")),
+            "{what}: {got:?}"
+        );
+        assert!(header(&got, "Contact").is_empty(), "{what}: {got:?}");
+        assert_eq!(
+            header(&got, "Warning"),
+            ["399 pcsync \"control character in a header\""],
+            "{what}"
+        );
+        // Still addressed to the client: Call-ID and CSeq come back (sanitised).
+        assert_eq!(header(&got, "Call-ID").len(), 1, "{what}: {got:?}");
+        assert_eq!(header(&got, "CSeq").len(), 1, "{what}: {got:?}");
+    }
+}
+
+#[test]
+fn the_contact_comes_from_the_table_and_the_warning_and_reason_from_pcsync() {
+    // The Request-URI and To spell the address their own way, with parameters and a display
+    // name; the Contact is the table's spelling and pool, nothing of the request.
+    let text = request("INVITE", "sip:OCSCHAT@Contoso.COM;x=<evil>").replace(
+        "To: <sip:OCSCHAT@Contoso.COM;x=<evil>>",
+        "To: \"Evil\" <sip:ocschat@contoso.com;maddr=attacker.example>",
+    );
+    let got = answer(&text).unwrap();
+    assert_eq!(
+        header(&got, "Contact"),
+        ["<sip:OCSChat@pcpool1.contoso.com:5061;transport=tls>"]
+    );
+    assert!(!got.contains("attacker") || header(&got, "To")[0].contains("attacker"));
+    // A defect's Warning is pcsync's fixed text, never request text.
+    let defect = request("INVITE", "sip:ocschat@contoso.com")
+        .replace("Max-Forwards: 70", "Max-Forwards: 70-evil-text");
+    let got = answer(&defect).unwrap();
+    assert_eq!(
+        header(&got, "Warning"),
+        ["399 pcsync \"malformed Max-Forwards header\""]
+    );
+    assert!(!got.contains("evil-text"), "{got}");
+}
+
+#[test]
+fn write_unfolded_turns_every_control_character_into_one_space() {
+    let mut out = Vec::new();
+    message::write_unfolded(&mut out, "a\r\n  b\rc\0\0d\x1b\x7fe\tf\ng");
+    assert_eq!(out, b"a b c d e\tf g");
+    out.clear();
+    message::write_unfolded(&mut out, "plain value; tag=1");
+    assert_eq!(out, b"plain value; tag=1");
+}
+
 #[test]
 fn unaddressable_messages_are_dropped() {
     let base = request("INVITE", "sip:ocschat@contoso.com");

@@ -40,6 +40,17 @@ impl Daemon {
     }
 
     pub fn spawn(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_with_umask(slapd, work, env, None)
+    }
+
+    /// Like [`Daemon::spawn`]; with `Some(umask)` the binary runs through
+    /// `sh -c 'umask UMASK && exec pcsync ...'` (the PID is still pcsync's: `exec`).
+    pub fn spawn_with_umask(
+        slapd: &Slapd,
+        work: &Path,
+        env: &[(&str, &str)],
+        umask: Option<&str>,
+    ) -> Daemon {
         let [sip_port, http_port] = free_ports::<2>();
         let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
@@ -52,7 +63,17 @@ impl Daemon {
             .iter()
             .find(|(k, _)| *k == "PCSYNC_CONFIG")
             .map_or_else(|| repo("config/openldap.toml"), |(_, v)| PathBuf::from(v));
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pcsync"));
+        let bin = assert_cmd::cargo::cargo_bin("pcsync");
+        let mut cmd = match umask {
+            None => Command::new(&bin),
+            Some(umask) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+                    .arg(&bin);
+                sh
+            }
+        };
         for (key, _) in std::env::vars() {
             if key.starts_with("PCSYNC") || key == "FAILPOINTS" {
                 cmd.env_remove(key);

@@ -241,9 +241,18 @@ pub struct TestPki {
     pub key_file: PathBuf,
 }
 
+/// The names the test server certificate is valid for by default.
+pub const SERVER_NAMES: [&str; 3] = ["127.0.0.1", "::1", "localhost"];
+
 /// Generates a fresh CA and a server certificate with rcgen (ring) into `dir` as
 /// `<prefix>ca.pem`, `<prefix>server.pem` and `<prefix>server.key`.
 pub fn write_test_pki(dir: &Path, prefix: &str) -> TestPki {
+    write_test_pki_for(dir, prefix, &SERVER_NAMES)
+}
+
+/// Like [`write_test_pki`] with a server certificate valid only for `names` (DNS names or IP
+/// addresses), e.g. one that does not match the address a client connects to.
+pub fn write_test_pki_for(dir: &Path, prefix: &str, names: &[&str]) -> TestPki {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -263,16 +272,13 @@ pub fn write_test_pki(dir: &Path, prefix: &str) -> TestPki {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate().expect("server key");
-    let sans = vec![
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-        "localhost".to_owned(),
-    ];
+    let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let mut params = CertificateParams::new(sans).expect("server params");
     params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().copied().unwrap_or("localhost"),
+    );
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
@@ -476,6 +482,10 @@ pub struct SlapdBuilder {
     extra_config: Vec<String>,
     size_limit: Option<u32>,
     tls: bool,
+    /// Names on the server certificate; `None`: [`SERVER_NAMES`].
+    tls_names: Option<Vec<String>>,
+    /// The admin's password; `None`: a random one.
+    admin_password: Option<String>,
     syncprov: bool,
 }
 
@@ -488,6 +498,8 @@ impl Default for SlapdBuilder {
             extra_config: Vec::new(),
             size_limit: None,
             tls: true,
+            tls_names: None,
+            admin_password: None,
             syncprov: true,
         }
     }
@@ -549,6 +561,24 @@ impl SlapdBuilder {
         self
     }
 
+    /// A server certificate valid only for `names` (instead of 127.0.0.1, ::1 and localhost), to
+    /// test that clients check the name they connect to.
+    pub fn tls_names(mut self, names: &[&str]) -> Self {
+        self.tls_names = Some(names.iter().map(|n| (*n).to_owned()).collect());
+        self
+    }
+
+    /// A chosen admin password instead of a random one (e.g. a canary a test greps for). It is
+    /// written into slapd.conf in double quotes, so it must not contain `"` or a backslash.
+    pub fn admin_password(mut self, password: &str) -> Self {
+        assert!(
+            !password.contains(['"', '\\', '\n']),
+            "admin password must not contain a double quote, a backslash or a line break"
+        );
+        self.admin_password = Some(password.to_owned());
+        self
+    }
+
     /// Writes config and data, loads the data with slapadd and starts slapd on free ports.
     pub fn start(self) -> Slapd {
         for name in [
@@ -566,14 +596,23 @@ impl SlapdBuilder {
             .tempdir()
             .expect("create temp dir");
         let dir = tmp.path().to_owned();
-        let admin_password = format!("admin-{}", random_hex());
+        let admin_password = self
+            .admin_password
+            .clone()
+            .unwrap_or_else(|| format!("admin-{}", random_hex()));
         let reader_password = format!("reader-{}", random_hex());
         let admin_password_file = dir.join("admin.pw");
         let reader_password_file = dir.join("reader.pw");
         write_private(&admin_password_file, &admin_password);
         write_private(&reader_password_file, &reader_password);
 
-        let pki = self.tls.then(|| write_test_pki(&dir, ""));
+        let pki = self.tls.then(|| match &self.tls_names {
+            Some(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                write_test_pki_for(&dir, "", &names)
+            }
+            None => write_test_pki(&dir, ""),
+        });
         // Unix socket paths are limited to 108 bytes; skip ldapi when TMPDIR is very long.
         let socket = dir.join("ldapi");
         let ldapi_url = if socket.as_os_str().len() < 100 {
