@@ -140,7 +140,16 @@ impl Directory {
         }
         let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &shown)
             .await
-            .map_err(|e| ConnectError::Unreachable(describe(&e)))?;
+            .map_err(|e| match &e {
+                // The only LDAP result before a bind is the StartTLS answer: say so, and that
+                // nothing was sent in clear (ldap3 stops there; there is no plain fallback).
+                LdapError::LdapResult { result } if starttls => ConnectError::Unreachable(format!(
+                    "StartTLS refused by the server (LDAP {}{}); nothing was sent in clear",
+                    result.rc,
+                    error::diag(&result.text)
+                )),
+                _ => ConnectError::Unreachable(describe(&e)),
+            })?;
         let driver_url = shown.clone();
         let driver = tokio::spawn(async move {
             if let Err(e) = conn.drive().await {

@@ -59,6 +59,7 @@ fn a_certificate_for_another_name_is_refused_on_ldaps_and_starttls_with_one_line
                 && stderr.contains("not valid for name"),
             "{url}: {stderr}"
         );
+        eprintln!("{stderr}");
     }
     // The same server through the name on its certificate would be fine: the refusal is about
     // the name, not the CA (checked by the next test's foreign CA instead).
@@ -87,7 +88,34 @@ fn a_certificate_from_another_ca_is_refused_on_ldaps_and_starttls() {
             fail[0].contains(url.trim_end_matches('/')) && fail[0].contains("UnknownIssuer"),
             "{url}: {stdout}"
         );
+        eprintln!("{}", fail[0]);
     }
+}
+
+#[test]
+fn starttls_refused_by_the_server_is_an_error_never_a_plain_text_fallback() {
+    let slapd = Slapd::builder().tls(false).start();
+    let work = tempfile::tempdir().unwrap();
+    let ca = crate::common::slapd::write_test_pki(work.path(), "any-");
+    let assert = pcsync(&slapd, work.path())
+        .env("PCSYNC__DIRECTORY__STARTTLS", "true")
+        .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &ca.ca_file)
+        .arg("inventory")
+        .assert();
+    let (stdout, stderr) = output(&assert);
+    assert.code(1);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.trim_end()
+            == format!(
+                "pcsync: error: no directory server answered: {}: StartTLS refused by the server \
+                 (LDAP 2: unsupported extended operation); nothing was sent in clear",
+                slapd.ldap_url.trim_end_matches('/')
+            ),
+        "{stderr}"
+    );
+    eprintln!("{stderr}");
 }
 
 /// A loopback TCP listener that records every connection and every byte it receives (it never
@@ -182,6 +210,43 @@ fn a_plain_bind_to_a_host_not_spelled_as_loopback_is_refused_and_sends_nothing()
     );
     // And pcsync did not print it.
     assert!(!err.contains(CANARY) && !out.contains(CANARY), "{err}");
+}
+
+#[tokio::test]
+async fn the_connect_time_check_refuses_a_plain_bind_even_when_config_validation_is_bypassed() {
+    // Defence in depth: `Directory::connect` repeats the check, so a caller holding settings
+    // that never went through validation cannot send the password either.
+    let recorder = Recorder::start();
+    let work = tempfile::tempdir().unwrap();
+    let password_file = work.path().join("bind.pw");
+    write_private(&password_file, CANARY);
+    let url = format!("ldap://127.1:{}", recorder.port);
+    let env = [
+        ("PCSYNC__DIRECTORY__URL", url.clone()),
+        (
+            "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+            password_file.display().to_string(),
+        ),
+        ("PCSYNC__DIRECTORY__ALLOW_INSECURE", "true".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut settings =
+        pcsync::config::load_with_env(&repo("config/openldap.toml"), Some(env)).unwrap();
+    settings.directory.allow_insecure = false;
+    match pcsync::ldap::Directory::connect(&settings.directory).await {
+        Ok(_) => panic!("connected over plain text to {url}"),
+        Err(e) => assert_eq!(
+            e.to_string(),
+            format!(
+                "refusing a simple bind over unencrypted {url}: use ldaps://, starttls = true, or \
+                 allow_insecure = true"
+            )
+        ),
+    }
+    assert_eq!(recorder.connections.load(Ordering::SeqCst), 0);
+    assert!(recorder.received.lock().unwrap().is_empty());
 }
 
 // === The bind password appears nowhere ===
@@ -367,6 +432,30 @@ fn the_bind_password_appears_in_no_output_log_audit_record_error_or_crash() {
         "mappings",
         cmd(&["mappings", "--format", "json"], &trace_text),
     );
+    // Over TLS too (rustls logs the handshake at debug and trace).
+    let ca = slapd.ca_file.to_str().unwrap();
+    for (url, starttls, log) in [
+        (slapd.ldaps_url.as_str(), "false", ["--log-format", "text"]),
+        (slapd.ldap_url.as_str(), "true", ["--log-format", "json"]),
+    ] {
+        let (code, out, err) = c.run(
+            &format!("inventory over {url} starttls={starttls}"),
+            cmd(
+                &[&log[..], &["inventory"]].concat(),
+                &[
+                    ("PCSYNC_LOG", "trace"),
+                    ("PCSYNC__DIRECTORY__URL", url),
+                    ("PCSYNC__DIRECTORY__STARTTLS", starttls),
+                    ("PCSYNC__DIRECTORY__TLS_CA_FILE", ca),
+                ],
+            ),
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(
+            err.contains("rustls"),
+            "trace logging reaches rustls: {err}"
+        );
+    }
     for format in ["text", "json", "ldif", "powershell"] {
         let (code, _, err) = c.run(
             &format!("reconcile --format {format}"),
