@@ -609,5 +609,41 @@ mod never_panics {
                 prop_assert!(out.ends_with(b"\r\n\r\n"));
             }
         }
+
+        // See: #8. A line break or other control bytes followed by a header line, inserted
+        // anywhere in a request, never become a line of the response: every response line
+        // is free of control characters and is a header pcsync writes.
+        #[test]
+        fn no_request_bytes_become_a_response_line(
+            pos in 0usize..400,
+            controls in proptest::collection::vec(
+                prop_oneof![Just(b'\r'), Just(b'\n'), Just(0u8), Just(0x0b), Just(0x1b), Just(0x7f)],
+                1..4,
+            ),
+            method in 0usize..3,
+        ) {
+            let m = ["INVITE", "OPTIONS", "BYE"][method];
+            let mut bytes = request(m, "sip:ocschat@contoso.com").into_bytes();
+            let at = pos.min(bytes.len());
+            let mut insert = controls.clone();
+            insert.extend_from_slice(b"X-Injected: 1");
+            bytes.splice(at..at, insert);
+            let t = table();
+            if let Outcome::Reply(r) = respond(&bytes, &t, udp_from(SRC)).1 {
+                let out = String::from_utf8(r.to_bytes(&config())).unwrap();
+                let lines = strict_lines(&out);
+                for line in &lines[1..] {
+                    let name = line.split(": ").next().unwrap_or("");
+                    prop_assert!(
+                        [
+                            "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Allow", "Warning",
+                            "Server", "X-Pcsync-Mapping", "Content-Length",
+                        ]
+                        .contains(&name),
+                        "unexpected response line {:?} in {:?}", line, out
+                    );
+                }
+            }
+        }
     }
 }
