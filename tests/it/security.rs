@@ -1256,6 +1256,11 @@ fn crafted_sip_and_http_requests_cannot_inject_a_response_header_line() {
         let text = String::from_utf8_lossy(&response);
         assert!(text.starts_with("HTTP/1.1 "), "{request:?} -> {text:?}");
         assert!(!text.contains(marker), "{request:?} reflected: {text:?}");
+        eprintln!(
+            "HTTP {:?} -> {:?}",
+            request.lines().next().unwrap_or(""),
+            text.lines().next().unwrap_or("")
+        );
         let head = &text[..text.find("\r\n\r\n").unwrap_or(text.len())];
         for line in head.split("\r\n").skip(1) {
             let name = line.split(':').next().unwrap().to_ascii_lowercase();
