@@ -126,6 +126,13 @@ impl Directory {
         {
             return Err(ConnectError::Fatal(Error::InsecureBind { url: shown }));
         }
+        if settings.bind.is_some()
+            && url.scheme == LdapScheme::Ldap
+            && !starttls
+            && !url.is_loopback()
+        {
+            warn_insecure_once(&shown);
+        }
         let mut conn_settings = LdapConnSettings::new().set_conn_timeout(settings.timeout);
         if url.scheme == LdapScheme::Ldaps || starttls {
             let tls = tls_config(settings.tls_ca_file.as_deref()).map_err(|reason| {
@@ -676,6 +683,23 @@ enum ConnectError {
 
 /// ldap3's error text, reduced to its useful part ("connection refused", "invalid peer
 /// certificate: UnknownIssuer").
+/// URLs already warned about, so a daemon that reconnects warns once per URL.
+static WARNED_INSECURE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// `allow_insecure` lets the password go in clear text: say so, once per URL per process.
+fn warn_insecure_once(url: &str) {
+    let first = WARNED_INSECURE
+        .lock()
+        .map(|mut warned| warned.insert(url.to_string()))
+        .unwrap_or(true);
+    if first {
+        tracing::warn!(
+            "allow_insecure = true: the bind password is sent in clear text to {url}; use ldaps:// or starttls = true"
+        );
+    }
+}
+
 fn describe(e: &LdapError) -> String {
     match e {
         LdapError::Io { source } => {

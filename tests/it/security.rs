@@ -208,8 +208,17 @@ fn a_plain_bind_to_a_host_not_spelled_as_loopback_is_refused_and_sends_nothing()
         contains(&wire, CANARY.as_bytes()),
         "the recorder should have seen the bind request: {wire:?}"
     );
-    // And pcsync did not print it.
+    // And pcsync did not print it, but did warn that it was sending it in clear.
     assert!(!err.contains(CANARY) && !out.contains(CANARY), "{err}");
+    assert_eq!(
+        err.matches(&format!(
+            "allow_insecure = true: the bind password is sent in clear text to {url}; use \
+             ldaps:// or starttls = true"
+        ))
+        .count(),
+        1,
+        "{err}"
+    );
 }
 
 #[tokio::test]
