@@ -53,7 +53,7 @@ pub fn warn_if_open(dir: &Path) {
         .unwrap_or(true);
     if first {
         tracing::warn!(
-            "{} is accessible to group or others (mode {mode:o}); pcsync keeps its own files there at 0600, but run `chmod 700 {}`",
+            "{} is accessible to group or others (mode {mode:o}); pcsync keeps its own files there at 0600; if only pcsync uses it, run `chmod 700 {}`",
             dir.display(),
             dir.display()
         );

@@ -867,7 +867,7 @@ fn a_pre_existing_open_state_directory_is_warned_about_and_left_as_it_is() {
     assert.code(0);
     for dir in [&state, &audit_dir] {
         let warning = format!(
-            "{} is accessible to group or others (mode 755); pcsync keeps its own files there at 0600, but run `chmod 700 {}`",
+            "{} is accessible to group or others (mode 755); pcsync keeps its own files there at 0600; if only pcsync uses it, run `chmod 700 {}`",
             dir.display(),
             dir.display()
         );
