@@ -1,5 +1,6 @@
 //! Any bytes through the redirect decision and the response writer: must never panic, and any
-//! response must be a well-formed SIP response head.
+//! response must be a well-formed SIP response head whose lines carry no control character
+//! from the request.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -37,6 +38,20 @@ fuzz_target!(|data: &[u8]| {
             let out = r.to_bytes(&config);
             assert!(out.starts_with(b"SIP/2.0 "));
             assert!(out.ends_with(b"\r\n\r\n"));
+            // See: #8. Nothing copied from the request ends or splits a response line: every
+            // LF is part of a CRLF, and no line holds a control character other than HT.
+            let head = &out[..out.len() - 4];
+            let lf = head.iter().filter(|b| **b == b'\n').count();
+            let crlf = head.windows(2).filter(|w| w == b"\r\n").count();
+            assert_eq!(lf, crlf, "a bare LF in {:?}", String::from_utf8_lossy(&out));
+            for line in head.split(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                assert!(
+                    !line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
+                    "control character in the response line {:?}",
+                    String::from_utf8_lossy(line)
+                );
+            }
         }
     }
 });

@@ -681,8 +681,6 @@ enum ConnectError {
     Fatal(Error),
 }
 
-/// ldap3's error text, reduced to its useful part ("connection refused", "invalid peer
-/// certificate: UnknownIssuer").
 /// URLs already warned about, so a daemon that reconnects warns once per URL.
 static WARNED_INSECURE: std::sync::Mutex<std::collections::BTreeSet<String>> =
     std::sync::Mutex::new(std::collections::BTreeSet::new());
@@ -700,6 +698,8 @@ fn warn_insecure_once(url: &str) {
     }
 }
 
+/// ldap3's error text, reduced to its useful part ("connection refused", "invalid peer
+/// certificate: UnknownIssuer").
 fn describe(e: &LdapError) -> String {
     match e {
         LdapError::Io { source } => {
