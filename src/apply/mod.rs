@@ -93,8 +93,9 @@ pub enum ApplyError {
     Lost {
         swap: String,
         sip_uri: String,
+        /// Boxed: the error is rare and large, and `ApplyError` travels through every step.
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
 }
 
@@ -421,7 +422,7 @@ fn lost(
     Err(ApplyError::Lost {
         swap: swap.to_string(),
         sip_uri: c.sip_uri.clone(),
-        source: e,
+        source: Box::new(e),
     })
 }
 
@@ -789,7 +790,7 @@ fn still_open(u: &Unfinished, first: &Change, e: Error) -> ApplyError {
     ApplyError::Lost {
         swap: u.swap.clone(),
         sip_uri: first.sip_uri.clone(),
-        source: e,
+        source: Box::new(e),
     }
 }
 

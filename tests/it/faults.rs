@@ -43,10 +43,11 @@ const MIGRATIONS: [(&str, &str); 2] = [
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn needs_failpoints() {
-    assert!(
-        cfg!(feature = "failpoints"),
-        "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-    );
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
+        );
+    }
 }
 
 // === running pcsync ===
@@ -655,4 +656,252 @@ fn a_full_disk_under_the_audit_log_stops_the_run_before_the_next_write() {
         assert!(audit::unfinished_swaps(&records).is_empty(), "{what}");
         assert_nothing_lost(&slapd, &records, &what);
     }
+}
+
+// === 4. the state dir is unwritable ===
+
+/// `state.dir` (run lock, syncrepl cookie, mapping cache, review cursors) cannot be written.
+/// The one-shot apply refuses before connecting: exit 1, one line naming the lock file, nothing
+/// written, not even to the audit log. ENOTDIR (its parent is a regular file) denies root too;
+/// where this process may mount, a read-only tmpfs holding an existing lock file is tried as
+/// well. The next run, with a writable state dir, converges.
+#[test]
+fn an_unwritable_state_dir_stops_the_apply_before_any_write() {
+    let reference = reference();
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let before = dump(&slapd);
+    fs::write(work.path().join("not-a-dir"), "").unwrap();
+    let ro = work.path().join("ro-state");
+    let mount = Tmpfs::mount(&ro, "1m");
+    let mut cases = vec![("not-a-dir/state", "Not a directory")];
+    if let Some(m) = &mount {
+        fs::write(ro.join("reconcile.lock"), "").unwrap();
+        m.remount("ro");
+        cases.push(("ro-state", "Read-only file system"));
+    }
+    for (dir, cause) in cases {
+        let env = [("PCSYNC__STATE__DIR", dir)];
+        let (code, out, err) = reconcile(&slapd, work.path(), &env, &["--apply"]);
+        assert_eq!(code, Some(1), "{dir}: {out}{err}");
+        let line = the_error_line(&err);
+        eprintln!("{dir}: {line}");
+        assert!(
+            line.contains(&format!("cannot lock {dir}/reconcile.lock: {cause}")),
+            "{dir}: {line}"
+        );
+        assert!(line.ends_with("nothing was written"), "{line}");
+        assert!(dump(&slapd) == before, "{dir}: nothing was written");
+        assert!(!work.path().join("var/audit.jsonl").exists(), "{dir}");
+    }
+    drop(mount);
+    assert_converges(
+        &slapd,
+        work.path(),
+        &[],
+        "var/audit.jsonl",
+        &reference,
+        "after the unwritable state dir",
+    );
+}
+
+/// `pcsync run` (auto_apply) with an unwritable state dir: it starts, serves the table it
+/// builds from the directory, and its scheduled runs fail on the run lock, naming it, without
+/// writing anything; restarted with a writable state dir, its first run converges.
+#[test]
+fn the_daemon_with_an_unwritable_state_dir_serves_and_writes_nothing() {
+    let reference = reference();
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let before = dump(&slapd);
+    fs::write(work.path().join("not-a-dir"), "").unwrap();
+    let env = [
+        ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+        ("PCSYNC__STATE__DIR", "not-a-dir/state"),
+    ];
+    let mut d = Daemon::start(&slapd, work.path(), &env);
+    d.wait_until("the table is served", Duration::from_secs(30), || {
+        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")) == Some(200)
+    });
+    d.wait_until(
+        "a scheduled run fails on the lock",
+        Duration::from_secs(30),
+        || {
+            let h = d.health();
+            h["last_run"]["outcome"] == "failed"
+                && h["last_run"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot lock not-a-dir/state/reconcile.lock"))
+        },
+    );
+    assert!(dump(&slapd) == before, "nothing was written");
+    assert!(!d.audit.exists(), "not even to the audit log");
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0), "{}", d.log_text());
+
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[("PCSYNC__SAFETY__AUTO_APPLY", "true")],
+    );
+    // The start-up run applies; the cron's next run finds nothing left to do.
+    d.wait_until("a run is in sync", Duration::from_secs(30), || {
+        d.health()["last_run"]["outcome"] == "in_sync"
+    });
+    assert!(
+        dump(&slapd) == reference,
+        "end state differs from a clean apply"
+    );
+    let records = audit::read(&d.audit).unwrap();
+    assert!(audit::unfinished_swaps(&records).is_empty());
+    assert_nothing_lost(&slapd, &records, "daemon");
+}
+
+// === 5. the mapping cache is corrupt ===
+
+/// Writes a corrupt cache (not JSON, not UTF-8) where the redirector looks for it.
+fn corrupt_cache(state_dir: &Path) -> PathBuf {
+    fs::create_dir_all(state_dir).unwrap();
+    let path = state_dir.join("mappings.json");
+    fs::write(&path, b"{\"format\": 1, \"entries\": [\xff\xfe truncated").unwrap();
+    path
+}
+
+/// The log lines that mention `path`.
+fn lines_naming(log: &str, path: &Path) -> Vec<String> {
+    let shown = path.display().to_string();
+    log.lines()
+        .filter(|l| l.contains(&shown))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `pcsync redirect` with a corrupt cache: one warning naming the file, an empty table, then
+/// the directory's table once the first refresh publishes it, and a good cache written over
+/// the corrupt one. (`sip::a_refresh_is_seen_by_the_next_request_and_the_cache_serves_without_the_directory`
+/// covers a good cache with the directory down.)
+#[test]
+fn redirect_starts_empty_on_a_corrupt_cache_and_serves_once_refreshed() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let cache = corrupt_cache(&work.path().join("state"));
+    let mut r = Redirector::spawn(&slapd, work.path(), &[]);
+    r.wait_for(FIXTURE_USER, 200, Duration::from_secs(30));
+    let log = r.log_text();
+    let named = lines_naming(&log, &cache);
+    assert_eq!(named.len(), 1, "one line names the cache:\n{log}");
+    assert!(named[0].contains("WARN"), "{}", named[0]);
+    assert!(
+        named[0].contains("is not a readable mapping cache")
+            && named[0].contains("starting with an empty table"),
+        "{}",
+        named[0]
+    );
+    let text = fs::read_to_string(&cache).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(!doc["entries"].as_array().unwrap().is_empty(), "{text}");
+    assert_eq!(r.stop(), Some(0), "{log}");
+}
+
+/// `pcsync run` with a corrupt cache AND the directory down: it starts, says so once, answers
+/// 404 from the empty table (and /healthz), does not crash; when slapd comes up it serves.
+#[test]
+fn the_daemon_starts_on_a_corrupt_cache_with_the_directory_down_and_serves_when_it_returns() {
+    let mut slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let cache = corrupt_cache(&work.path().join("state"));
+    slapd.stop();
+    let mut d = Daemon::start(&slapd, work.path(), &[]);
+    let user = format!("sip:{FIXTURE_USER}@contoso.com");
+    d.wait_until("the outage is seen", Duration::from_secs(30), || {
+        d.health()["directory"]["state"] == "down"
+    });
+    assert_eq!(options_status(d.sip, &user), Some(404), "an empty table");
+    let log = d.log_text();
+    let named = lines_naming(&log, &cache);
+    assert_eq!(named.len(), 1, "one line names the cache:\n{log}");
+    let rec: serde_json::Value = serde_json::from_str(&named[0]).unwrap();
+    assert_eq!(rec["level"], "WARN", "{}", named[0]);
+    assert!(
+        rec["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not a readable mapping cache"),
+        "{}",
+        named[0]
+    );
+
+    slapd.start_again();
+    d.wait_until(
+        "served once the directory is back",
+        Duration::from_secs(30),
+        || options_status(d.sip, &user) == Some(200),
+    );
+    assert_eq!(lines_naming(&d.log_text(), &cache).len(), 1);
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0), "{}", d.log_text());
+}
+
+// === 2. slapd restarted during a syncrepl watch ===
+
+/// `pcsync run` with syncprov on, a 60 s poll and an hourly cron (so only the syncrepl watch
+/// can bring a change quickly): slapd restarts at once (no outage long enough to wait for).
+/// The daemon survives (same process), counts the reconnect in /healthz and /metrics, and a
+/// change made after the restart reaches the redirector. (`daemon::syncrepl_reconnects_after_a_slapd_restart`
+/// covers a stop, a wait until the outage is seen, then a start.)
+#[test]
+fn the_syncrepl_watch_survives_a_slapd_restart_and_brings_the_next_change() {
+    let mut slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC__DAEMON__POLL_INTERVAL", "60s"),
+            ("PCSYNC__SCHEDULE__CRON", "0 0 * * * *"),
+        ],
+    );
+    d.wait_until(
+        "the syncrepl watch connects",
+        Duration::from_secs(30),
+        || {
+            let h = d.health();
+            h["watch"]["mode"] == "syncrepl" && h["watch"]["state"] == "connected"
+        },
+    );
+    let pid = d.pid();
+    slapd.restart();
+    d.wait_until("the watch reconnects", Duration::from_secs(30), || {
+        let h = d.health();
+        h["watch"]["state"] == "connected" && h["watch"]["reconnects"].as_u64().unwrap_or(0) >= 1
+    });
+    assert!(
+        d.metrics()
+            .lines()
+            .any(|l| l.starts_with("pcsync_watch_reconnects_total 1")
+                || l.starts_with("pcsync_watch_reconnects 1")),
+        "{}",
+        d.metrics()
+    );
+    let dn = format!("cn=after-restart,{}", slapd.endpoint_container());
+    slapd.add(&format!(
+        "dn: {dn}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n\
+         objectClass: contact\ncn: after-restart\nsn: after-restart\n\
+         msRTCSIP-PrimaryUserAddress: sip:afterrestart@contoso.com\nmsRTCSIP-UserEnabled: TRUE\n\
+         msRTCSIP-PrimaryHomeServer: {}\n",
+        slapd.pool_dn("1:2")
+    ));
+    let started = Instant::now();
+    d.wait_until(
+        "the change reaches the redirector",
+        Duration::from_secs(10),
+        || options_status(d.sip, "sip:afterrestart@contoso.com") == Some(200),
+    );
+    eprintln!("change after the restart served in {:?}", started.elapsed());
+    assert_eq!(d.pid(), pid, "the same process");
+    assert!(
+        !log_tail(&d.log, 400).contains("panicked"),
+        "{}",
+        d.log_text()
+    );
 }
