@@ -86,7 +86,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
         Ok(open) => {
             if !open.is_empty() {
                 eprintln!(
-                    "pcsync: warning: {} swap(s) of a crashed run are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
+                    "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
                     open.len(),
                     open.iter()
                         .map(|u| u.swap.as_str())
