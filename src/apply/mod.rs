@@ -88,7 +88,7 @@ pub enum ApplyError {
     /// stays open in the audit log (no `swap_done`), so the next run's recovery completes it or
     /// rolls it back from what the directory shows then; no further write was attempted.
     #[error(
-        "{source}; stopped in swap {swap} ({sip_uri}), which stays open in the audit log: the next `pcsync reconcile --apply` completes it or rolls it back"
+        "{source}; stopped in swap {swap} ({sip_uri}), which stays open in the audit log: the next applying run (`pcsync reconcile --apply`, or `pcsync run` with auto_apply) completes it or rolls it back"
     )]
     Lost {
         swap: String,

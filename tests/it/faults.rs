@@ -400,6 +400,76 @@ fn slapd_stopped_between_the_steps_of_a_swap() {
     }
 }
 
+/// The same fault under `pcsync run` (auto_apply): slapd stops after the start-up run deleted
+/// the user. The run ends `failed` with the one-line reason in `/healthz`, the daemon keeps
+/// running and serving, the swap stays open, and once slapd is back a scheduled run recovers it
+/// and converges, unattended.
+#[test]
+fn the_daemon_survives_slapd_stopping_mid_swap_and_its_next_run_converges() {
+    needs_failpoints();
+    let reference = reference();
+    let mut slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let gate = work.path().join("gate");
+    fs::create_dir_all(&gate).unwrap();
+    let failpoint = format!("swap-user-retired=1*return({})", gate.display());
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+            ("FAILPOINTS", failpoint.as_str()),
+        ],
+    );
+    d.wait_until("the run reaches the gate", RUN_TIMEOUT, || {
+        gate.join("swap-user-retired.reached").exists()
+    });
+    slapd.stop();
+    fs::write(gate.join("swap-user-retired.release"), "").unwrap();
+    d.wait_until("the run fails", RUN_TIMEOUT, || {
+        let h = d.health();
+        h["last_run"]["outcome"] == "failed"
+            && h["last_run"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("which stays open in the audit log"))
+    });
+    let message = d.health()["last_run"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eprintln!("daemon: {message}");
+    assert!(
+        message.contains(slapd.ldap_url.trim_end_matches('/')) && !message.contains('\n'),
+        "{message}"
+    );
+    let records = audit::read(&d.audit).unwrap();
+    assert_eq!(audit::unfinished_swaps(&records).len(), 1);
+    assert!(!records.iter().any(|r| r.event == Event::Rollback));
+
+    slapd.start_again();
+    assert_nothing_lost(&slapd, &records, "daemon, slapd back");
+    d.wait_until("a later run converges", Duration::from_secs(30), || {
+        d.health()["last_run"]["outcome"] == "in_sync"
+    });
+    assert!(
+        dump(&slapd) == reference,
+        "end state differs from a clean apply"
+    );
+    let records = audit::read(&d.audit).unwrap();
+    assert!(audit::unfinished_swaps(&records).is_empty());
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event == Event::Recovery && r.outcome == Outcome::Ok)
+    );
+    assert_nothing_lost(&slapd, &records, "daemon");
+    assert_eq!(
+        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")),
+        Some(200),
+        "still serving"
+    );
+}
+
 // === 3. the audit log cannot be written ===
 
 /// A small tmpfs mounted for one test, unmounted (lazily) on drop. `None` where this process
