@@ -494,7 +494,7 @@ impl Tmpfs {
             Ok(out) => {
                 eprintln!(
                     "tmpfs not mountable here ({}): using the fallback",
-                    out.stderr.trim()
+                    out.stderr.trim().replace('\n', " ")
                 );
                 return None;
             }
