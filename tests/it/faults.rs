@@ -627,6 +627,55 @@ fn an_unwritable_audit_log_stops_the_run_before_any_write() {
     );
 }
 
+/// `pcsync run` (auto_apply) whose audit log cannot be opened (ENOTDIR, for root too): it
+/// serves, every scheduled run fails naming the log and writes nothing to the directory; with a
+/// writable log its next start converges.
+#[test]
+fn the_daemon_with_an_unwritable_audit_log_serves_and_writes_nothing() {
+    let reference = reference();
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let before = dump(&slapd);
+    fs::write(work.path().join("not-a-dir"), "").unwrap();
+    let env = [
+        ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+        ("PCSYNC__AUDIT__PATH", "not-a-dir/audit.jsonl"),
+    ];
+    let mut d = Daemon::start(&slapd, work.path(), &env);
+    d.wait_until("the table is served", Duration::from_secs(30), || {
+        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")) == Some(200)
+    });
+    d.wait_until(
+        "a scheduled run fails on the audit log",
+        Duration::from_secs(30),
+        || {
+            let h = d.health();
+            h["last_run"]["outcome"] == "failed"
+                && h["last_run"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("audit log not-a-dir/audit.jsonl: Not a directory"))
+        },
+    );
+    eprintln!("daemon: {}", d.health()["last_run"]["message"]);
+    assert!(dump(&slapd) == before, "nothing was written");
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0), "{}", d.log_text());
+
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[("PCSYNC__SAFETY__AUTO_APPLY", "true")],
+    );
+    d.wait_until("a run is in sync", Duration::from_secs(30), || {
+        d.health()["last_run"]["outcome"] == "in_sync"
+    });
+    assert!(
+        dump(&slapd) == reference,
+        "end state differs from a clean apply"
+    );
+    assert_nothing_lost(&slapd, &audit::read(&d.audit).unwrap(), "daemon");
+}
+
 /// How the disk fills up under the running pcsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DiskFull {
