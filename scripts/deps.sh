@@ -24,6 +24,9 @@ if [ "$profile" = test ]; then
     have_pkg "$pkg" || need+=("$pkg")
   done
   have setpriv || need+=(util-linux)
+  # tests/it/faults.rs: prlimit (util-linux) for a file size limit, mount for a small tmpfs.
+  have prlimit || need+=(util-linux)
+  have mount || need+=(mount)
 fi
 
 # Debian would start a freshly installed slapd on port 389, and smbd/nmbd/samba-ad-dc, through

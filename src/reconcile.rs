@@ -187,6 +187,7 @@ async fn apply_inner(
         return Ok(());
     };
     let run_id = log.run_id().to_string();
+    apply::fail_point(apply::RUN_PLANNED).await;
     let report = apply::apply(plan, &run_id, dir, log, stop)
         .await
         .map_err(audit_err)?;

@@ -125,7 +125,9 @@ pub fn initial_table(settings: &Settings) -> MappingTable {
             MappingTable::empty(chrono::Utc::now())
         }
         Err(e) => {
-            error!("{e}; starting with an empty table until the first refresh");
+            // A warning, not an error: the redirector works, and the first refresh rebuilds
+            // the table and replaces the file.
+            warn!("{e}; starting with an empty table until the first refresh");
             MappingTable::empty(chrono::Utc::now())
         }
     };

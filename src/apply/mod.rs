@@ -8,8 +8,9 @@
 //! that crashed leaves a `swap_intent` with no end; [`recover`] finishes such swaps before
 //! anything else. All directory access goes through [`DirectoryWriter`], so this module runs
 //! against the in-memory fake in its tests and against ldap3 (src/ldap/write.rs) for real.
-//! Failpoints (`--features failpoints`, `FAILPOINTS=name=return`) abort the process after each
-//! step, so tests can prove that a crash anywhere loses nothing.
+//! Failpoints (`--features failpoints`, see [`fail_point`]) abort or pause the process after
+//! each step, so tests can prove that a crash, or the directory or disk going away, anywhere
+//! loses nothing.
 
 mod restore;
 #[cfg(test)]
@@ -75,43 +76,84 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-/// Why applying stopped. Directory failures of one swap are not errors here (they are in the
-/// report); only a failed audit write stops everything, because nothing may happen unrecorded.
+/// Why applying stopped. A swap the directory refused is not an error here (it is in the
+/// report, and the next swap goes ahead); a failed audit write or a lost directory stops
+/// everything: nothing may happen unrecorded, and nothing more can happen on a dead connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The audit log cannot be written; no further directory write was attempted.
-    #[error(transparent)]
+    #[error("{0}; stopped before the directory write it was to record")]
     Audit(#[from] audit::Error),
+    /// The directory went away (connection lost, timeout) in the middle of a swap. The swap
+    /// stays open in the audit log (no `swap_done`), so the next run's recovery completes it or
+    /// rolls it back from what the directory shows then; no further write was attempted.
+    #[error(
+        "{source}; stopped in swap {swap} ({sip_uri}), which stays open in the audit log: the next applying run (`pcsync reconcile --apply`, or `pcsync run` with auto_apply) completes it or rolls it back"
+    )]
+    Lost {
+        swap: String,
+        sip_uri: String,
+        /// Boxed: the error is rare and large, and `ApplyError` travels through every step.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
-/// Aborts the process when the named failpoint is configured (`FAILPOINTS=name=return`);
-/// a no-op in builds without the `failpoints` feature. An abort, not a panic: nothing unwinds,
-/// no destructor runs, exactly like a power cut between two steps.
-pub fn crash_point(name: &str) {
+/// The point of a run between planning and the first swap (`--features failpoints`): after the
+/// plan is recorded, before any directory write. Not in [`FAILPOINTS`]: nothing is open there.
+pub const RUN_PLANNED: &str = "run-planned";
+
+/// How long a gated failpoint waits for its release file before going on regardless.
+#[cfg(feature = "failpoints")]
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// A failpoint (`--features failpoints`; a no-op without it). What it does depends on how
+/// `FAILPOINTS` configures `name`:
+/// - `name=return`: abort the process. An abort, not a panic: nothing unwinds, no destructor
+///   runs, exactly like a power cut between two steps.
+/// - `name=return(MILLISECONDS)`: wait that long (the shutdown test sends SIGTERM there).
+/// - `name=return(DIRECTORY)`: a gate. Create `DIRECTORY/name.reached` (holding the PID), then
+///   wait, bounded by `GATE_TIMEOUT`, until `DIRECTORY/name.release` exists; the fault tests
+///   stop slapd or fill the disk exactly there.
+pub async fn fail_point(name: &str) {
     #[cfg(feature = "failpoints")]
-    if fail::eval(name, |_| ()).is_some() {
-        eprintln!("pcsync: failpoint {name}: aborting");
-        std::process::abort();
+    match fail::eval(name, |arg| arg) {
+        None => {}
+        Some(None) => {
+            eprintln!("pcsync: failpoint {name}: aborting");
+            std::process::abort();
+        }
+        Some(Some(arg)) => match arg.parse::<u64>() {
+            Ok(ms) => {
+                eprintln!("pcsync: failpoint {name}: pausing {ms} ms");
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            Err(_) => gate(name, std::path::Path::new(&arg)).await,
+        },
     }
     #[cfg(not(feature = "failpoints"))]
     let _ = name;
 }
 
-/// Waits (without blocking the runtime) when the named failpoint is configured as
-/// `name=return(MILLISECONDS)`; a no-op without the `failpoints` feature. Tests use it to hold a
-/// swap open in its middle (the shutdown test sends SIGTERM there).
-pub async fn pause_point(name: &str) {
-    #[cfg(feature = "failpoints")]
-    if let Some(ms) = fail::eval(name, |arg| arg.and_then(|a| a.parse::<u64>().ok())).flatten() {
-        tracing::warn!(
-            failpoint = name,
-            ms,
-            "failpoint: pausing in the middle of a swap"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+#[cfg(feature = "failpoints")]
+async fn gate(name: &str, dir: &std::path::Path) {
+    let release = dir.join(format!("{name}.release"));
+    eprintln!(
+        "pcsync: failpoint {name}: paused until {} exists",
+        release.display()
+    );
+    let _ = std::fs::write(
+        dir.join(format!("{name}.reached")),
+        std::process::id().to_string(),
+    );
+    let wait = async {
+        while !release.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(GATE_TIMEOUT, wait).await.is_err() {
+        eprintln!("pcsync: failpoint {name}: not released within {GATE_TIMEOUT:?}; going on");
     }
-    #[cfg(not(feature = "failpoints"))]
-    let _ = name;
 }
 
 /// The ready changes grouped into swaps (consecutive changes with one SIP URI), in plan order.
@@ -252,6 +294,7 @@ async fn run_swap(
                         let e = format!("{} no longer exists", c.dn);
                         return fail_swap(audit, swap, c, retire_step(c), e);
                     }
+                    Err(e) if e.is_transient() => return lost(audit, swap, c, retire_step(c), e),
                     Err(e) => return fail_swap(audit, swap, c, retire_step(c), e.to_string()),
                 };
                 if let Err(reason) = image.check(&c.expect) {
@@ -261,7 +304,7 @@ async fn run_swap(
                 let mut img = note(Event::BeforeImage, Outcome::Ok, swap, c);
                 img.before = Some(image.clone());
                 audit.record(img)?;
-                crash_point("swap-before-image-written");
+                fail_point("swap-before-image-written").await;
                 // 2. Delete or disable, conditional on what the plan saw.
                 audit.record(note(Event::Step, Outcome::Started, swap, c).step(retire_step(c)))?;
                 let r = if c.retire == Some(Retire::Disable) {
@@ -270,8 +313,7 @@ async fn run_swap(
                     writer.delete(&c.dn, &c.expect).await
                 };
                 before = Some((image, c));
-                r.map(|()| retire_step(c))
-                    .map_err(|e| (retire_step(c), e.to_string()))
+                r.map(|()| retire_step(c)).map_err(|e| (retire_step(c), e))
             }
             Action::CreateEndpoint => {
                 // 3. Add the endpoint.
@@ -281,7 +323,7 @@ async fn run_swap(
                     .add(&endpoint_entry(c))
                     .await
                     .map(|()| Step::AddEndpoint)
-                    .map_err(|e| (Step::AddEndpoint, e.to_string()))
+                    .map_err(|e| (Step::AddEndpoint, e))
             }
             Action::RepointEndpoint => {
                 audit.record(
@@ -291,7 +333,7 @@ async fn run_swap(
                     .modify(&c.dn, &repoint_mods(c), &c.expect)
                     .await
                     .map(|()| Step::RepointEndpoint)
-                    .map_err(|e| (Step::RepointEndpoint, e.to_string()))
+                    .map_err(|e| (Step::RepointEndpoint, e))
             }
         };
         match result {
@@ -299,13 +341,15 @@ async fn run_swap(
                 audit.record(note(Event::Step, Outcome::Ok, swap, c).step(step))?;
                 match step {
                     Step::DeleteUser | Step::DisableUser => {
-                        crash_point("swap-user-retired");
-                        pause_point("swap-pause-after-retire").await;
+                        fail_point("swap-user-retired").await;
+                        fail_point("swap-pause-after-retire").await;
                     }
-                    _ => crash_point("swap-endpoint-added"),
+                    _ => fail_point("swap-endpoint-added").await,
                 }
             }
+            Err((step, e)) if e.is_transient() => return lost(audit, swap, c, step, e),
             Err((step, e)) => {
+                let e = e.to_string();
                 let mut failed = note(Event::Step, Outcome::Failed, swap, c).step(step);
                 failed.message = Some(e.clone());
                 audit.record(failed)?;
@@ -327,7 +371,10 @@ async fn run_swap(
 
     // 4. Read back every endpoint the swap wrote.
     for c in changes.iter().filter(|c| c.action != Action::RetireUser) {
-        let verified = verify(writer, c).await;
+        let verified = match verify(writer, c).await {
+            Ok(v) => v,
+            Err(e) => return lost(audit, swap, c, Step::Verify, e),
+        };
         let mut rec = note(
             Event::Step,
             if verified.is_ok() {
@@ -352,9 +399,31 @@ async fn run_swap(
             return Ok(SwapEnd::Failed(format!("{}: {e}", c.sip_uri)));
         }
     }
-    crash_point("swap-endpoint-verified");
+    fail_point("swap-endpoint-verified").await;
     audit.record(note(Event::SwapDone, Outcome::Ok, swap, first))?;
     Ok(SwapEnd::Done)
+}
+
+/// The directory went away mid-swap: records the failed step and stops, leaving the swap open
+/// (no `swap_done`) for the next run's recovery. No rollback: it would go to the same dead
+/// connection, and recovery decides from what the directory shows once it is back.
+fn lost(
+    audit: &mut impl AuditSink,
+    swap: &str,
+    c: &Change,
+    step: Step,
+    e: Error,
+) -> Result<SwapEnd, ApplyError> {
+    audit.record(
+        note(Event::Step, Outcome::Failed, swap, c)
+            .step(step)
+            .message(e.to_string()),
+    )?;
+    Err(ApplyError::Lost {
+        swap: swap.to_string(),
+        sip_uri: c.sip_uri.clone(),
+        source: Box::new(e),
+    })
 }
 
 /// Records a swap that failed before any write, and ends it.
@@ -386,52 +455,60 @@ fn as_dns(values: &[Vec<u8>]) -> Option<std::collections::BTreeSet<crate::model:
         .collect()
 }
 
-/// Reads an endpoint back and checks it carries what the change wrote.
-async fn verify(writer: &mut impl DirectoryWriter, c: &Change) -> Result<Option<Entry>, String> {
+/// Reads an endpoint back and checks it carries what the change wrote. The outer `Err` is a
+/// lost directory (the caller stops); the inner one a read-back that does not match.
+async fn verify(
+    writer: &mut impl DirectoryWriter,
+    c: &Change,
+) -> Result<Result<Option<Entry>, String>, Error> {
     match writer.read_entry(&c.dn).await {
-        Ok(None) => Err(format!("{} is missing after the write", c.dn)),
-        Ok(Some(entry)) => {
-            let wanted: Vec<AttrValues> = c
-                .attributes
-                .iter()
-                .filter(|a| {
-                    [
-                        attr::PRIMARY_USER_ADDRESS,
-                        attr::PRIMARY_HOME_SERVER,
-                        attr::OWNER_URN,
-                        attr::USER_ENABLED,
-                    ]
-                    .iter()
-                    .any(|n| a.name.eq_ignore_ascii_case(n))
-                })
-                .cloned()
-                .collect();
-            // DN values are compared as DNs: AD (and slapd) store the target's canonical form,
-            // whatever case and spacing the configuration used.
-            let (dns, others): (Vec<AttrValues>, Vec<AttrValues>) = wanted
-                .into_iter()
-                .partition(|a| a.name.eq_ignore_ascii_case(attr::PRIMARY_HOME_SERVER));
-            entry
-                .check(&others)
-                .map_err(|e| format!("{} read back wrong: {e}", c.dn))?;
-            for want in &dns {
-                let got = entry.get(&want.name);
-                if as_dns(got).is_none() || as_dns(got) != as_dns(&want.values) {
-                    return Err(format!(
-                        "{} read back wrong: {} is {:?}, expected {:?}",
-                        c.dn,
-                        want.name,
-                        got.iter()
-                            .map(|v| String::from_utf8_lossy(v))
-                            .collect::<Vec<_>>(),
-                        want.texts().collect::<Vec<_>>()
-                    ));
-                }
-            }
-            Ok(Some(entry))
-        }
-        Err(e) => Err(e.to_string()),
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => Ok(Err(e.to_string())),
+        Ok(None) => Ok(Err(format!("{} is missing after the write", c.dn))),
+        Ok(Some(entry)) => Ok(check_read_back(c, entry)),
     }
+}
+
+/// Whether the endpoint read back carries what the change wrote.
+fn check_read_back(c: &Change, entry: Entry) -> Result<Option<Entry>, String> {
+    let wanted: Vec<AttrValues> = c
+        .attributes
+        .iter()
+        .filter(|a| {
+            [
+                attr::PRIMARY_USER_ADDRESS,
+                attr::PRIMARY_HOME_SERVER,
+                attr::OWNER_URN,
+                attr::USER_ENABLED,
+            ]
+            .iter()
+            .any(|n| a.name.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect();
+    // DN values are compared as DNs: AD (and slapd) store the target's canonical form,
+    // whatever case and spacing the configuration used.
+    let (dns, others): (Vec<AttrValues>, Vec<AttrValues>) = wanted
+        .into_iter()
+        .partition(|a| a.name.eq_ignore_ascii_case(attr::PRIMARY_HOME_SERVER));
+    entry
+        .check(&others)
+        .map_err(|e| format!("{} read back wrong: {e}", c.dn))?;
+    for want in &dns {
+        let got = entry.get(&want.name);
+        if as_dns(got).is_none() || as_dns(got) != as_dns(&want.values) {
+            return Err(format!(
+                "{} read back wrong: {} is {:?}, expected {:?}",
+                c.dn,
+                want.name,
+                got.iter()
+                    .map(|v| String::from_utf8_lossy(v))
+                    .collect::<Vec<_>>(),
+                want.texts().collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(Some(entry))
 }
 
 /// Attributes that Active Directory maintains itself and refuses on an add (or that are
@@ -554,6 +631,8 @@ async fn rollback(
                 user.sip_uri
             )))
         }
+        // The swap stays open: the next run's recovery retries the endpoint, then the rollback.
+        Err(e) if e.is_transient() => lost(audit, swap, user, Step::RestoreUser, e),
         Err(e) => {
             let hint = if user.retire == Some(Retire::Disable) {
                 String::new()
@@ -643,6 +722,7 @@ async fn recover_one(
                 )));
             }
             Ok(_) => {}
+            Err(e) if e.is_transient() => return Err(still_open(u, first, e)),
             Err(e) => {
                 return Ok(Some((
                     Outcome::Failed,
@@ -653,11 +733,15 @@ async fn recover_one(
     }
     match writer.read_entry(&create.dn).await {
         Ok(Some(_)) => {}
+        Err(e) if e.is_transient() => return Err(still_open(u, first, e)),
         Ok(None) => {
             audit.record(
                 note(Event::Step, Outcome::Started, &u.swap, create).step(Step::AddEndpoint),
             )?;
             if let Err(e) = writer.add(&endpoint_entry(create)).await {
+                if e.is_transient() {
+                    return lost(audit, &u.swap, create, Step::AddEndpoint, e).map(|_| None);
+                }
                 let e = e.to_string();
                 audit.record(
                     note(Event::Step, Outcome::Failed, &u.swap, create)
@@ -686,7 +770,8 @@ async fn recover_one(
         }
     }
     match verify(writer, create).await {
-        Ok(after) => {
+        Err(e) => lost(audit, &u.swap, create, Step::Verify, e).map(|_| None),
+        Ok(Ok(after)) => {
             let mut rec = note(Event::Step, Outcome::Ok, &u.swap, create).step(Step::Verify);
             rec.after = after;
             audit.record(rec)?;
@@ -695,7 +780,17 @@ async fn recover_one(
                 format!("completed the swap of run {}", u.run_id),
             )))
         }
-        Err(e) => Ok(Some((Outcome::Failed, e))),
+        Ok(Err(e)) => Ok(Some((Outcome::Failed, e))),
+    }
+}
+
+/// The directory went away while recovery was reading: nothing is recorded, the swap stays open
+/// for the next run.
+fn still_open(u: &Unfinished, first: &Change, e: Error) -> ApplyError {
+    ApplyError::Lost {
+        swap: u.swap.clone(),
+        sip_uri: first.sip_uri.clone(),
+        source: Box::new(e),
     }
 }
 

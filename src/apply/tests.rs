@@ -16,6 +16,8 @@ pub(crate) struct Fake {
     /// Store DN values the way AD does: the target's canonical form (here: `CN=`, no spaces).
     canonical_dns: bool,
     writes: usize,
+    /// Once this many writes succeeded, every operation fails as on a dropped connection.
+    lose_after_writes: Option<usize>,
 }
 
 impl Fake {
@@ -40,6 +42,17 @@ impl Fake {
         }
     }
 
+    fn connected(&self) -> Result<(), Error> {
+        match self.lose_after_writes {
+            Some(n) if self.writes >= n => Err(Error::ConnectionLost {
+                op: "test".into(),
+                url: "fake://".into(),
+                reason: "end of stream".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn check(&self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
         match self.entries.get(&Fake::key(dn)) {
             None => Err(Fake::conflict(dn, "gone".into())),
@@ -50,10 +63,12 @@ impl Fake {
 
 impl DirectoryWriter for Fake {
     async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
+        self.connected()?;
         Ok(self.entries.get(&Fake::key(dn)).cloned())
     }
 
     async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+        self.connected()?;
         if self.fail_add && entry.get("msRTCSIP-OwnerUrn").len() == 1 {
             return Err(Error::Operation {
                 op: "add".into(),
@@ -84,6 +99,7 @@ impl DirectoryWriter for Fake {
     }
 
     async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+        self.connected()?;
         self.check(dn, expect)?;
         self.writes += 1;
         self.entries.remove(&Fake::key(dn));
@@ -96,6 +112,7 @@ impl DirectoryWriter for Fake {
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> Result<(), Error> {
+        self.connected()?;
         self.check(dn, expect)?;
         let Some(entry) = self.entries.get(&Fake::key(dn)) else {
             return Err(Fake::conflict(dn, "gone".into()));
@@ -431,6 +448,68 @@ fn recovery_verifies_an_endpoint_that_was_already_added() {
     assert_eq!(dir.writes, writes, "nothing written twice");
 }
 
+/// The directory goes away before the delete, before the add, before the read-back: the run
+/// stops with `Lost` (no rollback on the dead connection, no `swap_done`), recovery while it is
+/// still down records nothing that would close the swap, and recovery once it is back finishes
+/// it. See: #8 (faults).
+#[test]
+fn a_lost_connection_stops_the_run_and_leaves_the_swap_open_for_recovery() {
+    for writes in [0, 1, 2] {
+        let mut dir = Fake::with(&[user_entry()]);
+        dir.lose_after_writes = Some(writes);
+        let mut notes: Vec<Note> = Vec::new();
+        let e = block(apply(
+            &swap_plan(Retire::Delete),
+            "r1",
+            &mut dir,
+            &mut notes,
+            &CancellationToken::new(),
+        ))
+        .unwrap_err();
+        assert!(matches!(e, ApplyError::Lost { .. }), "{writes}: {e}");
+        assert!(
+            e.to_string()
+                .contains("swap r1#1 (sip:ocschat@contoso.com), which stays open"),
+            "{e}"
+        );
+        assert_eq!(dir.writes, writes);
+        assert!(
+            notes
+                .iter()
+                .all(|n| !matches!(n.event, Event::SwapDone | Event::Rollback)),
+            "{writes}: {:?}",
+            journal(&notes)
+        );
+        let open = unfinished_from(&notes);
+        assert_eq!(open.len(), 1, "{writes}");
+
+        let mut log: Vec<Note> = Vec::new();
+        let still_down = block(recover(&open, &mut dir, &mut log));
+        assert!(
+            matches!(still_down, Err(ApplyError::Lost { .. })),
+            "{writes}"
+        );
+        let both: Vec<Note> = notes.iter().chain(&log).cloned().collect();
+        assert_eq!(
+            unfinished_from(&both).len(),
+            1,
+            "{writes}: {:?}",
+            journal(&both)
+        );
+
+        dir.lose_after_writes = None;
+        let done = block(recover(&open, &mut dir, &mut log)).unwrap();
+        let want = if writes == 0 {
+            Outcome::Skipped
+        } else {
+            Outcome::Ok
+        };
+        assert_eq!(done[0].outcome, want, "{writes}: {done:?}");
+        assert_eq!(dir.entries.contains_key(&Fake::key(ENDPOINT)), writes > 0);
+        assert_eq!(dir.entries.contains_key(&Fake::key(USER)), writes == 0);
+    }
+}
+
 /// AD refuses its own attributes on an add (`primaryGroupID`: "00002035: The primary group
 /// isn't settable on add operations"), so a re-created user carries every other attribute of
 /// its before-image, and none of those.
@@ -499,7 +578,7 @@ fn the_endpoint_read_back_compares_dn_values_as_dns() {
         "msRTCSIP-PrimaryHomeServer",
         &["CN=Other,DC=contoso,DC=com"],
     ));
-    let e = block(verify(&mut dir, &c)).unwrap_err();
+    let e = block(verify(&mut dir, &c)).unwrap().unwrap_err();
     assert!(
         e.contains("read back wrong: msRTCSIP-PrimaryHomeServer is"),
         "{e}"

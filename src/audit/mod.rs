@@ -498,9 +498,23 @@ impl AuditSink for AuditLog {
             path: self.path.display().to_string(),
             source,
         };
-        self.file.write_all(&line).map_err(write_err)?;
-        if self.durable {
-            self.file.sync_data().map_err(write_err)?;
+        let written = self.file.write_all(&line).and_then(|()| {
+            if self.durable {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // A full disk or a file size limit can cut the line short. Cut the file back to the
+            // last whole record (shrinking needs no space), so the log stays verifiable and the
+            // next run appends to it without a repair. If even that fails, the next open
+            // reports the torn line.
+            let _ = self
+                .file
+                .set_len(self.size)
+                .and_then(|()| self.file.sync_data());
+            return Err(write_err(e));
         }
         self.size += line.len() as u64;
         self.head = hash;

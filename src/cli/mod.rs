@@ -204,6 +204,7 @@ pub fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let scenario = fail::FailScenario::setup();
     let code = runtime.block_on(async {
+        survive_file_size_limit();
         match &cli.command {
             Command::Check(args) => check::run(&cli, args).await,
             Command::Inventory(args) => inventory::run(&cli, args).await,
@@ -221,6 +222,19 @@ pub fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     scenario.teardown();
     ExitCode::from(code)
+}
+
+/// A file size limit (`ulimit -f`, RLIMIT_FSIZE) makes the kernel send SIGXFSZ to a process whose
+/// write would pass it, and SIGXFSZ kills by default: the run would die mid-swap with no word.
+/// With a handler installed (tokio keeps it for the life of the process) the write fails with
+/// EFBIG instead, so the audit log, like on a full disk, reports "File too large" naming its file
+/// and the run stops cleanly before the directory write that record was to describe.
+fn survive_file_size_limit() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let xfsz = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+    if let Err(e) = signal(xfsz) {
+        tracing::debug!("cannot handle SIGXFSZ: {e}");
+    }
 }
 
 fn completions(shell: clap_complete::Shell) -> u8 {

@@ -17,7 +17,7 @@ use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
 use crate::ldap::Directory;
-use crate::lock::RunLock;
+use crate::lock::{LockError, RunLock};
 use crate::plan::{Plan, render};
 use crate::progress::Progress;
 use crate::reconcile::{self, ApplyOptions, Stop};
@@ -86,7 +86,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
         Ok(open) => {
             if !open.is_empty() {
                 eprintln!(
-                    "pcsync: warning: {} swap(s) of a crashed run are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
+                    "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
                     open.len(),
                     open.iter()
                         .map(|u| u.swap.as_str())
@@ -214,15 +214,21 @@ fn print_plan(
 }
 
 /// The run lock when `apply` is set (a dry run writes nothing and takes none); exit 3 when
-/// another run holds it.
+/// another run holds it, 1 when it cannot be taken at all (state.dir unwritable).
 pub(crate) fn lock_for_apply(apply: bool, settings: &Settings) -> Result<Option<RunLock>, u8> {
     if !apply {
         return Ok(None);
     }
     RunLock::acquire(&settings.state.dir)
         .map(Some)
-        .map_err(|e| {
-            eprintln!("pcsync: blocked: {e}; nothing was written");
-            exit::BLOCKED
+        .map_err(|e| match e {
+            LockError::Busy { .. } => {
+                eprintln!("pcsync: blocked: {e}; nothing was written");
+                exit::BLOCKED
+            }
+            LockError::Io { .. } => {
+                eprintln!("pcsync: error: {e} (state.dir); nothing was written");
+                exit::ERROR
+            }
         })
 }

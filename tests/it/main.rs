@@ -14,6 +14,7 @@ mod common;
 mod daemon;
 mod demo;
 mod directory;
+mod faults;
 mod hostile;
 mod json_schema;
 mod packaging;
