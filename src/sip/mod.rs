@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::mapping::store::MappingStore;
-use limit::{RateLimit, RateLimiter};
+use limit::{RateLimit, RateLimiter, Verdict};
 use metrics::{Drop, SipMetrics};
 use redirect::{Outcome, ResponderConfig, Silence, Source};
 
@@ -117,11 +117,21 @@ impl Shared {
         out: &mut Vec<u8>,
     ) -> Option<Option<SocketAddr>> {
         out.clear();
-        if let Some(limiter) = &self.limiter
-            && !limiter.allow(source.addr.ip())
-        {
-            self.metrics.dropped(Drop::RateLimited);
-            return None;
+        if let Some(limiter) = &self.limiter {
+            let verdict = limiter.check(source.addr.ip());
+            if verdict != Verdict::Allow {
+                self.metrics.dropped(Drop::RateLimited);
+                if verdict == Verdict::FirstDrop && limiter.warning_due() {
+                    let limit = limiter.limit();
+                    tracing::warn!(
+                        source = %source.addr.ip(),
+                        requests = limit.requests,
+                        window = ?limit.window,
+                        "rate limit: a source sent more than the limit; its messages are dropped until the window ends (one such line every 10s at most; pcsync_sip_dropped_total{{reason=\"rate_limited\"}} counts every drop)"
+                    );
+                }
+                return None;
+            }
         }
         // One snapshot per request (STYLE.md §9).
         let table = self.store.load();

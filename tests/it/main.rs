@@ -20,3 +20,4 @@ mod packaging;
 mod reconcile;
 mod schema;
 mod sip;
+mod sip_limits;
