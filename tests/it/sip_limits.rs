@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::daemon::Daemon;
-use crate::common::redirect::{FIXTURE_CONTACT, FIXTURE_USER, options_status_within, sipp};
+use crate::common::redirect::{
+    FIXTURE_CONTACT, FIXTURE_USER, READY_TIMEOUT, Redirector, options_status_within, sipp,
+    tool_or_install_hint,
+};
 use crate::common::slapd::Slapd;
 use crate::daemon::{parse_prometheus, value};
 
@@ -319,5 +322,51 @@ fn the_rate_limit_drops_and_counts_a_flooding_source_serves_others_and_forgives_
     eprintln!(
         "flood: {FLOOD} sent, {answered} answered, {dropped} dropped (metric); served again after {:?}",
         started.elapsed()
+    );
+}
+
+/// The default cap (1024 connections on the TCP listener) needs more file descriptors than a
+/// shell's usual soft limit of 1024: without room, `accept` fails past the limit and new
+/// connections wait unaccepted instead of being refused. pcsync raises the soft limit up to the
+/// hard one, or says at start-up that it cannot.
+#[test]
+fn a_low_open_file_limit_is_raised_for_the_connection_cap_or_reported() {
+    let slapd = Slapd::start();
+    let prlimit = tool_or_install_hint("prlimit", "util-linux");
+    let start = |limits: &str| {
+        let work = tempfile::tempdir().unwrap();
+        let mut program = std::process::Command::new(&prlimit);
+        program
+            .arg(format!("--nofile={limits}"))
+            .arg(assert_cmd::cargo::cargo_bin("pcsync"));
+        let r = Redirector::spawn_program(program, &slapd, work.path(), &[]);
+        r.wait_for(FIXTURE_USER, 200, READY_TIMEOUT);
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", r.pid())).unwrap();
+        let open_files = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        (r, work, open_files)
+    };
+
+    // Room under the hard limit: raised to the cap plus a reserve of 128.
+    let (r, _work, open_files) = start("256:4096");
+    assert_eq!(open_files, "1152 4096");
+    let log = r.log_text();
+    assert!(log.contains("raised the open-file limit"), "{log}");
+    assert!(!log.contains("too low"), "{log}");
+
+    // No room: it still serves, and says why the cap cannot hold.
+    let (r, _work, open_files) = start("256:256");
+    assert_eq!(open_files, "256 256");
+    let log = r.log_text();
+    assert!(
+        log.contains("the open-file limit is too low for tcp_max_connections"),
+        "{log}"
     );
 }

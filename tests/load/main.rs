@@ -103,7 +103,7 @@ fn release_binary() -> PathBuf {
 /// TCP connection) at `LOAD_PERCENT` % of `max_rate`, then checks calls, rate and RSS.
 fn load(transport: &str, max_rate: u32) {
     let binary = release_binary();
-    let sipp = tool_or_install_hint("sipp");
+    let sipp = tool_or_install_hint("sipp", "sip-tester");
     let _one = ONE_LOAD_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -224,7 +224,7 @@ pub fn sipp(
     user: &str,
     work: &Path,
 ) -> SippRun {
-    let sipp = tool_or_install_hint("sipp");
+    let sipp = tool_or_install_hint("sipp", "sip-tester");
     let trace = work.join(format!("{scenario}-{transport}-{user}.log"));
     let _ = std::fs::remove_file(&trace);
     let port = free_port();
@@ -246,8 +246,8 @@ pub fn sipp(
     SippRun { output, messages }
 }
 
-/// A program's path, or a panic saying how to install it.
-pub fn tool_or_install_hint(name: &str) -> PathBuf {
+/// A program's path, or a panic saying which Debian package installs it.
+pub fn tool_or_install_hint(name: &str, package: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
         let p = Path::new(dir).join(name);
         if p.is_file() {
@@ -255,6 +255,6 @@ pub fn tool_or_install_hint(name: &str) -> PathBuf {
         }
     }
     panic!(
-        "{name} not found: install it with `apt-get install sip-tester` (as root), or run scripts/test.sh which installs it"
+        "{name} not found: install it with `apt-get install {package}` (as root), or run scripts/test.sh which installs it"
     )
 }
