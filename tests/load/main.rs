@@ -329,6 +329,31 @@ impl std::fmt::Display for RssVerdict {
     }
 }
 
+#[test]
+fn rss_judgement_ignores_warm_up_and_noise_and_flags_growth() {
+    // One sample a second for 70 s; warm-up growth in the first 10 s is not judged.
+    let series = |f: fn(f64) -> u64| {
+        (0..=70)
+            .map(|t| (t as f64, f(t as f64)))
+            .collect::<Vec<_>>()
+    };
+    let warm_then_flat = series(|t| {
+        if t < 10.0 {
+            5_000 + 400 * t as u64
+        } else {
+            9_900
+        }
+    });
+    assert!(RssVerdict::judge(&warm_then_flat).flat);
+    let noisy = series(|t| 9_900 + (t as u64 % 7) * 100);
+    assert!(RssVerdict::judge(&noisy).flat);
+    // 100 KiB a second (about 8 bytes a call at 12,000 calls/s) is not flat.
+    let leaking = series(|t| 9_900 + 100 * t as u64);
+    let verdict = RssVerdict::judge(&leaking);
+    assert!(!verdict.flat, "{verdict}");
+    assert!(!RssVerdict::judge(&[]).flat);
+}
+
 fn vm_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
