@@ -16,6 +16,7 @@
 # Needs root only to install kamailio and sip-tester when they are missing (apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/redirect-bench.sh
 
 RATES="${1:-5000,10000,20000,35000}"
 SECONDS_PER_RATE="${2:-10}"
@@ -60,58 +61,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # --- the mapping, identical for both servers -------------------------------------------------
-# persistentchat@contoso.com -> pcpool1.contoso.com (what the load asks for), plus ENTRIES-1
-# others so neither table is trivially small.
-mkdir -p "$WORK/state"
-python3 - "$WORK" "$ENTRIES" <<'PY'
-import json, sys
-work, n = sys.argv[1], int(sys.argv[2])
-entries = [("persistentchat", "pcpool1.contoso.com")] + [(f"chat{i:05d}", "pcpool2.contoso.com") for i in range(1, n)]
-cache = {"format": 1, "version": 1, "built_at": "2026-01-01T00:00:00Z", "entries": [
-    {"sip_uri": f"sip:{u}@contoso.com", "pool": p,
-     "dn": f"CN={{{i:08d}-0000-4000-8000-000000000000}},CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"}
-    for i, (u, p) in enumerate(entries)]}
-json.dump(cache, open(f"{work}/state/mappings.json", "w"))
-with open(f"{work}/htable.cfg", "w") as f:
-    for u, p in entries:
-        f.write(f'\t$sht(map=>{u}@contoso.com) = "{p}";\n')
-PY
-chmod 700 "$WORK/state"; chmod 600 "$WORK/state/mappings.json"
+redirect_bench_mapping "$WORK" "$ENTRIES"
 
 PCS_PORT=$(free_port)
 KAM_PORT=$(free_port)
 
-# pcsync: served from the last-known-good cache; the directory is deliberately unreachable
-# (the start-up refresh fails fast and is logged), the cron refresh is yearly.
-cat >"$WORK/pcsync.toml" <<EOF
-[directory]
-url = "ldap://127.0.0.1:1"
-base_dn = "dc=contoso,dc=com"
-timeout = "1s"
-[directory.layout]
-endpoint_container = "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"
-[[pools]]
-fqdn = "pcpool1.contoso.com"
-home_server_dn = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"
-[[pools]]
-fqdn = "pcpool2.contoso.com"
-home_server_dn = "CN=Lc Services,CN=Microsoft,CN=1:3,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"
-[schedule]
-cron = "0 0 0 1 1 *"
-[redirector]
-udp = "127.0.0.1:$PCS_PORT"
-tcp = ""
-udp_workers = $WORKERS
-contact_port = 5061
-contact_transport = "tls"
-[state]
-dir = "$WORK/state"
-EOF
+redirect_bench_config "$WORK" "127.0.0.1:$PCS_PORT" "" "$WORKERS" >"$WORK/pcsync.toml"
 
 # Kamailio: stateless (sl) 302 with the same Contact, the mapping in an htable.
 cat >"$WORK/kamailio.cfg" <<EOF
@@ -154,39 +110,11 @@ request_route {
 }
 EOF
 
-# Sum of utime+stime (clock ticks) of a process and all its descendants (threads are included
-# in a process's own counters).
-cpu_ticks() {
-  local root=$1 total=0 pid
-  for pid in $root $(pgrep -P "$root" 2>/dev/null || true); do
-    if [ -r "/proc/$pid/stat" ]; then
-      # Fields after the ")" of the command name: utime is field 14, stime 15 overall.
-      local rest
-      rest=$(sed 's/^.*) //' "/proc/$pid/stat")
-      set -- $rest
-      total=$((total + ${12} + ${13}))
-    fi
-  done
-  echo "$total"
-}
-
-wait_ready() { # port
-  local port=$1 i
-  for i in $(seq 1 100); do
-    if "$PCSYNC" probe sip:persistentchat@contoso.com --server "127.0.0.1:$port" --timeout 200ms >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "bench-redirect: server on port $port never answered" >&2
-  return 1
-}
-
 start_pcsync() {
   "$PCSYNC" --config "$WORK/pcsync.toml" -q redirect >"$WORK/pcsync.log" 2>&1 &
   PCS_PID=$!
   PIDS+=("$PCS_PID")
-  wait_ready "$PCS_PORT"
+  wait_ready "$PCSYNC" "$PCS_PORT"
 }
 
 start_kamailio() {
@@ -195,7 +123,7 @@ start_kamailio() {
     -P "$WORK/kam-run/kamailio.pid" >"$WORK/kamailio.log" 2>&1 &
   KAM_PID=$!
   PIDS+=("$KAM_PID")
-  wait_ready "$KAM_PORT"
+  wait_ready "$PCSYNC" "$KAM_PORT"
 }
 
 CLK_TCK=$(getconf CLK_TCK)

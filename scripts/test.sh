@@ -18,5 +18,9 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --all-targets --features failpoints -- -D warnings
 # The crash-recovery tests need a pcsync binary with failpoints compiled in (FAILPOINTS=name=return
 # aborts the process there); the feature changes nothing else.
+# The load test (tests/load/) measures the redirector at a rate that only means something for an
+# optimised build: build it first and hand its path over (tests never call cargo).
+echo "== cargo build --release --bin pcsync (for the load test)" >&2
+cargo build --release --locked --bin pcsync
 echo "== cargo test --features failpoints" >&2
-cargo test --locked --features failpoints
+PCSYNC_LOAD_BIN="$PWD/target/release/pcsync" cargo test --locked --features failpoints

@@ -308,6 +308,35 @@ pub fn metrics_text(status: &Status, redirector: &MetricsSnapshot) -> Result<Str
             .iter()
             .map(|(code, n)| (label("status", &code.to_string()), *n)),
     );
+    let sip = &redirector.sip;
+    labelled_counter(
+        &mut r,
+        "pcsync_sip_dropped",
+        "SIP messages or connections dropped without an answer, by reason.",
+        [
+            ("unanswerable", sip.dropped_unanswerable),
+            ("rate_limited", sip.dropped_rate_limited),
+            ("connection_cap", sip.dropped_connection_cap),
+            ("framing", sip.dropped_framing),
+            ("send_failed", sip.send_failed),
+        ]
+        .map(|(reason, n)| (label("reason", reason), n)),
+    );
+    gauge(
+        &mut r,
+        "pcsync_sip_connections",
+        "Open SIP TCP and TLS connections.",
+        sip.connections_open as i64,
+    );
+    labelled_counter(
+        &mut r,
+        "pcsync_sip_reconnects",
+        "TCP responses sent on a new connection because the request's was gone (RFC 3261 18.2.2), by result.",
+        [
+            (label("result", "sent"), sip.reconnects_sent),
+            (label("result", "failed"), sip.reconnects_failed),
+        ],
+    );
     gauge(
         &mut r,
         "pcsync_mapping_table_entries",

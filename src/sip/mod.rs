@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::mapping::store::MappingStore;
-use limit::{RateLimit, RateLimiter};
+use limit::{RateLimit, RateLimiter, Verdict};
 use metrics::{Drop, SipMetrics};
 use redirect::{Outcome, ResponderConfig, Silence, Source};
 
@@ -117,11 +117,21 @@ impl Shared {
         out: &mut Vec<u8>,
     ) -> Option<Option<SocketAddr>> {
         out.clear();
-        if let Some(limiter) = &self.limiter
-            && !limiter.allow(source.addr.ip())
-        {
-            self.metrics.dropped(Drop::RateLimited);
-            return None;
+        if let Some(limiter) = &self.limiter {
+            let verdict = limiter.check(source.addr.ip());
+            if verdict != Verdict::Allow {
+                self.metrics.dropped(Drop::RateLimited);
+                if verdict == Verdict::FirstDrop && limiter.warning_due() {
+                    let limit = limiter.limit();
+                    tracing::warn!(
+                        source = %source.addr.ip(),
+                        requests = limit.requests,
+                        window = ?limit.window,
+                        "rate limit: a source sent more than the limit; its messages are dropped until the window ends (one such line every 10s at most; pcsync_sip_dropped_total{{reason=\"rate_limited\"}} counts every drop)"
+                    );
+                }
+                return None;
+            }
         }
         // One snapshot per request (STYLE.md §9).
         let table = self.store.load();
@@ -171,6 +181,8 @@ pub async fn start(
         )),
         None => None,
     };
+    let streams = usize::from(tcp.is_some()) + usize::from(tls.is_some());
+    ensure_fd_limit((config.tcp_max_connections * streams) as u64);
     let mut bound = Bound::default();
     if let Some(socket) = udp {
         bound.udp = socket.local_addr().ok();
@@ -202,6 +214,56 @@ pub async fn start(
         });
     }
     Ok(bound)
+}
+
+/// File descriptors kept besides SIP connections: listeners, logs, state and audit files, LDAP,
+/// the HTTP listener and its clients, TCP reconnects.
+const FD_RESERVE: u64 = 128;
+
+/// Makes room for `connections` open connections under the open-file limit: a connection cap the
+/// limit cannot hold is not a cap (past the limit `accept` fails, and new connections wait in
+/// the kernel's backlog instead of being refused). Raises the soft limit up to the hard one when
+/// needed (as Go's runtime does); if that is not enough, says so once at start-up.
+fn ensure_fd_limit(connections: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    if connections == 0 {
+        return;
+    }
+    let need = connections + FD_RESERVE;
+    let limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else {
+        return; // unlimited
+    };
+    if soft >= need {
+        return;
+    }
+    let target = limit.maximum.map_or(need, |hard| hard.min(need));
+    let mut have = soft;
+    if target > soft {
+        let raised = Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                have = target;
+                tracing::info!(
+                    from = soft,
+                    to = target,
+                    "raised the open-file limit (soft) for the SIP connection cap"
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
+        }
+    }
+    if have < need {
+        tracing::warn!(
+            limit = have,
+            needed = need,
+            "the open-file limit is too low for tcp_max_connections: past about {} connections new ones will wait unaccepted instead of being refused; raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower tcp_max_connections",
+            have.saturating_sub(FD_RESERVE)
+        );
+    }
 }
 
 #[cfg(test)]

@@ -12,13 +12,17 @@
 //! address, and an unverified TLS connection would hand the answer to whoever holds the port;
 //! the client's transaction times out and it sends the request again on a new connection.
 //!
-//! The cap is a `Semaphore` (mini-redis `MAX_CONNECTIONS`): a connection over the cap is closed
-//! at once and counted, rather than queued, so a flood cannot pin memory. A framing error (size
-//! cap, missing Content-Length) closes the connection: the stream cannot be resynchronised.
+//! The cap is a `Semaphore` (mini-redis `MAX_CONNECTIONS`): a connection over the cap is accepted
+//! and closed at once without reading from it (the client sees end-of-stream, or a reset if it
+//! had already sent something), counted (`connection_cap`), and reported by a warning at most
+//! every `CAP_WARN_INTERVAL`; it is not left unaccepted, where it would wait in the kernel's
+//! backlog until the client gives up, nor queued, so a flood cannot pin memory. Connections
+//! already open are not disturbed. A framing error (size cap, missing Content-Length) closes the
+//! connection: the stream cannot be resynchronised.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -28,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::codec::{Frame, SipCodec};
 use super::metrics::Drop;
@@ -50,6 +54,9 @@ const MAX_RECONNECTS: usize = 32;
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Least time between two warnings that the connection cap refused connections.
+const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 pub async fn bind(addr: SocketAddr, transport: &'static str) -> Result<TcpListener, Error> {
     TcpListener::bind(addr).await.map_err(|source| Error::Bind {
@@ -78,6 +85,7 @@ pub async fn serve(
     let reconnects = tls
         .is_none()
         .then(|| Arc::new(Semaphore::new(MAX_RECONNECTS)));
+    let mut refusals = Refusals::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = token.cancelled() => break,
@@ -95,6 +103,13 @@ pub async fn serve(
             shared.metrics.dropped(Drop::ConnectionCap);
             debug!(%peer, "{transport} connection refused: connection cap reached");
             drop(stream);
+            if let Some(refused) = refusals.count(Instant::now()) {
+                warn!(
+                    cap = limits.max_connections,
+                    refused,
+                    "{transport} connection cap reached: refused {refused} new connection(s) since the last warning (open ones are still served; raise tcp_max_connections if this is legitimate load)"
+                );
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -125,6 +140,29 @@ pub async fn serve(
             shared.metrics.connection_closed();
             drop(permit);
         });
+    }
+}
+
+/// Connections refused at the cap since the last warning, so a flood logs one line per
+/// `CAP_WARN_INTERVAL` rather than one per connection.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_warning: u64,
+    last_warning: Option<Instant>,
+}
+
+impl Refusals {
+    /// Counts one refusal; returns the number to report when a warning is due.
+    fn count(&mut self, now: Instant) -> Option<u64> {
+        self.since_warning += 1;
+        let due = self
+            .last_warning
+            .is_none_or(|t| now.saturating_duration_since(t) >= CAP_WARN_INTERVAL);
+        if !due {
+            return None;
+        }
+        self.last_warning = Some(now);
+        Some(std::mem::take(&mut self.since_warning))
     }
 }
 
@@ -224,5 +262,21 @@ impl Fallback {
             }
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_refusals_warn_at_once_then_at_most_every_interval_with_the_count() {
+        let mut r = Refusals::default();
+        let t0 = Instant::now();
+        assert_eq!(r.count(t0), Some(1));
+        assert_eq!(r.count(t0 + Duration::from_secs(1)), None);
+        assert_eq!(r.count(t0 + Duration::from_secs(9)), None);
+        assert_eq!(r.count(t0 + CAP_WARN_INTERVAL), Some(3));
+        assert_eq!(r.count(t0 + CAP_WARN_INTERVAL * 3), Some(1));
     }
 }

@@ -32,7 +32,7 @@ fn time_until_status(d: &Daemon, user: &str, code: u16, timeout: Duration) -> Op
 // === a strict little parser of the Prometheus text exposition format (0.0.4) ===
 
 #[derive(Debug)]
-struct Sample {
+pub(crate) struct Sample {
     name: String,
     labels: BTreeMap<String, String>,
     value: f64,
@@ -40,7 +40,7 @@ struct Sample {
 
 /// Parses every line; panics naming the first line that is not valid exposition format. Checks
 /// that each sample belongs to a family announced by `# TYPE` with a known type.
-fn parse_prometheus(text: &str) -> Vec<Sample> {
+pub(crate) fn parse_prometheus(text: &str) -> Vec<Sample> {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut samples = Vec::new();
     let valid_name = |n: &str| {
@@ -122,7 +122,7 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
     samples
 }
 
-fn value(samples: &[Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
+pub(crate) fn value(samples: &[Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
     samples
         .iter()
         .filter(|s| s.name == name)
@@ -177,6 +177,9 @@ fn scheduled_runs_happen_never_overlap_and_metrics_parse() {
         "pcsync_last_success_timestamp_seconds",
         "pcsync_sip_requests_total",
         "pcsync_sip_responses_total",
+        "pcsync_sip_dropped_total",
+        "pcsync_sip_connections",
+        "pcsync_sip_reconnects_total",
         "pcsync_mapping_table_entries",
         "pcsync_mapping_table_version",
         "pcsync_watch_reconnects_total",

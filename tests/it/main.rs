@@ -22,3 +22,4 @@ mod reconcile;
 mod schema;
 mod security;
 mod sip;
+mod sip_limits;

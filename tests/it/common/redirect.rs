@@ -47,11 +47,23 @@ impl Redirector {
 
     /// Starts the redirector with extra environment overrides; does not wait.
     pub fn spawn(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Redirector {
+        let cmd = Command::new(assert_cmd::cargo::cargo_bin("pcsync"));
+        Redirector::spawn_program(cmd, slapd, work, env)
+    }
+
+    /// [`Redirector::spawn`] with the program given: another pcsync binary (the release build of
+    /// the load test), possibly behind a wrapper that execs it (`nice -n -10 PCSYNC`, so the PID
+    /// is pcsync's).
+    pub fn spawn_program(
+        mut cmd: Command,
+        slapd: &Slapd,
+        work: &Path,
+        env: &[(&str, &str)],
+    ) -> Redirector {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log = work.join("redirect.log");
         let state_dir = work.join("state");
-        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pcsync"));
         for (key, _) in std::env::vars() {
             if key.starts_with("PCSYNC") {
                 cmd.env_remove(key);
@@ -147,12 +159,16 @@ impl Drop for Redirector {
     }
 }
 
-/// One UDP OPTIONS to `target` via `server`; the status code, or `None` without an answer.
+/// One UDP OPTIONS to `target` via `server`; the status code, or `None` without an answer
+/// within 300 ms (for polls; see [`options_status_within`]).
 pub fn options_status(server: SocketAddr, target: &str) -> Option<u16> {
+    options_status_within(server, target, Duration::from_millis(300))
+}
+
+/// [`options_status`] waiting up to `timeout` for the answer.
+pub fn options_status_within(server: SocketAddr, target: &str, timeout: Duration) -> Option<u16> {
     let socket = UdpSocket::bind("127.0.0.1:0").ok()?;
-    socket
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .ok()?;
+    socket.set_read_timeout(Some(timeout)).ok()?;
     let local = socket.local_addr().ok()?;
     let text = format!(
         "OPTIONS {target} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKwait{port}\r\n\
@@ -208,7 +224,7 @@ pub fn sipp(
     user: &str,
     work: &Path,
 ) -> SippRun {
-    let sipp = tool_or_install_hint("sipp");
+    let sipp = tool_or_install_hint("sipp", "sip-tester");
     let trace = work.join(format!("{scenario}-{transport}-{user}.log"));
     let _ = std::fs::remove_file(&trace);
     let port = free_port();
@@ -230,8 +246,8 @@ pub fn sipp(
     SippRun { output, messages }
 }
 
-/// A program's path, or a panic saying how to install it.
-fn tool_or_install_hint(name: &str) -> PathBuf {
+/// A program's path, or a panic saying which Debian package installs it.
+pub fn tool_or_install_hint(name: &str, package: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
         let p = Path::new(dir).join(name);
         if p.is_file() {
@@ -239,6 +255,6 @@ fn tool_or_install_hint(name: &str) -> PathBuf {
         }
     }
     panic!(
-        "{name} not found: install it with `apt-get install sip-tester` (as root), or run scripts/test.sh which installs it"
+        "{name} not found: install it with `apt-get install {package}` (as root), or run scripts/test.sh which installs it"
     )
 }
