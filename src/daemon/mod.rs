@@ -14,6 +14,7 @@
 //! gets `[daemon] grace_period` to stop. SIGHUP reloads the configuration: a valid one is used
 //! from the next run on; an invalid one is logged, line by line, and the old one stays.
 
+pub mod adwatch;
 pub mod http;
 pub mod lease;
 pub mod status;
@@ -484,11 +485,18 @@ fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: Str
 
 // === the live watch ===
 
-/// Keeps the table current between ticks. `watch = "auto"` on a server that advertises
-/// syncrepl runs the [`syncwatch`] (a refresh per change, within a second); otherwise (and with
-/// `watch = "poll"`) it triggers redirector refreshes every `poll_interval` (a whole endpoint-container rescan, built, validated and published by the
-/// redirector's own worker; a version changes only when entries do). The refresh outcomes tell
-/// whether the directory is reachable; regaining it counts as a reconnect.
+/// Keeps the table current between ticks, with the cheapest mechanism the server allows
+/// ([`adwatch::choose`]); `/healthz` `watch.mode` and `/metrics` `pcsync_watch_mode` say which:
+///
+/// - `syncrepl` ([`syncwatch`], `watch = "auto"` where advertised): a refresh per change,
+///   within a second;
+/// - `usn-polling` ([`adwatch`], `watch = "auto"` on Active Directory): every `poll_interval`
+///   one root DSE read, a container listing only when the DC's USN moved, a refresh only when
+///   the listing changed;
+/// - `poll` (`watch = "poll"`, or a server with neither): a refresh (a whole endpoint-container
+///   rescan, built, validated and published by the redirector's own worker; a version changes
+///   only when entries do) every `poll_interval`. The refresh outcomes tell whether the
+///   directory is reachable; regaining it counts as a reconnect.
 async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
     use std::sync::atomic::Ordering::Relaxed;
     let settings = daemon.settings.load_full();
@@ -514,9 +522,16 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
         daemon.status.update(|s| s.watch.mode = "syncrepl");
         match syncwatch::run(Arc::clone(&daemon), token.clone()).await {
             syncwatch::Outcome::Stopped => return,
-            syncwatch::Outcome::Unsupported => {
+            syncwatch::Outcome::Unsupported => {}
+        }
+        daemon
+            .status
+            .update(|s| s.watch.mode = adwatch::Mechanism::UsnPolling.as_str());
+        match adwatch::run(Arc::clone(&daemon), token.clone()).await {
+            adwatch::Outcome::Stopped => return,
+            adwatch::Outcome::Unsupported => {
                 info!(
-                    "syncrepl is not available (not advertised, or LDAP 12: no syncprov on the database): the watch polls instead"
+                    "neither syncrepl (not advertised, or LDAP 12: no syncprov on the database) nor uSNChanged (not Active Directory): the watch polls instead"
                 );
                 daemon.status.update(|s| s.watch.mode = "poll");
             }

@@ -280,6 +280,7 @@ async fn consume(
                 Some(event) => {
                     let (refresh, new_cookie) = handle(event);
                     if refresh {
+                        daemon.status.update(|s| s.watch.triggers += 1);
                         // Full = a refresh is pending already; this event coalesces into it.
                         let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
                     }

@@ -1504,3 +1504,72 @@ mod tests {
         assert_eq!(unicode_pwd("a"), base64_encode(b"\"\0a\0\"\0"));
     }
 }
+
+// === test isolation and the Backend of the shared harnesses ===
+
+/// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
+/// extra objects the test names first), so a failed test does not poison the next.
+pub struct Seed<'a> {
+    dc: &'a SambaDc,
+    extra: Vec<String>,
+}
+
+impl<'a> Seed<'a> {
+    pub fn reset(dc: &'a SambaDc, extra: &[&str]) -> Seed<'a> {
+        let seed = Seed {
+            dc,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        seed.put_back();
+        seed
+    }
+
+    fn put_back(&self) {
+        for dn in &self.extra {
+            if self.dc.exists(dn) {
+                self.dc.delete(dn);
+            }
+        }
+        self.dc.restore_seed();
+    }
+}
+
+impl Drop for Seed<'_> {
+    fn drop(&mut self) {
+        // A panic here while the test is already panicking would abort the whole run.
+        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
+        if put_back.is_err() && !std::thread::panicking() {
+            panic!("restoring the Samba DC's seed failed");
+        }
+    }
+}
+
+impl super::Backend for SambaDc {
+    fn config(&self) -> PathBuf {
+        super::repo("config/active-directory.toml")
+    }
+
+    /// config/active-directory.toml changed only in URL, CA and credentials; its audit log and
+    /// state dir (under /var/lib/pcsync) move into the working directory.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PCSYNC__DIRECTORY__URL", self.ldaps_url.clone()),
+            (
+                "PCSYNC__DIRECTORY__TLS_CA_FILE",
+                self.ca_file.display().to_string(),
+            ),
+            (
+                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+                self.service_password_file.display().to_string(),
+            ),
+            ("PCSYNC__AUDIT__PATH", "var/audit.jsonl".to_owned()),
+            ("PCSYNC__STATE__DIR", "var/state".to_owned()),
+        ]
+    }
+
+    /// None: the shipped cron and `daemon.poll_interval` (the default, 2 s) stay in force, so
+    /// the AD tests prove what an administrator gets.
+    fn harness_timings(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}

@@ -1042,3 +1042,28 @@ impl Drop for Slapd {
 pub fn count_entries(ldif: &str) -> usize {
     ldif.lines().filter(|l| l.starts_with("dn:")).count()
 }
+
+impl super::Backend for Slapd {
+    fn config(&self) -> PathBuf {
+        repo_path("config/openldap.toml")
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PCSYNC__DIRECTORY__URL", self.ldap_url.clone()),
+            (
+                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+                self.admin_password_file.display().to_string(),
+            ),
+        ]
+    }
+
+    fn harness_timings(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("PCSYNC__SCHEDULE__CRON", "* * * * * *"),
+            ("PCSYNC__DAEMON__POLL_INTERVAL", "100ms"),
+            ("PCSYNC__DAEMON__RECONNECT_MIN", "100ms"),
+            ("PCSYNC__DAEMON__RECONNECT_MAX", "1s"),
+        ]
+    }
+}
