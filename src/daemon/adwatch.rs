@@ -353,16 +353,21 @@ async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Dire
         }
         let baseline = cookie.is_empty();
         let mut objects = 0;
+        // The first few, for the log.
+        let mut seen: Vec<String> = Vec::new();
         loop {
             let page = match dir.dirsync(&nc, &cookie, DIRSYNC_ATTRS).await {
                 Ok(p) => p,
                 Err(e) => return End::Lost(e.to_string()),
             };
-            objects += page
-                .dns
-                .iter()
-                .filter(|dn| dirsync_relevant(dn, &container))
-                .count();
+            for dn in page.dns {
+                if dirsync_relevant(&dn, &container) {
+                    objects += 1;
+                    if seen.len() < 5 {
+                        seen.push(dn);
+                    }
+                }
+            }
             cookie = page.cookie;
             if !page.more || cookie.is_empty() {
                 break;
@@ -381,7 +386,7 @@ async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Dire
         match verdict {
             Verdict::Baseline => debug!(nc = %nc, "DirSync watch: baseline"),
             Verdict::Seen { objects } => {
-                info!(nc = %nc, objects, "DirSync watch: endpoint container changed")
+                info!(nc = %nc, objects, dns = ?seen, "DirSync watch: endpoint container changed")
             }
             _ => {}
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::ad_reconcile::config_with;
 use crate::common::daemon::Daemon;
 use crate::common::redirect::{Redirector, options_status, sipp_to};
-use crate::common::samba::{self, ENDPOINT_CONTAINER_DN, Seed, WELL_KNOWN_USERS};
+use crate::common::samba::{self, ENDPOINT_CONTAINER_DN, SambaDc, Seed, WELL_KNOWN_USERS};
 use crate::common::slapd::POLL_INTERVAL;
 use crate::common::{output, pcsync_on, pcsync_on_config};
 
@@ -182,16 +182,39 @@ fn saw(d: &Daemon, before: u64, what: &str) {
 #[test]
 fn ad_daemon_sees_add_rehome_and_delete_through_usn_polling_within_5s() {
     let dc = samba::samba();
+    watched_changes(&dc, &[], "usn-polling");
+}
+
+/// The same where the account has "Replicating Directory Changes" (here the administrator):
+/// the watch is DirSync, and the deletion arrives as a tombstone.
+#[test]
+fn ad_daemon_sees_add_rehome_and_delete_through_dirsync_within_5s() {
+    let dc = samba::samba();
+    let password_file = dc.admin_password_file.display().to_string();
+    watched_changes(
+        &dc,
+        &[
+            ("PCSYNC__DIRECTORY__BIND_DN", dc.admin_dn.as_str()),
+            ("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", &password_file),
+        ],
+        "dirsync",
+    );
+}
+
+/// Starts `pcsync run` (extra overrides `env`), checks that the watch runs `mode` at the
+/// default interval, and brings an endpoint through add, re-home away and back, and delete,
+/// each within [`CHANGE_BOUND`] and each seen by the watch.
+fn watched_changes(dc: &SambaDc, env: &[(&str, &str)], mode: &str) {
     let endpoint = format!("CN={{5e1d2c3b-0a9f-4e8d-b7c6-a5b4c3d2e1f0}},{ENDPOINT_CONTAINER_DN}");
-    let _seed = Seed::reset(&dc, &[&endpoint]);
+    let _seed = Seed::reset(dc, &[&endpoint]);
     let work = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&*dc, work.path(), &[]);
+    let d = Daemon::start(dc, work.path(), env);
     d.wait_until(
-        "the uSNChanged watch connects",
+        &format!("the {mode} watch connects"),
         Duration::from_secs(30),
         || {
             let h = d.health();
-            h["watch"]["mode"] == "usn-polling" && h["watch"]["state"] == "connected"
+            h["watch"]["mode"] == mode && h["watch"]["state"] == "connected"
         },
     );
     let health = d.health();
@@ -201,7 +224,7 @@ fn ad_daemon_sees_add_rehome_and_delete_through_usn_polling_within_5s() {
     );
     let metrics = d.metrics();
     assert!(
-        metrics.contains("pcsync_watch_mode{mode=\"usn-polling\"} 1"),
+        metrics.contains(&format!("pcsync_watch_mode{{mode=\"{mode}\"}} 1")),
         "{metrics}"
     );
     d.wait_until(
@@ -210,7 +233,7 @@ fn ad_daemon_sees_add_rehome_and_delete_through_usn_polling_within_5s() {
         || options_status(d.sip, "sip:persistentchat@contoso.com") == Some(200),
     );
     let triggers = || watch_triggers(&d);
-    // The baseline listing (it refreshes too) is behind us before anything changes.
+    // The baseline (it refreshes too) is behind us before anything changes.
     d.wait_until("the watch's baseline", Duration::from_secs(30), || {
         triggers() >= 1
     });
@@ -260,18 +283,21 @@ fn ad_daemon_sees_add_rehome_and_delete_through_usn_polling_within_5s() {
     dc.delete(&endpoint);
     timings.push(("deleted", within_bound(&d, d.sip, uri, 404, t)));
     saw(&d, before, "deleted");
+    // uSNChanged: the DN left the listing; DirSync: a tombstone (CN=…\0ADEL:<guid>) came back.
+    let deletion = if mode == "usn-polling" {
+        "\"removed\":1"
+    } else {
+        "0ADEL:"
+    };
     assert!(
-        d.log_text().contains("\"removed\":1"),
+        d.log_text().contains(deletion)
+            && (mode == "usn-polling" || d.log_text().contains(",CN=Deleted Objects,")),
         "the watch saw the deletion: {}",
         d.log_text()
     );
-    assert_eq!(
-        d.health()["watch"]["mode"],
-        "usn-polling",
-        "still the AD watch"
-    );
+    assert_eq!(d.health()["watch"]["mode"], mode, "still the AD watch");
     eprintln!(
-        "AD live watch (usn-polling, poll_interval 2s), change -> redirector: {}",
+        "AD live watch ({mode}, poll_interval 2s), change -> redirector: {}",
         timings
             .iter()
             .map(|(what, t)| format!("{what} {:.2}s", t.as_secs_f64()))
