@@ -22,11 +22,10 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::Daemon;
+use super::{Daemon, Reconnect};
 use crate::config::WatchMode;
 use crate::ldap::{Directory, LiveWatch, UsnListing, UsnMark};
 use crate::model::{Dn, attr};
@@ -189,9 +188,7 @@ enum End {
 /// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server turns out not to be AD.
 pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
     let settings = daemon.settings.load_full();
-    let (backoff_min, backoff_max) = (settings.daemon.reconnect_min, settings.daemon.reconnect_max);
-    let mut backoff = backoff_min;
-    let mut failing = false;
+    let mut reconnect = Reconnect::new("AD watch", &settings);
     loop {
         let connected = tokio::select! {
             _ = token.cancelled() => return Outcome::Stopped,
@@ -214,20 +211,8 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
                             dir.close().await;
                             return Outcome::Unsupported;
                         }
-                        if failing {
-                            info!(
-                                mechanism = mechanism.as_str(),
-                                "directory reachable again: AD watch resumed"
-                            );
-                            daemon.status.update(|s| s.watch.reconnects += 1);
-                        }
-                        failing = false;
-                        backoff = backoff_min;
-                        daemon.status.update(|s| {
-                            s.watch.mode = mechanism.as_str();
-                            s.watch.state = "connected";
-                        });
-                        daemon.status.directory(true, None, Utc::now());
+                        daemon.status.update(|s| s.watch.mode = mechanism.as_str());
+                        reconnect.connected(&daemon);
                         info!(
                             url = %dir.url(),
                             mechanism = mechanism.as_str(),
@@ -254,24 +239,11 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
         match end {
             End::Stopped => return Outcome::Stopped,
             End::Unsupported => return Outcome::Unsupported,
-            End::Lost(reason) => {
-                if !failing {
-                    warn!(
-                        "AD watch: {reason}; serving the current table, reconnecting in {backoff:?}"
-                    );
-                } else {
-                    debug!("AD watch: {reason}");
-                }
-                failing = true;
-                daemon.status.update(|s| s.watch.state = "failing");
-                daemon.status.directory(false, Some(reason), Utc::now());
-            }
+            End::Lost(reason) => reconnect.lost(&daemon, reason),
         }
-        tokio::select! {
-            _ = token.cancelled() => return Outcome::Stopped,
-            _ = tokio::time::sleep(backoff) => {}
+        if !reconnect.wait(&token).await {
+            return Outcome::Stopped;
         }
-        backoff = (backoff * 2).min(backoff_max);
     }
 }
 

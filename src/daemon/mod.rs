@@ -490,9 +490,10 @@ fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: Str
 ///
 /// - `syncrepl` ([`syncwatch`], `watch = "auto"` where advertised): a refresh per change,
 ///   within a second;
-/// - `usn-polling` ([`adwatch`], `watch = "auto"` on Active Directory): every `poll_interval`
-///   one root DSE read, a container listing only when the DC's USN moved, a refresh only when
-///   the listing changed;
+/// - `dirsync` / `usn-polling` ([`adwatch`], `watch = "auto"` on Active Directory, DirSync
+///   where the account has the right): every `poll_interval` one small search (a DirSync from
+///   the cookie, or a root DSE read and a container listing only when the DC's USN moved), a
+///   refresh only when the endpoint container changed;
 /// - `poll` (`watch = "poll"`, or a server with neither): a refresh (a whole endpoint-container
 ///   rescan, built, validated and published by the redirector's own worker; a version changes
 ///   only when entries do) every `poll_interval`. The refresh outcomes tell whether the
@@ -524,6 +525,7 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
             syncwatch::Outcome::Stopped => return,
             syncwatch::Outcome::Unsupported => {}
         }
+        // adwatch names the mechanism (dirsync or usn-polling) once it has connected.
         daemon
             .status
             .update(|s| s.watch.mode = adwatch::Mechanism::UsnPolling.as_str());
@@ -583,6 +585,67 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
         }
         // Full = a refresh is pending already; this poll coalesces into it.
         let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
+    }
+}
+
+/// Reconnect bookkeeping of a watch that keeps its own connection (syncrepl, the AD watch):
+/// one warning per outage (then debug), `watch.state` and the directory state, a wait that
+/// doubles from `reconnect_min` to `reconnect_max`, and the reconnect count.
+pub(crate) struct Reconnect {
+    /// Names the watch in the log ("syncrepl watch", "AD watch").
+    name: &'static str,
+    failing: bool,
+    backoff: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Reconnect {
+    pub(crate) fn new(name: &'static str, settings: &Settings) -> Reconnect {
+        Reconnect {
+            name,
+            failing: false,
+            backoff: settings.daemon.reconnect_min,
+            min: settings.daemon.reconnect_min,
+            max: settings.daemon.reconnect_max,
+        }
+    }
+
+    /// The watch is connected (again): counts a reconnect after an outage, resets the wait.
+    pub(crate) fn connected(&mut self, daemon: &Daemon) {
+        if self.failing {
+            info!("directory reachable again: {} resumed", self.name);
+            daemon.status.update(|s| s.watch.reconnects += 1);
+        }
+        self.failing = false;
+        self.backoff = self.min;
+        daemon.status.update(|s| s.watch.state = "connected");
+        daemon.status.directory(true, None, Utc::now());
+    }
+
+    /// The connection was lost (or never made) for `reason`.
+    pub(crate) fn lost(&mut self, daemon: &Daemon, reason: String) {
+        if !self.failing {
+            warn!(
+                "{}: {reason}; serving the current table, reconnecting in {:?}",
+                self.name, self.backoff
+            );
+        } else {
+            debug!("{}: {reason}", self.name);
+        }
+        self.failing = true;
+        daemon.status.update(|s| s.watch.state = "failing");
+        daemon.status.directory(false, Some(reason), Utc::now());
+    }
+
+    /// Waits before the next attempt; `false` when cancelled meanwhile.
+    pub(crate) async fn wait(&mut self, token: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = token.cancelled() => return false,
+            _ = tokio::time::sleep(self.backoff) => {}
+        }
+        self.backoff = (self.backoff * 2).min(self.max);
+        true
     }
 }
 

@@ -87,14 +87,15 @@ pub struct DirectoryState {
 /// The live watch.
 #[derive(Debug, Clone, Serialize)]
 pub struct WatchState {
-    /// The mechanism actually running: `syncrepl`, `usn-polling` (Active Directory), `poll`
-    /// (a rescan every interval) or `off`.
+    /// The mechanism actually running: `syncrepl`, `dirsync` or `usn-polling` (Active
+    /// Directory), `poll` (a rescan every interval) or `off`.
     pub mode: &'static str,
     pub interval_ms: u64,
-    /// `starting`, `ok` (poll), `connected` (syncrepl, usn-polling), `failing`, `off`.
+    /// `starting`, `ok` (poll), `connected` (syncrepl, dirsync, usn-polling), `failing`, `off`.
     pub state: &'static str,
     pub reconnects: u64,
-    /// Table refreshes the watch asked for because it saw a change (syncrepl, usn-polling).
+    /// Table refreshes the watch asked for because it saw a change (syncrepl, dirsync,
+    /// usn-polling).
     pub triggers: u64,
 }
 
@@ -342,7 +343,7 @@ pub fn metrics_text(status: &Status, redirector: &MetricsSnapshot) -> Result<Str
     counter(
         &mut r,
         "pcsync_watch_triggers",
-        "Table refreshes the live watch asked for because it saw a change (syncrepl, usn-polling).",
+        "Table refreshes the live watch asked for because it saw a change (syncrepl, dirsync, usn-polling).",
         status.watch.triggers,
     );
     let modes = Family::<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
@@ -351,7 +352,7 @@ pub fn metrics_text(status: &Status, redirector: &MetricsSnapshot) -> Result<Str
         .set(1);
     r.register(
         "pcsync_watch_mode",
-        "The live watch mechanism running (value 1, the mechanism in the label: syncrepl, usn-polling, poll, off).",
+        "The live watch mechanism running (value 1, the mechanism in the label: syncrepl, dirsync, usn-polling, poll, off).",
         modes,
     );
     gauge(

@@ -1473,38 +1473,6 @@ pub fn guid_to_string(g: &[u8]) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodings_match_known_values() {
-        assert_eq!(base64_encode(b"Ma"), "TWE=");
-        assert_eq!(base64_encode(b"Man"), "TWFu");
-        assert_eq!(base64_encode(b"M"), "TQ==");
-        assert_eq!(base64_decode("TWFuTWE="), b"ManMa");
-        // The DN oMObjectClass, 1.3.12.2.1011.28.0.714.
-        assert_eq!(
-            base64_decode("KwwCh3McAIVK"),
-            [0x2b, 0x0c, 0x02, 0x87, 0x73, 0x1c, 0x00, 0x85, 0x4a]
-        );
-        assert_eq!(
-            sid_to_string(&base64_decode("AQUAAAAAAAUVAAAAijeEm4zAWpzFE8nMTwQAAA==")),
-            "S-1-5-21-2609133450-2623193228-3435729861-1103"
-        );
-        // contact's schemaIDGUID as AD stores it.
-        let contact = [
-            0xd0, 0x1e, 0xb4, 0x5c, 0x4c, 0x0e, 0xd0, 0x11, 0xa2, 0x86, 0x00, 0xaa, 0x00, 0x30,
-            0x49, 0xe2,
-        ];
-        assert_eq!(
-            guid_to_string(&contact),
-            "5cb41ed0-0e4c-11d0-a286-00aa003049e2"
-        );
-        assert_eq!(unicode_pwd("a"), base64_encode(b"\"\0a\0\"\0"));
-    }
-}
-
 // === test isolation and the Backend of the shared harnesses ===
 
 /// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
@@ -1571,5 +1539,37 @@ impl super::Backend for SambaDc {
     /// the AD tests prove what an administrator gets.
     fn harness_timings(&self) -> &'static [(&'static str, &'static str)] {
         &[]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_match_known_values() {
+        assert_eq!(base64_encode(b"Ma"), "TWE=");
+        assert_eq!(base64_encode(b"Man"), "TWFu");
+        assert_eq!(base64_encode(b"M"), "TQ==");
+        assert_eq!(base64_decode("TWFuTWE="), b"ManMa");
+        // The DN oMObjectClass, 1.3.12.2.1011.28.0.714.
+        assert_eq!(
+            base64_decode("KwwCh3McAIVK"),
+            [0x2b, 0x0c, 0x02, 0x87, 0x73, 0x1c, 0x00, 0x85, 0x4a]
+        );
+        assert_eq!(
+            sid_to_string(&base64_decode("AQUAAAAAAAUVAAAAijeEm4zAWpzFE8nMTwQAAA==")),
+            "S-1-5-21-2609133450-2623193228-3435729861-1103"
+        );
+        // contact's schemaIDGUID as AD stores it.
+        let contact = [
+            0xd0, 0x1e, 0xb4, 0x5c, 0x4c, 0x0e, 0xd0, 0x11, 0xa2, 0x86, 0x00, 0xaa, 0x00, 0x30,
+            0x49, 0xe2,
+        ];
+        assert_eq!(
+            guid_to_string(&contact),
+            "5cb41ed0-0e4c-11d0-a286-00aa003049e2"
+        );
+        assert_eq!(unicode_pwd("a"), base64_encode(b"\"\0a\0\"\0"));
     }
 }
