@@ -39,14 +39,14 @@ use std::net::TcpListener;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::slapd::{
-    POLL_INTERVAL, ToolOutput, count_entries, log_tail, random_hex, run, run_with_timeout, tool,
-    write_private, write_test_pki,
+    POLL_INTERVAL, ToolOutput, count_entries, ldapsearch, log_tail, random_hex, run, run_ldif,
+    run_with_timeout, tool, write_private, write_test_pki,
 };
 
 /// The domain naming context (users).
@@ -1246,16 +1246,8 @@ impl SambaDc {
         self.change(self.service_command(program), program, ldif_or_dn)
     }
 
-    fn change(&self, mut cmd: Command, program: &str, ldif: &str) -> Result<(), String> {
-        let n = self.ldif_seq.fetch_add(1, Ordering::Relaxed);
-        let file = self.dir.join(format!("{program}-{n}.ldif"));
-        fs::write(&file, ldif).expect("write LDIF");
-        let out = run(cmd.arg("-f").arg(&file));
-        if out.success() {
-            Ok(())
-        } else {
-            Err(out.both())
-        }
+    fn change(&self, cmd: Command, program: &str, ldif: &str) -> Result<(), String> {
+        run_ldif(cmd, &self.dir, &self.ldif_seq, program, ldif)
     }
 
     /// `ldapsearch -LLL -o ldif-wrap=no` (subtree) as Administrator; panics on failure.
@@ -1278,16 +1270,8 @@ impl SambaDc {
         self.search_output(self.service_command("ldapsearch"), base, filter, attrs)
     }
 
-    fn search_output(
-        &self,
-        mut cmd: Command,
-        base: &str,
-        filter: &str,
-        attrs: &[&str],
-    ) -> ToolOutput {
-        run(cmd
-            .args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter])
-            .args(attrs))
+    fn search_output(&self, cmd: Command, base: &str, filter: &str, attrs: &[&str]) -> ToolOutput {
+        ldapsearch(cmd, base, filter, attrs)
     }
 
     /// Number of entries under `base` (subtree, as Administrator) matching `filter`.

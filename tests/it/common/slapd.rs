@@ -901,15 +901,13 @@ impl Slapd {
     }
 
     fn change(&self, program: &str, ldif: &str) -> Result<(), String> {
-        let n = self.ldif_seq.fetch_add(1, Ordering::Relaxed);
-        let file = self.dir.join(format!("{program}-{n}.ldif"));
-        fs::write(&file, ldif).expect("write LDIF");
-        let out = run(self.admin_command(program).arg("-f").arg(&file));
-        if out.success() {
-            Ok(())
-        } else {
-            Err(out.both())
-        }
+        run_ldif(
+            self.admin_command(program),
+            &self.dir,
+            &self.ldif_seq,
+            program,
+            ldif,
+        )
     }
 
     /// `ldapsearch -LLL -o ldif-wrap=no` (subtree) as admin; panics on a non-zero exit code.
@@ -920,10 +918,7 @@ impl Slapd {
 
     /// Like [`Self::search`]; `Err` carries exit code and output (e.g. rc 32 noSuchObject).
     pub fn try_search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<String, String> {
-        let out = run(self
-            .admin_command("ldapsearch")
-            .args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter])
-            .args(attrs));
+        let out = ldapsearch(self.admin_command("ldapsearch"), base, filter, attrs);
         if out.success() {
             Ok(out.stdout)
         } else {
@@ -1036,6 +1031,36 @@ impl Drop for Slapd {
             eprintln!("{KEEP_DIR_ENV} set: keeping {}", self.dir.display());
         }
     }
+}
+
+// === ldap-utils, shared with the Samba harness ===
+
+/// Writes `ldif` to the next numbered `<program>-<n>.ldif` in `dir` (kept for post-mortems)
+/// and runs `cmd -f <file>` (`cmd`: `ldapadd` or `ldapmodify`, bound already).
+pub fn run_ldif(
+    mut cmd: Command,
+    dir: &Path,
+    seq: &AtomicU64,
+    program: &str,
+    ldif: &str,
+) -> Result<(), String> {
+    let n = seq.fetch_add(1, Ordering::Relaxed);
+    let file = dir.join(format!("{program}-{n}.ldif"));
+    fs::write(&file, ldif).expect("write LDIF");
+    let out = run(cmd.arg("-f").arg(&file));
+    if out.success() {
+        Ok(())
+    } else {
+        Err(out.both())
+    }
+}
+
+/// `cmd -LLL -o ldif-wrap=no -b <base> <filter> <attrs>` (`cmd`: `ldapsearch`, bound already;
+/// subtree).
+pub fn ldapsearch(mut cmd: Command, base: &str, filter: &str, attrs: &[&str]) -> ToolOutput {
+    run(cmd
+        .args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter])
+        .args(attrs))
 }
 
 /// Number of entries in `ldapsearch -LLL` output (`dn:` or base64 `dn::` lines).
