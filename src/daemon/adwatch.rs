@@ -169,6 +169,18 @@ pub fn dirsync_relevant(dn: &str, container: &Dn) -> bool {
     Dn::parse(dn).map_or(true, |d| d.is_within(container))
 }
 
+/// What one DirSync round (from the cookie, until `moreResults` is off) found: the first round
+/// of a connection is the baseline; later ones found `relevant` objects or none.
+pub fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
+    if baseline {
+        Verdict::Baseline
+    } else if relevant > 0 {
+        Verdict::Seen { objects: relevant }
+    } else {
+        Verdict::Unchanged
+    }
+}
+
 /// How the AD watch stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -185,7 +197,8 @@ enum End {
     Lost(String),
 }
 
-/// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server turns out not to be AD.
+/// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server
+/// turns out not to be AD.
 pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
     let settings = daemon.settings.load_full();
     let mut reconnect = Reconnect::new("AD watch", &settings);
@@ -223,7 +236,7 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
                         let end = if mechanism == Mechanism::DirSync {
                             poll_dirsync(&daemon, &token, &mut dir).await
                         } else {
-                            poll(&daemon, &token, &mut dir).await
+                            poll_usn(&daemon, &token, &mut dir).await
                         };
                         dir.close().await;
                         end
@@ -247,8 +260,8 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
     }
 }
 
-/// Polls one connection until it fails or the daemon stops.
-async fn poll(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -> End {
+/// uSNChanged polling on one connection until it fails or the daemon stops.
+async fn poll_usn(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -> End {
     let settings = daemon.settings.load_full();
     let container = settings.layout.endpoint_container.clone();
     let mut tracker = UsnTracker::default();
@@ -296,11 +309,16 @@ async fn poll(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -
                 added, modified, removed, "uSNChanged watch: endpoint container changed"
             ),
         }
-        if verdict.refresh() {
-            daemon.status.update(|s| s.watch.triggers += 1);
-            // Full = a refresh is pending already; this change coalesces into it.
-            let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
-        }
+        ask_refresh(daemon, &verdict);
+    }
+}
+
+/// Asks the redirector's worker for a refresh when `verdict` calls for one, and counts it.
+fn ask_refresh(daemon: &Daemon, verdict: &Verdict) {
+    if verdict.refresh() {
+        daemon.status.update(|s| s.watch.triggers += 1);
+        // Full = a refresh is pending already; this change coalesces into it.
+        let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
     }
 }
 
@@ -313,7 +331,7 @@ async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Dire
         daemon
             .status
             .update(|s| s.watch.mode = Mechanism::UsnPolling.as_str());
-        return poll(daemon, token, dir).await;
+        return poll_usn(daemon, token, dir).await;
     };
     let mut cookie: Vec<u8> = Vec::new();
     let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
@@ -348,13 +366,7 @@ async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Dire
                 return End::Stopped;
             }
         }
-        let verdict = if baseline {
-            Verdict::Baseline
-        } else if objects > 0 {
-            Verdict::Seen { objects }
-        } else {
-            Verdict::Unchanged
-        };
+        let verdict = dirsync_verdict(baseline, objects);
         match verdict {
             Verdict::Baseline => debug!(nc = %nc, "DirSync watch: baseline"),
             Verdict::Seen { objects } => {
@@ -362,10 +374,7 @@ async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Dire
             }
             _ => {}
         }
-        if verdict.refresh() {
-            daemon.status.update(|s| s.watch.triggers += 1);
-            let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
-        }
+        ask_refresh(daemon, &verdict);
     }
 }
 
@@ -482,6 +491,16 @@ mod tests {
         }
         assert_eq!(Mechanism::UsnPolling.as_str(), "usn-polling");
         assert_eq!(Mechanism::DirSync.as_str(), "dirsync");
+    }
+
+    #[test]
+    fn a_dirsync_round_refreshes_at_the_baseline_and_when_it_saw_something() {
+        assert_eq!(dirsync_verdict(true, 0), Verdict::Baseline);
+        assert!(dirsync_verdict(true, 0).refresh());
+        assert_eq!(dirsync_verdict(false, 2), Verdict::Seen { objects: 2 });
+        assert!(dirsync_verdict(false, 2).refresh());
+        assert_eq!(dirsync_verdict(false, 0), Verdict::Unchanged);
+        assert!(!dirsync_verdict(false, 0).refresh());
     }
 
     #[test]
