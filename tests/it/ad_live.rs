@@ -164,13 +164,14 @@ fn watch_triggers(d: &Daemon) -> u64 {
     d.health()["watch"]["triggers"].as_u64().unwrap()
 }
 
-/// Waits (bounded by [`CHANGE_BOUND`]) until the watch has asked for a refresh since `before`
-/// triggers: the change went through the AD change-tracking path. (The redirector may have
-/// served it a moment earlier through a refresh already queued.)
-fn saw(d: &Daemon, before: u64, what: &str) {
+/// Waits until the watch has asked for a refresh since `before` triggers, at most
+/// [`CHANGE_BOUND`] after the change made at `since`: the change went through the AD
+/// change-tracking path. (The redirector may have served it a moment earlier through a refresh
+/// already queued.)
+fn saw(d: &Daemon, before: u64, since: Instant, what: &str) {
     d.wait_until(
         &format!("{what}: the watch asks for a refresh"),
-        CHANGE_BOUND,
+        CHANGE_BOUND.saturating_sub(since.elapsed()),
         || watch_triggers(d) > before,
     );
 }
@@ -251,7 +252,7 @@ fn watched_changes(dc: &SambaDc, env: &[(&str, &str)], mode: &str) {
         dc.pool_dn("1:2")
     ));
     timings.push(("added", within_bound(&d, d.sip, uri, 200, t)));
-    saw(&d, before, "added");
+    saw(&d, before, t, "added");
 
     // Re-homed on a pool the configuration does not name: no longer served.
     for (site, code, what) in [("1:3", 404, "re-homed away"), ("1:2", 200, "re-homed back")] {
@@ -263,7 +264,7 @@ fn watched_changes(dc: &SambaDc, env: &[(&str, &str)], mode: &str) {
             dc.pool_dn(site)
         ));
         timings.push((what, within_bound(&d, d.sip, uri, code, t)));
-        saw(&d, before, what);
+        saw(&d, before, t, what);
     }
     let assert = crate::common::pcsync_bare(work.path())
         .args(["probe", uri, "--server"])
@@ -282,7 +283,7 @@ fn watched_changes(dc: &SambaDc, env: &[(&str, &str)], mode: &str) {
     let t = Instant::now();
     dc.delete(&endpoint);
     timings.push(("deleted", within_bound(&d, d.sip, uri, 404, t)));
-    saw(&d, before, "deleted");
+    saw(&d, before, t, "deleted");
     // uSNChanged: the DN left the listing; DirSync: a tombstone (CN=…\0ADEL:<guid>) came back.
     let deletion = if mode == "usn-polling" {
         "\"removed\":1"

@@ -91,12 +91,16 @@ impl Daemon {
         }
     }
 
-    /// Polls `ok` until it holds or `timeout` passes (then panics with the log tail).
+    /// Polls `ok` (at least once) until it holds or `timeout` passes (then panics with the log
+    /// tail).
     pub fn wait_until(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             if ok() {
                 return;
+            }
+            if Instant::now() >= deadline {
+                break;
             }
             std::thread::sleep(POLL_INTERVAL);
         }
