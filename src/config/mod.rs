@@ -388,7 +388,8 @@ pub struct HttpSettings {
 /// How `pcsync run` keeps the mapping table current between scheduled runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
-    /// syncrepl where the root DSE advertises it, polling otherwise.
+    /// syncrepl where the root DSE advertises it; on Active Directory DirSync (where the
+    /// account has the right) or uSNChanged polling; a rescan every `poll_interval` otherwise.
     Auto,
     /// Poll the endpoint container every `poll_interval`, whatever the server offers.
     Poll,
@@ -402,7 +403,7 @@ pub struct DaemonSettings {
     /// How long tasks get to finish after SIGTERM/SIGINT.
     pub grace_period: Duration,
     pub watch: WatchMode,
-    /// Interval of the polling watch (no syncrepl).
+    /// Interval of the DirSync, uSNChanged and polling watches (not syncrepl).
     pub poll_interval: Duration,
     /// Shortest and longest wait between reconnects of the watch (doubling in between).
     pub reconnect_min: Duration,

@@ -14,6 +14,7 @@
 //! gets `[daemon] grace_period` to stop. SIGHUP reloads the configuration: a valid one is used
 //! from the next run on; an invalid one is logged, line by line, and the old one stays.
 
+pub mod adwatch;
 pub mod http;
 pub mod lease;
 pub mod status;
@@ -484,11 +485,19 @@ fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: Str
 
 // === the live watch ===
 
-/// Keeps the table current between ticks. `watch = "auto"` on a server that advertises
-/// syncrepl runs the [`syncwatch`] (a refresh per change, within a second); otherwise (and with
-/// `watch = "poll"`) it triggers redirector refreshes every `poll_interval` (a whole endpoint-container rescan, built, validated and published by the
-/// redirector's own worker; a version changes only when entries do). The refresh outcomes tell
-/// whether the directory is reachable; regaining it counts as a reconnect.
+/// Keeps the table current between ticks, with the cheapest mechanism the server allows
+/// ([`adwatch::choose`]); `/healthz` `watch.mode` and `/metrics` `pcsync_watch_mode` say which:
+///
+/// - `syncrepl` ([`syncwatch`], `watch = "auto"` where advertised): a refresh per change,
+///   within a second;
+/// - `dirsync` / `usn-polling` ([`adwatch`], `watch = "auto"` on Active Directory, DirSync
+///   where the account has the right): every `poll_interval` one small search (a DirSync from
+///   the cookie, or a root DSE read and a container listing only when the DC's USN moved), a
+///   refresh only when the endpoint container changed;
+/// - `poll` (`watch = "poll"`, or a server with neither): a refresh (a whole endpoint-container
+///   rescan, built, validated and published by the redirector's own worker; a version changes
+///   only when entries do) every `poll_interval`. The refresh outcomes tell whether the
+///   directory is reachable; regaining it counts as a reconnect.
 async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
     use std::sync::atomic::Ordering::Relaxed;
     let settings = daemon.settings.load_full();
@@ -514,9 +523,17 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
         daemon.status.update(|s| s.watch.mode = "syncrepl");
         match syncwatch::run(Arc::clone(&daemon), token.clone()).await {
             syncwatch::Outcome::Stopped => return,
-            syncwatch::Outcome::Unsupported => {
+            syncwatch::Outcome::Unsupported => {}
+        }
+        // adwatch names the mechanism (dirsync or usn-polling) once it has connected.
+        daemon
+            .status
+            .update(|s| s.watch.mode = adwatch::Mechanism::UsnPolling.as_str());
+        match adwatch::run(Arc::clone(&daemon), token.clone()).await {
+            adwatch::Outcome::Stopped => return,
+            adwatch::Outcome::Unsupported => {
                 info!(
-                    "syncrepl is not available (not advertised, or LDAP 12: no syncprov on the database): the watch polls instead"
+                    "neither syncrepl (not advertised, or LDAP 12: no syncprov on the database) nor uSNChanged (not Active Directory): the watch polls instead"
                 );
                 daemon.status.update(|s| s.watch.mode = "poll");
             }
@@ -568,6 +585,67 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
         }
         // Full = a refresh is pending already; this poll coalesces into it.
         let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
+    }
+}
+
+/// Reconnect bookkeeping of a watch that keeps its own connection (syncrepl, the AD watch):
+/// one warning per outage (then debug), `watch.state` and the directory state, a wait that
+/// doubles from `reconnect_min` to `reconnect_max`, and the reconnect count.
+pub(crate) struct Reconnect {
+    /// Names the watch in the log ("syncrepl watch", "AD watch").
+    name: &'static str,
+    failing: bool,
+    backoff: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Reconnect {
+    pub(crate) fn new(name: &'static str, settings: &Settings) -> Reconnect {
+        Reconnect {
+            name,
+            failing: false,
+            backoff: settings.daemon.reconnect_min,
+            min: settings.daemon.reconnect_min,
+            max: settings.daemon.reconnect_max,
+        }
+    }
+
+    /// The watch is connected (again): counts a reconnect after an outage, resets the wait.
+    pub(crate) fn connected(&mut self, daemon: &Daemon) {
+        if self.failing {
+            info!("directory reachable again: {} resumed", self.name);
+            daemon.status.update(|s| s.watch.reconnects += 1);
+        }
+        self.failing = false;
+        self.backoff = self.min;
+        daemon.status.update(|s| s.watch.state = "connected");
+        daemon.status.directory(true, None, Utc::now());
+    }
+
+    /// The connection was lost (or never made) for `reason`.
+    pub(crate) fn lost(&mut self, daemon: &Daemon, reason: String) {
+        if !self.failing {
+            warn!(
+                "{}: {reason}; serving the current table, reconnecting in {:?}",
+                self.name, self.backoff
+            );
+        } else {
+            debug!("{}: {reason}", self.name);
+        }
+        self.failing = true;
+        daemon.status.update(|s| s.watch.state = "failing");
+        daemon.status.directory(false, Some(reason), Utc::now());
+    }
+
+    /// Waits before the next attempt; `false` when cancelled meanwhile.
+    pub(crate) async fn wait(&mut self, token: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = token.cancelled() => return false,
+            _ = tokio::time::sleep(self.backoff) => {}
+        }
+        self.backoff = (self.backoff * 2).min(self.max);
+        true
     }
 }
 

@@ -87,12 +87,16 @@ pub struct DirectoryState {
 /// The live watch.
 #[derive(Debug, Clone, Serialize)]
 pub struct WatchState {
-    /// `syncrepl`, `poll` or `off`.
+    /// The mechanism actually running: `syncrepl`, `dirsync` or `usn-polling` (Active
+    /// Directory), `poll` (a rescan every interval) or `off`.
     pub mode: &'static str,
     pub interval_ms: u64,
-    /// `starting`, `ok` (poll), `connected` (syncrepl), `failing`, `off`.
+    /// `starting`, `ok` (poll), `connected` (syncrepl, dirsync, usn-polling), `failing`, `off`.
     pub state: &'static str,
     pub reconnects: u64,
+    /// Table refreshes the watch asked for because it saw a change (syncrepl, dirsync,
+    /// usn-polling).
+    pub triggers: u64,
 }
 
 /// The writer lease.
@@ -158,6 +162,7 @@ impl Shared {
                     interval_ms: 0,
                     state: "off",
                     reconnects: 0,
+                    triggers: 0,
                 },
                 lease: LeaseState {
                     enabled: lease_enabled,
@@ -363,6 +368,21 @@ pub fn metrics_text(status: &Status, redirector: &MetricsSnapshot) -> Result<Str
         "pcsync_watch_reconnects",
         "Times the live watch regained the directory after losing it.",
         status.watch.reconnects,
+    );
+    counter(
+        &mut r,
+        "pcsync_watch_triggers",
+        "Table refreshes the live watch asked for because it saw a change (syncrepl, dirsync, usn-polling).",
+        status.watch.triggers,
+    );
+    let modes = Family::<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
+    modes
+        .get_or_create(&label("mode", status.watch.mode))
+        .set(1);
+    r.register(
+        "pcsync_watch_mode",
+        "The live watch mechanism running (value 1, the mechanism in the label: syncrepl, dirsync, usn-polling, poll, off).",
+        modes,
     );
     gauge(
         &mut r,

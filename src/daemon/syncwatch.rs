@@ -11,12 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::Daemon;
+use super::{Daemon, Reconnect};
 use crate::ldap::{Directory, LiveWatch, SyncEnd, SyncEvent};
 use crate::model::Dn;
 use crate::schedule::Trigger;
@@ -181,10 +180,8 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
             None
         }
     };
-    let (backoff_min, backoff_max) = (settings.daemon.reconnect_min, settings.daemon.reconnect_max);
-    let mut backoff = backoff_min;
+    let mut reconnect = Reconnect::new("syncrepl watch", &settings);
     let mut reload = false;
-    let mut failing = false;
     loop {
         let connected = tokio::select! {
             _ = token.cancelled() => return Outcome::Stopped,
@@ -196,14 +193,7 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
                     dir.close().await;
                     return Outcome::Unsupported;
                 }
-                if failing {
-                    info!("directory reachable again: syncrepl watch resumed");
-                    daemon.status.update(|s| s.watch.reconnects += 1);
-                }
-                failing = false;
-                backoff = backoff_min;
-                daemon.status.update(|s| s.watch.state = "connected");
-                daemon.status.directory(true, None, Utc::now());
+                reconnect.connected(&daemon);
                 info!(base = %base, resume = cookie.is_some(), "syncrepl watch connected");
                 // Changes made while disconnected arrive in the refresh phase; a refresh now
                 // covers a server that restarted without the cookie's history too.
@@ -235,24 +225,11 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
             }
             SyncEnd::Unsupported => return Outcome::Unsupported,
             SyncEnd::Stopped => return Outcome::Stopped,
-            SyncEnd::Lost(reason) => {
-                if !failing {
-                    warn!(
-                        "syncrepl watch: {reason}; serving the current table, reconnecting in {backoff:?}"
-                    );
-                } else {
-                    debug!("syncrepl watch: {reason}");
-                }
-                failing = true;
-                daemon.status.update(|s| s.watch.state = "failing");
-                daemon.status.directory(false, Some(reason), Utc::now());
-            }
+            SyncEnd::Lost(reason) => reconnect.lost(&daemon, reason),
         }
-        tokio::select! {
-            _ = token.cancelled() => return Outcome::Stopped,
-            _ = tokio::time::sleep(backoff) => {}
+        if !reconnect.wait(&token).await {
+            return Outcome::Stopped;
         }
-        backoff = (backoff * 2).min(backoff_max);
     }
 }
 
@@ -278,6 +255,7 @@ async fn consume(
                 Some(event) => {
                     let (refresh, new_cookie) = handle(event);
                     if refresh {
+                        daemon.status.update(|s| s.watch.triggers += 1);
                         // Full = a refresh is pending already; this event coalesces into it.
                         let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
                     }

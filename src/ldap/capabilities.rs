@@ -25,7 +25,8 @@ pub mod oid {
     pub const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
 }
 
-/// How a future live watch would learn about changes.
+/// How the live watch learns about changes on this server (`pcsync run` runs the one chosen
+/// here: `daemon::adwatch::choose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LiveWatch {
@@ -36,7 +37,7 @@ pub enum LiveWatch {
     DirSync,
     /// Poll for `uSNChanged` above the last seen value (per DC).
     UsnPolling,
-    /// No change tracking at all: rescan on the schedule.
+    /// No change tracking at all: rebuild the table every `daemon.poll_interval`.
     Rescan,
 }
 

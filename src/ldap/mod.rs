@@ -8,13 +8,17 @@
 //! limit is an error rather than a silently short answer. Nothing here panics on server data.
 
 mod capabilities;
+mod dirsync;
 mod error;
 mod syncrepl;
+mod usn;
 mod write;
 
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch, oid};
+pub use dirsync::DirSyncPage;
 pub use error::{Attempt, Error};
 pub use syncrepl::{SYNC_REFRESH_REQUIRED, SyncEnd, SyncEvent};
+pub use usn::{UsnListing, UsnMark};
 
 use std::sync::Arc;
 use std::time::Duration;

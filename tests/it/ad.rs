@@ -10,7 +10,7 @@ use crate::common::samba::{
     WELL_KNOWN_USERS,
 };
 use crate::common::slapd::Slapd;
-use crate::common::{output, pcsync, pcsync_bare, repo};
+use crate::common::{output, pcsync, pcsync_on_config, repo};
 
 /// `pcsync` with the shipped AD configuration, pointed at the test DC, binding as svc-pcsync.
 pub(crate) fn pcsync_ad(dc: &SambaDc, workdir: &Path) -> assert_cmd::Command {
@@ -19,20 +19,7 @@ pub(crate) fn pcsync_ad(dc: &SambaDc, workdir: &Path) -> assert_cmd::Command {
 
 /// [`pcsync_ad`] with another configuration file (a test that needs a second migration).
 pub(crate) fn pcsync_ad_config(dc: &SambaDc, workdir: &Path, config: &Path) -> assert_cmd::Command {
-    let mut cmd = pcsync_bare(workdir);
-    cmd.arg("--config")
-        .arg(config)
-        .env("PCSYNC__DIRECTORY__URL", &dc.ldaps_url)
-        .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &dc.ca_file)
-        .env(
-            "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
-            &dc.service_password_file,
-        )
-        // The shipped file keeps its audit log and state under /var/lib/pcsync; a test keeps
-        // them in its own temp dir (relative to `workdir`).
-        .env("PCSYNC__AUDIT__PATH", "var/audit.jsonl")
-        .env("PCSYNC__STATE__DIR", "var/state");
-    cmd
+    pcsync_on_config(dc, workdir, config)
 }
 
 /// The detail of the `ok` line for check `name`, or a panic showing the whole report.

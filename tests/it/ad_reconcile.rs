@@ -13,7 +13,9 @@ use pcsync::audit::{self, Event};
 
 use crate::ad::{pcsync_ad, pcsync_ad_config};
 use crate::common::output;
-use crate::common::samba::{self, ENDPOINT_CONTAINER_DN, ENDPOINT_DN, SambaDc, WELL_KNOWN_USERS};
+use crate::common::samba::{
+    self, ENDPOINT_CONTAINER_DN, ENDPOINT_DN, SambaDc, Seed, WELL_KNOWN_USERS,
+};
 
 const OCSCHAT: &str = WELL_KNOWN_USERS[0];
 const URI: &str = "sip:ocschat@contoso.com";
@@ -104,7 +106,7 @@ fn new_endpoints(dc: &SambaDc) -> Vec<String> {
 }
 
 /// A config in the test's work dir: the shipped AD configuration with `extra` appended.
-fn config_with(work: &Path, extra: &str) -> std::path::PathBuf {
+pub(crate) fn config_with(work: &Path, extra: &str) -> std::path::PathBuf {
     let shipped =
         std::fs::read_to_string(crate::common::repo("config/active-directory.toml")).unwrap();
     let path = work.join("pcsync.toml");
@@ -596,42 +598,5 @@ fn ad_a_crash_at_every_failpoint_then_a_rerun_converges() {
             &expected[retire],
             &format!("{what}: differs from a clean run"),
         );
-    }
-}
-
-/// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
-/// extra objects the test names first), so a failed test does not poison the next.
-struct Seed<'a> {
-    dc: &'a SambaDc,
-    extra: Vec<String>,
-}
-
-impl<'a> Seed<'a> {
-    fn reset(dc: &'a SambaDc, extra: &[&str]) -> Seed<'a> {
-        let seed = Seed {
-            dc,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        seed.put_back();
-        seed
-    }
-
-    fn put_back(&self) {
-        for dn in &self.extra {
-            if self.dc.exists(dn) {
-                self.dc.delete(dn);
-            }
-        }
-        self.dc.restore_seed();
-    }
-}
-
-impl Drop for Seed<'_> {
-    fn drop(&mut self) {
-        // A panic here while the test is already panicking would abort the whole run.
-        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
-        if put_back.is_err() && !std::thread::panicking() {
-            panic!("restoring the Samba DC's seed failed");
-        }
     }
 }

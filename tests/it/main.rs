@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ad;
+mod ad_live;
 mod ad_reconcile;
 mod audit;
 mod cli;
@@ -19,6 +20,7 @@ mod hostile;
 mod json_schema;
 mod packaging;
 mod reconcile;
+mod scenario;
 mod schema;
 mod security;
 mod sip;

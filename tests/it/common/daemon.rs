@@ -1,9 +1,11 @@
 //! A real `pcsync run` process against a real slapd, with its HTTP endpoints read over a plain
 //! TCP socket (no HTTP client crate needed for two GETs).
 //!
-//! [`Daemon::spawn`] runs the binary with `config/openldap.toml` pointed at the slapd, SIP on a
-//! free loopback port, HTTP on another, state and audit log in the test's work dir, a 1-second
-//! cron, a 100 ms polling watch; extra environment overrides come last. Drop sends SIGTERM to
+//! [`Daemon::spawn`] runs the binary with the backend's shipped configuration (slapd:
+//! `config/openldap.toml`, Samba: `config/active-directory.toml`) pointed at it, SIP on a free
+//! loopback port, HTTP on another, state and audit log in the test's work dir, plus the
+//! backend's harness timings (slapd: a 1-second cron, a 100 ms polling watch; Samba: none, the
+//! shipped values); extra environment overrides come last. Drop sends SIGTERM to
 //! that PID, then SIGKILL if it does not stop in time.
 
 #![allow(dead_code)]
@@ -14,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::repo;
-use super::slapd::{POLL_INTERVAL, Slapd, free_ports, log_tail, wait_bounded};
+use super::Backend;
+use super::slapd::{POLL_INTERVAL, free_ports, log_tail, wait_bounded};
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -31,22 +33,22 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `pcsync run` and waits until /healthz answers.
-    pub fn start(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Daemon {
-        let d = Daemon::spawn(slapd, work, env);
+    pub fn start(backend: &dyn Backend, work: &Path, env: &[(&str, &str)]) -> Daemon {
+        let d = Daemon::spawn(backend, work, env);
         d.wait_until("/healthz answers", READY_TIMEOUT, || {
             d.try_get("/healthz").is_some()
         });
         d
     }
 
-    pub fn spawn(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn_with_umask(slapd, work, env, None)
+    pub fn spawn(backend: &dyn Backend, work: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_with_umask(backend, work, env, None)
     }
 
     /// Like [`Daemon::spawn`]; with `Some(umask)` the binary runs through
     /// `sh -c 'umask UMASK && exec pcsync ...'` (the PID is still pcsync's: `exec`).
     pub fn spawn_with_umask(
-        slapd: &Slapd,
+        backend: &dyn Backend,
         work: &Path,
         env: &[(&str, &str)],
         umask: Option<&str>,
@@ -58,11 +60,11 @@ impl Daemon {
         let log = work.join("run.log");
         let audit = work.join("audit.jsonl");
         let state_dir = work.join("state");
-        // ("PCSYNC_CONFIG", path) in `env` replaces config/openldap.toml (SIGHUP tests edit it).
+        // ("PCSYNC_CONFIG", path) in `env` replaces the shipped file (SIGHUP tests edit it).
         let config = env
             .iter()
             .find(|(k, _)| *k == "PCSYNC_CONFIG")
-            .map_or_else(|| repo("config/openldap.toml"), |(_, v)| PathBuf::from(v));
+            .map_or_else(|| backend.config(), |(_, v)| PathBuf::from(v));
         let bin = assert_cmd::cargo::cargo_bin("pcsync");
         let mut cmd = match umask {
             None => Command::new(&bin),
@@ -82,19 +84,14 @@ impl Daemon {
         cmd.current_dir(work)
             .arg("--config")
             .arg(&config)
-            .args(["--log-format", "json", "run"])
-            .env("PCSYNC__DIRECTORY__URL", &slapd.ldap_url)
-            .env(
-                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
-                &slapd.admin_password_file,
-            )
-            .env("PCSYNC__REDIRECTOR__UDP", sip.to_string())
+            .args(["--log-format", "json", "run"]);
+        for (k, v) in backend.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("PCSYNC__REDIRECTOR__UDP", sip.to_string())
             .env("PCSYNC__REDIRECTOR__TCP", sip.to_string())
             .env("PCSYNC__HTTP__LISTEN", http.to_string())
-            .env("PCSYNC__SCHEDULE__CRON", "* * * * * *")
-            .env("PCSYNC__DAEMON__POLL_INTERVAL", "100ms")
-            .env("PCSYNC__DAEMON__RECONNECT_MIN", "100ms")
-            .env("PCSYNC__DAEMON__RECONNECT_MAX", "1s")
+            .envs(backend.harness_timings().iter().copied())
             .env("PCSYNC__STATE__DIR", &state_dir)
             .env("PCSYNC__AUDIT__PATH", &audit)
             .env("PCSYNC_LOG", "info")
@@ -115,12 +112,16 @@ impl Daemon {
         }
     }
 
-    /// Polls `ok` until it holds or `timeout` passes (then panics with the log tail).
+    /// Polls `ok` (at least once) until it holds or `timeout` passes (then panics with the log
+    /// tail).
     pub fn wait_until(&self, what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        loop {
             if ok() {
                 return;
+            }
+            if Instant::now() >= deadline {
+                break;
             }
             std::thread::sleep(POLL_INTERVAL);
         }

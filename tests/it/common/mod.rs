@@ -9,6 +9,41 @@ use std::path::{Path, PathBuf};
 
 use slapd::Slapd;
 
+/// A directory the tests run pcsync against: a per-test slapd or the shared Samba AD DC. The
+/// process harnesses (`pcsync`, `redirect::Redirector`, `daemon::Daemon`) take any of them, so
+/// one scenario runs on both.
+pub trait Backend {
+    /// The shipped configuration file for this kind of directory.
+    fn config(&self) -> PathBuf;
+    /// The overrides an operator would set for this server: URL, CA, credentials (and, where
+    /// the shipped file keeps state under /var/lib, the state dir and audit log relative to the
+    /// working directory).
+    fn env(&self) -> Vec<(&'static str, String)>;
+    /// Faster timings the long-running harnesses use on this backend (a 1 s cron, a short poll),
+    /// or none: the shipped values stay in force.
+    fn harness_timings(&self) -> &'static [(&'static str, &'static str)];
+}
+
+/// `pcsync` with `backend`'s shipped configuration and overrides, in `workdir`, with a clean
+/// PCSYNC environment.
+pub fn pcsync_on(backend: &dyn Backend, workdir: &Path) -> assert_cmd::Command {
+    pcsync_on_config(backend, workdir, &backend.config())
+}
+
+/// [`pcsync_on`] with another configuration file (e.g. the shipped one with a line added).
+pub fn pcsync_on_config(
+    backend: &dyn Backend,
+    workdir: &Path,
+    config: &Path,
+) -> assert_cmd::Command {
+    let mut cmd = pcsync_bare(workdir);
+    cmd.arg("--config").arg(config);
+    for (k, v) in backend.env() {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// A path inside the repository.
 pub fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -18,15 +53,7 @@ pub fn repo(relative: &str) -> PathBuf {
 /// an operator would use, running in `workdir` so that relative state paths stay in the test's
 /// temp dir. Inherited PCSYNC variables are removed so the host cannot leak into a test.
 pub fn pcsync(slapd: &Slapd, workdir: &Path) -> assert_cmd::Command {
-    let mut cmd = pcsync_bare(workdir);
-    cmd.arg("--config")
-        .arg(repo("config/openldap.toml"))
-        .env("PCSYNC__DIRECTORY__URL", &slapd.ldap_url)
-        .env(
-            "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
-            &slapd.admin_password_file,
-        );
-    cmd
+    pcsync_on(slapd, workdir)
 }
 
 /// `pcsync` with no configuration chosen, in `workdir`, with a clean PCSYNC environment.

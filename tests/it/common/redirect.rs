@@ -1,8 +1,8 @@
 //! A real `pcsync redirect` process against a real slapd, and a real `sipp` to talk to it.
 //!
-//! [`Redirector::start`] runs the binary with `config/openldap.toml`, pointed at the slapd, with
-//! UDP and TCP on one free loopback port, state in the test's temp dir, and a refresh every
-//! second; it waits (bounded) until the first refresh has published the fixture's endpoint. Drop
+//! [`Redirector::start`] runs the binary with the backend's shipped configuration, pointed at it,
+//! with UDP and TCP on one free loopback port, state in the test's temp dir, and the backend's
+//! harness timings (slapd: a refresh every second; Samba: the shipped schedule); it waits (bounded) until the first refresh has published the fixture's endpoint. Drop
 //! sends SIGTERM to that PID, then SIGKILL if it does not stop in time.
 
 #![allow(dead_code)]
@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Backend;
 use super::repo;
-use super::slapd::Slapd;
 use super::slapd::{
     POLL_INTERVAL, ToolOutput, free_port, log_tail, run_with_timeout, wait_bounded,
 };
@@ -39,16 +39,16 @@ pub struct Redirector {
 
 impl Redirector {
     /// Starts the redirector and waits until `sip:persistentchat@contoso.com` is mapped.
-    pub fn start(slapd: &Slapd, work: &Path) -> Redirector {
-        let r = Redirector::spawn(slapd, work, &[]);
+    pub fn start(backend: &dyn Backend, work: &Path) -> Redirector {
+        let r = Redirector::spawn(backend, work, &[]);
         r.wait_for(FIXTURE_USER, 200, READY_TIMEOUT);
         r
     }
 
     /// Starts the redirector with extra environment overrides; does not wait.
-    pub fn spawn(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> Redirector {
+    pub fn spawn(backend: &dyn Backend, work: &Path, env: &[(&str, &str)]) -> Redirector {
         let cmd = Command::new(assert_cmd::cargo::cargo_bin("pcsync"));
-        Redirector::spawn_program(cmd, slapd, work, env)
+        Redirector::spawn_program(cmd, backend, work, env)
     }
 
     /// [`Redirector::spawn`] with the program given: another pcsync binary (the release build of
@@ -56,7 +56,7 @@ impl Redirector {
     /// is pcsync's).
     pub fn spawn_program(
         mut cmd: Command,
-        slapd: &Slapd,
+        backend: &dyn Backend,
         work: &Path,
         env: &[(&str, &str)],
     ) -> Redirector {
@@ -69,24 +69,27 @@ impl Redirector {
                 cmd.env_remove(key);
             }
         }
+        // ("PCSYNC_CONFIG", path) in `env` replaces the shipped file.
+        let config = env
+            .iter()
+            .find(|(k, _)| *k == "PCSYNC_CONFIG")
+            .map_or_else(|| backend.config(), |(_, v)| PathBuf::from(v));
         cmd.current_dir(work)
             .arg("--config")
-            .arg(repo("config/openldap.toml"))
-            .arg("redirect")
-            .env("PCSYNC__DIRECTORY__URL", &slapd.ldap_url)
-            .env(
-                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
-                &slapd.admin_password_file,
-            )
-            .env("PCSYNC__REDIRECTOR__UDP", addr.to_string())
+            .arg(&config)
+            .arg("redirect");
+        for (k, v) in backend.env() {
+            cmd.env(k, v);
+        }
+        cmd.env("PCSYNC__REDIRECTOR__UDP", addr.to_string())
             .env("PCSYNC__REDIRECTOR__TCP", addr.to_string())
-            .env("PCSYNC__SCHEDULE__CRON", "* * * * * *")
+            .envs(backend.harness_timings().iter().copied())
             .env("PCSYNC__STATE__DIR", &state_dir)
             .env("PCSYNC_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
+        for (k, v) in env.iter().filter(|(k, _)| *k != "PCSYNC_CONFIG") {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start pcsync redirect");
@@ -216,7 +219,8 @@ impl SippRun {
     }
 }
 
-/// Runs `tests/sipp/<scenario>` once (`-m 1`) against `server` over `transport` ("u1"/"t1").
+/// Runs `tests/sipp/<scenario>` once (`-m 1`) against `server` over `transport` ("u1"/"t1"),
+/// to `user@contoso.com`.
 pub fn sipp(
     scenario: &str,
     server: SocketAddr,
@@ -224,8 +228,20 @@ pub fn sipp(
     user: &str,
     work: &Path,
 ) -> SippRun {
+    sipp_to(scenario, server, transport, user, FIXTURE_DOMAIN, work)
+}
+
+/// [`sipp`] to `user@domain`.
+pub fn sipp_to(
+    scenario: &str,
+    server: SocketAddr,
+    transport: &str,
+    user: &str,
+    domain: &str,
+    work: &Path,
+) -> SippRun {
     let sipp = tool_or_install_hint("sipp", "sip-tester");
-    let trace = work.join(format!("{scenario}-{transport}-{user}.log"));
+    let trace = work.join(format!("{scenario}-{transport}-{user}@{domain}.log"));
     let _ = std::fs::remove_file(&trace);
     let port = free_port();
     let mut cmd = Command::new(sipp);
@@ -235,7 +251,7 @@ pub fn sipp(
         .args(["-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin"])
         .args(["-recv_timeout", "5000"])
         .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", transport])
-        .args(["-s", user, "-key", "domain", FIXTURE_DOMAIN])
+        .args(["-s", user, "-key", "domain", domain])
         .arg("-trace_msg")
         .arg("-message_file")
         .arg(&trace)

@@ -39,14 +39,14 @@ use std::net::TcpListener;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::slapd::{
-    POLL_INTERVAL, ToolOutput, count_entries, log_tail, random_hex, run, run_with_timeout, tool,
-    write_private, write_test_pki,
+    POLL_INTERVAL, ToolOutput, count_entries, ldapsearch, log_tail, random_hex, run, run_ldif,
+    run_with_timeout, tool, write_private, write_test_pki,
 };
 
 /// The domain naming context (users).
@@ -1246,16 +1246,8 @@ impl SambaDc {
         self.change(self.service_command(program), program, ldif_or_dn)
     }
 
-    fn change(&self, mut cmd: Command, program: &str, ldif: &str) -> Result<(), String> {
-        let n = self.ldif_seq.fetch_add(1, Ordering::Relaxed);
-        let file = self.dir.join(format!("{program}-{n}.ldif"));
-        fs::write(&file, ldif).expect("write LDIF");
-        let out = run(cmd.arg("-f").arg(&file));
-        if out.success() {
-            Ok(())
-        } else {
-            Err(out.both())
-        }
+    fn change(&self, cmd: Command, program: &str, ldif: &str) -> Result<(), String> {
+        run_ldif(cmd, &self.dir, &self.ldif_seq, program, ldif)
     }
 
     /// `ldapsearch -LLL -o ldif-wrap=no` (subtree) as Administrator; panics on failure.
@@ -1278,16 +1270,8 @@ impl SambaDc {
         self.search_output(self.service_command("ldapsearch"), base, filter, attrs)
     }
 
-    fn search_output(
-        &self,
-        mut cmd: Command,
-        base: &str,
-        filter: &str,
-        attrs: &[&str],
-    ) -> ToolOutput {
-        run(cmd
-            .args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter])
-            .args(attrs))
+    fn search_output(&self, cmd: Command, base: &str, filter: &str, attrs: &[&str]) -> ToolOutput {
+        ldapsearch(cmd, base, filter, attrs)
     }
 
     /// Number of entries under `base` (subtree, as Administrator) matching `filter`.
@@ -1471,6 +1455,75 @@ pub fn guid_to_string(g: &[u8]) -> String {
         hex(&g[8..10]),
         hex(&g[10..16])
     )
+}
+
+// === test isolation and the Backend of the shared harnesses ===
+
+/// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
+/// extra objects the test names first), so a failed test does not poison the next.
+pub struct Seed<'a> {
+    dc: &'a SambaDc,
+    extra: Vec<String>,
+}
+
+impl<'a> Seed<'a> {
+    pub fn reset(dc: &'a SambaDc, extra: &[&str]) -> Seed<'a> {
+        let seed = Seed {
+            dc,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        seed.put_back();
+        seed
+    }
+
+    fn put_back(&self) {
+        for dn in &self.extra {
+            if self.dc.exists(dn) {
+                self.dc.delete(dn);
+            }
+        }
+        self.dc.restore_seed();
+    }
+}
+
+impl Drop for Seed<'_> {
+    fn drop(&mut self) {
+        // A panic here while the test is already panicking would abort the whole run.
+        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
+        if put_back.is_err() && !std::thread::panicking() {
+            panic!("restoring the Samba DC's seed failed");
+        }
+    }
+}
+
+impl super::Backend for SambaDc {
+    fn config(&self) -> PathBuf {
+        super::repo("config/active-directory.toml")
+    }
+
+    /// config/active-directory.toml changed only in URL, CA and credentials; its audit log and
+    /// state dir (under /var/lib/pcsync) move into the working directory.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PCSYNC__DIRECTORY__URL", self.ldaps_url.clone()),
+            (
+                "PCSYNC__DIRECTORY__TLS_CA_FILE",
+                self.ca_file.display().to_string(),
+            ),
+            (
+                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+                self.service_password_file.display().to_string(),
+            ),
+            ("PCSYNC__AUDIT__PATH", "var/audit.jsonl".to_owned()),
+            ("PCSYNC__STATE__DIR", "var/state".to_owned()),
+        ]
+    }
+
+    /// None: the shipped cron and `daemon.poll_interval` (the default, 2 s) stay in force, so
+    /// the AD tests prove what an administrator gets.
+    fn harness_timings(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 #[cfg(test)]

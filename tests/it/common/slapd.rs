@@ -940,15 +940,13 @@ impl Slapd {
     }
 
     fn change(&self, program: &str, ldif: &str) -> Result<(), String> {
-        let n = self.ldif_seq.fetch_add(1, Ordering::Relaxed);
-        let file = self.dir.join(format!("{program}-{n}.ldif"));
-        fs::write(&file, ldif).expect("write LDIF");
-        let out = run(self.admin_command(program).arg("-f").arg(&file));
-        if out.success() {
-            Ok(())
-        } else {
-            Err(out.both())
-        }
+        run_ldif(
+            self.admin_command(program),
+            &self.dir,
+            &self.ldif_seq,
+            program,
+            ldif,
+        )
     }
 
     /// `ldapsearch -LLL -o ldif-wrap=no` (subtree) as admin; panics on a non-zero exit code.
@@ -959,10 +957,7 @@ impl Slapd {
 
     /// Like [`Self::search`]; `Err` carries exit code and output (e.g. rc 32 noSuchObject).
     pub fn try_search(&self, base: &str, filter: &str, attrs: &[&str]) -> Result<String, String> {
-        let out = run(self
-            .admin_command("ldapsearch")
-            .args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter])
-            .args(attrs));
+        let out = ldapsearch(self.admin_command("ldapsearch"), base, filter, attrs);
         if out.success() {
             Ok(out.stdout)
         } else {
@@ -1084,7 +1079,62 @@ impl Drop for Slapd {
     }
 }
 
+// === ldap-utils, shared with the Samba harness ===
+
+/// Writes `ldif` to the next numbered `<program>-<n>.ldif` in `dir` (kept for post-mortems)
+/// and runs `cmd -f <file>` (`cmd`: `ldapadd` or `ldapmodify`, bound already).
+pub fn run_ldif(
+    mut cmd: Command,
+    dir: &Path,
+    seq: &AtomicU64,
+    program: &str,
+    ldif: &str,
+) -> Result<(), String> {
+    let n = seq.fetch_add(1, Ordering::Relaxed);
+    let file = dir.join(format!("{program}-{n}.ldif"));
+    fs::write(&file, ldif).expect("write LDIF");
+    let out = run(cmd.arg("-f").arg(&file));
+    if out.success() {
+        Ok(())
+    } else {
+        Err(out.both())
+    }
+}
+
+/// `cmd -LLL -o ldif-wrap=no -b <base> <filter> <attrs>` (`cmd`: `ldapsearch`, bound already;
+/// subtree).
+pub fn ldapsearch(mut cmd: Command, base: &str, filter: &str, attrs: &[&str]) -> ToolOutput {
+    run(cmd
+        .args(["-LLL", "-o", "ldif-wrap=no", "-b", base, filter])
+        .args(attrs))
+}
+
 /// Number of entries in `ldapsearch -LLL` output (`dn:` or base64 `dn::` lines).
 pub fn count_entries(ldif: &str) -> usize {
     ldif.lines().filter(|l| l.starts_with("dn:")).count()
+}
+
+impl super::Backend for Slapd {
+    fn config(&self) -> PathBuf {
+        repo_path("config/openldap.toml")
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PCSYNC__DIRECTORY__URL", self.ldap_url.clone()),
+            (
+                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+                self.admin_password_file.display().to_string(),
+            ),
+        ]
+    }
+
+    fn harness_timings(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("PCSYNC__SCHEDULE__CRON", "* * * * * *"),
+            ("PCSYNC__DAEMON__POLL_INTERVAL", "100ms"),
+            ("PCSYNC__DAEMON__RECONNECT_MIN", "100ms"),
+            ("PCSYNC__DAEMON__RECONNECT_MAX", "1s"),
+        ]
+    }
 }

@@ -1,0 +1,530 @@
+//! The Active Directory live watch, on one kept connection: DirSync where the account may use
+//! it, uSNChanged polling otherwise.
+//!
+//! AD has no syncrepl. With **DirSync** (the account has "Replicating Directory Changes",
+//! verified by `Directory::verify_dirsync`), every `daemon.poll_interval` one DirSync search of
+//! the naming context holding the endpoint container, from the last cookie, returns only what
+//! changed since; a refresh is asked for when an object in the container changed or a
+//! tombstone appeared (deleted objects keep no container DN, so any deletion in that naming
+//! context counts: the configuration NC rarely sees one).
+//!
+//! With **uSNChanged polling**, every `daemon.poll_interval` this watch reads the DC's
+//! `highestCommittedUSN` from the root DSE (one tiny search); only when it moved does it list
+//! `(DN, uSNChanged)` of the SIP-enabled objects in the endpoint container (the only base the
+//! mapping table is built from), and only when that listing differs from the previous one does
+//! it ask the redirector's worker for a refresh (built whole, validated, published). An
+//! addition or modification changes a `uSNChanged`; a deletion (or an object losing its SIP
+//! address) removes a DN from the listing: so deletions are seen within the same bound without
+//! tombstones, the show-deleted control or any right beyond reading the container.
+//!
+//! Either way the bound is one `poll_interval` plus a refresh. [`choose`], [`UsnTracker`] and
+//! [`dirsync_relevant`] are the pure decisions, unit-tested below.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::{Daemon, Reconnect};
+use crate::config::WatchMode;
+use crate::ldap::{Directory, LiveWatch, UsnListing, UsnMark};
+use crate::model::{Dn, attr};
+use crate::schedule::Trigger;
+
+/// The watch mechanism actually run, as `/healthz` (`watch.mode`) and `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// RFC 4533 refreshAndPersist ([`super::syncwatch`]).
+    Syncrepl,
+    /// DirSync with a cookie (this module).
+    DirSync,
+    /// uSNChanged polling (this module).
+    UsnPolling,
+    /// A refresh (full container rescan) every poll interval.
+    Poll,
+    /// No watch.
+    Off,
+}
+
+impl Mechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Syncrepl => "syncrepl",
+            Mechanism::DirSync => "dirsync",
+            Mechanism::UsnPolling => "usn-polling",
+            Mechanism::Poll => "poll",
+            Mechanism::Off => "off",
+        }
+    }
+}
+
+/// The mechanism for `mode` on a server whose capabilities chose `offered` (DirSync already
+/// verified or refused by `Directory::verify_dirsync`).
+pub fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
+    match (mode, offered) {
+        (WatchMode::Off, _) => Mechanism::Off,
+        (WatchMode::Poll, _) => Mechanism::Poll,
+        (WatchMode::Auto, LiveWatch::Syncrepl) => Mechanism::Syncrepl,
+        (WatchMode::Auto, LiveWatch::DirSync) => Mechanism::DirSync,
+        (WatchMode::Auto, LiveWatch::UsnPolling) => Mechanism::UsnPolling,
+        (WatchMode::Auto, LiveWatch::Rescan) => Mechanism::Poll,
+    }
+}
+
+/// What one observation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The first listing on this connection or DC: the table is refreshed, since changes may
+    /// have happened before it.
+    Baseline,
+    /// Nothing that the table is built from changed.
+    Unchanged,
+    /// DirSync returned objects in the container, or tombstones.
+    Seen { objects: usize },
+    /// Objects appeared, changed or disappeared.
+    Changed {
+        added: usize,
+        modified: usize,
+        removed: usize,
+    },
+}
+
+impl Verdict {
+    /// Whether the table must be refreshed.
+    pub fn refresh(&self) -> bool {
+        !matches!(self, Verdict::Unchanged)
+    }
+}
+
+/// The last USN mark and listing seen on the current connection.
+#[derive(Debug, Default)]
+pub struct UsnTracker {
+    mark: Option<UsnMark>,
+    listing: Option<UsnListing>,
+}
+
+impl UsnTracker {
+    /// Whether this poll must list the container: nothing seen yet, another DC (USNs are per
+    /// DC), or the DC's highest committed USN moved (either way: a restored DC goes back).
+    pub fn needs_listing(&self, mark: &UsnMark) -> bool {
+        self.listing.is_none() || self.mark.as_ref() != Some(mark)
+    }
+
+    /// Records a mark read *before* `listing` and compares the listing with the previous one.
+    pub fn observe(&mut self, mark: UsnMark, listing: UsnListing) -> Verdict {
+        let same_dc = self.mark.as_ref().is_some_and(|m| m.dc == mark.dc);
+        let verdict = match (&self.listing, same_dc) {
+            (Some(old), true) => diff(old, &listing),
+            _ => Verdict::Baseline,
+        };
+        self.mark = Some(mark);
+        self.listing = Some(listing);
+        verdict
+    }
+
+    /// Forgets everything (the connection was lost): the next observation is a baseline.
+    pub fn reset(&mut self) {
+        *self = UsnTracker::default();
+    }
+}
+
+fn diff(old: &UsnListing, new: &UsnListing) -> Verdict {
+    let added = new.keys().filter(|dn| !old.contains_key(*dn)).count();
+    let removed = old.keys().filter(|dn| !new.contains_key(*dn)).count();
+    let modified = new
+        .iter()
+        .filter(|(dn, usn)| old.get(*dn).is_some_and(|o| o != *usn))
+        .count();
+    if added + removed + modified == 0 {
+        Verdict::Unchanged
+    } else {
+        Verdict::Changed {
+            added,
+            modified,
+            removed,
+        }
+    }
+}
+
+/// The attributes DirSync is asked for: an object comes back when one of them changed. What
+/// the table is built from, and `isDeleted` for tombstones.
+const DIRSYNC_ATTRS: &[&str] = &[
+    attr::OBJECT_CLASS,
+    attr::PRIMARY_USER_ADDRESS,
+    attr::USER_ENABLED,
+    attr::PRIMARY_HOME_SERVER,
+    attr::OWNER_URN,
+    attr::DISPLAY_NAME,
+    "isDeleted",
+];
+
+/// Whether an object DirSync returned can change the table: it lies in `container`, or it is
+/// a tombstone (`CN=name\0ADEL:guid`, in `CN=Deleted Objects`: where it lived is gone), or
+/// its DN does not parse (asking for a refresh is the safe side).
+pub fn dirsync_relevant(dn: &str, container: &Dn) -> bool {
+    let lower = dn.to_ascii_lowercase();
+    if lower.contains("\\0adel:") || lower.contains("cn=deleted objects,") {
+        return true;
+    }
+    Dn::parse(dn).map_or(true, |d| d.is_within(container))
+}
+
+/// What one DirSync round (from the cookie, until `moreResults` is off) found: the first round
+/// of a connection is the baseline; later ones found `relevant` objects or none.
+pub fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
+    if baseline {
+        Verdict::Baseline
+    } else if relevant > 0 {
+        Verdict::Seen { objects: relevant }
+    } else {
+        Verdict::Unchanged
+    }
+}
+
+/// How the AD watch stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Cancelled: the daemon is stopping.
+    Stopped,
+    /// The server offers no uSNChanged tracking (not AD): the caller polls instead.
+    Unsupported,
+}
+
+/// Why one connection's polling ended.
+enum End {
+    Stopped,
+    Unsupported,
+    Lost(String),
+}
+
+/// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server
+/// turns out not to be AD.
+pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
+    let settings = daemon.settings.load_full();
+    let mut reconnect = Reconnect::new("AD watch", &settings);
+    loop {
+        let connected = tokio::select! {
+            _ = token.cancelled() => return Outcome::Stopped,
+            c = Directory::connect(&settings.directory) => c,
+        };
+        let end = match connected {
+            Ok(mut dir) => {
+                let bases = [
+                    &settings.directory.base_dn,
+                    &settings.layout.endpoint_container,
+                ];
+                let offered = match dir.verify_dirsync(&bases).await {
+                    Ok(caps) => Ok((caps.watch, caps.watch_reason.clone())),
+                    Err(e) => Err(e.to_string()),
+                };
+                match offered {
+                    Ok((offered, reason)) => {
+                        let mechanism = choose(WatchMode::Auto, offered);
+                        if !matches!(mechanism, Mechanism::DirSync | Mechanism::UsnPolling) {
+                            dir.close().await;
+                            return Outcome::Unsupported;
+                        }
+                        daemon.status.update(|s| s.watch.mode = mechanism.as_str());
+                        reconnect.connected(&daemon);
+                        info!(
+                            url = %dir.url(),
+                            mechanism = mechanism.as_str(),
+                            interval = ?settings.daemon.poll_interval,
+                            reason = %reason,
+                            "AD watch connected"
+                        );
+                        let end = if mechanism == Mechanism::DirSync {
+                            poll_dirsync(&daemon, &token, &mut dir).await
+                        } else {
+                            poll_usn(&daemon, &token, &mut dir).await
+                        };
+                        dir.close().await;
+                        end
+                    }
+                    Err(e) => {
+                        dir.close().await;
+                        End::Lost(e)
+                    }
+                }
+            }
+            Err(e) => End::Lost(e.to_string()),
+        };
+        match end {
+            End::Stopped => return Outcome::Stopped,
+            End::Unsupported => return Outcome::Unsupported,
+            End::Lost(reason) => reconnect.lost(&daemon, reason),
+        }
+        if !reconnect.wait(&token).await {
+            return Outcome::Stopped;
+        }
+    }
+}
+
+/// uSNChanged polling on one connection until it fails or the daemon stops.
+async fn poll_usn(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -> End {
+    let settings = daemon.settings.load_full();
+    let container = settings.layout.endpoint_container.clone();
+    let mut tracker = UsnTracker::default();
+    let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return End::Stopped,
+            _ = ticker.tick() => {}
+        }
+        // The mark first: a change after it moves the next mark, so none falls between.
+        let mark = match dir.usn_mark().await {
+            Ok(Some(mark)) => mark,
+            Ok(None) => {
+                info!("the root DSE has no highestCommittedUSN: the watch polls instead");
+                return End::Unsupported;
+            }
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        if !tracker.needs_listing(&mark) {
+            continue;
+        }
+        let highest = mark.highest;
+        let listing = match dir.usn_listing(&container).await {
+            Ok(l) => l,
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        let entries = listing.len();
+        let verdict = tracker.observe(mark, listing);
+        match &verdict {
+            Verdict::Unchanged => {
+                debug!(
+                    highest,
+                    entries, "uSNChanged watch: the DC changed, the endpoint container did not"
+                );
+            }
+            Verdict::Baseline => debug!(highest, entries, "uSNChanged watch: baseline"),
+            Verdict::Seen { .. } => {}
+            Verdict::Changed {
+                added,
+                modified,
+                removed,
+            } => info!(
+                highest,
+                added, modified, removed, "uSNChanged watch: endpoint container changed"
+            ),
+        }
+        ask_refresh(daemon, &verdict);
+    }
+}
+
+/// Asks the redirector's worker for a refresh when `verdict` calls for one, and counts it.
+fn ask_refresh(daemon: &Daemon, verdict: &Verdict) {
+    if verdict.refresh() {
+        daemon.status.update(|s| s.watch.triggers += 1);
+        // Full = a refresh is pending already; this change coalesces into it.
+        let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
+    }
+}
+
+/// DirSync from the last cookie every interval, until the connection fails or the daemon stops.
+async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -> End {
+    let settings = daemon.settings.load_full();
+    let container = settings.layout.endpoint_container.clone();
+    let Some(nc) = dir.naming_context_of(&container) else {
+        info!(container = %container, "the endpoint container is in no naming context the root DSE lists: polling uSNChanged instead");
+        daemon
+            .status
+            .update(|s| s.watch.mode = Mechanism::UsnPolling.as_str());
+        return poll_usn(daemon, token, dir).await;
+    };
+    let mut cookie: Vec<u8> = Vec::new();
+    let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return End::Stopped,
+            _ = ticker.tick() => {}
+        }
+        let baseline = cookie.is_empty();
+        let mut objects = 0;
+        // The first few, for the log.
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let page = match dir.dirsync(&nc, &cookie, DIRSYNC_ATTRS).await {
+                Ok(p) => p,
+                Err(e) => return End::Lost(e.to_string()),
+            };
+            for dn in page.dns {
+                if dirsync_relevant(&dn, &container) {
+                    objects += 1;
+                    if seen.len() < 5 {
+                        seen.push(dn);
+                    }
+                }
+            }
+            cookie = page.cookie;
+            if !page.more || cookie.is_empty() {
+                break;
+            }
+            if token.is_cancelled() {
+                return End::Stopped;
+            }
+        }
+        let verdict = dirsync_verdict(baseline, objects);
+        match verdict {
+            Verdict::Baseline => debug!(nc = %nc, "DirSync watch: baseline"),
+            Verdict::Seen { objects } => {
+                info!(nc = %nc, objects, dns = ?seen, "DirSync watch: endpoint container changed")
+            }
+            _ => {}
+        }
+        ask_refresh(daemon, &verdict);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(dc: &str, highest: u64) -> UsnMark {
+        UsnMark {
+            dc: dc.to_string(),
+            highest,
+        }
+    }
+
+    fn listing(items: &[(&str, u64)]) -> UsnListing {
+        items
+            .iter()
+            .map(|(dn, u)| ((*dn).to_string(), *u))
+            .collect()
+    }
+
+    const DC1: &str = "CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name";
+    const DC2: &str = "CN=NTDS Settings,CN=DC2,CN=Servers,CN=Default-First-Site-Name";
+
+    #[test]
+    fn the_container_is_listed_only_when_the_usn_moves_or_the_dc_changes() {
+        let mut t = UsnTracker::default();
+        assert!(t.needs_listing(&mark(DC1, 100)), "nothing seen yet");
+        assert_eq!(
+            t.observe(mark(DC1, 100), listing(&[("cn=a", 90)])),
+            Verdict::Baseline
+        );
+        assert!(
+            !t.needs_listing(&mark(DC1, 100)),
+            "nothing written anywhere"
+        );
+        assert!(t.needs_listing(&mark(DC1, 101)), "something written");
+        assert!(t.needs_listing(&mark(DC1, 99)), "a DC restored from backup");
+        assert!(t.needs_listing(&mark(DC2, 100)), "another DC, other USNs");
+    }
+
+    #[test]
+    fn additions_modifications_and_deletions_refresh_other_writes_do_not() {
+        let mut t = UsnTracker::default();
+        t.observe(mark(DC1, 100), listing(&[("cn=a", 90), ("cn=b", 95)]));
+        // A user elsewhere changed: the DC's USN moved, the container did not.
+        let v = t.observe(mark(DC1, 105), listing(&[("cn=a", 90), ("cn=b", 95)]));
+        assert_eq!(v, Verdict::Unchanged);
+        assert!(!v.refresh());
+        let v = t.observe(
+            mark(DC1, 106),
+            listing(&[("cn=a", 90), ("cn=b", 95), ("cn=c", 106)]),
+        );
+        assert_eq!(
+            v,
+            Verdict::Changed {
+                added: 1,
+                modified: 0,
+                removed: 0
+            }
+        );
+        // The pool of b changed.
+        let v = t.observe(
+            mark(DC1, 107),
+            listing(&[("cn=a", 90), ("cn=b", 107), ("cn=c", 106)]),
+        );
+        assert_eq!(
+            v,
+            Verdict::Changed {
+                added: 0,
+                modified: 1,
+                removed: 0
+            }
+        );
+        // a deleted (a tombstone elsewhere, unseen) or stripped of its SIP address.
+        let v = t.observe(mark(DC1, 108), listing(&[("cn=b", 107), ("cn=c", 106)]));
+        assert_eq!(
+            v,
+            Verdict::Changed {
+                added: 0,
+                modified: 0,
+                removed: 1
+            }
+        );
+        assert!(v.refresh());
+    }
+
+    #[test]
+    fn a_new_dc_or_a_reset_starts_a_new_baseline_which_refreshes() {
+        let mut t = UsnTracker::default();
+        t.observe(mark(DC1, 100), listing(&[("cn=a", 90)]));
+        // Same entries, but the USNs of another DC cannot be compared with DC1's.
+        let v = t.observe(mark(DC2, 5000), listing(&[("cn=a", 4000)]));
+        assert_eq!(v, Verdict::Baseline);
+        assert!(v.refresh());
+        t.reset();
+        assert!(t.needs_listing(&mark(DC2, 5000)));
+        assert_eq!(
+            t.observe(mark(DC2, 5000), listing(&[("cn=a", 4000)])),
+            Verdict::Baseline
+        );
+    }
+
+    #[test]
+    fn the_mechanism_follows_the_mode_and_what_the_server_offers() {
+        use LiveWatch::*;
+        assert_eq!(choose(WatchMode::Auto, Syncrepl), Mechanism::Syncrepl);
+        assert_eq!(choose(WatchMode::Auto, DirSync), Mechanism::DirSync);
+        assert_eq!(choose(WatchMode::Auto, UsnPolling), Mechanism::UsnPolling);
+        assert_eq!(choose(WatchMode::Auto, Rescan), Mechanism::Poll);
+        for offered in [Syncrepl, DirSync, UsnPolling, Rescan] {
+            assert_eq!(choose(WatchMode::Poll, offered), Mechanism::Poll);
+            assert_eq!(choose(WatchMode::Off, offered), Mechanism::Off);
+        }
+        assert_eq!(Mechanism::UsnPolling.as_str(), "usn-polling");
+        assert_eq!(Mechanism::DirSync.as_str(), "dirsync");
+    }
+
+    #[test]
+    fn a_dirsync_round_refreshes_at_the_baseline_and_when_it_saw_something() {
+        assert_eq!(dirsync_verdict(true, 0), Verdict::Baseline);
+        assert!(dirsync_verdict(true, 0).refresh());
+        assert_eq!(dirsync_verdict(false, 2), Verdict::Seen { objects: 2 });
+        assert!(dirsync_verdict(false, 2).refresh());
+        assert_eq!(dirsync_verdict(false, 0), Verdict::Unchanged);
+        assert!(!dirsync_verdict(false, 0).refresh());
+    }
+
+    #[test]
+    fn dirsync_refreshes_for_the_container_and_tombstones_only() {
+        let container = Dn::parse(
+            "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+        )
+        .unwrap();
+        let relevant = |dn: &str| dirsync_relevant(dn, &container);
+        assert!(relevant(
+            "CN={4c2f6a1e-7b3d-4e8a-9f51-0d6c2b8e3a17},CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"
+        ));
+        assert!(relevant(
+            "cn=x,cn=application contacts,cn=rtc service,cn=services,cn=configuration,dc=contoso,dc=com"
+        ));
+        // As Samba and AD name a deleted contact.
+        assert!(relevant(
+            "CN=x\\0ADEL:5e1d2c3b-0a9f-4e8d-b7c6-a5b4c3d2e1f0,CN=Deleted Objects,CN=Configuration,DC=contoso,DC=com"
+        ));
+        assert!(relevant("not a DN"));
+        assert!(!relevant(
+            "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com"
+        ));
+        assert!(!relevant("CN=Configuration,DC=contoso,DC=com"));
+        assert!(!relevant("CN=Sites,CN=Configuration,DC=contoso,DC=com"));
+    }
+}

@@ -1,0 +1,115 @@
+//! uSNChanged change tracking on Active Directory: the two reads the AD live watch makes.
+//!
+//! Every write on a DC (originating or replicated) raises that DC's `highestCommittedUSN` and
+//! stamps the written object's `uSNChanged` with it. [`Directory::usn_mark`] reads the first
+//! from the root DSE (one tiny base search, no control); only when it moved does the watch pay
+//! for [`Directory::usn_listing`]: `(DN, uSNChanged)` of every SIP-enabled object under a base.
+//! Comparing two listings finds additions, modifications *and deletions* without tombstones
+//! (which need the show-deleted control and a right the least-privilege account lacks), and an
+//! object that lost its SIP address drops out of the listing like a deleted one. USNs are per
+//! DC, so a mark names the DC it came from (`dsServiceName`). No control is ever sent here.
+
+use std::collections::BTreeMap;
+
+use ldap3::adapters::{Adapter, PagedResults};
+use ldap3::{ResultEntry, Scope, SearchEntry};
+
+use super::{Directory, Error, SIP_ENABLED_FILTER};
+use crate::model::Dn;
+
+/// Where a DC's update sequence stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsnMark {
+    /// The DC's `dsServiceName` (its NTDS Settings DN), or the URL where the root DSE has none:
+    /// USNs are only comparable on one DC.
+    pub dc: String,
+    /// `highestCommittedUSN`.
+    pub highest: u64,
+}
+
+/// `uSNChanged` by normalised DN, of the SIP-enabled objects under one base.
+pub type UsnListing = BTreeMap<String, u64>;
+
+impl Directory {
+    /// The DC's highest committed USN; `None` when the root DSE has no `highestCommittedUSN`
+    /// (not Active Directory).
+    pub async fn usn_mark(&mut self) -> Result<Option<UsnMark>, Error> {
+        let entries = self
+            .search_all(
+                "",
+                Scope::Base,
+                "(objectClass=*)",
+                &["highestCommittedUSN", "dsServiceName"],
+                "reading highestCommittedUSN",
+            )
+            .await?;
+        let Some(entry) = entries.into_iter().next() else {
+            return Ok(None);
+        };
+        let first = |name: &str| {
+            entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.first().cloned())
+        };
+        let Some(highest) = first("highestCommittedUSN").and_then(|v| v.trim().parse().ok()) else {
+            return Ok(None);
+        };
+        let dc = first("dsServiceName").unwrap_or_else(|| self.url.to_string());
+        Ok(Some(UsnMark { dc, highest }))
+    }
+
+    /// `uSNChanged` of every SIP-enabled object under `base` (subtree, paged where advertised;
+    /// continuation references ignored). An entry without a readable `uSNChanged` counts as 0,
+    /// so it still shows up as added or removed.
+    pub async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
+        const ATTRS: &[&str] = &["uSNChanged"];
+        let mut adapters: Vec<Box<dyn Adapter<'_, &str, &'static [&'static str]>>> = Vec::new();
+        if self.capabilities.paged_results {
+            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
+        }
+        let op = format!("uSNChanged listing under {base}");
+        let mut stream = self
+            .ldap
+            .with_timeout(self.timeout)
+            .streaming_search_with(
+                adapters,
+                base.as_str(),
+                Scope::Subtree,
+                SIP_ENABLED_FILTER,
+                ATTRS,
+            )
+            .await
+            .map_err(|e| self.op_error(&op, e))?;
+        let mut listing = UsnListing::new();
+        loop {
+            let entry: ResultEntry = match stream.next().await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = stream.finish().await;
+                    return Err(self.op_error(&op, e));
+                }
+            };
+            if entry.is_ref() || entry.is_intermediate() {
+                continue;
+            }
+            let entry = SearchEntry::construct(entry);
+            let usn = entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
+                .and_then(|(_, v)| v.first())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let key = Dn::parse(&entry.dn)
+                .map(|dn| dn.normalized().to_string())
+                .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
+            listing.insert(key, usn);
+        }
+        let result = stream.finish().await;
+        self.check_search_result("endpoint container", base.as_str(), &op, result)?;
+        Ok(listing)
+    }
+}
