@@ -758,7 +758,7 @@ fn layout(s: &mut Section<'_>) -> Option<Layout> {
     let owner_urn = s
         .parse("owner_urn", |u| {
             if u.len() > 4
-                && u[..4].eq_ignore_ascii_case("urn:")
+                && u.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
                 && !u.contains(char::is_whitespace)
             {
                 Ok(u.to_string())

@@ -854,3 +854,18 @@ fn fuzz_regression_control_characters_in_keys_are_escaped() {
         "{lines:?}"
     );
 }
+
+// Found by the config_structured fuzz target: an owner_urn whose fourth byte falls inside a
+// multi-byte character panicked (slicing `u[..4]` off a char boundary) instead of being reported.
+#[test]
+fn fuzz_regression_owner_urn_with_a_multibyte_prefix_is_an_error_not_a_panic() {
+    let f = fixture();
+    for urn in ["t\u{8d34d}ppp", "ur\u{e9}:x", "\u{1f600}:application"] {
+        let errs = errors(&valid(&f), &[("PCSYNC__DIRECTORY__LAYOUT__OWNER_URN", urn)]);
+        assert_eq!(errs.len(), 1, "{urn:?}: {errs:#?}");
+        assert!(
+            errs[0].contains("directory.layout.owner_urn:") && errs[0].contains("is not a URN"),
+            "{errs:#?}"
+        );
+    }
+}

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -705,7 +706,8 @@ fn a_full_disk_under_the_audit_log_stops_the_run_before_the_next_write() {
                 None => continue,
             },
             DiskFull::FileSizeLimit => {
-                fs::create_dir_all(&disk).unwrap();
+                // 0700, as pcsync asks of a directory only it uses (else it warns, a second line).
+                fs::DirBuilder::new().mode(0o700).create(&disk).unwrap();
                 None
             }
         };
