@@ -64,7 +64,7 @@ const MIN_ACHIEVED_PERCENT: u64 = 90;
 const WARM_UP: Duration = Duration::from_secs(10);
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// "Flat": the largest RSS of the last third of the load (after warm-up) may exceed the largest
-/// of the first third by at most this much. docs/reliability-load.md says why 2 MiB.
+/// of the first third by at most this much. docs/reliability.md (Load) says why 2 MiB.
 const RSS_GROWTH_LIMIT_KIB: u64 = 2048;
 
 /// The environment variable naming the release binary.
