@@ -32,6 +32,9 @@ use tracing::{debug, info};
 use crate::config::{DirectorySettings, LdapScheme, LdapUrl};
 use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
 
+/// The attribute list every search here passes: a fixed list of names.
+type Attrs = &'static [&'static str];
+
 /// Filter for every object that has a SIP address.
 pub const SIP_ENABLED_FILTER: &str = "(msRTCSIP-PrimaryUserAddress=*)";
 
@@ -514,13 +517,7 @@ impl Directory {
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
         let mut dn_cache = DnCache::default();
-        // Page only where the server advertises it (every AD and slapd does). ldap3 sends the
-        // control non-critical (pinned by a unit test), so even a wrong guess could not cost
-        // the connection; no other control is ever attached to a search.
-        let mut adapters: Vec<Box<dyn Adapter<'_, &str, &'static [&'static str]>>> = Vec::new();
-        if self.capabilities.paged_results {
-            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
-        }
+        let adapters = self.search_adapters();
         let op = format!("search under {base}");
         let mut stream = self
             .ldap
@@ -634,6 +631,17 @@ impl Directory {
                 text: res.text,
             }),
         }
+    }
+
+    /// The adapters of a subtree search: paging only where the server advertises it (every AD
+    /// and slapd does). ldap3 sends the control non-critical (pinned by a unit test), so even a
+    /// wrong guess could not cost the connection; no other control is ever attached to a search.
+    fn search_adapters(&self) -> Vec<Box<dyn Adapter<'static, &'static str, Attrs>>> {
+        let mut adapters: Vec<Box<dyn Adapter<'static, &'static str, Attrs>>> = Vec::new();
+        if self.capabilities.paged_results {
+            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
+        }
+        adapters
     }
 
     fn op_error(&self, op: &str, e: LdapError) -> Error {

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::{ResultEntry, Scope, SearchEntry};
 
 use super::{Directory, Error, SIP_ENABLED_FILTER};
@@ -65,10 +64,7 @@ impl Directory {
     /// so it still shows up as added or removed.
     pub async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
         const ATTRS: &[&str] = &["uSNChanged"];
-        let mut adapters: Vec<Box<dyn Adapter<'_, &str, &'static [&'static str]>>> = Vec::new();
-        if self.capabilities.paged_results {
-            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
-        }
+        let adapters = self.search_adapters();
         let op = format!("uSNChanged listing under {base}");
         let mut stream = self
             .ldap

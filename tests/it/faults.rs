@@ -633,48 +633,10 @@ fn an_unwritable_audit_log_stops_the_run_before_any_write() {
 /// writable log its next start converges.
 #[test]
 fn the_daemon_with_an_unwritable_audit_log_serves_and_writes_nothing() {
-    let reference = reference();
-    let slapd = Slapd::start();
-    let work = tempfile::tempdir().unwrap();
-    let before = dump(&slapd);
-    fs::write(work.path().join("not-a-dir"), "").unwrap();
-    let env = [
-        ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+    daemon_serves_fails_its_runs_then_converges(
         ("PCSYNC__AUDIT__PATH", "not-a-dir/audit.jsonl"),
-    ];
-    let mut d = Daemon::start(&slapd, work.path(), &env);
-    d.wait_until("the table is served", Duration::from_secs(30), || {
-        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")) == Some(200)
-    });
-    d.wait_until(
-        "a scheduled run fails on the audit log",
-        Duration::from_secs(30),
-        || {
-            let h = d.health();
-            h["last_run"]["outcome"] == "failed"
-                && h["last_run"]["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("audit log not-a-dir/audit.jsonl: Not a directory"))
-        },
+        "audit log not-a-dir/audit.jsonl: Not a directory",
     );
-    eprintln!("daemon: {}", d.health()["last_run"]["message"]);
-    assert!(dump(&slapd) == before, "nothing was written");
-    let (code, _) = d.stop();
-    assert_eq!(code, Some(0), "{}", d.log_text());
-
-    let d = Daemon::start(
-        &slapd,
-        work.path(),
-        &[("PCSYNC__SAFETY__AUTO_APPLY", "true")],
-    );
-    d.wait_until("a run is in sync", Duration::from_secs(30), || {
-        d.health()["last_run"]["outcome"] == "in_sync"
-    });
-    assert!(
-        dump(&slapd) == reference,
-        "end state differs from a clean apply"
-    );
-    assert_nothing_lost(&slapd, &audit::read(&d.audit).unwrap(), "daemon");
 }
 
 /// How the disk fills up under the running pcsync.
@@ -849,30 +811,39 @@ fn an_unwritable_state_dir_stops_the_apply_before_any_write() {
 /// writing anything; restarted with a writable state dir, its first run converges.
 #[test]
 fn the_daemon_with_an_unwritable_state_dir_serves_and_writes_nothing() {
+    daemon_serves_fails_its_runs_then_converges(
+        ("PCSYNC__STATE__DIR", "not-a-dir/state"),
+        "cannot lock not-a-dir/state/reconcile.lock",
+    );
+}
+
+/// `pcsync run` (auto_apply) with `broken` (a path under a regular file, so ENOTDIR, for root
+/// too) serves the table it builds from the directory; its scheduled runs fail with a message
+/// holding `cause` and write nothing, not even to the audit log. Restarted without `broken`,
+/// its start-up run applies, the next finds nothing to do, and nothing is lost.
+fn daemon_serves_fails_its_runs_then_converges(broken: (&str, &str), cause: &str) {
     let reference = reference();
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     let before = dump(&slapd);
     fs::write(work.path().join("not-a-dir"), "").unwrap();
-    let env = [
-        ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
-        ("PCSYNC__STATE__DIR", "not-a-dir/state"),
-    ];
+    let env = [("PCSYNC__SAFETY__AUTO_APPLY", "true"), broken];
     let mut d = Daemon::start(&slapd, work.path(), &env);
     d.wait_until("the table is served", Duration::from_secs(30), || {
         options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")) == Some(200)
     });
     d.wait_until(
-        "a scheduled run fails on the lock",
+        &format!("a scheduled run fails with {cause:?}"),
         Duration::from_secs(30),
         || {
             let h = d.health();
             h["last_run"]["outcome"] == "failed"
                 && h["last_run"]["message"]
                     .as_str()
-                    .is_some_and(|m| m.contains("cannot lock not-a-dir/state/reconcile.lock"))
+                    .is_some_and(|m| m.contains(cause))
         },
     );
+    eprintln!("daemon: {}", d.health()["last_run"]["message"]);
     assert!(dump(&slapd) == before, "nothing was written");
     assert!(!d.audit.exists(), "not even to the audit log");
     let (code, _) = d.stop();
