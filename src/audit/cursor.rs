@@ -6,7 +6,6 @@
 //! rewritten underneath it.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -73,11 +72,10 @@ impl Cursor {
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string(self).map_err(|e| file_err(std::io::Error::other(e)))?;
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
+            let mut f = crate::private::file_options()
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
                 .open(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.write_all(b"\n")?;

@@ -27,9 +27,8 @@ mod tests;
 pub use cursor::{Cursor, CursorError};
 pub use read::{Position, Reader, Summary, Verified, repair_torn, verify};
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -445,11 +444,10 @@ impl AuditLog {
 
 /// Opens (creating 0600) the active segment for appending.
 fn open_active(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    crate::private::file_options()
         .read(true)
         .append(true)
         .create(true)
-        .mode(0o600)
         .open(path)
 }
 

@@ -13,7 +13,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -477,10 +476,9 @@ pub fn repair_torn(path: &Path) -> Result<Option<(PathBuf, usize)>, Error> {
     let mut corrupt_name = segment.clone().into_os_string();
     corrupt_name.push(".corrupt");
     let corrupt = PathBuf::from(corrupt_name);
-    let mut out = OpenOptions::new()
+    let mut out = crate::private::file_options()
         .append(true)
         .create(true)
-        .mode(0o600)
         .open(&corrupt)
         .map_err(io)?;
     out.write_all(&torn).map_err(io)?;

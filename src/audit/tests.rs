@@ -214,7 +214,10 @@ fn a_torn_last_record_is_reported_refused_and_only_repair_moves_it_aside() {
     let path = dir.path().join("audit.jsonl");
     write_some(&path, "r1", 2);
     let intact = std::fs::read(&path).unwrap();
-    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     f.write_all(b"{\"v\":1,\"run_").unwrap();
     drop(f);
     match verify(&path) {

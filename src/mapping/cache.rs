@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -96,15 +96,14 @@ pub fn save(dir: &Path, table: &MappingTable) -> Result<(), CacheError> {
         }
     })?;
     {
-        let mut file = fs::OpenOptions::new()
+        let mut file = crate::private::file_options()
             .write(true)
             .create(true)
             .truncate(true)
-            .mode(0o600)
             .open(&temp)
             .map_err(io("cannot write", &temp))?;
         // An existing temp file keeps its old mode through `open`; make sure.
-        file.set_permissions(fs::Permissions::from_mode(0o600))
+        file.set_permissions(fs::Permissions::from_mode(crate::private::FILE_MODE))
             .map_err(io("cannot write", &temp))?;
         file.write_all(&text).map_err(io("cannot write", &temp))?;
         file.write_all(b"\n").map_err(io("cannot write", &temp))?;
