@@ -39,11 +39,7 @@ impl Directory {
         let result = self
             .ldap
             .with_timeout(self.timeout)
-            .with_controls(RawControl {
-                ctype: oid::DIRSYNC.to_string(),
-                crit: true,
-                val: Some(request_value(cookie)),
-            })
+            .with_controls(control(cookie))
             .search(nc, Scope::Subtree, "(objectClass=*)", attrs.to_vec())
             .await
             .map_err(|e| self.op_error(&op, e))?;
@@ -74,6 +70,16 @@ impl Directory {
     /// The naming context (from the root DSE) holding `dn`, where DirSync must be rooted.
     pub fn naming_context_of(&self, dn: &Dn) -> Option<String> {
         super::naming_context_of(&self.root_dse.naming_contexts, dn)
+    }
+}
+
+/// The DirSync control from `cookie` (empty: the baseline, or the rights probe of
+/// `Directory::verify_dirsync`), critical: only a server that advertised it ever gets it.
+pub(super) fn control(cookie: &[u8]) -> RawControl {
+    RawControl {
+        ctype: oid::DIRSYNC.to_string(),
+        crit: true,
+        val: Some(request_value(cookie)),
     }
 }
 
@@ -128,7 +134,10 @@ mod tests {
 
     #[test]
     fn an_empty_request_is_the_probe_and_long_cookies_get_long_lengths() {
-        assert_eq!(request_value(b""), super::super::DIRSYNC_PROBE_VALUE);
+        assert_eq!(
+            request_value(b""),
+            [0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00]
+        );
         let cookie = vec![0xab; 300];
         let v = request_value(&cookie);
         // 30 82 01 36 | 02 01 00 02 01 00 | 04 82 01 2c | cookie: 6 + 4 + 300 = 0x136.

@@ -375,11 +375,7 @@ impl Directory {
             let result = self
                 .ldap
                 .with_timeout(self.timeout)
-                .with_controls(ldap3::controls::RawControl {
-                    ctype: oid::DIRSYNC.to_string(),
-                    crit: true,
-                    val: Some(DIRSYNC_PROBE_VALUE.to_vec()),
-                })
+                .with_controls(dirsync::control(&[]))
                 .search(nc, Scope::Base, "(objectClass=*)", vec!["1.1"])
                 .await
                 .map_err(|e| self.op_error(&op, e))?;
@@ -517,59 +513,77 @@ impl Directory {
     ) -> Result<SearchStats, Error> {
         let mut stats = SearchStats::default();
         let mut dn_cache = DnCache::default();
-        let adapters = self.search_adapters();
         let op = format!("search under {base}");
+        let references = self
+            .stream_entries(what, base, filter, attrs, &op, |entry| {
+                // Parse the DN once, for the skip test and the object.
+                let dn = match Dn::parse(&entry.dn) {
+                    Ok(dn) => dn,
+                    Err(e) => {
+                        stats.entries += 1;
+                        findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
+                        return;
+                    }
+                };
+                if skip_within.is_some_and(|skip| dn.is_within(skip)) {
+                    stats.skipped += 1;
+                    return;
+                }
+                stats.entries += 1;
+                on_object(DirectoryObject::from_parsed(
+                    dn,
+                    to_attributes(entry.attrs, entry.bin_attrs),
+                    classifier,
+                    &mut dn_cache,
+                    findings,
+                ));
+            })
+            .await?;
+        stats.references = references;
+        if stats.references > 0 {
+            debug!(%base, references = stats.references, "ignored continuation references");
+        }
+        Ok(stats)
+    }
+
+    /// Streams the entries of a subtree search under `base` (paged where advertised) to
+    /// `on_entry`, one at a time; intermediate messages are skipped and continuation references
+    /// counted, never chased. Returns the number of references. `what` names the base in errors.
+    async fn stream_entries(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        filter: &str,
+        attrs: Attrs,
+        op: &str,
+        mut on_entry: impl FnMut(SearchEntry),
+    ) -> Result<u64, Error> {
+        let adapters = self.search_adapters();
         let mut stream = self
             .ldap
             .with_timeout(self.timeout)
             .streaming_search_with(adapters, base.as_str(), Scope::Subtree, filter, attrs)
             .await
-            .map_err(|e| self.op_error(&op, e))?;
+            .map_err(|e| self.op_error(op, e))?;
+        let mut references = 0;
         loop {
             let entry: ResultEntry = match stream.next().await {
                 Ok(Some(entry)) => entry,
                 Ok(None) => break,
                 Err(e) => {
                     let _ = stream.finish().await;
-                    return Err(self.op_error(&op, e));
+                    return Err(self.op_error(op, e));
                 }
             };
             if entry.is_ref() {
-                stats.references += 1;
-                continue;
+                references += 1;
+            } else if !entry.is_intermediate() {
+                on_entry(SearchEntry::construct(entry));
             }
-            if entry.is_intermediate() {
-                continue;
-            }
-            let entry = SearchEntry::construct(entry);
-            // Parse the DN once, for the skip test and the object.
-            let dn = match Dn::parse(&entry.dn) {
-                Ok(dn) => dn,
-                Err(e) => {
-                    stats.entries += 1;
-                    findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
-                    continue;
-                }
-            };
-            if skip_within.is_some_and(|skip| dn.is_within(skip)) {
-                stats.skipped += 1;
-                continue;
-            }
-            stats.entries += 1;
-            on_object(DirectoryObject::from_parsed(
-                dn,
-                to_attributes(entry.attrs, entry.bin_attrs),
-                classifier,
-                &mut dn_cache,
-                findings,
-            ));
         }
         let result = stream.finish().await;
-        self.check_search_result(what, base.as_str(), &op, result)?;
-        if stats.references > 0 {
-            debug!(%base, references = stats.references, "ignored continuation references");
-        }
-        Ok(stats)
+        self.check_search_result(what, base.as_str(), op, result)?;
+        Ok(references)
     }
 
     /// A small unpaged search whose result fits in memory (root DSE, schema, one entry).
@@ -671,10 +685,6 @@ impl Directory {
         let _ = self.ldap.unbind().await;
     }
 }
-
-/// DirSync request value (MS-ADTS 3.1.1.3.4.1.3): SEQUENCE { flags 0, maxBytes 0 (server
-/// default), cookie "" }.
-const DIRSYNC_PROBE_VALUE: [u8; 10] = [0x30, 0x08, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04, 0x00];
 
 /// The naming context (from the root DSE) that holds `dn`: the longest one it lies within.
 fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<String> {
@@ -822,10 +832,8 @@ mod tests {
     #[test]
     fn the_dirsync_probe_value_is_the_ber_of_an_empty_request() {
         // 30 08 (SEQUENCE, 8 bytes) 02 01 00 (flags 0) 02 01 00 (maxBytes 0) 04 00 (cookie "").
-        assert_eq!(
-            DIRSYNC_PROBE_VALUE[1] as usize,
-            DIRSYNC_PROBE_VALUE.len() - 2
-        );
+        let probe = dirsync::request_value(&[]);
+        assert_eq!(probe[1] as usize, probe.len() - 2);
     }
 
     #[test]

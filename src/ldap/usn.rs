@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use ldap3::{ResultEntry, Scope, SearchEntry};
+use ldap3::Scope;
 
 use super::{Directory, Error, SIP_ENABLED_FILTER};
 use crate::model::Dn;
@@ -63,49 +63,29 @@ impl Directory {
     /// continuation references ignored). An entry without a readable `uSNChanged` counts as 0,
     /// so it still shows up as added or removed.
     pub async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
-        const ATTRS: &[&str] = &["uSNChanged"];
-        let adapters = self.search_adapters();
         let op = format!("uSNChanged listing under {base}");
-        let mut stream = self
-            .ldap
-            .with_timeout(self.timeout)
-            .streaming_search_with(
-                adapters,
-                base.as_str(),
-                Scope::Subtree,
-                SIP_ENABLED_FILTER,
-                ATTRS,
-            )
-            .await
-            .map_err(|e| self.op_error(&op, e))?;
         let mut listing = UsnListing::new();
-        loop {
-            let entry: ResultEntry = match stream.next().await {
-                Ok(Some(entry)) => entry,
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = stream.finish().await;
-                    return Err(self.op_error(&op, e));
-                }
-            };
-            if entry.is_ref() || entry.is_intermediate() {
-                continue;
-            }
-            let entry = SearchEntry::construct(entry);
-            let usn = entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
-                .and_then(|(_, v)| v.first())
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let key = Dn::parse(&entry.dn)
-                .map(|dn| dn.normalized().to_string())
-                .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
-            listing.insert(key, usn);
-        }
-        let result = stream.finish().await;
-        self.check_search_result("endpoint container", base.as_str(), &op, result)?;
+        self.stream_entries(
+            "endpoint container",
+            base,
+            SIP_ENABLED_FILTER,
+            &["uSNChanged"],
+            &op,
+            |entry| {
+                let usn = entry
+                    .attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
+                    .and_then(|(_, v)| v.first())
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let key = Dn::parse(&entry.dn)
+                    .map(|dn| dn.normalized().to_string())
+                    .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
+                listing.insert(key, usn);
+            },
+        )
+        .await?;
         Ok(listing)
     }
 }
