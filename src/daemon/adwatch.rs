@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::{Daemon, Reconnect};
-use crate::config::WatchMode;
+use crate::config::{Settings, WatchMode};
 use crate::ldap::{Directory, LiveWatch, UsnListing, UsnMark};
 use crate::model::{Dn, attr};
 use crate::schedule::Trigger;
@@ -209,43 +209,10 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
         };
         let end = match connected {
             Ok(mut dir) => {
-                let bases = [
-                    &settings.directory.base_dn,
-                    &settings.layout.endpoint_container,
-                ];
-                let offered = match dir.verify_dirsync(&bases).await {
-                    Ok(caps) => Ok((caps.watch, caps.watch_reason.clone())),
-                    Err(e) => Err(e.to_string()),
-                };
-                match offered {
-                    Ok((offered, reason)) => {
-                        let mechanism = choose(WatchMode::Auto, offered);
-                        if !matches!(mechanism, Mechanism::DirSync | Mechanism::UsnPolling) {
-                            dir.close().await;
-                            return Outcome::Unsupported;
-                        }
-                        daemon.status.update(|s| s.watch.mode = mechanism.as_str());
-                        reconnect.connected(&daemon);
-                        info!(
-                            url = %dir.url(),
-                            mechanism = mechanism.as_str(),
-                            interval = ?settings.daemon.poll_interval,
-                            reason = %reason,
-                            "AD watch connected"
-                        );
-                        let end = if mechanism == Mechanism::DirSync {
-                            poll_dirsync(&daemon, &token, &mut dir).await
-                        } else {
-                            poll_usn(&daemon, &token, &mut dir).await
-                        };
-                        dir.close().await;
-                        end
-                    }
-                    Err(e) => {
-                        dir.close().await;
-                        End::Lost(e)
-                    }
-                }
+                let end =
+                    watch_connection(&daemon, &settings, &token, &mut reconnect, &mut dir).await;
+                dir.close().await;
+                end
             }
             Err(e) => End::Lost(e.to_string()),
         };
@@ -257,6 +224,44 @@ pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
         if !reconnect.wait(&token).await {
             return Outcome::Stopped;
         }
+    }
+}
+
+/// On a new connection: chooses DirSync or uSNChanged polling (verifying the DirSync right)
+/// and polls until the connection fails or the daemon stops; `Unsupported` when the server
+/// offers neither.
+async fn watch_connection(
+    daemon: &Daemon,
+    settings: &Settings,
+    token: &CancellationToken,
+    reconnect: &mut Reconnect,
+    dir: &mut Directory,
+) -> End {
+    let bases = [
+        &settings.directory.base_dn,
+        &settings.layout.endpoint_container,
+    ];
+    let (offered, reason) = match dir.verify_dirsync(&bases).await {
+        Ok(caps) => (caps.watch, caps.watch_reason.clone()),
+        Err(e) => return End::Lost(e.to_string()),
+    };
+    let mechanism = choose(WatchMode::Auto, offered);
+    if !matches!(mechanism, Mechanism::DirSync | Mechanism::UsnPolling) {
+        return End::Unsupported;
+    }
+    daemon.status.update(|s| s.watch.mode = mechanism.as_str());
+    reconnect.connected(daemon);
+    info!(
+        url = %dir.url(),
+        mechanism = mechanism.as_str(),
+        interval = ?settings.daemon.poll_interval,
+        reason = %reason,
+        "AD watch connected"
+    );
+    if mechanism == Mechanism::DirSync {
+        poll_dirsync(daemon, token, dir).await
+    } else {
+        poll_usn(daemon, token, dir).await
     }
 }
 

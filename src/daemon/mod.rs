@@ -499,28 +499,28 @@ fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: Str
 ///   only when entries do) every `poll_interval`. The refresh outcomes tell whether the
 ///   directory is reachable; regaining it counts as a reconnect.
 async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
+    use adwatch::Mechanism;
     use std::sync::atomic::Ordering::Relaxed;
     let settings = daemon.settings.load_full();
     let mode = settings.daemon.watch;
     let interval = settings.daemon.poll_interval;
+    let (mechanism, state) = if mode == WatchMode::Off {
+        (Mechanism::Off, "off")
+    } else {
+        (Mechanism::Poll, "starting")
+    };
     daemon.status.update(|s| {
-        s.watch.mode = if mode == WatchMode::Off {
-            "off"
-        } else {
-            "poll"
-        };
+        s.watch.mode = mechanism.as_str();
         s.watch.interval_ms = interval.as_millis() as u64;
-        s.watch.state = if mode == WatchMode::Off {
-            "off"
-        } else {
-            "starting"
-        };
+        s.watch.state = state;
     });
     if mode == WatchMode::Off {
         return;
     }
     if mode == WatchMode::Auto {
-        daemon.status.update(|s| s.watch.mode = "syncrepl");
+        daemon
+            .status
+            .update(|s| s.watch.mode = Mechanism::Syncrepl.as_str());
         match syncwatch::run(Arc::clone(&daemon), token.clone()).await {
             syncwatch::Outcome::Stopped => return,
             syncwatch::Outcome::Unsupported => {}
@@ -528,14 +528,16 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
         // adwatch names the mechanism (dirsync or usn-polling) once it has connected.
         daemon
             .status
-            .update(|s| s.watch.mode = adwatch::Mechanism::UsnPolling.as_str());
+            .update(|s| s.watch.mode = Mechanism::UsnPolling.as_str());
         match adwatch::run(Arc::clone(&daemon), token.clone()).await {
             adwatch::Outcome::Stopped => return,
             adwatch::Outcome::Unsupported => {
                 info!(
                     "neither syncrepl (not advertised, or LDAP 12: no syncprov on the database) nor uSNChanged (not Active Directory): the watch polls instead"
                 );
-                daemon.status.update(|s| s.watch.mode = "poll");
+                daemon
+                    .status
+                    .update(|s| s.watch.mode = Mechanism::Poll.as_str());
             }
         }
     }
