@@ -5,7 +5,7 @@
 use std::fs;
 
 use crate::common::slapd::Slapd;
-use crate::common::{output, pcsync, pcsync_bare, repo};
+use crate::common::{output, over_ldaps_and_starttls, pcsync, pcsync_bare, repo};
 
 /// SIP-enabled objects in the contoso fixture: six users in the domain NC and the hand-made
 /// endpoint contact in the configuration NC.
@@ -369,16 +369,7 @@ fn paging_reads_past_the_servers_size_limit() {
 fn ldaps_and_starttls_verify_the_server_with_the_private_ca() {
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
-    for (url, starttls) in [
-        (slapd.ldaps_url.as_str(), "false"),
-        (slapd.ldap_url.as_str(), "true"),
-    ] {
-        let assert = pcsync(&slapd, work.path())
-            .env("PCSYNC__DIRECTORY__URL", url)
-            .env("PCSYNC__DIRECTORY__STARTTLS", starttls)
-            .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &slapd.ca_file)
-            .arg("check")
-            .assert();
+    for (url, assert) in over_ldaps_and_starttls(&slapd, work.path(), &slapd.ca_file, "check") {
         let (stdout, stderr) = output(&assert);
         assert.code(0);
         assert!(

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::common::daemon::Daemon;
 use crate::common::redirect::{FIXTURE_CONTACT, FIXTURE_USER, Redirector};
 use crate::common::slapd::{Slapd, free_port, log_tail, write_private};
-use crate::common::{output, pcsync, pcsync_bare, repo};
+use crate::common::{output, over_ldaps_and_starttls, pcsync, pcsync_bare, repo};
 
 /// The bind password the password test gives slapd's admin: distinctive, with a space,
 /// non-ASCII and characters that percent-, JSON-, form- and shell-encodings change.
@@ -39,16 +39,7 @@ fn a_certificate_for_another_name_is_refused_on_ldaps_and_starttls_with_one_line
         .tls_names(&["ldap.elsewhere.example"])
         .start();
     let work = tempfile::tempdir().unwrap();
-    for (url, starttls) in [
-        (slapd.ldaps_url.as_str(), "false"),
-        (slapd.ldap_url.as_str(), "true"),
-    ] {
-        let assert = pcsync(&slapd, work.path())
-            .env("PCSYNC__DIRECTORY__URL", url)
-            .env("PCSYNC__DIRECTORY__STARTTLS", starttls)
-            .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &slapd.ca_file)
-            .arg("inventory")
-            .assert();
+    for (url, assert) in over_ldaps_and_starttls(&slapd, work.path(), &slapd.ca_file, "inventory") {
         let (stdout, stderr) = output(&assert);
         assert.code(1);
         assert!(stdout.is_empty(), "{stdout}");
@@ -70,16 +61,7 @@ fn a_certificate_from_another_ca_is_refused_on_ldaps_and_starttls() {
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     let other = crate::common::slapd::write_test_pki(work.path(), "other-");
-    for (url, starttls) in [
-        (slapd.ldaps_url.as_str(), "false"),
-        (slapd.ldap_url.as_str(), "true"),
-    ] {
-        let assert = pcsync(&slapd, work.path())
-            .env("PCSYNC__DIRECTORY__URL", url)
-            .env("PCSYNC__DIRECTORY__STARTTLS", starttls)
-            .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &other.ca_file)
-            .arg("check")
-            .assert();
+    for (url, assert) in over_ldaps_and_starttls(&slapd, work.path(), &other.ca_file, "check") {
         let (stdout, stderr) = output(&assert);
         assert.code(1);
         let fail: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();

@@ -56,6 +56,28 @@ pub fn pcsync(slapd: &Slapd, workdir: &Path) -> assert_cmd::Command {
     pcsync_on(slapd, workdir)
 }
 
+/// `pcsync <command>` against `slapd` twice, over `ldaps://` and over `ldap://` with StartTLS,
+/// trusting the CA in `ca_file`: (the URL used, how the run ended) for each.
+pub fn over_ldaps_and_starttls(
+    slapd: &Slapd,
+    workdir: &Path,
+    ca_file: &Path,
+    command: &str,
+) -> Vec<(String, assert_cmd::assert::Assert)> {
+    [(&slapd.ldaps_url, "false"), (&slapd.ldap_url, "true")]
+        .into_iter()
+        .map(|(url, starttls)| {
+            let assert = pcsync(slapd, workdir)
+                .env("PCSYNC__DIRECTORY__URL", url)
+                .env("PCSYNC__DIRECTORY__STARTTLS", starttls)
+                .env("PCSYNC__DIRECTORY__TLS_CA_FILE", ca_file)
+                .arg(command)
+                .assert();
+            (url.to_string(), assert)
+        })
+        .collect()
+}
+
 /// `pcsync` with no configuration chosen, in `workdir`, with a clean PCSYNC environment.
 pub fn pcsync_bare(workdir: &Path) -> assert_cmd::Command {
     let mut cmd = assert_cmd::Command::cargo_bin("pcsync").expect("pcsync binary");
