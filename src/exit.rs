@@ -1,16 +1,16 @@
 //! Process exit codes: part of pcsync's interface, documented in the README and in `--help`.
 
 /// In sync, or applied completely; for `check`, every check passed.
-pub const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 /// An error: bad configuration, directory unreachable, a failed check.
-pub const ERROR: u8 = 1;
+pub(crate) const ERROR: u8 = 1;
 /// A dry run found changes to make.
-pub const PENDING: u8 = 2;
+pub(crate) const PENDING: u8 = 2;
 /// A safety guard blocked the run; nothing was written.
-pub const BLOCKED: u8 = 3;
+pub(crate) const BLOCKED: u8 = 3;
 
 /// The table shown at the end of `--help`.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 Exit codes:
   0  in sync, or applied completely (check: all checks passed)
   1  error (configuration, directory, or a failed check)

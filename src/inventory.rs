@@ -17,15 +17,8 @@ pub struct ScanStats {
     pub base: SearchStats,
 }
 
-impl ScanStats {
-    /// Entries read from the directory, over both scopes.
-    pub fn entries(&self) -> u64 {
-        self.endpoint_container.entries + self.base.entries
-    }
-}
-
 /// The classifier built from `[directory.layout]`.
-pub fn classifier(settings: &Settings) -> Classifier {
+pub(crate) fn classifier(settings: &Settings) -> Classifier {
     Classifier::new(
         &settings.layout.user_classes,
         &settings.layout.contact_classes,
@@ -43,7 +36,7 @@ pub async fn scan(
 }
 
 /// [`scan`] reading only `attrs` (objectClass and the SIP address at least).
-pub async fn scan_with(
+pub(crate) async fn scan_with(
     dir: &mut Directory,
     settings: &Settings,
     attrs: &'static [&'static str],

@@ -31,20 +31,22 @@
 
 pub mod apply;
 pub mod audit;
-pub mod cli;
+mod cli;
 pub mod config;
-pub mod daemon;
-pub mod exit;
+mod daemon;
+mod exit;
 pub mod inventory;
 pub mod ldap;
 pub mod lock;
 pub mod mapping;
 pub mod model;
 pub mod plan;
-pub mod private;
-pub mod progress;
-pub mod reconcile;
-pub mod redirector;
-pub mod schedule;
-pub mod shutdown;
+mod private;
+mod progress;
+mod reconcile;
+mod redirector;
+mod schedule;
+mod shutdown;
 pub mod sip;
+
+pub use cli::main;

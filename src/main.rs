@@ -1,5 +1,5 @@
 //! The `pcsync` binary: everything lives in the library; see `pcsync::cli`.
 
 fn main() -> std::process::ExitCode {
-    pcsync::cli::main()
+    pcsync::main()
 }

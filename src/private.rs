@@ -14,16 +14,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Mode of every directory pcsync creates.
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 /// Mode of every file pcsync creates in its state and audit directories.
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 
 /// Directories already warned about, so a daemon that saves its cache every minute warns once.
 static WARNED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// Creates `dir` and any missing parents with mode 0700 (the umask cannot widen it). An
 /// existing directory is left as it is, with a warning if group or others can use it.
-pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         warn_if_open(dir);
         return Ok(());
@@ -32,14 +32,14 @@ pub fn create_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Options that create a file with mode 0600 (an existing file keeps its mode).
-pub fn file_options() -> OpenOptions {
+pub(crate) fn file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.mode(FILE_MODE);
     options
 }
 
 /// Logs once per process when `dir` is accessible to group or others.
-pub fn warn_if_open(dir: &Path) {
+pub(crate) fn warn_if_open(dir: &Path) {
     let Ok(meta) = std::fs::metadata(dir) else {
         return;
     };

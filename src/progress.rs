@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const REDRAW_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     enabled: bool,
     started: Instant,
     /// Milliseconds since `started` at the last redraw, plus one (0 = never drawn).
@@ -21,7 +21,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Progress {
+    pub(crate) fn new(quiet: bool) -> Progress {
         Progress {
             enabled: !quiet && std::io::stderr().is_terminal(),
             started: Instant::now(),
@@ -31,7 +31,7 @@ impl Progress {
     }
 
     /// Counts one object read, redrawing the line when it is due.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.count.fetch_add(1, Ordering::Relaxed);
         if !self.enabled {
             return;
@@ -45,7 +45,7 @@ impl Progress {
     }
 
     /// Replaces the line with a summary ("read N objects in S s").
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.enabled {
             self.draw("read");
             eprintln!();

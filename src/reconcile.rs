@@ -25,7 +25,7 @@ use crate::progress::Progress;
 
 /// Why a run ends early: a guard (exit 3, nothing written) or an error (exit 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     Guard(String),
     Error(String),
 }
@@ -40,7 +40,7 @@ impl std::fmt::Display for Stop {
 
 /// What an applying run is asked to do.
 #[derive(Debug, Clone, Default)]
-pub struct ApplyOptions<'a> {
+pub(crate) struct ApplyOptions<'a> {
     /// Apply exactly this saved plan (refused when stale).
     pub saved_plan: Option<&'a Path>,
     /// Save the plan applied here.
@@ -55,7 +55,7 @@ pub struct ApplyOptions<'a> {
 
 /// The result of [`audited_apply`].
 #[derive(Debug)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub run_id: String,
     /// Swaps of a crashed run completed or rolled back first.
     pub recovered: Vec<apply::Recovered>,
@@ -68,7 +68,7 @@ pub struct Applied {
 
 /// Runs one audited apply against `dir`. `stop` is checked between swaps, never inside one.
 /// `Err` only when the audit log cannot be read or opened (then nothing was written).
-pub async fn audited_apply(
+pub(crate) async fn audited_apply(
     settings: &Settings,
     dir: &mut Directory,
     opts: &ApplyOptions<'_>,
@@ -216,7 +216,7 @@ async fn apply_inner(
 /// Records a plan the daemon may not apply (`auto_apply = false`): `run_start`, `plan`, and a
 /// `run_end` with outcome `skipped` saying the changes wait for `pcsync reconcile --apply`.
 /// Returns the run id.
-pub fn record_pending(
+pub(crate) fn record_pending(
     settings: &Settings,
     bind_dn: Option<&str>,
     plan: &Plan,
@@ -245,7 +245,7 @@ pub fn record_pending(
 
 /// Records a run a guard stopped before it could plan (the daemon's scheduled runs):
 /// `run_start`, `guard_blocked`, `run_end` blocked. Returns the run id.
-pub fn record_blocked(
+pub(crate) fn record_blocked(
     settings: &Settings,
     bind_dn: Option<&str>,
     reason: &str,
@@ -264,7 +264,7 @@ pub fn record_blocked(
 }
 
 /// Scans the directory and plans. Failed searches are errors; an empty one is a guard.
-pub async fn compute(
+pub(crate) async fn compute(
     settings: &Settings,
     dir: &mut Directory,
     progress: Option<&Progress>,
@@ -356,7 +356,7 @@ fn short(fingerprint: &str) -> &str {
 }
 
 /// Writes the plan document atomically (temp file, fsync, rename).
-pub fn save_plan(path: &Path, plan: &Plan) -> Result<(), String> {
+pub(crate) fn save_plan(path: &Path, plan: &Plan) -> Result<(), String> {
     let text = serde_json::to_string_pretty(plan).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
@@ -386,7 +386,7 @@ fn load_plan(path: &Path) -> Result<Plan, String> {
 }
 
 /// 32 random bits for a run id, from the standard library's per-process random hash keys.
-pub fn random_u32() -> u32 {
+pub(crate) fn random_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());

@@ -27,7 +27,7 @@ use crate::sip::{self, Bound, ServerConfig, Shared, TlsListen};
 
 /// Why the redirector could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Sip(#[from] sip::Error),
     #[error(transparent)]
@@ -35,7 +35,7 @@ pub enum Error {
 }
 
 /// A running redirector.
-pub struct Redirector {
+pub(crate) struct Redirector {
     pub bound: Bound,
     pub store: Arc<MappingStore>,
     pub metrics: Arc<SipMetrics>,
@@ -46,7 +46,7 @@ pub struct Redirector {
 
 /// Everything the metrics endpoint shows about the redirector.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct MetricsSnapshot {
+pub(crate) struct MetricsSnapshot {
     pub sip: crate::sip::metrics::Snapshot,
     pub table_version: u64,
     pub table_entries: usize,
@@ -56,7 +56,7 @@ pub struct MetricsSnapshot {
 
 impl Redirector {
     /// Counters, table version and size, refresh outcomes.
-    pub fn metrics(&self) -> MetricsSnapshot {
+    pub(crate) fn metrics(&self) -> MetricsSnapshot {
         use std::sync::atomic::Ordering::Relaxed;
         let table = self.store.load();
         MetricsSnapshot {
@@ -69,13 +69,13 @@ impl Redirector {
     }
 
     /// Stops the cron schedule (the tasks stop with the token).
-    pub async fn stop_schedule(self) {
+    pub(crate) async fn stop_schedule(self) {
         self.schedule.stop().await;
     }
 }
 
 /// The server configuration from `[redirector]`.
-pub fn server_config(settings: &Settings) -> ServerConfig {
+pub(crate) fn server_config(settings: &Settings) -> ServerConfig {
     let r = &settings.redirector;
     ServerConfig {
         udp: r.udp,
@@ -106,7 +106,7 @@ pub fn server_config(settings: &Settings) -> ServerConfig {
 }
 
 /// The table to start with: the cache, or empty (with a warning saying why).
-pub fn initial_table(settings: &Settings) -> MappingTable {
+pub(crate) fn initial_table(settings: &Settings) -> MappingTable {
     let mut dropped = Vec::new();
     let table = match cache::load(&settings.state.dir, settings, &mut dropped) {
         Ok(Some(t)) => {
@@ -138,7 +138,7 @@ pub fn initial_table(settings: &Settings) -> MappingTable {
 }
 
 /// Starts listeners, schedule and refresh worker on `tracker`; everything stops with `token`.
-pub async fn start(
+pub(crate) async fn start(
     settings: Arc<Settings>,
     token: &CancellationToken,
     tracker: &TaskTracker,

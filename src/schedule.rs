@@ -11,7 +11,7 @@ use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
+pub(crate) enum Trigger {
     /// Start-up.
     Startup,
     /// A cron tick.
@@ -22,7 +22,7 @@ pub enum Trigger {
 
 /// Why the scheduler could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
+pub(crate) enum ScheduleError {
     #[error("cannot schedule {cron:?}: {source}")]
     Scheduler {
         cron: String,
@@ -33,19 +33,22 @@ pub enum ScheduleError {
 
 /// A running cron schedule; dropping it without [`Schedule::stop`] leaves the scheduler's
 /// background task to end with the runtime.
-pub struct Schedule {
+pub(crate) struct Schedule {
     scheduler: JobScheduler,
 }
 
 /// The channel a worker reads triggers from. Capacity 1: ticks coalesce.
-pub fn channel() -> (mpsc::Sender<Trigger>, mpsc::Receiver<Trigger>) {
+pub(crate) fn channel() -> (mpsc::Sender<Trigger>, mpsc::Receiver<Trigger>) {
     mpsc::channel(1)
 }
 
 impl Schedule {
     /// Starts a UTC cron schedule (6 or 7 fields, seconds first; validated at config load) that
     /// sends [`Trigger::Cron`] on `tx`.
-    pub async fn start(cron: &str, tx: mpsc::Sender<Trigger>) -> Result<Schedule, ScheduleError> {
+    pub(crate) async fn start(
+        cron: &str,
+        tx: mpsc::Sender<Trigger>,
+    ) -> Result<Schedule, ScheduleError> {
         let err = |source| ScheduleError::Scheduler {
             cron: cron.to_string(),
             source,
@@ -63,7 +66,7 @@ impl Schedule {
     }
 
     /// Stops the scheduler.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.scheduler.shutdown().await;
     }
 }

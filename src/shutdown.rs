@@ -9,11 +9,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 /// How long tasks get to finish after a stop signal.
-pub const GRACE_PERIOD: Duration = Duration::from_secs(10);
+pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// Resolves on SIGINT or SIGTERM and cancels `root`. If the handlers cannot be installed, the
 /// process can still be stopped with SIGKILL; the error is logged.
-pub async fn cancel_on_signal(root: CancellationToken) {
+pub(crate) async fn cancel_on_signal(root: CancellationToken) {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -31,7 +31,7 @@ pub async fn cancel_on_signal(root: CancellationToken) {
 }
 
 /// Closes `tracker` and waits up to `grace` for its tasks; returns whether all finished.
-pub async fn drain(tracker: &TaskTracker, grace: Duration) -> bool {
+pub(crate) async fn drain(tracker: &TaskTracker, grace: Duration) -> bool {
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
         true

@@ -16,7 +16,7 @@ mod restore;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use restore::{RestoreAction, RestoreKind, RestorePlan, apply_restore, plan_restore};
+pub(crate) use restore::{RestoreKind, RestorePlan, apply_restore, plan_restore};
 
 use std::future::Future;
 
@@ -65,7 +65,7 @@ pub trait DirectoryWriter {
 
 /// What an apply did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub swaps: usize,
     pub applied: usize,
     pub failed: usize,
@@ -80,7 +80,7 @@ pub struct Report {
 /// report, and the next swap goes ahead); a failed audit write or a lost directory stops
 /// everything: nothing may happen unrecorded, and nothing more can happen on a dead connection.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// The audit log cannot be written; no further directory write was attempted.
     #[error("{0}; stopped before the directory write it was to record")]
     Audit(#[from] audit::Error),
@@ -115,7 +115,7 @@ const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// - `name=return(DIRECTORY)`: a gate. Create `DIRECTORY/name.reached` (holding the PID), then
 ///   wait, bounded by `GATE_TIMEOUT`, until `DIRECTORY/name.release` exists; the fault tests
 ///   stop slapd or fill the disk exactly there.
-pub async fn fail_point(name: &str) {
+pub(crate) async fn fail_point(name: &str) {
     #[cfg(feature = "failpoints")]
     match fail::eval(name, |arg| arg) {
         None => {}
@@ -157,7 +157,7 @@ async fn gate(name: &str, dir: &std::path::Path) {
 }
 
 /// The ready changes grouped into swaps (consecutive changes with one SIP URI), in plan order.
-pub fn swaps(plan: &Plan) -> Vec<Vec<Change>> {
+pub(crate) fn swaps(plan: &Plan) -> Vec<Vec<Change>> {
     let mut out: Vec<Vec<Change>> = Vec::new();
     for c in plan.ready() {
         match out.last_mut() {
@@ -170,7 +170,7 @@ pub fn swaps(plan: &Plan) -> Vec<Vec<Change>> {
 
 /// Applies the ready changes of `plan`, swap by swap. A failed swap is rolled back as far as
 /// needed and the next swap goes ahead.
-pub async fn apply(
+pub(crate) async fn apply(
     plan: &Plan,
     run_id: &str,
     writer: &mut impl DirectoryWriter,
@@ -516,7 +516,7 @@ fn check_read_back(c: &Change, entry: Entry) -> Result<Option<Entry>, String> {
 /// the account type, the primary group (`00002035: The primary group isn't settable on add
 /// operations`), group memberships. A user re-created from its before-image gets new ones;
 /// every other attribute is written back exactly. OpenLDAP returns none of these to `*`.
-pub const SERVER_OWNED_ATTRIBUTES: &[&str] = &[
+pub(crate) const SERVER_OWNED_ATTRIBUTES: &[&str] = &[
     "objectGUID",
     "objectSid",
     "sIDHistory",
@@ -544,7 +544,7 @@ pub const SERVER_OWNED_ATTRIBUTES: &[&str] = &[
 
 /// The entry that re-creates a deleted user: its before-image without
 /// [`SERVER_OWNED_ATTRIBUTES`].
-pub fn recreate_entry(image: &Entry) -> Entry {
+pub(crate) fn recreate_entry(image: &Entry) -> Entry {
     Entry {
         dn: image.dn.clone(),
         attributes: image
@@ -654,7 +654,7 @@ async fn rollback(
 
 /// What recovery did with one unfinished swap.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     pub swap: String,
     pub sip_uri: String,
     pub outcome: Outcome,
@@ -665,7 +665,7 @@ pub struct Recovered {
 /// shows now: a user that still holds the URI means nothing was written (the next plan redoes
 /// the swap); a retired user means the endpoint is added (or, if that fails, the user restored
 /// from the before-image); an endpoint already present is verified.
-pub async fn recover(
+pub(crate) async fn recover(
     unfinished: &[Unfinished],
     writer: &mut impl DirectoryWriter,
     audit: &mut impl AuditSink,
@@ -795,7 +795,7 @@ fn still_open(u: &Unfinished, first: &Change, e: Error) -> ApplyError {
 }
 
 /// Counts for the `run_end` record.
-pub fn counts(plan: &Plan, report: &Report) -> Counts {
+pub(crate) fn counts(plan: &Plan, report: &Report) -> Counts {
     Counts {
         planned: plan.summary.ready,
         applied: report.applied,

@@ -19,7 +19,7 @@ use crate::plan::Action;
 /// What a restore action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RestoreKind {
+pub(crate) enum RestoreKind {
     DeleteEndpoint,
     RecreateUser,
     ReenableUser,
@@ -27,7 +27,7 @@ pub enum RestoreKind {
 
 /// One write of a restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RestoreAction {
+pub(crate) struct RestoreAction {
     pub kind: RestoreKind,
     pub dn: String,
     pub sip_uri: String,
@@ -41,20 +41,20 @@ pub struct RestoreAction {
 
 /// The restore plan for one run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RestorePlan {
+pub(crate) struct RestorePlan {
     pub run_id: String,
     pub actions: Vec<RestoreAction>,
 }
 
 impl RestorePlan {
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.actions.iter().filter(|a| a.pending).count()
     }
 }
 
 /// Builds the restore plan for `run_id` from the (verified) audit records and the directory's
 /// current state. `None` when the log has no such run.
-pub async fn plan_restore(
+pub(crate) async fn plan_restore(
     records: &[Record],
     run_id: &str,
     writer: &mut impl DirectoryWriter,
@@ -139,7 +139,7 @@ pub async fn plan_restore(
 }
 
 /// Carries out the pending actions; each is journaled (`step` started, then ok or failed).
-pub async fn apply_restore(
+pub(crate) async fn apply_restore(
     plan: &RestorePlan,
     writer: &mut impl DirectoryWriter,
     audit: &mut impl AuditSink,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a cursor could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum CursorError {
+pub(crate) enum CursorError {
     /// The name would not be a plain file name.
     #[error("review cursor name {0:?} is invalid: use letters, digits, '.', '_' and '-' (1 to 64)")]
     Name(String),
@@ -23,7 +23,7 @@ pub enum CursorError {
 
 /// The last record a named review saw.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
+pub(crate) struct Cursor {
     pub seq: u64,
     /// SHA-256 of that record's line.
     pub hash: String,
@@ -44,7 +44,7 @@ impl Cursor {
     }
 
     /// The cursor named `name`, or `None` when that review never ran.
-    pub fn load(state_dir: &Path, name: &str) -> Result<Option<Cursor>, CursorError> {
+    pub(crate) fn load(state_dir: &Path, name: &str) -> Result<Option<Cursor>, CursorError> {
         let path = Cursor::path(state_dir, name)?;
         let file_err = |reason: String| CursorError::File {
             path: path.display().to_string(),
@@ -60,7 +60,7 @@ impl Cursor {
     }
 
     /// Saves the cursor atomically.
-    pub fn save(&self, state_dir: &Path, name: &str) -> Result<(), CursorError> {
+    pub(crate) fn save(&self, state_dir: &Path, name: &str) -> Result<(), CursorError> {
         let path = Cursor::path(state_dir, name)?;
         let file_err = |e: std::io::Error| CursorError::File {
             path: path.display().to_string(),

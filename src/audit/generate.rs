@@ -24,7 +24,7 @@ fn clock() -> DateTime<Utc> {
 }
 
 /// Appends `records` generated records (whole runs; the last run is cut to fit).
-pub fn append(path: &Path, records: u64, max_segment_bytes: u64) -> Result<(), Error> {
+pub(crate) fn append(path: &Path, records: u64, max_segment_bytes: u64) -> Result<(), Error> {
     let actor = Actor {
         bind_dn: Some("CN=svc-pcsync,OU=Service Accounts,DC=contoso,DC=com".into()),
         host: "bench".into(),

@@ -30,7 +30,7 @@ fn is_safe(value: &[u8]) -> bool {
 }
 
 /// Appends `name: value` (or `name:: base64`), folded.
-pub fn push_line(out: &mut String, name: &str, value: &[u8]) {
+pub(crate) fn push_line(out: &mut String, name: &str, value: &[u8]) {
     let line = if is_safe(value) {
         // Safe values are ASCII, hence UTF-8.
         format!("{name}: {}", String::from_utf8_lossy(value))
@@ -64,13 +64,13 @@ fn fold(out: &mut String, line: &str) {
 }
 
 /// The document header.
-pub fn header() -> String {
+pub(crate) fn header() -> String {
     "version: 1\n".to_string()
 }
 
 /// One add record (no `changetype`, which `ldapadd` implies) with comment lines above it
 /// (one per line of `comment`).
-pub fn entry(comment: &str, e: &Entry) -> String {
+pub(crate) fn entry(comment: &str, e: &Entry) -> String {
     let mut out = String::new();
     out.push('\n');
     for line in comment.lines() {

@@ -17,15 +17,17 @@
 //! across all segments with bounded memory. Files are created 0600, directories 0700.
 mod cursor;
 #[doc(hidden)]
-pub mod generate;
-pub mod ldif;
+pub(crate) mod generate;
+pub(crate) mod ldif;
 mod read;
-pub mod review;
-pub mod segments;
+pub(crate) mod review;
+pub(crate) mod segments;
 #[cfg(test)]
 mod tests;
-pub use cursor::{Cursor, CursorError};
-pub use read::{Position, Reader, Summary, Verified, repair_torn, verify};
+pub(crate) use cursor::Cursor;
+#[cfg(test)]
+pub(crate) use cursor::CursorError;
+pub(crate) use read::{Reader, Summary, Verified, repair_torn, verify};
 
 use std::fs::File;
 use std::io::Write;
@@ -39,9 +41,9 @@ use crate::model::Entry;
 use crate::plan::{Change, Plan, hex};
 
 /// Version of the record format.
-pub const RECORD_FORMAT: u32 = 1;
+pub(crate) const RECORD_FORMAT: u32 = 1;
 /// `prev` of the first record of a log.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Why the audit log could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +152,7 @@ impl std::fmt::Display for Break {
 
 /// Who acted: never a password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
+pub(crate) struct Actor {
     /// The bind DN, or null for an anonymous bind.
     pub bind_dn: Option<String>,
     pub host: String,
@@ -209,7 +211,7 @@ pub enum Step {
 
 /// Counts in `run_start` / `run_end`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub planned: usize,
     pub applied: usize,
     pub failed: usize,
@@ -229,7 +231,7 @@ pub struct Record {
     pub time: String,
     pub event: Event,
     pub outcome: Outcome,
-    pub actor: Actor,
+    pub(crate) actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,9 +244,9 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counts: Option<Counts>,
+    pub(crate) counts: Option<Counts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Plan>,
+    pub(crate) plan: Option<Plan>,
     /// `swap_intent`: the changes of the swap, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<Change>>,
@@ -258,7 +260,7 @@ pub struct Record {
 
 /// The parts of a record the caller chooses; [`AuditLog::append`] fills in the rest.
 #[derive(Debug, Clone)]
-pub struct Note {
+pub(crate) struct Note {
     pub event: Event,
     pub outcome: Outcome,
     pub dn: Option<String>,
@@ -274,7 +276,7 @@ pub struct Note {
 }
 
 impl Note {
-    pub fn new(event: Event, outcome: Outcome) -> Note {
+    pub(crate) fn new(event: Event, outcome: Outcome) -> Note {
         Note {
             event,
             outcome,
@@ -291,43 +293,43 @@ impl Note {
         }
     }
 
-    pub fn dn(mut self, dn: &str) -> Note {
+    pub(crate) fn dn(mut self, dn: &str) -> Note {
         self.dn = Some(dn.to_string());
         self
     }
 
-    pub fn sip_uri(mut self, uri: &str) -> Note {
+    pub(crate) fn sip_uri(mut self, uri: &str) -> Note {
         self.sip_uri = Some(uri.to_string());
         self
     }
 
-    pub fn swap(mut self, swap: &str) -> Note {
+    pub(crate) fn swap(mut self, swap: &str) -> Note {
         self.swap = Some(swap.to_string());
         self
     }
 
-    pub fn step(mut self, step: Step) -> Note {
+    pub(crate) fn step(mut self, step: Step) -> Note {
         self.step = Some(step);
         self
     }
 
-    pub fn message(mut self, message: impl Into<String>) -> Note {
+    pub(crate) fn message(mut self, message: impl Into<String>) -> Note {
         self.message = Some(message.into());
         self
     }
 }
 
 /// Where records go. The file sink is [`AuditLog`]; tests use a `Vec`.
-pub trait AuditSink {
+pub(crate) trait AuditSink {
     /// Appends one record durably (for a file: written and fsynced before this returns).
     fn record(&mut self, note: Note) -> Result<(), Error>;
 }
 
 /// Default `audit.max_segment_size`.
-pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The append-only file: the active segment, rotated when it would pass the size limit.
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     path: PathBuf,
     file: File,
     /// Bytes in the active segment, to decide rotation without a stat per record.
@@ -350,7 +352,7 @@ impl AuditLog {
     /// Reads only the active segment (and the last line of the newest sealed one): its chain
     /// and sequence must be intact and its last line complete, or nothing is appended (a torn
     /// or edited tail is refused here; `pcsync audit verify` checks the whole log).
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         run_id: &str,
         actor: Actor,
@@ -387,34 +389,25 @@ impl AuditLog {
     }
 
     /// Sets the size past which the active segment is sealed (`audit.max_segment_size`).
-    pub fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
+    pub(crate) fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
         self.max_segment_bytes = bytes.max(1);
         self
     }
 
     /// Starts a new run on the open log (a long-running process keeps one log open).
-    pub fn set_run(&mut self, run_id: &str) {
+    pub(crate) fn set_run(&mut self, run_id: &str) {
         self.run_id = run_id.to_string();
     }
 
     /// Benchmark data generation only: skip `fsync`. Never for real runs.
     #[doc(hidden)]
-    pub fn without_fsync(mut self) -> AuditLog {
+    pub(crate) fn without_fsync(mut self) -> AuditLog {
         self.durable = false;
         self
     }
 
-    pub fn run_id(&self) -> &str {
+    pub(crate) fn run_id(&self) -> &str {
         &self.run_id
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Hash of the last record written (what the next record's `prev` will be).
-    pub fn head(&self) -> &str {
-        &self.head
     }
 
     /// Seals the active segment (renamed to the next `audit.NNNNNN.jsonl`) and starts a new
@@ -555,7 +548,7 @@ pub fn unfinished_swaps<'a>(records: impl IntoIterator<Item = &'a Record>) -> Ve
 }
 
 /// The unfinished swaps of the log at `path`, streamed (and verified) with bounded memory.
-pub fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
+pub(crate) fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
     let mut open = OpenSwaps::default();
     for item in Reader::open(path)? {
         open.observe(&item?.record);
@@ -565,7 +558,7 @@ pub fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
 
 /// The records of run `run_id` and of its swaps (`<run_id>#n`, also when a later run
 /// recovered them), streamed from the log at `path`; empty when the run is not in the log.
-pub fn records_of_run(path: &Path, run_id: &str) -> Result<Vec<Record>, Error> {
+pub(crate) fn records_of_run(path: &Path, run_id: &str) -> Result<Vec<Record>, Error> {
     let prefix = format!("{run_id}#");
     let mut out = Vec::new();
     for item in Reader::open(path)? {
@@ -584,12 +577,12 @@ pub fn records_of_run(path: &Path, run_id: &str) -> Result<Vec<Record>, Error> {
 
 /// [`unfinished_swaps`] one record at a time, for a streamed log: keeps only the open swaps.
 #[derive(Debug, Default)]
-pub struct OpenSwaps {
+pub(crate) struct OpenSwaps {
     open: Vec<Unfinished>,
 }
 
 impl OpenSwaps {
-    pub fn observe(&mut self, r: &Record) {
+    pub(crate) fn observe(&mut self, r: &Record) {
         let Some(swap) = &r.swap else { return };
         match r.event {
             Event::SwapIntent => self.open.push(Unfinished {
@@ -612,18 +605,18 @@ impl OpenSwaps {
         }
     }
 
-    pub fn finish(self) -> Vec<Unfinished> {
+    pub(crate) fn finish(self) -> Vec<Unfinished> {
         self.open
     }
 }
 
 /// Run ids are sortable and unique: UTC time to the millisecond plus a random suffix.
-pub fn new_run_id(now: DateTime<Utc>, random: u32) -> String {
+pub(crate) fn new_run_id(now: DateTime<Utc>, random: u32) -> String {
     format!("{}-{random:08x}", now.format("%Y%m%dT%H%M%S%3fZ"))
 }
 
 /// The host name for the actor (`uname -n`).
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     rustix::system::uname()
         .nodename()
         .to_string_lossy()

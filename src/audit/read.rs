@@ -22,7 +22,7 @@ use crate::plan::hex;
 
 /// Where a line is: its segment file and 1-based line number in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
+pub(crate) struct Position {
     pub path: PathBuf,
     pub line: usize,
 }
@@ -35,10 +35,9 @@ impl std::fmt::Display for Position {
 
 /// One verified record with its exact line (without the newline).
 #[derive(Debug, Clone)]
-pub struct Verified {
+pub(crate) struct Verified {
     pub record: Record,
     pub line: Vec<u8>,
-    pub at: Position,
 }
 
 /// One raw line of a segment.
@@ -161,7 +160,7 @@ impl Iterator for Lines {
 }
 
 /// Verified records of the whole log, streamed. Ends after the first error.
-pub struct Reader {
+pub(crate) struct Reader {
     /// The segments being read, in order (the line reader holds its own copy).
     segments: Vec<PathBuf>,
     lines: std::iter::Peekable<Lines>,
@@ -173,7 +172,7 @@ pub struct Reader {
 
 /// What a complete verification saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub records: u64,
     pub segments: usize,
     /// SHA-256 of the last line (the genesis hash for an empty log).
@@ -188,7 +187,7 @@ impl Reader {
     /// The active segment is opened first and the sealed ones listed after, leaving out the
     /// one that is the same file (it was sealed in between), so a concurrent rotation neither
     /// hides nor repeats records.
-    pub fn open(path: &Path) -> Result<Reader, Error> {
+    pub(crate) fn open(path: &Path) -> Result<Reader, Error> {
         use std::os::unix::fs::MetadataExt;
         let active = match File::open(path) {
             Ok(f) => Some(f),
@@ -234,12 +233,12 @@ impl Reader {
     }
 
     /// SHA-256 of the last line verified so far (the genesis hash before the first).
-    pub fn head(&self) -> &str {
+    pub(crate) fn head(&self) -> &str {
         &self.prev
     }
 
     /// The segments this reader covers, in order.
-    pub fn segments(&self) -> &[PathBuf] {
+    pub(crate) fn segments(&self) -> &[PathBuf] {
         &self.segments
     }
 
@@ -311,16 +310,15 @@ impl Reader {
         }
         self.prev = hex(&Sha256::digest(&raw.bytes));
         self.next_seq += 1;
-        self.last = Some(at.clone());
+        self.last = Some(at);
         Ok(Verified {
             record,
             line: raw.bytes,
-            at,
         })
     }
 
     /// Reads to the end; the summary of an intact log.
-    pub fn summary(mut self) -> Result<Summary, Error> {
+    pub(crate) fn summary(mut self) -> Result<Summary, Error> {
         let mut records = 0;
         for item in self.by_ref() {
             item?;
@@ -380,7 +378,7 @@ fn parse(bytes: &[u8]) -> Result<Record, String> {
 }
 
 /// Verifies the whole log.
-pub fn verify(path: &Path) -> Result<Summary, Error> {
+pub(crate) fn verify(path: &Path) -> Result<Summary, Error> {
     Reader::open(path)?.summary()
 }
 
@@ -454,7 +452,7 @@ fn last_line(file: &mut File) -> std::io::Result<Option<(Vec<u8>, bool)>> {
 /// `<segment>.corrupt` (appended, fsynced) and cuts the segment back to its last complete line.
 /// Returns the `.corrupt` file, or `None` when the log does not end in a torn line. Nothing is
 /// ever dropped: the bytes are in the `.corrupt` file before the segment is shortened.
-pub fn repair_torn(path: &Path) -> Result<Option<(PathBuf, usize)>, Error> {
+pub(crate) fn repair_torn(path: &Path) -> Result<Option<(PathBuf, usize)>, Error> {
     let Some(segment) = segments::all(path)?.pop() else {
         return Ok(None);
     };

@@ -16,7 +16,7 @@ use crate::plan::{Action, Change};
 
 /// `--since` / `--until`: RFC 3339 (`2026-11-24T08:00:00Z`, `…+01:00`) or a time before `now`
 /// (`30s`, `30m`, `2h`, `7d`, `2w`).
-pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     let t = text.trim();
     if let Ok(at) = DateTime::parse_from_rfc3339(t) {
         return Ok(at.with_timezone(&Utc));
@@ -46,14 +46,14 @@ pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
 }
 
 /// The outcome as shown and filtered: a successful rollback is `rolled-back`.
-pub fn shown_outcome(r: &Record) -> &'static str {
+pub(crate) fn shown_outcome(r: &Record) -> &'static str {
     match (r.event, r.outcome) {
         (Event::Rollback, Outcome::Ok) => "rolled-back",
         (_, o) => outcome_str(o),
     }
 }
 
-pub fn outcome_str(o: Outcome) -> &'static str {
+pub(crate) fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Started => "started",
         Outcome::Ok => "ok",
@@ -63,7 +63,7 @@ pub fn outcome_str(o: Outcome) -> &'static str {
     }
 }
 
-pub fn event_str(e: Event) -> &'static str {
+pub(crate) fn event_str(e: Event) -> &'static str {
     match e {
         Event::RunStart => "run_start",
         Event::Plan => "plan",
@@ -79,7 +79,7 @@ pub fn event_str(e: Event) -> &'static str {
     }
 }
 
-pub fn step_str(s: Step) -> &'static str {
+pub(crate) fn step_str(s: Step) -> &'static str {
     match s {
         Step::DeleteUser => "delete_user",
         Step::DisableUser => "disable_user",
@@ -94,7 +94,7 @@ pub fn step_str(s: Step) -> &'static str {
 /// Which records to show. Every set criterion must match (AND); several values of one
 /// criterion (`--event a --event b`) are alternatives (OR).
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub run: Option<String>,
@@ -110,7 +110,7 @@ pub struct Filter {
 }
 
 /// A DN as compared by `--dn`: parsed and normalised when it parses, lower-cased otherwise.
-pub fn normalize_dn(text: &str) -> String {
+pub(crate) fn normalize_dn(text: &str) -> String {
     match Dn::parse(text) {
         Ok(dn) => dn.normalized().to_string(),
         Err(_) => text.trim().to_ascii_lowercase(),
@@ -118,7 +118,7 @@ pub fn normalize_dn(text: &str) -> String {
 }
 
 /// A SIP URI as compared by `--sip`: lower-case, `sip:` added when missing.
-pub fn normalize_sip(text: &str) -> String {
+pub(crate) fn normalize_sip(text: &str) -> String {
     let t = text.trim().to_ascii_lowercase();
     if t.starts_with("sip:") {
         t
@@ -154,7 +154,7 @@ impl Filter {
             })
     }
 
-    pub fn matches(&self, r: &Record) -> bool {
+    pub(crate) fn matches(&self, r: &Record) -> bool {
         self.after_seq.is_none_or(|s| r.seq > s)
             && self.run.as_ref().is_none_or(|id| r.run_id == *id)
             && (self.outcomes.is_empty() || self.outcomes.iter().any(|o| o == shown_outcome(r)))
@@ -165,7 +165,7 @@ impl Filter {
 
 /// One run, as `audit list --runs` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RunRow {
+pub(crate) struct RunRow {
     pub run_id: String,
     pub started: String,
     /// Time of `run_end`; `None` for a run that never ended (a crash).
@@ -186,7 +186,7 @@ pub struct RunRow {
 /// Folds records into runs. Runs never interleave (one writer holds the run lock), so a run
 /// is complete at its `run_end`, or when another run starts (it then never ended: a crash).
 #[derive(Debug, Default)]
-pub struct Runs {
+pub(crate) struct Runs {
     open: Option<RunRow>,
     /// Tallies for a run without `run_end` counts.
     tally: Counts,
@@ -194,7 +194,7 @@ pub struct Runs {
 
 impl Runs {
     /// Feeds one record; returns a run that is now complete.
-    pub fn observe(&mut self, r: &Record, filter: &Filter) -> Option<RunRow> {
+    pub(crate) fn observe(&mut self, r: &Record, filter: &Filter) -> Option<RunRow> {
         let mut done = None;
         if self.open.as_ref().is_some_and(|o| o.run_id != r.run_id) {
             done = self.close();
@@ -248,7 +248,7 @@ impl Runs {
     }
 
     /// The run still open at the end of the log.
-    pub fn finish(mut self) -> Option<RunRow> {
+    pub(crate) fn finish(mut self) -> Option<RunRow> {
         self.close()
     }
 }
@@ -256,7 +256,7 @@ impl Runs {
 impl RunRow {
     /// `--runs` filtering: times apply to the start, `--outcome` to the run's outcome, the
     /// event/DN/SIP criteria to any of its records.
-    pub fn matches(&self, filter: &Filter) -> bool {
+    pub(crate) fn matches(&self, filter: &Filter) -> bool {
         filter.after_seq.is_none_or(|s| self.last_seq > s)
             && filter.run.as_ref().is_none_or(|id| self.run_id == *id)
             && (filter.outcomes.is_empty() || filter.outcomes.contains(&self.outcome))
@@ -268,7 +268,7 @@ impl RunRow {
 
 /// One line of an attribute diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiffLine {
+pub(crate) struct DiffLine {
     /// `-` removed, `+` added.
     pub sign: char,
     pub name: String,
@@ -282,7 +282,7 @@ impl std::fmt::Display for DiffLine {
 }
 
 /// `name: value`, or `name:: <base64>` for a value that is not printable text (LDIF's marker).
-pub fn value_text(name: &str, value: &[u8]) -> String {
+pub(crate) fn value_text(name: &str, value: &[u8]) -> String {
     match std::str::from_utf8(value) {
         Ok(text) if !text.chars().any(char::is_control) => format!("{name}: {text}"),
         _ => format!("{name}:: {}", BASE64.encode(value)),
@@ -291,7 +291,7 @@ pub fn value_text(name: &str, value: &[u8]) -> String {
 
 /// The attribute values that differ between two states of one object, removals first for
 /// each attribute, attributes in the order they first appear. `None` = the object is absent.
-pub fn diff(before: Option<&Entry>, after: Option<&Entry>) -> Vec<DiffLine> {
+pub(crate) fn diff(before: Option<&Entry>, after: Option<&Entry>) -> Vec<DiffLine> {
     let empty: Vec<AttrValues> = Vec::new();
     let b = before.map(|e| &e.attributes).unwrap_or(&empty);
     let a = after.map(|e| &e.attributes).unwrap_or(&empty);
@@ -361,7 +361,7 @@ fn without(entry: &Entry, removed: &[AttrValues]) -> Entry {
 /// The records of run `run_id` and of its swaps (a later run's recovery of them), in log
 /// order, as text: header, plan, each swap with its steps and a before/after diff per object,
 /// rollbacks, recoveries and errors. `time` formats a record time for display.
-pub fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> String) -> String {
+pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> String) -> String {
     let mut out = String::new();
     let own: Vec<&Record> = records.iter().filter(|r| r.run_id == run_id).collect();
     let Some(first) = own.first() else {
@@ -582,7 +582,7 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
 
 /// Fits `text` into `width` characters, replacing its middle with `…` when too long (a DN's
 /// both ends are the informative parts).
-pub fn ellipsize_middle(text: &str, width: usize) -> String {
+pub(crate) fn ellipsize_middle(text: &str, width: usize) -> String {
     let n = text.chars().count();
     if n <= width {
         return text.to_string();
@@ -599,7 +599,7 @@ pub fn ellipsize_middle(text: &str, width: usize) -> String {
 }
 
 /// One CSV field (RFC 4180): quoted (quotes doubled) when it holds a comma, quote, CR or LF.
-pub fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -609,13 +609,13 @@ pub fn csv_field(text: &str) -> String {
 
 /// Latest before-image per object (by normalised DN), in order of first appearance.
 #[derive(Debug, Default)]
-pub struct BeforeImages {
+pub(crate) struct BeforeImages {
     order: Vec<String>,
     images: BTreeMap<String, (Entry, String, String)>,
 }
 
 impl BeforeImages {
-    pub fn observe(&mut self, r: &Record) {
+    pub(crate) fn observe(&mut self, r: &Record) {
         if r.event != Event::BeforeImage {
             return;
         }
@@ -630,7 +630,7 @@ impl BeforeImages {
     }
 
     /// `(entry, swap, time)` in order.
-    pub fn into_entries(mut self) -> Vec<(Entry, String, String)> {
+    pub(crate) fn into_entries(mut self) -> Vec<(Entry, String, String)> {
         self.order
             .iter()
             .filter_map(|k| self.images.remove(k))

@@ -22,7 +22,7 @@ fn parts(active: &Path) -> (String, String) {
 }
 
 /// The sealed segment numbered `n`.
-pub fn sealed_path(active: &Path, n: u64) -> PathBuf {
+pub(crate) fn sealed_path(active: &Path, n: u64) -> PathBuf {
     let (stem, ext) = parts(active);
     active.with_file_name(format!("{stem}.{n:06}{ext}"))
 }
@@ -39,7 +39,7 @@ fn sealed_number(active: &Path, name: &str) -> Option<u64> {
 }
 
 /// The sealed segments, oldest first.
-pub fn sealed(active: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+pub(crate) fn sealed(active: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     let dir = match active.parent().filter(|p| !p.as_os_str().is_empty()) {
         Some(dir) => dir,
         None => Path::new("."),
@@ -66,7 +66,7 @@ pub fn sealed(active: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 }
 
 /// Every segment of the log in order: sealed ones, then the active one if it exists.
-pub fn all(active: &Path) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn all(active: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut out: Vec<PathBuf> = sealed(active)?.into_iter().map(|(_, p)| p).collect();
     if active.exists() {
         out.push(active.to_path_buf());
@@ -75,7 +75,7 @@ pub fn all(active: &Path) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// The name the active segment gets when it is sealed next.
-pub fn next_sealed(active: &Path) -> Result<PathBuf, Error> {
+pub(crate) fn next_sealed(active: &Path) -> Result<PathBuf, Error> {
     let last = sealed(active)?.last().map(|(n, _)| *n).unwrap_or(0);
     Ok(sealed_path(active, last + 1))
 }

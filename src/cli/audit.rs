@@ -23,7 +23,7 @@ use crate::plan::hex;
 const TABLE_WIDTH: usize = 100;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: AuditCommand,
 
@@ -252,7 +252,7 @@ fn target(cli: &Cli, args: &Args, need_settings: bool) -> Result<Target, u8> {
     })
 }
 
-pub async fn run(cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let needs_state = match &args.command {
         AuditCommand::List(l) => l.filter.since_last.is_some(),
         AuditCommand::Export(e) => e.filter.since_last.is_some(),

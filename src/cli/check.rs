@@ -15,7 +15,7 @@ use crate::model::{Enabled, ObjectKind, attr};
 use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -55,7 +55,7 @@ impl Report {
     }
 }
 
-pub async fn run(cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let progress = Progress::new(cli.quiet || args.format == Format::Json);
     let mut report = Report {
         format: args.format,

@@ -18,7 +18,7 @@ use crate::model::{DirectoryObject, Enabled, Finding, ObjectKind};
 use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -71,7 +71,7 @@ struct Summary {
     findings: usize,
 }
 
-pub async fn run(cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let settings = match load_settings(cli) {
         Ok(s) => s,
         Err(code) => return code,

@@ -17,7 +17,7 @@ use crate::mapping::{build, table::MappingTable};
 use crate::model::Finding;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Print the last-known-good table from state.dir instead of reading the directory.
@@ -35,7 +35,7 @@ struct Output<'a> {
     findings: &'a [Finding],
 }
 
-pub async fn run(cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let settings = match load_settings(cli) {
         Ok(s) => s,
         Err(code) => return code,

@@ -24,7 +24,7 @@ use crate::config::{self, ConfigError, DEFAULT_CONFIG_PATH, Settings};
 use crate::exit;
 
 /// `pcsync --version`: the crate version and the git revision it was built from.
-pub const VERSION: &str = concat!(
+pub(crate) const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (git ",
     env!("PCSYNC_GIT_REV"),
@@ -35,7 +35,7 @@ pub const VERSION: &str = concat!(
 /// Persistent Chat.
 #[derive(Debug, Parser)]
 #[command(name = "pcsync", version = VERSION, about, after_help = exit::HELP)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file (TOML); PCSYNC__SECTION__KEY environment variables override it.
     #[arg(long, global = true, env = "PCSYNC_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
@@ -53,20 +53,20 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 /// Output format of the reporting commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Validate the configuration, connect, and check the directory is ready for pcsync.
     #[command(
         after_help = "Example:\n  pcsync check --config config/openldap.toml\n\n\

@@ -15,7 +15,7 @@ use crate::exit;
 use crate::sip::probe::{ProbeTransport, TlsClient, host_part, probe};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Transport {
+pub(super) enum Transport {
     Udp,
     Tcp,
     Tls,
@@ -23,13 +23,13 @@ pub enum Transport {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "UPPER")]
-pub enum ProbeMethod {
+pub(super) enum ProbeMethod {
     Invite,
     Options,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The SIP address to ask about, e.g. sip:ocschat@contoso.com.
     target: String,
     /// The redirect server, HOST:PORT.
@@ -59,7 +59,7 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     crate::config::parse_duration(text, Duration::from_millis(10)..=Duration::from_secs(300))
 }
 
-pub async fn run(_cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(_cli: &Cli, args: &Args) -> u8 {
     let server: SocketAddr = match tokio::net::lookup_host(&args.server).await {
         Ok(mut addrs) => match addrs.next() {
             Some(a) => a,

@@ -24,7 +24,7 @@ use crate::reconcile::{self, ApplyOptions, Stop};
 
 /// Output format of `reconcile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PlanFormat {
+pub(super) enum PlanFormat {
     Text,
     Json,
     Ldif,
@@ -32,7 +32,7 @@ pub enum PlanFormat {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Carry the plan out. Without it, reconcile only prints the plan (a dry run).
     #[arg(long)]
     apply: bool,
@@ -55,7 +55,7 @@ pub struct Args {
     max_changes: Option<u32>,
 }
 
-pub async fn run(cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let settings = match load_settings(cli) {
         Ok(s) => s,
         Err(code) => return code,

@@ -18,9 +18,9 @@ use crate::schedule::Trigger;
 use crate::shutdown;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub(crate) struct Args {}
 
-pub async fn run(cli: &Cli, _args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, _args: &Args) -> u8 {
     let settings = match load_settings(cli) {
         Ok(s) => Arc::new(s),
         Err(code) => return code,

@@ -14,7 +14,7 @@ use crate::ldap::Directory;
 use crate::reconcile::random_u32;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The run to undo (its run_id in the audit log, as reconcile --apply prints it).
     #[arg(long = "run", value_name = "RUN_ID")]
     run_id: String,
@@ -28,7 +28,7 @@ pub struct Args {
     format: Format,
 }
 
-pub async fn run(cli: &Cli, args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let settings = match load_settings(cli) {
         Ok(s) => s,
         Err(code) => return code,

@@ -8,9 +8,9 @@ use crate::daemon;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub(crate) struct Args {}
 
-pub async fn run(cli: &Cli, _args: &Args) -> u8 {
+pub(super) async fn run(cli: &Cli, _args: &Args) -> u8 {
     let settings = match load_settings(cli) {
         Ok(s) => s,
         Err(code) => return code,

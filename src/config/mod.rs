@@ -10,7 +10,7 @@
 
 mod reader;
 
-pub use reader::{ConfigIssue, Origin, env_var_for};
+pub(crate) use reader::{ConfigIssue, Origin, env_var_for};
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +24,7 @@ use crate::model::{Dn, SipUri};
 use reader::{Issues, Section};
 
 /// Where `--config` points when neither the flag nor `PCSYNC_CONFIG` is given.
-pub const DEFAULT_CONFIG_PATH: &str = "config/pcsync.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "config/pcsync.toml";
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +77,14 @@ impl ConfigError {
 
 /// A secret string. `Debug` and `Display` print a placeholder; read it with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(value: String) -> Secret {
+    pub(crate) fn new(value: String) -> Secret {
         Secret(value)
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -107,16 +107,16 @@ pub struct Settings {
     /// The file these settings were read from.
     pub path: PathBuf,
     pub directory: DirectorySettings,
-    pub layout: Layout,
-    pub pools: Vec<Pool>,
+    pub(crate) layout: Layout,
+    pub(crate) pools: Vec<Pool>,
     pub migrations: Vec<Migration>,
-    pub safety: Safety,
-    pub schedule: Schedule,
-    pub redirector: RedirectorSettings,
-    pub http: HttpSettings,
-    pub audit: AuditSettings,
-    pub state: StateSettings,
-    pub daemon: DaemonSettings,
+    pub(crate) safety: Safety,
+    pub(crate) schedule: Schedule,
+    pub(crate) redirector: RedirectorSettings,
+    pub(crate) http: HttpSettings,
+    pub(crate) audit: AuditSettings,
+    pub(crate) state: StateSettings,
+    pub(crate) daemon: DaemonSettings,
 }
 
 impl Settings {
@@ -128,21 +128,21 @@ impl Settings {
     }
 
     /// The pool whose `home_server_dn` is `dn`.
-    pub fn pool_by_home_server(&self, dn: &Dn) -> Option<&Pool> {
+    pub(crate) fn pool_by_home_server(&self, dn: &Dn) -> Option<&Pool> {
         self.pools.iter().find(|p| &p.home_server_dn == dn)
     }
 }
 
 /// `ldap` or `ldaps`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LdapScheme {
+pub(crate) enum LdapScheme {
     Ldap,
     Ldaps,
 }
 
 /// One directory server URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LdapUrl {
+pub(crate) struct LdapUrl {
     pub scheme: LdapScheme,
     /// Host name or IP literal, without brackets.
     pub host: String,
@@ -150,7 +150,7 @@ pub struct LdapUrl {
 }
 
 impl LdapUrl {
-    pub fn parse(text: &str) -> Result<LdapUrl, String> {
+    pub(crate) fn parse(text: &str) -> Result<LdapUrl, String> {
         let (scheme, rest) = if let Some(rest) = strip_prefix_ci(text, "ldaps://") {
             (LdapScheme::Ldaps, rest)
         } else if let Some(rest) = strip_prefix_ci(text, "ldap://") {
@@ -196,7 +196,7 @@ impl LdapUrl {
     }
 
     /// True for 127.0.0.0/8, ::1 and `localhost`: the only places a plain-text bind may go.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         self.host.eq_ignore_ascii_case("localhost")
             || self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
@@ -231,7 +231,7 @@ fn parse_port(text: &str, url: &str) -> Result<u16, String> {
 
 /// The bind identity.
 #[derive(Debug, Clone)]
-pub struct BindCredentials {
+pub(crate) struct BindCredentials {
     pub dn: Dn,
     pub password: Secret,
 }
@@ -240,11 +240,11 @@ pub struct BindCredentials {
 #[derive(Debug, Clone)]
 pub struct DirectorySettings {
     /// Tried in order until one answers.
-    pub urls: Vec<LdapUrl>,
+    pub(crate) urls: Vec<LdapUrl>,
     pub starttls: bool,
     pub tls_ca_file: Option<PathBuf>,
     /// `None` binds anonymously.
-    pub bind: Option<BindCredentials>,
+    pub(crate) bind: Option<BindCredentials>,
     pub base_dn: Dn,
     pub page_size: u32,
     pub timeout: Duration,
@@ -253,7 +253,7 @@ pub struct DirectorySettings {
 
 /// `[directory.layout]`.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     pub user_classes: Vec<String>,
     pub contact_classes: Vec<String>,
     pub endpoint_object_classes: Vec<String>,
@@ -282,12 +282,12 @@ pub struct Migration {
 
 impl Migration {
     /// `Persistent Chat legacy endpoint (sip:ocschat@contoso.com)`.
-    pub fn default_display_name(&self) -> String {
+    pub(crate) fn default_display_name(&self) -> String {
         format!("Persistent Chat legacy endpoint ({})", self.well_known_uri)
     }
 
     /// The configured display name, or the default.
-    pub fn display_name(&self) -> String {
+    pub(crate) fn display_name(&self) -> String {
         self.display_name
             .clone()
             .unwrap_or_else(|| self.default_display_name())
@@ -297,7 +297,7 @@ impl Migration {
 /// What happens to a retired well-known user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Retire {
+pub(crate) enum Retire {
     /// Delete the user object, as Microsoft's procedure says.
     Delete,
     /// Clear its msRTCSIP-* attributes (Disable-CsUser) and keep the account.
@@ -306,7 +306,7 @@ pub enum Retire {
 
 /// `[safety]`.
 #[derive(Debug, Clone)]
-pub struct Safety {
+pub(crate) struct Safety {
     pub max_changes_per_run: u32,
     pub retire: Retire,
     pub auto_apply: bool,
@@ -314,14 +314,14 @@ pub struct Safety {
 
 /// `[schedule]`.
 #[derive(Debug, Clone)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     /// Six-field cron expression (seconds first), evaluated in UTC; validated.
     pub cron: String,
 }
 
 /// Transport named in the redirect Contact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContactTransport {
+pub(crate) enum ContactTransport {
     Udp,
     Tcp,
     Tls,
@@ -339,7 +339,7 @@ impl fmt::Display for ContactTransport {
 
 /// `[redirector]`.
 #[derive(Debug, Clone)]
-pub struct RedirectorSettings {
+pub(crate) struct RedirectorSettings {
     /// `None` when set to "" (listener off).
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
@@ -363,7 +363,7 @@ pub struct RedirectorSettings {
 
 /// The TLS listener of the redirector.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectorTls {
+pub(crate) struct RedirectorTls {
     pub listen: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -371,23 +371,23 @@ pub struct RedirectorTls {
 
 /// `rate_limit = "N/DURATION"`: at most N messages per source IP per DURATION.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimitSettings {
+pub(crate) struct RateLimitSettings {
     pub requests: u32,
     pub window: Duration,
 }
 
 /// The default `Server` header.
-pub const DEFAULT_SERVER_HEADER: &str = concat!("pcsync/", env!("CARGO_PKG_VERSION"));
+pub(crate) const DEFAULT_SERVER_HEADER: &str = concat!("pcsync/", env!("CARGO_PKG_VERSION"));
 
 /// `[http]`.
 #[derive(Debug, Clone)]
-pub struct HttpSettings {
+pub(crate) struct HttpSettings {
     pub listen: Option<SocketAddr>,
 }
 
 /// How `pcsync run` keeps the mapping table current between scheduled runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchMode {
+pub(crate) enum WatchMode {
     /// syncrepl where the root DSE advertises it; on Active Directory DirSync (where the
     /// account has the right) or uSNChanged polling; a rescan every `poll_interval` otherwise.
     Auto,
@@ -399,7 +399,7 @@ pub enum WatchMode {
 
 /// `[daemon]`: `pcsync run`.
 #[derive(Debug, Clone)]
-pub struct DaemonSettings {
+pub(crate) struct DaemonSettings {
     /// How long tasks get to finish after SIGTERM/SIGINT.
     pub grace_period: Duration,
     pub watch: WatchMode,
@@ -421,7 +421,7 @@ pub struct DaemonSettings {
 
 /// `[audit]`.
 #[derive(Debug, Clone)]
-pub struct AuditSettings {
+pub(crate) struct AuditSettings {
     pub path: PathBuf,
     /// Bytes after which the active segment is sealed and a new one started.
     pub max_segment_size: u64,
@@ -429,12 +429,12 @@ pub struct AuditSettings {
 
 /// `[state]`.
 #[derive(Debug, Clone)]
-pub struct StateSettings {
+pub(crate) struct StateSettings {
     pub dir: PathBuf,
 }
 
 /// Loads `path` layered with the process's `PCSYNC__*` environment variables.
-pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+pub(crate) fn load(path: &Path) -> Result<Settings, ConfigError> {
     load_with_env(path, None)
 }
 
@@ -909,11 +909,11 @@ fn schedule(root: &mut Section<'_>) -> Option<Schedule> {
 }
 
 /// Every 15 minutes, on the minute.
-pub const DEFAULT_CRON: &str = "0 */15 * * * *";
+pub(crate) const DEFAULT_CRON: &str = "0 */15 * * * *";
 
 /// Checks a cron expression the way the scheduler will read it: 6 fields (seconds first) or 7
 /// (with a year), in UTC.
-pub fn validate_cron(text: &str) -> Result<(), String> {
+pub(crate) fn validate_cron(text: &str) -> Result<(), String> {
     let fields = text.split_whitespace().count();
     if fields == 5 {
         return Err(format!(
@@ -1261,7 +1261,7 @@ const SEGMENT_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=(1 << 40);
 
 /// A size in bytes: a bare number, or with a unit `B`, `KiB`, `MiB`, `GiB` (powers of 1024) or
 /// `KB`, `MB`, `GB` (powers of 1000).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
@@ -1290,7 +1290,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// `10s`, `500ms`, `5m`, `1h`, `1d`; a bare number is seconds.
-pub fn parse_duration(
+pub(crate) fn parse_duration(
     text: &str,
     range: std::ops::RangeInclusive<Duration>,
 ) -> Result<Duration, String> {

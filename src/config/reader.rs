@@ -73,21 +73,21 @@ fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Collects issues while the tree is walked.
-pub struct Issues {
+pub(super) struct Issues {
     list: RefCell<Vec<ConfigIssue>>,
     /// The config file, named in issues about keys that are missing (and so have no origin).
     file: String,
 }
 
 impl Issues {
-    pub fn new(file: &str) -> Issues {
+    pub(super) fn new(file: &str) -> Issues {
         Issues {
             list: RefCell::new(Vec::new()),
             file: file.to_string(),
         }
     }
 
-    pub fn push(&self, key: &str, origin: Origin, message: impl Into<String>) {
+    pub(super) fn push(&self, key: &str, origin: Origin, message: impl Into<String>) {
         self.list.borrow_mut().push(ConfigIssue {
             key: key.to_string(),
             origin,
@@ -95,26 +95,26 @@ impl Issues {
         });
     }
 
-    pub fn file_origin(&self) -> Origin {
+    pub(super) fn file_origin(&self) -> Origin {
         Origin::File(self.file.clone())
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.list.borrow().is_empty()
     }
 
-    pub fn into_vec(self) -> Vec<ConfigIssue> {
+    pub(super) fn into_vec(self) -> Vec<ConfigIssue> {
         self.list.into_inner()
     }
 }
 
 /// The env var that would set `key`: `directory.page_size` → `PCSYNC__DIRECTORY__PAGE_SIZE`.
-pub fn env_var_for(key: &str) -> String {
+pub(crate) fn env_var_for(key: &str) -> String {
     format!("PCSYNC__{}", key.replace('.', "__").to_ascii_uppercase())
 }
 
 /// One table of the tree, e.g. `[directory]` or `[[pools]]` entry 2.
-pub struct Section<'a> {
+pub(super) struct Section<'a> {
     path: String,
     table: Map<String, Value>,
     asked: BTreeSet<&'static str>,
@@ -122,7 +122,7 @@ pub struct Section<'a> {
 }
 
 /// A value with its origin, after a key was taken from a section.
-pub struct Item {
+pub(super) struct Item {
     pub key: String,
     pub origin: Origin,
     pub value: Value,
@@ -130,13 +130,13 @@ pub struct Item {
 
 impl Item {
     /// Records a problem with this item's value.
-    pub fn bad(&self, issues: &Issues, message: impl Into<String>) {
+    pub(super) fn bad(&self, issues: &Issues, message: impl Into<String>) {
         issues.push(&self.key, self.origin.clone(), message);
     }
 }
 
 impl<'a> Section<'a> {
-    pub fn root(table: Map<String, Value>, issues: &'a Issues) -> Section<'a> {
+    pub(super) fn root(table: Map<String, Value>, issues: &'a Issues) -> Section<'a> {
         Section {
             path: String::new(),
             table,
@@ -145,7 +145,7 @@ impl<'a> Section<'a> {
         }
     }
 
-    pub fn issues(&self) -> &'a Issues {
+    pub(super) fn issues(&self) -> &'a Issues {
         self.issues
     }
 
@@ -166,7 +166,7 @@ impl<'a> Section<'a> {
     }
 
     /// Takes a key's value, if present.
-    pub fn take(&mut self, key: &'static str) -> Option<Item> {
+    pub(super) fn take(&mut self, key: &'static str) -> Option<Item> {
         self.asked.insert(key);
         let value = self.table.remove(key)?;
         let path = self.key_path(key);
@@ -180,14 +180,14 @@ impl<'a> Section<'a> {
 
     /// Takes a key without listing it among the expected ones (for keys that exist only to be
     /// refused with a better message than "unknown key").
-    pub fn take_unlisted(&mut self, key: &'static str) -> Option<Item> {
+    pub(super) fn take_unlisted(&mut self, key: &'static str) -> Option<Item> {
         let item = self.take(key);
         self.asked.remove(key);
         item
     }
 
     /// Takes a key that must be present, reporting it as missing otherwise.
-    pub fn require(&mut self, key: &'static str) -> Option<Item> {
+    pub(super) fn require(&mut self, key: &'static str) -> Option<Item> {
         let item = self.take(key);
         if item.is_none() {
             self.issues.push(
@@ -200,19 +200,19 @@ impl<'a> Section<'a> {
     }
 
     /// A text value; numbers and booleans are accepted and rendered as text.
-    pub fn string(&mut self, key: &'static str) -> Option<(String, Item)> {
+    pub(super) fn string(&mut self, key: &'static str) -> Option<(String, Item)> {
         let item = self.take(key)?;
         as_text(&item, self.issues).map(|s| (s, item))
     }
 
     /// A required text value.
-    pub fn required_string(&mut self, key: &'static str) -> Option<(String, Item)> {
+    pub(super) fn required_string(&mut self, key: &'static str) -> Option<(String, Item)> {
         let item = self.require(key)?;
         as_text(&item, self.issues).map(|s| (s, item))
     }
 
     /// Parses a text value with `parse`; its error text becomes the issue message.
-    pub fn parse<T>(
+    pub(super) fn parse<T>(
         &mut self,
         key: &'static str,
         parse: impl FnOnce(&str) -> Result<T, String>,
@@ -222,7 +222,7 @@ impl<'a> Section<'a> {
     }
 
     /// Like `parse`, for a required key.
-    pub fn parse_required<T>(
+    pub(super) fn parse_required<T>(
         &mut self,
         key: &'static str,
         parse: impl FnOnce(&str) -> Result<T, String>,
@@ -233,7 +233,7 @@ impl<'a> Section<'a> {
 
     /// A boolean: TOML `true`/`false`, or the exact strings `true`/`false` from the environment.
     /// (config-rs would also turn "yes" into true; a typo should not flip a safety switch.)
-    pub fn bool(&mut self, key: &'static str, default: bool) -> bool {
+    pub(super) fn bool(&mut self, key: &'static str, default: bool) -> bool {
         let Some(item) = self.take(key) else {
             return default;
         };
@@ -252,7 +252,7 @@ impl<'a> Section<'a> {
     }
 
     /// An unsigned integer within `range`.
-    pub fn uint(
+    pub(super) fn uint(
         &mut self,
         key: &'static str,
         default: u64,
@@ -293,7 +293,7 @@ impl<'a> Section<'a> {
 
     /// A list of strings. A single string is a one-element list, except that a string from the
     /// environment is split on commas (`PCSYNC__DIRECTORY__URL=ldaps://dc1,ldaps://dc2`).
-    pub fn list(&mut self, key: &'static str) -> Option<(Vec<String>, Item)> {
+    pub(super) fn list(&mut self, key: &'static str) -> Option<(Vec<String>, Item)> {
         let item = self.take(key)?;
         let values = match &item.value.kind {
             ValueKind::String(s) if matches!(item.origin, Origin::Env(_)) => s
@@ -336,7 +336,7 @@ impl<'a> Section<'a> {
     }
 
     /// A nested table such as `[directory.layout]`; absent means empty.
-    pub fn section(&mut self, key: &'static str) -> Section<'a> {
+    pub(super) fn section(&mut self, key: &'static str) -> Section<'a> {
         let path = self.key_path(key);
         let table = match self.take(key) {
             None => Map::new(),
@@ -358,7 +358,7 @@ impl<'a> Section<'a> {
     }
 
     /// An array of tables such as `[[pools]]`; absent means none.
-    pub fn sections(&mut self, key: &'static str) -> Vec<Section<'a>> {
+    pub(super) fn sections(&mut self, key: &'static str) -> Vec<Section<'a>> {
         let path = self.key_path(key);
         let Some(item) = self.take(key) else {
             return Vec::new();
@@ -395,7 +395,7 @@ impl<'a> Section<'a> {
     }
 
     /// Reports every key nobody asked for.
-    pub fn finish(self) {
+    pub(super) fn finish(self) {
         let known = self.asked.iter().copied().collect::<Vec<_>>().join(", ");
         for (key, value) in &self.table {
             let path = self.key_path(key);

@@ -33,7 +33,7 @@ use crate::schedule::Trigger;
 
 /// The watch mechanism actually run, as `/healthz` (`watch.mode`) and `/metrics` show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mechanism {
+pub(crate) enum Mechanism {
     /// RFC 4533 refreshAndPersist ([`super::syncwatch`]).
     Syncrepl,
     /// DirSync with a cookie (this module).
@@ -47,7 +47,7 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mechanism::Syncrepl => "syncrepl",
             Mechanism::DirSync => "dirsync",
@@ -60,7 +60,7 @@ impl Mechanism {
 
 /// The mechanism for `mode` on a server whose capabilities chose `offered` (DirSync already
 /// verified or refused by `Directory::verify_dirsync`).
-pub fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
+pub(crate) fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
     match (mode, offered) {
         (WatchMode::Off, _) => Mechanism::Off,
         (WatchMode::Poll, _) => Mechanism::Poll,
@@ -73,7 +73,7 @@ pub fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
 
 /// What one observation found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The first listing on this connection or DC: the table is refreshed, since changes may
     /// have happened before it.
     Baseline,
@@ -91,14 +91,14 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether the table must be refreshed.
-    pub fn refresh(&self) -> bool {
+    pub(crate) fn refresh(&self) -> bool {
         !matches!(self, Verdict::Unchanged)
     }
 }
 
 /// The last USN mark and listing seen on the current connection.
 #[derive(Debug, Default)]
-pub struct UsnTracker {
+pub(crate) struct UsnTracker {
     mark: Option<UsnMark>,
     listing: Option<UsnListing>,
 }
@@ -106,12 +106,12 @@ pub struct UsnTracker {
 impl UsnTracker {
     /// Whether this poll must list the container: nothing seen yet, another DC (USNs are per
     /// DC), or the DC's highest committed USN moved (either way: a restored DC goes back).
-    pub fn needs_listing(&self, mark: &UsnMark) -> bool {
+    pub(crate) fn needs_listing(&self, mark: &UsnMark) -> bool {
         self.listing.is_none() || self.mark.as_ref() != Some(mark)
     }
 
     /// Records a mark read *before* `listing` and compares the listing with the previous one.
-    pub fn observe(&mut self, mark: UsnMark, listing: UsnListing) -> Verdict {
+    pub(crate) fn observe(&mut self, mark: UsnMark, listing: UsnListing) -> Verdict {
         let same_dc = self.mark.as_ref().is_some_and(|m| m.dc == mark.dc);
         let verdict = match (&self.listing, same_dc) {
             (Some(old), true) => diff(old, &listing),
@@ -123,7 +123,8 @@ impl UsnTracker {
     }
 
     /// Forgets everything (the connection was lost): the next observation is a baseline.
-    pub fn reset(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn reset(&mut self) {
         *self = UsnTracker::default();
     }
 }
@@ -161,7 +162,7 @@ const DIRSYNC_ATTRS: &[&str] = &[
 /// Whether an object DirSync returned can change the table: it lies in `container`, or it is
 /// a tombstone (`CN=name\0ADEL:guid`, in `CN=Deleted Objects`: where it lived is gone), or
 /// its DN does not parse (asking for a refresh is the safe side).
-pub fn dirsync_relevant(dn: &str, container: &Dn) -> bool {
+pub(crate) fn dirsync_relevant(dn: &str, container: &Dn) -> bool {
     let lower = dn.to_ascii_lowercase();
     if lower.contains("\\0adel:") || lower.contains("cn=deleted objects,") {
         return true;
@@ -171,7 +172,7 @@ pub fn dirsync_relevant(dn: &str, container: &Dn) -> bool {
 
 /// What one DirSync round (from the cookie, until `moreResults` is off) found: the first round
 /// of a connection is the baseline; later ones found `relevant` objects or none.
-pub fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
+pub(crate) fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
     if baseline {
         Verdict::Baseline
     } else if relevant > 0 {
@@ -183,7 +184,7 @@ pub fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
 
 /// How the AD watch stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Cancelled: the daemon is stopping.
     Stopped,
     /// The server offers no uSNChanged tracking (not AD): the caller polls instead.
@@ -199,7 +200,7 @@ enum End {
 
 /// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server
 /// turns out not to be AD.
-pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
+pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
     let settings = daemon.settings.load_full();
     let mut reconnect = Reconnect::new("AD watch", &settings);
     loop {

@@ -19,12 +19,12 @@ use super::Daemon;
 use super::status::{health_json, metrics_text};
 
 /// Binds the listener (an error here ends start-up with exit 1).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
 /// Serves until `token` is cancelled.
-pub async fn serve(listener: TcpListener, daemon: Arc<Daemon>, token: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, daemon: Arc<Daemon>, token: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

@@ -17,18 +17,18 @@ use crate::ldap::Error;
 use crate::model::{AttrValues, Entry};
 
 /// The attribute holding the lease value.
-pub const LEASE_ATTR: &str = "description";
+pub(crate) const LEASE_ATTR: &str = "description";
 
 /// The lease as last read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
+pub(crate) struct Lease {
     pub holder: String,
     pub expires: DateTime<Utc>,
 }
 
 impl Lease {
     /// The attribute value.
-    pub fn value(&self) -> String {
+    pub(crate) fn value(&self) -> String {
         format!(
             "holder={};expires={}",
             self.holder,
@@ -37,7 +37,7 @@ impl Lease {
     }
 
     /// Parses a value written by [`Lease::value`]; `None` for anything else.
-    pub fn parse(value: &str) -> Option<Lease> {
+    pub(crate) fn parse(value: &str) -> Option<Lease> {
         let rest = value.strip_prefix("holder=")?;
         let (holder, expires) = rest.rsplit_once(";expires=")?;
         let expires = DateTime::parse_from_rfc3339(expires)
@@ -52,7 +52,7 @@ impl Lease {
 
 /// The result of one [`tick`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The lease as it now stands (`None`: unreadable or absent).
     pub lease: Option<Lease>,
     /// Whether this instance holds it (until `lease.expires`).
@@ -61,7 +61,7 @@ pub struct Observed {
 
 /// Takes, renews or observes the lease at `dn` for `me`, at time `now`, for `duration`.
 /// A lost race is not an error: it returns the lease as the winner left it.
-pub async fn tick(
+pub(crate) async fn tick(
     dir: &mut impl DirectoryWriter,
     dn: &str,
     me: &str,
@@ -131,7 +131,7 @@ pub async fn tick(
 }
 
 /// Gives the lease up (expiry = now) if `me` holds it, so another instance takes over at once.
-pub async fn release(
+pub(crate) async fn release(
     dir: &mut impl DirectoryWriter,
     dn: &str,
     me: &str,

@@ -14,11 +14,11 @@
 //! gets `[daemon] grace_period` to stop. SIGHUP reloads the configuration: a valid one is used
 //! from the next run on; an invalid one is logged, line by line, and the old one stays.
 
-pub mod adwatch;
-pub mod http;
-pub mod lease;
-pub mod status;
-pub mod syncwatch;
+pub(crate) mod adwatch;
+pub(crate) mod http;
+pub(crate) mod lease;
+pub(crate) mod status;
+pub(crate) mod syncwatch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ use status::{LastRun, RunOutcome, Shared, stamp};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error(transparent)]
     Redirector(#[from] redirector::Error),
     #[error(transparent)]
@@ -59,7 +59,7 @@ pub enum Error {
 }
 
 /// Everything the subsystems share.
-pub struct Daemon {
+pub(crate) struct Daemon {
     /// The configuration in force; replaced whole on a valid SIGHUP reload.
     pub settings: ArcSwap<Settings>,
     pub status: Shared,
@@ -69,7 +69,7 @@ pub struct Daemon {
 }
 
 /// Runs the agent until SIGTERM/SIGINT. Returns the process exit code.
-pub async fn run(config_path: PathBuf, settings: Settings) -> Result<(), Error> {
+pub(crate) async fn run(config_path: PathBuf, settings: Settings) -> Result<(), Error> {
     let settings = Arc::new(settings);
     let root = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -22,7 +22,7 @@ use crate::redirector::MetricsSnapshot;
 /// How a scheduled run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
+pub(crate) enum RunOutcome {
     /// Nothing to do.
     InSync,
     /// Changes planned, waiting for approval (`auto_apply = false`).
@@ -38,7 +38,7 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
-    pub const ALL: [RunOutcome; 6] = [
+    pub(crate) const ALL: [RunOutcome; 6] = [
         RunOutcome::InSync,
         RunOutcome::Pending,
         RunOutcome::Applied,
@@ -47,7 +47,7 @@ impl RunOutcome {
         RunOutcome::Standby,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RunOutcome::InSync => "in_sync",
             RunOutcome::Pending => "pending",
@@ -61,7 +61,7 @@ impl RunOutcome {
 
 /// The last scheduled run.
 #[derive(Debug, Clone, Serialize)]
-pub struct LastRun {
+pub(crate) struct LastRun {
     pub run_id: String,
     pub started_at: String,
     pub finished_at: String,
@@ -75,7 +75,7 @@ pub struct LastRun {
 
 /// The directory connection as last seen by any subsystem.
 #[derive(Debug, Clone, Serialize)]
-pub struct DirectoryState {
+pub(crate) struct DirectoryState {
     /// `unknown` (nothing tried yet), `up`, `down`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,7 +86,7 @@ pub struct DirectoryState {
 
 /// The live watch.
 #[derive(Debug, Clone, Serialize)]
-pub struct WatchState {
+pub(crate) struct WatchState {
     /// The mechanism actually running: `syncrepl`, `dirsync` or `usn-polling` (Active
     /// Directory), `poll` (a rescan every interval) or `off`.
     pub mode: &'static str,
@@ -101,7 +101,7 @@ pub struct WatchState {
 
 /// The writer lease.
 #[derive(Debug, Clone, Serialize)]
-pub struct LeaseState {
+pub(crate) struct LeaseState {
     /// False: single instance, always the writer.
     pub enabled: bool,
     pub instance: String,
@@ -115,7 +115,7 @@ pub struct LeaseState {
 
 /// Everything `/healthz` and `/metrics` show, except the redirector's own counters.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub started_at: String,
     pub last_run: Option<LastRun>,
     pub last_success: Option<String>,
@@ -132,17 +132,17 @@ pub struct Status {
 }
 
 /// The shared status.
-pub struct Shared {
+pub(crate) struct Shared {
     /// Short critical sections only; never held across `.await`.
     pub status: Mutex<Status>,
 }
 
-pub fn stamp(t: DateTime<Utc>) -> String {
+pub(crate) fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl Shared {
-    pub fn new(now: DateTime<Utc>, instance: String, lease_enabled: bool) -> Shared {
+    pub(crate) fn new(now: DateTime<Utc>, instance: String, lease_enabled: bool) -> Shared {
         Shared {
             status: Mutex::new(Status {
                 started_at: stamp(now),
@@ -176,7 +176,7 @@ impl Shared {
     }
 
     /// Runs `f` on the status under the lock.
-    pub fn update<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
         let mut guard = match self.status.lock() {
             Ok(g) => g,
             // A panic elsewhere while holding the lock left plain data; keep using it.
@@ -185,12 +185,12 @@ impl Shared {
         f(&mut guard)
     }
 
-    pub fn snapshot(&self) -> Status {
+    pub(crate) fn snapshot(&self) -> Status {
         self.update(|s| s.clone())
     }
 
     /// Records the directory as reachable or not (only transitions change `since`).
-    pub fn directory(&self, up: bool, error: Option<String>, now: DateTime<Utc>) {
+    pub(crate) fn directory(&self, up: bool, error: Option<String>, now: DateTime<Utc>) {
         self.update(|s| {
             let state = if up { "up" } else { "down" };
             if s.directory.state != state {
@@ -207,7 +207,7 @@ impl Shared {
 }
 
 /// The `/healthz` body.
-pub fn health_json(status: &Status, redirector: &MetricsSnapshot) -> serde_json::Value {
+pub(crate) fn health_json(status: &Status, redirector: &MetricsSnapshot) -> serde_json::Value {
     let mut doc = serde_json::to_value(status).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("status".into(), "ok".into());
@@ -256,7 +256,10 @@ fn label(key: &str, value: &str) -> Labels {
 }
 
 /// The `/metrics` body (Prometheus text exposition format).
-pub fn metrics_text(status: &Status, redirector: &MetricsSnapshot) -> Result<String, String> {
+pub(crate) fn metrics_text(
+    status: &Status,
+    redirector: &MetricsSnapshot,
+) -> Result<String, String> {
     let mut r = Registry::default();
     labelled_counter(
         &mut r,

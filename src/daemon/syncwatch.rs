@@ -21,11 +21,11 @@ use crate::model::Dn;
 use crate::schedule::Trigger;
 
 /// The cookie file's name in `state.dir`.
-pub const COOKIE_FILE: &str = "syncrepl.cookie";
+pub(crate) const COOKIE_FILE: &str = "syncrepl.cookie";
 
 /// Why the cookie store failed; one line naming the file.
 #[derive(Debug, thiserror::Error)]
-pub enum CookieError {
+pub(crate) enum CookieError {
     #[error("cannot read the syncrepl cookie {path}: {source}")]
     Read {
         path: PathBuf,
@@ -45,25 +45,21 @@ pub enum CookieError {
 /// The newest syncrepl cookie, persisted as two lines: the search base it belongs to and the
 /// cookie in hex. A cookie for another base (the configuration changed) is ignored.
 #[derive(Debug, Clone)]
-pub struct CookieStore {
+pub(crate) struct CookieStore {
     path: PathBuf,
     base: String,
 }
 
 impl CookieStore {
-    pub fn new(state_dir: &Path, base: &Dn) -> CookieStore {
+    pub(crate) fn new(state_dir: &Path, base: &Dn) -> CookieStore {
         CookieStore {
             path: state_dir.join(COOKIE_FILE),
             base: base.normalized().to_string(),
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The stored cookie for this base; `None` when there is none (or it is for another base).
-    pub fn load(&self) -> Result<Option<Vec<u8>>, CookieError> {
+    pub(crate) fn load(&self) -> Result<Option<Vec<u8>>, CookieError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -88,7 +84,7 @@ impl CookieStore {
 
     /// Replaces the stored cookie atomically: a temp file (0600), fsync, rename, fsync of the
     /// directory.
-    pub fn save(&self, cookie: &[u8]) -> Result<(), CookieError> {
+    pub(crate) fn save(&self, cookie: &[u8]) -> Result<(), CookieError> {
         use std::io::Write;
         let err = |source| CookieError::Write {
             path: self.path.clone(),
@@ -114,7 +110,7 @@ impl CookieStore {
     }
 
     /// Forgets the cookie (the server said it is stale).
-    pub fn clear(&self) -> Result<(), CookieError> {
+    pub(crate) fn clear(&self) -> Result<(), CookieError> {
         match std::fs::remove_file(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -152,7 +148,7 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 
 /// What the watch does with one event: whether it asks for a table refresh, and the cookie to
 /// persist.
-pub fn handle(event: SyncEvent) -> (bool, Option<Vec<u8>>) {
+pub(crate) fn handle(event: SyncEvent) -> (bool, Option<Vec<u8>>) {
     match event {
         SyncEvent::Changed | SyncEvent::RefreshDone => (true, None),
         SyncEvent::Cookie(c) => (false, Some(c)),
@@ -161,7 +157,7 @@ pub fn handle(event: SyncEvent) -> (bool, Option<Vec<u8>>) {
 
 /// How the syncrepl watch stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Cancelled: the daemon is stopping.
     Stopped,
     /// The server does not advertise syncrepl: the caller polls instead.
@@ -169,7 +165,7 @@ pub enum Outcome {
 }
 
 /// Runs the syncrepl watch until cancelled, or until a server turns out to have no syncrepl.
-pub async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
+pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
     let settings = daemon.settings.load_full();
     let base = settings.layout.endpoint_container.clone();
     let store = CookieStore::new(&settings.state.dir, &base);
@@ -304,14 +300,14 @@ mod tests {
             store.load().unwrap().as_deref(),
             Some(&b"rid=000,csn=20261124\x00\xff"[..])
         );
-        let mode = std::fs::metadata(store.path())
+        let mode = std::fs::metadata(store.path.as_path())
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         store.save(b"newer").unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some(&b"newer"[..]));
-        assert!(!store.path().with_extension("cookie.tmp").exists());
+        assert!(!store.path.as_path().with_extension("cookie.tmp").exists());
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
         store.clear().unwrap();

@@ -12,17 +12,17 @@ use std::fmt;
 use super::RootDse;
 
 /// Control and capability OIDs pcsync decides on.
-pub mod oid {
+pub(crate) mod oid {
     /// RFC 4533 content synchronization (syncrepl).
-    pub const SYNCREPL: &str = "1.3.6.1.4.1.4203.1.9.1.1";
+    pub(crate) const SYNCREPL: &str = "1.3.6.1.4.1.4203.1.9.1.1";
     /// AD DirSync (MS-ADTS 3.1.1.3.4.1.3).
-    pub const DIRSYNC: &str = "1.2.840.113556.1.4.841";
+    pub(crate) const DIRSYNC: &str = "1.2.840.113556.1.4.841";
     /// RFC 4528 assertion control.
-    pub const ASSERTION: &str = "1.3.6.1.1.12";
+    pub(crate) const ASSERTION: &str = "1.3.6.1.1.12";
     /// RFC 2696 simple paged results. ldap3 sends it non-critical.
-    pub const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+    pub(crate) const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
     /// `supportedCapabilities` value of an Active Directory (or Samba AD) DC.
-    pub const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
+    pub(crate) const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
 }
 
 /// How the live watch learns about changes on this server (`pcsync run` runs the one chosen
@@ -42,7 +42,7 @@ pub enum LiveWatch {
 }
 
 impl LiveWatch {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LiveWatch::Syncrepl => "syncrepl",
             LiveWatch::DirSync => "dirsync",
@@ -70,7 +70,7 @@ pub enum ConditionalWrites {
 }
 
 impl ConditionalWrites {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConditionalWrites::Assertion => "assertion",
             ConditionalWrites::CompareAndSwap => "compare-and-swap",
@@ -100,7 +100,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Chooses features from what the root DSE advertises.
-    pub fn detect(dse: &RootDse) -> Capabilities {
+    pub(crate) fn detect(dse: &RootDse) -> Capabilities {
         let active_directory = dse
             .supported_capabilities
             .iter()
@@ -169,7 +169,7 @@ impl Capabilities {
     }
 
     /// DirSync worked on every naming context pcsync reads (`ncs`).
-    pub fn dirsync_verified(mut self, ncs: &[String]) -> Capabilities {
+    pub(crate) fn dirsync_verified(mut self, ncs: &[String]) -> Capabilities {
         if self.watch == LiveWatch::DirSync {
             self.watch_reason = format!(
                 "no syncrepl {} advertised; DirSync {} advertised and allowed on {}",
@@ -184,7 +184,7 @@ impl Capabilities {
     /// DirSync is advertised but the server refused it on naming context `nc` (the account
     /// lacks "Replicating Directory Changes"): fall back to uSNChanged polling (or a rescan on
     /// a server that is not AD), keeping the server's diagnostic verbatim.
-    pub fn dirsync_refused(mut self, nc: &str, rc: u32, text: &str) -> Capabilities {
+    pub(crate) fn dirsync_refused(mut self, nc: &str, rc: u32, text: &str) -> Capabilities {
         let fallback = if self.active_directory {
             LiveWatch::UsnPolling
         } else {

@@ -17,7 +17,7 @@ use crate::model::Dn;
 
 /// One DirSync answer.
 #[derive(Debug, Default)]
-pub struct DirSyncPage {
+pub(crate) struct DirSyncPage {
     /// DNs of the objects returned (changed, added, or tombstones).
     pub dns: Vec<String>,
     /// The cookie for the next request.
@@ -29,7 +29,7 @@ pub struct DirSyncPage {
 impl Directory {
     /// One DirSync search of naming context `nc` from `cookie` (empty: everything, the
     /// baseline) for `attrs`: objects are returned when one of those changed.
-    pub async fn dirsync(
+    pub(crate) async fn dirsync(
         &mut self,
         nc: &str,
         cookie: &[u8],
@@ -68,7 +68,7 @@ impl Directory {
     }
 
     /// The naming context (from the root DSE) holding `dn`, where DirSync must be rooted.
-    pub fn naming_context_of(&self, dn: &Dn) -> Option<String> {
+    pub(crate) fn naming_context_of(&self, dn: &Dn) -> Option<String> {
         super::naming_context_of(&self.root_dse.naming_contexts, dn)
     }
 }
@@ -85,7 +85,7 @@ pub(super) fn control(cookie: &[u8]) -> RawControl {
 
 /// BER of the request: SEQUENCE { flags INTEGER 0, maxBytes INTEGER 0 (server default),
 /// cookie OCTET STRING }.
-pub fn request_value(cookie: &[u8]) -> Vec<u8> {
+pub(super) fn request_value(cookie: &[u8]) -> Vec<u8> {
     let mut content = vec![0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04];
     push_length(&mut content, cookie.len());
     content.extend_from_slice(cookie);
@@ -109,7 +109,7 @@ fn push_length(out: &mut Vec<u8>, len: usize) {
 
 /// `(moreResults, cookie)` from the response value SEQUENCE { moreResults INTEGER, unused
 /// INTEGER, cookie OCTET STRING }; `None` when it is not that.
-pub fn parse_response(value: &[u8]) -> Option<(bool, Vec<u8>)> {
+pub(super) fn parse_response(value: &[u8]) -> Option<(bool, Vec<u8>)> {
     let (_, tag) = parse_tag(value).ok()?;
     let mut parts = tag.expect_constructed()?.into_iter();
     let integer = |t: StructureTag| {

@@ -91,7 +91,7 @@ pub enum Error {
 
 impl Error {
     /// The LDAP result code, when the server sent one.
-    pub fn rc(&self) -> Option<u32> {
+    pub(crate) fn rc(&self) -> Option<u32> {
         match self {
             Error::InvalidCredentials { .. } => Some(49),
             Error::StrongAuthRequired { .. } => Some(8),
@@ -105,7 +105,7 @@ impl Error {
 
     /// True when retrying later might help (server down, network trouble), as opposed to a
     /// configuration problem that needs an administrator.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         matches!(
             self,
             Error::Unreachable { .. } | Error::Timeout { .. } | Error::ConnectionLost { .. }

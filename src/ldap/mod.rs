@@ -14,11 +14,12 @@ mod syncrepl;
 mod usn;
 mod write;
 
-pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch, oid};
-pub use dirsync::DirSyncPage;
-pub use error::{Attempt, Error};
-pub use syncrepl::{SYNC_REFRESH_REQUIRED, SyncEnd, SyncEvent};
-pub use usn::{UsnListing, UsnMark};
+pub(crate) use capabilities::oid;
+pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch};
+pub(crate) use error::Attempt;
+pub use error::Error;
+pub(crate) use syncrepl::{SyncEnd, SyncEvent};
+pub(crate) use usn::{UsnListing, UsnMark};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +37,7 @@ use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding
 type Attrs = &'static [&'static str];
 
 /// Filter for every object that has a SIP address.
-pub const SIP_ENABLED_FILTER: &str = "(msRTCSIP-PrimaryUserAddress=*)";
+pub(crate) const SIP_ENABLED_FILTER: &str = "(msRTCSIP-PrimaryUserAddress=*)";
 
 /// What the root DSE says about a server; read once per connection.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -58,7 +59,7 @@ pub struct RootDse {
 impl RootDse {
     /// Whether the server advertises a control; pcsync never sends a critical control it does
     /// not advertise (ldap3 loses the connection when AD answers one with an ExtendedResponse).
-    pub fn supports_control(&self, oid: &str) -> bool {
+    pub(crate) fn supports_control(&self, oid: &str) -> bool {
         self.supported_controls.iter().any(|c| c == oid)
     }
 }
@@ -241,12 +242,12 @@ impl Directory {
     }
 
     /// The URL of the server this connection reached.
-    pub fn url(&self) -> &LdapUrl {
+    pub(crate) fn url(&self) -> &LdapUrl {
         &self.url
     }
 
     /// The DN this connection is bound as, if not anonymous.
-    pub fn bound_as(&self) -> Option<&str> {
+    pub(crate) fn bound_as(&self) -> Option<&str> {
         self.bound_as.as_deref()
     }
 
@@ -358,7 +359,7 @@ impl Directory {
     /// One base-scope DirSync search per naming context, flags 0: without the object-security
     /// flag AD requires "Replicating Directory Changes", the right a watch needs to see
     /// deletions. The control is sent critical only because the server advertised it.
-    pub async fn verify_dirsync(&mut self, bases: &[&Dn]) -> Result<&Capabilities, Error> {
+    pub(crate) async fn verify_dirsync(&mut self, bases: &[&Dn]) -> Result<&Capabilities, Error> {
         if self.capabilities.watch != LiveWatch::DirSync {
             return Ok(&self.capabilities);
         }
@@ -399,7 +400,7 @@ impl Directory {
     }
 
     /// Whether an entry exists (a base-scope search; LDAP 32 means no).
-    pub async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
+    pub(crate) async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
         match self
             .search_all(
                 dn.as_str(),
@@ -421,7 +422,7 @@ impl Directory {
     /// Objects within `skip_within` are counted as skipped and not converted: callers use it to
     /// avoid seeing the endpoint container twice when it lies under the users' base.
     /// `what` names the base in errors ("base DN", "endpoint container").
-    pub async fn for_each_sip_object(
+    pub(crate) async fn for_each_sip_object(
         &mut self,
         what: &'static str,
         base: &Dn,
@@ -445,7 +446,7 @@ impl Directory {
     /// [`Self::for_each_sip_object`] reading only `attrs` (which must include objectClass and
     /// the SIP address): a caller that needs less than [`attr::SEARCHED`] moves less data.
     #[allow(clippy::too_many_arguments)]
-    pub async fn for_each_sip_object_with(
+    pub(crate) async fn for_each_sip_object_with(
         &mut self,
         what: &'static str,
         base: &Dn,
@@ -470,7 +471,7 @@ impl Directory {
 
     /// Streams the objects under `base` whose SIP address equals `normalized_uri` (the server's
     /// equality rule for the attribute is case-insensitive in AD and in our OpenLDAP schema).
-    pub async fn for_each_holder_of(
+    pub(crate) async fn for_each_holder_of(
         &mut self,
         what: &'static str,
         base: &Dn,
@@ -738,7 +739,9 @@ fn describe(e: &LdapError) -> String {
 
 /// A rustls client config with the ring provider (the only one in our build) and either the
 /// private CA from `ca_file` or the system's roots.
-pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+pub(crate) fn tls_config(
+    ca_file: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {

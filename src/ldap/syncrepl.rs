@@ -18,7 +18,7 @@ use super::{Directory, LiveWatch, SIP_ENABLED_FILTER, describe};
 use crate::model::{Dn, attr};
 
 /// LDAP result code e-syncRefreshRequired (RFC 4533 §3.4 / 2.5): the cookie is too old.
-pub const SYNC_REFRESH_REQUIRED: u32 = 4096;
+pub(crate) const SYNC_REFRESH_REQUIRED: u32 = 4096;
 
 /// The attributes the mapping build reads; asked for so the server checks read access.
 const SYNC_ATTRS: &[&str] = &[
@@ -30,7 +30,7 @@ const SYNC_ATTRS: &[&str] = &[
 
 /// What the consumer saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncEvent {
+pub(crate) enum SyncEvent {
     /// An entry was added, modified, deleted, or listed during the refresh phase.
     Changed,
     /// The refresh phase is over: the persist phase follows.
@@ -41,7 +41,7 @@ pub enum SyncEvent {
 
 /// How a syncrepl stream ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncEnd {
+pub(crate) enum SyncEnd {
     /// e-syncRefreshRequired (LDAP 4096): drop the cookie and refresh in full.
     RefreshRequired,
     /// The server does not advertise syncrepl (nothing was sent), or refused the control for
@@ -57,7 +57,7 @@ impl Directory {
     /// Runs a refreshAndPersist search under `base` until it ends; consumes the connection.
     /// `cookie` resumes from where a previous stream stopped; `reload` asks for a full reload
     /// (after LDAP 4096).
-    pub async fn syncrepl(
+    pub(crate) async fn syncrepl(
         mut self,
         base: Dn,
         cookie: Option<Vec<u8>>,

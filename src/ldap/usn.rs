@@ -18,7 +18,7 @@ use crate::model::Dn;
 
 /// Where a DC's update sequence stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsnMark {
+pub(crate) struct UsnMark {
     /// The DC's `dsServiceName` (its NTDS Settings DN), or the URL where the root DSE has none:
     /// USNs are only comparable on one DC.
     pub dc: String,
@@ -27,12 +27,12 @@ pub struct UsnMark {
 }
 
 /// `uSNChanged` by normalised DN, of the SIP-enabled objects under one base.
-pub type UsnListing = BTreeMap<String, u64>;
+pub(crate) type UsnListing = BTreeMap<String, u64>;
 
 impl Directory {
     /// The DC's highest committed USN; `None` when the root DSE has no `highestCommittedUSN`
     /// (not Active Directory).
-    pub async fn usn_mark(&mut self) -> Result<Option<UsnMark>, Error> {
+    pub(crate) async fn usn_mark(&mut self) -> Result<Option<UsnMark>, Error> {
         let entries = self
             .search_all(
                 "",
@@ -62,7 +62,7 @@ impl Directory {
     /// `uSNChanged` of every SIP-enabled object under `base` (subtree, paged where advertised;
     /// continuation references ignored). An entry without a readable `uSNChanged` counts as 0,
     /// so it still shows up as added or removed.
-    pub async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
+    pub(crate) async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
         let op = format!("uSNChanged listing under {base}");
         let mut listing = UsnListing::new();
         self.stream_entries(

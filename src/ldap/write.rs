@@ -19,7 +19,7 @@ use crate::apply::{DirectoryWriter, Modification};
 use crate::model::{AttrValues, Entry};
 
 /// OID of the Assertion control (RFC 4528).
-pub const ASSERTION_OID: &str = "1.3.6.1.1.12";
+pub(super) const ASSERTION_OID: &str = "1.3.6.1.1.12";
 
 impl Directory {
     /// Whether conditional writes use the Assertion control on this server.

@@ -20,7 +20,7 @@ use crate::model::{DirectoryObject, Enabled, Finding, FindingKind, ObjectKind};
 
 /// A table built from the directory, with what it could not map.
 #[derive(Debug)]
-pub struct Built {
+pub(crate) struct Built {
     /// Version 0; the store gives it its number when published.
     pub table: MappingTable,
     pub findings: Vec<Finding>,
@@ -30,7 +30,7 @@ pub struct Built {
 
 /// Why a table could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     /// The directory could not be read.
     #[error(transparent)]
     Directory(#[from] LdapError),
@@ -40,7 +40,7 @@ pub enum BuildError {
 }
 
 /// Reads the endpoint container and builds the table.
-pub async fn from_directory(
+pub(crate) async fn from_directory(
     dir: &mut Directory,
     settings: &Settings,
     now: DateTime<Utc>,
@@ -64,7 +64,7 @@ pub async fn from_directory(
 }
 
 /// The pure part: which objects map where, and the findings for the rest.
-pub fn plan_table(
+pub(crate) fn plan_table(
     objects: Vec<DirectoryObject>,
     settings: &Settings,
     now: DateTime<Utc>,

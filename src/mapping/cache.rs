@@ -19,13 +19,13 @@ use crate::config::Settings;
 use crate::model::{Dn, SipUri};
 
 /// File name inside `state.dir`.
-pub const CACHE_FILE: &str = "mappings.json";
+pub(crate) const CACHE_FILE: &str = "mappings.json";
 /// Format number written into the file.
 const FORMAT: u32 = 1;
 
 /// A cache read or write that failed; each names the file.
 #[derive(Debug, thiserror::Error)]
-pub enum CacheError {
+pub(crate) enum CacheError {
     /// The file or directory could not be read or written.
     #[error("{op} {path}: {source}")]
     Io {
@@ -41,7 +41,7 @@ pub enum CacheError {
 
 /// One entry as written (also the shape of `pcsync mappings --format json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EntryRecord {
+pub(crate) struct EntryRecord {
     pub sip_uri: String,
     pub pool: String,
     pub dn: String,
@@ -49,7 +49,7 @@ pub struct EntryRecord {
 
 /// The file's content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CacheFile {
+pub(crate) struct CacheFile {
     pub format: u32,
     pub version: u64,
     pub built_at: DateTime<Utc>,
@@ -57,7 +57,7 @@ pub struct CacheFile {
 }
 
 impl CacheFile {
-    pub fn from_table(table: &MappingTable) -> CacheFile {
+    pub(crate) fn from_table(table: &MappingTable) -> CacheFile {
         CacheFile {
             format: FORMAT,
             version: table.version(),
@@ -76,12 +76,12 @@ impl CacheFile {
 }
 
 /// Where the cache lives.
-pub fn path(settings: &Settings) -> PathBuf {
+pub(crate) fn path(settings: &Settings) -> PathBuf {
     settings.state.dir.join(CACHE_FILE)
 }
 
 /// Writes `table` atomically.
-pub fn save(dir: &Path, table: &MappingTable) -> Result<(), CacheError> {
+pub(crate) fn save(dir: &Path, table: &MappingTable) -> Result<(), CacheError> {
     let io = |op, path: &Path| {
         let path = path.display().to_string();
         move |source| CacheError::Io { op, path, source }
@@ -118,7 +118,7 @@ pub fn save(dir: &Path, table: &MappingTable) -> Result<(), CacheError> {
 
 /// Reads the cache. `Ok(None)` when there is none yet. `dropped` receives entries that no longer
 /// validate (pool not configured any more, bad address), as one line each.
-pub fn load(
+pub(crate) fn load(
     dir: &Path,
     settings: &Settings,
     dropped: &mut Vec<String>,

@@ -6,10 +6,10 @@
 //! - [`cache`]: the last-known-good copy in `state.dir` (temp file, fsync, rename).
 //! - [`refresh`]: one refresh: build, guard against a suspicious empty result, publish, save.
 
-pub mod build;
-pub mod cache;
-pub mod refresh;
-pub mod store;
+pub(crate) mod build;
+pub(crate) mod cache;
+pub(crate) mod refresh;
+pub(crate) mod store;
 pub mod table;
 
 /// Settings for unit tests: two pools, no bind, `state.dir` as given.

@@ -20,7 +20,7 @@ use crate::model::Finding;
 
 /// Why a refresh kept the old table.
 #[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
+pub(crate) enum RefreshError {
     #[error("mapping refresh failed, keeping table version {kept}: {source}")]
     Build {
         kept: u64,
@@ -47,7 +47,7 @@ pub enum RefreshError {
 
 /// What a successful refresh did.
 #[derive(Debug)]
-pub struct Refreshed {
+pub(crate) struct Refreshed {
     pub table: Arc<MappingTable>,
     pub changed: bool,
     pub findings: Vec<Finding>,
@@ -56,7 +56,7 @@ pub struct Refreshed {
 }
 
 /// Runs one refresh against the directory.
-pub async fn refresh(
+pub(crate) async fn refresh(
     store: &MappingStore,
     settings: &Settings,
     now: DateTime<Utc>,
@@ -77,7 +77,7 @@ pub async fn refresh(
 }
 
 /// Guards, publishes and saves a built table (the pure-ish half, testable without a directory).
-pub fn apply(
+pub(crate) fn apply(
     store: &MappingStore,
     settings: &Settings,
     built: build::Built,

@@ -15,7 +15,7 @@ use super::table::MappingTable;
 
 /// Counters of the refresher, for the metrics endpoint.
 #[derive(Debug, Default)]
-pub struct RefreshMetrics {
+pub(crate) struct RefreshMetrics {
     /// Refreshes that published (or confirmed) a table.
     pub ok: AtomicU64,
     /// Refreshes that failed or were refused (kept the old table).
@@ -24,14 +24,14 @@ pub struct RefreshMetrics {
 
 /// The published table and its refresh counters.
 #[derive(Debug)]
-pub struct MappingStore {
+pub(crate) struct MappingStore {
     /// The current table; replaced only by `publish`.
     current: ArcSwap<MappingTable>,
     pub refresh: RefreshMetrics,
 }
 
 impl MappingStore {
-    pub fn new(initial: MappingTable) -> MappingStore {
+    pub(crate) fn new(initial: MappingTable) -> MappingStore {
         MappingStore {
             current: ArcSwap::from_pointee(initial),
             refresh: RefreshMetrics::default(),
@@ -39,18 +39,22 @@ impl MappingStore {
     }
 
     /// The current table: one call per request.
-    pub fn load(&self) -> Guard<Arc<MappingTable>> {
+    pub(crate) fn load(&self) -> Guard<Arc<MappingTable>> {
         self.current.load()
     }
 
     /// The current table as an owned `Arc` (for holding across `.await`).
-    pub fn load_full(&self) -> Arc<MappingTable> {
+    pub(crate) fn load_full(&self) -> Arc<MappingTable> {
         self.current.load_full()
     }
 
     /// Publishes `table` unless it has the same entries as the current one. A new table gets the
     /// next version number. Returns the table now current and whether it changed.
-    pub fn publish(&self, table: MappingTable, now: DateTime<Utc>) -> (Arc<MappingTable>, bool) {
+    pub(crate) fn publish(
+        &self,
+        table: MappingTable,
+        now: DateTime<Utc>,
+    ) -> (Arc<MappingTable>, bool) {
         let current = self.current.load_full();
         if current.same_entries(&table) && current.version() > 0 {
             return (current, false);
@@ -62,7 +66,7 @@ impl MappingStore {
     }
 
     /// Counts a refresh outcome.
-    pub fn count_refresh(&self, ok: bool) {
+    pub(crate) fn count_refresh(&self, ok: bool) {
         let c = if ok {
             &self.refresh.ok
         } else {

@@ -100,7 +100,7 @@ impl MappingTable {
     }
 
     /// The table a server starts with when it has nothing better: version 0, no entries.
-    pub fn empty(built_at: DateTime<Utc>) -> MappingTable {
+    pub(crate) fn empty(built_at: DateTime<Utc>) -> MappingTable {
         MappingTable {
             by_key: HashMap::new(),
             version: 0,
@@ -109,25 +109,25 @@ impl MappingTable {
     }
 
     /// The same entries under another version number and build time.
-    pub fn with_version(mut self, version: u64, built_at: DateTime<Utc>) -> MappingTable {
+    pub(crate) fn with_version(mut self, version: u64, built_at: DateTime<Utc>) -> MappingTable {
         self.version = version;
         self.built_at = built_at;
         self
     }
 
-    pub fn version(&self) -> u64 {
+    pub(crate) fn version(&self) -> u64 {
         self.version
     }
 
-    pub fn built_at(&self) -> DateTime<Utc> {
+    pub(crate) fn built_at(&self) -> DateTime<Utc> {
         self.built_at
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_key.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
 
@@ -155,14 +155,14 @@ impl MappingTable {
     }
 
     /// Entries sorted by SIP address (for display and the cache file).
-    pub fn entries(&self) -> Vec<&Entry> {
+    pub(crate) fn entries(&self) -> Vec<&Entry> {
         let mut v: Vec<&Entry> = self.by_key.values().collect();
         v.sort_by(|a, b| a.sip_uri.cmp(&b.sip_uri));
         v
     }
 
     /// Whether both tables map the same addresses to the same pools and DNs.
-    pub fn same_entries(&self, other: &MappingTable) -> bool {
+    pub(crate) fn same_entries(&self, other: &MappingTable) -> bool {
         self.by_key.len() == other.by_key.len()
             && self.by_key.iter().all(|(k, e)| {
                 other

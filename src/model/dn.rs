@@ -284,7 +284,7 @@ fn unescape(value: &str) -> Result<String, UnescapeError> {
 }
 
 /// Escapes an attribute value for use in a DN string (RFC 4514 §2.4).
-pub fn escape_value(value: &str) -> String {
+pub(crate) fn escape_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 4);
     escape_into(&mut out, value);
     out

@@ -30,7 +30,7 @@ impl AttrValues {
     }
 
     /// The values that are UTF-8.
-    pub fn texts(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn texts(&self) -> impl Iterator<Item = &str> {
         self.values
             .iter()
             .filter_map(|v| std::str::from_utf8(v).ok())
@@ -45,7 +45,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(dn: &str, attributes: &Attributes) -> Entry {
+    pub(crate) fn new(dn: &str, attributes: &Attributes) -> Entry {
         Entry {
             dn: dn.to_string(),
             attributes: attributes
@@ -70,7 +70,7 @@ impl Entry {
     /// Whether this entry still shows the values a plan saw: for each expected attribute, the
     /// same set of values (compared case-insensitively, as every attribute pcsync checks is),
     /// or none when the expectation has no values. `Err` names the first difference.
-    pub fn check(&self, expect: &[AttrValues]) -> Result<(), String> {
+    pub(crate) fn check(&self, expect: &[AttrValues]) -> Result<(), String> {
         let fold = |values: &[Vec<u8>]| -> std::collections::BTreeSet<Vec<u8>> {
             values.iter().map(|v| v.to_ascii_lowercase()).collect()
         };
@@ -98,7 +98,7 @@ impl Entry {
         Ok(())
     }
 
-    pub fn to_attributes(&self) -> Attributes {
+    pub(crate) fn to_attributes(&self) -> Attributes {
         let mut out = Attributes::new();
         for a in &self.attributes {
             out.insert(&a.name, a.values.clone());

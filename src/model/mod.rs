@@ -10,29 +10,30 @@ mod dn;
 mod entry;
 mod sip_uri;
 
-pub use dn::{Dn, DnError, escape_value};
+pub use dn::{Dn, DnError};
 pub use entry::{AttrValues, Entry};
-pub use sip_uri::{MAX_SIP_URI_LEN, SipUri, SipUriError, fold_case};
+pub(crate) use sip_uri::fold_case;
+pub use sip_uri::{SipUri, SipUriError};
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// The attribute names pcsync reads and writes, exactly as AD spells them.
-pub mod attr {
-    pub const OBJECT_CLASS: &str = "objectClass";
-    pub const CN: &str = "cn";
-    pub const DISPLAY_NAME: &str = "displayName";
-    pub const PRIMARY_USER_ADDRESS: &str = "msRTCSIP-PrimaryUserAddress";
-    pub const USER_ENABLED: &str = "msRTCSIP-UserEnabled";
-    pub const PRIMARY_HOME_SERVER: &str = "msRTCSIP-PrimaryHomeServer";
-    pub const TARGET_HOME_SERVER: &str = "msRTCSIP-TargetHomeServer";
-    pub const OWNER_URN: &str = "msRTCSIP-OwnerUrn";
-    pub const OPTION_FLAGS: &str = "msRTCSIP-OptionFlags";
-    pub const LINE: &str = "msRTCSIP-Line";
-    pub const APPLICATION_OPTIONS: &str = "msRTCSIP-ApplicationOptions";
+pub(crate) mod attr {
+    pub(crate) const OBJECT_CLASS: &str = "objectClass";
+    pub(crate) const CN: &str = "cn";
+    pub(crate) const DISPLAY_NAME: &str = "displayName";
+    pub(crate) const PRIMARY_USER_ADDRESS: &str = "msRTCSIP-PrimaryUserAddress";
+    pub(crate) const USER_ENABLED: &str = "msRTCSIP-UserEnabled";
+    pub(crate) const PRIMARY_HOME_SERVER: &str = "msRTCSIP-PrimaryHomeServer";
+    pub(crate) const TARGET_HOME_SERVER: &str = "msRTCSIP-TargetHomeServer";
+    pub(crate) const OWNER_URN: &str = "msRTCSIP-OwnerUrn";
+    pub(crate) const OPTION_FLAGS: &str = "msRTCSIP-OptionFlags";
+    pub(crate) const LINE: &str = "msRTCSIP-Line";
+    pub(crate) const APPLICATION_OPTIONS: &str = "msRTCSIP-ApplicationOptions";
 
     /// The msRTCSIP attributes `pcsync check` requires the schema to define.
-    pub const REQUIRED_SCHEMA: &[&str] = &[
+    pub(crate) const REQUIRED_SCHEMA: &[&str] = &[
         PRIMARY_USER_ADDRESS,
         USER_ENABLED,
         PRIMARY_HOME_SERVER,
@@ -41,11 +42,11 @@ pub mod attr {
 
     /// What reconcile's full scan asks for: only what detection needs (the kind and the SIP
     /// address). The few objects that hold a migration's URI are then read in full.
-    pub const DETECTION: &[&str] = &[OBJECT_CLASS, PRIMARY_USER_ADDRESS];
+    pub(crate) const DETECTION: &[&str] = &[OBJECT_CLASS, PRIMARY_USER_ADDRESS];
 
     /// What a directory search asks for. AD does not expand `msRTCSIP-*` wildcards, so every
     /// attribute is named.
-    pub const SEARCHED: &[&str] = &[
+    pub(crate) const SEARCHED: &[&str] = &[
         OBJECT_CLASS,
         CN,
         DISPLAY_NAME,
@@ -62,14 +63,14 @@ pub mod attr {
 
 /// An attribute name, compared case-insensitively as LDAP does.
 #[derive(Clone)]
-pub struct AttrName(String);
+pub(crate) struct AttrName(String);
 
 impl AttrName {
-    pub fn new(name: &str) -> AttrName {
+    pub(crate) fn new(name: &str) -> AttrName {
         AttrName(name.to_string())
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -111,15 +112,15 @@ impl fmt::Display for AttrName {
 
 /// Every attribute of an entry as the server returned it, binary-safe, keyed case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Attributes(BTreeMap<AttrName, Vec<Vec<u8>>>);
+pub(crate) struct Attributes(BTreeMap<AttrName, Vec<Vec<u8>>>);
 
 impl Attributes {
-    pub fn new() -> Attributes {
+    pub(crate) fn new() -> Attributes {
         Attributes::default()
     }
 
     /// Appends values to an attribute (merging with values already present under any case).
-    pub fn insert(&mut self, name: &str, values: Vec<Vec<u8>>) {
+    pub(crate) fn insert(&mut self, name: &str, values: Vec<Vec<u8>>) {
         match self.0.entry(AttrName::new(name)) {
             std::collections::btree_map::Entry::Vacant(e) => {
                 e.insert(values);
@@ -129,7 +130,7 @@ impl Attributes {
     }
 
     /// All values of `name`, or an empty slice.
-    pub fn get(&self, name: &str) -> &[Vec<u8>] {
+    pub(crate) fn get(&self, name: &str) -> &[Vec<u8>] {
         // A linear scan: entries have a dozen attributes, and this runs several times per
         // object of a 200,000-object scan, where building a key would allocate each time.
         self.0
@@ -140,25 +141,21 @@ impl Attributes {
     }
 
     /// Values of `name` that are UTF-8, for attributes that are text by syntax.
-    pub fn texts(&self, name: &str) -> impl Iterator<Item = &str> + Clone {
+    pub(crate) fn texts(&self, name: &str) -> impl Iterator<Item = &str> + Clone {
         self.get(name)
             .iter()
             .filter_map(|v| std::str::from_utf8(v).ok())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&AttrName, &Vec<Vec<u8>>)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&AttrName, &Vec<Vec<u8>>)> {
         self.0.iter()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 
 /// What kind of object an entry is, decided by its objectClass against the configured lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ObjectKind {
+pub(crate) enum ObjectKind {
     User,
     Contact,
     Other,
@@ -177,7 +174,7 @@ impl fmt::Display for ObjectKind {
 /// `msRTCSIP-UserEnabled`, which is tri-state in practice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Enabled {
+pub(crate) enum Enabled {
     /// `TRUE`: enabled for Lync.
     True,
     /// `FALSE`: temporarily disabled; the SIP address stays taken.
@@ -198,7 +195,7 @@ impl fmt::Display for Enabled {
 
 /// Decides an object's kind from its objectClass values.
 #[derive(Debug, Clone)]
-pub struct Classifier {
+pub(crate) struct Classifier {
     /// Lower-cased objectClass values that make an object a user.
     user_classes: Vec<String>,
     /// Lower-cased objectClass values that make an object a contact.
@@ -206,7 +203,7 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    pub fn new(user_classes: &[String], contact_classes: &[String]) -> Classifier {
+    pub(crate) fn new(user_classes: &[String], contact_classes: &[String]) -> Classifier {
         let lower = |v: &[String]| v.iter().map(|c| c.to_ascii_lowercase()).collect();
         Classifier {
             user_classes: lower(user_classes),
@@ -215,7 +212,10 @@ impl Classifier {
     }
 
     /// User wins over contact if an object somehow carries both.
-    pub fn classify<'a>(&self, classes: impl Iterator<Item = &'a str> + Clone) -> ObjectKind {
+    pub(crate) fn classify<'a>(
+        &self,
+        classes: impl Iterator<Item = &'a str> + Clone,
+    ) -> ObjectKind {
         let has = |list: &[String]| {
             classes
                 .clone()
@@ -236,7 +236,7 @@ impl Classifier {
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum FindingKind {
+pub(crate) enum FindingKind {
     /// A value that cannot be understood: bad SIP address, bad DN, two values, bad boolean.
     MalformedValue,
     /// A migration's SIP URI is held by an object pcsync will not touch; that swap is blocked.
@@ -279,14 +279,14 @@ impl fmt::Display for FindingKind {
 /// A problem in the directory, reported with the DN at fault and a reason.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Finding {
-    pub kind: FindingKind,
+    pub(crate) kind: FindingKind,
     /// The DN as the server wrote it (kept as text: it may itself be the malformed part).
     pub dn: String,
     pub reason: String,
 }
 
 impl Finding {
-    pub fn new(kind: FindingKind, dn: &str, reason: String) -> Finding {
+    pub(crate) fn new(kind: FindingKind, dn: &str, reason: String) -> Finding {
         Finding {
             kind,
             dn: dn.to_string(),
@@ -294,7 +294,7 @@ impl Finding {
         }
     }
 
-    pub fn malformed(dn: &str, reason: String) -> Finding {
+    pub(crate) fn malformed(dn: &str, reason: String) -> Finding {
         Finding::new(FindingKind::MalformedValue, dn, reason)
     }
 }
@@ -303,21 +303,22 @@ impl Finding {
 #[derive(Debug, Clone)]
 pub struct DirectoryObject {
     pub dn: Dn,
-    pub kind: ObjectKind,
+    pub(crate) kind: ObjectKind,
     /// `msRTCSIP-PrimaryUserAddress`, when present and valid.
     pub sip_uri: Option<SipUri>,
-    pub enabled: Enabled,
+    pub(crate) enabled: Enabled,
     /// `msRTCSIP-PrimaryHomeServer`, when present and a valid DN.
     pub home_server_dn: Option<Dn>,
     pub owner_urn: Option<String>,
     pub display_name: Option<String>,
     /// Every attribute the search returned, binary-safe.
-    pub attributes: Attributes,
+    pub(crate) attributes: Attributes,
 }
 
 impl DirectoryObject {
     /// Interprets one entry. Problems become findings; only an unparsable DN drops the object.
-    pub fn from_attributes(
+    #[cfg(test)]
+    pub(crate) fn from_attributes(
         dn_text: &str,
         attributes: Attributes,
         classifier: &Classifier,
@@ -342,7 +343,7 @@ impl DirectoryObject {
     /// Like [`Self::from_attributes`] for an entry whose DN the caller already parsed, reusing
     /// `cache` for DN-valued attributes (a scan sees the same few pool DNs over and over; parsing
     /// each once matters on a directory of 200,000 users).
-    pub fn from_parsed(
+    pub(crate) fn from_parsed(
         dn: Dn,
         attributes: Attributes,
         classifier: &Classifier,
@@ -418,12 +419,12 @@ impl DirectoryObject {
 /// Parsed DN-valued attribute values, by their exact text; bounded, so a directory with
 /// unusually many distinct values only loses the speed-up, never memory.
 #[derive(Debug, Default)]
-pub struct DnCache(std::collections::HashMap<String, Result<Dn, DnError>>);
+pub(crate) struct DnCache(std::collections::HashMap<String, Result<Dn, DnError>>);
 
 impl DnCache {
     const MAX_ENTRIES: usize = 256;
 
-    pub fn parse(&mut self, text: &str) -> Result<Dn, DnError> {
+    pub(crate) fn parse(&mut self, text: &str) -> Result<Dn, DnError> {
         if let Some(hit) = self.0.get(text) {
             return hit.clone();
         }
@@ -467,7 +468,7 @@ fn single_text<'a>(
 }
 
 /// AD's `displayName` rangeUpper; a longer value is hostile data, reported and not shown.
-pub const MAX_DISPLAY_NAME_CHARS: usize = 256;
+pub(crate) const MAX_DISPLAY_NAME_CHARS: usize = 256;
 
 /// Keeps hostile values from flooding a report line.
 fn truncate(text: &str) -> String {

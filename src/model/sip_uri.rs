@@ -34,7 +34,7 @@ pub enum SipUriError {
 }
 
 /// AD's `msRTCSIP-PrimaryUserAddress` has rangeUpper 454; we allow some slack over that.
-pub const MAX_SIP_URI_LEN: usize = 512;
+pub(crate) const MAX_SIP_URI_LEN: usize = 512;
 
 /// A `sip:user@host` address, compared case-insensitively.
 #[derive(Clone)]
@@ -135,7 +135,7 @@ impl SipUri {
 /// `sip:ΑΣ@x` and the Request-URI parts `ΑΣ`, `x` would fold differently) and may expand a
 /// character (`İ` becomes `i` plus U+0307, which is no user character), so the normalised form
 /// would not parse again. Found by the sip_uri fuzz target.
-pub fn fold_case(text: &str) -> String {
+pub(crate) fn fold_case(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let mut lower = c.to_lowercase();

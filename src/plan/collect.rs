@@ -14,7 +14,7 @@ use crate::model::{DirectoryObject, Finding, ObjectKind};
 
 /// User parts of SIP URIs that Group Chat lookup accounts use by convention (Microsoft recommends
 /// `OCSChat`; UCMA samples use `lyncchat`). Matched exactly: `ocschat.fan` is not a suspect.
-pub const SUSPECT_USER_PARTS: &[&str] = &[
+pub(crate) const SUSPECT_USER_PARTS: &[&str] = &[
     "ocschat",
     "groupchat",
     "lyncchat",
@@ -26,7 +26,7 @@ pub const SUSPECT_USER_PARTS: &[&str] = &[
 ];
 
 /// Accumulates an [`Observed`] from a stream of objects.
-pub struct Collector {
+pub(crate) struct Collector {
     migration_uris: HashSet<String>,
     /// Hashes of every normalised SIP URI seen so far, outside the migrations.
     seen: HashSet<u64>,
@@ -36,7 +36,7 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(desired: &Desired<'_>) -> Collector {
+    pub(crate) fn new(desired: &Desired<'_>) -> Collector {
         Collector {
             migration_uris: desired
                 .migrations
@@ -50,7 +50,7 @@ impl Collector {
     }
 
     /// Looks at one object of the scan.
-    pub fn observe(&mut self, o: DirectoryObject) {
+    pub(crate) fn observe(&mut self, o: DirectoryObject) {
         let Some(uri) = &o.sip_uri else { return };
         let normalized = uri.normalized();
         if self.migration_uris.contains(normalized) {
@@ -75,12 +75,12 @@ impl Collector {
     }
 
     /// URIs that may be duplicated; confirm each with an exact search ([`Self::confirm`]).
-    pub fn duplicate_candidates(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn duplicate_candidates(&self) -> impl Iterator<Item = &str> {
         self.candidates.iter().map(String::as_str)
     }
 
     /// Records the exact holders of a candidate URI; two or more make a duplicate.
-    pub fn confirm(&mut self, normalized_uri: &str, holder_dns: BTreeSet<String>) {
+    pub(crate) fn confirm(&mut self, normalized_uri: &str, holder_dns: BTreeSet<String>) {
         if holder_dns.len() > 1 {
             self.observed
                 .duplicates
@@ -89,13 +89,13 @@ impl Collector {
     }
 
     /// Ends the scan: the observed state and the findings the reader produced.
-    pub fn finish(mut self, findings: Vec<Finding>) -> Observed {
+    pub(crate) fn finish(mut self, findings: Vec<Finding>) -> Observed {
         self.observed.findings = findings;
         self.observed
     }
 
     /// Replaces a holder's attributes with its complete entry (read separately).
-    pub fn holders_mut(&mut self) -> &mut BTreeMap<String, Vec<DirectoryObject>> {
+    pub(crate) fn holders_mut(&mut self) -> &mut BTreeMap<String, Vec<DirectoryObject>> {
         &mut self.observed.holders
     }
 }

@@ -12,11 +12,11 @@
 //! re-run, a crash recovery or an LDIF export all name the endpoint identically.
 
 mod collect;
-pub mod render;
+pub(crate) mod render;
 #[cfg(test)]
 mod tests;
 
-pub use collect::{Collector, SUSPECT_USER_PARTS};
+pub(crate) use collect::Collector;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,11 +30,11 @@ use crate::model::{
 };
 
 /// Version of the plan document (`--format json`, `--plan-out`); see schemas/plan.schema.json.
-pub const PLAN_FORMAT: u32 = 1;
+pub(crate) const PLAN_FORMAT: u32 = 1;
 
 /// What the configuration asks for: the parts of [`Settings`] planning reads.
 #[derive(Debug, Clone, Copy)]
-pub struct Desired<'a> {
+pub(crate) struct Desired<'a> {
     pub migrations: &'a [Migration],
     pub pools: &'a [Pool],
     pub layout: &'a Layout,
@@ -42,7 +42,7 @@ pub struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    pub fn from_settings(s: &'a Settings) -> Desired<'a> {
+    pub(crate) fn from_settings(s: &'a Settings) -> Desired<'a> {
         Desired {
             migrations: &s.migrations,
             pools: &s.pools,
@@ -60,7 +60,7 @@ impl<'a> Desired<'a> {
 
 /// What the scan kept of the directory (see [`Collector`]).
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// Every object holding a migration's SIP URI, keyed by the normalised URI, with its
     /// complete entry in `attributes` (the caller re-reads these few objects in full).
     pub holders: BTreeMap<String, Vec<DirectoryObject>>,
@@ -85,7 +85,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::RetireUser => "retire_user",
             Action::CreateEndpoint => "create_endpoint",
@@ -97,7 +97,7 @@ impl Action {
 /// Whether a change is applied by this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Status {
+pub(crate) enum Status {
     Ready,
     /// The migration's `not_before` lies in the future.
     WaitingForCutover,
@@ -111,13 +111,13 @@ pub struct Change {
     pub sip_uri: String,
     /// FQDN of the target pool.
     pub pool: String,
-    pub status: Status,
+    pub(crate) status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
     pub reason: String,
     /// For `retire_user`: delete or disable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retire: Option<Retire>,
+    pub(crate) retire: Option<Retire>,
     /// The values the plan saw; the write is conditional on them (an attribute with no values
     /// means "absent").
     pub expect: Vec<AttrValues>,
@@ -128,7 +128,7 @@ pub struct Change {
 
 /// Counts shown in the summary line.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub ready: usize,
     pub waiting: usize,
     pub findings: usize,
@@ -140,7 +140,7 @@ pub struct Summary {
 
 /// The result of planning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub format: u32,
     /// SHA-256 (hex) of the desired state and of every observed object the plan depends on.
     pub fingerprint: String,
@@ -151,18 +151,18 @@ pub struct Plan {
 
 impl Plan {
     /// The changes this run applies.
-    pub fn ready(&self) -> impl Iterator<Item = &Change> {
+    pub(crate) fn ready(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.status == Status::Ready)
     }
 
     /// True when nothing is to be written now.
-    pub fn is_in_sync(&self) -> bool {
+    pub(crate) fn is_in_sync(&self) -> bool {
         self.ready().next().is_none()
     }
 }
 
 /// The DN of the endpoint pcsync creates for `uri` (normalised) in `container`.
-pub fn endpoint_dn(container: &Dn, normalized_uri: &str) -> Dn {
+pub(crate) fn endpoint_dn(container: &Dn, normalized_uri: &str) -> Dn {
     let rdn = format!("{{{}}}", endpoint_guid(normalized_uri));
     // The value has only hex digits, dashes and braces, which need no escaping, so
     // Dn::child cannot fail; fall back to the container rather than panic.
@@ -171,7 +171,7 @@ pub fn endpoint_dn(container: &Dn, normalized_uri: &str) -> Dn {
 
 /// A name-based UUID (RFC 9562 version 8) from SHA-256 of the normalised SIP URI. Version 5
 /// would need SHA-1, which nothing else in pcsync uses; v8 exists for exactly this purpose.
-pub fn endpoint_guid(normalized_uri: &str) -> String {
+pub(crate) fn endpoint_guid(normalized_uri: &str) -> String {
     let digest = Sha256::digest(format!("pcsync:legacy-endpoint:{normalized_uri}").as_bytes());
     let mut b = [0u8; 16];
     b.copy_from_slice(&digest[..16]);
@@ -189,7 +189,7 @@ pub fn endpoint_guid(normalized_uri: &str) -> String {
 }
 
 /// Lower-case hex (sha2 0.11 digests have no `{:x}`).
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -239,7 +239,7 @@ const ENDPOINT_CHECKED: &[&str] = &[
 ];
 
 /// Computes the plan. Pure: see the module docs.
-pub fn plan(desired: &Desired<'_>, observed: &Observed, now: DateTime<Utc>) -> Plan {
+pub(crate) fn plan(desired: &Desired<'_>, observed: &Observed, now: DateTime<Utc>) -> Plan {
     let mut findings: BTreeSet<Finding> = observed.findings.iter().cloned().collect();
     let mut changes = Vec::new();
     let mut summary = Summary::default();

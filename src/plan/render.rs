@@ -11,7 +11,7 @@ use crate::config::Retire;
 use crate::model::{AttrValues, attr};
 
 /// The human-readable table, findings and a summary line.
-pub fn text(plan: &Plan) -> String {
+pub(crate) fn text(plan: &Plan) -> String {
     let mut out = String::new();
     if !plan.changes.is_empty() {
         let _ = writeln!(
@@ -49,7 +49,7 @@ pub fn text(plan: &Plan) -> String {
 }
 
 /// `2 change(s) ready, 1 waiting for cutover; 1 swap(s) blocked; 3 finding(s)`, or "in sync".
-pub fn summary_line(plan: &Plan) -> String {
+pub(crate) fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut line = if s.ready == 0 && s.waiting == 0 {
         "in sync: no changes".to_string()
@@ -68,14 +68,15 @@ pub fn summary_line(plan: &Plan) -> String {
 }
 
 /// The plan document (schemas/plan.schema.json), one line.
-pub fn json(plan: &Plan) -> String {
+#[cfg(test)]
+pub(crate) fn json(plan: &Plan) -> String {
     serde_json::to_string(plan).unwrap_or_default()
 }
 
 /// LDIF change records (RFC 2849) for the ready changes, in apply order. The conditional parts
 /// of a write (what the plan saw) become `delete:` of the old values where LDIF can express
 /// them, so a stale LDIF fails instead of overwriting.
-pub fn ldif(plan: &Plan) -> String {
+pub(crate) fn ldif(plan: &Plan) -> String {
     let mut out = String::from("version: 1\n");
     for c in plan.ready() {
         let _ = writeln!(out, "\n# {} {} ({})", c.action.as_str(), c.sip_uri, c.pool);
@@ -145,7 +146,7 @@ fn line(out: &mut String, name: &str, value: &[u8]) {
 
 /// Lync Server Management Shell commands for the ready changes, for administrators who prefer
 /// to run them themselves.
-pub fn powershell(plan: &Plan) -> String {
+pub(crate) fn powershell(plan: &Plan) -> String {
     let mut out = String::from(
         "# pcsync plan as Lync Server Management Shell commands; run in order.\n\
          # Requires the ActiveDirectory module for Remove-ADUser.\n",

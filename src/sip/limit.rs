@@ -25,14 +25,14 @@ const NEVER: u64 = u64::MAX;
 
 /// `[redirector] rate_limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     pub requests: u32,
     pub window: Duration,
 }
 
 /// What the limiter says about one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allow,
     /// Over the limit: the first such message of this source in this window.
     FirstDrop,
@@ -42,7 +42,7 @@ pub enum Verdict {
 
 /// The limiter shared by every transport.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     limit: RateLimit,
     max_sources: usize,
     /// Time origin for window numbers.
@@ -64,7 +64,7 @@ struct Sources {
 }
 
 impl RateLimiter {
-    pub fn new(limit: RateLimit) -> RateLimiter {
+    pub(crate) fn new(limit: RateLimit) -> RateLimiter {
         RateLimiter::with_max_sources(limit, MAX_TRACKED_SOURCES)
     }
 
@@ -78,12 +78,12 @@ impl RateLimiter {
         }
     }
 
-    pub fn limit(&self) -> RateLimit {
+    pub(crate) fn limit(&self) -> RateLimit {
         self.limit
     }
 
     /// Counts one message from `ip` and says whether it may be answered.
-    pub fn check(&self, ip: IpAddr) -> Verdict {
+    pub(crate) fn check(&self, ip: IpAddr) -> Verdict {
         self.check_at(ip, Instant::now())
     }
 
@@ -116,7 +116,7 @@ impl RateLimiter {
     }
 
     /// Whether a warning may be logged now (then the next one waits `WARN_INTERVAL`).
-    pub fn warning_due(&self) -> bool {
+    pub(crate) fn warning_due(&self) -> bool {
         self.warning_due_at(Instant::now())
     }
 

@@ -14,7 +14,7 @@
 //! and CSeq are there to address it.
 
 /// Most Via header *lines* we keep (values inside one line are not counted). More is a defect.
-pub const MAX_VIA_LINES: usize = 32;
+pub(crate) const MAX_VIA_LINES: usize = 32;
 
 /// A SIP method. Method names are case-sensitive (RFC 3261 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +51,7 @@ impl<'a> Method<'a> {
         }
     }
 
-    pub fn as_str(&self) -> &'a str {
+    pub(crate) fn as_str(&self) -> &'a str {
         match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
@@ -71,7 +71,7 @@ impl<'a> Method<'a> {
 
 /// Why a message cannot be read at all (nothing can be answered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Empty, or only line ends.
     #[error("empty message")]
     Empty,
@@ -88,7 +88,7 @@ pub enum ParseError {
 
 /// Something wrong with a request that was otherwise read: answered with 400 when possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Defect {
+pub(crate) enum Defect {
     /// Version other than SIP/2.0.
     Version,
     /// A header line without a colon or with an empty name.
@@ -113,7 +113,7 @@ pub enum Defect {
 
 impl Defect {
     /// The text of the `Warning: 399` header of the 400 answer.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Defect::Version => "unsupported SIP version",
             Defect::HeaderLine => "malformed header line",
@@ -140,7 +140,7 @@ impl Defect {
 /// A request as read, borrowing from the message bytes. Header values are trimmed; a folded
 /// value keeps its inner line breaks (write it with [`write_unfolded`]).
 #[derive(Debug, Clone)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     pub method: Method<'a>,
     /// The Request-URI text as sent.
     pub uri: &'a str,
@@ -157,12 +157,12 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     /// The Via header lines in order (each may hold several comma-separated values).
-    pub fn via_lines(&self) -> &[&'a str] {
+    pub(crate) fn via_lines(&self) -> &[&'a str] {
         &self.vias[..self.via_lines]
     }
 
     /// The first Via value: the first comma-separated element of the first Via line.
-    pub fn top_via(&self) -> Option<&'a str> {
+    pub(crate) fn top_via(&self) -> Option<&'a str> {
         let line = *self.via_lines().first()?;
         Some(split_first_value(line).0)
     }
@@ -175,7 +175,7 @@ impl<'a> Request<'a> {
 }
 
 /// Reads a request from one datagram or one framed stream message. Never panics.
-pub fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError> {
+pub(crate) fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError> {
     // Tolerate leading line ends (RFC 3261 §7.5: ignore empty lines before the start line).
     let start = bytes
         .iter()
@@ -274,7 +274,7 @@ fn header_end(bytes: &[u8]) -> usize {
 
 /// A control character that may not appear in a header line (RFC 3261 §25.1: HT is the only
 /// one allowed; CR and LF only as line ends). The line end itself is never part of `line`.
-pub fn is_control(b: u8) -> bool {
+pub(crate) fn is_control(b: u8) -> bool {
     (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
@@ -360,7 +360,7 @@ fn check(req: &mut Request<'_>) {
 }
 
 /// Splits `a, b, c` at the first comma outside quotes and angle brackets.
-pub fn split_first_value(line: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_first_value(line: &str) -> (&str, Option<&str>) {
     let mut quoted = false;
     let mut angle = false;
     for (i, c) in line.char_indices() {
@@ -377,7 +377,7 @@ pub fn split_first_value(line: &str) -> (&str, Option<&str>) {
 
 /// One Via value: `SIP/2.0/UDP host[:port];params`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Via<'a> {
+pub(crate) struct Via<'a> {
     pub transport: &'a str,
     /// Host as written; IPv6 keeps its brackets.
     pub host: &'a str,
@@ -395,7 +395,7 @@ pub struct Via<'a> {
 }
 
 /// Reads one Via value; `None` when it is not `SIP/2.0/<transport> <sent-by>`.
-pub fn parse_via(value: &str) -> Option<Via<'_>> {
+pub(crate) fn parse_via(value: &str) -> Option<Via<'_>> {
     let value = value.trim();
     let slash = value.get(..8)?;
     if !slash.eq_ignore_ascii_case("SIP/2.0/") {
@@ -457,7 +457,7 @@ pub fn parse_via(value: &str) -> Option<Via<'_>> {
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port`. `None` when empty or the port is not a number.
-pub fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
     let text = text.trim();
     if text.is_empty() {
         return None;
@@ -482,7 +482,7 @@ pub fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// The `tag` parameter of a From or To value, if any.
-pub fn tag_param(value: &str) -> Option<&str> {
+pub(crate) fn tag_param(value: &str) -> Option<&str> {
     // Parameters follow the URI: after `>` when the URI is bracketed, else after the first `;`.
     let params = match value.rfind('>') {
         Some(i) => &value[i + 1..],
@@ -537,7 +537,7 @@ pub fn uri_user_host(uri: &str) -> Option<(Option<&str>, &str)> {
 /// the same way, so nothing copied from a request can end or split a response line, whatever
 /// the peer's parser makes of such bytes. (The value is UTF-8: a non-UTF-8 header section is
 /// never answered.)
-pub fn write_unfolded(out: &mut Vec<u8>, value: &str) {
+pub(crate) fn write_unfolded(out: &mut Vec<u8>, value: &str) {
     if !value.bytes().any(is_control) {
         out.extend_from_slice(value.as_bytes());
         return;

@@ -7,7 +7,7 @@ use super::message::Method;
 use super::redirect::Status;
 
 /// Methods counted by name; everything else is `other`.
-pub const METHODS: [&str; 12] = [
+pub(crate) const METHODS: [&str; 12] = [
     "INVITE",
     "ACK",
     "OPTIONS",
@@ -24,7 +24,7 @@ pub const METHODS: [&str; 12] = [
 
 /// Why a message was dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub(crate) enum Drop {
     /// Unreadable, a response, or no usable Via: nothing to address an answer with.
     Unanswerable,
     /// Over the per-source rate limit.
@@ -39,7 +39,7 @@ pub enum Drop {
 
 /// Every counter of one server.
 #[derive(Debug, Default)]
-pub struct SipMetrics {
+pub(crate) struct SipMetrics {
     requests: [AtomicU64; METHODS.len()],
     responses: [AtomicU64; Status::ALL.len()],
     acks_absorbed: AtomicU64,
@@ -56,7 +56,7 @@ pub struct SipMetrics {
 
 /// A point-in-time copy of [`SipMetrics`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// `(method, count)`, every method in [`METHODS`].
     pub requests: Vec<(&'static str, u64)>,
     /// `(status code, count)`.
@@ -76,7 +76,7 @@ pub struct Snapshot {
 }
 
 impl SipMetrics {
-    pub fn request(&self, method: Method<'_>) {
+    pub(crate) fn request(&self, method: Method<'_>) {
         let i = match method {
             Method::Invite => 0,
             Method::Ack => 1,
@@ -94,15 +94,15 @@ impl SipMetrics {
         self.requests[i].fetch_add(1, Relaxed);
     }
 
-    pub fn response(&self, status: Status) {
+    pub(crate) fn response(&self, status: Status) {
         self.responses[status.index()].fetch_add(1, Relaxed);
     }
 
-    pub fn ack_absorbed(&self) {
+    pub(crate) fn ack_absorbed(&self) {
         self.acks_absorbed.fetch_add(1, Relaxed);
     }
 
-    pub fn dropped(&self, why: Drop) {
+    pub(crate) fn dropped(&self, why: Drop) {
         let c = match why {
             Drop::Unanswerable => &self.dropped_unanswerable,
             Drop::RateLimited => &self.dropped_rate_limited,
@@ -113,20 +113,20 @@ impl SipMetrics {
         c.fetch_add(1, Relaxed);
     }
 
-    pub fn keepalive(&self) {
+    pub(crate) fn keepalive(&self) {
         self.keepalives.fetch_add(1, Relaxed);
     }
 
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Relaxed);
     }
 
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections_open.fetch_sub(1, Relaxed);
     }
 
     /// A response went out on a new connection (`true`) or could not (`false`).
-    pub fn reconnect(&self, sent: bool) {
+    pub(crate) fn reconnect(&self, sent: bool) {
         let c = if sent {
             &self.reconnects_sent
         } else {
@@ -135,7 +135,7 @@ impl SipMetrics {
         c.fetch_add(1, Relaxed);
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot {
             requests: METHODS
                 .iter()

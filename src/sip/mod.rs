@@ -12,14 +12,14 @@
 //! can be addressed, and dropped and counted otherwise.
 
 pub mod codec;
-pub mod limit;
+pub(crate) mod limit;
 pub mod message;
-pub mod metrics;
-pub mod probe;
+pub(crate) mod metrics;
+pub(crate) mod probe;
 pub mod redirect;
-pub mod tcp;
-pub mod tls;
-pub mod udp;
+pub(crate) mod tcp;
+pub(crate) mod tls;
+pub(crate) mod udp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ use redirect::{Outcome, ResponderConfig, Silence, Source};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A listener could not bind its address.
     #[error("cannot listen for SIP over {transport} on {addr}: {source}")]
     Bind {
@@ -55,7 +55,7 @@ pub enum Error {
 
 /// TLS listener settings.
 #[derive(Debug, Clone)]
-pub struct TlsListen {
+pub(crate) struct TlsListen {
     pub addr: SocketAddr,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -63,7 +63,7 @@ pub struct TlsListen {
 
 /// Everything the server needs, from `[redirector]`.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
     pub tls: Option<TlsListen>,
@@ -77,7 +77,7 @@ pub struct ServerConfig {
 
 /// What every transport shares.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     pub store: Arc<MappingStore>,
     pub metrics: Arc<SipMetrics>,
     pub responder: ResponderConfig,
@@ -86,14 +86,14 @@ pub struct Shared {
 
 /// The addresses actually bound (port 0 resolved).
 #[derive(Debug, Clone, Default)]
-pub struct Bound {
+pub(crate) struct Bound {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
     pub tls: Option<SocketAddr>,
 }
 
 impl Shared {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<MappingStore>,
         metrics: Arc<SipMetrics>,
         responder: ResponderConfig,
@@ -110,7 +110,7 @@ impl Shared {
     /// Handles one message: writes the response (if any) into `out`, which is cleared first,
     /// and returns where a datagram response goes (on a stream: where to reconnect if the
     /// connection is gone). `None`: no answer.
-    pub fn handle(
+    pub(crate) fn handle(
         &self,
         bytes: &[u8],
         source: Source,
@@ -160,7 +160,7 @@ impl Shared {
 
 /// Binds every configured listener, then starts serving on `tracker` until `token` is
 /// cancelled. Binding errors are returned before anything is served.
-pub async fn start(
+pub(crate) async fn start(
     config: &ServerConfig,
     shared: Arc<Shared>,
     token: &CancellationToken,

@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 
 /// Transport of a probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeTransport {
+pub(crate) enum ProbeTransport {
     Udp,
     Tcp,
     Tls,
@@ -26,7 +26,7 @@ pub enum ProbeTransport {
 /// How a TLS probe verifies the server: the trusted roots and the name its certificate must
 /// carry (a DNS name or an IP address).
 #[derive(Debug, Clone)]
-pub struct TlsClient {
+pub(crate) struct TlsClient {
     config: Arc<rustls::ClientConfig>,
     name: ServerName<'static>,
 }
@@ -34,7 +34,7 @@ pub struct TlsClient {
 impl TlsClient {
     /// Trusts the CA certificates in `ca_file` (PEM), or the system's roots without one, and
     /// expects `server_name` in the server's certificate.
-    pub fn new(ca_file: Option<&Path>, server_name: &str) -> Result<TlsClient, ProbeError> {
+    pub(crate) fn new(ca_file: Option<&Path>, server_name: &str) -> Result<TlsClient, ProbeError> {
         let tls = |reason: String| ProbeError::Tls(reason);
         let mut roots = rustls::RootCertStore::empty();
         match ca_file {
@@ -89,7 +89,7 @@ impl TlsClient {
 }
 
 /// The host part of `HOST:PORT` (`[v6]:port` gives `v6`), the default name a TLS probe checks.
-pub fn host_part(server: &str) -> &str {
+pub(crate) fn host_part(server: &str) -> &str {
     if let Some(rest) = server.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
@@ -101,7 +101,7 @@ pub fn host_part(server: &str) -> &str {
 
 /// Why a probe got no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(crate) enum ProbeError {
     /// The target is not a SIP URI.
     #[error("{0:?} is not a sip: or sips: URI")]
     Target(String),
@@ -126,7 +126,7 @@ pub enum ProbeError {
 
 /// The answer to a probe.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct ProbeAnswer {
+pub(crate) struct ProbeAnswer {
     pub code: u16,
     /// `SIP/2.0 302 Moved Temporarily`.
     pub status_line: String,
@@ -168,7 +168,7 @@ fn ack_text(
 }
 
 /// Builds the request text (also used by tests).
-pub fn request_text(
+pub(crate) fn request_text(
     method: &str,
     target: &str,
     local: SocketAddr,
@@ -201,7 +201,7 @@ pub fn request_text(
 }
 
 /// Sends `method` for `target` to `server` and waits up to `timeout` for a final response.
-pub async fn probe(
+pub(crate) async fn probe(
     target: &str,
     server: SocketAddr,
     transport: ProbeTransport,

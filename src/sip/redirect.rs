@@ -21,10 +21,11 @@ use super::message::{self, Method, Request, parse_via, tag_param, write_unfolded
 use crate::mapping::table::MappingTable;
 
 /// The methods pcsync answers, for `Allow`.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, INFO, REFER";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, INFO, REFER";
 
 /// The header naming the mapping version a response was decided with.
-pub const MAPPING_HEADER: &str = "X-Pcsync-Mapping";
+pub(crate) const MAPPING_HEADER: &str = "X-Pcsync-Mapping";
 
 /// What the redirector writes into its responses.
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn code(self) -> u16 {
+    pub(crate) fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
             Status::MovedTemporarily => 302,
@@ -69,7 +70,7 @@ impl Status {
         }
     }
 
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Status::Ok => "OK",
             Status::MovedTemporarily => "Moved Temporarily",
@@ -81,11 +82,11 @@ impl Status {
     }
 
     /// Index into per-status counters.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 
-    pub const ALL: [Status; 6] = [
+    pub(crate) const ALL: [Status; 6] = [
         Status::Ok,
         Status::MovedTemporarily,
         Status::BadRequest,
@@ -148,7 +149,7 @@ pub fn respond<'a>(
 }
 
 /// The decision for a request already read.
-pub fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Source) -> Outcome<'a> {
+pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Source) -> Outcome<'a> {
     if req.method == Method::Ack {
         return Outcome::Silent(Silence::Ack);
     }
@@ -266,7 +267,7 @@ fn to_tag(call_id: Option<&str>, from_tag: Option<&str>, branch: Option<&str>) -
 
 impl Response<'_> {
     /// Appends the response to `out` (which the caller reuses between requests).
-    pub fn write(&self, out: &mut Vec<u8>, config: &ResponderConfig) {
+    pub(crate) fn write(&self, out: &mut Vec<u8>, config: &ResponderConfig) {
         use std::io::Write;
         let req = &self.req;
         let _ = write!(

@@ -41,7 +41,7 @@ use super::{Error, Shared};
 
 /// Stream limits from `[redirector]`.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_message_size: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
@@ -58,7 +58,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two warnings that the connection cap refused connections.
 const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-pub async fn bind(addr: SocketAddr, transport: &'static str) -> Result<TcpListener, Error> {
+pub(crate) async fn bind(addr: SocketAddr, transport: &'static str) -> Result<TcpListener, Error> {
     TcpListener::bind(addr).await.map_err(|source| Error::Bind {
         transport,
         addr,
@@ -67,7 +67,7 @@ pub async fn bind(addr: SocketAddr, transport: &'static str) -> Result<TcpListen
 }
 
 /// Accepts until cancelled; each connection runs on `tracker` with a child token.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,

@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use super::Error;
 
 /// Builds the acceptor; every error names the file at fault.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, Error> {
+pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, Error> {
     let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| {
             Error::Tls(format!(

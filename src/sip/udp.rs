@@ -32,7 +32,7 @@ const MAX_DATAGRAM_BYTES: usize = 65_535;
 const RECV_BUFFER_BYTES: usize = 4 << 20;
 
 /// Binds the UDP socket (IPv6 `[::]` is dual-stack where the system allows it).
-pub fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
+pub(crate) fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
     let err = |source| Error::Bind {
         transport: "UDP",
         addr,
@@ -49,7 +49,7 @@ pub fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
 }
 
 /// Starts `workers` receive loops on the socket.
-pub fn spawn(
+pub(crate) fn spawn(
     socket: UdpSocket,
     workers: usize,
     shared: Arc<Shared>,

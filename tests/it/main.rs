@@ -1,10 +1,12 @@
-//! The one integration-test binary (STYLE.md §13): every module here runs against real servers
+//! The one integration-test binary: every module here runs against real servers
 //! started by `common`, on free loopback ports, in a temp dir per test; except the Samba AD DC,
 //! whose ports are fixed, so it is started once per run and shared (`common::samba`).
 
 // Test code may panic on a broken fixture: that is how a test fails. clippy's
 // allow-unwrap-in-tests covers #[test] functions only, not the shared helpers here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test binary exports nothing: its helpers are `pub` only to be shared between its modules.
+#![allow(unreachable_pub)]
 
 mod ad;
 mod ad_live;

@@ -19,6 +19,8 @@
 
 // Test code may panic on a broken fixture: that is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// A test binary exports nothing: its helpers are `pub` only to be shared between its modules.
+#![allow(unreachable_pub)]
 
 #[path = "../it/common/mod.rs"]
 #[allow(dead_code)]
