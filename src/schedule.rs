@@ -1,4 +1,4 @@
-//! Cron triggers: the scheduler only *triggers*; one worker owns each run (STYLE.md §8).
+//! Cron triggers: the scheduler only *triggers*; one worker owns each run.
 //!
 //! The tokio-cron-scheduler job body does nothing but `try_send` on a channel of capacity 1, so
 //! ticks that arrive while a run is still going coalesce into one pending trigger instead of

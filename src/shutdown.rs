@@ -1,4 +1,4 @@
-//! Signals → cancellation (STYLE.md §7): one root `CancellationToken`, a child per subsystem,
+//! Signals → cancellation: one root `CancellationToken`, a child per subsystem,
 //! every task on one `TaskTracker`, and a grace period for them to finish.
 
 use std::time::Duration;

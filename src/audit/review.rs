@@ -1,6 +1,6 @@
 //! Reviewing the log: filters, per-run summaries, before/after diffs and the `show` text.
 //!
-//! Pure functions over [`Record`]s (STYLE.md §2): no I/O and no clock; the CLI passes `now`
+//! Pure functions over [`Record`]s: no I/O and no clock; the CLI passes `now`
 //! for relative times and a function that formats times for display (local or UTC).
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Configuration: a TOML file layered with `PCSYNC__SECTION__KEY` environment overrides,
 //! validated completely into typed [`Settings`] before anything else runs.
 //!
-//! Loading is two stages (STYLE.md §6). config-rs reads the file and the environment into a tree
+//! Loading is two stages. config-rs reads the file and the environment into a tree
 //! whose values remember their origin; `reader` then walks that tree by hand, so that *every*
 //! problem is reported at once, each naming its key and the file or environment variable it came
 //! from, and unknown keys are rejected. Secrets never come from the file itself: the bind

@@ -1,5 +1,5 @@
 //! `pcsync run`: the long-running agent. One process, one root [`CancellationToken`] with a
-//! child per subsystem, every task on one [`TaskTracker`] (STYLE.md §7):
+//! child per subsystem, every task on one [`TaskTracker`]:
 //!
 //! - the redirector ([`crate::redirector`], unchanged): listeners, table, refresh worker;
 //! - the scheduled reconcile worker: a cron tick only `try_send`s on a capacity-1 channel

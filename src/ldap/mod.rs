@@ -1,4 +1,4 @@
-//! The directory adapter: everything that touches ldap3 lives here (STYLE.md §11).
+//! The directory adapter: everything that touches ldap3 lives here.
 //!
 //! [`Directory::connect`] tries each configured URL in order (several DCs), with TLS from our own
 //! rustls config (ring provider, private CA or the system roots), and binds. Searches are paged

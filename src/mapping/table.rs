@@ -1,5 +1,5 @@
 //! `MappingTable`: an immutable SIP URI → pool FQDN table, built completely and validated before
-//! anyone sees it (STYLE.md §9).
+//! anyone sees it.
 //!
 //! Keys are the lower-cased `user@host` of the SIP address, which is how AD compares
 //! `msRTCSIP-PrimaryUserAddress`. A table is never modified after [`MappingTable::new`]; a refresh

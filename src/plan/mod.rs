@@ -1,6 +1,6 @@
 //! Planning: from the desired state (configuration) and the observed directory to a [`Plan`].
 //!
-//! [`plan`] is a pure function (STYLE.md §2): no I/O, no clock (`now` is a parameter), no
+//! [`plan`] is a pure function: no I/O, no clock (`now` is a parameter), no
 //! randomness, and every collection is ordered, so the same inputs always give the same plan,
 //! byte for byte. It never fails: whatever it cannot act on safely becomes a [`Finding`], and a
 //! finding only ever blocks the swap it concerns. [`Collector`] is the other pure half: it

@@ -1,6 +1,6 @@
 //! A zero-copy reader for the parts of a SIP request a stateless redirect server needs.
 //!
-//! Why not `rsipstack::sip` on the hot path (the lead's default; STYLE.md §10): its parser
+//! Why not `rsipstack::sip` on the hot path (the codec the project otherwise uses for SIP): its parser
 //! requires `\r\n\r\n` (LF-only messages fail), rejects a whole message whose method it does not
 //! know (we must answer those with 405), and allocates a `String` for every header name and value.
 //! The benchmark goal (≤ 0.67× Kamailio's CPU per call) leaves no room for an allocation storm per

@@ -133,7 +133,7 @@ impl Shared {
                 return None;
             }
         }
-        // One snapshot per request (STYLE.md §9).
+        // One snapshot per request.
         let table = self.store.load();
         let (method, outcome) = redirect::respond(bytes, &table, source);
         if let Some(method) = method {

@@ -1,5 +1,5 @@
 //! The redirect decision: a pure function from one request and one table snapshot to what the
-//! server does (STYLE.md §10). No I/O, no clock, no randomness: the same request always gets the
+//! server does. No I/O, no clock, no randomness: the same request always gets the
 //! same bytes, which is what makes a stateless UAS (RFC 3261 §8.2.7) correct under UDP
 //! retransmission. The To tag is a hash of Call-ID, From tag and top Via branch.
 //!

@@ -1,7 +1,7 @@
 //! SIP over UDP: one datagram is one message.
 //!
-//! Why blocking threads rather than a tokio task (a deliberate difference from STYLE.md §7's
-//! async transports): a blocking `recv_from` per datagram is the cheapest receive path there is,
+//! Why blocking threads rather than a tokio task (unlike the async TCP and TLS listeners and
+//! the usual tokio server shape): a blocking `recv_from` per datagram is the cheapest receive path there is,
 //! one system call that sleeps in the kernel, with no readiness registration, wake-up or task
 //! scheduling per message; it is what Kamailio's UDP workers do too, and the benchmark goal is
 //! CPU per call. Each worker polls its cancellation token between datagrams and at least every
