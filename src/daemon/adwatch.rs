@@ -184,7 +184,7 @@ pub(crate) fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
 
 /// How the AD watch stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum WatchEnd {
     /// Cancelled: the daemon is stopping.
     Stopped,
     /// The server offers no uSNChanged tracking (not AD): the caller polls instead.
@@ -200,12 +200,12 @@ enum End {
 
 /// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server
 /// turns out not to be AD.
-pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
+pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> WatchEnd {
     let settings = daemon.settings.load_full();
     let mut reconnect = Reconnect::new("AD watch", &settings);
     loop {
         let connected = tokio::select! {
-            _ = token.cancelled() => return Outcome::Stopped,
+            _ = token.cancelled() => return WatchEnd::Stopped,
             c = Directory::connect(&settings.directory) => c,
         };
         let end = match connected {
@@ -218,12 +218,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcom
             Err(e) => End::Lost(e.to_string()),
         };
         match end {
-            End::Stopped => return Outcome::Stopped,
-            End::Unsupported => return Outcome::Unsupported,
+            End::Stopped => return WatchEnd::Stopped,
+            End::Unsupported => return WatchEnd::Unsupported,
             End::Lost(reason) => reconnect.lost(&daemon, reason),
         }
         if !reconnect.wait(&token).await {
-            return Outcome::Stopped;
+            return WatchEnd::Stopped;
         }
     }
 }

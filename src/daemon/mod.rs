@@ -522,16 +522,16 @@ async fn watch(daemon: Arc<Daemon>, token: CancellationToken) {
             .status
             .update(|s| s.watch.mode = Mechanism::Syncrepl.as_str());
         match syncwatch::run(Arc::clone(&daemon), token.clone()).await {
-            syncwatch::Outcome::Stopped => return,
-            syncwatch::Outcome::Unsupported => {}
+            syncwatch::WatchEnd::Stopped => return,
+            syncwatch::WatchEnd::Unsupported => {}
         }
         // adwatch names the mechanism (dirsync or usn-polling) once it has connected.
         daemon
             .status
             .update(|s| s.watch.mode = Mechanism::UsnPolling.as_str());
         match adwatch::run(Arc::clone(&daemon), token.clone()).await {
-            adwatch::Outcome::Stopped => return,
-            adwatch::Outcome::Unsupported => {
+            adwatch::WatchEnd::Stopped => return,
+            adwatch::WatchEnd::Unsupported => {
                 info!(
                     "neither syncrepl (not advertised, or LDAP 12: no syncprov on the database) nor uSNChanged (not Active Directory): the watch polls instead"
                 );

@@ -1,7 +1,7 @@
 //! What the daemon knows about itself, and its two renderings: `/healthz` JSON and `/metrics`
 //! Prometheus text.
 //!
-//! One [`Status`] behind a `std::sync::Mutex`, updated by the worker, the watch and the lease
+//! One [`AgentState`] behind a `std::sync::Mutex`, updated by the worker, the watch and the lease
 //! task, read by the HTTP handlers. The lock is only ever held to copy or update a few fields,
 //! never across an `.await`. The Prometheus registry is built afresh from a snapshot at each
 //! scrape, so there is no second copy of any counter to drift.
@@ -115,7 +115,7 @@ pub(crate) struct LeaseState {
 
 /// Everything `/healthz` and `/metrics` show, except the redirector's own counters.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Status {
+pub(crate) struct AgentState {
     pub started_at: String,
     pub last_run: Option<LastRun>,
     pub last_success: Option<String>,
@@ -134,7 +134,7 @@ pub(crate) struct Status {
 /// The shared status.
 pub(crate) struct Shared {
     /// Short critical sections only; never held across `.await`.
-    pub status: Mutex<Status>,
+    pub status: Mutex<AgentState>,
 }
 
 pub(crate) fn stamp(t: DateTime<Utc>) -> String {
@@ -144,7 +144,7 @@ pub(crate) fn stamp(t: DateTime<Utc>) -> String {
 impl Shared {
     pub(crate) fn new(now: DateTime<Utc>, instance: String, lease_enabled: bool) -> Shared {
         Shared {
-            status: Mutex::new(Status {
+            status: Mutex::new(AgentState {
                 started_at: stamp(now),
                 last_run: None,
                 last_success: None,
@@ -176,7 +176,7 @@ impl Shared {
     }
 
     /// Runs `f` on the status under the lock.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut AgentState) -> R) -> R {
         let mut guard = match self.status.lock() {
             Ok(g) => g,
             // A panic elsewhere while holding the lock left plain data; keep using it.
@@ -185,7 +185,7 @@ impl Shared {
         f(&mut guard)
     }
 
-    pub(crate) fn snapshot(&self) -> Status {
+    pub(crate) fn snapshot(&self) -> AgentState {
         self.update(|s| s.clone())
     }
 
@@ -207,7 +207,7 @@ impl Shared {
 }
 
 /// The `/healthz` body.
-pub(crate) fn health_json(status: &Status, redirector: &MetricsSnapshot) -> serde_json::Value {
+pub(crate) fn health_json(status: &AgentState, redirector: &MetricsSnapshot) -> serde_json::Value {
     let mut doc = serde_json::to_value(status).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
         obj.insert("status".into(), "ok".into());
@@ -257,7 +257,7 @@ fn label(key: &str, value: &str) -> Labels {
 
 /// The `/metrics` body (Prometheus text exposition format).
 pub(crate) fn metrics_text(
-    status: &Status,
+    status: &AgentState,
     redirector: &MetricsSnapshot,
 ) -> Result<String, String> {
     let mut r = Registry::default();

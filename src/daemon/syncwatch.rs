@@ -157,7 +157,7 @@ pub(crate) fn handle(event: SyncEvent) -> (bool, Option<Vec<u8>>) {
 
 /// How the syncrepl watch stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum WatchEnd {
     /// Cancelled: the daemon is stopping.
     Stopped,
     /// The server does not advertise syncrepl: the caller polls instead.
@@ -165,7 +165,7 @@ pub(crate) enum Outcome {
 }
 
 /// Runs the syncrepl watch until cancelled, or until a server turns out to have no syncrepl.
-pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
+pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> WatchEnd {
     let settings = daemon.settings.load_full();
     let base = settings.layout.endpoint_container.clone();
     let store = CookieStore::new(&settings.state.dir, &base);
@@ -180,14 +180,14 @@ pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcom
     let mut reload = false;
     loop {
         let connected = tokio::select! {
-            _ = token.cancelled() => return Outcome::Stopped,
+            _ = token.cancelled() => return WatchEnd::Stopped,
             c = Directory::connect(&settings.directory) => c,
         };
         let end = match connected {
             Ok(dir) => {
                 if dir.capabilities().watch != LiveWatch::Syncrepl {
                     dir.close().await;
-                    return Outcome::Unsupported;
+                    return WatchEnd::Unsupported;
                 }
                 reconnect.connected(&daemon);
                 info!(base = %base, resume = cookie.is_some(), "syncrepl watch connected");
@@ -196,7 +196,7 @@ pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcom
                 let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
                 match consume(&daemon, &token, &store, dir, &base, &mut cookie, reload).await {
                     Some(end) => end,
-                    None => return Outcome::Stopped,
+                    None => return WatchEnd::Stopped,
                 }
             }
             Err(e) => SyncEnd::Lost(e.to_string()),
@@ -219,12 +219,12 @@ pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcom
                 }
                 continue;
             }
-            SyncEnd::Unsupported => return Outcome::Unsupported,
-            SyncEnd::Stopped => return Outcome::Stopped,
+            SyncEnd::Unsupported => return WatchEnd::Unsupported,
+            SyncEnd::Stopped => return WatchEnd::Stopped,
             SyncEnd::Lost(reason) => reconnect.lost(&daemon, reason),
         }
         if !reconnect.wait(&token).await {
-            return Outcome::Stopped;
+            return WatchEnd::Stopped;
         }
     }
 }

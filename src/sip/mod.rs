@@ -31,8 +31,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::mapping::store::MappingStore;
 use limit::{RateLimit, RateLimiter, Verdict};
-use metrics::{Drop, SipMetrics};
-use redirect::{Outcome, ResponderConfig, Silence, Source};
+use metrics::{DropReason, SipMetrics};
+use redirect::{Decision, ResponderConfig, Silence, Source};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,7 @@ impl Shared {
         if let Some(limiter) = &self.limiter {
             let verdict = limiter.check(source.addr.ip());
             if verdict != Verdict::Allow {
-                self.metrics.dropped(Drop::RateLimited);
+                self.metrics.dropped(DropReason::RateLimited);
                 if verdict == Verdict::FirstDrop && limiter.warning_due() {
                     let limit = limiter.limit();
                     tracing::warn!(
@@ -140,17 +140,17 @@ impl Shared {
             self.metrics.request(method);
         }
         match outcome {
-            Outcome::Reply(response) => {
+            Decision::Reply(response) => {
                 self.metrics.response(response.status);
                 response.write(out, &self.responder);
                 Some(response.destination)
             }
-            Outcome::Silent(Silence::Ack) => {
+            Decision::Silent(Silence::Ack) => {
                 self.metrics.ack_absorbed();
                 None
             }
-            Outcome::Silent(Silence::Unanswerable) => {
-                self.metrics.dropped(Drop::Unanswerable);
+            Decision::Silent(Silence::Unanswerable) => {
+                self.metrics.dropped(DropReason::Unanswerable);
                 tracing::debug!(%source.addr, len = bytes.len(), "dropped a message no response can be addressed for");
                 None
             }

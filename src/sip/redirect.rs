@@ -49,7 +49,7 @@ pub struct Source {
 
 /// A response status pcsync sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum ResponseStatus {
     Ok,
     MovedTemporarily,
     BadRequest,
@@ -58,26 +58,26 @@ pub enum Status {
     TooManyHops,
 }
 
-impl Status {
+impl ResponseStatus {
     pub(crate) fn code(self) -> u16 {
         match self {
-            Status::Ok => 200,
-            Status::MovedTemporarily => 302,
-            Status::BadRequest => 400,
-            Status::NotFound => 404,
-            Status::MethodNotAllowed => 405,
-            Status::TooManyHops => 483,
+            ResponseStatus::Ok => 200,
+            ResponseStatus::MovedTemporarily => 302,
+            ResponseStatus::BadRequest => 400,
+            ResponseStatus::NotFound => 404,
+            ResponseStatus::MethodNotAllowed => 405,
+            ResponseStatus::TooManyHops => 483,
         }
     }
 
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Status::Ok => "OK",
-            Status::MovedTemporarily => "Moved Temporarily",
-            Status::BadRequest => "Bad Request",
-            Status::NotFound => "Not Found",
-            Status::MethodNotAllowed => "Method Not Allowed",
-            Status::TooManyHops => "Too Many Hops",
+            ResponseStatus::Ok => "OK",
+            ResponseStatus::MovedTemporarily => "Moved Temporarily",
+            ResponseStatus::BadRequest => "Bad Request",
+            ResponseStatus::NotFound => "Not Found",
+            ResponseStatus::MethodNotAllowed => "Method Not Allowed",
+            ResponseStatus::TooManyHops => "Too Many Hops",
         }
     }
 
@@ -86,13 +86,13 @@ impl Status {
         self as usize
     }
 
-    pub(crate) const ALL: [Status; 6] = [
-        Status::Ok,
-        Status::MovedTemporarily,
-        Status::BadRequest,
-        Status::NotFound,
-        Status::MethodNotAllowed,
-        Status::TooManyHops,
+    pub(crate) const ALL: [ResponseStatus; 6] = [
+        ResponseStatus::Ok,
+        ResponseStatus::MovedTemporarily,
+        ResponseStatus::BadRequest,
+        ResponseStatus::NotFound,
+        ResponseStatus::MethodNotAllowed,
+        ResponseStatus::TooManyHops,
     ];
 }
 
@@ -110,7 +110,7 @@ pub enum Silence {
 // allocates nothing; moving ~800 bytes once per request is cheaper than a heap allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub enum Outcome<'a> {
+pub enum Decision<'a> {
     Reply(Response<'a>),
     Silent(Silence),
 }
@@ -118,7 +118,7 @@ pub enum Outcome<'a> {
 /// A response to be written: borrows the request it answers.
 #[derive(Debug, Clone)]
 pub struct Response<'a> {
-    pub status: Status,
+    pub status: ResponseStatus,
     req: Request<'a>,
     /// To tag to add when the request's To has none.
     to_tag: Option<u64>,
@@ -141,21 +141,25 @@ pub fn respond<'a>(
     bytes: &'a [u8],
     table: &'a MappingTable,
     source: Source,
-) -> (Option<Method<'a>>, Outcome<'a>) {
+) -> (Option<Method<'a>>, Decision<'a>) {
     match message::parse(bytes) {
         Ok(req) => (Some(req.method), decide(req, table, source)),
-        Err(_) => (None, Outcome::Silent(Silence::Unanswerable)),
+        Err(_) => (None, Decision::Silent(Silence::Unanswerable)),
     }
 }
 
 /// The decision for a request already read.
-pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Source) -> Outcome<'a> {
+pub(crate) fn decide<'a>(
+    req: Request<'a>,
+    table: &'a MappingTable,
+    source: Source,
+) -> Decision<'a> {
     if req.method == Method::Ack {
-        return Outcome::Silent(Silence::Ack);
+        return Decision::Silent(Silence::Ack);
     }
     // Without a readable top Via there is nowhere to send anything (RFC 3261 §18.2.2).
     let Some(via) = req.top_via().and_then(parse_via) else {
-        return Outcome::Silent(Silence::Unanswerable);
+        return Decision::Silent(Silence::Unanswerable);
     };
     let (received, rport, destination) = addressing(&via, source);
     let to_tag = match req.to.and_then(tag_param) {
@@ -167,7 +171,7 @@ pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Sour
         )),
     };
     let mut response = Response {
-        status: Status::BadRequest,
+        status: ResponseStatus::BadRequest,
         req,
         to_tag,
         contact: None,
@@ -182,13 +186,13 @@ pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Sour
     // is what the client's transaction matching (branch + CSeq method) uses.
     if let Some(defect) = response.req.defect {
         response.warning = Some(defect.reason());
-        return Outcome::Reply(response);
+        return Decision::Reply(response);
     }
     let req = &response.req;
     let target = message::uri_user_host(req.uri);
     if req.method != Method::Options && req.max_forwards.is_some_and(|mf| mf.trim() == "0") {
-        response.status = Status::TooManyHops;
-        return Outcome::Reply(response);
+        response.status = ResponseStatus::TooManyHops;
+        return Decision::Reply(response);
     }
     response.status = match req.method {
         Method::Invite
@@ -200,21 +204,21 @@ pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Sour
             Some(entry) => {
                 // The Contact carries the address as the directory holds it.
                 response.contact = Some((entry.sip_uri.user(), entry.pool.as_str()));
-                Status::MovedTemporarily
+                ResponseStatus::MovedTemporarily
             }
-            None => Status::NotFound,
+            None => ResponseStatus::NotFound,
         },
         Method::Options => match target {
-            Some((None, _)) => Status::Ok,
-            Some((Some(user), host)) if table.lookup(user, host).is_some() => Status::Ok,
-            _ => Status::NotFound,
+            Some((None, _)) => ResponseStatus::Ok,
+            Some((Some(user), host)) if table.lookup(user, host).is_some() => ResponseStatus::Ok,
+            _ => ResponseStatus::NotFound,
         },
-        Method::Cancel => Status::Ok,
-        _ => Status::MethodNotAllowed,
+        Method::Cancel => ResponseStatus::Ok,
+        _ => ResponseStatus::MethodNotAllowed,
     };
-    response.allow = matches!(response.status, Status::MethodNotAllowed)
-        || (response.req.method == Method::Options && response.status == Status::Ok);
-    Outcome::Reply(response)
+    response.allow = matches!(response.status, ResponseStatus::MethodNotAllowed)
+        || (response.req.method == Method::Options && response.status == ResponseStatus::Ok);
+    Decision::Reply(response)
 }
 
 /// RFC 3261 §18.2.1 (`received`), RFC 3581 (`rport`) and §18.2.2 (where a datagram response goes).

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::codec::{Frame, SipCodec};
-use super::metrics::Drop;
+use super::metrics::DropReason;
 use super::redirect::Source;
 use super::{Error, Shared};
 
@@ -100,7 +100,7 @@ pub(crate) async fn serve(
             },
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            shared.metrics.dropped(Drop::ConnectionCap);
+            shared.metrics.dropped(DropReason::ConnectionCap);
             debug!(%peer, "{transport} connection refused: connection cap reached");
             drop(stream);
             if let Some(refused) = refusals.count(Instant::now()) {
@@ -194,7 +194,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                shared.metrics.dropped(Drop::Framing);
+                shared.metrics.dropped(DropReason::Framing);
                 debug!(%peer, error = %e, "closing connection: framing error");
                 break;
             }
@@ -211,7 +211,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             },
         };
         if let Err(e) = write.write_all(reply).await {
-            shared.metrics.dropped(Drop::SendFailed);
+            shared.metrics.dropped(DropReason::SendFailed);
             debug!(%peer, error = %e, "write failed; closing");
             if let (Some(fallback), Some(to)) = (&fallback, destination) {
                 fallback.send(to, reply.to_vec());

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
-use super::metrics::Drop;
+use super::metrics::DropReason;
 use super::redirect::Source;
 use super::{Error, Shared};
 
@@ -94,7 +94,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, token: &CancellationToken) {
         let destination = match handled {
             Ok(d) => d,
             Err(_) => {
-                shared.metrics.dropped(Drop::Unanswerable);
+                shared.metrics.dropped(DropReason::Unanswerable);
                 error!(%from, len = n, "BUG: a datagram made the SIP handler panic; dropped it");
                 continue;
             }
@@ -102,7 +102,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, token: &CancellationToken) {
         if let Some(Some(to)) = destination
             && let Err(e) = socket.send_to(&out, to)
         {
-            shared.metrics.dropped(Drop::SendFailed);
+            shared.metrics.dropped(DropReason::SendFailed);
             debug!(%to, error = %e, "UDP send failed");
         }
     }

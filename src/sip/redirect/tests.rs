@@ -46,8 +46,8 @@ const SRC: &str = "192.0.2.10:5070";
 fn answer_from(text: &str, source: Source) -> Option<String> {
     let t = table();
     match respond(text.as_bytes(), &t, source).1 {
-        Outcome::Reply(r) => Some(String::from_utf8(r.to_bytes(&config())).unwrap()),
-        Outcome::Silent(_) => None,
+        Decision::Reply(r) => Some(String::from_utf8(r.to_bytes(&config())).unwrap()),
+        Decision::Silent(_) => None,
     }
 }
 
@@ -220,10 +220,11 @@ fn ipv6_addresses_in_uri_via_and_source() {
                 Call-ID: v6\r\n\
                 CSeq: 2 OPTIONS\r\n\r\n";
     let t = table();
-    let Outcome::Reply(r) = respond(text.as_bytes(), &t, udp_from("[2001:db8::10]:40000")).1 else {
+    let Decision::Reply(r) = respond(text.as_bytes(), &t, udp_from("[2001:db8::10]:40000")).1
+    else {
         panic!("no reply");
     };
-    assert_eq!(r.status, Status::Ok);
+    assert_eq!(r.status, ResponseStatus::Ok);
     assert_eq!(r.destination, Some("[2001:db8::10]:40000".parse().unwrap()));
     let got = String::from_utf8(r.to_bytes(&config())).unwrap();
     assert_eq!(
@@ -243,8 +244,8 @@ fn ipv6_addresses_in_uri_via_and_source() {
 fn responses_go_where_rfc_3261_18_2_2_says() {
     let t = table();
     let dest = |text: &str, src: &str| match respond(text.as_bytes(), &t, udp_from(src)).1 {
-        Outcome::Reply(r) => r.destination,
-        Outcome::Silent(_) => panic!("silent"),
+        Decision::Reply(r) => r.destination,
+        Decision::Silent(_) => panic!("silent"),
     };
     let base = request("INVITE", "sip:ocschat@contoso.com");
     // No rport: the source IP (received) and the sent-by port.
@@ -276,12 +277,12 @@ fn responses_go_where_rfc_3261_18_2_2_says() {
         addr: "192.0.2.10:40001".parse().unwrap(),
         datagram: false,
     };
-    let Outcome::Reply(r) = respond(base.as_bytes(), &t, stream).1 else {
+    let Decision::Reply(r) = respond(base.as_bytes(), &t, stream).1 else {
         panic!()
     };
     assert_eq!(r.destination, Some("192.0.2.10:5070".parse().unwrap()));
     let no_port = base.replace("192.0.2.10:5070", "client.contoso.com");
-    let Outcome::Reply(r) = respond(no_port.as_bytes(), &t, stream).1 else {
+    let Decision::Reply(r) = respond(no_port.as_bytes(), &t, stream).1 else {
         panic!()
     };
     assert_eq!(r.destination, Some("192.0.2.10:5060".parse().unwrap()));
@@ -509,7 +510,7 @@ fn unaddressable_messages_are_dropped() {
     let t = table();
     assert!(matches!(
         respond(&[0xff, 0xfe, b'\r', b'\n'], &t, udp_from(SRC)).1,
-        Outcome::Silent(Silence::Unanswerable)
+        Decision::Silent(Silence::Unanswerable)
     ));
 }
 
@@ -603,7 +604,7 @@ mod never_panics {
             let end = (at + len).min(bytes.len());
             bytes.splice(at..end, std::iter::repeat_n(byte, len % 3));
             let t = table();
-            if let Outcome::Reply(r) = respond(&bytes, &t, udp_from(SRC)).1 {
+            if let Decision::Reply(r) = respond(&bytes, &t, udp_from(SRC)).1 {
                 let out = r.to_bytes(&config());
                 prop_assert!(out.starts_with(b"SIP/2.0 "));
                 prop_assert!(out.ends_with(b"\r\n\r\n"));
@@ -629,7 +630,7 @@ mod never_panics {
             insert.extend_from_slice(b"X-Injected: 1");
             bytes.splice(at..at, insert);
             let t = table();
-            if let Outcome::Reply(r) = respond(&bytes, &t, udp_from(SRC)).1 {
+            if let Decision::Reply(r) = respond(&bytes, &t, udp_from(SRC)).1 {
                 let out = String::from_utf8(r.to_bytes(&config())).unwrap();
                 let lines = strict_lines(&out);
                 for line in &lines[1..] {
