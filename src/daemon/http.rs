@@ -15,8 +15,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use prometheus_client::registry::Registry;
+
 use super::Daemon;
-use super::status::{health_json, metrics_text};
+use super::metrics;
+use super::status::health_json;
 
 /// Binds the listener (an error here ends start-up with exit 1).
 pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -25,10 +28,11 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves until `token` is cancelled.
 pub(crate) async fn serve(listener: TcpListener, daemon: Arc<Daemon>, token: CancellationToken) {
+    let registry = Arc::new(metrics::registry(Arc::clone(&daemon)));
     let app = Router::new()
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(daemon);
+        .route("/metrics", get(scrape))
+        .with_state((daemon, registry));
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move { token.cancelled().await })
         .await;
@@ -37,13 +41,16 @@ pub(crate) async fn serve(listener: TcpListener, daemon: Arc<Daemon>, token: Can
     }
 }
 
-async fn healthz(State(daemon): State<Arc<Daemon>>) -> Response {
+/// What the handlers share: the daemon, and the registry built once at start.
+type AppState = (Arc<Daemon>, Arc<Registry>);
+
+async fn healthz(State((daemon, _)): State<AppState>) -> Response {
     let body = health_json(&daemon.status.snapshot(), &daemon.redirector.metrics());
     axum::Json(body).into_response()
 }
 
-async fn metrics(State(daemon): State<Arc<Daemon>>) -> Response {
-    match metrics_text(&daemon.status.snapshot(), &daemon.redirector.metrics()) {
+async fn scrape(State((_, registry)): State<AppState>) -> Response {
+    match metrics::text(&registry) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -10,10 +10,17 @@
 //! `lease_duration + lease_renew` (less than two lease periods). Expiry times are compared
 //! across hosts: keep their clocks in sync (NTP), as Kerberos already demands on AD.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Daemon;
+use super::status::stamp;
 use crate::apply::{DirectoryWriter, Modification};
-use crate::ldap::Error;
+use crate::ldap::{Directory, Error};
 use crate::model::{AttrValues, Entry};
 
 /// The attribute holding the lease value.
@@ -178,6 +185,92 @@ fn leaf_cn(dn: &str) -> String {
         .ok()
         .and_then(|d| d.leaf_value())
         .unwrap_or_else(|| "pcsync-lease".to_string())
+}
+
+// === the lease loop ===
+
+/// The lease loop: takes or renews the lease every `lease_renew` on a kept connection, and
+/// publishes whether this instance may write; gives the lease up when `token` is cancelled.
+pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
+    let settings = daemon.settings.load_full();
+    let Some(dn) = settings.daemon.lease_dn.clone() else {
+        return;
+    };
+    let dn = dn.as_str().to_string();
+    let duration = settings.daemon.lease_duration;
+    let renew = settings.daemon.lease_renew;
+    let mut dir: Option<Directory> = None;
+    let mut ticker = tokio::time::interval(renew);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        if dir.is_none() {
+            match Directory::connect(&settings.directory).await {
+                Ok(d) => dir = Some(d),
+                Err(e) => {
+                    lease_lost(&daemon, &format!("lease: {e}"));
+                    continue;
+                }
+            }
+        }
+        let Some(d) = dir.as_mut() else { continue };
+        let now = Utc::now();
+        match tick(d, &dn, &daemon.instance, now, duration).await {
+            Ok(seen) => {
+                let was = daemon.status.update(|s| s.lease.writer);
+                let writer = seen.mine && seen.lease.as_ref().is_some_and(|l| l.expires > now);
+                if writer != was {
+                    info!(writer, holder = ?seen.lease.as_ref().map(|l| &l.holder), "lease changed hands");
+                }
+                daemon.status.update(|s| {
+                    s.lease.writer = writer;
+                    s.lease.holder = seen.lease.as_ref().map(|l| l.holder.clone());
+                    s.lease.expires = seen.lease.as_ref().map(|l| stamp(l.expires));
+                });
+            }
+            Err(e) => {
+                lease_lost(&daemon, &format!("lease {dn}: {e}"));
+                if let Some(d) = dir.take() {
+                    d.close().await;
+                }
+            }
+        }
+    }
+    // Hand the lease over at once rather than letting it expire.
+    if let Some(d) = dir.as_mut()
+        && daemon.status.update(|s| s.lease.writer)
+    {
+        let released = tokio::time::timeout(
+            Duration::from_secs(2),
+            release(d, &dn, &daemon.instance, Utc::now()),
+        )
+        .await;
+        if let Ok(Err(e)) = released {
+            warn!("cannot release lease {dn}: {e}");
+        }
+        daemon.status.update(|s| s.lease.writer = false);
+    }
+    if let Some(d) = dir {
+        d.close().await;
+    }
+}
+
+/// Without a renewed lease this instance stops writing; it keeps serving redirects.
+fn lease_lost(daemon: &Daemon, msg: &str) {
+    let was = daemon.status.update(|s| {
+        let was = s.lease.writer;
+        // Writing stops as soon as the lease cannot be confirmed, even if it has time left.
+        s.lease.writer = false;
+        was
+    });
+    if was {
+        warn!("{msg}; no longer the writer");
+    } else {
+        debug!("{msg}");
+    }
 }
 
 #[cfg(test)]

@@ -25,51 +25,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{Daemon, Reconnect};
+use super::{Mechanism, Reconnect, choose};
 use crate::config::{Settings, WatchMode};
-use crate::ldap::{Directory, LiveWatch, UsnListing, UsnMark};
+use crate::daemon::Daemon;
+use crate::ldap::{Directory, UsnListing, UsnMark};
 use crate::model::{Dn, attr};
 use crate::schedule::Trigger;
-
-/// The watch mechanism actually run, as `/healthz` (`watch.mode`) and `/metrics` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mechanism {
-    /// RFC 4533 refreshAndPersist ([`super::syncwatch`]).
-    Syncrepl,
-    /// DirSync with a cookie (this module).
-    DirSync,
-    /// uSNChanged polling (this module).
-    UsnPolling,
-    /// A refresh (full container rescan) every poll interval.
-    Poll,
-    /// No watch.
-    Off,
-}
-
-impl Mechanism {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Mechanism::Syncrepl => "syncrepl",
-            Mechanism::DirSync => "dirsync",
-            Mechanism::UsnPolling => "usn-polling",
-            Mechanism::Poll => "poll",
-            Mechanism::Off => "off",
-        }
-    }
-}
-
-/// The mechanism for `mode` on a server whose capabilities chose `offered` (DirSync already
-/// verified or refused by `Directory::verify_dirsync`).
-pub(crate) fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
-    match (mode, offered) {
-        (WatchMode::Off, _) => Mechanism::Off,
-        (WatchMode::Poll, _) => Mechanism::Poll,
-        (WatchMode::Auto, LiveWatch::Syncrepl) => Mechanism::Syncrepl,
-        (WatchMode::Auto, LiveWatch::DirSync) => Mechanism::DirSync,
-        (WatchMode::Auto, LiveWatch::UsnPolling) => Mechanism::UsnPolling,
-        (WatchMode::Auto, LiveWatch::Rescan) => Mechanism::Poll,
-    }
-}
 
 /// What one observation found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -482,21 +443,6 @@ mod tests {
             t.observe(mark(DC2, 5000), listing(&[("cn=a", 4000)])),
             Verdict::Baseline
         );
-    }
-
-    #[test]
-    fn the_mechanism_follows_the_mode_and_what_the_server_offers() {
-        use LiveWatch::*;
-        assert_eq!(choose(WatchMode::Auto, Syncrepl), Mechanism::Syncrepl);
-        assert_eq!(choose(WatchMode::Auto, DirSync), Mechanism::DirSync);
-        assert_eq!(choose(WatchMode::Auto, UsnPolling), Mechanism::UsnPolling);
-        assert_eq!(choose(WatchMode::Auto, Rescan), Mechanism::Poll);
-        for offered in [Syncrepl, DirSync, UsnPolling, Rescan] {
-            assert_eq!(choose(WatchMode::Poll, offered), Mechanism::Poll);
-            assert_eq!(choose(WatchMode::Off, offered), Mechanism::Off);
-        }
-        assert_eq!(Mechanism::UsnPolling.as_str(), "usn-polling");
-        assert_eq!(Mechanism::DirSync.as_str(), "dirsync");
     }
 
     #[test]

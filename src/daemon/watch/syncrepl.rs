@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Daemon, Reconnect};
+use super::Reconnect;
+use crate::daemon::Daemon;
 use crate::ldap::{Directory, LiveWatch, SyncEnd, SyncEvent};
 use crate::model::Dn;
 use crate::schedule::Trigger;

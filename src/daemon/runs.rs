@@ -1,0 +1,273 @@
+//! Scheduled runs: one worker owns every run, one at a time, fed by a capacity-1 trigger
+//! channel (start-up, cron ticks), so runs never overlap and ticks that arrive during a run
+//! coalesce. A run is the same code path as `pcsync reconcile` ([`crate::reconcile`]); its
+//! outcome is published in the shared status for `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::Daemon;
+use super::status::{LastRun, RunOutcome, stamp};
+use crate::audit;
+use crate::config::Settings;
+use crate::ldap::Directory;
+use crate::lock::{LockError, RunLock};
+use crate::plan::Plan;
+use crate::reconcile::{self, ApplyOptions, Stop};
+use crate::schedule::Trigger;
+
+/// Owns every scheduled run, one at a time. Cancellation is noticed between runs; a run in
+/// progress receives the token and stops between swaps.
+pub(crate) async fn worker(
+    daemon: Arc<Daemon>,
+    mut rx: mpsc::Receiver<Trigger>,
+    token: CancellationToken,
+) {
+    // The fingerprint of the last pending plan recorded in the audit log, so an unchanged
+    // pending plan is recorded once, not at every tick.
+    let mut recorded_pending: Option<String> = None;
+    loop {
+        // Biased: when a stop and a pending tick are both ready, the stop wins.
+        let trigger = tokio::select! {
+            biased;
+            _ = token.cancelled() => break,
+            t = rx.recv() => match t { Some(t) => t, None => break },
+        };
+        if token.is_cancelled() {
+            break;
+        }
+        let settings = daemon.settings.load_full();
+        let started = Utc::now();
+        let run_id = audit::new_run_id(started, reconcile::random_u32());
+        let span = info_span!("run", run_id = %run_id, trigger = ?trigger);
+        let result = run_once(&daemon, &settings, &token, &mut recorded_pending)
+            .instrument(span.clone())
+            .await;
+        let finished = Utc::now();
+        span.in_scope(|| match result.outcome {
+            RunOutcome::Failed | RunOutcome::Blocked => warn!(
+                outcome = result.outcome.as_str(),
+                message = result.message.as_deref().unwrap_or(""),
+                "scheduled run finished"
+            ),
+            _ => info!(
+                outcome = result.outcome.as_str(),
+                applied = result.applied,
+                pending = result.pending,
+                "scheduled run finished"
+            ),
+        });
+        daemon.status.update(|s| {
+            *s.runs.entry(result.outcome).or_insert(0) += 1;
+            s.changes_applied_total += result.applied;
+            if result.outcome != RunOutcome::Standby {
+                s.pending_changes = result.pending;
+            }
+            if matches!(
+                result.outcome,
+                RunOutcome::InSync | RunOutcome::Pending | RunOutcome::Applied
+            ) {
+                s.last_success_at = Some(finished);
+                s.last_success = Some(stamp(finished));
+            }
+            s.last_run = Some(LastRun {
+                run_id: result.audit_run_id.clone().unwrap_or(run_id),
+                started_at: stamp(started),
+                finished_at: stamp(finished),
+                outcome: result.outcome,
+                trigger: format!("{trigger:?}").to_lowercase(),
+                message: result.message.clone(),
+                changes_applied: result.applied,
+                changes_pending: result.pending,
+            });
+        });
+    }
+}
+
+/// The result of one scheduled run.
+struct RunResult {
+    outcome: RunOutcome,
+    message: Option<String>,
+    applied: u64,
+    pending: u64,
+    /// The run id in the audit log, when the run wrote to it.
+    audit_run_id: Option<String>,
+}
+
+impl RunResult {
+    fn new(outcome: RunOutcome, message: Option<String>) -> RunResult {
+        RunResult {
+            outcome,
+            message,
+            applied: 0,
+            pending: 0,
+            audit_run_id: None,
+        }
+    }
+}
+
+async fn run_once(
+    daemon: &Daemon,
+    settings: &Settings,
+    token: &CancellationToken,
+    recorded_pending: &mut Option<String>,
+) -> RunResult {
+    if !daemon.status.update(|s| s.lease.writer) {
+        debug!("not the lease holder: no run");
+        return RunResult::new(RunOutcome::Standby, None);
+    }
+    let mut dir = match Directory::connect(&settings.directory).await {
+        Ok(d) => d,
+        Err(e) => {
+            daemon
+                .status
+                .directory(false, Some(e.to_string()), Utc::now());
+            return RunResult::new(RunOutcome::Failed, Some(e.to_string()));
+        }
+    };
+    daemon.status.directory(true, None, Utc::now());
+    let result = run_connected(daemon, settings, &mut dir, token, recorded_pending).await;
+    dir.close().await;
+    result
+}
+
+async fn run_connected(
+    daemon: &Daemon,
+    settings: &Settings,
+    dir: &mut Directory,
+    token: &CancellationToken,
+    recorded_pending: &mut Option<String>,
+) -> RunResult {
+    if let Err(e) = dir.require_schema().await {
+        return RunResult::new(RunOutcome::Failed, Some(e.to_string()));
+    }
+    // A cheap look first: most runs find nothing to do and then write nothing, not even to the
+    // audit log (a 1-second cron would otherwise add records every second).
+    let unfinished = match audit::unfinished_in(&settings.audit.path) {
+        Ok(open) => !open.is_empty(),
+        Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
+    };
+    let plan = match reconcile::compute(settings, dir, None).await {
+        Ok(plan) => plan,
+        Err(Stop::Error(msg)) => return RunResult::new(RunOutcome::Failed, Some(msg)),
+        Err(Stop::Guard(msg)) => return blocked_plan(daemon, settings, dir, msg),
+    };
+    if plan.is_in_sync() && !unfinished {
+        *recorded_pending = None;
+        return RunResult::new(RunOutcome::InSync, None);
+    }
+    if !settings.safety.auto_apply {
+        return pending(settings, dir, &plan, recorded_pending);
+    }
+    // Writes from here on: the run lock keeps a one-shot `pcsync reconcile --apply` (or
+    // `restore`) on this host out, and this run out of theirs.
+    let _lock = match RunLock::acquire(&settings.state.dir) {
+        Ok(l) => l,
+        Err(e @ LockError::Busy { .. }) => {
+            return RunResult::new(RunOutcome::Blocked, Some(e.to_string()));
+        }
+        Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
+    };
+    let opts = ApplyOptions {
+        origin: "pcsync run (scheduled, auto_apply)",
+        ..ApplyOptions::default()
+    };
+    let run = match reconcile::audited_apply(settings, dir, &opts, token).await {
+        Ok(run) => run,
+        Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
+    };
+    let mut result = match (&run.end, &run.report) {
+        (Err(Stop::Guard(msg)), _) => RunResult::new(RunOutcome::Blocked, Some(msg.clone())),
+        (Err(Stop::Error(msg)), _) => RunResult::new(RunOutcome::Failed, Some(msg.clone())),
+        (Ok(()), Some(report)) => {
+            let mut r = if report.failed == 0 && report.not_started == 0 {
+                RunResult::new(
+                    if report.swaps == 0 {
+                        RunOutcome::InSync
+                    } else {
+                        RunOutcome::Applied
+                    },
+                    None,
+                )
+            } else {
+                RunResult::new(
+                    RunOutcome::Failed,
+                    Some(format!(
+                        "{} swap(s) failed, {} not started: {}",
+                        report.failed,
+                        report.not_started,
+                        report.errors.join("; ")
+                    )),
+                )
+            };
+            r.applied = report.applied as u64;
+            r
+        }
+        (Ok(()), None) => RunResult::new(RunOutcome::Failed, Some("no report".into())),
+    };
+    if let Some(plan) = &run.plan
+        && result.outcome == RunOutcome::Blocked
+    {
+        result.pending = plan.summary.ready as u64;
+    }
+    result.audit_run_id = Some(run.run_id);
+    *recorded_pending = None;
+    result
+}
+
+/// `auto_apply = false`: record the pending plan (once per distinct plan) and report it.
+fn pending(
+    settings: &Settings,
+    dir: &Directory,
+    plan: &Plan,
+    recorded: &mut Option<String>,
+) -> RunResult {
+    let mut result = RunResult::new(
+        RunOutcome::Pending,
+        Some(format!(
+            "{} change(s) pending approval (safety.auto_apply = false): review with `pcsync reconcile`, apply with `pcsync reconcile --apply`",
+            plan.summary.ready
+        )),
+    );
+    result.pending = plan.summary.ready as u64;
+    if recorded.as_deref() == Some(plan.fingerprint.as_str()) {
+        return result;
+    }
+    // Appending to the audit log needs the run lock, like any writer of it.
+    let _lock = match RunLock::acquire(&settings.state.dir) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!("pending plan not recorded this time: {e}");
+            return result;
+        }
+    };
+    match reconcile::record_pending(settings, dir.bound_as(), plan) {
+        Ok(id) => {
+            info!(audit_run_id = %id, pending = result.pending, "pending plan recorded in the audit log");
+            *recorded = Some(plan.fingerprint.clone());
+            result.audit_run_id = Some(id);
+        }
+        Err(e) => {
+            result.outcome = RunOutcome::Failed;
+            result.message = Some(e.to_string());
+        }
+    }
+    result
+}
+
+/// A guard stopped planning (an empty search): audited like any guard block.
+fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: String) -> RunResult {
+    let mut result = RunResult::new(RunOutcome::Blocked, Some(msg.clone()));
+    match RunLock::acquire(&settings.state.dir) {
+        Ok(_lock) => match reconcile::record_blocked(settings, dir.bound_as(), &msg) {
+            Ok(id) => result.audit_run_id = Some(id),
+            Err(e) => warn!("cannot audit the blocked run: {e}"),
+        },
+        Err(e) => warn!("blocked run not audited this time: {e}"),
+    }
+    result
+}
