@@ -383,6 +383,14 @@ pub(crate) const DEFAULT_SERVER_HEADER: &str = concat!("pcsync/", env!("CARGO_PK
 #[derive(Debug, Clone)]
 pub(crate) struct HttpSettings {
     pub listen: Option<SocketAddr>,
+    /// Open connections at most; a new one over the cap replaces the oldest that has not yet
+    /// sent its request.
+    pub max_connections: u32,
+    /// A connection that has not sent a whole request header this long after it opened is
+    /// closed.
+    pub header_timeout: Duration,
+    /// A connection whose request is not answered within this long of its opening is closed.
+    pub request_timeout: Duration,
 }
 
 /// How `pcsync run` keeps the mapping table current between scheduled runs.
@@ -417,6 +425,12 @@ pub(crate) struct DaemonSettings {
     pub lease_renew: Duration,
     /// This instance's name in the lease and in health output; default `<host>:<pid>`.
     pub instance_id: Option<String>,
+    /// A watch connection silent this long (no event, no heartbeat answer) is replaced; also
+    /// the TCP keepalive time of every LDAP connection.
+    pub watch_timeout: Duration,
+    /// Deaths of one worker within `restart_window` after which the process exits 1.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
 }
 
 /// `[audit]`.
@@ -1074,9 +1088,20 @@ fn check_pem_key(text: &str) -> Result<PathBuf, String> {
 fn http(root: &mut Section<'_>) -> Option<HttpSettings> {
     let mut s = root.section("http");
     let listen = s.parse("listen", parse_listen);
+    let max_connections = s.uint("max_connections", 64, 1..=4096) as u32;
+    let mut timeout = |key| {
+        s.parse(key, |t| {
+            parse_duration(t, Duration::from_millis(100)..=Duration::from_secs(600))
+        })
+    };
+    let header_timeout = timeout("header_timeout").unwrap_or(Duration::from_secs(5));
+    let request_timeout = timeout("request_timeout").unwrap_or(Duration::from_secs(10));
     s.finish();
     Some(HttpSettings {
         listen: listen.unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 9560)))),
+        max_connections,
+        header_timeout,
+        request_timeout,
     })
 }
 
@@ -1163,6 +1188,15 @@ fn daemon(root: &mut Section<'_>) -> Option<DaemonSettings> {
         })
         .map(Some)
         .unwrap_or(None);
+    let watch_timeout = s
+        .parse("watch_timeout", |t| parse_duration(t, secs(1)..=secs(3600)))
+        .unwrap_or(secs(30));
+    let max_restarts = s.uint("max_restarts", 5, 0..=1000) as u32;
+    let restart_window = s
+        .parse("restart_window", |t| {
+            parse_duration(t, secs(1)..=secs(86_400))
+        })
+        .unwrap_or(secs(600));
     let issues = s.issues();
     // The holder must renew at least twice per lease period, or one late renewal loses it.
     let lease_renew = match renew {
@@ -1210,6 +1244,9 @@ fn daemon(root: &mut Section<'_>) -> Option<DaemonSettings> {
         lease_duration,
         lease_renew,
         instance_id,
+        watch_timeout,
+        max_restarts,
+        restart_window,
     })
 }
 
