@@ -19,7 +19,9 @@ use tracing::{debug, info, warn};
 
 use super::Daemon;
 use super::status::stamp;
+use super::tree::TaskName;
 use crate::apply::{DirectoryWriter, Modification};
+use crate::config::Settings;
 use crate::ldap::{Directory, Error};
 use crate::model::{AttrValues, Entry};
 
@@ -189,87 +191,175 @@ fn leaf_cn(dn: &str) -> String {
 
 // === the lease loop ===
 
-/// The lease loop: takes or renews the lease every `lease_renew` on a kept connection, and
-/// publishes whether this instance may write; gives the lease up when `token` is cancelled.
+/// The lease loop: takes or renews the lease every `lease_renew` on a kept connection and
+/// publishes whether this instance may write. It holds the lease only while every worker is
+/// alive: a death wakes it ([`Daemon::lease_wake`]) and it gives the lease up at once. A reload
+/// reconnects with the new settings (a new `lease_dn` releases the old lease first); the lease
+/// is given up when `token` is cancelled, after the scheduled run's last swap.
 pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
-    let settings = daemon.settings.load_full();
-    let Some(dn) = settings.daemon.lease_dn.clone() else {
-        return;
-    };
-    let dn = dn.as_str().to_string();
-    let duration = settings.daemon.lease_duration;
-    let renew = settings.daemon.lease_renew;
-    let mut dir: Option<Directory> = None;
-    let mut ticker = tokio::time::interval(renew);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut settings = daemon.settings.subscribe();
+    let mut lease = Holder::new(&daemon, &settings.borrow_and_update());
     loop {
+        let due = lease.due(settings.borrow().daemon.lease_renew);
         tokio::select! {
             _ = token.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        if dir.is_none() {
-            match Directory::connect(&settings.directory).await {
-                Ok(d) => dir = Some(d),
-                Err(e) => {
-                    lease_lost(&daemon, &format!("lease: {e}"));
-                    continue;
+            _ = daemon.lease_wake.notified() => {}
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    break;
                 }
+                let new = settings.borrow_and_update().clone();
+                lease.reconfigure(&new).await;
+                continue;
+            }
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        lease.tick().await;
+    }
+    lease.release().await;
+}
+
+/// This instance's side of the lease: where it is, the connection to it, when it was last
+/// ticked.
+struct Holder<'a> {
+    daemon: &'a Daemon,
+    settings: Arc<Settings>,
+    /// The kept connection; dropped on any error (and on a reload) and made again.
+    dir: Option<Directory>,
+    last_tick: Option<tokio::time::Instant>,
+}
+
+impl<'a> Holder<'a> {
+    fn new(daemon: &'a Daemon, settings: &Arc<Settings>) -> Holder<'a> {
+        Holder {
+            daemon,
+            settings: Arc::clone(settings),
+            dir: None,
+            last_tick: None,
+        }
+    }
+
+    fn dn(&self) -> Option<String> {
+        self.settings
+            .daemon
+            .lease_dn
+            .as_ref()
+            .map(|dn| dn.as_str().to_string())
+    }
+
+    /// When the next renewal is due: at once the first time, then every `renew`.
+    fn due(&self, renew: Duration) -> tokio::time::Instant {
+        match self.last_tick {
+            None => tokio::time::Instant::now(),
+            Some(t) => t + renew,
+        }
+    }
+
+    /// Takes, renews or observes the lease, and publishes the result.
+    async fn tick(&mut self) {
+        self.last_tick = Some(tokio::time::Instant::now());
+        let Some(dn) = self.dn() else {
+            return;
+        };
+        let status = &self.daemon.status;
+        if !status.all_alive() {
+            // A worker is dead: no writing, and the lease goes to an instance that has them all.
+            self.release().await;
+            return;
+        }
+        if self.dir.is_none() {
+            match Directory::connect(&self.settings.directory).await {
+                Ok(d) => self.dir = Some(d),
+                Err(e) => return self.failed(format!("lease {dn}: {e}")).await,
             }
         }
-        let Some(d) = dir.as_mut() else { continue };
+        let Some(dir) = self.dir.as_mut() else { return };
         let now = Utc::now();
-        match tick(d, &dn, &daemon.instance, now, duration).await {
+        let duration = self.settings.daemon.lease_duration;
+        match tick(dir, &dn, &self.daemon.instance, now, duration).await {
             Ok(seen) => {
-                let was = daemon.status.update(|s| s.lease.writer);
+                let was = status.update(|s| s.lease.writer);
                 let writer = seen.mine && seen.lease.as_ref().is_some_and(|l| l.expires > now);
                 if writer != was {
                     info!(writer, holder = ?seen.lease.as_ref().map(|l| &l.holder), "lease changed hands");
                 }
-                daemon.status.update(|s| {
+                status.update(|s| {
                     s.lease.writer = writer;
                     s.lease.holder = seen.lease.as_ref().map(|l| l.holder.clone());
                     s.lease.expires = seen.lease.as_ref().map(|l| stamp(l.expires));
                 });
+                status.attempt(TaskName::Lease, Ok(()), now);
             }
-            Err(e) => {
-                lease_lost(&daemon, &format!("lease {dn}: {e}"));
-                if let Some(d) = dir.take() {
-                    d.close().await;
-                }
-            }
+            Err(e) => self.failed(format!("lease {dn}: {e}")).await,
         }
     }
-    // Hand the lease over at once rather than letting it expire.
-    if let Some(d) = dir.as_mut()
-        && daemon.status.update(|s| s.lease.writer)
-    {
+
+    /// Without a renewed lease this instance stops writing; it keeps serving redirects.
+    async fn failed(&mut self, msg: String) {
+        let status = &self.daemon.status;
+        let was = status.update(|s| {
+            let was = s.lease.writer;
+            // Writing stops as soon as the lease cannot be confirmed, even if it has time left.
+            s.lease.writer = false;
+            was
+        });
+        if was {
+            warn!("{msg}; no longer the writer");
+        } else {
+            debug!("{msg}");
+        }
+        status.attempt(TaskName::Lease, Err(msg), Utc::now());
+        if let Some(d) = self.dir.take() {
+            d.close().await;
+        }
+    }
+
+    /// Hands the lease over at once rather than letting it expire, if this instance holds it.
+    async fn release(&mut self) {
+        let status = &self.daemon.status;
+        let held = status.update(|s| {
+            let held = s.lease.enabled && s.lease.writer;
+            if s.lease.enabled {
+                s.lease.writer = false;
+            }
+            held
+        });
+        let (Some(dn), Some(dir)) = (self.dn(), self.dir.as_mut()) else {
+            return;
+        };
+        if !held {
+            return;
+        }
         let released = tokio::time::timeout(
             Duration::from_secs(2),
-            release(d, &dn, &daemon.instance, Utc::now()),
+            release(dir, &dn, &self.daemon.instance, Utc::now()),
         )
         .await;
-        if let Ok(Err(e)) = released {
-            warn!("cannot release lease {dn}: {e}");
+        match released {
+            Ok(Ok(())) => info!(dn = %dn, "lease released"),
+            Ok(Err(e)) => warn!("cannot release lease {dn}: {e}"),
+            Err(_) => warn!("cannot release lease {dn}: no answer within 2s"),
         }
-        daemon.status.update(|s| s.lease.writer = false);
     }
-    if let Some(d) = dir {
-        d.close().await;
-    }
-}
 
-/// Without a renewed lease this instance stops writing; it keeps serving redirects.
-fn lease_lost(daemon: &Daemon, msg: &str) {
-    let was = daemon.status.update(|s| {
-        let was = s.lease.writer;
-        // Writing stops as soon as the lease cannot be confirmed, even if it has time left.
-        s.lease.writer = false;
-        was
-    });
-    if was {
-        warn!("{msg}; no longer the writer");
-    } else {
-        debug!("{msg}");
+    /// A reload: the old lease is released (when the DN changes) and the connection made again
+    /// with the new settings at the next tick, which comes at once.
+    async fn reconfigure(&mut self, new: &Arc<Settings>) {
+        if self.settings.daemon.lease_dn != new.daemon.lease_dn {
+            self.release().await;
+            let enabled = new.daemon.lease_dn.is_some();
+            self.daemon.status.update(|s| {
+                s.lease.enabled = enabled;
+                s.lease.writer = !enabled;
+                s.lease.holder = None;
+                s.lease.expires = None;
+            });
+        }
+        if let Some(d) = self.dir.take() {
+            d.close().await;
+        }
+        self.settings = Arc::clone(new);
+        self.last_tick = None;
     }
 }
 

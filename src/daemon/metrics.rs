@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::Daemon;
-use super::status::{AgentState, RunOutcome};
+use super::status::{AgentState, Reach, RunOutcome};
 use crate::redirector::MetricsSnapshot;
 
 /// The registry `/metrics` encodes.
@@ -182,7 +182,7 @@ fn watch(e: &mut DescriptorEncoder, s: &AgentState) -> fmt::Result {
         "pcsync_watch_mode",
         "The live watch mechanism running (value 1, the mechanism in the label: syncrepl, dirsync, usn-polling, poll, off).",
         "mode",
-        [(s.watch.mode, 1)],
+        [(s.watch.mode.as_str(), 1)],
     )
 }
 
@@ -191,7 +191,7 @@ fn directory_and_lease(e: &mut DescriptorEncoder, s: &AgentState) -> fmt::Result
         e,
         "pcsync_directory_up",
         "1 when the directory answered the last attempt, else 0.",
-        i64::from(s.directory.state == "up"),
+        i64::from(s.directory.state == Reach::Up),
     )?;
     gauge(
         e,

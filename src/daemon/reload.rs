@@ -1,4 +1,16 @@
-//! SIGHUP: the configuration file is read again and, when valid, replaces the one in force.
+//! SIGHUP: the configuration is read again, built completely ([`config::load`]: file and
+//! environment, validated whole), and only then handed to every worker at once through the
+//! settings channel ([`Daemon::settings`]). Each worker takes it at its next step:
+//!
+//! - the scheduled runs and the table refresh connect with it from their next run or refresh
+//!   (new credentials, container, pools, safety; the refresh runs at once);
+//! - the cron schedule from its next occurrence;
+//! - the watch and the lease reconnect with it now (a new `lease_dn` releases the old lease);
+//! - the listeners move when their address changes (the new socket is bound before the old one
+//!   closes; a failed bind leaves the old one serving) and take new limits otherwise;
+//! - SIP answers (`contact_*`, `server_header`, `rate_limit`) change from the next message.
+//!
+//! An invalid configuration is logged line by line and the one in force stays.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,47 +19,28 @@ use tracing::{error, info, warn};
 
 use super::Daemon;
 use crate::config;
+use crate::redirector::server_config;
+use crate::schedule::Trigger;
 
-/// Loads the configuration again. A valid one replaces the current one whole (returns the new
-/// cron expression when it changed); an invalid one is logged and ignored.
-pub(crate) fn reload(daemon: &Daemon, path: &Path) -> Option<String> {
-    match config::load(path) {
-        Ok(new) => {
-            let old = daemon.settings.load_full();
-            let cron_changed = old.schedule.cron != new.schedule.cron;
-            for (what, same) in [
-                (
-                    "redirector",
-                    format!("{:?}", old.redirector) == format!("{:?}", new.redirector),
-                ),
-                ("http", old.http.listen == new.http.listen),
-                (
-                    "pools",
-                    format!("{:?}", old.pools) == format!("{:?}", new.pools),
-                ),
-                (
-                    "daemon.lease_dn",
-                    old.daemon.lease_dn == new.daemon.lease_dn,
-                ),
-            ] {
-                if !same {
-                    warn!(
-                        section = what,
-                        "changed in the reloaded configuration; takes effect at the next restart"
-                    );
-                }
-            }
-            let cron = new.schedule.cron.clone();
-            daemon.settings.store(Arc::new(new));
-            info!(path = %path.display(), "configuration reloaded");
-            cron_changed.then_some(cron)
-        }
+/// Loads the configuration again and, when valid, hands it to every worker.
+pub(crate) fn reload(daemon: &Daemon, path: &Path) {
+    let new = match config::load(path) {
+        Ok(new) => new,
         Err(e) => {
             for line in e.lines() {
                 error!("configuration reload rejected: {line}");
             }
             warn!("keeping the configuration in force");
-            None
+            return;
         }
-    }
+    };
+    let sip = server_config(&new);
+    daemon
+        .redirector
+        .sip
+        .configure(&sip.responder, sip.rate_limit);
+    daemon.settings.send_replace(Arc::new(new));
+    // The table is rebuilt at once with the new settings (pools, container, credentials).
+    let _ = daemon.refresh.try_send(Trigger::Reload);
+    info!(path = %path.display(), "configuration reloaded");
 }

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::Daemon;
 use super::status::{LastRun, RunOutcome, stamp};
+use super::tree::{TaskName, panic_point};
+use super::{Daemon, log_safe};
 use crate::audit;
 use crate::config::Settings;
 use crate::ldap::Directory;
@@ -24,7 +25,7 @@ use crate::schedule::Trigger;
 /// progress receives the token and stops between swaps.
 pub(crate) async fn worker(
     daemon: Arc<Daemon>,
-    mut rx: mpsc::Receiver<Trigger>,
+    rx: &mut mpsc::Receiver<Trigger>,
     token: CancellationToken,
 ) {
     // The fingerprint of the last pending plan recorded in the audit log, so an unchanged
@@ -40,52 +41,77 @@ pub(crate) async fn worker(
         if token.is_cancelled() {
             break;
         }
-        let settings = daemon.settings.load_full();
+        panic_point(TaskName::Runs);
+        // The settings in force now: a reload reaches the next run.
+        let settings = daemon.current();
         let started = Utc::now();
         let run_id = audit::new_run_id(started, reconcile::random_u32());
-        let span = info_span!("run", run_id = %run_id, trigger = ?trigger);
+        let span = info_span!("run", run_id = %run_id, trigger = trigger.as_str());
         let result = run_once(&daemon, &settings, &token, &mut recorded_pending)
             .instrument(span.clone())
             .await;
         let finished = Utc::now();
-        span.in_scope(|| match result.outcome {
-            RunOutcome::Failed | RunOutcome::Blocked => warn!(
-                outcome = result.outcome.as_str(),
-                message = result.message.as_deref().unwrap_or(""),
-                "scheduled run finished"
-            ),
-            _ => info!(
-                outcome = result.outcome.as_str(),
-                applied = result.applied,
-                pending = result.pending,
-                "scheduled run finished"
-            ),
-        });
-        daemon.status.update(|s| {
-            *s.runs.entry(result.outcome).or_insert(0) += 1;
-            s.changes_applied_total += result.applied;
-            if result.outcome != RunOutcome::Standby {
-                s.pending_changes = result.pending;
-            }
-            if matches!(
-                result.outcome,
-                RunOutcome::InSync | RunOutcome::Pending | RunOutcome::Applied
-            ) {
-                s.last_success_at = Some(finished);
-                s.last_success = Some(stamp(finished));
-            }
-            s.last_run = Some(LastRun {
-                run_id: result.audit_run_id.clone().unwrap_or(run_id),
-                started_at: stamp(started),
-                finished_at: stamp(finished),
-                outcome: result.outcome,
-                trigger: format!("{trigger:?}").to_lowercase(),
-                message: result.message.clone(),
-                changes_applied: result.applied,
-                changes_pending: result.pending,
-            });
-        });
+        span.in_scope(|| log_end(&result));
+        publish(&daemon, trigger, run_id, (started, finished), result);
     }
+}
+
+/// The run's summary line.
+fn log_end(result: &RunResult) {
+    if result.outcome.succeeded() {
+        info!(
+            outcome = result.outcome.as_str(),
+            applied = result.applied,
+            pending = result.pending,
+            "scheduled run finished"
+        );
+    } else {
+        warn!(
+            outcome = result.outcome.as_str(),
+            message = %log_safe(result.message.as_deref().unwrap_or("")),
+            "scheduled run finished"
+        );
+    }
+}
+
+/// Publishes a finished run in the shared state (`/healthz`, `/metrics`).
+fn publish(
+    daemon: &Daemon,
+    trigger: Trigger,
+    run_id: String,
+    (started, finished): (DateTime<Utc>, DateTime<Utc>),
+    result: RunResult,
+) {
+    let attempt = if result.outcome.succeeded() {
+        Ok(())
+    } else {
+        Err(result.message.clone().unwrap_or_default())
+    };
+    daemon.status.attempt(TaskName::Runs, attempt, finished);
+    daemon.status.update(|s| {
+        *s.runs.entry(result.outcome).or_insert(0) += 1;
+        s.changes_applied_total += result.applied;
+        if result.outcome != RunOutcome::Standby {
+            s.pending_changes = result.pending;
+        }
+        if matches!(
+            result.outcome,
+            RunOutcome::InSync | RunOutcome::Pending | RunOutcome::Applied
+        ) {
+            s.last_success_at = Some(finished);
+            s.last_success = Some(stamp(finished));
+        }
+        s.last_run = Some(LastRun {
+            run_id: result.audit_run_id.unwrap_or(run_id),
+            started_at: stamp(started),
+            finished_at: stamp(finished),
+            outcome: result.outcome,
+            trigger: trigger.as_str().to_string(),
+            message: result.message,
+            changes_applied: result.applied,
+            changes_pending: result.pending,
+        });
+    });
 }
 
 /// The result of one scheduled run.

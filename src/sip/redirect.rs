@@ -28,7 +28,7 @@ pub(crate) const ALLOW: &str =
 pub(crate) const MAPPING_HEADER: &str = "X-Pcsync-Mapping";
 
 /// What the redirector writes into its responses.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponderConfig {
     /// Port in the 302 Contact.
     pub contact_port: u16,

@@ -40,7 +40,7 @@ use super::redirect::Source;
 use super::{Error, Shared};
 
 /// Stream limits from `[redirector]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
     pub max_message_size: usize,
     pub max_connections: usize,
@@ -66,19 +66,21 @@ pub(crate) async fn bind(addr: SocketAddr, transport: &'static str) -> Result<Tc
     })
 }
 
-/// Accepts until cancelled; each connection runs on `tracker` with a child token.
+/// Accepts until cancelled (or until the caller drops this future to rebind: connections
+/// already open run on `tracker` with a child of `token` and are not disturbed).
 pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
+    listener: &TcpListener,
+    tls: Option<&TlsAcceptor>,
+    shared: &Arc<Shared>,
     limits: Limits,
-    token: CancellationToken,
-    tracker: TaskTracker,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
 ) {
     let transport = if tls.is_some() { "TLS" } else { "TCP" };
     if let Ok(local) = listener.local_addr() {
         info!(%local, "SIP {transport} listener started");
     }
+    super::ensure_fd_limit(limits.max_connections as u64);
     // Why a semaphore: one permit per open connection; dropping the permit with the task
     // frees the slot even if the task ends by error.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -113,7 +115,7 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shared, token, tls) = (Arc::clone(&shared), token.child_token(), tls.clone());
+        let (shared, token, tls) = (Arc::clone(shared), token.child_token(), tls.cloned());
         let (reconnects, spawner) = (reconnects.clone(), tracker.clone());
         tracker.spawn(async move {
             shared.metrics.connection_opened();

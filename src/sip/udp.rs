@@ -16,6 +16,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
@@ -48,22 +49,24 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
     Ok(socket)
 }
 
-/// Starts `workers` receive loops on the socket.
+/// Starts `workers` receive loops on the socket; they stop when `token` is cancelled (within
+/// `RECV_POLL`), each closing its handle on the socket.
 pub(crate) fn spawn(
-    socket: UdpSocket,
+    socket: &UdpSocket,
     workers: usize,
-    shared: Arc<Shared>,
-    token: CancellationToken,
+    shared: &Arc<Shared>,
+    token: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<(), Error> {
+) -> Result<Vec<JoinHandle<()>>, Error> {
     let local = socket.local_addr().map_err(Error::Thread)?;
     info!(%local, workers, "SIP UDP listener started");
-    for _ in 0..workers.max(1) {
-        let socket = socket.try_clone().map_err(Error::Thread)?;
-        let (shared, token) = (Arc::clone(&shared), token.clone());
-        tracker.spawn_blocking(move || serve(&socket, &shared, &token));
-    }
-    Ok(())
+    (0..workers.max(1))
+        .map(|_| {
+            let socket = socket.try_clone().map_err(Error::Thread)?;
+            let (shared, token) = (Arc::clone(shared), token.clone());
+            Ok(tracker.spawn_blocking(move || serve(&socket, &shared, &token)))
+        })
+        .collect()
 }
 
 /// One worker's receive loop.

@@ -1,49 +1,39 @@
 //! The live watch: keeps the mapping table current between scheduled runs, with the cheapest
-//! mechanism the server allows. [`Mechanism`] names the ones there are and [`choose`] picks one
-//! from `[daemon] watch` and what the server offers; [`syncrepl`] and [`ad`] run the two that
-//! keep a connection of their own; polling (a refresh every interval) is here.
+//! mechanism the server allows. [`Mechanism`] names them; [`choose`] picks one, in this one
+//! place, from `[daemon] watch` and what the server offers on each connection:
+//!
+//! - `syncrepl` ([`syncrepl`], OpenLDAP with syncprov): a refresh per change, within a second;
+//! - `dirsync` / `usn-polling` ([`ad`], Active Directory): every `poll_interval` one small search
+//!   (a DirSync from the cookie, or a root DSE read and a container listing only when the DC's
+//!   USN moved), a refresh only when the endpoint container changed;
+//! - `poll` ([`poll`]; `watch = "poll"`, or a server with neither): a refresh (a whole
+//!   endpoint-container rescan, built, validated and published by the refresh worker; a version
+//!   changes only when entries do) every `poll_interval`.
+//!
+//! Every mechanism that keeps a connection must hear from the directory at least every
+//! `[daemon] watch_timeout` (an event, a heartbeat answer, a poll's answer); a connection silent
+//! that long is replaced, so a frozen network path (no packets, no close) costs at most one
+//! `watch_timeout` plus a reconnect. A reload restarts the watch with the new settings (new
+//! credentials, container, mode), on a new connection.
 
 pub(crate) mod ad;
+pub(crate) mod poll;
 pub(crate) mod syncrepl;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Daemon;
+use super::backoff::Backoff;
+pub(crate) use super::status::Mechanism;
+use super::status::{WatchPhase, stamp};
+use super::tree::TaskName;
 use crate::config::{Settings, WatchMode};
-use crate::ldap::LiveWatch;
+use crate::ldap::{Directory, LiveWatch};
 use crate::schedule::Trigger;
-
-/// The watch mechanism actually run, as `/healthz` (`watch.mode`) and `/metrics` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mechanism {
-    /// RFC 4533 refreshAndPersist ([`syncrepl`]).
-    Syncrepl,
-    /// DirSync with a cookie ([`ad`]).
-    DirSync,
-    /// uSNChanged polling ([`ad`]).
-    UsnPolling,
-    /// A refresh (full container rescan) every poll interval.
-    Poll,
-    /// No watch.
-    Off,
-}
-
-impl Mechanism {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Mechanism::Syncrepl => "syncrepl",
-            Mechanism::DirSync => "dirsync",
-            Mechanism::UsnPolling => "usn-polling",
-            Mechanism::Poll => "poll",
-            Mechanism::Off => "off",
-        }
-    }
-}
 
 /// The mechanism for `mode` on a server whose capabilities chose `offered` (DirSync already
 /// verified or refused by `Directory::verify_dirsync`).
@@ -58,168 +48,202 @@ pub(crate) fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
     }
 }
 
-/// Keeps the table current between ticks, with the cheapest mechanism the server allows
-/// ([`ad::choose`]); `/healthz` `watch.mode` and `/metrics` `pcsync_watch_mode` say which:
-///
-/// - `syncrepl` ([`syncrepl`], `watch = "auto"` where advertised): a refresh per change,
-///   within a second;
-/// - `dirsync` / `usn-polling` ([`ad`], `watch = "auto"` on Active Directory, DirSync
-///   where the account has the right): every `poll_interval` one small search (a DirSync from
-///   the cookie, or a root DSE read and a container listing only when the DC's USN moved), a
-///   refresh only when the endpoint container changed;
-/// - `poll` (`watch = "poll"`, or a server with neither): a refresh (a whole endpoint-container
-///   rescan, built, validated and published by the redirector's own worker; a version changes
-///   only when entries do) every `poll_interval`. The refresh outcomes tell whether the
-///   directory is reachable; regaining it counts as a reconnect.
+/// How a watch on one connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The agent is stopping.
+    Stopped,
+    /// The mechanism turned out not to work on this server (syncrepl refused with LDAP 12, no
+    /// USN on the root DSE): the watch polls from now on.
+    Unsupported,
+    /// Reconnect at once (syncrepl after LDAP 4096: a full refresh is due).
+    Again,
+    /// The connection failed, or went silent: reconnect after the backoff.
+    Lost(String),
+}
+
+/// Runs the watch until `token` is cancelled; a reload restarts it with the new settings.
 pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let settings = daemon.settings.load_full();
-    let mode = settings.daemon.watch;
-    let interval = settings.daemon.poll_interval;
-    let (mechanism, state) = if mode == WatchMode::Off {
-        (Mechanism::Off, "off")
-    } else {
-        (Mechanism::Poll, "starting")
-    };
-    daemon.status.update(|s| {
-        s.watch.mode = mechanism.as_str();
-        s.watch.interval_ms = interval.as_millis() as u64;
-        s.watch.state = state;
-    });
-    if mode == WatchMode::Off {
-        return;
-    }
-    if mode == WatchMode::Auto {
-        daemon
-            .status
-            .update(|s| s.watch.mode = Mechanism::Syncrepl.as_str());
-        match syncrepl::run(Arc::clone(&daemon), token.clone()).await {
-            syncrepl::WatchEnd::Stopped => return,
-            syncrepl::WatchEnd::Unsupported => {}
+    let mut settings = daemon.settings.subscribe();
+    loop {
+        let current = settings.borrow_and_update().clone();
+        tokio::select! {
+            _ = token.cancelled() => return,
+            () = watch_with(&daemon, &current, &token) => return,
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                info!("watch: configuration reloaded; reconnecting with it");
+            }
         }
-        // adwatch names the mechanism (dirsync or usn-polling) once it has connected.
-        daemon
-            .status
-            .update(|s| s.watch.mode = Mechanism::UsnPolling.as_str());
-        match ad::run(Arc::clone(&daemon), token.clone()).await {
-            ad::WatchEnd::Stopped => return,
-            ad::WatchEnd::Unsupported => {
+    }
+}
+
+/// The watch with one configuration, until cancelled.
+async fn watch_with(daemon: &Arc<Daemon>, settings: &Settings, token: &CancellationToken) {
+    let d = &settings.daemon;
+    daemon.status.update(|s| {
+        s.watch.interval_ms = d.poll_interval.as_millis() as u64;
+        s.watch.timeout_ms = d.watch_timeout.as_millis() as u64;
+    });
+    match d.watch {
+        WatchMode::Off => {
+            show(daemon, Mechanism::Off, WatchPhase::Off);
+            token.cancelled().await;
+        }
+        WatchMode::Poll => poll::run(daemon, settings, token).await,
+        WatchMode::Auto => {
+            show(daemon, Mechanism::Poll, WatchPhase::Starting);
+            if connected(daemon, settings, token).await == End::Unsupported {
                 info!(
                     "neither syncrepl (not advertised, or LDAP 12: no syncprov on the database) nor uSNChanged (not Active Directory): the watch polls instead"
                 );
-                daemon
-                    .status
-                    .update(|s| s.watch.mode = Mechanism::Poll.as_str());
+                poll::run(daemon, settings, token).await;
             }
         }
     }
-    let counters = &daemon.redirector.store.refresh;
-    let mut last = (counters.ok.load(Relaxed), counters.failed.load(Relaxed));
-    let mut was_failing = false;
-    // While the directory is unreachable, attempts back off from reconnect_min to
-    // reconnect_max (doubling) instead of hammering it every poll.
-    let (backoff_min, backoff_max) = (settings.daemon.reconnect_min, settings.daemon.reconnect_max);
-    let mut backoff = backoff_min;
-    let mut next_attempt = tokio::time::Instant::now();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+}
+
+/// One connection at a time, the mechanism chosen on each, until cancelled (`Stopped`) or the
+/// server offers nothing better than polling (`Unsupported`).
+async fn connected(daemon: &Arc<Daemon>, settings: &Settings, token: &CancellationToken) -> End {
+    let mut link = Link::new(daemon, settings);
+    let mut sync = syncrepl::Syncrepl::new(settings);
     loop {
-        tokio::select! {
-            _ = token.cancelled() => break,
-            _ = ticker.tick() => {}
-        }
-        let now = (counters.ok.load(Relaxed), counters.failed.load(Relaxed));
-        let (ok, failed) = (now.0 > last.0, now.1 > last.1);
-        last = now;
-        if ok || failed {
-            // The latest outcome wins when both moved.
-            let failing = failed && !ok;
-            if was_failing && !failing {
-                info!("directory reachable again: watch resumed");
-                daemon.status.update(|s| s.watch.reconnects += 1);
-            } else if failing && !was_failing {
-                warn!(
-                    "watch: directory unreachable, serving the current table; retrying every {interval:?}"
-                );
+        let attempt = async {
+            let mut dir = match Directory::connect(&settings.directory).await {
+                Ok(d) => d,
+                Err(e) => return End::Lost(e.to_string()),
+            };
+            let offered = match offered(&mut dir, settings).await {
+                Ok(o) => o,
+                Err(e) => return End::Lost(e),
+            };
+            match choose(WatchMode::Auto, offered) {
+                Mechanism::Syncrepl => sync.watch(daemon, settings, dir, &mut link).await,
+                m @ (Mechanism::DirSync | Mechanism::UsnPolling) => {
+                    let end = ad::watch(daemon, settings, &mut dir, m, &mut link).await;
+                    dir.close().await;
+                    end
+                }
+                Mechanism::Poll | Mechanism::Off => {
+                    dir.close().await;
+                    End::Unsupported
+                }
             }
-            was_failing = failing;
-            if failing {
-                next_attempt = tokio::time::Instant::now() + backoff;
-                backoff = (backoff * 2).min(backoff_max);
-            } else {
-                backoff = backoff_min;
-            }
-            daemon.status.update(|s| {
-                s.watch.state = if failing { "failing" } else { "ok" };
-            });
-            daemon.status.directory(!failing, None, Utc::now());
+        };
+        let end = tokio::select! {
+            _ = token.cancelled() => End::Stopped,
+            end = attempt => end,
+        };
+        match end {
+            End::Stopped | End::Unsupported => return end,
+            End::Again => continue,
+            End::Lost(reason) => link.lost(reason),
         }
-        if tokio::time::Instant::now() < next_attempt {
-            continue;
+        if !link.wait(token).await {
+            return End::Stopped;
         }
-        // Full = a refresh is pending already; this poll coalesces into it.
-        let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
     }
 }
 
-/// Reconnect bookkeeping of a watch that keeps its own connection (syncrepl, the AD watch):
-/// one warning per outage (then debug), `watch.state` and the directory state, a wait that
-/// doubles from `reconnect_min` to `reconnect_max`, and the reconnect count.
-pub(crate) struct Reconnect {
-    /// Names the watch in the log ("syncrepl watch", "AD watch").
-    name: &'static str,
+/// What the server offers for watching, DirSync verified on Active Directory.
+async fn offered(dir: &mut Directory, settings: &Settings) -> Result<LiveWatch, String> {
+    if dir.capabilities().watch == LiveWatch::Syncrepl {
+        return Ok(LiveWatch::Syncrepl);
+    }
+    let bases = [
+        &settings.directory.base_dn,
+        &settings.layout.endpoint_container,
+    ];
+    match dir.verify_dirsync(&bases).await {
+        Ok(caps) => Ok(caps.watch),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn show(daemon: &Daemon, mode: Mechanism, state: WatchPhase) {
+    daemon.status.update(|s| {
+        s.watch.mode = mode;
+        s.watch.state = state;
+    });
+}
+
+/// Asks the refresh worker for a refresh because the watch saw a change, and counts it.
+pub(crate) fn ask_refresh(daemon: &Daemon) {
+    daemon.status.update(|s| s.watch.triggers += 1);
+    // Full = a refresh is pending already; this change coalesces into it.
+    let _ = daemon.refresh.try_send(Trigger::Watch);
+}
+
+/// The bookkeeping of a watch that keeps its own connection: one warning per outage (then
+/// debug), the watch's state and the directory's in `/healthz`, the time it last heard from
+/// the directory, the reconnect count, and the [`Backoff`] between attempts.
+pub(crate) struct Link<'a> {
+    daemon: &'a Daemon,
     failing: bool,
-    backoff: Duration,
-    min: Duration,
-    max: Duration,
+    backoff: Backoff,
 }
 
-impl Reconnect {
-    pub(crate) fn new(name: &'static str, settings: &Settings) -> Reconnect {
-        Reconnect {
-            name,
+impl<'a> Link<'a> {
+    pub(crate) fn new(daemon: &'a Daemon, settings: &Settings) -> Link<'a> {
+        Link {
+            daemon,
             failing: false,
-            backoff: settings.daemon.reconnect_min,
-            min: settings.daemon.reconnect_min,
-            max: settings.daemon.reconnect_max,
+            backoff: Backoff::from_settings(&settings.daemon),
         }
     }
 
-    /// The watch is connected (again): counts a reconnect after an outage, resets the wait.
-    pub(crate) fn connected(&mut self, daemon: &Daemon) {
+    /// The watch runs `mechanism` on a new connection: counts a reconnect after an outage.
+    pub(crate) fn connected(&mut self, mechanism: Mechanism) {
         if self.failing {
-            info!("directory reachable again: {} resumed", self.name);
-            daemon.status.update(|s| s.watch.reconnects += 1);
+            info!("directory reachable again: watch ({mechanism}) resumed");
+            self.daemon.status.update(|s| s.watch.reconnects += 1);
         }
         self.failing = false;
-        self.backoff = self.min;
-        daemon.status.update(|s| s.watch.state = "connected");
-        daemon.status.directory(true, None, Utc::now());
+        self.backoff.reset();
+        show(self.daemon, mechanism, WatchPhase::Connected);
+        let now = Utc::now();
+        self.daemon.status.directory(true, None, now);
+        self.daemon.status.attempt(TaskName::Watch, Ok(()), now);
+        self.heard();
     }
 
-    /// The connection was lost (or never made) for `reason`.
-    pub(crate) fn lost(&mut self, daemon: &Daemon, reason: String) {
-        if !self.failing {
-            warn!(
-                "{}: {reason}; serving the current table, reconnecting in {:?}",
-                self.name, self.backoff
-            );
+    /// The directory answered on the watch's connection.
+    pub(crate) fn heard(&self) {
+        let now = stamp(Utc::now());
+        self.daemon
+            .status
+            .update(|s| s.watch.last_message_at = Some(now));
+    }
+
+    /// The connection was lost, went silent, or could not be made, for `reason`.
+    pub(crate) fn lost(&mut self, reason: String) {
+        if self.failing {
+            debug!("watch: {reason}");
         } else {
-            debug!("{}: {reason}", self.name);
+            warn!(
+                "watch: {reason}; serving the current table, reconnecting in {:?}",
+                self.backoff.peek()
+            );
         }
         self.failing = true;
-        daemon.status.update(|s| s.watch.state = "failing");
-        daemon.status.directory(false, Some(reason), Utc::now());
+        self.daemon
+            .status
+            .update(|s| s.watch.state = WatchPhase::Failing);
+        let now = Utc::now();
+        self.daemon
+            .status
+            .directory(false, Some(reason.clone()), now);
+        self.daemon
+            .status
+            .attempt(TaskName::Watch, Err(reason), now);
     }
 
     /// Waits before the next attempt; `false` when cancelled meanwhile.
     pub(crate) async fn wait(&mut self, token: &CancellationToken) -> bool {
-        tokio::select! {
-            _ = token.cancelled() => return false,
-            _ = tokio::time::sleep(self.backoff) => {}
-        }
-        self.backoff = (self.backoff * 2).min(self.max);
-        true
+        self.backoff.wait(token).await
     }
 }
 
