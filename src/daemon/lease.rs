@@ -227,6 +227,9 @@ struct Holder<'a> {
     /// The kept connection; dropped on any error (and on a reload) and made again.
     dir: Option<Directory>,
     last_tick: Option<tokio::time::Instant>,
+    /// Whether the last tick took or renewed the lease: what [`Holder::release`] gives up.
+    /// (The published `writer` flag may already be off: a death clears it at once.)
+    held: bool,
 }
 
 impl<'a> Holder<'a> {
@@ -236,6 +239,7 @@ impl<'a> Holder<'a> {
             settings: Arc::clone(settings),
             dir: None,
             last_tick: None,
+            held: false,
         }
     }
 
@@ -280,6 +284,7 @@ impl<'a> Holder<'a> {
             Ok(seen) => {
                 let was = status.update(|s| s.lease.writer);
                 let writer = seen.mine && seen.lease.as_ref().is_some_and(|l| l.expires > now);
+                self.held = writer;
                 if writer != was {
                     info!(writer, holder = ?seen.lease.as_ref().map(|l| &l.holder), "lease changed hands");
                 }
@@ -296,6 +301,7 @@ impl<'a> Holder<'a> {
 
     /// Without a renewed lease this instance stops writing; it keeps serving redirects.
     async fn failed(&mut self, msg: String) {
+        self.held = false;
         let status = &self.daemon.status;
         let was = status.update(|s| {
             let was = s.lease.writer;
@@ -316,14 +322,12 @@ impl<'a> Holder<'a> {
 
     /// Hands the lease over at once rather than letting it expire, if this instance holds it.
     async fn release(&mut self) {
-        let status = &self.daemon.status;
-        let held = status.update(|s| {
-            let held = s.lease.enabled && s.lease.writer;
+        self.daemon.status.update(|s| {
             if s.lease.enabled {
                 s.lease.writer = false;
             }
-            held
         });
+        let held = std::mem::take(&mut self.held);
         let (Some(dn), Some(dir)) = (self.dn(), self.dir.as_mut()) else {
             return;
         };

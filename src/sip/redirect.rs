@@ -12,12 +12,13 @@
 //! | CANCEL | 200 |
 //! | REGISTER, BYE, others | 405 with Allow |
 //! | Max-Forwards 0 (not OPTIONS) | 483 |
-//! | a defect, when Via/From/To/Call-ID/CSeq are there | 400 with Warning |
+//! | a version other than SIP/2.0, when Via/From/To/Call-ID/CSeq are there | 505 with Warning |
+//! | a defect (a Content-Length the message does not hold, among others), when Via/From/To/Call-ID/CSeq are there | 400 with Warning |
 //! | anything else | dropped |
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::message::{self, Method, Request, parse_via, tag_param, write_unfolded};
+use super::message::{self, Defect, Method, Request, parse_via, tag_param, write_unfolded};
 use crate::mapping::table::MappingTable;
 
 /// The methods pcsync answers, for `Allow`.
@@ -56,6 +57,7 @@ pub enum ResponseStatus {
     NotFound,
     MethodNotAllowed,
     TooManyHops,
+    VersionNotSupported,
 }
 
 impl ResponseStatus {
@@ -67,6 +69,7 @@ impl ResponseStatus {
             ResponseStatus::NotFound => 404,
             ResponseStatus::MethodNotAllowed => 405,
             ResponseStatus::TooManyHops => 483,
+            ResponseStatus::VersionNotSupported => 505,
         }
     }
 
@@ -78,6 +81,7 @@ impl ResponseStatus {
             ResponseStatus::NotFound => "Not Found",
             ResponseStatus::MethodNotAllowed => "Method Not Allowed",
             ResponseStatus::TooManyHops => "Too Many Hops",
+            ResponseStatus::VersionNotSupported => "Version Not Supported",
         }
     }
 
@@ -86,13 +90,14 @@ impl ResponseStatus {
         self as usize
     }
 
-    pub(crate) const ALL: [ResponseStatus; 6] = [
+    pub(crate) const ALL: [ResponseStatus; 7] = [
         ResponseStatus::Ok,
         ResponseStatus::MovedTemporarily,
         ResponseStatus::BadRequest,
         ResponseStatus::NotFound,
         ResponseStatus::MethodNotAllowed,
         ResponseStatus::TooManyHops,
+        ResponseStatus::VersionNotSupported,
     ];
 }
 
@@ -186,6 +191,10 @@ pub(crate) fn decide<'a>(
     // is what the client's transaction matching (branch + CSeq method) uses.
     if let Some(defect) = response.req.defect {
         response.warning = Some(defect.reason());
+        if defect == Defect::Version {
+            // RFC 3261 §8.2.1 and §21.5.7: the version, not the request, is what is refused.
+            response.status = ResponseStatus::VersionNotSupported;
+        }
         return Decision::Reply(response);
     }
     let req = &response.req;
