@@ -12,7 +12,6 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::tree::TaskName;
 use crate::redirector::MetricsSnapshot;
 
 /// Declares an enum whose values are shown to operators, each with its one name: `as_str`,
@@ -51,7 +50,28 @@ macro_rules! shown {
         }
     };
 }
-pub(crate) use shown;
+
+shown! {
+    /// The agent's long-lived tasks, as logs, `/healthz` (`workers`) and the failpoints name
+    /// them.
+    pub(crate) enum TaskName {
+        /// The one cron schedule: triggers scheduled runs and table refreshes.
+        Cron => "cron",
+        /// The scheduled reconcile worker.
+        Runs => "scheduled-runs",
+        /// The mapping table refresh worker.
+        Refresh => "refresh",
+        /// The live watch.
+        Watch => "watch",
+        /// The writer lease loop.
+        Lease => "lease",
+        /// `/healthz` and `/metrics`.
+        Http => "http",
+        SipUdp => "sip-udp",
+        SipTcp => "sip-tcp",
+        SipTls => "sip-tls",
+    }
+}
 
 shown! {
     /// How a scheduled run ended.

@@ -29,29 +29,7 @@ use tracing::{error, warn};
 
 use super::Daemon;
 use super::backoff::Backoff;
-use super::status::shown;
-
-shown! {
-    /// The agent's long-lived tasks, as logs, `/healthz` (`workers`) and the failpoints name
-    /// them.
-    pub(crate) enum TaskName {
-        /// The one cron schedule: triggers scheduled runs and table refreshes.
-        Cron => "cron",
-        /// The scheduled reconcile worker.
-        Runs => "scheduled-runs",
-        /// The mapping table refresh worker.
-        Refresh => "refresh",
-        /// The live watch.
-        Watch => "watch",
-        /// The writer lease loop.
-        Lease => "lease",
-        /// `/healthz` and `/metrics`.
-        Http => "http",
-        SipUdp => "sip-udp",
-        SipTcp => "sip-tcp",
-        SipTls => "sip-tls",
-    }
-}
+pub(crate) use super::status::TaskName;
 
 /// Why the agent gave up: a task died more often than the restart policy allows.
 #[derive(Debug, Clone, thiserror::Error)]
