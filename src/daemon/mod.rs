@@ -124,23 +124,20 @@ pub(crate) async fn run(config_path: PathBuf, settings: Settings, role: Role) ->
     let listeners = bind(&settings, role).await?;
     let tracker = TaskTracker::new();
     let (refresh_tx, refresh_rx) = schedule::channel();
+    let instance = settings
+        .daemon
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", audit::host_name(), std::process::id()));
+    let lease = role == Role::Agent && settings.daemon.lease_dn.is_some();
     let daemon = Arc::new(Daemon {
-        instance: settings
-            .daemon
-            .instance_id
-            .clone()
-            .unwrap_or_else(|| format!("{}:{}", audit::host_name(), std::process::id())),
-        status: Shared::new(Utc::now(), String::new(), false),
+        status: Shared::new(Utc::now(), instance.clone(), lease),
+        instance,
         redirector: Redirector::new(&settings),
         settings: tokio::sync::watch::Sender::new(Arc::new(settings)),
         refresh: refresh_tx,
         lease_wake: Notify::new(),
         tracker: tracker.clone(),
-    });
-    daemon.status.update(|s| {
-        s.lease.instance = daemon.instance.clone();
-        s.lease.enabled = role == Role::Agent && daemon.settings.borrow().daemon.lease_dn.is_some();
-        s.lease.writer = !s.lease.enabled;
     });
     let root = CancellationToken::new();
     let tree = Tree::new(Arc::clone(&daemon), tracker.clone(), root.clone());

@@ -132,14 +132,15 @@ impl Tree {
                 });
                 return;
             }
-            let mut fresh = Backoff::from_settings(policy);
-            if started.elapsed() > fresh.peek().max(backoff_cap(policy)) {
-                backoff = fresh.clone();
+            // A task that lived longer than the longest wait was healthy in between: its next
+            // restart waits the minimum again.
+            if started.elapsed() > policy.reconnect_max {
+                backoff = Backoff::from_settings(policy);
             }
             let wait = backoff.peek();
             warn!(
                 worker = %name,
-                "restarting worker {name} in {wait:?} (death {} of at most {} within {:?})",
+                "restarting worker {name} in {wait:?} (restart {} of {} allowed within {:?})",
                 deaths.len(),
                 policy.max_restarts,
                 policy.restart_window
@@ -148,7 +149,6 @@ impl Tree {
                 status.stopped(name, Utc::now());
                 return;
             }
-            fresh.reset();
         }
     }
 
@@ -164,11 +164,6 @@ impl Tree {
         drop(slot);
         self.root.cancel();
     }
-}
-
-/// The longest restart wait: a task that lived longer than this was healthy in between.
-fn backoff_cap(daemon: &crate::config::DaemonSettings) -> Duration {
-    daemon.reconnect_max
 }
 
 /// How a task that was not asked to stop ended, in words: its panic message, or that it
