@@ -299,6 +299,10 @@ impl<const TLS: bool> Transport for SipStream<TLS> {
         token: &CancellationToken,
     ) {
         let (listener, acceptor) = socket;
+        // Room under the open-file limit for the cap of every stream listener configured.
+        let c = server_config(&daemon.current());
+        let streams = u64::from(c.tcp.is_some()) + u64::from(c.tls.is_some());
+        sip::ensure_fd_limit(config.limits.max_connections as u64 * streams);
         tcp::serve(
             listener,
             acceptor.as_ref(),

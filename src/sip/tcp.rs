@@ -80,7 +80,6 @@ pub(crate) async fn serve(
     if let Ok(local) = listener.local_addr() {
         info!(%local, "SIP {transport} listener started");
     }
-    super::ensure_fd_limit(limits.max_connections as u64);
     // Why a semaphore: one permit per open connection; dropping the permit with the task
     // frees the slot even if the task ends by error.
     let permits = Arc::new(Semaphore::new(limits.max_connections));
