@@ -269,7 +269,7 @@ pub(crate) async fn compute(
     dir: &mut Directory,
     progress: Option<&Progress>,
 ) -> Result<Plan, Stop> {
-    let desired = Desired::from_settings(settings);
+    let desired = settings.desired();
     let observed = observe(settings, &desired, dir, progress).await?;
     Ok(plan::plan(&desired, &observed, Utc::now()))
 }

@@ -23,9 +23,9 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditSink, Counts, Event, Note, Outcome, Step, Unfinished};
-use crate::config::Retire;
 use crate::ldap::Error;
 use crate::model::{AttrValues, Entry, attr};
+use crate::plan::desired::Retire;
 use crate::plan::{Action, Change, Plan};
 
 /// Names of the failpoints, in the order a swap passes them.

@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use super::{DirectoryWriter, Report, recreate_hint, restore_user};
 use crate::audit::{AuditSink, Event, Note, Outcome, Record, Step};
-use crate::config::Retire;
 use crate::ldap::Error;
 use crate::model::{AttrValues, Entry, attr};
 use crate::plan::Action;
+use crate::plan::desired::Retire;
 
 /// What a restore action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -75,7 +75,7 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
         status: Status::Ready,
         not_before: None,
         reason: "well-known user of a migration".into(),
-        retire: Some(crate::config::Retire::Delete),
+        retire: Some(crate::plan::desired::Retire::Delete),
         expect: vec![AttrValues::text("msRTCSIP-PrimaryUserAddress", &[&uri])],
         attributes: vec![],
     };

@@ -326,7 +326,7 @@ pub(crate) trait AuditSink {
 }
 
 /// Default `audit.max_segment_size`.
-pub(crate) const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) use crate::config::DEFAULT_MAX_SEGMENT_BYTES;
 
 /// The append-only file: the active segment, rotated when it would pass the size limit.
 pub(crate) struct AuditLog {

@@ -8,42 +8,14 @@ use std::fmt::Write;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Actor, Counts, Event, Outcome, Record, Step};
 use crate::model::{AttrValues, Dn, Entry};
 use crate::plan::{Action, Change};
 
-/// `--since` / `--until`: RFC 3339 (`2026-11-24T08:00:00Z`, `…+01:00`) or a time before `now`
-/// (`30s`, `30m`, `2h`, `7d`, `2w`).
-pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: i64 = number.parse().map_err(|_| {
-        format!(
-            "{text:?} is not a time: use RFC 3339 (2026-11-24T08:00:00Z) or an age (30m, 2h, 7d)"
-        )
-    })?;
-    let age = match unit {
-        "s" => Duration::try_seconds(n),
-        "m" => Duration::try_minutes(n),
-        "h" => Duration::try_hours(n),
-        "d" => Duration::try_days(n),
-        "w" => Duration::try_weeks(n),
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (expected s, m, h, d or w)"
-            ));
-        }
-    }
-    .ok_or_else(|| format!("{text:?} is too large"))?;
-    now.checked_sub_signed(age)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
+/// `--since` / `--until`: the time grammar is the configuration's, shared with every command.
+pub(crate) use crate::config::parse_time;
 
 /// The outcome as shown and filtered: a successful rollback is `rolled-back`.
 pub(crate) fn shown_outcome(r: &Record) -> &'static str {
