@@ -14,7 +14,8 @@ use ldap3::controls::{Assertion, MakeCritical};
 use ldap3::{LdapResult, Mod, Scope};
 
 use super::error::diag;
-use super::{Directory, Error, to_attributes};
+use super::search::to_attributes;
+use super::{Directory, Error};
 use crate::apply::{DirectoryWriter, Modification};
 use crate::model::{AttrValues, Entry};
 

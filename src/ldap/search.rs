@@ -1,0 +1,302 @@
+//! Searches: paged where the server advertises it, streamed one entry at a time so memory stays
+//! bounded by the page size. Continuation references (AD sends them for other naming contexts)
+//! are counted and ignored, never chased. Every search checks its final result code, so a size
+//! limit is an error rather than a silently short answer.
+
+use ldap3::adapters::{Adapter, PagedResults};
+use ldap3::{LdapResult, ResultEntry, Scope, SearchEntry};
+use tracing::debug;
+
+use super::{Directory, Error, SIP_ENABLED_FILTER};
+use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
+
+/// The attribute list every search here passes: a fixed list of names.
+type Attrs = &'static [&'static str];
+
+/// Counts from one paged search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Entries handed to the callback.
+    pub entries: u64,
+    /// Entries skipped by the caller's `skip_within`.
+    pub skipped: u64,
+    /// Continuation references received and ignored.
+    pub references: u64,
+}
+
+impl Directory {
+    /// Whether an entry exists (a base-scope search; LDAP 32 means no).
+    pub(crate) async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
+        match self
+            .search_all(
+                dn.as_str(),
+                Scope::Base,
+                "(objectClass=*)",
+                &["1.1"],
+                "reading",
+            )
+            .await
+        {
+            Ok(entries) => Ok(!entries.is_empty()),
+            Err(Error::NoSuchBase { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Streams every SIP-enabled object under `base` (subtree, paged) to `on_object`.
+    ///
+    /// Objects within `skip_within` are counted as skipped and not converted: callers use it to
+    /// avoid seeing the endpoint container twice when it lies under the users' base.
+    /// `what` names the base in errors ("base DN", "endpoint container").
+    pub(crate) async fn for_each_sip_object(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        self.for_each_sip_object_with(
+            what,
+            base,
+            skip_within,
+            attr::SEARCHED,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    /// [`Self::for_each_sip_object`] reading only `attrs` (which must include objectClass and
+    /// the SIP address): a caller that needs less than [`attr::SEARCHED`] moves less data.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn for_each_sip_object_with(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        skip_within: Option<&Dn>,
+        attrs: &'static [&'static str],
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        self.for_each_object(
+            what,
+            base,
+            SIP_ENABLED_FILTER,
+            attrs,
+            skip_within,
+            classifier,
+            findings,
+            on_object,
+        )
+        .await
+    }
+
+    /// Streams the objects under `base` whose SIP address equals `normalized_uri` (the server's
+    /// equality rule for the attribute is case-insensitive in AD and in our OpenLDAP schema).
+    pub(crate) async fn for_each_holder_of(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        normalized_uri: &str,
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        // The full scan already reported these objects' malformed values.
+        let mut findings = Vec::new();
+        let filter = format!(
+            "({}={})",
+            attr::PRIMARY_USER_ADDRESS,
+            ldap3::ldap_escape(normalized_uri)
+        );
+        self.for_each_object(
+            what,
+            base,
+            &filter,
+            attr::SEARCHED,
+            skip_within,
+            classifier,
+            &mut findings,
+            on_object,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn for_each_object(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        filter: &str,
+        attrs: &'static [&'static str],
+        skip_within: Option<&Dn>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        mut on_object: impl FnMut(DirectoryObject),
+    ) -> Result<SearchStats, Error> {
+        let mut stats = SearchStats::default();
+        let mut dn_cache = DnCache::default();
+        let op = format!("search under {base}");
+        let references = self
+            .stream_entries(what, base, filter, attrs, &op, |entry| {
+                // Parse the DN once, for the skip test and the object.
+                let dn = match Dn::parse(&entry.dn) {
+                    Ok(dn) => dn,
+                    Err(e) => {
+                        stats.entries += 1;
+                        findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
+                        return;
+                    }
+                };
+                if skip_within.is_some_and(|skip| dn.is_within(skip)) {
+                    stats.skipped += 1;
+                    return;
+                }
+                stats.entries += 1;
+                on_object(DirectoryObject::from_parsed(
+                    dn,
+                    to_attributes(entry.attrs, entry.bin_attrs),
+                    classifier,
+                    &mut dn_cache,
+                    findings,
+                ));
+            })
+            .await?;
+        stats.references = references;
+        if stats.references > 0 {
+            debug!(%base, references = stats.references, "ignored continuation references");
+        }
+        Ok(stats)
+    }
+
+    /// Streams the entries of a subtree search under `base` (paged where advertised) to
+    /// `on_entry`, one at a time; intermediate messages are skipped and continuation references
+    /// counted, never chased. Returns the number of references. `what` names the base in errors.
+    pub(super) async fn stream_entries(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        filter: &str,
+        attrs: Attrs,
+        op: &str,
+        mut on_entry: impl FnMut(SearchEntry),
+    ) -> Result<u64, Error> {
+        let adapters = self.search_adapters();
+        let mut stream = self
+            .ldap
+            .with_timeout(self.timeout)
+            .streaming_search_with(adapters, base.as_str(), Scope::Subtree, filter, attrs)
+            .await
+            .map_err(|e| self.op_error(op, e))?;
+        let mut references = 0;
+        loop {
+            let entry: ResultEntry = match stream.next().await {
+                Ok(Some(entry)) => entry,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = stream.finish().await;
+                    return Err(self.op_error(op, e));
+                }
+            };
+            if entry.is_ref() {
+                references += 1;
+            } else if !entry.is_intermediate() {
+                on_entry(SearchEntry::construct(entry));
+            }
+        }
+        let result = stream.finish().await;
+        self.check_search_result(what, base.as_str(), op, result)?;
+        Ok(references)
+    }
+
+    /// A small unpaged search whose result fits in memory (root DSE, schema, one entry).
+    pub(super) async fn search_all(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+        op: &str,
+    ) -> Result<Vec<SearchEntry>, Error> {
+        let result = self
+            .ldap
+            .with_timeout(self.timeout)
+            .search(base, scope, filter, attrs.to_vec())
+            .await
+            .map_err(|e| self.op_error(op, e))?;
+        let (entries, res) = (result.0, result.1);
+        self.check_search_result("entry", base, op, res)?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(SearchEntry::construct)
+            .collect())
+    }
+
+    pub(super) fn check_search_result(
+        &self,
+        what: &'static str,
+        base: &str,
+        op: &str,
+        res: LdapResult,
+    ) -> Result<(), Error> {
+        let url = self.url.to_string();
+        match res.rc {
+            0 => Ok(()),
+            // A referral for the base itself: treat as absent here, never chase it.
+            10 => Ok(()),
+            4 => Err(Error::SizeLimit {
+                base: base.to_string(),
+                url,
+                text: res.text,
+            }),
+            32 => Err(Error::NoSuchBase {
+                what,
+                dn: base.to_string(),
+                url,
+                text: res.text,
+            }),
+            3 => Err(Error::Timeout {
+                op: op.to_string(),
+                url,
+                secs: self.timeout.as_secs_f64(),
+            }),
+            rc => Err(Error::Operation {
+                op: op.to_string(),
+                url,
+                rc,
+                text: res.text,
+            }),
+        }
+    }
+
+    /// The adapters of a subtree search: paging only where the server advertises it (every AD
+    /// and slapd does). ldap3 sends the control non-critical (pinned by a unit test), so even a
+    /// wrong guess could not cost the connection; no other control is ever attached to a search.
+    fn search_adapters(&self) -> Vec<Box<dyn Adapter<'static, &'static str, Attrs>>> {
+        let mut adapters: Vec<Box<dyn Adapter<'static, &'static str, Attrs>>> = Vec::new();
+        if self.capabilities.paged_results {
+            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
+        }
+        adapters
+    }
+}
+
+/// ldap3 splits values into UTF-8 `attrs` and binary `bin_attrs`; we keep both as bytes.
+pub(super) fn to_attributes(
+    attrs: std::collections::HashMap<String, Vec<String>>,
+    bin_attrs: std::collections::HashMap<String, Vec<Vec<u8>>>,
+) -> Attributes {
+    let mut out = Attributes::new();
+    for (name, values) in attrs {
+        out.insert(&name, values.into_iter().map(String::into_bytes).collect());
+    }
+    for (name, values) in bin_attrs {
+        out.insert(&name, values);
+    }
+    out
+}
