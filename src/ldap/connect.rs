@@ -64,109 +64,17 @@ impl Directory {
         Err(Error::Unreachable { attempts })
     }
 
+    /// One server: the transport (TLS as configured), the bind, the root DSE. From the moment
+    /// the driver runs it belongs to a `Directory`, whose `Drop` aborts it, so every early
+    /// return below leaves no task behind.
     async fn connect_one(
         url: &LdapUrl,
         settings: &DirectorySettings,
     ) -> Result<Directory, ConnectError> {
-        let shown = url.to_string();
-        let starttls = settings.starttls && url.scheme == LdapScheme::Ldap;
-        // Checked at config load too; repeated here so no caller can bypass it.
-        if settings.bind.is_some()
-            && url.scheme == LdapScheme::Ldap
-            && !starttls
-            && !url.is_loopback()
-            && !settings.allow_insecure
-        {
-            return Err(ConnectError::Fatal(Error::InsecureBind { url: shown }));
-        }
-        if settings.bind.is_some()
-            && url.scheme == LdapScheme::Ldap
-            && !starttls
-            && !url.is_loopback()
-        {
-            warn_insecure_once(&shown);
-        }
-        let mut conn_settings = LdapConnSettings::new().set_conn_timeout(settings.timeout);
-        if url.scheme == LdapScheme::Ldaps || starttls {
-            let tls = tls_config(settings.tls_ca_file.as_deref()).map_err(|reason| {
-                ConnectError::Fatal(Error::Tls {
-                    url: shown.clone(),
-                    reason,
-                })
-            })?;
-            conn_settings = conn_settings
-                .set_config(Arc::new(tls))
-                .set_starttls(starttls);
-        }
-        let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &shown)
-            .await
-            .map_err(|e| match &e {
-                // The only LDAP result before a bind is the StartTLS answer: say so, and that
-                // nothing was sent in clear (ldap3 stops there; there is no plain fallback).
-                LdapError::LdapResult { result } if starttls => ConnectError::Unreachable(format!(
-                    "StartTLS refused by the server (LDAP {}{}); nothing was sent in clear",
-                    result.rc,
-                    error::diag(&result.text)
-                )),
-                _ => ConnectError::Unreachable(describe(&e)),
-            })?;
-        let driver_url = shown.clone();
-        let driver = tokio::spawn(async move {
-            if let Err(e) = conn.drive().await {
-                debug!(url = %driver_url, error = %e, "LDAP connection ended");
-            }
-        });
-
-        let mut bound_as = None;
-        if let Some(bind) = &settings.bind {
-            let dn = bind.dn.as_str().to_string();
-            let res = ldap
-                .with_timeout(settings.timeout)
-                .simple_bind(&dn, bind.password.expose())
-                .await;
-            match res {
-                Ok(LdapResult { rc: 0, .. }) => bound_as = Some(dn),
-                Ok(LdapResult { rc: 49, text, .. }) => {
-                    driver.abort();
-                    return Err(ConnectError::Fatal(Error::InvalidCredentials {
-                        url: shown,
-                        dn,
-                        text,
-                    }));
-                }
-                Ok(LdapResult { rc: 8, text, .. }) => {
-                    driver.abort();
-                    return Err(ConnectError::Fatal(Error::StrongAuthRequired {
-                        url: shown,
-                        dn,
-                        text,
-                    }));
-                }
-                Ok(LdapResult { rc, text, .. }) => {
-                    driver.abort();
-                    return Err(ConnectError::Fatal(Error::Bind {
-                        url: shown,
-                        dn,
-                        rc,
-                        text,
-                    }));
-                }
-                Err(e) => {
-                    driver.abort();
-                    return Err(ConnectError::Unreachable(describe(&e)));
-                }
-            }
-        }
-        let mut dir = Directory {
-            ldap,
-            url: url.clone(),
-            timeout: settings.timeout,
-            page_size: settings.page_size,
-            bound_as,
-            root_dse: RootDse::default(),
-            capabilities: Capabilities::detect(&RootDse::default()),
-            driver,
-        };
+        check_bind_transport(url, settings)?;
+        let (conn, ldap) = open(url, settings).await?;
+        let mut dir = Directory::start(conn, ldap, url, settings);
+        dir.bind(settings).await?;
         dir.root_dse = dir.read_root_dse().await.map_err(|e| {
             if e.is_transient() {
                 ConnectError::Unreachable(e.to_string())
@@ -184,6 +92,57 @@ impl Directory {
             "connected"
         );
         Ok(dir)
+    }
+
+    /// Spawns the connection's driver and wraps both halves; anonymous, with no root DSE yet.
+    fn start(
+        conn: LdapConnAsync,
+        ldap: ldap3::Ldap,
+        url: &LdapUrl,
+        settings: &DirectorySettings,
+    ) -> Directory {
+        let driver_url = url.to_string();
+        let driver = tokio::spawn(async move {
+            if let Err(e) = conn.drive().await {
+                debug!(url = %driver_url, error = %e, "LDAP connection ended");
+            }
+        });
+        Directory {
+            ldap,
+            url: url.clone(),
+            timeout: settings.timeout,
+            page_size: settings.page_size,
+            bound_as: None,
+            root_dse: RootDse::default(),
+            capabilities: Capabilities::detect(&RootDse::default()),
+            driver,
+        }
+    }
+
+    /// The simple bind, when credentials are configured. Every refusal is fatal: the next DC
+    /// would refuse the same credentials (and retrying risks locking the account).
+    async fn bind(&mut self, settings: &DirectorySettings) -> Result<(), ConnectError> {
+        let Some(bind) = &settings.bind else {
+            return Ok(());
+        };
+        let dn = bind.dn.as_str().to_string();
+        let result = self
+            .ldap
+            .with_timeout(settings.timeout)
+            .simple_bind(&dn, bind.password.expose())
+            .await
+            .map_err(|e| ConnectError::Unreachable(describe(&e)))?;
+        let url = self.url.to_string();
+        let refused = match result {
+            LdapResult { rc: 0, .. } => {
+                self.bound_as = Some(dn);
+                return Ok(());
+            }
+            LdapResult { rc: 49, text, .. } => Error::InvalidCredentials { url, dn, text },
+            LdapResult { rc: 8, text, .. } => Error::StrongAuthRequired { url, dn, text },
+            LdapResult { rc, text, .. } => Error::Bind { url, dn, rc, text },
+        };
+        Err(ConnectError::Fatal(refused))
     }
 
     async fn read_root_dse(&mut self) -> Result<RootDse, Error> {
@@ -331,6 +290,58 @@ enum ConnectError {
     Unreachable(String),
     /// Stop: the next server would fail the same way.
     Fatal(Error),
+}
+
+/// Refuses a simple bind that would send the password in clear to another host. Checked at
+/// config load too; repeated here so no caller can bypass it.
+fn check_bind_transport(url: &LdapUrl, settings: &DirectorySettings) -> Result<(), ConnectError> {
+    let clear = settings.bind.is_some()
+        && url.scheme == LdapScheme::Ldap
+        && !settings.starttls
+        && !url.is_loopback();
+    if !clear {
+        return Ok(());
+    }
+    if !settings.allow_insecure {
+        return Err(ConnectError::Fatal(Error::InsecureBind {
+            url: url.to_string(),
+        }));
+    }
+    warn_insecure_once(&url.to_string());
+    Ok(())
+}
+
+/// Opens the transport: TCP, then TLS for ldaps:// or StartTLS, with our own rustls config.
+async fn open(
+    url: &LdapUrl,
+    settings: &DirectorySettings,
+) -> Result<(LdapConnAsync, ldap3::Ldap), ConnectError> {
+    let shown = url.to_string();
+    let starttls = settings.starttls && url.scheme == LdapScheme::Ldap;
+    let mut conn_settings = LdapConnSettings::new().set_conn_timeout(settings.timeout);
+    if url.scheme == LdapScheme::Ldaps || starttls {
+        let tls = tls_config(settings.tls_ca_file.as_deref()).map_err(|reason| {
+            ConnectError::Fatal(Error::Tls {
+                url: shown.clone(),
+                reason,
+            })
+        })?;
+        conn_settings = conn_settings
+            .set_config(Arc::new(tls))
+            .set_starttls(starttls);
+    }
+    LdapConnAsync::with_settings(conn_settings, &shown)
+        .await
+        .map_err(|e| match &e {
+            // The only LDAP result before a bind is the StartTLS answer: say so, and that
+            // nothing was sent in clear (ldap3 stops there; there is no plain fallback).
+            LdapError::LdapResult { result } if starttls => ConnectError::Unreachable(format!(
+                "StartTLS refused by the server (LDAP {}{}); nothing was sent in clear",
+                result.rc,
+                error::diag(&result.text)
+            )),
+            _ => ConnectError::Unreachable(describe(&e)),
+        })
 }
 
 /// URLs already warned about, so a daemon that reconnects warns once per URL.
