@@ -6,12 +6,16 @@
 //! once per connection and decides the [`Capabilities`] every later operation asks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope};
+use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, StdStream};
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use super::error::{self, Attempt};
-use super::{Capabilities, Directory, Error, LiveWatch, describe, dirsync, naming_context_of};
+use super::{
+    Capabilities, Directory, Error, LiveWatch, describe, describe_io, dirsync, naming_context_of,
+};
 use crate::config::{DirectorySettings, LdapScheme, LdapUrl};
 use crate::model::{Dn, attr};
 
@@ -40,15 +44,46 @@ impl RootDse {
     }
 }
 
+/// How long a silent peer may go unnoticed when the caller does not say: the default of
+/// `[daemon] watch_timeout`.
+pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Choices about the connection itself, as opposed to the directory settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// TCP keepalive on every connection: a peer that stays silent this long (a DC that died,
+    /// a network that partitioned without a reset) is declared dead by the kernel, and the
+    /// operation or watch waiting on it fails instead of hanging. The kernel probes an idle
+    /// connection after half of it, then three times at a sixth of it; a write left
+    /// unacknowledged this long fails too (`TCP_USER_TIMEOUT`). Whole seconds, one at least.
+    pub keepalive: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            keepalive: DEFAULT_KEEPALIVE,
+        }
+    }
+}
+
 impl Directory {
+    /// [`Directory::connect_with`] the default [`ConnectOptions`].
+    pub async fn connect(settings: &DirectorySettings) -> Result<Directory, Error> {
+        Directory::connect_with(settings, &ConnectOptions::default()).await
+    }
+
     /// Connects to the first URL that answers, binds, and reads the root DSE.
     ///
     /// A bind failure (wrong password) is returned at once: trying the next DC with the same
     /// credentials would only risk locking the account.
-    pub async fn connect(settings: &DirectorySettings) -> Result<Directory, Error> {
+    pub async fn connect_with(
+        settings: &DirectorySettings,
+        options: &ConnectOptions,
+    ) -> Result<Directory, Error> {
         let mut attempts = Vec::new();
         for url in &settings.urls {
-            match Directory::connect_one(url, settings).await {
+            match Directory::connect_one(url, settings, options).await {
                 Ok(dir) => return Ok(dir),
                 Err(ConnectError::Unreachable(reason)) => {
                     // info, not warn: the caller reports the final error; the daemon logs at info.
@@ -70,9 +105,10 @@ impl Directory {
     async fn connect_one(
         url: &LdapUrl,
         settings: &DirectorySettings,
+        options: &ConnectOptions,
     ) -> Result<Directory, ConnectError> {
         check_bind_transport(url, settings)?;
-        let (conn, ldap) = open(url, settings).await?;
+        let (conn, ldap) = open(url, settings, options).await?;
         let mut dir = Directory::start(conn, ldap, url, settings);
         dir.bind(settings).await?;
         dir.root_dse = dir.read_root_dse().await.map_err(|e| {
@@ -285,6 +321,7 @@ impl Directory {
     }
 }
 
+#[derive(Debug)]
 enum ConnectError {
     /// Try the next server.
     Unreachable(String),
@@ -311,14 +348,25 @@ fn check_bind_transport(url: &LdapUrl, settings: &DirectorySettings) -> Result<(
     Ok(())
 }
 
-/// Opens the transport: TCP, then TLS for ldaps:// or StartTLS, with our own rustls config.
+/// Opens the transport: TCP with keepalive, then TLS for ldaps:// or StartTLS, with our own
+/// rustls config. `settings.timeout` bounds all of it.
 async fn open(
     url: &LdapUrl,
     settings: &DirectorySettings,
+    options: &ConnectOptions,
 ) -> Result<(LdapConnAsync, ldap3::Ldap), ConnectError> {
     let shown = url.to_string();
     let starttls = settings.starttls && url.scheme == LdapScheme::Ldap;
-    let mut conn_settings = LdapConnSettings::new().set_conn_timeout(settings.timeout);
+    let deadline = Instant::now() + settings.timeout;
+    let stream = tcp_stream(url, options, settings.timeout).await?;
+    let stream = stream
+        .into_std()
+        .map_err(|e| ConnectError::Unreachable(describe_io(&e)))?;
+    // ldap3 takes the stream as it is and still follows the URL's scheme for TLS and StartTLS
+    // (and the host name for the certificate check); the timeout left covers the handshake.
+    let mut conn_settings = LdapConnSettings::new()
+        .set_std_stream(StdStream::Tcp(stream))
+        .set_conn_timeout(deadline.saturating_duration_since(Instant::now()));
     if url.scheme == LdapScheme::Ldaps || starttls {
         let tls = tls_config(settings.tls_ca_file.as_deref()).map_err(|reason| {
             ConnectError::Fatal(Error::Tls {
@@ -342,6 +390,37 @@ async fn open(
             )),
             _ => ConnectError::Unreachable(describe(&e)),
         })
+}
+
+/// A TCP connection to `url`'s host and port (each address it resolves to, in turn), with
+/// keepalive set from `options`.
+async fn tcp_stream(
+    url: &LdapUrl,
+    options: &ConnectOptions,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let connect = tokio::net::TcpStream::connect((url.host.as_str(), url.port));
+    let stream = match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(ConnectError::Unreachable(describe_io(&e))),
+        Err(_) => return Err(ConnectError::Unreachable("timed out".to_string())),
+    };
+    set_keepalive(&stream, options.keepalive)
+        .map_err(|e| ConnectError::Unreachable(format!("setting TCP keepalive: {e}")))?;
+    Ok(stream)
+}
+
+/// Keepalive probes after `silence / 2`, then three at `silence / 6`; writes time out after
+/// `silence`. See [`ConnectOptions::keepalive`].
+fn set_keepalive(stream: &tokio::net::TcpStream, silence: Duration) -> std::io::Result<()> {
+    let at_least_a_second = |d: Duration| Duration::from_secs(d.as_secs().max(1));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(at_least_a_second(silence / 2))
+        .with_interval(at_least_a_second(silence / 6))
+        .with_retries(3);
+    let socket = socket2::SockRef::from(stream);
+    socket.set_tcp_keepalive(&keepalive)?;
+    socket.set_tcp_user_timeout(Some(at_least_a_second(silence)))
 }
 
 /// URLs already warned about, so a daemon that reconnects warns once per URL.
@@ -401,6 +480,59 @@ pub(crate) fn tls_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_connection_has_tcp_keepalive_from_the_options() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = LdapUrl::parse(&format!("ldap://{}", listener.local_addr().unwrap())).unwrap();
+        let options = ConnectOptions {
+            keepalive: Duration::from_secs(30),
+        };
+        let stream = tcp_stream(&url, &options, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        // Probed after 15 s of silence, then every 5 s, dropped after 3 unanswered probes: a
+        // dead peer is noticed after 30 s, and an unacknowledged write fails after 30 s too.
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        // Never below the kernel's one-second granularity.
+        let short = ConnectOptions {
+            keepalive: Duration::from_millis(10),
+        };
+        let stream = tcp_stream(&url, &short, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(1));
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_tcp_connect_says_so_in_the_ldap_wording() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = LdapUrl::parse(&format!("ldap://{}", listener.local_addr().unwrap())).unwrap();
+        drop(listener);
+        let e = tcp_stream(&url, &ConnectOptions::default(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, ConnectError::Unreachable(r) if r == "connection refused"));
+    }
 
     #[test]
     fn tls_config_builds_with_the_ring_provider_from_a_private_ca() {

@@ -18,7 +18,7 @@ mod write;
 
 pub(crate) use capabilities::oid;
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch};
-pub use connect::RootDse;
+pub use connect::{ConnectOptions, RootDse};
 pub use error::Error;
 pub use search::SearchStats;
 pub(crate) use syncrepl::{SyncEnd, SyncEvent};
@@ -116,15 +116,17 @@ fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<String> {
 /// certificate: UnknownIssuer").
 fn describe(e: &LdapError) -> String {
     match e {
-        LdapError::Io { source } => {
-            let text = source.to_string();
-            match source.kind() {
-                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-                _ => text,
-            }
-        }
+        LdapError::Io { source } => describe_io(source),
         LdapError::Timeout { .. } => "timed out".to_string(),
         other => other.to_string(),
+    }
+}
+
+/// An I/O error as [`describe`] words it.
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        _ => e.to_string(),
     }
 }
 
