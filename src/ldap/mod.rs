@@ -162,13 +162,6 @@ mod tests {
     }
 
     #[test]
-    fn the_dirsync_probe_value_is_the_ber_of_an_empty_request() {
-        // 30 08 (SEQUENCE, 8 bytes) 02 01 00 (flags 0) 02 01 00 (maxBytes 0) 04 00 (cookie "").
-        let probe = dirsync::request_value(&[]);
-        assert_eq!(probe[1] as usize, probe.len() - 2);
-    }
-
-    #[test]
     fn errors_render_as_one_line_naming_the_culprit() {
         let e = Error::InvalidCredentials {
             url: "ldap://127.0.0.1:389".into(),
