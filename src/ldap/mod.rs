@@ -20,6 +20,7 @@ pub(crate) use capabilities::oid;
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch};
 pub use connect::{ConnectOptions, RootDse};
 pub use error::Error;
+pub(crate) use search::Search;
 pub use search::SearchStats;
 pub(crate) use syncrepl::{SyncEnd, SyncEvent};
 pub(crate) use usn::{UsnListing, UsnMark};

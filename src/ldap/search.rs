@@ -3,6 +3,8 @@
 //! are counted and ignored, never chased. Every search checks its final result code, so a size
 //! limit is an error rather than a silently short answer.
 
+use std::borrow::Cow;
+
 use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::{LdapResult, ResultEntry, Scope, SearchEntry};
 use tracing::debug;
@@ -12,6 +14,62 @@ use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding
 
 /// The attribute list every search here passes: a fixed list of names.
 type Attrs = &'static [&'static str];
+
+/// One paged subtree search: under which base, for which objects, reading which attributes,
+/// passing over which part of the tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Search<'a> {
+    /// Names the base in errors: "base DN", "endpoint container".
+    pub what: &'static str,
+    /// Names the search in errors ("search" under the base, "uSNChanged listing" under it).
+    pub op: &'static str,
+    pub base: &'a Dn,
+    pub filter: Cow<'a, str>,
+    pub attrs: Attrs,
+    /// Entries at or below this DN are counted as skipped and not converted: the endpoint
+    /// container when it lies under `base_dn`, so that no object is seen twice.
+    pub skip_within: Option<&'a Dn>,
+}
+
+impl<'a> Search<'a> {
+    /// Every SIP-enabled object under `base`, reading [`attr::SEARCHED`].
+    pub(crate) fn sip_objects(what: &'static str, base: &'a Dn) -> Search<'a> {
+        Search {
+            what,
+            op: "search",
+            base,
+            filter: Cow::Borrowed(SIP_ENABLED_FILTER),
+            attrs: attr::SEARCHED,
+            skip_within: None,
+        }
+    }
+
+    /// The objects under `base` whose SIP address equals `normalized_uri`, reading
+    /// [`attr::SEARCHED`].
+    pub(crate) fn holders_of(what: &'static str, base: &'a Dn, normalized_uri: &str) -> Search<'a> {
+        Search {
+            filter: Cow::Owned(format!(
+                "({}={})",
+                attr::PRIMARY_USER_ADDRESS,
+                ldap3::ldap_escape(normalized_uri)
+            )),
+            ..Search::sip_objects(what, base)
+        }
+    }
+
+    /// The same search reading only `attrs` (which must include what the caller reads).
+    pub(crate) fn reading(self, attrs: Attrs) -> Search<'a> {
+        Search { attrs, ..self }
+    }
+
+    /// The same search passing over everything at or below `skip_within`.
+    pub(crate) fn skipping(self, skip_within: Option<&'a Dn>) -> Search<'a> {
+        Search {
+            skip_within,
+            ..self
+        }
+    }
+}
 
 /// Counts from one paged search.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,56 +101,46 @@ impl Directory {
         }
     }
 
-    /// Streams every SIP-enabled object under `base` (subtree, paged) to `on_object`.
-    ///
-    /// Objects within `skip_within` are counted as skipped and not converted: callers use it to
-    /// avoid seeing the endpoint container twice when it lies under the users' base.
-    /// `what` names the base in errors ("base DN", "endpoint container").
-    pub(crate) async fn for_each_sip_object(
+    /// Streams the objects `search` finds to `on_object`, each interpreted (problems become
+    /// `findings`). Entries within `search.skip_within` are counted as skipped, not converted.
+    pub(crate) async fn for_each_object(
         &mut self,
-        what: &'static str,
-        base: &Dn,
-        skip_within: Option<&Dn>,
+        search: &Search<'_>,
         classifier: &Classifier,
         findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
+        mut on_object: impl FnMut(DirectoryObject),
     ) -> Result<SearchStats, Error> {
-        self.for_each_sip_object_with(
-            what,
-            base,
-            skip_within,
-            attr::SEARCHED,
-            classifier,
-            findings,
-            on_object,
-        )
-        .await
-    }
-
-    /// [`Self::for_each_sip_object`] reading only `attrs` (which must include objectClass and
-    /// the SIP address): a caller that needs less than [`attr::SEARCHED`] moves less data.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn for_each_sip_object_with(
-        &mut self,
-        what: &'static str,
-        base: &Dn,
-        skip_within: Option<&Dn>,
-        attrs: &'static [&'static str],
-        classifier: &Classifier,
-        findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
-    ) -> Result<SearchStats, Error> {
-        self.for_each_object(
-            what,
-            base,
-            SIP_ENABLED_FILTER,
-            attrs,
-            skip_within,
-            classifier,
-            findings,
-            on_object,
-        )
-        .await
+        let mut stats = SearchStats::default();
+        let mut dn_cache = DnCache::default();
+        stats.references = self
+            .stream_entries(search, |entry| {
+                // Parse the DN once, for the skip test and the object.
+                let dn = match Dn::parse(&entry.dn) {
+                    Ok(dn) => dn,
+                    Err(e) => {
+                        stats.entries += 1;
+                        findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
+                        return;
+                    }
+                };
+                if search.skip_within.is_some_and(|skip| dn.is_within(skip)) {
+                    stats.skipped += 1;
+                    return;
+                }
+                stats.entries += 1;
+                on_object(DirectoryObject::from_parsed(
+                    dn,
+                    to_attributes(entry.attrs, entry.bin_attrs),
+                    classifier,
+                    &mut dn_cache,
+                    findings,
+                ));
+            })
+            .await?;
+        if stats.references > 0 {
+            debug!(base = %search.base, references = stats.references, "ignored continuation references");
+        }
+        Ok(stats)
     }
 
     /// Streams the objects under `base` whose SIP address equals `normalized_uri` (the server's
@@ -108,90 +156,33 @@ impl Directory {
     ) -> Result<SearchStats, Error> {
         // The full scan already reported these objects' malformed values.
         let mut findings = Vec::new();
-        let filter = format!(
-            "({}={})",
-            attr::PRIMARY_USER_ADDRESS,
-            ldap3::ldap_escape(normalized_uri)
-        );
-        self.for_each_object(
-            what,
-            base,
-            &filter,
-            attr::SEARCHED,
-            skip_within,
-            classifier,
-            &mut findings,
-            on_object,
-        )
-        .await
+        let search = Search::holders_of(what, base, normalized_uri).skipping(skip_within);
+        self.for_each_object(&search, classifier, &mut findings, on_object)
+            .await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn for_each_object(
-        &mut self,
-        what: &'static str,
-        base: &Dn,
-        filter: &str,
-        attrs: &'static [&'static str],
-        skip_within: Option<&Dn>,
-        classifier: &Classifier,
-        findings: &mut Vec<Finding>,
-        mut on_object: impl FnMut(DirectoryObject),
-    ) -> Result<SearchStats, Error> {
-        let mut stats = SearchStats::default();
-        let mut dn_cache = DnCache::default();
-        let op = format!("search under {base}");
-        let references = self
-            .stream_entries(what, base, filter, attrs, &op, |entry| {
-                // Parse the DN once, for the skip test and the object.
-                let dn = match Dn::parse(&entry.dn) {
-                    Ok(dn) => dn,
-                    Err(e) => {
-                        stats.entries += 1;
-                        findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
-                        return;
-                    }
-                };
-                if skip_within.is_some_and(|skip| dn.is_within(skip)) {
-                    stats.skipped += 1;
-                    return;
-                }
-                stats.entries += 1;
-                on_object(DirectoryObject::from_parsed(
-                    dn,
-                    to_attributes(entry.attrs, entry.bin_attrs),
-                    classifier,
-                    &mut dn_cache,
-                    findings,
-                ));
-            })
-            .await?;
-        stats.references = references;
-        if stats.references > 0 {
-            debug!(%base, references = stats.references, "ignored continuation references");
-        }
-        Ok(stats)
-    }
-
-    /// Streams the entries of a subtree search under `base` (paged where advertised) to
-    /// `on_entry`, one at a time; intermediate messages are skipped and continuation references
-    /// counted, never chased. Returns the number of references. `what` names the base in errors.
+    /// Streams the entries `search` finds (paged where advertised) to `on_entry`, one at a
+    /// time; intermediate messages are skipped and continuation references counted, never
+    /// chased. Returns the number of references.
     pub(super) async fn stream_entries(
         &mut self,
-        what: &'static str,
-        base: &Dn,
-        filter: &str,
-        attrs: Attrs,
-        op: &str,
+        search: &Search<'_>,
         mut on_entry: impl FnMut(SearchEntry),
     ) -> Result<u64, Error> {
+        let op = format!("{} under {}", search.op, search.base);
         let adapters = self.search_adapters();
         let mut stream = self
             .ldap
             .with_timeout(self.timeout)
-            .streaming_search_with(adapters, base.as_str(), Scope::Subtree, filter, attrs)
+            .streaming_search_with(
+                adapters,
+                search.base.as_str(),
+                Scope::Subtree,
+                &search.filter,
+                search.attrs,
+            )
             .await
-            .map_err(|e| self.op_error(op, e))?;
+            .map_err(|e| self.op_error(&op, e))?;
         let mut references = 0;
         loop {
             let entry: ResultEntry = match stream.next().await {
@@ -199,7 +190,7 @@ impl Directory {
                 Ok(None) => break,
                 Err(e) => {
                     let _ = stream.finish().await;
-                    return Err(self.op_error(op, e));
+                    return Err(self.op_error(&op, e));
                 }
             };
             if entry.is_ref() {
@@ -209,7 +200,7 @@ impl Directory {
             }
         }
         let result = stream.finish().await;
-        self.check_search_result(what, base.as_str(), op, result)?;
+        self.check_search_result(search.what, search.base.as_str(), &op, result)?;
         Ok(references)
     }
 

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use ldap3::Scope;
 
-use super::{Directory, Error, SIP_ENABLED_FILTER};
+use super::search::Search;
+use super::{Directory, Error};
 use crate::model::Dn;
 
 /// Where a DC's update sequence stands.
@@ -63,28 +64,24 @@ impl Directory {
     /// continuation references ignored). An entry without a readable `uSNChanged` counts as 0,
     /// so it still shows up as added or removed.
     pub(crate) async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
-        let op = format!("uSNChanged listing under {base}");
+        let search = Search {
+            op: "uSNChanged listing",
+            ..Search::sip_objects("endpoint container", base).reading(&["uSNChanged"])
+        };
         let mut listing = UsnListing::new();
-        self.stream_entries(
-            "endpoint container",
-            base,
-            SIP_ENABLED_FILTER,
-            &["uSNChanged"],
-            &op,
-            |entry| {
-                let usn = entry
-                    .attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
-                    .and_then(|(_, v)| v.first())
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                let key = Dn::parse(&entry.dn)
-                    .map(|dn| dn.normalized().to_string())
-                    .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
-                listing.insert(key, usn);
-            },
-        )
+        self.stream_entries(&search, |entry| {
+            let usn = entry
+                .attrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
+                .and_then(|(_, v)| v.first())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let key = Dn::parse(&entry.dn)
+                .map(|dn| dn.normalized().to_string())
+                .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
+            listing.insert(key, usn);
+        })
         .await?;
         Ok(listing)
     }
