@@ -12,6 +12,7 @@ use ldap3::{LdapConnAsync, LdapConnSettings, LdapError, LdapResult, Scope, StdSt
 use tokio::time::Instant;
 use tracing::{debug, info};
 
+use super::entry::readable;
 use super::error::{self, Attempt};
 use super::{
     Capabilities, Directory, Error, LiveWatch, describe, describe_io, dirsync, naming_context_of,
@@ -202,11 +203,11 @@ impl Directory {
                 "reading the root DSE",
             )
             .await?;
-        let Some(e) = entries.into_iter().next() else {
+        let Some(e) = readable(&entries).next() else {
             return Ok(RootDse::default());
         };
-        let get = |name: &str| e.attrs.get(name).cloned().unwrap_or_default();
-        let first = |name: &str| get(name).into_iter().next();
+        let get = |name: &str| e.texts(name).map(str::to_string).collect::<Vec<_>>();
+        let first = |name: &str| e.first_text(name).map(str::to_string);
         let mut controls = get("supportedControl");
         // AD lists some controls twice.
         controls.sort();
@@ -244,9 +245,8 @@ impl Directory {
                 "reading the schema",
             )
             .await?;
-        let definitions: Vec<String> = entries
-            .iter()
-            .flat_map(|e| e.attrs.get("attributeTypes").into_iter().flatten())
+        let definitions: Vec<String> = readable(&entries)
+            .flat_map(|e| e.texts("attributeTypes"))
             .map(|d| d.to_ascii_lowercase())
             .collect();
         Ok(wanted

@@ -10,13 +10,14 @@
 //! without ldap3's control parsers, which panic on bad input.
 
 use bytes::BytesMut;
+use ldap3::Scope;
 use ldap3::asn1::{
     ASNTag, Integer, OctetString, Sequence, StructureTag, Tag, TagClass, Types, parse_tag,
     parse_uint, write,
 };
 use ldap3::controls::RawControl;
-use ldap3::{Scope, SearchEntry};
 
+use super::entry::readable;
 use super::{Directory, Error, oid};
 use crate::model::Dn;
 
@@ -64,10 +65,8 @@ impl Directory {
                 text: "the server answered without a readable DirSync response control".into(),
             });
         };
-        let dns = entries
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .map(|e| SearchEntry::construct(e).dn)
+        let dns = readable(&entries)
+            .map(|e| e.dn_shown().into_owned())
             .collect();
         Ok(DirSyncPage { dns, cookie, more })
     }

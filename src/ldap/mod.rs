@@ -1,15 +1,20 @@
 //! The directory adapter: everything that touches ldap3 lives here.
 //!
-//! [`Directory::connect`] tries each configured URL in order (several DCs), with TLS from our own
-//! rustls config (ring provider, private CA or the system roots), and binds. Searches are paged
-//! (RFC 2696) and streamed: entries are handed to a callback one at a time, so memory stays
-//! bounded by the page size. Continuation references (AD sends them for other naming contexts)
-//! are counted and ignored, never chased. Every search checks its final result code, so a size
-//! limit is an error rather than a silently short answer. Nothing here panics on server data.
+//! - `connect`: [`Directory::connect`] tries each configured URL in order (several DCs) over TCP
+//!   with keepalive, with TLS from our own rustls config (ring provider, private CA or the system
+//!   roots), binds, and reads the root DSE, which decides the [`Capabilities`].
+//! - `search`: paged (RFC 2696), streamed searches; entries reach a callback one at a time, so
+//!   memory stays bounded by the page size. Continuation references (AD sends them for other
+//!   naming contexts) are counted and ignored, never chased, and every search checks its final
+//!   result code, so a size limit is an error rather than a silently short answer.
+//! - `entry`: entries read in place from ldap3's raw BER; a DN or value that is not UTF-8, or an
+//!   entry of the wrong shape, becomes a finding. Nothing here panics on server data.
+//! - `write`: conditional writes; `dirsync`, `syncrepl` and `usn`: the three change feeds.
 
 mod capabilities;
 mod connect;
 mod dirsync;
+mod entry;
 mod error;
 mod search;
 mod syncrepl;

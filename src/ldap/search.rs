@@ -6,11 +6,12 @@
 use std::borrow::Cow;
 
 use ldap3::adapters::{Adapter, PagedResults};
-use ldap3::{LdapResult, ResultEntry, Scope, SearchEntry};
+use ldap3::{LdapResult, ResultEntry, Scope};
 use tracing::debug;
 
+use super::entry::{Malformed, RawEntry, readable};
 use super::{Directory, Error, SIP_ENABLED_FILTER};
-use crate::model::{Attributes, Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
+use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
 
 /// The attribute list every search here passes: a fixed list of names.
 type Attrs = &'static [&'static str];
@@ -95,7 +96,7 @@ impl Directory {
             )
             .await
         {
-            Ok(entries) => Ok(!entries.is_empty()),
+            Ok(entries) => Ok(readable(&entries).next().is_some()),
             Err(Error::NoSuchBase { .. }) => Ok(false),
             Err(e) => Err(e),
         }
@@ -115,11 +116,20 @@ impl Directory {
         stats.references = self
             .stream_entries(search, |entry| {
                 // Parse the DN once, for the skip test and the object.
-                let dn = match Dn::parse(&entry.dn) {
-                    Ok(dn) => dn,
-                    Err(e) => {
+                let parsed = entry
+                    .map_err(|malformed| malformed.finding())
+                    .and_then(|entry| {
+                        let text = entry.dn()?;
+                        match Dn::parse(text) {
+                            Ok(dn) => Ok((entry, dn)),
+                            Err(e) => Err(Finding::malformed(text, format!("DN: {e}"))),
+                        }
+                    });
+                let (entry, dn) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(finding) => {
                         stats.entries += 1;
-                        findings.push(Finding::malformed(&entry.dn, format!("DN: {e}")));
+                        findings.push(finding);
                         return;
                     }
                 };
@@ -130,7 +140,7 @@ impl Directory {
                 stats.entries += 1;
                 on_object(DirectoryObject::from_parsed(
                     dn,
-                    to_attributes(entry.attrs, entry.bin_attrs),
+                    entry.to_attributes(),
                     classifier,
                     &mut dn_cache,
                     findings,
@@ -167,7 +177,7 @@ impl Directory {
     pub(super) async fn stream_entries(
         &mut self,
         search: &Search<'_>,
-        mut on_entry: impl FnMut(SearchEntry),
+        mut on_entry: impl FnMut(Result<RawEntry<'_>, Malformed>),
     ) -> Result<u64, Error> {
         let op = format!("{} under {}", search.op, search.base);
         let adapters = self.search_adapters();
@@ -196,7 +206,7 @@ impl Directory {
             if entry.is_ref() {
                 references += 1;
             } else if !entry.is_intermediate() {
-                on_entry(SearchEntry::construct(entry));
+                on_entry(RawEntry::new(&entry.0));
             }
         }
         let result = stream.finish().await;
@@ -212,7 +222,7 @@ impl Directory {
         filter: &str,
         attrs: &[&str],
         op: &str,
-    ) -> Result<Vec<SearchEntry>, Error> {
+    ) -> Result<Vec<ResultEntry>, Error> {
         let result = self
             .ldap
             .with_timeout(self.timeout)
@@ -221,11 +231,7 @@ impl Directory {
             .map_err(|e| self.op_error(op, e))?;
         let (entries, res) = (result.0, result.1);
         self.check_search_result("entry", base, op, res)?;
-        Ok(entries
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .map(SearchEntry::construct)
-            .collect())
+        Ok(entries)
     }
 
     pub(super) fn check_search_result(
@@ -275,19 +281,4 @@ impl Directory {
         }
         adapters
     }
-}
-
-/// ldap3 splits values into UTF-8 `attrs` and binary `bin_attrs`; we keep both as bytes.
-pub(super) fn to_attributes(
-    attrs: std::collections::HashMap<String, Vec<String>>,
-    bin_attrs: std::collections::HashMap<String, Vec<Vec<u8>>>,
-) -> Attributes {
-    let mut out = Attributes::new();
-    for (name, values) in attrs {
-        out.insert(&name, values.into_iter().map(String::into_bytes).collect());
-    }
-    for (name, values) in bin_attrs {
-        out.insert(&name, values);
-    }
-    out
 }

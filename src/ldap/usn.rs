@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use ldap3::Scope;
 
+use super::entry::readable;
 use super::search::Search;
 use super::{Directory, Error};
 use crate::model::Dn;
@@ -43,20 +44,18 @@ impl Directory {
                 "reading highestCommittedUSN",
             )
             .await?;
-        let Some(entry) = entries.into_iter().next() else {
+        let Some(entry) = readable(&entries).next() else {
             return Ok(None);
         };
-        let first = |name: &str| {
-            entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.first().cloned())
-        };
-        let Some(highest) = first("highestCommittedUSN").and_then(|v| v.trim().parse().ok()) else {
+        let Some(highest) = entry
+            .first_text("highestCommittedUSN")
+            .and_then(|v| v.trim().parse().ok())
+        else {
             return Ok(None);
         };
-        let dc = first("dsServiceName").unwrap_or_else(|| self.url.to_string());
+        let dc = entry
+            .first_text("dsServiceName")
+            .map_or_else(|| self.url.to_string(), str::to_string);
         Ok(Some(UsnMark { dc, highest }))
     }
 
@@ -70,16 +69,16 @@ impl Directory {
         };
         let mut listing = UsnListing::new();
         self.stream_entries(&search, |entry| {
+            // An entry too broken to read cannot be listed; the next full reconcile reports it.
+            let Ok(entry) = entry else { return };
             let usn = entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
-                .and_then(|(_, v)| v.first())
+                .first_text("uSNChanged")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0);
-            let key = Dn::parse(&entry.dn)
+            let shown = entry.dn_shown();
+            let key = Dn::parse(&shown)
                 .map(|dn| dn.normalized().to_string())
-                .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
+                .unwrap_or_else(|_| shown.to_ascii_lowercase());
             listing.insert(key, usn);
         })
         .await?;
