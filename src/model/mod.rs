@@ -10,6 +10,7 @@ mod dn;
 mod entry;
 mod sip_uri;
 
+pub(crate) use dn::show_dn_bytes;
 pub use dn::{Dn, DnError};
 pub use entry::{AttrValues, Entry};
 pub(crate) use sip_uri::fold_case;
