@@ -8,7 +8,6 @@
 //! how times are shown, the filters and review cursors of `list` and `export`).
 
 mod export;
-mod generate;
 mod list;
 mod show;
 mod verify;
@@ -56,9 +55,6 @@ enum AuditCommand {
     /// Export for auditors: CSV, JSON Lines, or the before-images as LDIF for ldapadd.
     #[command(after_help = export::HELP)]
     Export(export::ExportArgs),
-    /// Benchmark data: append N generated records with a valid chain (no fsync).
-    #[command(hide = true)]
-    Generate(generate::GenerateArgs),
 }
 
 /// Filters shared by list and export.
@@ -118,7 +114,6 @@ impl OutcomeArg {
 struct Target {
     log: PathBuf,
     settings: Option<Settings>,
-    max_segment_size: u64,
 }
 
 fn target(cli: &Cli, args: &Args, need_settings: bool) -> Result<Target, u8> {
@@ -128,7 +123,6 @@ fn target(cli: &Cli, args: &Args, need_settings: bool) -> Result<Target, u8> {
         return Ok(Target {
             log: log.clone(),
             settings: None,
-            max_segment_size: audit::DEFAULT_MAX_SEGMENT_BYTES,
         });
     }
     let settings = load_settings(cli)?;
@@ -137,7 +131,6 @@ fn target(cli: &Cli, args: &Args, need_settings: bool) -> Result<Target, u8> {
             .log
             .clone()
             .unwrap_or_else(|| settings.audit.path.clone()),
-        max_segment_size: settings.audit.max_segment_size,
         settings: Some(settings),
     })
 }
@@ -148,7 +141,6 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         AuditCommand::Export(e) => e.filter.since_last.is_some(),
         AuditCommand::Verify(v) => v.repair,
         AuditCommand::Show(_) => false,
-        AuditCommand::Generate(_) => false,
     };
     let target = match target(cli, args, needs_state) {
         Ok(t) => t,
@@ -164,7 +156,6 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         AuditCommand::Show(s) => show::show(&target, &display, s),
         AuditCommand::Verify(v) => verify::verify(&target, v),
         AuditCommand::Export(e) => export::export(&target, &display, e),
-        AuditCommand::Generate(g) => generate::generate(&target, g),
     }
 }
 
