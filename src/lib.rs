@@ -25,7 +25,7 @@
 //! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
 //! - [`daemon`]: `pcsync run`: scheduled runs, live watch, redirector, HTTP health/metrics, lease.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
-//! - [`exit`]: the documented process exit codes.
+//! - [`exit`]: the documented process exit codes; [`util`]: hex and serde variant names.
 
 #![forbid(unsafe_code)]
 
@@ -48,5 +48,6 @@ mod redirector;
 mod schedule;
 mod shutdown;
 pub mod sip;
+mod util;
 
 pub use cli::main;

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::model::Entry;
-use crate::plan::{Change, Plan, hex};
+use crate::plan::{Change, Plan};
+use crate::util::hex;
 
 /// Version of the record format.
 pub(crate) const RECORD_FORMAT: u32 = 1;
@@ -207,6 +208,27 @@ pub enum Step {
     RestoreUser,
     /// Remove an endpoint pcsync created.
     DeleteEndpoint,
+}
+
+impl Event {
+    /// The name the audit log writes (`swap_intent`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
+impl Outcome {
+    /// The name the audit log writes (`ok`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
+impl Step {
+    /// The name the audit log writes (`delete_user`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
 }
 
 /// Counts in `run_start` / `run_end`.

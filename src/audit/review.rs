@@ -49,45 +49,7 @@ pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>
 pub(crate) fn shown_outcome(r: &Record) -> &'static str {
     match (r.event, r.outcome) {
         (Event::Rollback, Outcome::Ok) => "rolled-back",
-        (_, o) => outcome_str(o),
-    }
-}
-
-pub(crate) fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Started => "started",
-        Outcome::Ok => "ok",
-        Outcome::Failed => "failed",
-        Outcome::Blocked => "blocked",
-        Outcome::Skipped => "skipped",
-    }
-}
-
-pub(crate) fn event_str(e: Event) -> &'static str {
-    match e {
-        Event::RunStart => "run_start",
-        Event::Plan => "plan",
-        Event::GuardBlocked => "guard_blocked",
-        Event::SwapIntent => "swap_intent",
-        Event::BeforeImage => "before_image",
-        Event::Step => "step",
-        Event::SwapDone => "swap_done",
-        Event::Rollback => "rollback",
-        Event::Recovery => "recovery",
-        Event::Error => "error",
-        Event::RunEnd => "run_end",
-    }
-}
-
-pub(crate) fn step_str(s: Step) -> &'static str {
-    match s {
-        Step::DeleteUser => "delete_user",
-        Step::DisableUser => "disable_user",
-        Step::AddEndpoint => "add_endpoint",
-        Step::RepointEndpoint => "repoint_endpoint",
-        Step::Verify => "verify",
-        Step::RestoreUser => "restore_user",
-        Step::DeleteEndpoint => "delete_endpoint",
+        (_, o) => o.as_str(),
     }
 }
 
@@ -229,7 +191,7 @@ impl Runs {
         }
         if r.event == Event::RunEnd {
             row.finished = Some(r.time.clone());
-            row.outcome = outcome_str(r.outcome).to_string();
+            row.outcome = r.outcome.as_str().to_string();
             if let Some(c) = &r.counts {
                 self.tally = c.clone();
             }
@@ -388,7 +350,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
                 out,
                 "  finished  {}  {}",
                 time(&end.time),
-                outcome_str(end.outcome)
+                end.outcome.as_str()
             );
             if let Some(c) = &end.counts {
                 let _ = write!(
@@ -429,7 +391,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
         let _ = writeln!(
             out,
             "\n{} {}: {}",
-            event_str(r.event),
+            r.event.as_str(),
             time(&r.time),
             r.message.as_deref().unwrap_or("")
         );
@@ -504,9 +466,9 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
         let change = changes.iter().find(|c| c.dn.eq_ignore_ascii_case(dn));
         let o = &mut objects[i];
         if r.event == Event::Step || matches!(r.event, Event::Rollback | Event::Recovery) {
-            let mut line = format!("  {}  {}", time(&r.time), event_str(r.event));
+            let mut line = format!("  {}  {}", time(&r.time), r.event.as_str());
             if let Some(s) = r.step {
-                let _ = write!(line, " {}", step_str(s));
+                let _ = write!(line, " {}", s.as_str());
             }
             let _ = write!(line, " {}", shown_outcome(r));
             if r.run_id != swap.split('#').next().unwrap_or("") {

@@ -806,4 +806,36 @@ fn review_cursors_round_trip_and_names_are_checked() {
     }
 }
 
+/// The names shown by `audit list`/`show` and the CSV export are the ones the log writes.
+#[test]
+fn event_outcome_and_step_names_are_the_serialised_ones() {
+    use clap::ValueEnum;
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+    for e in Event::value_variants() {
+        assert_eq!(json(e), format!("\"{}\"", e.as_str()));
+    }
+    for o in [
+        Outcome::Started,
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Blocked,
+        Outcome::Skipped,
+    ] {
+        assert_eq!(json(&o), format!("\"{}\"", o.as_str()));
+    }
+    for s in [
+        Step::DeleteUser,
+        Step::DisableUser,
+        Step::AddEndpoint,
+        Step::RepointEndpoint,
+        Step::Verify,
+        Step::RestoreUser,
+        Step::DeleteEndpoint,
+    ] {
+        assert_eq!(json(&s), format!("\"{}\"", s.as_str()));
+    }
+}
+
 mod proptests;

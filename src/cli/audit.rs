@@ -12,12 +12,12 @@ use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::audit::review::{self, Filter, RunRow, Runs};
-use crate::audit::{self, Cursor, Event, Reader, Record};
+use crate::audit::{self, Cursor, Event, Reader, Record, Step};
 use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
 use crate::lock::RunLock;
-use crate::plan::hex;
+use crate::util::hex;
 
 /// Width the table output fits in.
 const TABLE_WIDTH: usize = 100;
@@ -493,9 +493,9 @@ fn event_csv(display: &Display, r: &Record) -> String {
         r.seq.to_string(),
         display.full(&r.time),
         r.run_id.clone(),
-        review::event_str(r.event).to_string(),
+        r.event.as_str().to_string(),
         review::shown_outcome(r).to_string(),
-        r.step.map(review::step_str).unwrap_or("").to_string(),
+        r.step.map(Step::as_str).unwrap_or("").to_string(),
         r.dn.clone().unwrap_or_default(),
         r.sip_uri.clone().unwrap_or_default(),
         r.swap.clone().unwrap_or_default(),
@@ -515,8 +515,8 @@ fn event_csv(display: &Display, r: &Record) -> String {
 fn event_row(display: &Display, r: &Record) -> String {
     const FIXED: usize = 7 + 1 + 20 + 1 + 16 + 1 + 11 + 1;
     let event = match r.step {
-        Some(s) if r.event == Event::Step => review::step_str(s),
-        _ => review::event_str(r.event),
+        Some(s) if r.event == Event::Step => s.as_str(),
+        _ => r.event.as_str(),
     };
     let subject =
         r.dn.as_deref()

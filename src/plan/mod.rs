@@ -28,6 +28,7 @@ use crate::config::{Layout, Migration, Pool, Retire, Settings};
 use crate::model::{
     AttrValues, DirectoryObject, Dn, Enabled, Entry, Finding, FindingKind, ObjectKind, attr,
 };
+use crate::util::hex;
 
 /// Version of the plan document (`--format json`, `--plan-out`); see schemas/plan.schema.json.
 pub(crate) const PLAN_FORMAT: u32 = 1;
@@ -186,16 +187,6 @@ pub(crate) fn endpoint_guid(normalized_uri: &str) -> String {
         &h[16..20],
         &h[20..32]
     )
-}
-
-/// Lower-case hex (sha2 0.11 digests have no `{:x}`).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// The attribute values the plan saw on `o` that the conditional write checks.
