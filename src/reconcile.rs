@@ -14,7 +14,7 @@ use std::path::Path;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, DirectoryWriter};
+use crate::apply;
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::config::Settings;
 use crate::inventory;

@@ -15,17 +15,16 @@
 mod restore;
 #[cfg(test)]
 pub(crate) mod tests;
+mod writer;
 
 pub(crate) use restore::{RestoreKind, RestorePlan, apply_restore, plan_restore};
-
-use std::future::Future;
+pub use writer::{DirectoryWriter, WriteError, WriteSource};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditSink, Counts, Event, Note, Outcome, Step, Unfinished};
 use crate::config::Retire;
-use crate::ldap::Error;
-use crate::model::{AttrValues, Entry, attr};
+use crate::model::{AttrValues, Entry, Modification, attr};
 use crate::plan::{Action, Change, Plan};
 
 /// Names of the failpoints, in the order a swap passes them.
@@ -35,33 +34,6 @@ pub const FAILPOINTS: &[&str] = &[
     "swap-endpoint-added",
     "swap-endpoint-verified",
 ];
-
-/// One attribute change of a modify.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Modification {
-    Add(AttrValues),
-    /// Delete these values (all values when the list is empty).
-    Delete(AttrValues),
-}
-
-/// The writes pcsync makes, and the one read it needs to make them safely. `expect` lists the
-/// values the plan saw; the write must fail with [`Error::Conflict`] if they changed.
-pub trait DirectoryWriter {
-    /// The complete entry (every user attribute, binary-safe), or `None` if it does not exist.
-    fn read_entry(&mut self, dn: &str) -> impl Future<Output = Result<Option<Entry>, Error>>;
-    fn add(&mut self, entry: &Entry) -> impl Future<Output = Result<(), Error>>;
-    fn delete(
-        &mut self,
-        dn: &str,
-        expect: &[AttrValues],
-    ) -> impl Future<Output = Result<(), Error>>;
-    fn modify(
-        &mut self,
-        dn: &str,
-        mods: &[Modification],
-        expect: &[AttrValues],
-    ) -> impl Future<Output = Result<(), Error>>;
-}
 
 /// What an apply did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,9 +65,8 @@ pub(crate) enum ApplyError {
     Lost {
         swap: String,
         sip_uri: String,
-        /// Boxed: the error is rare and large, and `ApplyError` travels through every step.
         #[source]
-        source: Box<Error>,
+        source: WriteError,
     },
 }
 
@@ -412,7 +383,7 @@ fn lost(
     swap: &str,
     c: &Change,
     step: Step,
-    e: Error,
+    e: WriteError,
 ) -> Result<SwapEnd, ApplyError> {
     audit.record(
         note(Event::Step, Outcome::Failed, swap, c)
@@ -422,7 +393,7 @@ fn lost(
     Err(ApplyError::Lost {
         swap: swap.to_string(),
         sip_uri: c.sip_uri.clone(),
-        source: Box::new(e),
+        source: e,
     })
 }
 
@@ -460,7 +431,7 @@ fn as_dns(values: &[Vec<u8>]) -> Option<std::collections::BTreeSet<crate::model:
 async fn verify(
     writer: &mut impl DirectoryWriter,
     c: &Change,
-) -> Result<Result<Option<Entry>, String>, Error> {
+) -> Result<Result<Option<Entry>, String>, WriteError> {
     match writer.read_entry(&c.dn).await {
         Err(e) if e.is_transient() => Err(e),
         Err(e) => Ok(Err(e.to_string())),
@@ -562,8 +533,8 @@ pub(crate) fn recreate_entry(image: &Entry) -> Entry {
 
 /// What to add to the error of re-creating `dn` when the server refused it for lack of rights
 /// (LDAP 50): the right that is missing, and where.
-pub(crate) fn recreate_hint(e: &Error, dn: &str) -> String {
-    if e.rc() != Some(50) {
+pub(crate) fn recreate_hint(e: &WriteError, dn: &str) -> String {
+    if !matches!(e, WriteError::Denied { .. }) {
         return String::new();
     }
     let parent = crate::model::Dn::parse(dn)
@@ -582,7 +553,7 @@ async fn restore_user(
     writer: &mut impl DirectoryWriter,
     retire: Option<Retire>,
     image: &Entry,
-) -> Result<(), Error> {
+) -> Result<(), WriteError> {
     if retire == Some(Retire::Disable) {
         let mods: Vec<Modification> = image
             .attributes
@@ -786,11 +757,11 @@ async fn recover_one(
 
 /// The directory went away while recovery was reading: nothing is recorded, the swap stays open
 /// for the next run.
-fn still_open(u: &Unfinished, first: &Change, e: Error) -> ApplyError {
+fn still_open(u: &Unfinished, first: &Change, e: WriteError) -> ApplyError {
     ApplyError::Lost {
         swap: u.swap.clone(),
         sip_uri: first.sip_uri.clone(),
-        source: Box::new(e),
+        source: e,
     }
 }
 

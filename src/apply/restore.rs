@@ -9,10 +9,9 @@
 
 use serde::Serialize;
 
-use super::{DirectoryWriter, Report, recreate_hint, restore_user};
+use super::{DirectoryWriter, Report, WriteError, recreate_hint, restore_user};
 use crate::audit::{AuditSink, Event, Note, Outcome, Record, Step};
 use crate::config::Retire;
-use crate::ldap::Error;
 use crate::model::{AttrValues, Entry, attr};
 use crate::plan::Action;
 
@@ -58,7 +57,7 @@ pub(crate) async fn plan_restore(
     records: &[Record],
     run_id: &str,
     writer: &mut impl DirectoryWriter,
-) -> Result<Option<RestorePlan>, Error> {
+) -> Result<Option<RestorePlan>, WriteError> {
     if !records.iter().any(|r| r.run_id == run_id) {
         return Ok(None);
     }

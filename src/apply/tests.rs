@@ -18,6 +18,8 @@ pub(crate) struct Fake {
     writes: usize,
     /// Once this many writes succeeded, every operation fails as on a dropped connection.
     lose_after_writes: Option<usize>,
+    /// This many reads find nothing, as when another writer adds the entry right after them.
+    pub(crate) hide_reads: usize,
 }
 
 impl Fake {
@@ -33,27 +35,24 @@ impl Fake {
         f
     }
 
-    fn conflict(dn: &str, reason: String) -> Error {
-        Error::Conflict {
-            op: "test".into(),
+    fn conflict(dn: &str, reason: String) -> WriteError {
+        WriteError::Conflict {
             dn: dn.into(),
-            url: "fake://".into(),
-            reason,
+            source: format!("{dn} changed: {reason}").into(),
         }
     }
 
-    fn connected(&self) -> Result<(), Error> {
+    fn connected(&self, dn: &str) -> Result<(), WriteError> {
         match self.lose_after_writes {
-            Some(n) if self.writes >= n => Err(Error::ConnectionLost {
-                op: "test".into(),
-                url: "fake://".into(),
-                reason: "end of stream".into(),
+            Some(n) if self.writes >= n => Err(WriteError::Transient {
+                dn: dn.into(),
+                source: "connection to fake:// lost: end of stream".into(),
             }),
             _ => Ok(()),
         }
     }
 
-    fn check(&self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+    fn check(&self, dn: &str, expect: &[AttrValues]) -> Result<(), WriteError> {
         match self.entries.get(&Fake::key(dn)) {
             None => Err(Fake::conflict(dn, "gone".into())),
             Some(e) => e.check(expect).map_err(|r| Fake::conflict(dn, r)),
@@ -62,19 +61,22 @@ impl Fake {
 }
 
 impl DirectoryWriter for Fake {
-    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
-        self.connected()?;
+    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, WriteError> {
+        self.connected(dn)?;
+        if self.hide_reads > 0 {
+            self.hide_reads -= 1;
+            return Ok(None);
+        }
         Ok(self.entries.get(&Fake::key(dn)).cloned())
     }
 
-    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
-        self.connected()?;
+    async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
+        self.connected(&entry.dn)?;
         if self.fail_add && entry.get("msRTCSIP-OwnerUrn").len() == 1 {
-            return Err(Error::Operation {
-                op: "add".into(),
-                url: "fake://".into(),
-                rc: 65,
-                text: "object class violation".into(),
+            return Err(WriteError::Refused {
+                dn: entry.dn.clone(),
+                rc: Some(65),
+                source: "add failed: LDAP 65: object class violation".into(),
             });
         }
         if self.entries.contains_key(&Fake::key(&entry.dn)) {
@@ -98,8 +100,8 @@ impl DirectoryWriter for Fake {
         Ok(())
     }
 
-    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
-        self.connected()?;
+    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), WriteError> {
+        self.connected(dn)?;
         self.check(dn, expect)?;
         self.writes += 1;
         self.entries.remove(&Fake::key(dn));
@@ -111,8 +113,8 @@ impl DirectoryWriter for Fake {
         dn: &str,
         mods: &[Modification],
         expect: &[AttrValues],
-    ) -> Result<(), Error> {
-        self.connected()?;
+    ) -> Result<(), WriteError> {
+        self.connected(dn)?;
         self.check(dn, expect)?;
         let Some(entry) = self.entries.get(&Fake::key(dn)) else {
             return Err(Fake::conflict(dn, "gone".into()));

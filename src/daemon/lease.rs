@@ -12,9 +12,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::apply::{DirectoryWriter, Modification};
-use crate::ldap::Error;
-use crate::model::{AttrValues, Entry};
+use crate::apply::{DirectoryWriter, WriteError};
+use crate::model::{AttrValues, Entry, Modification};
 
 /// The attribute holding the lease value.
 pub(crate) const LEASE_ATTR: &str = "description";
@@ -67,7 +66,7 @@ pub(crate) async fn tick(
     me: &str,
     now: DateTime<Utc>,
     duration: std::time::Duration,
-) -> Result<Observed, Error> {
+) -> Result<Observed, WriteError> {
     let expires = now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::zero());
     let want = Lease {
         holder: me.to_string(),
@@ -89,7 +88,7 @@ pub(crate) async fn tick(
                 mine: true,
             }),
             // Another instance created it first (LDAP 68): see what it wrote.
-            Err(e) if e.rc() == Some(68) => observe(dir, dn, me).await,
+            Err(WriteError::Conflict { .. }) => observe(dir, dn, me).await,
             Err(e) => Err(e),
         };
     };
@@ -136,7 +135,7 @@ pub(crate) async fn release(
     dn: &str,
     me: &str,
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<(), WriteError> {
     let Observed {
         lease: Some(l),
         mine: true,
@@ -158,7 +157,11 @@ pub(crate) async fn release(
     }
 }
 
-async fn observe(dir: &mut impl DirectoryWriter, dn: &str, me: &str) -> Result<Observed, Error> {
+async fn observe(
+    dir: &mut impl DirectoryWriter,
+    dn: &str,
+    me: &str,
+) -> Result<Observed, WriteError> {
     let lease = dir.read_entry(dn).await?.and_then(|e| {
         e.attributes
             .iter()
@@ -169,8 +172,10 @@ async fn observe(dir: &mut impl DirectoryWriter, dn: &str, me: &str) -> Result<O
     Ok(Observed { lease, mine })
 }
 
-fn lost_race(e: &Error) -> bool {
-    matches!(e, Error::Conflict { .. }) || matches!(e.rc(), Some(16 | 32 | 68 | 122))
+/// The value changed since it was read (LDAP 16 on the value delete, 122), or the entry went
+/// away (32) or appeared (68) in between: another instance won.
+fn lost_race(e: &WriteError) -> bool {
+    matches!(e, WriteError::Conflict { .. })
 }
 
 fn leaf_cn(dn: &str) -> String {
@@ -230,6 +235,19 @@ mod tests {
         // Releasing a lease one does not hold changes nothing.
         block(release(&mut dir, DN, "a", at(7))).unwrap();
         assert!(!block(tick(&mut dir, DN, "a", at(8), d)).unwrap().mine);
+    }
+
+    /// Two instances starting together both find no lease and both add it: the one whose add
+    /// is refused (LDAP 68) reads the winner's lease instead of failing.
+    #[test]
+    fn losing_the_race_to_create_the_lease_observes_the_winner() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        assert!(block(tick(&mut dir, DN, "a", at(0), d)).unwrap().mine);
+        dir.hide_reads = 1;
+        let b = block(tick(&mut dir, DN, "b", at(1), d)).unwrap();
+        assert!(!b.mine);
+        assert_eq!(b.lease.unwrap().holder, "a");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Directory writes for reconcile and restore: the [`DirectoryWriter`] implementation.
+//! Directory writes for reconcile, restore and the lease: conditional add, delete and modify,
+//! and the full read of one entry they depend on. `apply` reaches them through its
+//! `DirectoryWriter` trait, whose adapter lives there; this module knows nothing of apply.
 //!
 //! Every write that depends on what a plan saw is conditional. When the root DSE advertises the
 //! Assertion control (RFC 4528, OID 1.3.6.1.1.12; OpenLDAP does) the write carries it, critical,
@@ -15,8 +17,7 @@ use ldap3::{LdapResult, Mod, Scope};
 
 use super::error::diag;
 use super::{Directory, Error, to_attributes};
-use crate::apply::{DirectoryWriter, Modification};
-use crate::model::{AttrValues, Entry};
+use crate::model::{AttrValues, Entry, Modification};
 
 /// OID of the Assertion control (RFC 4528).
 pub(super) const ASSERTION_OID: &str = "1.3.6.1.1.12";
@@ -101,8 +102,9 @@ fn value_set(a: &AttrValues) -> HashSet<Vec<u8>> {
     a.values.iter().cloned().collect()
 }
 
-impl DirectoryWriter for Directory {
-    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
+impl Directory {
+    /// The complete entry (every user attribute, binary-safe), or `None` if it does not exist.
+    pub async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
         let op = format!("reading {dn}");
         let result = self
             .ldap
@@ -122,7 +124,8 @@ impl DirectoryWriter for Directory {
             .map(|e| Entry::new(&e.dn, &to_attributes(e.attrs, e.bin_attrs))))
     }
 
-    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+    /// Adds `entry`; an entry already there is a [`Error::Conflict`] (LDAP 68).
+    pub async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
         let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = entry
             .attributes
             .iter()
@@ -138,7 +141,8 @@ impl DirectoryWriter for Directory {
         self.write_result("add", &entry.dn, res)
     }
 
-    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+    /// Deletes `dn` if it still shows `expect`, else fails with [`Error::Conflict`].
+    pub async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
         let res = match self.assertion(expect) {
             Some(filter) => {
                 self.ldap
@@ -156,7 +160,9 @@ impl DirectoryWriter for Directory {
         self.write_result("delete", dn, res)
     }
 
-    async fn modify(
+    /// Applies `mods` to `dn` in one operation if it still shows `expect`, else fails with
+    /// [`Error::Conflict`] (also when a value to delete is gone).
+    pub async fn modify(
         &mut self,
         dn: &str,
         mods: &[Modification],

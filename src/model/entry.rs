@@ -1,5 +1,6 @@
 //! `Entry` and `AttrValues`: a complete directory entry as pcsync stores it in plans and in the
-//! audit log's before-images, binary-safe and sufficient to re-create the object.
+//! audit log's before-images, binary-safe and sufficient to re-create the object; and
+//! `Modification`, one attribute change of a modify.
 //!
 //! In JSON a value is a string when it is UTF-8, and `{"base64": "..."}` otherwise (AD's
 //! objectSid, msRTCSIP-OriginatorSid, thumbnailPhoto), so an image round-trips byte for byte.
@@ -35,6 +36,14 @@ impl AttrValues {
             .iter()
             .filter_map(|v| std::str::from_utf8(v).ok())
     }
+}
+
+/// One attribute change of a modify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modification {
+    Add(AttrValues),
+    /// Delete these values (all values when the list is empty).
+    Delete(AttrValues),
 }
 
 /// A whole entry: its DN and every user attribute.

@@ -11,7 +11,7 @@ mod entry;
 mod sip_uri;
 
 pub use dn::{Dn, DnError};
-pub use entry::{AttrValues, Entry};
+pub use entry::{AttrValues, Entry, Modification};
 pub(crate) use sip_uri::fold_case;
 pub use sip_uri::{SipUri, SipUriError};
 

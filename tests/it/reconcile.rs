@@ -558,8 +558,7 @@ fn powershell_output_names_the_cmdlets() {
 /// control (OpenLDAP) and with the re-read / value-delete method Active Directory needs.
 #[test]
 fn conditional_writes_refuse_a_concurrent_change_with_and_without_the_assertion_control() {
-    use pcsync::apply::{DirectoryWriter, Modification};
-    use pcsync::model::AttrValues;
+    use pcsync::model::{AttrValues, Modification};
 
     let slapd = Slapd::start();
     let mut env = std::collections::HashMap::new();
