@@ -334,7 +334,7 @@ async fn observe(
     for objects in collector.holders_mut().values_mut() {
         let mut kept = Vec::with_capacity(objects.len());
         for o in std::mem::take(objects) {
-            match dir.read_entry(o.dn.as_str()).await {
+            match dir.read_entry(&o.dn).await {
                 Ok(Some(entry)) => kept.push(DirectoryObject::from_parsed(
                     o.dn,
                     entry.to_attributes(),

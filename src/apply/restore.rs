@@ -9,11 +9,11 @@
 
 use serde::Serialize;
 
-use super::{DirectoryWriter, Report, WriteError, recreate_hint, restore_user};
+use super::{DirectoryWriter, WriteError, recreate_hint, restore_user};
 use crate::audit::{AuditSink, Event, Note, Outcome, Record, Step};
 use crate::config::Retire;
-use crate::model::{AttrValues, Entry, attr};
-use crate::plan::Action;
+use crate::model::{AttrValues, Dn, Entry, SipUri, attr};
+use crate::plan::Change;
 
 /// What a restore action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,8 +28,8 @@ pub(crate) enum RestoreKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct RestoreAction {
     pub kind: RestoreKind,
-    pub dn: String,
-    pub sip_uri: String,
+    pub dn: Dn,
+    pub sip_uri: SipUri,
     /// The swap being undone.
     pub swap: String,
     /// False when the directory already shows the restored state.
@@ -43,6 +43,17 @@ pub(crate) struct RestoreAction {
 pub(crate) struct RestorePlan {
     pub run_id: String,
     pub actions: Vec<RestoreAction>,
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub(crate) struct RestoreReport {
+    /// Pending actions attempted.
+    pub actions: usize,
+    pub applied: usize,
+    pub failed: usize,
+    /// One line per failed (or skipped) action, naming its DN.
+    pub errors: Vec<String>,
 }
 
 impl RestorePlan {
@@ -83,21 +94,26 @@ pub(crate) async fn plan_restore(
                 .any(|r| r.event == Event::Step && r.step == Some(step) && r.outcome == Outcome::Ok)
         };
         let rolled_back = of_swap().any(|r| r.event == Event::Rollback && r.outcome == Outcome::Ok);
-        let sip_uri = intent.sip_uri.clone().unwrap_or_default();
+        // Every intent names its URI; a record without one is not pcsync's, and is passed over.
+        let Some(sip_uri) = intent.sip_uri.clone() else {
+            continue;
+        };
         // The user first, then the endpoint: if the user cannot be brought back (a missing
         // right on Active Directory), the endpoint stays and keeps serving the URI.
         let mut endpoint = None;
-        if let Some(c) = changes.iter().find(|c| c.action == Action::CreateEndpoint)
+        if let Some(c) = changes
+            .iter()
+            .find(|c| matches!(c, Change::CreateEndpoint(_)))
             && ok(Step::AddEndpoint)
         {
-            let pending = writer.read_entry(&c.dn).await?.is_some_and(|e| {
+            let pending = writer.read_entry(c.dn()).await?.is_some_and(|e| {
                 e.get(attr::PRIMARY_USER_ADDRESS)
                     .iter()
-                    .any(|v| v.eq_ignore_ascii_case(sip_uri.as_bytes()))
+                    .any(|v| v.eq_ignore_ascii_case(sip_uri.as_str().as_bytes()))
             });
             endpoint = Some(RestoreAction {
                 kind: RestoreKind::DeleteEndpoint,
-                dn: c.dn.clone(),
+                dn: c.dn().clone(),
                 sip_uri: sip_uri.clone(),
                 swap: swap.clone(),
                 pending,
@@ -105,14 +121,16 @@ pub(crate) async fn plan_restore(
             });
         }
         let image = of_swap().find_map(|r| r.before.clone());
-        if let (Some(c), Some(image)) = (
-            changes.iter().find(|c| c.action == Action::RetireUser),
-            image,
-        ) && (ok(Step::DeleteUser) || ok(Step::DisableUser))
+        let retired = changes.iter().find_map(|c| match c {
+            Change::RetireUser(r) => Some(r.retire),
+            _ => None,
+        });
+        if let (Some(retired), Some(image)) = (retired, image)
+            && (ok(Step::DeleteUser) || ok(Step::DisableUser))
             && !rolled_back
         {
             let current = writer.read_entry(&image.dn).await?;
-            let (kind, pending) = if c.retire == Some(Retire::Disable) {
+            let (kind, pending) = if retired == Retire::Disable {
                 let holds = current
                     .as_ref()
                     .is_some_and(|e| !e.get(attr::PRIMARY_USER_ADDRESS).is_empty());
@@ -142,78 +160,102 @@ pub(crate) async fn apply_restore(
     plan: &RestorePlan,
     writer: &mut impl DirectoryWriter,
     audit: &mut impl AuditSink,
-) -> Result<Report, crate::audit::Error> {
-    let mut report = Report::default();
+) -> Result<RestoreReport, crate::audit::Error> {
+    let mut report = RestoreReport::default();
     // Swaps whose user could not be restored: their endpoint is kept.
     let mut user_failed: Vec<&str> = Vec::new();
     for a in plan.actions.iter().filter(|a| a.pending) {
-        report.swaps += 1;
-        if a.kind == RestoreKind::DeleteEndpoint && user_failed.contains(&a.swap.as_str()) {
-            let e = format!(
-                "kept {}: the user of swap {} could not be restored, so the endpoint keeps \
-                 serving {}",
-                a.dn, a.swap, a.sip_uri
-            );
-            audit.record(
-                Note::new(Event::Step, Outcome::Skipped)
-                    .dn(&a.dn)
-                    .sip_uri(&a.sip_uri)
-                    .swap(&a.swap)
-                    .step(Step::DeleteEndpoint)
-                    .message(&e),
-            )?;
-            report.failed += 1;
-            report.errors.push(e);
-            continue;
-        }
-        let step = match a.kind {
-            RestoreKind::DeleteEndpoint => Step::DeleteEndpoint,
-            _ => Step::RestoreUser,
-        };
-        let base = || {
-            Note::new(Event::Step, Outcome::Started)
-                .dn(&a.dn)
-                .sip_uri(&a.sip_uri)
-                .swap(&a.swap)
-                .step(step)
-        };
-        audit.record(base())?;
-        let result = match (&a.kind, &a.image) {
-            (RestoreKind::DeleteEndpoint, _) => {
-                let expect = [AttrValues::text(attr::PRIMARY_USER_ADDRESS, &[&a.sip_uri])];
-                writer.delete(&a.dn, &expect).await
-            }
-            (RestoreKind::RecreateUser, Some(image)) => {
-                restore_user(writer, Some(Retire::Delete), image).await
-            }
-            (RestoreKind::ReenableUser, Some(image)) => {
-                restore_user(writer, Some(Retire::Disable), image).await
-            }
-            (_, None) => Ok(()),
-        };
-        match result {
-            Ok(()) => {
-                let mut rec = base();
-                rec.outcome = Outcome::Ok;
-                rec.after = a.image.clone();
-                audit.record(rec)?;
-                report.applied += 1;
-            }
-            Err(e) => {
-                let mut message = e.to_string();
-                if a.kind == RestoreKind::RecreateUser {
-                    message.push_str(&recreate_hint(&e, &a.dn));
-                }
+        report.actions += 1;
+        let failure =
+            if a.kind == RestoreKind::DeleteEndpoint && user_failed.contains(&a.swap.as_str()) {
+                Some(keep_endpoint(a, audit)?)
+            } else {
+                undo(a, writer, audit).await?.err()
+            };
+        match failure {
+            None => report.applied += 1,
+            Some(message) => {
                 if a.kind != RestoreKind::DeleteEndpoint {
                     user_failed.push(&a.swap);
                 }
-                let mut rec = base().message(&message);
-                rec.outcome = Outcome::Failed;
-                audit.record(rec)?;
                 report.failed += 1;
-                report.errors.push(format!("{}: {message}", a.dn));
+                report.errors.push(message);
             }
         }
     }
     Ok(report)
+}
+
+/// Records that the endpoint of a swap whose user could not come back stays; the reason.
+fn keep_endpoint(
+    a: &RestoreAction,
+    audit: &mut impl AuditSink,
+) -> Result<String, crate::audit::Error> {
+    let e = format!(
+        "kept {}: the user of swap {} could not be restored, so the endpoint keeps \
+         serving {}",
+        a.dn, a.swap, a.sip_uri
+    );
+    audit.record(
+        Note::new(Event::Step, Outcome::Skipped)
+            .dn(&a.dn)
+            .sip_uri(&a.sip_uri)
+            .swap(&a.swap)
+            .step(Step::DeleteEndpoint)
+            .message(&e),
+    )?;
+    Ok(e)
+}
+
+/// Carries out one action between its `started` and `ok`/`failed` records. The inner `Err` is
+/// the failure line for the report, naming the DN.
+async fn undo(
+    a: &RestoreAction,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Result<(), String>, crate::audit::Error> {
+    let step = match a.kind {
+        RestoreKind::DeleteEndpoint => Step::DeleteEndpoint,
+        _ => Step::RestoreUser,
+    };
+    let base = |outcome| {
+        Note::new(Event::Step, outcome)
+            .dn(&a.dn)
+            .sip_uri(&a.sip_uri)
+            .swap(&a.swap)
+            .step(step)
+    };
+    audit.record(base(Outcome::Started))?;
+    let result = match (&a.kind, &a.image) {
+        (RestoreKind::DeleteEndpoint, _) => {
+            let expect = [AttrValues::text(
+                attr::PRIMARY_USER_ADDRESS,
+                &[a.sip_uri.as_str()],
+            )];
+            writer.delete(&a.dn, &expect).await
+        }
+        (RestoreKind::RecreateUser, Some(image)) => {
+            restore_user(writer, Retire::Delete, image).await
+        }
+        (RestoreKind::ReenableUser, Some(image)) => {
+            restore_user(writer, Retire::Disable, image).await
+        }
+        (_, None) => Ok(()),
+    };
+    match result {
+        Ok(()) => {
+            let mut rec = base(Outcome::Ok);
+            rec.after = a.image.clone();
+            audit.record(rec)?;
+            Ok(Ok(()))
+        }
+        Err(e) => {
+            let mut message = e.to_string();
+            if a.kind == RestoreKind::RecreateUser {
+                message.push_str(&recreate_hint(&e, &a.dn));
+            }
+            audit.record(base(Outcome::Failed).message(&message))?;
+            Ok(Err(format!("{}: {message}", a.dn)))
+        }
+    }
 }

@@ -9,7 +9,7 @@
 use std::future::Future;
 
 use crate::ldap::{self, Directory};
-use crate::model::{AttrValues, Entry, Modification};
+use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The source of a [`WriteError`]: the directory's own error (an [`ldap::Error`] for real).
 pub type WriteSource = Box<dyn std::error::Error + Send + Sync>;
@@ -22,7 +22,7 @@ pub enum WriteError {
     /// Nothing was written.
     #[error("{source}")]
     Conflict {
-        dn: String,
+        dn: Dn,
         #[source]
         source: WriteSource,
     },
@@ -30,14 +30,14 @@ pub enum WriteError {
     /// effect is unknown: the caller stops and lets recovery look once the directory is back.
     #[error("{source}")]
     Transient {
-        dn: String,
+        dn: Dn,
         #[source]
         source: WriteSource,
     },
     /// The bind account lacks the right (LDAP 50, insufficientAccessRights). Nothing was written.
     #[error("{source}")]
     Denied {
-        dn: String,
+        dn: Dn,
         #[source]
         source: WriteSource,
     },
@@ -45,7 +45,7 @@ pub enum WriteError {
     /// result code when there was one. Nothing was written.
     #[error("{source}")]
     Refused {
-        dn: String,
+        dn: Dn,
         rc: Option<u32>,
         #[source]
         source: WriteSource,
@@ -54,8 +54,8 @@ pub enum WriteError {
 
 impl WriteError {
     /// Sorts a directory error on `dn` into the variant its callers act on.
-    pub(crate) fn from_ldap(dn: &str, e: ldap::Error) -> WriteError {
-        let dn = dn.to_string();
+    pub(crate) fn from_ldap(dn: &Dn, e: ldap::Error) -> WriteError {
+        let dn = dn.clone();
         let rc = e.rc();
         if e.is_transient() {
             WriteError::Transient {
@@ -89,7 +89,7 @@ impl WriteError {
 
     /// The DN the failed operation was on.
     #[cfg(test)]
-    pub(crate) fn dn(&self) -> &str {
+    pub(crate) fn dn(&self) -> &Dn {
         match self {
             WriteError::Conflict { dn, .. }
             | WriteError::Transient { dn, .. }
@@ -108,16 +108,16 @@ const INSUFFICIENT_ACCESS_RIGHTS: u32 = 50;
 /// values the plan saw; the write must fail with [`WriteError::Conflict`] if they changed.
 pub trait DirectoryWriter {
     /// The complete entry (every user attribute, binary-safe), or `None` if it does not exist.
-    fn read_entry(&mut self, dn: &str) -> impl Future<Output = Result<Option<Entry>, WriteError>>;
+    fn read_entry(&mut self, dn: &Dn) -> impl Future<Output = Result<Option<Entry>, WriteError>>;
     fn add(&mut self, entry: &Entry) -> impl Future<Output = Result<(), WriteError>>;
     fn delete(
         &mut self,
-        dn: &str,
+        dn: &Dn,
         expect: &[AttrValues],
     ) -> impl Future<Output = Result<(), WriteError>>;
     fn modify(
         &mut self,
-        dn: &str,
+        dn: &Dn,
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> impl Future<Output = Result<(), WriteError>>;
@@ -125,7 +125,7 @@ pub trait DirectoryWriter {
 
 /// The real directory: its conditional writes (src/ldap/write.rs), errors sorted once here.
 impl DirectoryWriter for Directory {
-    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, WriteError> {
+    async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
         Directory::read_entry(self, dn)
             .await
             .map_err(|e| WriteError::from_ldap(dn, e))
@@ -137,7 +137,7 @@ impl DirectoryWriter for Directory {
             .map_err(|e| WriteError::from_ldap(&entry.dn, e))
     }
 
-    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), WriteError> {
+    async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
         Directory::delete(self, dn, expect)
             .await
             .map_err(|e| WriteError::from_ldap(dn, e))
@@ -145,7 +145,7 @@ impl DirectoryWriter for Directory {
 
     async fn modify(
         &mut self,
-        dn: &str,
+        dn: &Dn,
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> Result<(), WriteError> {
@@ -177,26 +177,27 @@ mod tests {
             reason: "assertion failed (LDAP 122)".into(),
         };
         let text = conflict.to_string();
-        let e = WriteError::from_ldap("cn=u,dc=x", conflict);
+        let dn = Dn::parse("cn=u,dc=x").unwrap();
+        let e = WriteError::from_ldap(&dn, conflict);
         assert!(matches!(e, WriteError::Conflict { .. }), "{e:?}");
         assert_eq!(e.to_string(), text);
-        assert_eq!(e.dn(), "cn=u,dc=x");
+        assert_eq!(e.dn(), &dn);
 
         let lost = ldap::Error::ConnectionLost {
             op: "delete of cn=u,dc=x".into(),
             url: "ldap://127.0.0.1:389".into(),
             reason: "end of stream".into(),
         };
-        assert!(WriteError::from_ldap("cn=u,dc=x", lost).is_transient());
+        assert!(WriteError::from_ldap(&dn, lost).is_transient());
         assert!(matches!(
-            WriteError::from_ldap("cn=u,dc=x", operation(32)),
+            WriteError::from_ldap(&dn, operation(32)),
             WriteError::Conflict { .. }
         ));
         assert!(matches!(
-            WriteError::from_ldap("cn=u,dc=x", operation(50)),
+            WriteError::from_ldap(&dn, operation(50)),
             WriteError::Denied { .. }
         ));
-        let refused = WriteError::from_ldap("cn=u,dc=x", operation(65));
+        let refused = WriteError::from_ldap(&dn, operation(65));
         assert!(
             matches!(refused, WriteError::Refused { rc: Some(65), .. }),
             "{refused:?}"

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use chrono::{DateTime, Utc};
 
 use super::{Actor, AuditLog, AuditSink, Counts, Error, Event, Note, Outcome, Step};
-use crate::model::{AttrValues, Entry};
-use crate::plan::{Action, Change, Plan, Status, Summary};
+use crate::model::{AttrValues, Dn, Entry, SipUri};
+use crate::plan::{Change, CreateEndpoint, Header, Plan, RetireUser, Status, Summary};
 
 /// Seconds since the epoch of the next generated record.
 static NEXT_TIME: AtomicI64 = AtomicI64::new(1_767_225_600);
@@ -44,7 +44,11 @@ pub(crate) fn append(path: &Path, records: u64, max_segment_bytes: u64) -> Resul
             run as u32
         );
         log.set_run(&run_id);
-        for note in run_notes(&run_id, run) {
+        let notes = run_notes(&run_id, run);
+        if notes.is_empty() {
+            break;
+        }
+        for note in notes {
             if written == records {
                 break;
             }
@@ -55,6 +59,7 @@ pub(crate) fn append(path: &Path, records: u64, max_segment_bytes: u64) -> Resul
     Ok(())
 }
 
+/// The records of one generated run; empty only if the generated names failed to parse.
 fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
     let uri = format!("sip:wk{:04}@contoso.com", run % 10_000);
     let user = format!(
@@ -65,31 +70,30 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
         "CN={{{:08x}-0000-8000-8000-000000000000}},CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
         run
     );
-    let pool = "pcpool1.contoso.com".to_string();
-    let swap = format!("{run_id}#1");
-    let retire = Change {
-        action: Action::RetireUser,
-        dn: user.clone(),
-        sip_uri: uri.clone(),
-        pool: pool.clone(),
-        status: Status::Ready,
-        not_before: None,
-        reason: "well-known user of a migration".into(),
-        retire: Some(crate::config::Retire::Delete),
-        expect: vec![AttrValues::text("msRTCSIP-PrimaryUserAddress", &[&uri])],
-        attributes: vec![],
+    let (Ok(sip_uri), Ok(user_dn), Ok(endpoint_dn)) =
+        (SipUri::parse(&uri), Dn::parse(&user), Dn::parse(&endpoint))
+    else {
+        return Vec::new();
     };
-    let create = Change {
-        action: Action::CreateEndpoint,
-        dn: endpoint.clone(),
-        sip_uri: uri.clone(),
-        pool: pool.clone(),
+    let header = |dn: &Dn, reason: &str| Header {
+        dn: dn.clone(),
+        sip_uri: sip_uri.clone(),
+        pool: "pcpool1.contoso.com".to_string(),
         status: Status::Ready,
         not_before: None,
-        reason: "no legacy endpoint".into(),
-        retire: None,
+        reason: reason.to_string(),
+    };
+    let swap = format!("{run_id}#1");
+    let retire = Change::RetireUser(RetireUser {
+        header: header(&user_dn, "well-known user of a migration"),
+        retire: crate::config::Retire::Delete,
+        expect: vec![AttrValues::text("msRTCSIP-PrimaryUserAddress", &[&uri])],
+        cleared: vec![],
+    });
+    let create = Change::CreateEndpoint(CreateEndpoint {
+        header: header(&endpoint_dn, "no legacy endpoint"),
         expect: vec![],
-        attributes: vec![
+        entry: vec![
             AttrValues::text(
                 "objectClass",
                 &["top", "person", "organizationalPerson", "contact"],
@@ -97,9 +101,9 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
             AttrValues::text("msRTCSIP-PrimaryUserAddress", &[&uri]),
             AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
         ],
-    };
+    });
     let image = Entry {
-        dn: user.clone(),
+        dn: user_dn.clone(),
         attributes: vec![
             AttrValues::text(
                 "objectClass",
@@ -135,11 +139,11 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
         ],
     };
     let fails = run.is_multiple_of(50);
-    let step = |s: Step, o: Outcome, dn: &str| {
+    let step = |s: Step, o: Outcome, dn: &Dn| {
         Note::new(Event::Step, o)
             .swap(&swap)
             .dn(dn)
-            .sip_uri(&uri)
+            .sip_uri(&sip_uri)
             .step(s)
     };
     let mut start =
@@ -158,13 +162,13 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
     });
     let mut intent = Note::new(Event::SwapIntent, Outcome::Started)
         .swap(&swap)
-        .dn(&user)
-        .sip_uri(&uri);
+        .dn(&user_dn)
+        .sip_uri(&sip_uri);
     intent.changes = Some(vec![retire, create]);
     let mut before = Note::new(Event::BeforeImage, Outcome::Ok)
         .swap(&swap)
-        .dn(&user)
-        .sip_uri(&uri);
+        .dn(&user_dn)
+        .sip_uri(&sip_uri);
     before.before = Some(image.clone());
     let mut end = Note::new(
         Event::RunEnd,
@@ -182,29 +186,29 @@ fn run_notes(run_id: &str, run: u64) -> Vec<Note> {
         plan,
         intent,
         before,
-        step(Step::DeleteUser, Outcome::Started, &user),
-        step(Step::DeleteUser, Outcome::Ok, &user),
-        step(Step::AddEndpoint, Outcome::Started, &endpoint),
+        step(Step::DeleteUser, Outcome::Started, &user_dn),
+        step(Step::DeleteUser, Outcome::Ok, &user_dn),
+        step(Step::AddEndpoint, Outcome::Started, &endpoint_dn),
     ];
     if fails {
         notes.push(
-            step(Step::AddEndpoint, Outcome::Failed, &endpoint)
+            step(Step::AddEndpoint, Outcome::Failed, &endpoint_dn)
                 .message("add of the endpoint failed: LDAP 65 (objectClassViolation)"),
         );
         let mut rollback = Note::new(Event::Rollback, Outcome::Ok)
             .swap(&swap)
-            .dn(&user)
-            .sip_uri(&uri)
+            .dn(&user_dn)
+            .sip_uri(&sip_uri)
             .step(Step::RestoreUser);
         rollback.after = Some(image);
         notes.push(rollback);
     } else {
-        notes.push(step(Step::AddEndpoint, Outcome::Ok, &endpoint));
+        notes.push(step(Step::AddEndpoint, Outcome::Ok, &endpoint_dn));
         notes.push(
             Note::new(Event::SwapDone, Outcome::Ok)
                 .swap(&swap)
-                .dn(&user)
-                .sip_uri(&uri),
+                .dn(&user_dn)
+                .sip_uri(&sip_uri),
         );
     }
     notes.push(end);

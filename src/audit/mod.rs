@@ -37,7 +37,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::Entry;
+use crate::model::{Dn, Entry, SipUri};
 use crate::plan::{Change, Plan};
 use crate::util::hex;
 
@@ -255,9 +255,9 @@ pub struct Record {
     pub outcome: Outcome,
     pub(crate) actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dn: Option<String>,
+    pub dn: Option<Dn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sip_uri: Option<String>,
+    pub sip_uri: Option<SipUri>,
     /// Identifies one swap across runs: `<run_id>#<n>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<String>,
@@ -285,8 +285,8 @@ pub struct Record {
 pub(crate) struct Note {
     pub event: Event,
     pub outcome: Outcome,
-    pub dn: Option<String>,
-    pub sip_uri: Option<String>,
+    pub dn: Option<Dn>,
+    pub sip_uri: Option<SipUri>,
     pub swap: Option<String>,
     pub step: Option<Step>,
     pub message: Option<String>,
@@ -315,13 +315,13 @@ impl Note {
         }
     }
 
-    pub(crate) fn dn(mut self, dn: &str) -> Note {
-        self.dn = Some(dn.to_string());
+    pub(crate) fn dn(mut self, dn: &Dn) -> Note {
+        self.dn = Some(dn.clone());
         self
     }
 
-    pub(crate) fn sip_uri(mut self, uri: &str) -> Note {
-        self.sip_uri = Some(uri.to_string());
+    pub(crate) fn sip_uri(mut self, uri: &SipUri) -> Note {
+        self.sip_uri = Some(uri.clone());
         self
     }
 

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Actor, Counts, Event, Outcome, Record, Step};
-use crate::model::{AttrValues, Dn, Entry};
-use crate::plan::{Action, Change};
+use crate::model::{AttrValues, Dn, Entry, SipUri};
+use crate::plan::Change;
 
 /// `--since` / `--until`: RFC 3339 (`2026-11-24T08:00:00Z`, `…+01:00`) or a time before `now`
 /// (`30s`, `30m`, `2h`, `7d`, `2w`).
@@ -106,13 +106,14 @@ impl Filter {
     fn subject_matches(&self, r: &Record) -> bool {
         (self.events.is_empty() || self.events.contains(&r.event))
             && self.dn.as_ref().is_none_or(|want| {
-                r.dn.as_deref()
-                    .is_some_and(|dn| dn.eq_ignore_ascii_case(want) || normalize_dn(dn) == *want)
+                r.dn.as_ref().is_some_and(|dn| {
+                    dn.as_str().eq_ignore_ascii_case(want) || dn.normalized() == want
+                })
             })
             && self.sip.as_ref().is_none_or(|want| {
                 r.sip_uri
-                    .as_deref()
-                    .is_some_and(|u| u.eq_ignore_ascii_case(want))
+                    .as_ref()
+                    .is_some_and(|u| u.as_str().eq_ignore_ascii_case(want))
             })
     }
 
@@ -259,13 +260,13 @@ pub(crate) fn diff(before: Option<&Entry>, after: Option<&Entry>) -> Vec<DiffLin
     let a = after.map(|e| &e.attributes).unwrap_or(&empty);
     let mut names: Vec<&str> = Vec::new();
     for attr in b.iter().chain(a.iter()) {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(&attr.name)) {
-            names.push(&attr.name);
+        if !names.iter().any(|n| attr.name.is(n)) {
+            names.push(attr.name.as_str());
         }
     }
     let values = |list: &[AttrValues], name: &str| -> Vec<Vec<u8>> {
         list.iter()
-            .filter(|x| x.name.eq_ignore_ascii_case(name))
+            .filter(|x| x.name.is(name))
             .flat_map(|x| x.values.iter().cloned())
             .collect()
     };
@@ -304,11 +305,7 @@ struct ObjectState {
 fn without(entry: &Entry, removed: &[AttrValues]) -> Entry {
     let mut out = entry.clone();
     for r in removed {
-        for a in out
-            .attributes
-            .iter_mut()
-            .filter(|a| a.name.eq_ignore_ascii_case(&r.name))
-        {
+        for a in out.attributes.iter_mut().filter(|a| a.name == r.name) {
             if r.values.is_empty() {
                 a.values.clear();
             } else {
@@ -377,9 +374,9 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
                 let _ = writeln!(
                     out,
                     "  {:<17} {:<32} {}",
-                    c.action.as_str(),
-                    c.sip_uri,
-                    c.dn
+                    c.action().as_str(),
+                    c.sip_uri().as_str(),
+                    c.dn()
                 );
             }
         }
@@ -421,7 +418,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
 fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&str) -> String) {
     let sip = records
         .iter()
-        .find_map(|r| r.sip_uri.as_deref())
+        .find_map(|r| r.sip_uri.as_ref().map(SipUri::as_str))
         .unwrap_or("");
     let end = records
         .iter()
@@ -439,12 +436,15 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
         .and_then(|r| r.changes.clone())
         .unwrap_or_default();
     let mut objects: Vec<ObjectState> = Vec::new();
-    let object = |objects: &mut Vec<ObjectState>, dn: &str| -> usize {
-        match objects.iter().position(|o| o.dn.eq_ignore_ascii_case(dn)) {
+    let object = |objects: &mut Vec<ObjectState>, dn: &Dn| -> usize {
+        match objects
+            .iter()
+            .position(|o| o.dn.as_str().eq_ignore_ascii_case(dn.as_str()))
+        {
             Some(i) => i,
             None => {
                 objects.push(ObjectState {
-                    dn: dn.to_string(),
+                    dn: dn.as_str().to_string(),
                     ..ObjectState::default()
                 });
                 objects.len() - 1
@@ -452,18 +452,20 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
         }
     };
     for c in &changes {
-        let i = object(&mut objects, &c.dn);
-        if c.action == Action::RepointEndpoint {
+        let i = object(&mut objects, c.dn());
+        if let Change::RepointEndpoint(r) = c {
             objects[i].before = Some(Entry {
-                dn: c.dn.clone(),
-                attributes: c.expect.clone(),
+                dn: c.dn().clone(),
+                attributes: r.expect.clone(),
             });
         }
     }
     for r in records {
-        let Some(dn) = r.dn.as_deref() else { continue };
+        let Some(dn) = r.dn.as_ref() else { continue };
         let i = object(&mut objects, dn);
-        let change = changes.iter().find(|c| c.dn.eq_ignore_ascii_case(dn));
+        let change = changes
+            .iter()
+            .find(|c| c.dn().as_str().eq_ignore_ascii_case(dn.as_str()));
         let o = &mut objects[i];
         if r.event == Event::Step || matches!(r.event, Event::Rollback | Event::Recovery) {
             let mut line = format!("  {}  {}", time(&r.time), r.event.as_str());
@@ -489,24 +491,22 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
             (Event::Step, Some(Step::DeleteUser | Step::DeleteEndpoint)) => o.after = Some(None),
             (Event::Step, Some(Step::DisableUser)) => {
                 if let (Some(before), Some(c)) = (&o.before, change) {
-                    o.after = Some(Some(without(before, &c.attributes)));
+                    o.after = Some(Some(without(before, c.attributes())));
                 }
             }
             (Event::Step, Some(Step::AddEndpoint)) => {
                 if let Some(c) = change {
                     o.after = Some(Some(Entry {
-                        dn: c.dn.clone(),
-                        attributes: c.attributes.clone(),
+                        dn: c.dn().clone(),
+                        attributes: c.attributes().to_vec(),
                     }));
                 }
             }
             (Event::Step, Some(Step::RepointEndpoint)) => {
                 if let (Some(before), Some(c)) = (&o.before, change) {
                     let mut after = before.clone();
-                    for new in &c.attributes {
-                        after
-                            .attributes
-                            .retain(|a| !a.name.eq_ignore_ascii_case(&new.name));
+                    for new in c.attributes() {
+                        after.attributes.retain(|a| a.name != new.name);
                         after.attributes.push(new.clone());
                     }
                     o.after = Some(Some(after));
@@ -582,7 +582,7 @@ impl BeforeImages {
             return;
         }
         let Some(image) = &r.before else { return };
-        let key = normalize_dn(&image.dn);
+        let key = image.dn.normalized().to_string();
         if !self.images.contains_key(&key) {
             self.order.push(key.clone());
         }

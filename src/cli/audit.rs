@@ -17,6 +17,7 @@ use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
 use crate::lock::RunLock;
+use crate::model::{Dn, SipUri};
 use crate::util::hex;
 
 /// Width the table output fits in.
@@ -496,8 +497,11 @@ fn event_csv(display: &Display, r: &Record) -> String {
         r.event.as_str().to_string(),
         review::shown_outcome(r).to_string(),
         r.step.map(Step::as_str).unwrap_or("").to_string(),
-        r.dn.clone().unwrap_or_default(),
-        r.sip_uri.clone().unwrap_or_default(),
+        r.dn.as_ref().map(Dn::to_string).unwrap_or_default(),
+        r.sip_uri
+            .as_ref()
+            .map(SipUri::to_string)
+            .unwrap_or_default(),
         r.swap.clone().unwrap_or_default(),
         r.message.clone().unwrap_or_default(),
         r.actor.bind_dn.clone().unwrap_or_default(),
@@ -519,8 +523,9 @@ fn event_row(display: &Display, r: &Record) -> String {
         _ => r.event.as_str(),
     };
     let subject =
-        r.dn.as_deref()
-            .or(r.sip_uri.as_deref())
+        r.dn.as_ref()
+            .map(Dn::as_str)
+            .or(r.sip_uri.as_ref().map(SipUri::as_str))
             .or(r.message.as_deref())
             .unwrap_or("");
     let subject =

@@ -197,7 +197,7 @@ fn print_plan(
                         "applied": r.applied,
                         "failed": r.failed,
                         "rolled_back": r.rolled_back,
-                        "errors": r.errors,
+                        "errors": r.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     }),
                 );
             }

@@ -395,7 +395,7 @@ async fn run_connected(
         (Err(Stop::Guard(msg)), _) => RunResult::new(RunOutcome::Blocked, Some(msg.clone())),
         (Err(Stop::Error(msg)), _) => RunResult::new(RunOutcome::Failed, Some(msg.clone())),
         (Ok(()), Some(report)) => {
-            let mut r = if report.failed == 0 && report.not_started == 0 {
+            let mut r = if report.is_complete() {
                 RunResult::new(
                     if report.swaps == 0 {
                         RunOutcome::InSync
@@ -411,7 +411,12 @@ async fn run_connected(
                         "{} swap(s) failed, {} not started: {}",
                         report.failed,
                         report.not_started,
-                        report.errors.join("; ")
+                        report
+                            .errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     )),
                 )
             };
@@ -658,7 +663,6 @@ async fn lease_task(daemon: Arc<Daemon>, token: CancellationToken) {
     let Some(dn) = settings.daemon.lease_dn.clone() else {
         return;
     };
-    let dn = dn.as_str().to_string();
     let duration = settings.daemon.lease_duration;
     let renew = settings.daemon.lease_renew;
     let mut dir: Option<Directory> = None;

@@ -585,11 +585,12 @@ fn conditional_writes_refuse_a_concurrent_change_with_and_without_the_assertion_
             if !assertion {
                 dir.disable_assertion_control();
             }
-            let user = if assertion {
+            let user = &pcsync::model::Dn::parse(if assertion {
                 OCSCHAT_CONTOSO
             } else {
                 OCSCHAT_FABRIKAM
-            };
+            })
+            .unwrap();
             let stale = [AttrValues::text("msRTCSIP-UserEnabled", &["FALSE"])];
             let e = dir.delete(user, &stale).await.unwrap_err();
             assert!(
