@@ -43,7 +43,7 @@ pub mod model;
 pub mod plan;
 mod private;
 mod progress;
-mod reconcile;
+pub mod reconcile;
 mod redirector;
 mod schedule;
 mod shutdown;
