@@ -488,19 +488,19 @@ pub(crate) async fn compute(
 
 /// Plans against a captured directory state at `now`: the same scan, duplicate confirmation,
 /// full re-read and planner as [`compute`], over `entries` (every attribute of every object
-/// with a SIP address, in both scopes) instead of a server. Returns the plan document
-/// (`pcsync reconcile --format json`), or the guard or error that stopped it. For the golden
-/// tests (tests/fixtures/golden/), and for replaying a state an administrator captured.
+/// with a SIP address, in both scopes) instead of a server. Returns the plan document as
+/// `--plan-out` writes it, or the guard or error that stopped it. For the golden tests
+/// (tests/fixtures/golden/), and for replaying a state an administrator captured.
 pub fn replay(
     settings: &Settings,
     entries: Vec<Entry>,
     now: DateTime<Utc>,
-) -> Result<serde_json::Value, String> {
+) -> Result<String, String> {
     let mut snapshot = Snapshot::new(entries);
     // A snapshot answers at once: the future is ready on its first poll.
     let planned = compute_at(settings, &mut snapshot, None, now).now_or_never();
     match planned {
-        Some(Ok(plan)) => serde_json::to_value(&plan).map_err(|e| e.to_string()),
+        Some(Ok(plan)) => plan_document(&plan).map_err(|e| e.to_string()),
         Some(Err(stopped)) => Err(RunEnd::from(stopped).message().unwrap_or_default()),
         None => Err("replaying the snapshot did not complete at once".to_string()),
     }
@@ -611,6 +611,11 @@ fn short(fingerprint: &str) -> &str {
     fingerprint.get(..12).unwrap_or(fingerprint)
 }
 
+/// The plan file's text: pretty JSON, fields in the schema's order, and a final newline.
+fn plan_document(plan: &Plan) -> Result<String, serde_json::Error> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(plan)?))
+}
+
 /// Writes the plan document atomically (temp file, fsync, rename).
 pub(crate) fn save_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
     use std::io::Write;
@@ -618,12 +623,11 @@ pub(crate) fn save_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
         path: path.to_path_buf(),
         source,
     };
-    let text = serde_json::to_string_pretty(plan).map_err(|e| write_err(e.into()))?;
+    let text = plan_document(plan).map_err(|e| write_err(e.into()))?;
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
