@@ -73,86 +73,96 @@ pub(crate) async fn plan_restore(
         return Ok(None);
     }
     let prefix = format!("{run_id}#");
-    let mut swaps: Vec<String> = Vec::new();
+    let mut swaps: Vec<&str> = Vec::new();
     for r in records {
         if let Some(s) = &r.swap
             && s.starts_with(&prefix)
-            && !swaps.contains(s)
+            && !swaps.contains(&s.as_str())
         {
-            swaps.push(s.clone());
+            swaps.push(s);
         }
     }
     let mut actions = Vec::new();
     for swap in swaps {
-        let of_swap = || records.iter().filter(|r| r.swap.as_deref() == Some(&swap));
-        let Some(intent) = of_swap().find(|r| r.event == Event::SwapIntent) else {
-            continue;
-        };
-        let changes = intent.changes.clone().unwrap_or_default();
-        let ok = |step: Step| {
-            of_swap()
-                .any(|r| r.event == Event::Step && r.step == Some(step) && r.outcome == Outcome::Ok)
-        };
-        let rolled_back = of_swap().any(|r| r.event == Event::Rollback && r.outcome == Outcome::Ok);
-        // Every intent names its URI; a record without one is not pcsync's, and is passed over.
-        let Some(sip_uri) = intent.sip_uri.clone() else {
-            continue;
-        };
-        // The user first, then the endpoint: if the user cannot be brought back (a missing
-        // right on Active Directory), the endpoint stays and keeps serving the URI.
-        let mut endpoint = None;
-        if let Some(c) = changes
+        let of_swap: Vec<&Record> = records
             .iter()
-            .find(|c| matches!(c, Change::CreateEndpoint(_)))
-            && ok(Step::AddEndpoint)
-        {
-            let pending = writer.read_entry(c.dn()).await?.is_some_and(|e| {
-                e.get(attr::PRIMARY_USER_ADDRESS)
-                    .iter()
-                    .any(|v| v.eq_ignore_ascii_case(sip_uri.as_str().as_bytes()))
-            });
-            endpoint = Some(RestoreAction {
-                kind: RestoreKind::DeleteEndpoint,
-                dn: c.dn().clone(),
-                sip_uri: sip_uri.clone(),
-                swap: swap.clone(),
-                pending,
-                image: None,
-            });
-        }
-        let image = of_swap().find_map(|r| r.before.clone());
-        let retired = changes.iter().find_map(|c| match c {
-            Change::RetireUser(r) => Some(r.retire),
-            _ => None,
-        });
-        if let (Some(retired), Some(image)) = (retired, image)
-            && (ok(Step::DeleteUser) || ok(Step::DisableUser))
-            && !rolled_back
-        {
-            let current = writer.read_entry(&image.dn).await?;
-            let (kind, pending) = if retired == Retire::Disable {
-                let holds = current
-                    .as_ref()
-                    .is_some_and(|e| !e.get(attr::PRIMARY_USER_ADDRESS).is_empty());
-                (RestoreKind::ReenableUser, !holds)
-            } else {
-                (RestoreKind::RecreateUser, current.is_none())
-            };
-            actions.push(RestoreAction {
-                kind,
-                dn: image.dn.clone(),
-                sip_uri: sip_uri.clone(),
-                swap: swap.clone(),
-                pending,
-                image: Some(image),
-            });
-        }
-        actions.extend(endpoint);
+            .filter(|r| r.swap.as_deref() == Some(swap))
+            .collect();
+        actions.extend(undo_swap(swap, &of_swap, writer).await?);
     }
     Ok(Some(RestorePlan {
         run_id: run_id.to_string(),
         actions,
     }))
+}
+
+/// What undoes one swap, from its records: the user first, then the endpoint, so that if the
+/// user cannot be brought back (a missing right on Active Directory) the endpoint stays and
+/// keeps serving the URI. Each action is pending unless the directory already shows it done.
+async fn undo_swap(
+    swap: &str,
+    records: &[&Record],
+    writer: &mut impl DirectoryWriter,
+) -> Result<Vec<RestoreAction>, WriteError> {
+    let Some(intent) = records.iter().find(|r| r.event == Event::SwapIntent) else {
+        return Ok(Vec::new());
+    };
+    // Every intent names its URI; a record without one is not pcsync's, and is passed over.
+    let Some(sip_uri) = intent.sip_uri.clone() else {
+        return Ok(Vec::new());
+    };
+    let changes = intent.changes.clone().unwrap_or_default();
+    let ok = |step: Step| {
+        records
+            .iter()
+            .any(|r| r.event == Event::Step && r.step == Some(step) && r.outcome == Outcome::Ok)
+    };
+    let rolled_back = records
+        .iter()
+        .any(|r| r.event == Event::Rollback && r.outcome == Outcome::Ok);
+    let action = |kind, dn: &Dn, pending, image| RestoreAction {
+        kind,
+        dn: dn.clone(),
+        sip_uri: sip_uri.clone(),
+        swap: swap.to_string(),
+        pending,
+        image,
+    };
+    let mut actions = Vec::new();
+    let image = records.iter().find_map(|r| r.before.clone());
+    let retired = changes.iter().find_map(|c| match c {
+        Change::RetireUser(r) => Some(r.retire),
+        _ => None,
+    });
+    if let (Some(retired), Some(image)) = (retired, image)
+        && (ok(Step::DeleteUser) || ok(Step::DisableUser))
+        && !rolled_back
+    {
+        let current = writer.read_entry(&image.dn).await?;
+        let (kind, pending) = match retired {
+            Retire::Disable => {
+                let holds = current
+                    .as_ref()
+                    .is_some_and(|e| !e.get(attr::PRIMARY_USER_ADDRESS).is_empty());
+                (RestoreKind::ReenableUser, !holds)
+            }
+            Retire::Delete => (RestoreKind::RecreateUser, current.is_none()),
+        };
+        actions.push(action(kind, &image.dn, pending, Some(image.clone())));
+    }
+    if let Some(c) = changes
+        .iter()
+        .find(|c| matches!(c, Change::CreateEndpoint(_)))
+        && ok(Step::AddEndpoint)
+    {
+        let pending = writer.read_entry(c.dn()).await?.is_some_and(|e| {
+            e.get(attr::PRIMARY_USER_ADDRESS)
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(sip_uri.as_str().as_bytes()))
+        });
+        actions.push(action(RestoreKind::DeleteEndpoint, c.dn(), pending, None));
+    }
+    Ok(actions)
 }
 
 /// Carries out the pending actions; each is journaled (`step` started, then ok or failed).
