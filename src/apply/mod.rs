@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{self, AuditSink, Counts, Note};
 use crate::audit::{Event, Outcome};
-use crate::config::Retire;
 use crate::model::{AttrValues, Dn, Entry, Modification, SipUri};
+use crate::plan::desired::Retire;
 use crate::plan::{Change, Header, Plan};
 use swap::{SwapEnd, run_swap};
 

@@ -11,9 +11,9 @@ use serde::Serialize;
 
 use super::{DirectoryWriter, WriteError, recreate_hint, restore_user};
 use crate::audit::{AuditSink, Event, Note, Outcome, Record, Step};
-use crate::config::Retire;
 use crate::model::{AttrValues, Dn, Entry, SipUri, attr};
 use crate::plan::Change;
+use crate::plan::desired::Retire;
 
 /// What a restore action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -13,8 +13,8 @@ use std::ops::ControlFlow;
 use super::failpoint::fail_point;
 use super::{ApplyError, DirectoryWriter, WriteError, note, recreate_hint, restore_user};
 use crate::audit::{AuditSink, Event, Outcome, Step};
-use crate::config::Retire;
 use crate::model::{AttrValues, Dn, Entry, Modification, SipUri, attr};
+use crate::plan::desired::Retire;
 use crate::plan::{Change, Header, RepointEndpoint, RetireUser};
 
 /// How a swap ended, when the run goes on.

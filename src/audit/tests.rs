@@ -726,7 +726,7 @@ fn show_gives_the_plan_steps_and_a_diff_per_object_with_rollback_and_recovery() 
     intent.changes = Some(vec![
         Change::RetireUser(RetireUser {
             header: header(user),
-            retire: crate::config::Retire::Delete,
+            retire: crate::plan::desired::Retire::Delete,
             expect: vec![],
             cleared: vec![],
         }),

@@ -15,8 +15,9 @@ use std::collections::HashSet;
 use ldap3::controls::{Assertion, MakeCritical};
 use ldap3::{LdapResult, Mod, Scope};
 
+use super::entry::readable;
 use super::error::diag;
-use super::{Directory, Error, to_attributes};
+use super::{Directory, Error};
 use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// OID of the Assertion control (RFC 4528).
@@ -117,16 +118,12 @@ impl Directory {
             32 => return Ok(None),
             _ => self.check_search_result("entry", dn.as_str(), &op, res)?,
         }
-        Ok(entries
-            .into_iter()
-            .find(|e| !e.is_ref() && !e.is_intermediate())
-            .map(ldap3::SearchEntry::construct)
-            .map(|e| {
-                // The DN as the server spells it, which is what a before-image records; it names
-                // the entry just read, so the DN asked for stands in should it not parse.
-                let read = Dn::parse(&e.dn).unwrap_or_else(|_| dn.clone());
-                Entry::new(read, &to_attributes(e.attrs, e.bin_attrs))
-            }))
+        Ok(readable(&entries).next().map(|e| {
+            // The DN as the server spells it, which is what a before-image records; it names the
+            // entry just read, so the DN asked for stands in should it not parse.
+            let read = Dn::parse(&e.dn_shown()).unwrap_or_else(|_| dn.clone());
+            Entry::new(read, &e.to_attributes())
+        }))
     }
 
     /// Adds `entry`; an entry already there is a [`Error::Conflict`] (LDAP 68).

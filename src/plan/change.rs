@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Retire;
+use super::desired::Retire;
 use crate::model::{AttrValues, Dn, Entry, SipUri};
 
 /// One directory write.

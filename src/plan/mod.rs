@@ -13,6 +13,7 @@
 
 mod change;
 mod collect;
+pub mod desired;
 pub(crate) mod render;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod tests;
 pub(crate) use change::Status;
 pub use change::{Action, Change, CreateEndpoint, Header, RepointEndpoint, RetireUser};
 pub(crate) use collect::Collector;
+pub(crate) use desired::Desired;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,41 +29,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Layout, Migration, Pool, Retire, Settings};
 use crate::model::{
     AttrName, AttrValues, DirectoryObject, Dn, Enabled, Entry, Finding, FindingKind, ObjectKind,
     attr,
 };
 use crate::util::hex;
+use desired::{Layout, Migration, Pool, Retire};
 
 /// Version of the plan document (`--format json`, `--plan-out`); see schemas/plan.schema.json.
 pub(crate) const PLAN_FORMAT: u32 = 1;
-
-/// What the configuration asks for: the parts of [`Settings`] planning reads.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Desired<'a> {
-    pub migrations: &'a [Migration],
-    pub pools: &'a [Pool],
-    pub layout: &'a Layout,
-    pub retire: Retire,
-}
-
-impl<'a> Desired<'a> {
-    pub(crate) fn from_settings(s: &'a Settings) -> Desired<'a> {
-        Desired {
-            migrations: &s.migrations,
-            pools: &s.pools,
-            layout: &s.layout,
-            retire: s.safety.retire,
-        }
-    }
-
-    fn pool(&self, fqdn: &str) -> Option<&'a Pool> {
-        self.pools
-            .iter()
-            .find(|p| p.fqdn.eq_ignore_ascii_case(fqdn))
-    }
-}
 
 /// What the scan kept of the directory (see [`Collector`]).
 #[derive(Debug, Clone, Default)]

@@ -6,8 +6,8 @@ use std::fmt::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::desired::Retire;
 use super::{Change, Plan, Status};
-use crate::config::Retire;
 use crate::model::{AttrValues, attr};
 
 /// The human-readable table, findings and a summary line.

@@ -3,7 +3,7 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::config::from_toml_str;
+use crate::config::{Settings, from_toml_str};
 use crate::model::{Attributes, Classifier};
 
 const CONTAINER: &str =
@@ -89,7 +89,7 @@ fn endpoint(uri: &str, home: &str) -> DirectoryObject {
 }
 
 fn observe(s: &Settings, objects: Vec<DirectoryObject>) -> Observed {
-    let desired = Desired::from_settings(s);
+    let desired = s.desired();
     let mut c = Collector::new(&desired);
     for o in objects {
         c.observe(o);
@@ -98,7 +98,7 @@ fn observe(s: &Settings, objects: Vec<DirectoryObject>) -> Observed {
 }
 
 fn run(s: &Settings, objects: Vec<DirectoryObject>) -> Plan {
-    plan(&Desired::from_settings(s), &observe(s, objects), now())
+    plan(&s.desired(), &observe(s, objects), now())
 }
 
 fn summary(p: &Plan) -> Vec<(Action, String, String)> {
@@ -442,7 +442,7 @@ fn a_future_not_before_waits_and_a_past_one_does_not() {
     assert_eq!((p.summary.ready, p.summary.waiting), (1, 1));
     assert!(!render::ldif(&p).contains("fabrikam"));
     let later = plan(
-        &Desired::from_settings(&s),
+        &s.desired(),
         &observe(&s, vec![]),
         Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 1).unwrap(),
     );
@@ -522,7 +522,7 @@ fn suspects_are_exact_lookup_names_only() {
 #[test]
 fn duplicate_candidates_are_confirmed_before_they_are_reported() {
     let s = settings("", "delete");
-    let desired = Desired::from_settings(&s);
+    let desired = s.desired();
     let mut c = Collector::new(&desired);
     c.observe(user("CN=A,DC=x", "sip:bob@contoso.com", POOL1));
     c.observe(user("CN=B,DC=x", "sip:Bob@Contoso.com", POOL1));
@@ -549,7 +549,7 @@ fn duplicate_candidates_are_confirmed_before_they_are_reported() {
 #[test]
 fn scan_findings_are_carried_into_the_plan() {
     let s = settings("", "delete");
-    let desired = Desired::from_settings(&s);
+    let desired = s.desired();
     let observed = Collector::new(&desired).finish(vec![Finding::malformed(
         "cn=bad,dc=x",
         "msRTCSIP-UserEnabled: expected TRUE or FALSE".into(),

@@ -512,7 +512,7 @@ async fn compute_at(
     progress: Option<&Progress>,
     now: DateTime<Utc>,
 ) -> Result<Plan, Stopped> {
-    let desired = Desired::from_settings(settings);
+    let desired = settings.desired();
     let observed = observe(settings, &desired, source, progress).await?;
     Ok(plan::plan(&desired, &observed, now))
 }
@@ -616,22 +616,14 @@ fn plan_document(plan: &Plan) -> Result<String, serde_json::Error> {
     Ok(format!("{}\n", serde_json::to_string_pretty(plan)?))
 }
 
-/// Writes the plan document atomically (temp file, fsync, rename).
+/// Writes the plan document atomically, 0600 ([`crate::private::write_atomic`]).
 pub(crate) fn save_plan(path: &Path, plan: &Plan) -> Result<(), PlanFileError> {
-    use std::io::Write;
     let write_err = |source| PlanFileError::Write {
         path: path.to_path_buf(),
         source,
     };
     let text = plan_document(plan).map_err(|e| write_err(e.into()))?;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(write_err)
+    crate::private::write_atomic(path, text.as_bytes()).map_err(write_err)
 }
 
 fn load_plan(path: &Path) -> Result<Plan, PlanFileError> {

@@ -179,7 +179,7 @@ proptest! {
             objects.push(build("sip:ocschat@fabrikam.com", 10 + i, h));
         }
         let observed = observe(&s, objects);
-        let desired = Desired::from_settings(&s);
+        let desired = s.desired();
         let first = plan(&desired, &observed, now());
         let after = apply_to(&observed, &first);
         let second = plan(&desired, &after, now());
