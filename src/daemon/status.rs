@@ -14,6 +14,8 @@ use serde::Serialize;
 
 use crate::redirector::MetricsSnapshot;
 
+pub(crate) use crate::reconcile::RunOutcome;
+
 /// Declares an enum whose values are shown to operators, each with its one name: `as_str`,
 /// `Display` and `Serialize` all render it, and `ALL` lists the values in order.
 macro_rules! shown {
@@ -70,31 +72,6 @@ shown! {
         SipUdp => "sip-udp",
         SipTcp => "sip-tcp",
         SipTls => "sip-tls",
-    }
-}
-
-shown! {
-    /// How a scheduled run ended.
-    pub(crate) enum RunOutcome {
-        /// Nothing to do.
-        InSync => "in_sync",
-        /// Changes planned, waiting for approval (`auto_apply = false`).
-        Pending => "pending",
-        /// Changes applied (every swap done).
-        Applied => "applied",
-        /// A guard stopped it; nothing was written.
-        Blocked => "blocked",
-        /// An error (directory, audit log, a failed swap).
-        Failed => "failed",
-        /// Not the lease holder: no run.
-        Standby => "standby",
-    }
-}
-
-impl RunOutcome {
-    /// Whether the run did its job: a blocked or failed run needs an operator's eye.
-    pub(crate) fn succeeded(self) -> bool {
-        !matches!(self, RunOutcome::Blocked | RunOutcome::Failed)
     }
 }
 
