@@ -774,6 +774,7 @@ fn tcp_options_status(server: std::net::SocketAddr, user: &str) -> Option<u16> {
 // kept its old connection, and the refresh's copy of the cron never changed.
 #[test]
 fn sighup_hands_new_credentials_and_cron_to_every_worker() {
+    use crate::common::daemon::Options;
     use crate::common::slapd::READER_DN;
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
@@ -786,7 +787,11 @@ fn sighup_hands_new_credentials_and_cron_to_every_worker() {
     let text = set_line(&text, "bind_dn", &format!("bind_dn = \"{READER_DN}\""));
     std::fs::write(&config, set_line(&text, "cron", "cron = \"0 0 * * * *\"")).unwrap();
     let pw = password_file.to_str().unwrap();
-    let d = Daemon::start(
+    let options = Options {
+        cron_in_file: true,
+        ..Options::default()
+    };
+    let d = Daemon::spawn_with(
         &slapd,
         work.path(),
         &[
@@ -794,7 +799,11 @@ fn sighup_hands_new_credentials_and_cron_to_every_worker() {
             ("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", pw),
             ("PCSYNC__DAEMON__POLL_INTERVAL", "60s"),
         ],
+        &options,
     );
+    d.wait_until("/healthz answers", Duration::from_secs(30), || {
+        d.try_get("/healthz").is_some()
+    });
     d.wait_until(
         "the syncrepl watch connects",
         Duration::from_secs(30),

@@ -35,6 +35,9 @@ pub struct Options<'a> {
     pub listeners_in_file: bool,
     /// `--log-format text` instead of json.
     pub text_log: bool,
+    /// Leave `[schedule] cron` to the configuration file instead of the harness's 1-second cron
+    /// in the environment (which a reload cannot change), so a test can change it with SIGHUP.
+    pub cron_in_file: bool,
 }
 
 /// Sets `[redirector] udp`, `tcp` and `[http] listen` in the configuration file at `path` (a
@@ -155,13 +158,16 @@ impl Daemon {
                 .env("PCSYNC__REDIRECTOR__TCP", sip.to_string())
                 .env("PCSYNC__HTTP__LISTEN", http.to_string());
         }
-        cmd.envs(backend.harness_timings().iter().copied())
-            .env("PCSYNC__STATE__DIR", &state_dir)
-            .env("PCSYNC__AUDIT__PATH", &audit)
-            .env("PCSYNC_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        let timings = backend.harness_timings().iter().copied();
+        cmd.envs(
+            timings.filter(|(k, _)| !(options.cron_in_file && *k == "PCSYNC__SCHEDULE__CRON")),
+        )
+        .env("PCSYNC__STATE__DIR", &state_dir)
+        .env("PCSYNC__AUDIT__PATH", &audit)
+        .env("PCSYNC_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env.iter().filter(|(k, _)| *k != "PCSYNC_CONFIG") {
             cmd.env(k, v);
         }
