@@ -23,6 +23,7 @@ use super::tree::TaskName;
 use crate::apply::{DirectoryWriter, WriteError};
 use crate::config::Settings;
 use crate::ldap::Directory;
+use crate::mapping::refresh::agent_connection;
 use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The attribute holding the lease value.
@@ -272,7 +273,12 @@ impl<'a> Holder<'a> {
             return;
         }
         if self.dir.is_none() {
-            match Directory::connect(&self.settings.directory).await {
+            match Directory::connect_with(
+                &self.settings.directory,
+                &agent_connection(&self.settings),
+            )
+            .await
+            {
                 Ok(d) => self.dir = Some(d),
                 Err(e) => return self.failed(format!("lease {dn}: {e}")).await,
             }

@@ -33,6 +33,7 @@ use super::status::{WatchPhase, stamp};
 use super::tree::TaskName;
 use crate::config::{Settings, WatchMode};
 use crate::ldap::{Directory, LiveWatch};
+use crate::mapping::refresh::agent_connection;
 use crate::schedule::Trigger;
 
 /// The mechanism for `mode` on a server whose capabilities chose `offered` (DirSync already
@@ -112,10 +113,13 @@ async fn connected(daemon: &Arc<Daemon>, settings: &Settings, token: &Cancellati
     let mut sync = syncrepl::Syncrepl::new(settings);
     loop {
         let attempt = async {
-            let mut dir = match Directory::connect(&settings.directory).await {
-                Ok(d) => d,
-                Err(e) => return End::Lost(e.to_string()),
-            };
+            let mut dir =
+                match Directory::connect_with(&settings.directory, &agent_connection(settings))
+                    .await
+                {
+                    Ok(d) => d,
+                    Err(e) => return End::Lost(e.to_string()),
+                };
             let offered = match offered(&mut dir, settings).await {
                 Ok(o) => o,
                 Err(e) => return End::Lost(e),
