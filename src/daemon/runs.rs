@@ -17,6 +17,7 @@ use crate::audit;
 use crate::config::Settings;
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
+use crate::mapping::refresh::agent_connection;
 use crate::plan::Plan;
 use crate::reconcile::{self, ApplyOptions, Blocked, RunEnd, RunError, Stopped};
 use crate::schedule::Trigger;
@@ -187,15 +188,16 @@ async fn run_once(
             audit_run_id: None,
         };
     }
-    let mut dir = match Directory::connect(&settings.directory).await {
-        Ok(d) => d,
-        Err(e) => {
-            daemon
-                .status
-                .directory(false, Some(e.to_string()), Utc::now());
-            return RunResult::failed(e);
-        }
-    };
+    let mut dir =
+        match Directory::connect_with(&settings.directory, &agent_connection(settings)).await {
+            Ok(d) => d,
+            Err(e) => {
+                daemon
+                    .status
+                    .directory(false, Some(e.to_string()), Utc::now());
+                return RunResult::failed(e);
+            }
+        };
     daemon.status.directory(true, None, Utc::now());
     let result = run_connected(settings, &mut dir, token, recorded_pending).await;
     dir.close().await;
@@ -211,6 +213,21 @@ async fn run_connected(
     if let Err(e) = dir.require_schema().await {
         return RunResult::failed(e);
     }
+    // A run that may write takes the run lock before it scans: a one-shot `pcsync reconcile
+    // --apply` (or `restore`) on this host cannot change the directory or the audit log between
+    // this scan and the apply, so the plan computed here is the one applied, and the directory
+    // is scanned once per run.
+    let lock = if settings.safety.auto_apply {
+        match RunLock::acquire(&settings.state.dir) {
+            Ok(l) => Some(l),
+            Err(e @ LockError::Busy { .. }) => {
+                return RunResult::new(RunEnd::Blocked(vec![Blocked::Locked(e)]));
+            }
+            Err(e) => return RunResult::new(RunEnd::Failed(RunError::Lock(e))),
+        }
+    } else {
+        None
+    };
     // A cheap look first: most runs find nothing to do and then write nothing, not even to the
     // audit log (a 1-second cron would otherwise add records every second).
     let unfinished = match audit::unfinished_in(&settings.audit.path) {
@@ -220,26 +237,18 @@ async fn run_connected(
     let plan = match reconcile::compute(settings, dir, None).await {
         Ok(plan) => plan,
         Err(Stopped::Failed(e)) => return RunResult::new(RunEnd::Failed(e)),
-        Err(Stopped::Blocked(b)) => return blocked_plan(settings, dir, b),
+        Err(Stopped::Blocked(b)) => return blocked_plan(settings, dir, b, lock),
     };
     if plan.is_in_sync() && !unfinished {
         *recorded_pending = None;
         return RunResult::new(RunEnd::InSync);
     }
-    if !settings.safety.auto_apply {
+    if lock.is_none() {
         return pending(settings, dir, &plan, recorded_pending);
     }
-    // Writes from here on: the run lock keeps a one-shot `pcsync reconcile --apply` (or
-    // `restore`) on this host out, and this run out of theirs.
-    let _lock = match RunLock::acquire(&settings.state.dir) {
-        Ok(l) => l,
-        Err(e @ LockError::Busy { .. }) => {
-            return RunResult::new(RunEnd::Blocked(vec![Blocked::Locked(e)]));
-        }
-        Err(e) => return RunResult::new(RunEnd::Failed(RunError::Lock(e))),
-    };
     let opts = ApplyOptions {
         origin: "pcsync run (scheduled, auto_apply)",
+        computed: Some(&plan),
         ..ApplyOptions::default()
     };
     let run = match reconcile::audited_apply(settings, dir, &opts, token).await {
@@ -289,10 +298,16 @@ fn pending(
 }
 
 /// A guard stopped planning (an empty search): audited like any guard block.
-fn blocked_plan(settings: &Settings, dir: &Directory, guard: Blocked) -> RunResult {
+/// `held` is the run lock when the run already holds it.
+fn blocked_plan(
+    settings: &Settings,
+    dir: &Directory,
+    guard: Blocked,
+    held: Option<RunLock>,
+) -> RunResult {
     let reason = guard.to_string();
     let mut result = RunResult::new(RunEnd::Blocked(vec![guard]));
-    match RunLock::acquire(&settings.state.dir) {
+    match held.map_or_else(|| RunLock::acquire(&settings.state.dir), Ok) {
         Ok(_lock) => match reconcile::record_blocked(settings, dir.bound_as(), &reason) {
             Ok(id) => result.audit_run_id = Some(id),
             Err(e) => warn!("cannot audit the blocked run: {e}"),

@@ -1171,6 +1171,60 @@ fn raise_own_open_file_limit(n: u64) {
     }
 }
 
+// See: #17 (5). With auto_apply and changes pending, a scheduled run scans the directory once:
+// the plan it computed is the one applied, not computed again inside the apply. Counted by the
+// proxy in what slapd sends: a SIP user outside the endpoint container (so neither the table
+// refresh nor the watch reads it) carries a marker that only a scan of the users returns.
+#[test]
+fn a_scheduled_run_with_pending_changes_scans_the_directory_once() {
+    use crate::common::proxy::Proxy;
+    let slapd = Slapd::start();
+    let upstream = slapd
+        .ldap_url
+        .trim_start_matches("ldap://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream);
+    slapd.add(
+        "dn: CN=Scan Counter,OU=Users,DC=contoso,DC=com\nobjectClass: top\nobjectClass: person\n\
+         objectClass: organizationalPerson\nobjectClass: inetOrgPerson\nobjectClass: pcsyncRtcUser\n\
+         cn: Scan Counter\nsn: Counter\n\
+         msRTCSIP-PrimaryUserAddress: sip:scanmarker7q@contoso.com\nmsRTCSIP-UserEnabled: TRUE\n",
+    );
+    // The same bytes in and out: the proxy only counts them.
+    proxy.rewrite(b"scanmarker7q", b"scanmarker7q");
+    let work = tempfile::tempdir().unwrap();
+    let url = proxy.ldap_url();
+    // The start-up run only: the cron's next tick is on the 1st of January.
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC__DIRECTORY__URL", &url),
+            ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+            ("PCSYNC__SCHEDULE__CRON", "0 0 0 1 1 *"),
+        ],
+    );
+    d.wait_until("the start-up run applied", Duration::from_secs(60), || {
+        let h = d.health();
+        h["last_run"]["outcome"] == "applied" || h["last_run"]["outcome"] == "failed"
+    });
+    let h = d.health();
+    assert_eq!(
+        h["last_run"]["outcome"],
+        "applied",
+        "{h}\nlog:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        proxy.rewritten(),
+        1,
+        "scans of the directory in one scheduled run; log:\n{}",
+        d.log_text()
+    );
+}
+
 // See: #17 (6). A DN holding a raw newline (planted by the proxy in what slapd sends) must not
 // forge a line in a text log: the finding that names it writes the newline as \0A.
 #[test]
