@@ -783,7 +783,7 @@ fn supervision_watch_and_http_limits_default_and_name_their_key() {
     assert_eq!(s.daemon.watch_timeout, Duration::from_secs(30));
     assert_eq!(s.daemon.max_restarts, 5);
     assert_eq!(s.daemon.restart_window, Duration::from_secs(600));
-    let http = s.http.as_ref().unwrap();
+    let http = &s.http;
     assert_eq!(http.max_connections, 64);
     assert_eq!(http.header_timeout, Duration::from_secs(5));
     assert_eq!(http.request_timeout, Duration::from_secs(10));
@@ -801,14 +801,14 @@ fn supervision_watch_and_http_limits_default_and_name_their_key() {
     assert_eq!(s.daemon.watch_timeout, Duration::from_secs(5));
     assert_eq!(s.daemon.max_restarts, 0);
     assert_eq!(s.daemon.restart_window, Duration::from_secs(3600));
-    let http = s.http.as_ref().unwrap();
+    let http = &s.http;
     assert_eq!(http.max_connections, 8);
     assert_eq!(http.header_timeout, Duration::from_millis(500));
 
     let text = with(
         &f,
         "daemon",
-        "watch_timeout = 30\nmax_restarts = \"many\"\nrestart_window = \"0s\"",
+        "watch_timeout = \"2h\"\nmax_restarts = \"many\"\nrestart_window = \"0s\"",
     );
     let text = with_http(&text, "max_connections = 0\nrequest_timeout = \"2h\"");
     let errs = errors(&text, &[]);
