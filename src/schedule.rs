@@ -7,15 +7,17 @@
 //! (local-time schedules drift across DST changes); the next one is computed after each tick,
 //! so a late wake-up fires once, never twice. A reloaded configuration with another expression
 //! takes effect from its next occurrence.
-
-use std::sync::Arc;
+//!
+//! It also owns the cron grammar ([`Cron::parse`]), which the configuration validates
+//! `[schedule] cron` with at load: one reading of an expression for both.
 
 use chrono::{DateTime, Timelike, Utc};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::config::Settings;
+/// Every 15 minutes, on the minute: `[schedule] cron` when the file says nothing.
+pub(crate) const DEFAULT_CRON: &str = "0 */15 * * * *";
 
 /// What started a run or a refresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +57,20 @@ pub(crate) struct Cron {
 }
 
 impl Cron {
-    /// Parses an expression with the rules `[schedule] cron` is validated with at load.
+    /// Parses an expression: 6 fields (seconds first) or 7 (with a year), in UTC. A 5-field
+    /// expression is refused with the 6-field one it probably means.
     pub(crate) fn parse(text: &str) -> Result<Cron, String> {
-        crate::config::validate_cron(text)?;
+        let fields = text.split_whitespace().count();
+        if fields == 5 {
+            return Err(format!(
+                "{text:?} has 5 fields; pcsync needs 6 with seconds first, e.g. \"0 {text}\""
+            ));
+        }
+        if !(6..=7).contains(&fields) {
+            return Err(format!(
+                "{text:?} has {fields} fields; expected 6 (sec min hour day month weekday), e.g. \"{DEFAULT_CRON}\""
+            ));
+        }
         croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Required)
             .dom_and_dow(true)
@@ -79,15 +92,17 @@ impl Cron {
     }
 }
 
-/// Sends [`Trigger::Cron`] to every target at each occurrence of `[schedule] cron`, until
-/// `token` is cancelled.
-pub(crate) async fn run(
-    settings: watch::Receiver<Arc<Settings>>,
+/// Sends [`Trigger::Cron`] to every target at each occurrence of the expression `cron_of`
+/// reads from the current settings (`[schedule] cron`), until `token` is cancelled. A change of
+/// settings with another expression takes effect from its next occurrence.
+pub(crate) async fn run<S>(
+    settings: watch::Receiver<S>,
+    cron_of: impl Fn(&S) -> String,
     targets: Vec<mpsc::Sender<Trigger>>,
     token: CancellationToken,
 ) {
     let mut settings = settings;
-    let mut cron = match Cron::parse(&settings.borrow_and_update().schedule.cron) {
+    let mut cron = match Cron::parse(&cron_of(&settings.borrow_and_update())) {
         Ok(c) => Some(c),
         Err(e) => {
             error!("{e}; no scheduled runs until a reload fixes it");
@@ -106,7 +121,7 @@ pub(crate) async fn run(
                 if changed.is_err() {
                     return;
                 }
-                let text = settings.borrow_and_update().schedule.cron.clone();
+                let text = cron_of(&settings.borrow_and_update());
                 if cron.as_ref().is_none_or(|c| c.text != text) {
                     match Cron::parse(&text) {
                         Ok(c) => {
@@ -188,14 +203,11 @@ mod tests {
 
     #[tokio::test]
     async fn one_schedule_triggers_every_target_and_stops_with_its_token() {
-        let settings = crate::mapping::test_settings(std::path::Path::new("/nonexistent"));
-        let mut every_second = settings.clone();
-        every_second.schedule.cron = "* * * * * *".into();
-        let (_tx, rx) = watch::channel(Arc::new(every_second));
+        let (_tx, rx) = watch::channel("* * * * * *".to_string());
         let (a, mut a_rx) = channel();
         let (b, mut b_rx) = channel();
         let token = CancellationToken::new();
-        let task = tokio::spawn(run(rx, vec![a, b], token.clone()));
+        let task = tokio::spawn(run(rx, String::clone, vec![a, b], token.clone()));
         let limit = std::time::Duration::from_secs(5);
         assert_eq!(
             tokio::time::timeout(limit, a_rx.recv())

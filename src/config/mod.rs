@@ -21,7 +21,7 @@ pub(crate) use settings::{
     ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, DaemonSettings, HttpSettings, WatchMode,
 };
 pub use settings::{DirectorySettings, Settings};
-pub(crate) use values::{LdapScheme, LdapUrl, parse_duration_within, parse_time, validate_cron};
+pub(crate) use values::{LdapScheme, LdapUrl, parse_duration_within, parse_time};
 
 use std::path::{Path, PathBuf};
 

@@ -229,7 +229,8 @@ fn spawn(
     }
     let d = Arc::clone(daemon);
     tree.spawn(TaskName::Cron, root.child_token(), move |token| {
-        schedule::run(d.settings.subscribe(), targets.clone(), token)
+        let cron_of = |s: &Arc<Settings>| s.schedule.cron.clone();
+        schedule::run(d.settings.subscribe(), cron_of, targets.clone(), token)
     });
     running
 }
