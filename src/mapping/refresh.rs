@@ -105,6 +105,15 @@ pub(crate) fn apply(
     })
 }
 
+/// How the agent's connections are made: TCP keepalive after `[daemon] watch_timeout` of
+/// silence, so a peer that vanished without a close fails the operation waiting on it within
+/// that time instead of hanging it. Every long-lived worker of `pcsync run` connects this way.
+pub(crate) fn agent_connection(settings: &Settings) -> ConnectOptions {
+    ConnectOptions {
+        keepalive: settings.daemon.watch_timeout,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,14 +157,5 @@ mod tests {
         assert!(done.changed);
         assert_eq!(store.load().version(), 2);
         assert!(store.load().is_empty());
-    }
-}
-
-/// How the agent's connections are made: TCP keepalive after `[daemon] watch_timeout` of
-/// silence, so a peer that vanished without a close fails the operation waiting on it within
-/// that time instead of hanging it. Every long-lived worker of `pcsync run` connects this way.
-pub(crate) fn agent_connection(settings: &Settings) -> ConnectOptions {
-    ConnectOptions {
-        keepalive: settings.daemon.watch_timeout,
     }
 }
