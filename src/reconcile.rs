@@ -78,10 +78,10 @@ pub(crate) async fn audited_apply(
         bind_dn: dir.bound_as().map(str::to_string),
         host: audit::host_name(),
     };
-    // Verify the whole chain (streamed) before appending to it, and learn about crashed swaps.
-    let unfinished = audit::unfinished_in(&settings.audit.path)?;
-    let mut log = AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now)?
-        .with_max_segment_size(settings.audit.max_segment_size);
+    // Check the log against its anchor before appending to it, and learn about crashed swaps.
+    let files = audit::LogFiles::of(settings)?;
+    let unfinished = audit::open_swaps(&files)?;
+    let mut log = AuditLog::open(&files, &run_id, actor, Utc::now)?;
     let limit = opts
         .max_changes
         .unwrap_or(settings.safety.max_changes_per_run);
@@ -225,9 +225,8 @@ pub(crate) fn record_pending(
         bind_dn: bind_dn.map(str::to_string),
         host: audit::host_name(),
     };
-    // Opening checks the log's tail (chain, seq, no torn line) before anything is appended.
-    let mut log = AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now)?
-        .with_max_segment_size(settings.audit.max_segment_size);
+    // Opening checks the log's end against its anchor before anything is appended.
+    let mut log = AuditLog::open(&audit::LogFiles::of(settings)?, &run_id, actor, Utc::now)?;
     log.record(
         Note::new(Event::RunStart, Outcome::Started)
             .message("pcsync run: scheduled plan (safety.auto_apply = false)"),
@@ -254,8 +253,7 @@ pub(crate) fn record_blocked(
         bind_dn: bind_dn.map(str::to_string),
         host: audit::host_name(),
     };
-    let mut log = AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now)?
-        .with_max_segment_size(settings.audit.max_segment_size);
+    let mut log = AuditLog::open(&audit::LogFiles::of(settings)?, &run_id, actor, Utc::now)?;
     log.record(Note::new(Event::RunStart, Outcome::Started).message("pcsync run: scheduled"))?;
     log.record(Note::new(Event::GuardBlocked, Outcome::Blocked).message(reason))?;
     log.record(Note::new(Event::RunEnd, Outcome::Blocked).message("nothing was written"))?;

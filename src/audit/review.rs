@@ -655,13 +655,15 @@ impl BeforeImages {
             return;
         }
         let Some(image) = &r.before else { return };
+        // A log written before pcsync dropped secret attributes may still hold some.
+        let mut image = image.clone();
+        super::redact::entry(&mut image);
         let key = normalize_dn(&image.dn);
         if !self.images.contains_key(&key) {
             self.order.push(key.clone());
         }
         let swap = r.swap.clone().unwrap_or_else(|| r.run_id.clone());
-        self.images
-            .insert(key, (image.clone(), swap, r.time.clone()));
+        self.images.insert(key, (image, swap, r.time.clone()));
     }
 
     /// `(entry, swap, time)` in order.

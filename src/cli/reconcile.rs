@@ -82,7 +82,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
 
 async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
     let progress = Progress::new(quiet);
-    match audit::unfinished_in(&settings.audit.path) {
+    match audit::LogFiles::of(settings).and_then(|f| audit::open_swaps(&f)) {
         Ok(open) => {
             if !open.is_empty() {
                 eprintln!(

@@ -425,6 +425,8 @@ pub(crate) struct AuditSettings {
     pub path: PathBuf,
     /// Bytes after which the active segment is sealed and a new one started.
     pub max_segment_size: u64,
+    /// The keyed chain's key file (HMAC-SHA-256); `None`: an unkeyed chain.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[state]`.
@@ -1088,10 +1090,12 @@ fn audit(root: &mut Section<'_>) -> Option<AuditSettings> {
     let max_segment_size = s
         .parse("max_segment_size", parse_size)
         .unwrap_or(crate::audit::DEFAULT_MAX_SEGMENT_BYTES);
+    let key_file = s.parse("key_file", parse_path);
     s.finish();
     Some(AuditSettings {
         path,
         max_segment_size,
+        key_file,
     })
 }
 
