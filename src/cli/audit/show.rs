@@ -9,7 +9,10 @@ pub(super) const HELP: &str = "\
 Example:
   pcsync audit show 20261124T080000123Z-1a2b3c4d
 
-Exit codes: 0 shown; 1 error (no such run, unreadable or broken log).";
+Only the run's own records must verify: damage elsewhere in the log is named on stderr and
+stepped over. Secret attributes (password hashes and the like) are never shown.
+
+Exit codes: 0 shown; 1 error (no such run, its records damaged, an unreadable log).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ShowFormat {
