@@ -26,8 +26,6 @@ use super::key::{Keyring, Signed};
 use super::read::{self, Reader};
 use super::{Error, GENESIS, OpenSwaps, Unfinished, segments};
 
-/// The anchor's file name in `state.dir`.
-pub(crate) const ANCHOR_FILE: &str = "audit-anchor.json";
 /// Version of the anchor file.
 const ANCHOR_FORMAT: u32 = 1;
 

@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::key::Keyring;
-use super::{DEFAULT_MAX_SEGMENT_BYTES, Error, anchor};
+use super::{DEFAULT_MAX_SEGMENT_BYTES, Error};
 use crate::config::Settings;
+
+/// The anchor's file name in `state.dir` ([`super::anchor`]).
+pub(crate) const ANCHOR_FILE: &str = "audit-anchor.json";
 
 /// One audit log and its protection.
 #[derive(Debug, Clone)]
@@ -48,7 +51,7 @@ impl LogFiles {
     /// A log anchored in `state_dir`.
     pub(crate) fn anchored(path: &Path, state_dir: &Path) -> LogFiles {
         LogFiles {
-            anchor: Some(state_dir.join(anchor::ANCHOR_FILE)),
+            anchor: Some(state_dir.join(ANCHOR_FILE)),
             ..LogFiles::unanchored(path)
         }
     }

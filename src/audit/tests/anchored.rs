@@ -3,7 +3,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::audit::anchor::{ANCHOR_FILE, Anchor, Standing};
+use crate::audit::anchor::{Anchor, Standing};
+use crate::audit::files::ANCHOR_FILE;
 use crate::audit::key::Keyring;
 
 /// An anchored log in a temp dir: `dir/audit.jsonl`, anchored in `dir/state`.
