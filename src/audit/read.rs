@@ -264,26 +264,7 @@ impl Reader {
         }
         let record = parse(&raw.bytes).map_err(|e| broken(Break::Shape(e)))?;
         if record.seq != self.next_seq {
-            let (expected, found) = (self.next_seq, record.seq);
-            // The next record tells the cases apart: it carries `expected` when this one is
-            // out of place (reordered) or extra (inserted), `expected + 1` when only this
-            // record's number was changed, and neither when records are missing.
-            let next_seq = match self.lines.peek() {
-                Some(Ok(next)) => parse(&next.bytes).ok().map(|r| r.seq),
-                _ => None,
-            };
-            let why = if next_seq == Some(expected + 1) {
-                Break::SeqAltered { expected, found }
-            } else if found > expected {
-                if next_seq == Some(expected) {
-                    Break::Reordered { expected, found }
-                } else {
-                    Break::Deleted { expected, found }
-                }
-            } else {
-                Break::Inserted { expected, found }
-            };
-            return Err(broken(why));
+            return Err(broken(self.seq_break(record.seq)));
         }
         if record.prev != self.prev {
             return Err(match &self.last {
@@ -322,6 +303,29 @@ impl Reader {
             record,
             line: raw.bytes,
         })
+    }
+
+    /// Why `found` is not the `seq` expected next. The next record tells the cases apart: it
+    /// carries the expected number when this one is out of place (reordered) or extra
+    /// (inserted), the one after when only this record's number was changed, and neither when
+    /// records are missing.
+    fn seq_break(&mut self, found: u64) -> Break {
+        let expected = self.next_seq;
+        let next_seq = match self.lines.peek() {
+            Some(Ok(next)) => parse(&next.bytes).ok().map(|r| r.seq),
+            _ => None,
+        };
+        if next_seq == Some(expected + 1) {
+            Break::SeqAltered { expected, found }
+        } else if found > expected {
+            if next_seq == Some(expected) {
+                Break::Reordered { expected, found }
+            } else {
+                Break::Deleted { expected, found }
+            }
+        } else {
+            Break::Inserted { expected, found }
+        }
     }
 
     /// Reads to the end; the summary of an intact log.

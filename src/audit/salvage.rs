@@ -62,50 +62,22 @@ struct Pending {
 /// `files`; empty when the run is not in the log. Fails when damage touches them.
 pub(crate) fn run_records(files: &LogFiles, run_id: &str) -> Result<RunRecords, Error> {
     let (segments, lines) = read::raw_lines(files.path())?;
-    let prefix = format!("{run_id}#");
-    let of_run = |r: &Record| {
-        r.run_id == run_id || r.swap.as_deref().is_some_and(|s| s.starts_with(&prefix))
+    let mut scan = Scan {
+        files,
+        run_id,
+        prefix: format!("{run_id}#"),
+        damage: Vec::new(),
+        found: Vec::new(),
+        own: None,
+        members: Vec::new(),
     };
-    let mut damage: Vec<(usize, Kind, Damage)> = Vec::new();
-    let mut found: Vec<(usize, Record)> = Vec::new();
-    // Where the run's readable records are, vouched for or not: the run's own (one block,
-    // as runs never interleave) and every line of it or of a later recovery of its swaps.
-    let mut own: Option<(usize, usize)> = None;
-    let mut members: Vec<usize> = Vec::new();
     let mut pending: Option<Pending> = None;
     for (index, raw) in lines.enumerate() {
         let raw = raw?;
         let at = position(&segments, raw.segment, raw.line);
-        let record = match read::parse(&raw.bytes) {
-            Ok(r) if raw.terminated => Some(r),
-            Ok(_) => {
-                let why = "torn last record (cut off mid-write)";
-                damage.push((index, Kind::Hiding, damaged(&at, why)));
-                None
-            }
-            Err(e) => {
-                let why = format!("not a valid record: {e}");
-                damage.push((index, Kind::Hiding, damaged(&at, &why)));
-                None
-            }
-        };
-        if let Some(r) = &record
-            && pending.is_none()
-            && (r.seq != 1 || r.prev != GENESIS)
-        {
-            let why = "records before it are missing (it does not start the chain)";
-            damage.push((index, Kind::Hiding, damaged(&at, why)));
-        }
-        if let Some(r) = &record
-            && of_run(r)
-        {
-            members.push(index);
-            if r.run_id == run_id {
-                own = Some((own.map_or(index, |(first, _)| first), index));
-            }
-        }
+        let record = scan.read(index, &at, &raw.bytes, raw.terminated, pending.is_none());
         if let Some(p) = pending.take() {
-            settle(files, p, record.as_ref(), &mut damage, &mut found);
+            scan.settle(p, record.as_ref());
         }
         pending = Some(Pending {
             index,
@@ -115,38 +87,160 @@ pub(crate) fn run_records(files: &LogFiles, run_id: &str) -> Result<RunRecords, 
         });
     }
     if let Some(p) = pending {
-        settle_last(files, p, &mut damage, &mut found)?;
+        scan.settle_last(p)?;
     }
-    if members.is_empty() {
-        return Ok(RunRecords {
-            records: Vec::new(),
-            stepped_over: damage.into_iter().map(|(_, _, d)| d).collect(),
-        });
+    scan.finish()
+}
+
+/// What one pass over the log has seen so far.
+struct Scan<'a> {
+    files: &'a LogFiles,
+    run_id: &'a str,
+    /// `<run_id>#`: the swaps of the run, also when a later run recovered them.
+    prefix: String,
+    /// Lines that cannot be trusted: (index, kind, what and why).
+    damage: Vec<(usize, Kind, Damage)>,
+    /// Records vouched for, with their line index.
+    found: Vec<(usize, Record)>,
+    /// The run's own block of lines (runs never interleave), vouched for or not.
+    own: Option<(usize, usize)>,
+    /// Every line of the run or of a later recovery of its swaps, vouched for or not.
+    members: Vec<usize>,
+}
+
+impl Scan<'_> {
+    fn of_run(&self, r: &Record) -> bool {
+        r.run_id == self.run_id
+            || r.swap
+                .as_deref()
+                .is_some_and(|s| s.starts_with(&self.prefix))
     }
-    let touches = |i: usize, kind: Kind| {
-        own.is_some_and(|(first, last)| (first..=last).contains(&i))
-            || members.binary_search(&i).is_ok()
-            || (kind == Kind::Hiding && members.binary_search(&(i + 1)).is_ok())
-    };
-    let (touching, elsewhere): (Vec<_>, Vec<_>) = damage
-        .into_iter()
-        .partition(|(i, kind, _)| touches(*i, *kind));
-    if let Some((_, _, d)) = touching.into_iter().next() {
-        return Err(Error::Damaged {
-            run: run_id.to_string(),
-            path: d.at.path.display().to_string(),
-            line: d.at.line,
-            why: d.why,
-        });
+
+    /// Parses line `index` (damage when it cannot be read) and notes whether it is the run's.
+    fn read(
+        &mut self,
+        index: usize,
+        at: &Position,
+        bytes: &[u8],
+        terminated: bool,
+        first: bool,
+    ) -> Option<Record> {
+        let record = match read::parse(bytes) {
+            Ok(r) if terminated => r,
+            Ok(_) => {
+                let why = "torn last record (cut off mid-write)";
+                self.damage.push((index, Kind::Hiding, damaged(at, why)));
+                return None;
+            }
+            Err(e) => {
+                let why = format!("not a valid record: {e}");
+                self.damage.push((index, Kind::Hiding, damaged(at, &why)));
+                return None;
+            }
+        };
+        if first && (record.seq != 1 || record.prev != GENESIS) {
+            let why = "records before it are missing (it does not start the chain)";
+            self.damage.push((index, Kind::Hiding, damaged(at, why)));
+        }
+        if self.of_run(&record) {
+            self.members.push(index);
+            if record.run_id == self.run_id {
+                self.own = Some((self.own.map_or(index, |(first, _)| first), index));
+            }
+        }
+        Some(record)
     }
-    Ok(RunRecords {
-        records: found
+
+    /// The run's vouched records, unless damage touches them: damage on one of its lines, or
+    /// damage that could hide records right before one of them.
+    fn finish(self) -> Result<RunRecords, Error> {
+        let Scan {
+            damage,
+            found,
+            own,
+            members,
+            ..
+        } = self;
+        let touches = |i: usize, kind: Kind| {
+            own.is_some_and(|(first, last)| (first..=last).contains(&i))
+                || members.binary_search(&i).is_ok()
+                || (kind == Kind::Hiding && members.binary_search(&(i + 1)).is_ok())
+        };
+        let (touching, elsewhere): (Vec<_>, Vec<_>) = damage
             .into_iter()
-            .filter(|(_, r)| of_run(r))
-            .map(|(_, r)| r)
-            .collect(),
-        stepped_over: elsewhere.into_iter().map(|(_, _, d)| d).collect(),
-    })
+            .partition(|(i, kind, _)| !members.is_empty() && touches(*i, *kind));
+        if let Some((_, _, d)) = touching.into_iter().next() {
+            return Err(Error::Damaged {
+                run: self.run_id.to_string(),
+                path: d.at.path.display().to_string(),
+                line: d.at.line,
+                why: d.why,
+            });
+        }
+        let members: std::collections::BTreeSet<usize> = members.into_iter().collect();
+        Ok(RunRecords {
+            records: found
+                .into_iter()
+                .filter(|(i, _)| members.contains(i))
+                .map(|(_, r)| r)
+                .collect(),
+            stepped_over: elsewhere.into_iter().map(|(_, _, d)| d).collect(),
+        })
+    }
+    /// Decides whether `next` vouches for the pending line; keeps its record when it does.
+    fn settle(&mut self, p: Pending, next: Option<&Record>) {
+        let Some(record) = p.record else { return };
+        let why = match next {
+            None => Some((
+                Kind::Unvouched,
+                "the line after it is damaged, so nothing vouches for it".to_string(),
+            )),
+            Some(n) if n.seq != record.seq + 1 => Some((
+                Kind::Hiding,
+                format!(
+                    "record(s) missing after it: the next record has seq {}",
+                    n.seq
+                ),
+            )),
+            Some(n) if n.prev != p.hash => Some((
+                Kind::Unvouched,
+                "record edited: its SHA-256 does not match `prev` of the next record".to_string(),
+            )),
+            Some(n) => self.files.keys.as_ref().and_then(|keys| {
+                keys.check(Signed::Record, n.seq, &n.prev, n.mac.as_deref())
+                    .err()
+                    .filter(|_| n.mac.is_some())
+                    .map(|e| (Kind::Unvouched, format!("the next record's {e}")))
+            }),
+        };
+        match why {
+            Some((kind, why)) => self.damage.push((p.index, kind, damaged(&p.at, &why))),
+            None => self.found.push((p.index, record)),
+        }
+    }
+
+    /// The last line: vouched for by the anchor of an anchored log (or by nothing else).
+    fn settle_last(&mut self, p: Pending) -> Result<(), Error> {
+        let Some(record) = p.record else {
+            return Ok(());
+        };
+        let anchor = match &self.files.anchor {
+            Some(path) => Anchor::load(path)?,
+            None => None,
+        };
+        let vouched = anchor.is_none_or(|a| {
+            (a.seq == record.seq && a.head == p.hash)
+                || (a.seq + 1 == record.seq && a.head == record.prev)
+        });
+        if vouched {
+            self.found.push((p.index, record));
+        } else {
+            let why = "the last record is not the anchored one: the log's tail was rewritten";
+            self.damage
+                .push((p.index, Kind::Unvouched, damaged(&p.at, why)));
+        }
+        Ok(())
+    }
 }
 
 fn position(segments: &[PathBuf], segment: usize, line: usize) -> Position {
@@ -161,69 +255,4 @@ fn damaged(at: &Position, why: &str) -> Damage {
         at: at.clone(),
         why: why.to_string(),
     }
-}
-
-/// Decides whether `next` vouches for the pending line; keeps its record when it does.
-fn settle(
-    files: &LogFiles,
-    p: Pending,
-    next: Option<&Record>,
-    damage: &mut Vec<(usize, Kind, Damage)>,
-    found: &mut Vec<(usize, Record)>,
-) {
-    let Some(record) = p.record else { return };
-    let why = match next {
-        None => Some((
-            Kind::Unvouched,
-            "the line after it is damaged, so nothing vouches for it".to_string(),
-        )),
-        Some(n) if n.seq != record.seq + 1 => Some((
-            Kind::Hiding,
-            format!(
-                "record(s) missing after it: the next record has seq {}",
-                n.seq
-            ),
-        )),
-        Some(n) if n.prev != p.hash => Some((
-            Kind::Unvouched,
-            "record edited: its SHA-256 does not match `prev` of the next record".to_string(),
-        )),
-        Some(n) => files.keys.as_ref().and_then(|keys| {
-            keys.check(Signed::Record, n.seq, &n.prev, n.mac.as_deref())
-                .err()
-                .filter(|_| n.mac.is_some())
-                .map(|e| (Kind::Unvouched, format!("the next record's {e}")))
-        }),
-    };
-    match why {
-        Some((kind, why)) => damage.push((p.index, kind, damaged(&p.at, &why))),
-        None => found.push((p.index, record)),
-    }
-}
-
-/// The last line: vouched for by the anchor of an anchored log (or by nothing else).
-fn settle_last(
-    files: &LogFiles,
-    p: Pending,
-    damage: &mut Vec<(usize, Kind, Damage)>,
-    found: &mut Vec<(usize, Record)>,
-) -> Result<(), Error> {
-    let Some(record) = p.record else {
-        return Ok(());
-    };
-    let anchor = match &files.anchor {
-        Some(path) => Anchor::load(path)?,
-        None => None,
-    };
-    let vouched = anchor.is_none_or(|a| {
-        (a.seq == record.seq && a.head == p.hash)
-            || (a.seq + 1 == record.seq && a.head == record.prev)
-    });
-    if vouched {
-        found.push((p.index, record));
-    } else {
-        let why = "the last record is not the anchored one: the log's tail was rewritten";
-        damage.push((p.index, Kind::Unvouched, damaged(&p.at, why)));
-    }
-    Ok(())
 }
