@@ -24,7 +24,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::Error;
-use crate::plan::hex;
+use crate::util::hex;
 
 /// Fewest key bytes accepted: HMAC-SHA-256 is as strong as a 256-bit key.
 const MIN_KEY_BYTES: usize = 32;

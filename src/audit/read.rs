@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::key::{Keyring, Signed};
 use super::{Break, Error, GENESIS, RECORD_FORMAT, Record, segments};
-use crate::plan::hex;
+use crate::util::hex;
 
 /// Where a line is: its segment file and 1-based line number in it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,7 +78,7 @@ pub(crate) fn is_secret(name: &str) -> bool {
 /// Drops the secret attributes of `attributes`; true when one was there.
 fn drop_secrets(attributes: &mut Vec<AttrValues>) -> bool {
     let before = attributes.len();
-    attributes.retain(|a| !is_secret(&a.name));
+    attributes.retain(|a| !is_secret(a.name.as_str()));
     attributes.len() != before
 }
 
@@ -92,7 +92,7 @@ pub(crate) fn holds_secrets(record: &Record) -> bool {
     [&record.before, &record.after]
         .into_iter()
         .flatten()
-        .any(|e| e.attributes.iter().any(|a| is_secret(&a.name)))
+        .any(|e| e.attributes.iter().any(|a| is_secret(a.name.as_str())))
 }
 
 /// Drops the secret attributes of the entries a record carries (a log written before pcsync
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn secrets_are_dropped_in_any_case_and_everything_else_is_kept() {
         let mut image = Entry {
-            dn: "cn=OCSChat,dc=contoso,dc=com".into(),
+            dn: crate::model::Dn::parse("cn=OCSChat,dc=contoso,dc=com").unwrap(),
             attributes: vec![
                 AttrValues::text("cn", &["OCSChat"]),
                 AttrValues::text("userpassword", &["{SSHA}abc"]),

@@ -18,7 +18,7 @@ use super::files::LogFiles;
 use super::key::Signed;
 use super::read::{self, Position};
 use super::{Error, GENESIS, Record};
-use crate::plan::hex;
+use crate::util::hex;
 
 /// A line that cannot be trusted, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 mod ad;
 mod ad_live;
 mod ad_reconcile;
+mod architecture;
 mod audit;
 mod cli;
 mod common;
@@ -18,6 +19,7 @@ mod daemon;
 mod demo;
 mod directory;
 mod faults;
+mod golden;
 mod hostile;
 mod json_schema;
 mod packaging;

@@ -21,7 +21,7 @@ fn append(files: &LogFiles, run: &str, notes: Vec<Note>) {
 
 fn steps(n: usize) -> Vec<Note> {
     (0..n)
-        .map(|i| Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={i},dc=x")))
+        .map(|i| Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
         .collect()
 }
 
@@ -62,7 +62,7 @@ fn the_anchor_follows_every_record_and_holds_the_open_swaps() {
     let files = anchored(dir.path());
     let mut image = Note::new(Event::BeforeImage, Outcome::Ok).swap("r1#1");
     image.before = Some(Entry {
-        dn: "cn=u,dc=x".into(),
+        dn: dn("cn=u,dc=x"),
         attributes: vec![],
     });
     append(
@@ -91,7 +91,7 @@ fn the_anchor_follows_every_record_and_holds_the_open_swaps() {
     let scanned = unfinished_swaps(&read(files.path()).unwrap());
     assert_eq!(indexed.len(), 1);
     assert_eq!(indexed[0].swap, "r1#1");
-    assert_eq!(indexed[0].before.as_ref().unwrap().dn, "cn=u,dc=x");
+    assert_eq!(indexed[0].before.as_ref().unwrap().dn, dn("cn=u,dc=x"));
     assert_eq!(scanned.len(), 1);
     assert_eq!(
         anchor::standing(&files).unwrap(),
@@ -282,7 +282,7 @@ fn secrets_never_reach_the_file() {
     let files = anchored(dir.path());
     let mut image = Note::new(Event::BeforeImage, Outcome::Ok).swap("r1#1");
     image.before = Some(Entry {
-        dn: "cn=u,dc=x".into(),
+        dn: dn("cn=u,dc=x"),
         attributes: vec![
             AttrValues::text("cn", &["u"]),
             AttrValues::text("userPassword", &["{SSHA}c2VjcmV0"]),

@@ -40,7 +40,7 @@ enum VerifyFormat {
 
 #[derive(Debug, clap::Args)]
 pub(super) struct VerifyArgs {
-    /// Move a torn last line (a crash mid-write) to <segment>.corrupt, then verify again.
+    /// Move a torn last line (a crash mid-write) to `<segment>.corrupt`, then verify again.
     /// Nothing else is ever changed.
     #[arg(long)]
     pub(super) repair: bool,
