@@ -515,10 +515,12 @@ fn audit(root: &mut Section<'_>) -> Option<AuditSettings> {
     let max_segment_size = s
         .parse("max_segment_size", parse_size)
         .unwrap_or(DEFAULT_MAX_SEGMENT_BYTES);
+    let key_file = s.parse("key_file", parse_path);
     s.finish();
     Some(AuditSettings {
         path,
         max_segment_size,
+        key_file,
     })
 }
 

@@ -209,6 +209,8 @@ pub(crate) struct AuditSettings {
     pub path: PathBuf,
     /// Bytes after which the active segment is sealed and a new one started.
     pub max_segment_size: u64,
+    /// The keyed chain's key file (HMAC-SHA-256); `None`: an unkeyed chain.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[state]`.

@@ -279,15 +279,16 @@ pub(crate) async fn audited_apply(
     opts: &ApplyOptions<'_>,
     stop: &CancellationToken,
 ) -> Result<Applied, audit::Error> {
-    // Verify the whole chain (streamed) before appending to it, and learn about crashed swaps.
-    let unfinished = audit::unfinished_in(&settings.audit.path)?;
+    // Check the log against its anchor before appending to it, and learn about crashed swaps.
+    let files = audit::LogFiles::of(settings)?;
+    let unfinished = audit::open_swaps(&files)?;
     let mut run = AuditedRun {
         settings,
         opts,
         limit: opts
             .max_changes
             .unwrap_or(settings.safety.max_changes_per_run),
-        log: open_log(settings, dir.bound_as())?,
+        log: open_log(&files, dir.bound_as())?,
         recovered: Vec::new(),
         plan: None,
     };
@@ -439,18 +440,15 @@ fn end_note(plan: &Plan, report: &Report) -> Note {
     end
 }
 
-/// Opens the audit log for a new run as the bound account on this host. Opening checks the
-/// log's tail (chain, seq, no torn line) before anything is appended.
-fn open_log(settings: &Settings, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
+/// Opens the audit log `files` for a new run as the bound account on this host. Opening checks
+/// the log's end against its anchor before anything is appended.
+fn open_log(files: &audit::LogFiles, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
     let run_id = audit::new_run_id(Utc::now(), random_u32());
     let actor = Actor {
         bind_dn: bind_dn.map(str::to_string),
         host: audit::host_name(),
     };
-    Ok(
-        AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now)?
-            .with_max_segment_size(settings.audit.max_segment_size),
-    )
+    AuditLog::open(files, &run_id, actor, Utc::now)
 }
 
 /// Records a plan the daemon may not apply (`auto_apply = false`): `run_start`, `plan`, and a
@@ -461,7 +459,7 @@ pub(crate) fn record_pending(
     bind_dn: Option<&str>,
     plan: &Plan,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(settings, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
     log.record(
         Note::new(Event::RunStart, Outcome::Started)
             .message("pcsync run: scheduled plan (safety.auto_apply = false)"),
@@ -483,7 +481,7 @@ pub(crate) fn record_blocked(
     bind_dn: Option<&str>,
     reason: &str,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(settings, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
     log.record(Note::new(Event::RunStart, Outcome::Started).message("pcsync run: scheduled"))?;
     log.record(Note::new(Event::GuardBlocked, Outcome::Blocked).message(reason))?;
     log.record(Note::new(Event::RunEnd, Outcome::Blocked).message("nothing was written"))?;
