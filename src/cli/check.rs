@@ -1,9 +1,11 @@
 //! `pcsync check`: is the configuration valid and the directory ready for pcsync?
 //!
-//! Each check prints one line, `ok` or `FAIL`, with what it looked at. A check that cannot run
+//! Each check prints one line, `ok` or `FAIL`, with what it looked at: the configuration,
+//! when the schedule fires next, then the directory. A check that cannot run
 //! because an earlier one failed (no connection, say) is not printed: the failing line already
 //! says what to fix. Exit 0 only when every check passed.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::cli::{Cli, Format};
@@ -81,8 +83,30 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
             settings.migrations.len()
         ),
     );
+    check_schedule(&settings, &mut report, Utc::now());
     check_directory(&settings, &mut report, &progress).await;
     report.finish()
+}
+
+/// `schedule`: when the cron expression fires next (UTC), or that it never will again (a
+/// 7-field expression whose years are past: it loads, but the agent would never run).
+fn check_schedule(settings: &Settings, report: &mut Report, now: DateTime<Utc>) {
+    let cron = &settings.schedule.cron;
+    match config::next_fire_times(cron, now, 3) {
+        Ok(next) => {
+            let next: Vec<String> = next
+                .iter()
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .collect();
+            let next = next.join(", ");
+            report.add(
+                "schedule",
+                true,
+                format!("{cron:?} (UTC) fires next at {next}"),
+            );
+        }
+        Err(e) => report.add("schedule", false, e),
+    }
 }
 
 /// Connects, then checks the server, the places pcsync uses and the objects there; each step

@@ -70,7 +70,8 @@ pub(crate) enum Command {
     /// Validate the configuration, connect, and check the directory is ready for pcsync.
     #[command(
         after_help = "Example:\n  pcsync check --config config/openldap.toml\n\n\
-Prints one line per check and exits 0 when all pass, 1 otherwise."
+Prints one line per check (the configuration, the next three times [schedule] cron fires, then\n\
+the directory) and exits 0 when all pass, 1 otherwise."
     )]
     Check(check::Args),
 

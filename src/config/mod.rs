@@ -15,11 +15,13 @@
 mod reader;
 mod sections;
 mod settings;
+mod time;
 mod values;
 
 pub(crate) use settings::{ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, WatchMode};
 pub use settings::{DirectorySettings, Settings};
-pub(crate) use values::{LdapScheme, LdapUrl, parse_duration_within, parse_time};
+pub(crate) use time::{next_fire_times, parse_duration_within, parse_time};
+pub(crate) use values::{LdapScheme, LdapUrl};
 
 use std::path::{Path, PathBuf};
 

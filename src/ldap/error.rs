@@ -10,12 +10,14 @@ pub enum Error {
     /// No configured server could be reached; each attempt is listed.
     #[error("no directory server answered: {}", .attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Unreachable { attempts: Vec<Attempt> },
-    /// The server rejected the bind DN or password (LDAP 49).
-    #[error("bind as {dn} to {url} failed: invalid credentials (LDAP 49){}", diag(.text))]
+    /// The server rejected the bind DN or password (LDAP 49). `password` says where the
+    /// password came from and its length, never the password.
+    #[error("bind as {dn} to {url} failed: invalid credentials (LDAP 49){}; the password was {password}", diag(.text))]
     InvalidCredentials {
         url: String,
         dn: String,
         text: String,
+        password: String,
     },
     /// The server refuses simple binds without TLS (AD: LDAP 8, "BindSimple: Transport
     /// encryption required."). Retrying another DC over the same scheme would fail the same way.

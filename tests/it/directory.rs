@@ -3,6 +3,7 @@
 //! must give one clear line and a non-zero exit.
 
 use std::fs;
+use std::path::Path;
 
 use crate::common::slapd::Slapd;
 use crate::common::{output, over_ldaps_and_starttls, pcsync, pcsync_bare, repo};
@@ -22,6 +23,7 @@ fn check_reports_all_green_on_the_test_directory() {
     let lines: Vec<&str> = stdout.lines().collect();
     for name in [
         "config",
+        "schedule",
         "connect",
         "root DSE",
         "schema",
@@ -147,6 +149,99 @@ fn a_wrong_password_gives_one_clear_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password"));
+}
+
+/// `pcsync` on `slapd` with the shipped configuration's `bind_password_file` replaced by
+/// `bind_password_env = "SVC_PCSYNC_PW"`, that variable set to `password`.
+fn pcsync_with_password_env(slapd: &Slapd, work: &Path, password: &str) -> assert_cmd::Command {
+    let text = fs::read_to_string(repo("config/openldap.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bind_password_file"))
+        .expect("config/openldap.toml sets bind_password_file");
+    let config = work.join("password-env.toml");
+    fs::write(
+        &config,
+        text.replace(line, "bind_password_env = \"SVC_PCSYNC_PW\""),
+    )
+    .unwrap();
+    let mut cmd = pcsync_bare(work);
+    cmd.arg("--config")
+        .arg(&config)
+        .env("PCSYNC__DIRECTORY__URL", &slapd.ldap_url)
+        .env("SVC_PCSYNC_PW", password);
+    cmd
+}
+
+// See: #19. What Notepad writes (a byte order mark, CRLF) and a note on a second line bind
+// as well as a clean file: the password is the first line. The same rule holds for a variable.
+#[test]
+fn password_files_as_administrators_write_them_all_bind() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let pw = &slapd.admin_password;
+    for (name, contents) in [
+        (
+            "two-lines.pw",
+            format!("{pw}\nrotated 2026-01-05 by jdoe\n"),
+        ),
+        ("bom.pw", format!("\u{feff}{pw}\n")),
+        ("crlf.pw", format!("{pw}\r\n")),
+    ] {
+        let file = work.path().join(name);
+        fs::write(&file, contents).unwrap();
+        let assert = pcsync(&slapd, work.path())
+            .env("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", &file)
+            .args(["inventory", "--format", "json"])
+            .assert();
+        let (_, stderr) = output(&assert);
+        assert.code(0);
+        assert!(stderr.is_empty(), "{name}: {stderr}");
+    }
+    let assert = pcsync_with_password_env(&slapd, work.path(), &format!("\u{feff}{pw}\r\n"))
+        .args(["inventory", "--format", "json"])
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(0);
+    assert!(stderr.is_empty(), "variable: {stderr}");
+}
+
+// See: #19. A refused password says where it came from and how long it was, so an
+// administrator can tell a stale file from a truncated one; never the password.
+#[test]
+fn a_wrong_password_names_its_source_and_length_but_never_itself() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let wrong = work.path().join("wrong.pw");
+    fs::write(&wrong, "\u{feff}not-the-password\r\nsecond line\n").unwrap();
+    let assert = pcsync(&slapd, work.path())
+        .env("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", &wrong)
+        .arg("inventory")
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "; the password was the first line of password file {} (16 bytes)",
+            wrong.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+
+    let assert = pcsync_with_password_env(&slapd, work.path(), "Wrong-Passw0rd")
+        .arg("inventory")
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(1);
+    assert!(
+        stderr.trim_end().ends_with(
+            "; the password was the first line of environment variable SVC_PCSYNC_PW (14 bytes)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Wrong-Passw0rd"), "{stderr}");
 }
 
 #[test]
