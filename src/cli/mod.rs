@@ -122,7 +122,7 @@ Serves the last-known-good table at once, refreshes it from the directory at sta
 
     /// Send one SIP request to a redirect server and print the answer and its Contact.
     #[command(
-        after_help = "Example:\n  pcsync probe sip:ocschat@contoso.com --server 127.0.0.1:5060 --transport udp --method INVITE\n  pcsync probe sip:ocschat@contoso.com --server sip.contoso.com:5061 --transport tls --ca-file ca.pem\n\n\
+        after_help = "Example:\n  pcsync probe sip:ocschat@contoso.com --server 127.0.0.1:5060 --transport udp --method INVITE\n  pcsync probe sip:ocschat@contoso.com --server sip.contoso.com --transport tls --ca-file ca.pem   # port 5061\n\n\
 Exits 0 for a 2xx or 3xx answer, 1 otherwise (4xx-6xx, no answer, network error). Needs no config file."
     )]
     Probe(probe::Args),

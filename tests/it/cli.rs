@@ -1,8 +1,10 @@
 //! CLI polish: version with the git revision, completions, the man page, help examples, and a
 //! progress line that appears on a terminal only.
 
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -283,4 +285,85 @@ fn a_time_argument_with_a_bad_month_says_so_and_shows_the_accepted_forms() {
         stderr.trim_end(),
         "pcsync: error: --since: \"2026-13-01T00:00:00Z\": month 13 is out of range (1 to 12); use RFC 3339 (2026-11-24T08:00:00Z, 2026-11-24T09:00:00+01:00) or an age (30m, 2h, 7d)"
     );
+}
+
+/// Binds 127.0.0.1:`port` over UDP, waiting (bounded) while another process holds it: the port
+/// is what the test is about, so a free one will not do.
+fn bind_sip_port(port: u16) -> UdpSocket {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match UdpSocket::bind(("127.0.0.1", port)) {
+            Ok(socket) => return socket,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("127.0.0.1:{port}/udp stayed busy for 60 s: {e}"),
+        }
+    }
+}
+
+// See: #19. `probe --server 127.0.0.1` goes to SIP's default port, as a SIP client would.
+#[test]
+fn probe_without_a_port_uses_sips_default_port() {
+    let socket = bind_sip_port(5060);
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "probe",
+            "sip:ocschat@contoso.com",
+            "--server",
+            "127.0.0.1",
+            "--method",
+            "OPTIONS",
+            "--timeout",
+            "20s",
+        ])
+        .current_dir(work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 65_535];
+    let received = socket.recv_from(&mut buf);
+    let Ok((n, from)) = received else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "nothing arrived on 127.0.0.1:5060: {received:?}; pcsync said {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        request.starts_with("OPTIONS sip:ocschat@contoso.com SIP/2.0\r\n"),
+        "{request}"
+    );
+    // Answer with the request's own dialog headers, as any SIP server would.
+    let mut response = String::from("SIP/2.0 200 OK\r\n");
+    for line in request.lines() {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str()) {
+            response.push_str(line);
+            response.push_str("\r\n");
+        }
+    }
+    response.push_str("Content-Length: 0\r\n\r\n");
+    socket.send_to(response.as_bytes(), from).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim_end(), "SIP/2.0 200 OK");
 }
