@@ -100,12 +100,14 @@ impl Env {
         Env { vars }
     }
 
-    /// The value of `name`; `None` when it is unset (or, in the process environment, not
-    /// valid Unicode: a password must be text).
-    fn var(&self, name: &str) -> Option<String> {
+    /// The value of `name`, as `std::env::var` gives it.
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
         match &self.vars {
-            Some(vars) => vars.get(name).cloned(),
-            None => std::env::var(name).ok(),
+            Some(vars) => vars
+                .get(name)
+                .cloned()
+                .ok_or(std::env::VarError::NotPresent),
+            None => std::env::var(name),
         }
     }
 

@@ -225,8 +225,13 @@ fn bind_password(s: &mut Section<'_>, env: &Env) -> Option<Option<(Secret, Passw
 
 fn password_from_env(env: &Env, var: &str) -> Result<(Secret, PasswordSource), String> {
     match env.var(var) {
-        Some(p) => password_from(&p, format!("environment variable {var}")),
-        None => Err(format!("environment variable {var} is not set")),
+        Ok(p) => password_from(&p, format!("environment variable {var}")),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("environment variable {var} is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "environment variable {var} is not valid UTF-8 (a password is text)"
+        )),
     }
 }
 
