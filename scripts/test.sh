@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test of pcsync on a fresh Debian machine:
-# installs the real servers the integration tests use (scripts/deps.sh; as root), checks
-# formatting and lints, then runs the unit and integration tests.
+# installs the real servers the integration tests use (scripts/deps.sh; as root) and the cargo
+# tools it runs (scripts/cargo-tools.sh, into .tools/), checks formatting, lints, documentation,
+# the build on the pinned rust-version, the dependency policy (deny.toml) and unused
+# dependencies, then runs the unit and integration tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,11 +13,32 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+tools="$(scripts/cargo-tools.sh)"
+
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings (default features, then failpoints)" >&2
 cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --all-targets --features failpoints -- -D warnings
+echo "== cargo doc --no-deps (warnings are errors)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --document-private-items
+# rust-version in Cargo.toml is the toolchain this command builds with; check the build on exactly
+# that version, whatever `stable` is on the machine.
+msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
+echo "== cargo +$msrv check (the pinned rust-version)" >&2
+if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  echo "scripts/test.sh: Rust $msrv (Cargo.toml rust-version) is not installed: rustup toolchain install $msrv" >&2
+  exit 1
+fi
+rustup run "$msrv" cargo check --locked --all-targets --features failpoints
+echo "== cargo deny check bans licenses sources (deny.toml)" >&2
+"$tools/cargo-deny" check bans licenses sources
+if [ "${PCSYNC_DENY_ADVISORIES:-0}" = 1 ]; then
+  # Needs the RustSec advisory database from GitHub, which CI cannot reach.
+  "$tools/cargo-deny" check advisories
+fi
+echo "== cargo machete (unused dependencies)" >&2
+"$tools/cargo-machete"
 # The crash-recovery tests need a pcsync binary with failpoints compiled in (FAILPOINTS=name=return
 # aborts the process there); the feature changes nothing else.
 # The load test (tests/load/) measures the redirector at a rate that only means something for an

@@ -7,7 +7,7 @@
 //! time so no object is seen twice. Objects are streamed to a callback; nothing is buffered.
 
 use crate::config::Settings;
-use crate::ldap::{Directory, Error, SearchStats};
+use crate::ldap::{Directory, Error, Search, SearchStats};
 use crate::model::{Classifier, DirectoryObject, Finding, attr};
 
 /// Counts from one scan of both scopes.
@@ -45,30 +45,18 @@ pub(crate) async fn scan_with(
 ) -> Result<ScanStats, Error> {
     let classifier = classifier(settings);
     let container = &settings.layout.endpoint_container;
+    let endpoints = Search::sip_objects("endpoint container", container).reading(attrs);
     let endpoint_container = dir
-        .for_each_sip_object_with(
-            "endpoint container",
-            container,
-            None,
-            attrs,
-            &classifier,
-            findings,
-            &mut on_object,
-        )
+        .for_each_object(&endpoints, &classifier, findings, &mut on_object)
         .await?;
     let skip = container
         .is_within(&settings.directory.base_dn)
         .then_some(container);
+    let users = Search::sip_objects("base DN", &settings.directory.base_dn)
+        .reading(attrs)
+        .skipping(skip);
     let base = dir
-        .for_each_sip_object_with(
-            "base DN",
-            &settings.directory.base_dn,
-            skip,
-            attrs,
-            &classifier,
-            findings,
-            &mut on_object,
-        )
+        .for_each_object(&users, &classifier, findings, &mut on_object)
         .await?;
     Ok(ScanStats {
         endpoint_container,

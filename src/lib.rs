@@ -28,6 +28,10 @@
 //! - [`exit`]: the documented process exit codes.
 
 #![forbid(unsafe_code)]
+// The documentation is built with --document-private-items (scripts/test.sh): the crate is a
+// binary first, and the few items tests and fuzz targets reach are `pub` only for them, so their
+// docs may link to the crate-private items around them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod apply;
 pub mod audit;

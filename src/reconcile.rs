@@ -8,7 +8,6 @@
 //! hold the run lock ([`crate::lock`]) around it and render the result themselves; nothing here
 //! prints. Every guard block is audited; nothing is written after a guard.
 
-use std::io::Write;
 use std::path::Path;
 
 use chrono::Utc;
@@ -355,18 +354,12 @@ fn short(fingerprint: &str) -> &str {
     fingerprint.get(..12).unwrap_or(fingerprint)
 }
 
-/// Writes the plan document atomically (temp file, fsync, rename).
+/// Writes the plan document atomically, 0600 ([`crate::private::write_atomic`]).
 pub(crate) fn save_plan(path: &Path, plan: &Plan) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(plan).map_err(|e| e.to_string())?;
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| format!("cannot write plan file {}: {e}", path.display()))
+    let mut text = serde_json::to_string_pretty(plan).map_err(|e| e.to_string())?;
+    text.push('\n');
+    crate::private::write_atomic(path, text.as_bytes())
+        .map_err(|e| format!("cannot write plan file {}: {e}", path.display()))
 }
 
 fn load_plan(path: &Path) -> Result<Plan, String> {

@@ -16,8 +16,6 @@
 //! active segment (checked on open, so bounded by the size limit); reading streams line by line
 //! across all segments with bounded memory. Files are created 0600, directories 0700.
 mod cursor;
-#[doc(hidden)]
-pub(crate) mod generate;
 pub(crate) mod ldif;
 mod read;
 pub(crate) mod review;
@@ -152,7 +150,7 @@ impl std::fmt::Display for Break {
 
 /// Who acted: never a password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Actor {
+pub struct Actor {
     /// The bind DN, or null for an anonymous bind.
     pub bind_dn: Option<String>,
     pub host: String,
@@ -258,21 +256,24 @@ pub struct Record {
     pub prev: String,
 }
 
-/// The parts of a record the caller chooses; [`AuditLog::append`] fills in the rest.
-#[derive(Debug, Clone)]
-pub(crate) struct Note {
-    pub event: Event,
-    pub outcome: Outcome,
-    pub dn: Option<String>,
-    pub sip_uri: Option<String>,
-    pub swap: Option<String>,
-    pub step: Option<Step>,
-    pub message: Option<String>,
-    pub counts: Option<Counts>,
-    pub plan: Option<Plan>,
-    pub changes: Option<Vec<Change>>,
-    pub before: Option<Entry>,
-    pub after: Option<Entry>,
+/// The parts of a record the caller chooses; the sink ([`AuditSink::record`]) fills in the
+/// rest. Outside the crate (the benchmark generator in examples/) a note is built from its JSON
+/// form: the record's own fields, as schemas/audit-record.schema.json documents them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    pub(crate) event: Event,
+    pub(crate) outcome: Outcome,
+    pub(crate) dn: Option<String>,
+    pub(crate) sip_uri: Option<String>,
+    pub(crate) swap: Option<String>,
+    pub(crate) step: Option<Step>,
+    pub(crate) message: Option<String>,
+    pub(crate) counts: Option<Counts>,
+    pub(crate) plan: Option<Plan>,
+    pub(crate) changes: Option<Vec<Change>>,
+    pub(crate) before: Option<Entry>,
+    pub(crate) after: Option<Entry>,
 }
 
 impl Note {
@@ -320,7 +321,7 @@ impl Note {
 }
 
 /// Where records go. The file sink is [`AuditLog`]; tests use a `Vec`.
-pub(crate) trait AuditSink {
+pub trait AuditSink {
     /// Appends one record durably (for a file: written and fsynced before this returns).
     fn record(&mut self, note: Note) -> Result<(), Error>;
 }
@@ -329,7 +330,7 @@ pub(crate) trait AuditSink {
 pub(crate) use crate::config::DEFAULT_MAX_SEGMENT_BYTES;
 
 /// The append-only file: the active segment, rotated when it would pass the size limit.
-pub(crate) struct AuditLog {
+pub struct AuditLog {
     path: PathBuf,
     file: File,
     /// Bytes in the active segment, to decide rotation without a stat per record.
@@ -352,7 +353,7 @@ impl AuditLog {
     /// Reads only the active segment (and the last line of the newest sealed one): its chain
     /// and sequence must be intact and its last line complete, or nothing is appended (a torn
     /// or edited tail is refused here; `pcsync audit verify` checks the whole log).
-    pub(crate) fn open(
+    pub fn open(
         path: &Path,
         run_id: &str,
         actor: Actor,
@@ -389,19 +390,20 @@ impl AuditLog {
     }
 
     /// Sets the size past which the active segment is sealed (`audit.max_segment_size`).
-    pub(crate) fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
+    pub fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
         self.max_segment_bytes = bytes.max(1);
         self
     }
 
     /// Starts a new run on the open log (a long-running process keeps one log open).
-    pub(crate) fn set_run(&mut self, run_id: &str) {
+    pub fn set_run(&mut self, run_id: &str) {
         self.run_id = run_id.to_string();
     }
 
-    /// Benchmark data generation only: skip `fsync`. Never for real runs.
+    /// Benchmark data generation only (examples/audit_generate.rs): skip `fsync`, so a
+    /// million records take seconds. Never for real runs.
     #[doc(hidden)]
-    pub(crate) fn without_fsync(mut self) -> AuditLog {
+    pub fn without_fsync(mut self) -> AuditLog {
         self.durable = false;
         self
     }

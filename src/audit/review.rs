@@ -428,6 +428,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
     out
 }
 
+/// One swap: its outcome, each step as it happened, then per object a before/after diff.
 fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&str) -> String) {
     let sip = records
         .iter()
@@ -448,70 +449,104 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
         .find(|r| r.event == Event::SwapIntent)
         .and_then(|r| r.changes.clone())
         .unwrap_or_default();
-    let mut objects: Vec<ObjectState> = Vec::new();
-    let object = |objects: &mut Vec<ObjectState>, dn: &str| -> usize {
-        match objects.iter().position(|o| o.dn.eq_ignore_ascii_case(dn)) {
+    let mut objects = SwapObjects::from_changes(&changes);
+    // Only records about an object are shown: the steps of a swap each name the DN written.
+    for r in records {
+        let Some(dn) = r.dn.as_deref() else { continue };
+        if let Some(line) = step_line(r, swap, time) {
+            let _ = writeln!(out, "{line}");
+        }
+        let change = changes.iter().find(|c| c.dn.eq_ignore_ascii_case(dn));
+        objects.get(dn).observe(r, change);
+    }
+    for o in &objects.0 {
+        o.write_diff(out);
+    }
+}
+
+/// A step, rollback or recovery as one line: time, event, step, outcome, the run that did it
+/// when another run recovered the swap, and the message. `None` for other records.
+fn step_line(r: &Record, swap: &str, time: &dyn Fn(&str) -> String) -> Option<String> {
+    if !matches!(r.event, Event::Step | Event::Rollback | Event::Recovery) {
+        return None;
+    }
+    let mut line = format!("  {}  {}", time(&r.time), event_str(r.event));
+    if let Some(s) = r.step {
+        let _ = write!(line, " {}", step_str(s));
+    }
+    let _ = write!(line, " {}", shown_outcome(r));
+    if r.run_id != swap.split('#').next().unwrap_or("") {
+        let _ = write!(line, " (run {})", r.run_id);
+    }
+    if let Some(m) = &r.message {
+        let _ = write!(line, ": {m}");
+    }
+    Some(line)
+}
+
+/// The objects a swap touched, in order of first mention.
+struct SwapObjects(Vec<ObjectState>);
+
+impl SwapObjects {
+    /// One object per change; a repointed endpoint's known state before is what the plan
+    /// expected of it (no before-image is taken of an endpoint).
+    fn from_changes(changes: &[Change]) -> SwapObjects {
+        let mut objects = SwapObjects(Vec::new());
+        for c in changes {
+            let o = objects.get(&c.dn);
+            if c.action == Action::RepointEndpoint {
+                o.before = Some(Entry {
+                    dn: c.dn.clone(),
+                    attributes: c.expect.clone(),
+                });
+            }
+        }
+        objects
+    }
+
+    /// The object named `dn` (case-insensitive), added when new.
+    fn get(&mut self, dn: &str) -> &mut ObjectState {
+        let i = match self.0.iter().position(|o| o.dn.eq_ignore_ascii_case(dn)) {
             Some(i) => i,
             None => {
-                objects.push(ObjectState {
+                self.0.push(ObjectState {
                     dn: dn.to_string(),
                     ..ObjectState::default()
                 });
-                objects.len() - 1
+                self.0.len() - 1
             }
-        }
-    };
-    for c in &changes {
-        let i = object(&mut objects, &c.dn);
-        if c.action == Action::RepointEndpoint {
-            objects[i].before = Some(Entry {
-                dn: c.dn.clone(),
-                attributes: c.expect.clone(),
-            });
-        }
+        };
+        &mut self.0[i]
     }
-    for r in records {
-        let Some(dn) = r.dn.as_deref() else { continue };
-        let i = object(&mut objects, dn);
-        let change = changes.iter().find(|c| c.dn.eq_ignore_ascii_case(dn));
-        let o = &mut objects[i];
-        if r.event == Event::Step || matches!(r.event, Event::Rollback | Event::Recovery) {
-            let mut line = format!("  {}  {}", time(&r.time), event_str(r.event));
-            if let Some(s) = r.step {
-                let _ = write!(line, " {}", step_str(s));
-            }
-            let _ = write!(line, " {}", shown_outcome(r));
-            if r.run_id != swap.split('#').next().unwrap_or("") {
-                let _ = write!(line, " (run {})", r.run_id);
-            }
-            if let Some(m) = &r.message {
-                let _ = write!(line, ": {m}");
-            }
-            let _ = writeln!(out, "{line}");
-        }
+}
+
+impl ObjectState {
+    /// Follows one record about this object: its before-image, or what a successful write
+    /// made of it (`change` is the planned change for this DN).
+    fn observe(&mut self, r: &Record, change: Option<&Change>) {
         if r.event == Event::BeforeImage {
-            o.before = r.before.clone();
+            self.before = r.before.clone();
         }
         if r.outcome != Outcome::Ok {
-            continue;
+            return;
         }
-        match (r.event, r.step) {
-            (Event::Step, Some(Step::DeleteUser | Step::DeleteEndpoint)) => o.after = Some(None),
-            (Event::Step, Some(Step::DisableUser)) => {
-                if let (Some(before), Some(c)) = (&o.before, change) {
-                    o.after = Some(Some(without(before, &c.attributes)));
+        match (r.event, r.step, change) {
+            (Event::Step, Some(Step::DeleteUser | Step::DeleteEndpoint), _) => {
+                self.after = Some(None)
+            }
+            (Event::Step, Some(Step::DisableUser), Some(c)) => {
+                if let Some(before) = &self.before {
+                    self.after = Some(Some(without(before, &c.attributes)));
                 }
             }
-            (Event::Step, Some(Step::AddEndpoint)) => {
-                if let Some(c) = change {
-                    o.after = Some(Some(Entry {
-                        dn: c.dn.clone(),
-                        attributes: c.attributes.clone(),
-                    }));
-                }
+            (Event::Step, Some(Step::AddEndpoint), Some(c)) => {
+                self.after = Some(Some(Entry {
+                    dn: c.dn.clone(),
+                    attributes: c.attributes.clone(),
+                }));
             }
-            (Event::Step, Some(Step::RepointEndpoint)) => {
-                if let (Some(before), Some(c)) = (&o.before, change) {
+            (Event::Step, Some(Step::RepointEndpoint), Some(c)) => {
+                if let Some(before) = &self.before {
                     let mut after = before.clone();
                     for new in &c.attributes {
                         after
@@ -519,33 +554,33 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
                             .retain(|a| !a.name.eq_ignore_ascii_case(&new.name));
                         after.attributes.push(new.clone());
                     }
-                    o.after = Some(Some(after));
+                    self.after = Some(Some(after));
                 }
             }
             _ => {}
         }
         if let Some(after) = &r.after {
-            o.after = Some(Some(after.clone()));
+            self.after = Some(Some(after.clone()));
         }
     }
-    for o in &objects {
-        let (label, lines) = match (&o.before, &o.after) {
+
+    /// `  DN  (deleted|created|modified|unchanged|no write recorded)` and its diff lines.
+    fn write_diff(&self, out: &mut String) {
+        let (label, lines) = match (&self.before, &self.after) {
             (_, None) => ("no write recorded", Vec::new()),
             (b, Some(None)) => ("deleted", diff(b.as_ref(), None)),
             (None, Some(Some(a))) => ("created", diff(None, Some(a))),
             (Some(b), Some(Some(a))) => {
                 let d = diff(Some(b), Some(a));
-                (
-                    if d.is_empty() {
-                        "unchanged"
-                    } else {
-                        "modified"
-                    },
-                    d,
-                )
+                let label = if d.is_empty() {
+                    "unchanged"
+                } else {
+                    "modified"
+                };
+                (label, d)
             }
         };
-        let _ = writeln!(out, "  {}  ({label})", o.dn);
+        let _ = writeln!(out, "  {}  ({label})", self.dn);
         for l in lines {
             let _ = writeln!(out, "    {l}");
         }

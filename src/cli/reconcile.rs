@@ -1,9 +1,9 @@
 //! `pcsync reconcile`: scan, plan, print; with `--apply`, carry the plan out.
 //!
 //! The I/O edge around the pure planner: it takes the run lock (apply only), finishes any swap
-//! a crashed run left open, streams the directory through a [`Collector`], confirms duplicate
+//! a crashed run left open, streams the directory through a [`Collector`](crate::plan::Collector), confirms duplicate
 //! candidates and re-reads the few objects holding a migration URI in full, then calls
-//! [`plan::plan`] with the current time. Guards (thresholds, empty search, stale saved plan)
+//! [`plan::plan`](crate::plan::plan) with the current time. Guards (thresholds, empty search, stale saved plan)
 //! are checked before any write; every guard block is audited and exits 3.
 
 use std::io::Write;

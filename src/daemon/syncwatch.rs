@@ -82,31 +82,16 @@ impl CookieStore {
             .ok_or_else(|| self.malformed("the cookie is not hex"))
     }
 
-    /// Replaces the stored cookie atomically: a temp file (0600), fsync, rename, fsync of the
-    /// directory.
+    /// Replaces the stored cookie atomically ([`crate::private::write_atomic`]).
     pub(crate) fn save(&self, cookie: &[u8]) -> Result<(), CookieError> {
-        use std::io::Write;
         let err = |source| CookieError::Write {
             path: self.path.clone(),
             source,
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         crate::private::create_dir(dir).map_err(err)?;
-        let tmp = self.path.with_extension("cookie.tmp");
-        let mut f = crate::private::file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(err)?;
-        writeln!(f, "{}\n{}", self.base, to_hex(cookie)).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        let text = format!("{}\n{}\n", self.base, to_hex(cookie));
+        crate::private::write_atomic(&self.path, text.as_bytes()).map_err(err)
     }
 
     /// Forgets the cookie (the server said it is stale).
@@ -307,7 +292,13 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         store.save(b"newer").unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some(&b"newer"[..]));
-        assert!(!store.path.as_path().with_extension("cookie.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(store.path.parent().unwrap())
+                .unwrap()
+                .count(),
+            1,
+            "only the cookie file, no temp file"
+        );
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
         store.clear().unwrap();

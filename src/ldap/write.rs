@@ -13,8 +13,9 @@ use std::collections::HashSet;
 use ldap3::controls::{Assertion, MakeCritical};
 use ldap3::{LdapResult, Mod, Scope};
 
+use super::entry::readable;
 use super::error::diag;
-use super::{Directory, Error, to_attributes};
+use super::{Directory, Error};
 use crate::apply::{DirectoryWriter, Modification};
 use crate::model::{AttrValues, Entry};
 
@@ -115,11 +116,9 @@ impl DirectoryWriter for Directory {
             32 => return Ok(None),
             _ => self.check_search_result("entry", dn, &op, res)?,
         }
-        Ok(entries
-            .into_iter()
-            .find(|e| !e.is_ref() && !e.is_intermediate())
-            .map(ldap3::SearchEntry::construct)
-            .map(|e| Entry::new(&e.dn, &to_attributes(e.attrs, e.bin_attrs))))
+        Ok(readable(&entries)
+            .next()
+            .map(|e| Entry::new(&e.dn_shown(), &e.to_attributes())))
     }
 
     async fn add(&mut self, entry: &Entry) -> Result<(), Error> {

@@ -1,7 +1,7 @@
 //! The domain model: what pcsync knows about a directory object, independent of ldap3.
 //!
 //! `DirectoryObject` is built from the raw attributes of one search entry by
-//! [`DirectoryObject::from_attributes`]. That conversion never fails and never panics: a value
+//! [`DirectoryObject::from_parsed`]. That conversion never fails and never panics: a value
 //! that cannot be understood (a SIP address without `sip:`, two values in a single-valued
 //! attribute, an unparsable DN) becomes a [`Finding`] naming the DN, and the field is left empty.
 //! Attribute names are AD's; object classes come from configuration ([`Classifier`]).
@@ -10,6 +10,7 @@ mod dn;
 mod entry;
 mod sip_uri;
 
+pub(crate) use dn::show_dn_bytes;
 pub use dn::{Dn, DnError};
 pub use entry::{AttrValues, Entry};
 pub(crate) use sip_uri::fold_case;
@@ -340,7 +341,7 @@ impl DirectoryObject {
         ))
     }
 
-    /// Like [`Self::from_attributes`] for an entry whose DN the caller already parsed, reusing
+    /// Interprets one entry whose DN the caller already parsed (problems become findings), reusing
     /// `cache` for DN-valued attributes (a scan sees the same few pool DNs over and over; parsing
     /// each once matters on a directory of 200,000 users).
     pub(crate) fn from_parsed(
