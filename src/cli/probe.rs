@@ -32,9 +32,11 @@ pub(super) enum ProbeMethod {
 pub(crate) struct Args {
     /// The SIP address to ask about, e.g. sip:ocschat@contoso.com.
     target: String,
-    /// The redirect server: HOST:PORT, or HOST alone for SIP's default port (5060 for udp and
-    /// tcp, 5061 for tls). An IPv6 address with a port takes brackets: [::1]:5062.
-    #[arg(long)]
+    // The help is an attribute, not a doc comment: rustdoc would read `[::1]` as a link.
+    #[arg(
+        long,
+        help = "The redirect server: HOST:PORT, or HOST alone for SIP's default port (5060 for udp and tcp, 5061 for tls). An IPv6 address with a port takes brackets: [::1]:5062"
+    )]
     server: String,
     /// udp, tcp, or tls (Lync's default, port 5061; the certificate is verified).
     #[arg(long, value_enum, default_value_t = Transport::Udp)]
