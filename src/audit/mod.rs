@@ -35,8 +35,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::Entry;
-use crate::plan::{Change, Plan, hex};
+use crate::model::{Dn, Entry, SipUri};
+use crate::plan::{Change, Plan};
+use crate::util::hex;
 
 /// Version of the record format.
 pub(crate) const RECORD_FORMAT: u32 = 1;
@@ -207,6 +208,27 @@ pub enum Step {
     DeleteEndpoint,
 }
 
+impl Event {
+    /// The name the audit log writes (`swap_intent`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
+impl Outcome {
+    /// The name the audit log writes (`ok`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
+impl Step {
+    /// The name the audit log writes (`delete_user`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
 /// Counts in `run_start` / `run_end`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Counts {
@@ -231,9 +253,9 @@ pub struct Record {
     pub outcome: Outcome,
     pub(crate) actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dn: Option<String>,
+    pub dn: Option<Dn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sip_uri: Option<String>,
+    pub sip_uri: Option<SipUri>,
     /// Identifies one swap across runs: `<run_id>#<n>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<String>,
@@ -264,8 +286,8 @@ pub struct Record {
 pub struct Note {
     pub(crate) event: Event,
     pub(crate) outcome: Outcome,
-    pub(crate) dn: Option<String>,
-    pub(crate) sip_uri: Option<String>,
+    pub(crate) dn: Option<Dn>,
+    pub(crate) sip_uri: Option<SipUri>,
     pub(crate) swap: Option<String>,
     pub(crate) step: Option<Step>,
     pub(crate) message: Option<String>,
@@ -294,13 +316,13 @@ impl Note {
         }
     }
 
-    pub(crate) fn dn(mut self, dn: &str) -> Note {
-        self.dn = Some(dn.to_string());
+    pub(crate) fn dn(mut self, dn: &Dn) -> Note {
+        self.dn = Some(dn.clone());
         self
     }
 
-    pub(crate) fn sip_uri(mut self, uri: &str) -> Note {
-        self.sip_uri = Some(uri.to_string());
+    pub(crate) fn sip_uri(mut self, uri: &SipUri) -> Note {
+        self.sip_uri = Some(uri.clone());
         self
     }
 

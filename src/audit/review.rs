@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 
 use super::{Actor, Counts, Event, Outcome, Record, Step};
-use crate::model::{AttrValues, Dn, Entry};
-use crate::plan::{Action, Change};
+use crate::model::{AttrValues, Dn, Entry, SipUri};
+use crate::plan::Change;
 
 /// `--since` / `--until`: the time grammar is the configuration's, shared with every command.
 pub(crate) use crate::config::parse_time;
@@ -21,45 +21,7 @@ pub(crate) use crate::config::parse_time;
 pub(crate) fn shown_outcome(r: &Record) -> &'static str {
     match (r.event, r.outcome) {
         (Event::Rollback, Outcome::Ok) => "rolled-back",
-        (_, o) => outcome_str(o),
-    }
-}
-
-pub(crate) fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Started => "started",
-        Outcome::Ok => "ok",
-        Outcome::Failed => "failed",
-        Outcome::Blocked => "blocked",
-        Outcome::Skipped => "skipped",
-    }
-}
-
-pub(crate) fn event_str(e: Event) -> &'static str {
-    match e {
-        Event::RunStart => "run_start",
-        Event::Plan => "plan",
-        Event::GuardBlocked => "guard_blocked",
-        Event::SwapIntent => "swap_intent",
-        Event::BeforeImage => "before_image",
-        Event::Step => "step",
-        Event::SwapDone => "swap_done",
-        Event::Rollback => "rollback",
-        Event::Recovery => "recovery",
-        Event::Error => "error",
-        Event::RunEnd => "run_end",
-    }
-}
-
-pub(crate) fn step_str(s: Step) -> &'static str {
-    match s {
-        Step::DeleteUser => "delete_user",
-        Step::DisableUser => "disable_user",
-        Step::AddEndpoint => "add_endpoint",
-        Step::RepointEndpoint => "repoint_endpoint",
-        Step::Verify => "verify",
-        Step::RestoreUser => "restore_user",
-        Step::DeleteEndpoint => "delete_endpoint",
+        (_, o) => o.as_str(),
     }
 }
 
@@ -116,13 +78,14 @@ impl Filter {
     fn subject_matches(&self, r: &Record) -> bool {
         (self.events.is_empty() || self.events.contains(&r.event))
             && self.dn.as_ref().is_none_or(|want| {
-                r.dn.as_deref()
-                    .is_some_and(|dn| dn.eq_ignore_ascii_case(want) || normalize_dn(dn) == *want)
+                r.dn.as_ref().is_some_and(|dn| {
+                    dn.as_str().eq_ignore_ascii_case(want) || dn.normalized() == want
+                })
             })
             && self.sip.as_ref().is_none_or(|want| {
                 r.sip_uri
-                    .as_deref()
-                    .is_some_and(|u| u.eq_ignore_ascii_case(want))
+                    .as_ref()
+                    .is_some_and(|u| u.as_str().eq_ignore_ascii_case(want))
             })
     }
 
@@ -201,7 +164,7 @@ impl Runs {
         }
         if r.event == Event::RunEnd {
             row.finished = Some(r.time.clone());
-            row.outcome = outcome_str(r.outcome).to_string();
+            row.outcome = r.outcome.as_str().to_string();
             if let Some(c) = &r.counts {
                 self.tally = c.clone();
             }
@@ -269,13 +232,13 @@ pub(crate) fn diff(before: Option<&Entry>, after: Option<&Entry>) -> Vec<DiffLin
     let a = after.map(|e| &e.attributes).unwrap_or(&empty);
     let mut names: Vec<&str> = Vec::new();
     for attr in b.iter().chain(a.iter()) {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(&attr.name)) {
-            names.push(&attr.name);
+        if !names.iter().any(|n| attr.name.is(n)) {
+            names.push(attr.name.as_str());
         }
     }
     let values = |list: &[AttrValues], name: &str| -> Vec<Vec<u8>> {
         list.iter()
-            .filter(|x| x.name.eq_ignore_ascii_case(name))
+            .filter(|x| x.name.is(name))
             .flat_map(|x| x.values.iter().cloned())
             .collect()
     };
@@ -314,11 +277,7 @@ struct ObjectState {
 fn without(entry: &Entry, removed: &[AttrValues]) -> Entry {
     let mut out = entry.clone();
     for r in removed {
-        for a in out
-            .attributes
-            .iter_mut()
-            .filter(|a| a.name.eq_ignore_ascii_case(&r.name))
-        {
+        for a in out.attributes.iter_mut().filter(|a| a.name == r.name) {
             if r.values.is_empty() {
                 a.values.clear();
             } else {
@@ -360,7 +319,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
                 out,
                 "  finished  {}  {}",
                 time(&end.time),
-                outcome_str(end.outcome)
+                end.outcome.as_str()
             );
             if let Some(c) = &end.counts {
                 let _ = write!(
@@ -387,9 +346,9 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
                 let _ = writeln!(
                     out,
                     "  {:<17} {:<32} {}",
-                    c.action.as_str(),
-                    c.sip_uri,
-                    c.dn
+                    c.action().as_str(),
+                    c.sip_uri().as_str(),
+                    c.dn()
                 );
             }
         }
@@ -401,7 +360,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
         let _ = writeln!(
             out,
             "\n{} {}: {}",
-            event_str(r.event),
+            r.event.as_str(),
             time(&r.time),
             r.message.as_deref().unwrap_or("")
         );
@@ -432,7 +391,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
 fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&str) -> String) {
     let sip = records
         .iter()
-        .find_map(|r| r.sip_uri.as_deref())
+        .find_map(|r| r.sip_uri.as_ref().map(SipUri::as_str))
         .unwrap_or("");
     let end = records
         .iter()
@@ -452,11 +411,11 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
     let mut objects = SwapObjects::from_changes(&changes);
     // Only records about an object are shown: the steps of a swap each name the DN written.
     for r in records {
-        let Some(dn) = r.dn.as_deref() else { continue };
+        let Some(dn) = r.dn.as_ref() else { continue };
         if let Some(line) = step_line(r, swap, time) {
             let _ = writeln!(out, "{line}");
         }
-        let change = changes.iter().find(|c| c.dn.eq_ignore_ascii_case(dn));
+        let change = changes.iter().find(|c| c.dn() == dn);
         objects.get(dn).observe(r, change);
     }
     for o in &objects.0 {
@@ -470,9 +429,9 @@ fn step_line(r: &Record, swap: &str, time: &dyn Fn(&str) -> String) -> Option<St
     if !matches!(r.event, Event::Step | Event::Rollback | Event::Recovery) {
         return None;
     }
-    let mut line = format!("  {}  {}", time(&r.time), event_str(r.event));
+    let mut line = format!("  {}  {}", time(&r.time), r.event.as_str());
     if let Some(s) = r.step {
-        let _ = write!(line, " {}", step_str(s));
+        let _ = write!(line, " {}", s.as_str());
     }
     let _ = write!(line, " {}", shown_outcome(r));
     if r.run_id != swap.split('#').next().unwrap_or("") {
@@ -493,11 +452,11 @@ impl SwapObjects {
     fn from_changes(changes: &[Change]) -> SwapObjects {
         let mut objects = SwapObjects(Vec::new());
         for c in changes {
-            let o = objects.get(&c.dn);
-            if c.action == Action::RepointEndpoint {
+            let o = objects.get(c.dn());
+            if let Change::RepointEndpoint(r) = c {
                 o.before = Some(Entry {
-                    dn: c.dn.clone(),
-                    attributes: c.expect.clone(),
+                    dn: c.dn().clone(),
+                    attributes: r.expect.clone(),
                 });
             }
         }
@@ -505,12 +464,16 @@ impl SwapObjects {
     }
 
     /// The object named `dn` (case-insensitive), added when new.
-    fn get(&mut self, dn: &str) -> &mut ObjectState {
-        let i = match self.0.iter().position(|o| o.dn.eq_ignore_ascii_case(dn)) {
+    fn get(&mut self, dn: &Dn) -> &mut ObjectState {
+        let i = match self
+            .0
+            .iter()
+            .position(|o| o.dn.eq_ignore_ascii_case(dn.as_str()))
+        {
             Some(i) => i,
             None => {
                 self.0.push(ObjectState {
-                    dn: dn.to_string(),
+                    dn: dn.as_str().to_string(),
                     ..ObjectState::default()
                 });
                 self.0.len() - 1
@@ -536,22 +499,20 @@ impl ObjectState {
             }
             (Event::Step, Some(Step::DisableUser), Some(c)) => {
                 if let Some(before) = &self.before {
-                    self.after = Some(Some(without(before, &c.attributes)));
+                    self.after = Some(Some(without(before, c.attributes())));
                 }
             }
             (Event::Step, Some(Step::AddEndpoint), Some(c)) => {
                 self.after = Some(Some(Entry {
-                    dn: c.dn.clone(),
-                    attributes: c.attributes.clone(),
+                    dn: c.dn().clone(),
+                    attributes: c.attributes().to_vec(),
                 }));
             }
             (Event::Step, Some(Step::RepointEndpoint), Some(c)) => {
                 if let Some(before) = &self.before {
                     let mut after = before.clone();
-                    for new in &c.attributes {
-                        after
-                            .attributes
-                            .retain(|a| !a.name.eq_ignore_ascii_case(&new.name));
+                    for new in c.attributes() {
+                        after.attributes.retain(|a| a.name != new.name);
                         after.attributes.push(new.clone());
                     }
                     self.after = Some(Some(after));
@@ -627,7 +588,7 @@ impl BeforeImages {
             return;
         }
         let Some(image) = &r.before else { return };
-        let key = normalize_dn(&image.dn);
+        let key = image.dn.normalized().to_string();
         if !self.images.contains_key(&key) {
             self.order.push(key.clone());
         }

@@ -19,6 +19,7 @@ use super::{Daemon, Reconnect};
 use crate::ldap::{Directory, LiveWatch, SyncEnd, SyncEvent};
 use crate::model::Dn;
 use crate::schedule::Trigger;
+use crate::util::{from_hex, hex};
 
 /// The cookie file's name in `state.dir`.
 pub(crate) const COOKIE_FILE: &str = "syncrepl.cookie";
@@ -90,7 +91,7 @@ impl CookieStore {
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         crate::private::create_dir(dir).map_err(err)?;
-        let text = format!("{}\n{}\n", self.base, to_hex(cookie));
+        let text = format!("{}\n{}\n", self.base, hex(cookie));
         crate::private::write_atomic(&self.path, text.as_bytes()).map_err(err)
     }
 
@@ -112,23 +113,6 @@ impl CookieStore {
             reason: reason.to_string(),
         }
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
 }
 
 /// What the watch does with one event: whether it asks for a table refresh, and the cookie to

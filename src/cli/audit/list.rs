@@ -6,8 +6,9 @@ use std::io::Write;
 use chrono::DateTime;
 
 use crate::audit::review::{self, Filter, RunRow, Runs};
-use crate::audit::{Cursor, Event, Record};
+use crate::audit::{Cursor, Event, Record, Step};
 use crate::cli::report_error;
+use crate::model::{Dn, SipUri};
 
 use super::{Display, FilterArgs, Review, Target, finish_review, reviewed_filter, stream};
 
@@ -78,11 +79,14 @@ fn event_csv(display: &Display, r: &Record) -> String {
         r.seq.to_string(),
         display.full(&r.time),
         r.run_id.clone(),
-        review::event_str(r.event).to_string(),
+        r.event.as_str().to_string(),
         review::shown_outcome(r).to_string(),
-        r.step.map(review::step_str).unwrap_or("").to_string(),
-        r.dn.clone().unwrap_or_default(),
-        r.sip_uri.clone().unwrap_or_default(),
+        r.step.map(Step::as_str).unwrap_or("").to_string(),
+        r.dn.as_ref().map(Dn::to_string).unwrap_or_default(),
+        r.sip_uri
+            .as_ref()
+            .map(SipUri::to_string)
+            .unwrap_or_default(),
         r.swap.clone().unwrap_or_default(),
         r.message.clone().unwrap_or_default(),
         r.actor.bind_dn.clone().unwrap_or_default(),
@@ -100,12 +104,13 @@ fn event_csv(display: &Display, r: &Record) -> String {
 fn event_row(display: &Display, r: &Record) -> String {
     const FIXED: usize = 7 + 1 + 20 + 1 + 16 + 1 + 11 + 1;
     let event = match r.step {
-        Some(s) if r.event == Event::Step => review::step_str(s),
-        _ => review::event_str(r.event),
+        Some(s) if r.event == Event::Step => s.as_str(),
+        _ => r.event.as_str(),
     };
     let subject =
-        r.dn.as_deref()
-            .or(r.sip_uri.as_deref())
+        r.dn.as_ref()
+            .map(Dn::as_str)
+            .or(r.sip_uri.as_ref().map(SipUri::as_str))
             .or(r.message.as_deref())
             .unwrap_or("");
     let subject =

@@ -23,7 +23,7 @@ use crate::audit::{self, Cursor, Event, Reader};
 use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
-use crate::plan::hex;
+use crate::util::hex;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
