@@ -13,7 +13,9 @@ use crate::config::{self, Settings};
 use crate::exit;
 use crate::inventory;
 use crate::ldap::Directory;
-use crate::model::{Enabled, ObjectKind, attr};
+use crate::model::{Dn, Enabled, ObjectKind, attr};
+use crate::plan::Desired;
+use crate::plan::shape::{self, Shape};
 use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +29,9 @@ pub(crate) struct Args {
 struct Check {
     name: &'static str,
     ok: bool,
+    /// Passed, but worth a look (`WARN`); does not change the exit code.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    warning: bool,
     detail: String,
 }
 
@@ -37,14 +42,29 @@ struct Report {
 
 impl Report {
     fn add(&mut self, name: &'static str, ok: bool, detail: String) {
+        self.push(name, ok, false, detail);
+    }
+
+    /// A check that passed with a warning: printed `WARN`, exit code unchanged.
+    fn warn(&mut self, name: &'static str, detail: String) {
+        self.push(name, true, true, detail);
+    }
+
+    fn push(&mut self, name: &'static str, ok: bool, warning: bool, detail: String) {
         if self.format == Format::Text {
-            println!(
-                "{:<5} {:<10} {detail}",
-                if ok { "ok" } else { "FAIL" },
-                name
-            );
+            let status = match (ok, warning) {
+                (false, _) => "FAIL",
+                (true, true) => "WARN",
+                (true, false) => "ok",
+            };
+            println!("{status:<5} {name:<10} {detail}");
         }
-        self.checks.push(Check { name, ok, detail });
+        self.checks.push(Check {
+            name,
+            ok,
+            warning,
+            detail,
+        });
     }
 
     fn finish(self) -> u8 {
@@ -240,7 +260,8 @@ async fn check_places(dir: &mut Directory, settings: &Settings, report: &mut Rep
     bases_ok
 }
 
-/// `objects`: one scan, counted by kind, with the number of findings.
+/// `objects`: one scan, counted by kind, with the number of findings; then `endpoint-shape`
+/// from the endpoint contacts the same scan saw.
 async fn check_objects(
     dir: &mut Directory,
     settings: &Settings,
@@ -249,8 +270,18 @@ async fn check_objects(
 ) {
     let mut findings = Vec::new();
     let (mut users, mut contacts, mut other, mut enabled) = (0u64, 0u64, 0u64, 0u64);
+    let desired = Desired {
+        active_directory: dir.capabilities().active_directory,
+        ..settings.desired()
+    };
+    let mut shapes = Vec::new();
     let scanned = inventory::scan(dir, settings, &mut findings, |o| {
         progress.tick();
+        if o.kind == ObjectKind::Contact
+            && let Shape::Compared { differences } = shape::compare(&desired, &o)
+        {
+            shapes.push((o.dn.clone(), differences));
+        }
         match o.kind {
             ObjectKind::User => users += 1,
             ObjectKind::Contact => contacts += 1,
@@ -272,6 +303,51 @@ async fn check_objects(
                 if findings.is_empty() { "" } else { " (see pcsync inventory)" }
             ),
         ),
-        Err(e) => report.add("objects", false, e.to_string()),
+        Err(e) => {
+            report.add("objects", false, e.to_string());
+            return;
+        }
+    }
+    endpoint_shape(settings, &shapes, report);
+}
+
+/// `endpoint-shape`: each endpoint contact pcsync did not make, homed on a migration's target
+/// pool, compared with what pcsync would write there ([`shape::compare`]). One `WARN` line per
+/// endpoint that differs, naming each attribute; `ok` when all match or there is none.
+fn endpoint_shape(settings: &Settings, shapes: &[(Dn, Vec<String>)], report: &mut Report) {
+    let compared = shape::COMPARED.join(", ");
+    if shapes.is_empty() {
+        report.add(
+            "endpoint-shape",
+            true,
+            format!(
+                "no endpoint contact pcsync did not make is homed on a target pool in {}; nothing to compare {compared} with",
+                settings.layout.endpoint_container
+            ),
+        );
+        return;
+    }
+    let mut matching = 0;
+    for (dn, differences) in shapes {
+        if differences.is_empty() {
+            matching += 1;
+        } else {
+            report.warn(
+                "endpoint-shape",
+                format!(
+                    "{dn} (made by Lync or by hand) differs from what pcsync writes: {}",
+                    differences.join("; ")
+                ),
+            );
+        }
+    }
+    if matching > 0 {
+        report.add(
+            "endpoint-shape",
+            true,
+            format!(
+                "{matching} endpoint contact(s) pcsync did not make match what it writes ({compared})"
+            ),
+        );
     }
 }

@@ -334,6 +334,7 @@ fn migrations(root: &mut Section<'_>, pools: &[Pool]) -> Option<Vec<Migration>> 
         let legacy_home_server_dn = s.parse("legacy_home_server_dn", parse_dn);
         let not_before = s.parse("not_before", parse_rfc3339);
         let display_name = s.parse("display_name", parse_display_name);
+        let enable_endpoint = s.bool("enable_endpoint", false);
         s.finish();
         match (uri, target) {
             (Some(well_known_uri), Some(target_pool)) => out.push(Migration {
@@ -342,6 +343,7 @@ fn migrations(root: &mut Section<'_>, pools: &[Pool]) -> Option<Vec<Migration>> 
                 legacy_home_server_dn,
                 not_before,
                 display_name,
+                enable_endpoint,
             }),
             _ => complete = false,
         }

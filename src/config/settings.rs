@@ -59,6 +59,7 @@ impl Settings {
             pools: &self.pools,
             layout: &self.layout,
             retire: self.safety.retire,
+            active_directory: false,
         }
     }
 }
