@@ -258,7 +258,8 @@ pub(crate) struct ApplyOptions<'a> {
 /// The result of [`audited_apply`].
 #[derive(Debug)]
 pub(crate) struct Applied {
-    pub run_id: String,
+    /// The audit log's run id; `None` for a run in sync, which records nothing.
+    pub run_id: Option<String>,
     /// Swaps of a crashed run completed or rolled back first.
     pub recovered: Vec<apply::Recovered>,
     /// The plan, unless the run stopped before planning.
@@ -269,6 +270,11 @@ pub(crate) struct Applied {
 
 /// Runs one audited apply against `dir`. `stop` is checked between swaps, never inside one.
 /// `Err` only when the audit log cannot be read or opened (then nothing was written).
+///
+/// A run with nothing to do (no swap left open by a crashed run, no saved plan, a plan in
+/// sync) appends nothing to the audit log, like the agent's scheduled runs: with a short cron
+/// the log would otherwise grow by three records a run that tell nobody anything. It ends
+/// [`RunEnd::InSync`] with no run id.
 pub(crate) async fn audited_apply(
     settings: &Settings,
     dir: &mut Directory,
@@ -277,7 +283,36 @@ pub(crate) async fn audited_apply(
 ) -> Result<Applied, audit::Error> {
     // Verify the whole chain (streamed) before appending to it, and learn about crashed swaps.
     let unfinished = audit::unfinished_in(&settings.audit.path)?;
+    // Recovery writes before planning, and a saved plan is checked against a fresh scan inside
+    // the run: only a plain run can be planned before the log is opened.
+    let mut precomputed = None;
+    if unfinished.is_empty() && opts.saved_plan.is_none() {
+        let planned = compute(settings, dir, opts.progress).await;
+        if let Ok(plan) = &planned
+            && plan.is_in_sync()
+        {
+            let plan = planned.ok();
+            if let (Some(path), Some(in_sync)) = (opts.plan_out, &plan)
+                && let Err(e) = save_plan(path, in_sync)
+            {
+                return Ok(Applied {
+                    run_id: None,
+                    recovered: Vec::new(),
+                    plan,
+                    end: RunEnd::Failed(e.into()),
+                });
+            }
+            return Ok(Applied {
+                run_id: None,
+                recovered: Vec::new(),
+                plan,
+                end: RunEnd::InSync,
+            });
+        }
+        precomputed = Some(planned);
+    }
     let mut run = AuditedRun {
+        precomputed,
         settings,
         opts,
         limit: opts
@@ -291,7 +326,7 @@ pub(crate) async fn audited_apply(
     let result = run.steps(dir, &unfinished, stop).await;
     let end = run.end(result)?;
     Ok(Applied {
-        run_id: run.log.run_id().to_string(),
+        run_id: Some(run.log.run_id().to_string()),
         recovered: run.recovered,
         plan: run.plan,
         end,
@@ -307,6 +342,8 @@ struct AuditedRun<'a> {
     log: AuditLog,
     recovered: Vec<apply::Recovered>,
     plan: Option<Plan>,
+    /// The plan (or what stopped it) when it was computed before the log was opened.
+    precomputed: Option<Result<Plan, Stopped>>,
 }
 
 impl AuditedRun<'_> {
@@ -354,7 +391,10 @@ impl AuditedRun<'_> {
 
     /// Computes the plan (or checks the saved one against a fresh scan), saves and records it.
     async fn planned(&mut self, dir: &mut Directory) -> Result<Plan, Stopped> {
-        let fresh = compute(self.settings, dir, self.opts.progress).await?;
+        let fresh = match self.precomputed.take() {
+            Some(planned) => planned?,
+            None => compute(self.settings, dir, self.opts.progress).await?,
+        };
         let plan = match self.opts.saved_plan {
             None => fresh,
             Some(path) => {
@@ -512,7 +552,10 @@ async fn compute_at(
     progress: Option<&Progress>,
     now: DateTime<Utc>,
 ) -> Result<Plan, Stopped> {
-    let desired = settings.desired();
+    let desired = Desired {
+        active_directory: source.is_active_directory(),
+        ..settings.desired()
+    };
     let observed = observe(settings, &desired, source, progress).await?;
     Ok(plan::plan(&desired, &observed, now))
 }

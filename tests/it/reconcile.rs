@@ -632,6 +632,15 @@ fn a_held_lock_and_an_empty_directory_block_with_exit_3() {
         err.contains("another pcsync reconcile or restore is running"),
         "{err}"
     );
+    // The one guard the audit log cannot hold: appending needs the lock the other run holds
+    // (two writers would fork the hash chain). The refusal says so, and the README agrees.
+    // See: #19
+    assert!(
+        err.contains("nothing was written; not recorded in the audit log, which the run holding the lock writes"),
+        "{err}"
+    );
+    let audit = work.path().join("var/audit.jsonl");
+    assert!(!audit.exists(), "{}", audit.display());
     drop(lock);
 
     // A domain that holds no SIP-enabled object (a wrong base DN, missing read rights): planning
