@@ -77,9 +77,10 @@ pub enum Error {
         text: String,
     },
     /// A conditional write found the entry different from what the plan saw (LDAP 122
-    /// assertionFailed, 16 noSuchAttribute on a value delete, 20 or 68 on an add, or a re-read
-    /// that no longer matches): someone changed it concurrently; nothing was written.
-    #[error("{op} of {dn} on {url} refused: the entry changed since it was planned: {reason}")]
+    /// assertionFailed, 16 noSuchAttribute on a value delete, 20 on an add of a value, or a
+    /// re-read that no longer matches): someone changed it concurrently; or an add found its DN
+    /// taken (68), a name clash. Nothing was written; `reason` says which.
+    #[error("{op} of {dn} on {url} refused: {reason}")]
     Conflict {
         op: String,
         dn: String,
