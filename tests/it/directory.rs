@@ -31,6 +31,7 @@ fn check_reports_all_green_on_the_test_directory() {
         "container",
         "pool",
         "objects",
+        "endpoint-shape",
     ] {
         assert!(
             lines
@@ -63,6 +64,67 @@ fn check_reports_all_green_on_the_test_directory() {
             || dse.contains("CN=Configuration,DC=contoso,DC=com"),
         "{dse}"
     );
+}
+
+/// The fixture's hand-made Persistent Chat endpoint is the evidence of what Lync writes: `check`
+/// compares it with what pcsync would write on that pool and warns, naming each attribute that
+/// differs, without failing. See: #19
+#[test]
+fn check_compares_a_hand_made_endpoint_with_what_pcsync_writes() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let shape = |slapd: &Slapd| {
+        let assert = pcsync(slapd, work.path()).arg("check").assert();
+        let (stdout, stderr) = output(&assert);
+        assert.code(0);
+        let lines: Vec<String> = stdout
+            .lines()
+            .filter(|l| l[6..].starts_with("endpoint-shape"))
+            .map(str::to_string)
+            .collect();
+        assert!(!lines.is_empty(), "{stdout}{stderr}");
+        lines
+    };
+    assert_eq!(
+        shape(&slapd),
+        [
+            "ok    endpoint-shape 1 endpoint contact(s) pcsync did not make match what it writes (objectClass, msRTCSIP-OwnerUrn, msRTCSIP-ApplicationOptions, msRTCSIP-OptionFlags)"
+        ]
+    );
+    let endpoint = format!(
+        "CN={{4c2f6a1e-7b3d-4e8a-9f51-0d6c2b8e3a17}},{}",
+        slapd.endpoint_container()
+    );
+    slapd.modify(&format!(
+        "dn: {endpoint}\nchangetype: modify\nadd: msRTCSIP-ApplicationOptions\nmsRTCSIP-ApplicationOptions: 2\n-\nadd: msRTCSIP-OptionFlags\nmsRTCSIP-OptionFlags: 256\n-\n"
+    ));
+    let lines = shape(&slapd);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(line.starts_with("WARN  endpoint-shape "), "{line}");
+    assert!(
+        line.to_ascii_lowercase()
+            .contains(&endpoint.to_ascii_lowercase()),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("differs from what pcsync writes: msRTCSIP-ApplicationOptions: Lync's has 2, pcsync writes none; msRTCSIP-OptionFlags: Lync's has 256, pcsync writes none"),
+        "{line}"
+    );
+    let assert = pcsync(&slapd, work.path())
+        .args(["check", "--format", "json"])
+        .assert();
+    let (stdout, _) = output(&assert);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["ok"], true, "{stdout}");
+    let warned: Vec<_> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["warning"] == true)
+        .collect();
+    assert_eq!(warned.len(), 1, "{stdout}");
+    assert_eq!(warned[0]["name"], "endpoint-shape");
 }
 
 #[test]
