@@ -290,6 +290,31 @@ fn a_disabled_endpoint_is_left_alone_unless_the_migration_enables_it() {
     assert_eq!(code, Some(2));
     assert_eq!(out.matches("finding suspect: cn=").count(), 3, "{out}");
 
+    // Two blocked runs with the same findings: the first plan record lists them, the second
+    // records only that they are unchanged, and where they are listed.
+    for _ in 0..2 {
+        let (code, out, err) = reconcile(&slapd, work.path(), &["--apply", "--max-changes", "0"]);
+        assert_eq!(code, Some(3), "{out}{err}");
+    }
+    let log = fs::read_to_string(work.path().join("var/audit.jsonl")).unwrap();
+    let plans: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "plan")
+        .collect();
+    assert_eq!(plans.len(), 2, "{log}");
+    assert_eq!(plans[0]["plan"]["findings"].as_array().unwrap().len(), 4);
+    assert_eq!(plans[1]["plan"]["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(plans[1]["plan"]["summary"]["findings"], 4);
+    let first_run = plans[0]["run_id"].as_str().unwrap();
+    let message = plans[1]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "the 4 finding(s) are unchanged since run {first_run} (sha256 "
+        )),
+        "{message}"
+    );
+
     let (code, out, err) = reconcile(&slapd, work.path(), &["--apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("applied 1 of 1 swap(s)"), "{out}");
