@@ -90,9 +90,32 @@ impl Directory {
                 op: format!("{op} of {dn}"),
                 url: self.url.to_string(),
                 rc: res.rc,
-                text: res.text,
+                text: explained(op, res.rc, &res.matched, &res.text),
             }),
         }
+    }
+}
+
+/// The server's diagnostic, preceded by what a bare code does not say: LDAP 32 on an add means
+/// the new entry's *parent* is missing (the server names the part of the DN it found), on any
+/// other write that the entry itself is gone.
+fn explained(op: &str, rc: u32, matched: &str, text: &str) -> String {
+    if rc != 32 {
+        return text.to_string();
+    }
+    let what = if op == "add" {
+        let found = if matched.trim().is_empty() {
+            "none of it".to_string()
+        } else {
+            matched.trim().to_string()
+        };
+        format!("no such object: the parent entry does not exist (the server found {found})")
+    } else {
+        "no such object: the entry does not exist".to_string()
+    };
+    match text.trim() {
+        "" => what,
+        diag => format!("{what}; {diag}"),
     }
 }
 
@@ -239,5 +262,26 @@ mod tests {
         }
         assert_eq!(conflict_reason("add", 32), None);
         assert_eq!(conflict_reason("modify", 50), None);
+    }
+
+    /// LDAP 32 says which object is missing: an add's parent (with what the server found), or
+    /// the entry written. With the op's DN in front, the line names both. See: #19
+    #[test]
+    fn ldap_32_names_what_is_missing() {
+        let e = Error::Operation {
+            op: "add of CN={e},CN=Application Contacts,DC=x".to_string(),
+            url: "ldap://127.0.0.1:1".to_string(),
+            rc: 32,
+            text: explained("add", 32, "DC=x", ""),
+        };
+        assert_eq!(
+            e.to_string(),
+            "add of CN={e},CN=Application Contacts,DC=x on ldap://127.0.0.1:1 failed: LDAP 32: no such object: the parent entry does not exist (the server found DC=x)"
+        );
+        assert_eq!(
+            explained("modify", 32, "", "0000208D: NameErr"),
+            "no such object: the entry does not exist; 0000208D: NameErr"
+        );
+        assert_eq!(explained("modify", 50, "", "denied"), "denied");
     }
 }
