@@ -18,7 +18,9 @@ mod settings;
 mod time;
 mod values;
 
-pub(crate) use settings::{ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, WatchMode};
+pub(crate) use settings::{
+    ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, DaemonSettings, HttpSettings, WatchMode,
+};
 pub use settings::{DirectorySettings, Settings};
 pub(crate) use time::{next_fire_times, parse_duration_within, parse_time};
 pub(crate) use values::{LdapScheme, LdapUrl};

@@ -12,8 +12,7 @@ use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-/// Every 15 minutes, on the minute.
-pub(crate) const DEFAULT_CRON: &str = "0 */15 * * * *";
+pub(crate) use crate::schedule::DEFAULT_CRON;
 
 /// What a time argument may look like, shown with every error about one.
 const TIME_FORMS: &str =
@@ -228,18 +227,11 @@ pub(crate) fn validate_cron(text: &str) -> Result<(), String> {
     }
 }
 
+/// The scheduler's own reading ([`crate::schedule::Cron::parse`]) decides what is valid and
+/// says why not; the croner expression is then read again for the questions only this module
+/// asks (can it fire at all, the next few times).
 fn parse_cron(text: &str) -> Result<Cron, String> {
-    let fields = text.split_whitespace().count();
-    if fields == 5 {
-        return Err(format!(
-            "{text:?} has 5 fields; pcsync needs 6 with seconds first, e.g. \"0 {text}\""
-        ));
-    }
-    if !(6..=7).contains(&fields) {
-        return Err(format!(
-            "{text:?} has {fields} fields; expected 6 (sec min hour day month weekday), e.g. \"{DEFAULT_CRON}\""
-        ));
-    }
+    crate::schedule::Cron::parse(text)?;
     cron_parser()
         .parse(text)
         .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))
