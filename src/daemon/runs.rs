@@ -261,7 +261,7 @@ async fn run_connected(
     {
         result.pending = plan.summary.ready as u64;
     }
-    result.audit_run_id = Some(run.run_id);
+    result.audit_run_id = run.run_id;
     *recorded_pending = None;
     result
 }

@@ -313,6 +313,9 @@ pub(crate) enum FindingKind {
     Disabled,
     /// An object in the endpoint container that is not a contact: not mapped.
     NotAContact,
+    /// A migration's endpoint contact exists but an administrator disabled it
+    /// (`msRTCSIP-UserEnabled: FALSE`): left alone unless the migration says `enable_endpoint`.
+    EndpointDisabled,
 }
 
 impl fmt::Display for FindingKind {
@@ -328,6 +331,7 @@ impl fmt::Display for FindingKind {
             FindingKind::UnknownPool => "unknown_pool",
             FindingKind::Disabled => "disabled",
             FindingKind::NotAContact => "not_a_contact",
+            FindingKind::EndpointDisabled => "endpoint_disabled",
         })
     }
 }

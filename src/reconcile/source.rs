@@ -41,6 +41,9 @@ pub(crate) trait Source {
 
     /// The complete entry, or `None` if it does not exist.
     fn read_entry(&mut self, dn: &Dn) -> impl Future<Output = Result<Option<Entry>, ldap::Error>>;
+
+    /// Whether this is Active Directory, which shapes the endpoint pcsync writes (no `sn`).
+    fn is_active_directory(&self) -> bool;
 }
 
 impl Source for Directory {
@@ -70,6 +73,10 @@ impl Source for Directory {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Directory::read_entry(self, dn).await
+    }
+
+    fn is_active_directory(&self) -> bool {
+        self.capabilities().active_directory
     }
 }
 
@@ -189,5 +196,10 @@ impl Source for Snapshot {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Ok(self.entries.iter().find(|e| &e.dn == dn).cloned())
+    }
+
+    /// The golden states are captured from slapd.
+    fn is_active_directory(&self) -> bool {
+        false
     }
 }
