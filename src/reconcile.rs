@@ -19,7 +19,7 @@ use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::config::Settings;
 use crate::inventory;
 use crate::ldap::Directory;
-use crate::model::{DirectoryObject, DnCache, attr};
+use crate::model::{DirectoryObject, DnCache};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
 
@@ -284,7 +284,7 @@ async fn observe(
     let mut findings = Vec::new();
     // Only objectClass and the SIP address of every object: that is all detection needs, and
     // it halves what a 200,000-user scan moves (docs/benchmarks.md).
-    let stats = inventory::scan_with(dir, settings, attr::DETECTION, &mut findings, |o| {
+    let stats = inventory::detect(dir, settings, &mut findings, |o| {
         if let Some(p) = progress {
             p.tick();
         }

@@ -11,7 +11,7 @@ use tracing::debug;
 
 use super::entry::{Malformed, RawEntry, readable};
 use super::{Directory, Error, SIP_ENABLED_FILTER};
-use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
+use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, Sighting, attr};
 
 /// The attribute list every search here passes: a fixed list of names.
 type Attrs = &'static [&'static str];
@@ -150,6 +150,59 @@ impl Directory {
         if stats.references > 0 {
             debug!(base = %search.base, references = stats.references, "ignored continuation references");
         }
+        Ok(stats)
+    }
+
+    /// Streams what detection needs of each object `search` finds ([`Sighting`]: DN text, kind,
+    /// SIP address) to `on_sighting`, read in place from the raw entry: no allocation and no
+    /// DN parsing per object on the common path. Malformed addresses, DNs that are not UTF-8 and
+    /// DNs the skip test cannot read become findings; objects without a valid address are
+    /// counted, not passed on.
+    pub(crate) async fn for_each_sighting(
+        &mut self,
+        search: &Search<'_>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        mut on_sighting: impl FnMut(Sighting<'_>),
+    ) -> Result<SearchStats, Error> {
+        let mut stats = SearchStats::default();
+        let mut buffer = String::new();
+        stats.references = self
+            .stream_entries(search, |entry| {
+                let read = entry.map_err(|m| m.finding()).and_then(|entry| {
+                    let dn = entry.dn()?;
+                    match search.skip_within.map(|skip| skip.holds(dn)) {
+                        Some(Err(e)) => Err(Finding::malformed(dn, format!("DN: {e}"))),
+                        Some(Ok(true)) => Ok(None),
+                        _ => Ok(Some((entry, dn))),
+                    }
+                });
+                let (entry, dn) = match read {
+                    Ok(Some(read)) => read,
+                    Ok(None) => {
+                        stats.skipped += 1;
+                        return;
+                    }
+                    Err(finding) => {
+                        stats.entries += 1;
+                        findings.push(finding);
+                        return;
+                    }
+                };
+                stats.entries += 1;
+                let sighting = Sighting::read(
+                    dn,
+                    entry.texts(attr::OBJECT_CLASS),
+                    entry.values(attr::PRIMARY_USER_ADDRESS),
+                    classifier,
+                    &mut buffer,
+                    findings,
+                );
+                if let Some(sighting) = sighting {
+                    on_sighting(sighting);
+                }
+            })
+            .await?;
         Ok(stats)
     }
 

@@ -1,7 +1,7 @@
 //! [`Collector`]: watches the streamed scan and keeps only what planning needs.
 //!
-//! Per object it keeps nothing unless the object holds a migration's URI (kept whole, a handful)
-//! or is a suspect (DN and URI). Duplicate SIP URIs elsewhere are found with a set of 64-bit
+//! Per object it keeps nothing unless the object holds a migration's URI (made whole, a handful)
+//! or is a suspect (DN and URI); the others cost a hash, with no allocation. Duplicate SIP URIs elsewhere are found with a set of 64-bit
 //! hashes of the normalised URIs (about 10 bytes per object); a repeated hash only names a
 //! *candidate* URI, which the caller confirms with an exact equality search before anything is
 //! reported, so a hash collision can never produce a false finding.
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 
 use super::{Desired, Observed};
-use crate::model::{DirectoryObject, Finding, ObjectKind};
+use crate::model::{DirectoryObject, Finding, ObjectKind, Sighting, SipUri};
 
 /// User parts of SIP URIs that Group Chat lookup accounts use by convention (Microsoft recommends
 /// `OCSChat`; UCMA samples use `lyncchat`). Matched exactly: `ocschat.fan` is not a suspect.
@@ -25,13 +25,15 @@ pub(crate) const SUSPECT_USER_PARTS: &[&str] = &[
     "lyncgroupchat",
 ];
 
-/// Accumulates an [`Observed`] from a stream of objects.
+/// Accumulates an [`Observed`] from a stream of sightings.
 pub(crate) struct Collector {
     migration_uris: HashSet<String>,
     /// Hashes of every normalised SIP URI seen so far, outside the migrations.
     seen: HashSet<u64>,
     /// URIs whose hash was seen twice: duplicate candidates to confirm exactly.
     candidates: BTreeSet<String>,
+    /// Holders whose DN does not parse: reported, not planned for.
+    findings: Vec<Finding>,
     observed: Observed,
 }
 
@@ -45,32 +47,38 @@ impl Collector {
                 .collect(),
             seen: HashSet::new(),
             candidates: BTreeSet::new(),
+            findings: Vec::new(),
             observed: Observed::default(),
         }
     }
 
-    /// Looks at one object of the scan.
-    pub(crate) fn observe(&mut self, o: DirectoryObject) {
-        let Some(uri) = &o.sip_uri else { return };
-        let normalized = uri.normalized();
-        if self.migration_uris.contains(normalized) {
-            let key = normalized.to_string();
-            self.observed.holders.entry(key).or_default().push(o);
+    /// Looks at one object of the scan. Only a holder of a migration's URI (a handful) or a
+    /// suspect is made into more than a hash.
+    pub(crate) fn observe(&mut self, s: Sighting<'_>) {
+        if self.migration_uris.contains(s.normalized) {
+            match s.to_object() {
+                Ok(o) => self
+                    .observed
+                    .holders
+                    .entry(s.normalized.to_string())
+                    .or_default()
+                    .push(o),
+                Err(finding) => self.findings.push(finding),
+            }
             return;
         }
         let mut h = std::hash::DefaultHasher::new();
-        normalized.hash(&mut h);
+        s.normalized.hash(&mut h);
         if !self.seen.insert(h.finish()) {
-            self.candidates.insert(normalized.to_string());
+            self.candidates.insert(s.normalized.to_string());
         }
-        if o.kind == ObjectKind::User
-            && SUSPECT_USER_PARTS
-                .iter()
-                .any(|s| uri.user_normalized() == *s)
+        if s.kind == ObjectKind::User
+            && SUSPECT_USER_PARTS.contains(&s.user_normalized())
+            && let Ok(uri) = SipUri::parse(s.sip_uri)
         {
             self.observed
                 .suspects
-                .insert((o.dn.as_str().to_string(), uri.as_str().to_string()));
+                .insert((s.dn.to_string(), uri.as_str().to_string()));
         }
     }
 
@@ -89,7 +97,8 @@ impl Collector {
     }
 
     /// Ends the scan: the observed state and the findings the reader produced.
-    pub(crate) fn finish(mut self, findings: Vec<Finding>) -> Observed {
+    pub(crate) fn finish(mut self, mut findings: Vec<Finding>) -> Observed {
+        findings.append(&mut self.findings);
         self.observed.findings = findings;
         self.observed
     }
