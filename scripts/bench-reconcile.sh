@@ -15,6 +15,8 @@
 # release build (built here). Everything lives in a temp dir; the slapd started here is stopped by
 # its PID on exit. PCSYNC_BENCH_KEEP=DIR keeps the loaded database in DIR and reuses it when it
 # matches (fixture and size), which saves the slapadd of a large directory between runs.
+# PCSYNC_BENCH_BIN=PATH measures that pcsync binary instead of building one (another commit's
+# release build, to see what a change bought against a baseline of the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/slapd.sh
@@ -45,9 +47,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building pcsync (release)" >&2
-cargo build --release --locked --quiet
-pcsync=$PWD/target/release/pcsync
+if [ -n "${PCSYNC_BENCH_BIN:-}" ]; then
+  pcsync=$(realpath "$PCSYNC_BENCH_BIN")
+else
+  echo "== building pcsync (release)" >&2
+  cargo build --release --locked --quiet
+  pcsync=$PWD/target/release/pcsync
+fi
 
 # The database: loaded here, or reused from PCSYNC_BENCH_KEEP when it holds this fixture.
 data=${PCSYNC_BENCH_KEEP:-$work/data}
