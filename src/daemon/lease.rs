@@ -12,9 +12,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::apply::{DirectoryWriter, Modification};
-use crate::ldap::Error;
-use crate::model::{AttrValues, Entry};
+use crate::apply::{DirectoryWriter, WriteError};
+use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The attribute holding the lease value.
 pub(crate) const LEASE_ATTR: &str = "description";
@@ -63,11 +62,11 @@ pub(crate) struct Observed {
 /// A lost race is not an error: it returns the lease as the winner left it.
 pub(crate) async fn tick(
     dir: &mut impl DirectoryWriter,
-    dn: &str,
+    dn: &Dn,
     me: &str,
     now: DateTime<Utc>,
     duration: std::time::Duration,
-) -> Result<Observed, Error> {
+) -> Result<Observed, WriteError> {
     let expires = now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::zero());
     let want = Lease {
         holder: me.to_string(),
@@ -76,7 +75,7 @@ pub(crate) async fn tick(
     let Some(entry) = dir.read_entry(dn).await? else {
         let cn = leaf_cn(dn);
         let entry = Entry {
-            dn: dn.to_string(),
+            dn: dn.clone(),
             attributes: vec![
                 AttrValues::text("objectClass", &["top", "container"]),
                 AttrValues::text("cn", &[cn.as_str()]),
@@ -89,14 +88,14 @@ pub(crate) async fn tick(
                 mine: true,
             }),
             // Another instance created it first (LDAP 68): see what it wrote.
-            Err(e) if e.rc() == Some(68) => observe(dir, dn, me).await,
+            Err(WriteError::Conflict { .. }) => observe(dir, dn, me).await,
             Err(e) => Err(e),
         };
     };
     let current = entry
         .attributes
         .iter()
-        .find(|a| a.name.eq_ignore_ascii_case(LEASE_ATTR))
+        .find(|a| a.name.is(LEASE_ATTR))
         .and_then(|a| a.texts().next().map(str::to_string));
     let parsed = current.as_deref().and_then(Lease::parse);
     let free = match &parsed {
@@ -133,10 +132,10 @@ pub(crate) async fn tick(
 /// Gives the lease up (expiry = now) if `me` holds it, so another instance takes over at once.
 pub(crate) async fn release(
     dir: &mut impl DirectoryWriter,
-    dn: &str,
+    dn: &Dn,
     me: &str,
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<(), WriteError> {
     let Observed {
         lease: Some(l),
         mine: true,
@@ -158,25 +157,29 @@ pub(crate) async fn release(
     }
 }
 
-async fn observe(dir: &mut impl DirectoryWriter, dn: &str, me: &str) -> Result<Observed, Error> {
+async fn observe(
+    dir: &mut impl DirectoryWriter,
+    dn: &Dn,
+    me: &str,
+) -> Result<Observed, WriteError> {
     let lease = dir.read_entry(dn).await?.and_then(|e| {
         e.attributes
             .iter()
-            .find(|a| a.name.eq_ignore_ascii_case(LEASE_ATTR))
+            .find(|a| a.name.is(LEASE_ATTR))
             .and_then(|a| a.texts().next().and_then(Lease::parse))
     });
     let mine = lease.as_ref().is_some_and(|l| l.holder == me);
     Ok(Observed { lease, mine })
 }
 
-fn lost_race(e: &Error) -> bool {
-    matches!(e, Error::Conflict { .. }) || matches!(e.rc(), Some(16 | 32 | 68 | 122))
+/// The value changed since it was read (LDAP 16 on the value delete, 122), or the entry went
+/// away (32) or appeared (68) in between: another instance won.
+fn lost_race(e: &WriteError) -> bool {
+    matches!(e, WriteError::Conflict { .. })
 }
 
-fn leaf_cn(dn: &str) -> String {
-    crate::model::Dn::parse(dn)
-        .ok()
-        .and_then(|d| d.leaf_value())
+fn leaf_cn(dn: &Dn) -> String {
+    dn.leaf_value()
         .unwrap_or_else(|| "pcsync-lease".to_string())
 }
 
@@ -185,7 +188,11 @@ mod tests {
     use super::*;
     use crate::apply::tests::Fake;
 
-    const DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
+    const LEASE_DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
+
+    fn lease_dn() -> Dn {
+        Dn::parse(LEASE_DN).unwrap()
+    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
@@ -203,19 +210,27 @@ mod tests {
         let mut dir = Fake::default();
         let d = std::time::Duration::from_secs(30);
         // a creates the lease; b sees a's lease and does not take it while it is valid.
-        let a = block(tick(&mut dir, DN, "a", at(0), d)).unwrap();
+        let a = block(tick(&mut dir, &lease_dn(), "a", at(0), d)).unwrap();
         assert!(a.mine);
-        let b = block(tick(&mut dir, DN, "b", at(10), d)).unwrap();
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(10), d)).unwrap();
         assert!(!b.mine);
         assert_eq!(b.lease.as_ref().unwrap().holder, "a");
         // a renews; b still waits.
-        assert!(block(tick(&mut dir, DN, "a", at(20), d)).unwrap().mine);
-        assert!(!block(tick(&mut dir, DN, "b", at(45), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(20), d))
+                .unwrap()
+                .mine
+        );
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "b", at(45), d))
+                .unwrap()
+                .mine
+        );
         // a dies; after its expiry (20 + 30) b takes over, and a, coming back, does not.
-        let b = block(tick(&mut dir, DN, "b", at(51), d)).unwrap();
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(51), d)).unwrap();
         assert!(b.mine);
         assert_eq!(b.lease.unwrap().expires, at(81));
-        let a = block(tick(&mut dir, DN, "a", at(52), d)).unwrap();
+        let a = block(tick(&mut dir, &lease_dn(), "a", at(52), d)).unwrap();
         assert!(!a.mine);
         assert_eq!(a.lease.unwrap().holder, "b");
     }
@@ -224,12 +239,41 @@ mod tests {
     fn a_released_lease_is_free_at_once() {
         let mut dir = Fake::default();
         let d = std::time::Duration::from_secs(30);
-        assert!(block(tick(&mut dir, DN, "a", at(0), d)).unwrap().mine);
-        block(release(&mut dir, DN, "a", at(5))).unwrap();
-        assert!(block(tick(&mut dir, DN, "b", at(6), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(0), d))
+                .unwrap()
+                .mine
+        );
+        block(release(&mut dir, &lease_dn(), "a", at(5))).unwrap();
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "b", at(6), d))
+                .unwrap()
+                .mine
+        );
         // Releasing a lease one does not hold changes nothing.
-        block(release(&mut dir, DN, "a", at(7))).unwrap();
-        assert!(!block(tick(&mut dir, DN, "a", at(8), d)).unwrap().mine);
+        block(release(&mut dir, &lease_dn(), "a", at(7))).unwrap();
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "a", at(8), d))
+                .unwrap()
+                .mine
+        );
+    }
+
+    /// Two instances starting together both find no lease and both add it: the one whose add
+    /// is refused (LDAP 68) reads the winner's lease instead of failing.
+    #[test]
+    fn losing_the_race_to_create_the_lease_observes_the_winner() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(0), d))
+                .unwrap()
+                .mine
+        );
+        dir.hide_reads = 1;
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(1), d)).unwrap();
+        assert!(!b.mine);
+        assert_eq!(b.lease.unwrap().holder, "a");
     }
 
     #[test]
