@@ -138,25 +138,33 @@ impl Dn {
     /// so the RDNs compare in place. Other DNs are parsed. Either way a text that is no DN is an
     /// error, the one [`Dn::parse`] gives.
     pub(crate) fn holds(&self, text: &str) -> Result<bool, DnError> {
-        let plain = text.is_ascii() && !text.contains(['\\', '"', '+', ';', '#']);
-        if !plain {
-            return Dn::parse(text).map(|dn| dn.is_within(self));
+        let parsed = || Dn::parse(text).map(|dn| dn.is_within(self));
+        // One pass over the bytes decides whether the text is plain and counts its RDNs.
+        let mut count: usize = 1;
+        for &b in text.as_bytes() {
+            match b {
+                b',' => count += 1,
+                b'\\' | b'"' | b'+' | b';' | b'#' | 0x80.. => return parsed(),
+                _ => {}
+            }
         }
-        let count = text.bytes().filter(|b| *b == b',').count() + 1;
         let first_compared = count.checked_sub(self.rdns.len());
         let mut within = first_compared.is_some();
         for (i, rdn) in text.split(',').enumerate() {
             // Each RDN as `Dn::parse` would check it; anything else takes that path for its error.
-            let Some((kind, value)) = rdn.split_once('=') else {
-                return Dn::parse(text).map(|dn| dn.is_within(self));
+            let Some(eq) = rdn.bytes().position(|b| b == b'=') else {
+                return parsed();
             };
-            let kind = kind.trim();
+            let kind = rdn[..eq].trim();
             if kind.is_empty()
                 || !kind
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
             {
-                return Dn::parse(text).map(|dn| dn.is_within(self));
+                return parsed();
+            }
+            if !within {
+                continue;
             }
             let Some(ava) = first_compared
                 .and_then(|first| i.checked_sub(first))
@@ -165,9 +173,9 @@ impl Dn {
                 continue;
             };
             // A plain RDN has one AVA; an ancestor's multi-valued or `#` RDN never matches it.
-            within &= matches!(ava.as_slice(), [a] if !a.ber
+            within = matches!(ava.as_slice(), [a] if !a.ber
                 && a.kind.eq_ignore_ascii_case(kind)
-                && a.value.eq_ignore_ascii_case(value.trim()));
+                && a.value.eq_ignore_ascii_case(rdn[eq + 1..].trim()));
         }
         Ok(within)
     }

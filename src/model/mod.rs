@@ -751,6 +751,61 @@ mod tests {
     }
 
     #[test]
+    fn a_sighting_reports_hostile_addresses_as_reading_the_whole_object_does() {
+        let long = format!("sip:{}@x", "x".repeat(100_000));
+        let cases: [&[&[u8]]; 5] = [
+            &[b"sip:a@x", b"sip:b@x"],
+            &[b""],
+            &[&[0xff, 0xfe]],
+            &[b"no scheme@x"],
+            &[long.as_bytes()],
+        ];
+        for values in cases {
+            let mut whole = vec![];
+            let mut a = Attributes::new();
+            a.insert(
+                attr::PRIMARY_USER_ADDRESS,
+                values.iter().map(|v| v.to_vec()).collect(),
+            );
+            let o = DirectoryObject::from_attributes("cn=h,dc=x", a, &classifier(), &mut whole)
+                .unwrap();
+            assert!(o.sip_uri.is_none());
+            let mut read = vec![];
+            let mut buffer = String::new();
+            let sighting = Sighting::read(
+                "cn=h,dc=x",
+                ["user"].into_iter(),
+                values.iter().copied(),
+                &classifier(),
+                &mut buffer,
+                &mut read,
+            );
+            assert!(sighting.is_none(), "{values:?}");
+            assert_eq!(read.len(), 1, "{read:?}");
+            assert_eq!(read, whole);
+            assert!(read[0].reason.len() < 300, "{}", read[0].reason);
+        }
+    }
+
+    #[test]
+    fn a_sighting_whose_dn_does_not_parse_is_a_finding_when_made_whole() {
+        let mut buffer = String::new();
+        let sighting = Sighting::read(
+            "garbage",
+            ["user"].into_iter(),
+            [b"sip:ocschat@x".as_slice()].into_iter(),
+            &classifier(),
+            &mut buffer,
+            &mut vec![],
+        )
+        .unwrap();
+        assert_eq!(sighting.user_normalized(), "ocschat");
+        let finding = sighting.to_object().unwrap_err();
+        assert_eq!(finding.dn, "garbage");
+        assert!(finding.reason.starts_with("DN: "), "{}", finding.reason);
+    }
+
+    #[test]
     fn an_unparsable_dn_drops_the_object_with_a_finding() {
         let mut findings = vec![];
         let o = DirectoryObject::from_attributes(

@@ -7,7 +7,7 @@
 //! reported, so a hash collision can never produce a false finding.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::{Desired, Observed};
 use crate::model::{DirectoryObject, Finding, ObjectKind, Sighting, SipUri};
@@ -25,11 +25,34 @@ pub(crate) const SUSPECT_USER_PARTS: &[&str] = &[
     "lyncgroupchat",
 ];
 
+/// The [`Hasher`] of a set of 64-bit hashes: each key is its own hash.
+#[derive(Default)]
+pub(crate) struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is meant; anything else still hashes, if poorly.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Accumulates an [`Observed`] from a stream of sightings.
 pub(crate) struct Collector {
-    migration_uris: HashSet<String>,
-    /// Hashes of every normalised SIP URI seen so far, outside the migrations.
-    seen: HashSet<u64>,
+    /// The migrations' normalised URIs: a handful, so compared in turn rather than hashed.
+    migration_uris: Vec<String>,
+    /// Hashes of every normalised SIP URI seen so far, outside the migrations. They are hashes
+    /// already, so the set uses them as they are instead of hashing them a second time.
+    seen: HashSet<u64, BuildHasherDefault<Prehashed>>,
     /// URIs whose hash was seen twice: duplicate candidates to confirm exactly.
     candidates: BTreeSet<String>,
     /// Holders whose DN does not parse: reported, not planned for.
@@ -45,7 +68,7 @@ impl Collector {
                 .iter()
                 .map(|m| m.well_known_uri.normalized().to_string())
                 .collect(),
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             candidates: BTreeSet::new(),
             findings: Vec::new(),
             observed: Observed::default(),
@@ -55,7 +78,7 @@ impl Collector {
     /// Looks at one object of the scan. Only a holder of a migration's URI (a handful) or a
     /// suspect is made into more than a hash.
     pub(crate) fn observe(&mut self, s: Sighting<'_>) {
-        if self.migration_uris.contains(s.normalized) {
+        if self.migration_uris.iter().any(|m| m == s.normalized) {
             match s.to_object() {
                 Ok(o) => self
                     .observed
