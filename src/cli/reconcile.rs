@@ -105,7 +105,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
 
 /// A dry run still tells about swaps a crashed run left open: only `--apply` finishes them.
 fn warn_unfinished(settings: &Settings) {
-    match audit::unfinished_in(&settings.audit.path) {
+    match audit::LogFiles::of(settings).and_then(|f| audit::open_swaps(&f)) {
         Ok(open) if !open.is_empty() => eprintln!(
             "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
             open.len(),
@@ -135,6 +135,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
         max_changes: args.max_changes,
         origin: "reconcile --apply",
         progress: Some(&progress),
+        computed: None,
     };
     // A one-shot run is stopped by the signal itself, never between swaps: nothing cancels it.
     let run = match reconcile::audited_apply(settings, dir, &opts, &CancellationToken::new()).await
