@@ -4,7 +4,7 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::config::{Settings, from_toml_str};
-use crate::model::{Attributes, Classifier};
+use crate::model::{Attributes, Classifier, Sighting};
 
 const CONTAINER: &str =
     "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
@@ -54,11 +54,33 @@ fn object(dn: &str, classes: &[&str], pairs: &[(&str, &str)]) -> DirectoryObject
     for (k, v) in pairs {
         a.insert(k, vec![v.as_bytes().to_vec()]);
     }
-    let classifier = Classifier::new(
+    DirectoryObject::from_attributes(dn, a, &classifier(), &mut Vec::new()).unwrap()
+}
+
+fn classifier() -> Classifier {
+    Classifier::new(
         &["user".into(), "inetOrgPerson".into()],
         &["contact".into()],
+    )
+}
+
+/// Shows `o` to the collector as the scan would: its kind and SIP address only.
+fn sight(c: &mut Collector, o: &DirectoryObject) {
+    let mut buffer = String::new();
+    let sighting = Sighting::read(
+        o.dn.as_str(),
+        o.attributes.texts("objectClass"),
+        o.attributes
+            .get("msRTCSIP-PrimaryUserAddress")
+            .iter()
+            .map(Vec::as_slice),
+        &classifier(),
+        &mut buffer,
+        &mut Vec::new(),
     );
-    DirectoryObject::from_attributes(dn, a, &classifier, &mut Vec::new()).unwrap()
+    if let Some(sighting) = sighting {
+        c.observe(sighting);
+    }
 }
 
 fn user(dn: &str, uri: &str, home: &str) -> DirectoryObject {
@@ -88,11 +110,22 @@ fn endpoint(uri: &str, home: &str) -> DirectoryObject {
     )
 }
 
+/// The scan of `objects`, then, as reconcile does, the holders of a migration's URI read in
+/// full (here: the objects themselves, in the order the scan met them).
 fn observe(s: &Settings, objects: Vec<DirectoryObject>) -> Observed {
     let desired = s.desired();
     let mut c = Collector::new(&desired);
-    for o in objects {
-        c.observe(o);
+    for o in &objects {
+        sight(&mut c, o);
+    }
+    for (uri, holders) in c.holders_mut() {
+        let whole: Vec<DirectoryObject> = objects
+            .iter()
+            .filter(|o| o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri))
+            .cloned()
+            .collect();
+        assert_eq!(whole.len(), holders.len());
+        *holders = whole;
     }
     c.finish(Vec::new())
 }
@@ -614,9 +647,9 @@ fn duplicate_candidates_are_confirmed_before_they_are_reported() {
     let s = settings("", "delete");
     let desired = s.desired();
     let mut c = Collector::new(&desired);
-    c.observe(user("CN=A,DC=x", "sip:bob@contoso.com", POOL1));
-    c.observe(user("CN=B,DC=x", "sip:Bob@Contoso.com", POOL1));
-    c.observe(user("CN=C,DC=x", "sip:carol@contoso.com", POOL1));
+    sight(&mut c, &user("CN=A,DC=x", "sip:bob@contoso.com", POOL1));
+    sight(&mut c, &user("CN=B,DC=x", "sip:Bob@Contoso.com", POOL1));
+    sight(&mut c, &user("CN=C,DC=x", "sip:carol@contoso.com", POOL1));
     let candidates: Vec<String> = c.duplicate_candidates().map(str::to_string).collect();
     assert_eq!(candidates, ["sip:bob@contoso.com"]);
     c.confirm(

@@ -32,7 +32,7 @@ use crate::exit;
 use crate::inventory;
 use crate::ldap::{self, Directory};
 use crate::lock::LockError;
-use crate::model::{DirectoryObject, Dn, DnCache, Entry, attr};
+use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
 use source::{Snapshot, Source, scopes};
@@ -640,7 +640,7 @@ async fn observe(
     // Only objectClass and the SIP address of every object: that is all detection needs, and
     // it halves what a 200,000-user scan moves (docs/benchmarks.md).
     let stats = source
-        .scan(settings, attr::DETECTION, &mut findings, |o| {
+        .detect(settings, &mut findings, |o| {
             if let Some(p) = progress {
                 p.tick();
             }
