@@ -416,7 +416,11 @@ fn a_crash_at_every_failpoint_then_a_rerun_converges_with_nothing_lost() {
     let expected = dump(&reference);
     drop(reference);
 
-    for failpoint in pcsync::apply::FAILPOINTS {
+    // Every point a swap passes, including the one after the delete of the released user.
+    for failpoint in pcsync::apply::FAILPOINTS
+        .iter()
+        .chain([&pcsync::apply::USER_DELETED])
+    {
         let slapd = Slapd::start();
         let work = tempfile::tempdir().unwrap();
         let assert = pcsync(&slapd, work.path())
@@ -449,7 +453,7 @@ fn a_crash_at_every_failpoint_then_a_rerun_converges_with_nothing_lost() {
         );
         let records = audit_records(work.path());
         assert!(audit::unfinished_swaps(&records).is_empty(), "{failpoint}");
-        // Before the delete, nothing was written and the swap is simply planned again; after
+        // Before the release, nothing was written and the swap is simply planned again; after
         // it, recovery finishes the swap.
         let expected_outcome = if *failpoint == "swap-before-image-written" {
             Outcome::Skipped
