@@ -27,6 +27,8 @@ pub(crate) struct Fake {
     pub(crate) ops: Vec<String>,
     /// Deletes of these DNs are refused (LDAP 50), as for an account without Delete rights.
     pub(crate) deny_delete: Vec<Dn>,
+    /// The most objects that held [`URI`] at once, after any write.
+    pub(crate) most_holders: usize,
 }
 
 impl Fake {
@@ -61,6 +63,19 @@ impl Fake {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// How many objects hold [`URI`] now.
+    fn holders(&self) -> usize {
+        let uri = SipUri::parse(URI).unwrap();
+        self.entries
+            .values()
+            .filter(|e| uri.held_in(e.get("msRTCSIP-PrimaryUserAddress")))
+            .count()
+    }
+
+    fn count_holders(&mut self) {
+        self.most_holders = self.most_holders.max(self.holders());
     }
 
     fn check(&self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
@@ -109,6 +124,7 @@ impl DirectoryWriter for Fake {
             }
         }
         self.entries.insert(entry.dn.clone(), stored);
+        self.count_holders();
         Ok(())
     }
 
@@ -124,6 +140,7 @@ impl DirectoryWriter for Fake {
         self.writes += 1;
         self.ops.push(format!("delete {dn}"));
         self.entries.remove(dn);
+        self.count_holders();
         Ok(())
     }
 
@@ -173,6 +190,7 @@ impl DirectoryWriter for Fake {
         self.ops.push(format!("modify {dn}"));
         let updated = Entry::new(entry.dn.clone(), &attrs);
         self.entries.insert(dn.clone(), updated);
+        self.count_holders();
         Ok(())
     }
 }
@@ -757,4 +775,99 @@ fn a_stop_requested_before_a_swap_starts_none_and_says_how_many_were_left() {
     assert!(notes.is_empty(), "nothing journaled: {notes:?}");
     assert_eq!(dir.writes, 0);
     assert!(dir.has(USER));
+}
+
+mod properties {
+    //! plan → apply → (crash) → recover under random failure points, with the invariant of
+    //! issue #16: no identity lost (the user is never deleted before its endpoint holds the
+    //! URI, and never re-created), and the URI is never held twice, and in the end held by
+    //! exactly one object.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Faults {
+        retire: Retire,
+        /// The run dies (connection lost, then a crash: no record of the write in flight)
+        /// once this many writes succeeded.
+        crash_after: Option<usize>,
+        /// The apply's add is refused.
+        fail_add: bool,
+        /// Recovery's add is refused too.
+        fail_add_in_recovery: bool,
+        /// The delete of the released user is refused (no Delete right).
+        deny_delete: bool,
+    }
+
+    fn faults() -> impl Strategy<Value = Faults> {
+        (
+            prop_oneof![Just(Retire::Delete), Just(Retire::Disable)],
+            proptest::option::of(0usize..4),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(retire, crash_after, fail_add, fail_add_in_recovery, deny_delete)| Faults {
+                    retire,
+                    crash_after,
+                    fail_add,
+                    fail_add_in_recovery,
+                    deny_delete,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn no_identity_is_lost_and_the_uri_is_held_once(f in faults()) {
+            let mut dir = Fake::with(&[user_entry()]);
+            dir.lose_after_writes = f.crash_after;
+            dir.fail_add = f.fail_add;
+            if f.deny_delete {
+                dir.deny_delete = vec![dn(USER)];
+            }
+            let mut notes: Vec<Note> = Vec::new();
+            let applied = block(apply(
+                &swap_plan(f.retire),
+                "r1",
+                &mut dir,
+                &mut notes,
+                &CancellationToken::new(),
+            ));
+            if applied.is_err() {
+                // A crash: the write in flight has no record.
+                if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
+                    notes.pop();
+                }
+                dir.lose_after_writes = None;
+                dir.fail_add = f.fail_add_in_recovery;
+                let open = unfinished_from(&notes);
+                prop_assert_eq!(open.len(), 1);
+                let mut log: Vec<Note> = Vec::new();
+                block(recover(&open, &mut dir, &mut log)).unwrap();
+                notes.extend(log);
+            }
+            prop_assert!(unfinished_from(&notes).is_empty(), "{:?}", journal(&notes));
+            prop_assert!(dir.most_holders <= 1, "the URI was held twice: {:?}", dir.ops);
+            prop_assert_eq!(dir.holders(), 1, "held by exactly one object: {:?}", dir.ops);
+            // The user is never re-created, so it keeps its identity whenever it exists.
+            let recreated = format!("add {USER}");
+            prop_assert!(!dir.ops.contains(&recreated), "{:?}", dir.ops);
+            if !dir.has(USER) {
+                prop_assert_eq!(f.retire, Retire::Delete);
+                prop_assert!(dir.has(ENDPOINT), "deleted without an endpoint: {:?}", dir.ops);
+            } else if !dir.has(ENDPOINT) {
+                prop_assert_eq!(
+                    dir.get(USER).to_attributes(),
+                    user_entry().to_attributes(),
+                    "given back exactly"
+                );
+            }
+        }
+    }
 }
