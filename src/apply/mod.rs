@@ -53,6 +53,9 @@ pub(crate) struct Report {
     pub not_started: usize,
     /// One per failed swap, in order.
     pub errors: Vec<SwapFailed>,
+    /// Why swaps of the plan were left out (blocked by findings), on one line; set by the
+    /// caller, which knows the plan. The run then exits 3 unless a swap failed.
+    pub blocked: Option<String>,
 }
 
 impl Report {

@@ -313,6 +313,9 @@ pub(crate) enum FindingKind {
     Disabled,
     /// An object in the endpoint container that is not a contact: not mapped.
     NotAContact,
+    /// A precondition of a swap failed against the directory before the first write (a pool DN
+    /// that names nothing, an object at the endpoint's DN, ...); that swap is blocked.
+    Preflight,
 }
 
 impl fmt::Display for FindingKind {
@@ -328,6 +331,7 @@ impl fmt::Display for FindingKind {
             FindingKind::UnknownPool => "unknown_pool",
             FindingKind::Disabled => "disabled",
             FindingKind::NotAContact => "not_a_contact",
+            FindingKind::Preflight => "preflight",
         })
     }
 }

@@ -28,3 +28,4 @@ mod schema;
 mod security;
 mod sip;
 mod sip_limits;
+mod swap_safety;

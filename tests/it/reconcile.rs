@@ -249,8 +249,9 @@ fn a_conflicting_holder_blocks_only_that_swap() {
         )
         .start();
     let work = tempfile::tempdir().unwrap();
+    // A swap blocked by a finding is not success: exit 3, in the dry run and in apply.
     let (code, out, err) = reconcile(&slapd, work.path(), &["--format", "json"]);
-    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let kinds: Vec<(&str, &str)> = doc["findings"]
         .as_array()
@@ -284,7 +285,8 @@ fn a_conflicting_holder_blocks_only_that_swap() {
     assert_eq!(uris, ["sip:ocschat@contoso.com", "sip:ocschat@contoso.com"]);
 
     let (code, out, err) = reconcile(&slapd, work.path(), &["--apply"]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("1 swap(s) blocked by findings"), "{err}");
     assert!(!exists(&slapd, OCSCHAT_CONTOSO));
     assert!(
         exists(&slapd, OCSCHAT_FABRIKAM),
