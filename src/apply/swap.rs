@@ -97,8 +97,9 @@ pub(crate) enum SwapFault {
     )]
     NotDeleted {
         dn: Dn,
+        /// Boxed: keeps `SwapFault` small on the paths where nothing failed.
         #[source]
-        source: WriteError,
+        source: Box<WriteError>,
     },
 }
 
@@ -356,7 +357,7 @@ pub(super) async fn delete_released(
         Err(e) => {
             let fault = SwapFault::NotDeleted {
                 dn: user.dn.clone(),
-                source: e,
+                source: Box::new(e),
             };
             let rec = note(Event::Step, Outcome::Failed, swap, user).step(Step::DeleteUser);
             audit.record(rec.message(fault.to_string()))?;

@@ -348,7 +348,10 @@ fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
             "{signal}: the next swap never started"
         );
         let records = pcsync::audit::read(&work.path().join("var/audit.jsonl")).unwrap();
-        assert!(pcsync::audit::unfinished_swaps(&records).is_empty(), "{signal}");
+        assert!(
+            pcsync::audit::unfinished_swaps(&records).is_empty(),
+            "{signal}"
+        );
         // The rerun applies the rest.
         let (code, out, err) = reconcile(&slapd, work.path(), None, &["--apply"]);
         assert_eq!(code, Some(0), "{signal}: {out}{err}");
