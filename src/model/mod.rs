@@ -424,7 +424,10 @@ impl DirectoryObject {
                             attr::PRIMARY_USER_ADDRESS,
                             truncate(text)
                         ));
-                        None
+                        // Still a holder of the address Lync reads in it (`sips:`, a bare
+                        // `user@host`): planning must see it, or a swap would add a second
+                        // holder of the URI (issue #19).
+                        SipUri::parse_held(text).ok()
                     }
                 }
             });
@@ -624,7 +627,11 @@ mod tests {
             &mut findings,
         )
         .unwrap();
-        assert!(o.sip_uri.is_none());
+        // Reported, and still read as the address Lync routes to it.
+        assert_eq!(
+            o.sip_uri.as_ref().map(SipUri::as_str),
+            Some("sip:ocschat@contoso.com")
+        );
         assert_eq!(o.enabled, Enabled::Absent);
         assert!(o.home_server_dn.is_none());
         assert!(o.owner_urn.is_none());

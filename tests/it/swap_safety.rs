@@ -357,3 +357,32 @@ fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
         assert_eq!(code, Some(0), "{signal}: {out}{err}");
     }
 }
+
+/// Case 5 and issue #19: a user holding the URI in another spelling (`sips:`, a port, other
+/// case, a trailing space, or bare) is a holder of it: the plan retires it before adding the
+/// endpoint, so the address is never held twice.
+#[test]
+fn a_user_holding_the_uri_in_another_spelling_is_retired_by_the_swap() {
+    for spelling in [
+        "sips:OCSChat@Contoso.com:5061",
+        "sip:ocschat@contoso.com ",
+        "OCSChat@contoso.com",
+    ] {
+        let slapd = Slapd::start();
+        let work = tempfile::tempdir().unwrap();
+        slapd.modify(&format!(
+            "dn: {USER}\nchangetype: modify\nreplace: msRTCSIP-PrimaryUserAddress\nmsRTCSIP-PrimaryUserAddress: {spelling}\n"
+        ));
+        let (_, out, err) = reconcile(&slapd, work.path(), None, &["--format", "json"]);
+        let planned = actions(&out);
+        assert!(
+            planned
+                .iter()
+                .any(|(action, dn)| action == "retire_user" && dn.eq_ignore_ascii_case(USER)),
+            "{spelling:?}: {out}{err}"
+        );
+        let (code, out, err) = reconcile(&slapd, work.path(), None, &["--apply"]);
+        assert_eq!(code, Some(0), "{spelling:?}: {out}{err}");
+        assert_eq!(entry_uuid(&slapd, USER), None, "{spelling:?}");
+    }
+}
