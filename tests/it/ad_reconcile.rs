@@ -219,16 +219,16 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     let (code, out, _) = restore(&dc, w, &["--run", &run_id]);
     assert_eq!(code, Some(0), "nothing left to undo: {out}");
     // The restored user is planned for its swap again; but it is a new object with its
-    // class's default ACL, so the service account may not delete it until the rights are
-    // granted again (docs/active-directory.md): the swap fails before any write, with AD's
-    // diagnostic and the LDAP result code.
+    // class's default ACL, so the service account may not modify it (the release, the swap's
+    // first write) until the rights are granted again (docs/active-directory.md): the swap
+    // fails before any write, with AD's diagnostic and the LDAP result code.
     let (code, out, _) = reconcile(&dc, w, &[], &[]);
     assert_eq!(code, Some(2), "{out}");
     let (code, out, err) = reconcile(&dc, w, &[], &["--apply"]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
         out.contains(&format!(
-            "FAILED sip:ocschat@contoso.com: delete of {OCSCHAT} on {} failed: LDAP 50: ",
+            "FAILED sip:ocschat@contoso.com: modify of {OCSCHAT} on {} failed: LDAP 50: ",
             dc.ldaps_url
         )),
         "{out}"

@@ -175,6 +175,21 @@ fn an_object_at_the_endpoint_dn_blocks_the_swap_and_the_user_keeps_its_identity(
                 .any(|(_, dn)| dn.eq_ignore_ascii_case(&endpoint) || dn.eq_ignore_ascii_case(USER)),
             "{address:?}: no change for the blocked swap: {out}"
         );
+        // `check` shows the same finding.
+        let assert = pcsync(&slapd, work.path()).arg("check").assert();
+        let (check_out, check_err) = output(&assert);
+        assert_eq!(
+            assert.get_output().status.code(),
+            Some(1),
+            "{check_out}{check_err}"
+        );
+        assert!(
+            check_out.lines().any(|l| l.starts_with("FAIL  swaps")
+                && l.to_ascii_lowercase()
+                    .contains(&endpoint.to_ascii_lowercase())
+                && l.contains("already exists")),
+            "{address:?}: {check_out}"
+        );
         for run in 0..2 {
             let (code, out, err) = reconcile(&slapd, work.path(), None, &["--apply"]);
             assert_eq!(code, Some(3), "{address:?} run {run}: {out}{err}");
