@@ -108,7 +108,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
 
 /// A dry run still tells about swaps a crashed run left open: only `--apply` finishes them.
 fn warn_unfinished(settings: &Settings) {
-    match audit::unfinished_in(&settings.audit.path) {
+    match audit::LogFiles::of(settings).and_then(|f| audit::open_swaps(&f)) {
         Ok(open) if !open.is_empty() => eprintln!(
             "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
             open.len(),
@@ -138,6 +138,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
         max_changes: args.max_changes,
         origin: "reconcile --apply",
         progress: Some(&progress),
+        computed: None,
     };
     // SIGINT (Ctrl-C) or SIGTERM cancels `stop`, which the executor checks between swaps only:
     // the swap in flight runs to its end (done, failed or rolled back), then the run stops and

@@ -307,6 +307,10 @@ pub(crate) struct ApplyOptions<'a> {
     pub origin: &'a str,
     /// Counts the objects the scan reads (a terminal progress line for the CLI).
     pub progress: Option<&'a Progress>,
+    /// A plan the caller computed on this connection while holding the run lock (the agent's
+    /// scheduled run): applied instead of scanning the directory a second time, unless swaps of
+    /// a crashed run were open (recovering them changes what the scan saw).
+    pub computed: Option<&'a Plan>,
 }
 
 /// The result of [`audited_apply`].
@@ -329,15 +333,16 @@ pub(crate) async fn audited_apply(
     opts: &ApplyOptions<'_>,
     stop: &CancellationToken,
 ) -> Result<Applied, audit::Error> {
-    // Verify the whole chain (streamed) before appending to it, and learn about crashed swaps.
-    let unfinished = audit::unfinished_in(&settings.audit.path)?;
+    // Check the log against its anchor before appending to it, and learn about crashed swaps.
+    let files = audit::LogFiles::of(settings)?;
+    let unfinished = audit::open_swaps(&files)?;
     let mut run = AuditedRun {
         settings,
         opts,
         limit: opts
             .max_changes
             .unwrap_or(settings.safety.max_changes_per_run),
-        log: open_log(settings, dir.bound_as())?,
+        log: open_log(&files, dir.bound_as())?,
         recovered: Vec::new(),
         plan: None,
     };
@@ -392,7 +397,8 @@ impl AuditedRun<'_> {
         if !unfinished.is_empty() {
             self.recovered = apply::recover(unfinished, dir, &mut self.log).await?;
         }
-        let planned = self.planned(dir).await?;
+        let computed = self.opts.computed.filter(|_| unfinished.is_empty());
+        let planned = self.planned(dir, computed).await?;
         let plan = self.plan.insert(planned);
         let ready = plan.summary.ready;
         if ready > self.limit as usize {
@@ -407,9 +413,17 @@ impl AuditedRun<'_> {
         Ok(report)
     }
 
-    /// Computes the plan (or checks the saved one against a fresh scan), saves and records it.
-    async fn planned(&mut self, dir: &mut Directory) -> Result<Plan, Stopped> {
-        let fresh = compute(self.settings, dir, self.opts.progress).await?;
+    /// Computes the plan (or takes the one the caller `computed`, or checks the saved one
+    /// against a fresh scan), saves and records it.
+    async fn planned(
+        &mut self,
+        dir: &mut Directory,
+        computed: Option<&Plan>,
+    ) -> Result<Plan, Stopped> {
+        let fresh = match computed {
+            Some(plan) => plan.clone(),
+            None => compute(self.settings, dir, self.opts.progress).await?,
+        };
         let plan = match self.opts.saved_plan {
             None => fresh,
             Some(path) => {
@@ -495,18 +509,15 @@ fn end_note(plan: &Plan, report: &Report) -> Note {
     end
 }
 
-/// Opens the audit log for a new run as the bound account on this host. Opening checks the
-/// log's tail (chain, seq, no torn line) before anything is appended.
-fn open_log(settings: &Settings, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
+/// Opens the audit log `files` for a new run as the bound account on this host. Opening checks
+/// the log's end against its anchor before anything is appended.
+fn open_log(files: &audit::LogFiles, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
     let run_id = audit::new_run_id(Utc::now(), random_u32());
     let actor = Actor {
         bind_dn: bind_dn.map(str::to_string),
         host: audit::host_name(),
     };
-    Ok(
-        AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now)?
-            .with_max_segment_size(settings.audit.max_segment_size),
-    )
+    AuditLog::open(files, &run_id, actor, Utc::now)
 }
 
 /// Records a plan the daemon may not apply (`auto_apply = false`): `run_start`, `plan`, and a
@@ -517,7 +528,7 @@ pub(crate) fn record_pending(
     bind_dn: Option<&str>,
     plan: &Plan,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(settings, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
     log.record(
         Note::new(Event::RunStart, Outcome::Started)
             .message("pcsync run: scheduled plan (safety.auto_apply = false)"),
@@ -539,7 +550,7 @@ pub(crate) fn record_blocked(
     bind_dn: Option<&str>,
     reason: &str,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(settings, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
     log.record(Note::new(Event::RunStart, Outcome::Started).message("pcsync run: scheduled"))?;
     log.record(Note::new(Event::GuardBlocked, Outcome::Blocked).message(reason))?;
     log.record(Note::new(Event::RunEnd, Outcome::Blocked).message("nothing was written"))?;
