@@ -181,7 +181,7 @@ impl Source for Snapshot {
             e.get(attr::PRIMARY_USER_ADDRESS).iter().any(|v| {
                 std::str::from_utf8(v)
                     .ok()
-                    .and_then(|t| SipUri::parse(t).ok())
+                    .and_then(|t| SipUri::parse_held(t).ok())
                     .is_some_and(|u| u.normalized() == normalized_uri)
             })
         };

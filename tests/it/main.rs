@@ -29,3 +29,4 @@ mod schema;
 mod security;
 mod sip;
 mod sip_limits;
+mod swap_safety;
