@@ -11,6 +11,7 @@
 mod ad;
 mod ad_live;
 mod ad_reconcile;
+mod architecture;
 mod audit;
 mod cli;
 mod common;
