@@ -569,3 +569,94 @@ fn attribute_mods(image: &Entry, current: &Entry) -> Vec<Modification> {
     }
     mods
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Header, Status};
+
+    const USER: &str = "CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com";
+
+    fn entry(attributes: Vec<AttrValues>) -> Entry {
+        Entry {
+            dn: Dn::parse(USER).unwrap(),
+            attributes,
+        }
+    }
+
+    #[test]
+    fn a_user_holds_the_uri_as_the_planner_compares_it() {
+        let uri = SipUri::parse("sip:ocschat@contoso.com").unwrap();
+        let spaced = entry(vec![AttrValues::text(
+            attr::PRIMARY_USER_ADDRESS,
+            &[" SIP:OCSChat@Contoso.com "],
+        )]);
+        assert!(holds(&spaced, &uri));
+        let plain = entry(vec![AttrValues::text("cn", &["OCSChat"])]);
+        assert!(
+            !holds(&plain, &uri),
+            "an account without the URI is not the user"
+        );
+    }
+
+    #[test]
+    fn only_attributes_that_differ_and_a_client_may_write_are_put_back() {
+        let image = entry(vec![
+            AttrValues::text("objectClass", &["top", "user"]),
+            AttrValues::text("objectGUID", &["guid"]),
+            AttrValues::text("memberOf", &["CN=G,DC=contoso,DC=com"]),
+            AttrValues::text("displayName", &["Group Chat Lookup"]),
+            AttrValues::text("sAMAccountName", &["OCSChat"]),
+            AttrValues::text(attr::PRIMARY_USER_ADDRESS, &["sip:ocschat@contoso.com"]),
+        ]);
+        // What a tombstone keeps: identity, account name, and a value that changed.
+        let reanimated = entry(vec![
+            AttrValues::text("objectClass", &["top", "user"]),
+            AttrValues::text("objectGUID", &["guid"]),
+            AttrValues::text("sAMAccountName", &["OCSChat"]),
+            AttrValues::text("displayName", &["stale"]),
+            AttrValues::text(
+                "lastKnownParent",
+                &["OU=Service Accounts,DC=contoso,DC=com"],
+            ),
+        ]);
+        assert_eq!(
+            attribute_mods(&image, &reanimated),
+            vec![
+                Modification::Delete(AttrValues::text("displayName", &["stale"])),
+                Modification::Add(AttrValues::text("displayName", &["Group Chat Lookup"])),
+                Modification::Add(AttrValues::text(
+                    attr::PRIMARY_USER_ADDRESS,
+                    &["sip:ocschat@contoso.com"]
+                )),
+            ]
+        );
+        assert!(attribute_mods(&image, &image).is_empty());
+    }
+
+    #[test]
+    fn a_repoint_is_reverted_by_taking_its_new_values_out_and_the_old_ones_in() {
+        let old = AttrValues::text(attr::PRIMARY_HOME_SERVER, &["CN=1:3,DC=x"]);
+        let new = AttrValues::text(attr::PRIMARY_HOME_SERVER, &["CN=1:2,DC=x"]);
+        let p = RepointEndpoint {
+            header: Header {
+                dn: Dn::parse("CN={e},DC=x").unwrap(),
+                sip_uri: SipUri::parse("sip:ocschat@contoso.com").unwrap(),
+                pool: "pcpool1.contoso.com".into(),
+                status: Status::Ready,
+                not_before: None,
+                reason: String::new(),
+            },
+            expect: vec![
+                old.clone(),
+                AttrValues::text(attr::PRIMARY_USER_ADDRESS, &["sip:ocschat@contoso.com"]),
+            ],
+            new_values: vec![new.clone()],
+        };
+        assert_eq!(old_values(&p), vec![old.clone()]);
+        assert_eq!(
+            revert_mods(&p),
+            vec![Modification::Delete(new), Modification::Add(old)]
+        );
+    }
+}

@@ -128,7 +128,11 @@ fn modules_import_only_lower_layers_and_leaves() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports against the layering:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the layering:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
