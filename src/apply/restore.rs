@@ -488,7 +488,10 @@ async fn reanimate(
     dn: &Dn,
 ) -> Result<Result<(), String>, WriteError> {
     let Some(guid) = guid else {
-        return Ok(Err("the directory keeps no tombstones".to_string()));
+        // OpenLDAP returns no objectGUID, and keeps no tombstones.
+        return Ok(Err(
+            "its before-image has no objectGUID: the directory keeps no tombstones".to_string(),
+        ));
     };
     match writer.reanimate(guid, dn).await {
         Ok(true) => Ok(Ok(())),
