@@ -135,6 +135,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
         max_changes: args.max_changes,
         origin: "reconcile --apply",
         progress: Some(&progress),
+        computed: None,
     };
     // A one-shot run is stopped by the signal itself, never between swaps: nothing cancels it.
     let run = match reconcile::audited_apply(settings, dir, &opts, &CancellationToken::new()).await

@@ -17,7 +17,9 @@ mod sections;
 mod settings;
 mod values;
 
-pub(crate) use settings::{ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, WatchMode};
+pub(crate) use settings::{
+    ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, DaemonSettings, HttpSettings, WatchMode,
+};
 pub use settings::{DirectorySettings, Settings};
 pub(crate) use values::{LdapScheme, LdapUrl, parse_duration_within, parse_time};
 

@@ -154,6 +154,14 @@ pub(crate) struct RedirectorTls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HttpSettings {
     pub listen: Option<SocketAddr>,
+    /// Open connections at most; a new one over the cap replaces the oldest that has not yet
+    /// sent its request.
+    pub max_connections: u32,
+    /// A connection that has not sent a whole request header this long after it opened is
+    /// closed.
+    pub header_timeout: Duration,
+    /// A connection whose request is not answered within this long of its opening is closed.
+    pub request_timeout: Duration,
 }
 
 /// How `pcsync run` keeps the mapping table current between scheduled runs.
@@ -188,6 +196,11 @@ pub(crate) struct DaemonSettings {
     pub lease_renew: Duration,
     /// This instance's name in the lease and in health output; default `<host>:<pid>`.
     pub instance_id: Option<String>,
+    /// A watch connection silent this long (no event, no heartbeat answer) is replaced.
+    pub watch_timeout: Duration,
+    /// Deaths of one worker within `restart_window` after which the process exits 1.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
 }
 
 /// `[audit]`.
