@@ -8,7 +8,7 @@
 
 use crate::config::Settings;
 use crate::ldap::{Directory, Error, Search, SearchStats};
-use crate::model::{Classifier, DirectoryObject, Finding, attr};
+use crate::model::{Classifier, DirectoryObject, Finding, Sighting, attr};
 
 /// Counts from one scan of both scopes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,31 +30,13 @@ pub async fn scan(
     dir: &mut Directory,
     settings: &Settings,
     findings: &mut Vec<Finding>,
-    on_object: impl FnMut(DirectoryObject),
-) -> Result<ScanStats, Error> {
-    scan_with(dir, settings, attr::SEARCHED, findings, on_object).await
-}
-
-/// [`scan`] reading only `attrs` (objectClass and the SIP address at least).
-pub(crate) async fn scan_with(
-    dir: &mut Directory,
-    settings: &Settings,
-    attrs: &'static [&'static str],
-    findings: &mut Vec<Finding>,
     mut on_object: impl FnMut(DirectoryObject),
 ) -> Result<ScanStats, Error> {
     let classifier = classifier(settings);
-    let container = &settings.layout.endpoint_container;
-    let endpoints = Search::sip_objects("endpoint container", container).reading(attrs);
+    let [endpoints, users] = searches(settings, attr::SEARCHED);
     let endpoint_container = dir
         .for_each_object(&endpoints, &classifier, findings, &mut on_object)
         .await?;
-    let skip = container
-        .is_within(&settings.directory.base_dn)
-        .then_some(container);
-    let users = Search::sip_objects("base DN", &settings.directory.base_dn)
-        .reading(attrs)
-        .skipping(skip);
     let base = dir
         .for_each_object(&users, &classifier, findings, &mut on_object)
         .await?;
@@ -62,4 +44,41 @@ pub(crate) async fn scan_with(
         endpoint_container,
         base,
     })
+}
+
+/// [`scan`] for detection: only each object's kind and SIP address ([`Sighting`]), read in
+/// place, so a scan of a large directory costs little more than the search itself.
+pub(crate) async fn detect(
+    dir: &mut Directory,
+    settings: &Settings,
+    findings: &mut Vec<Finding>,
+    mut on_sighting: impl FnMut(Sighting<'_>),
+) -> Result<ScanStats, Error> {
+    let classifier = classifier(settings);
+    let [endpoints, users] = searches(settings, attr::DETECTION);
+    let endpoint_container = dir
+        .for_each_sighting(&endpoints, &classifier, findings, &mut on_sighting)
+        .await?;
+    let base = dir
+        .for_each_sighting(&users, &classifier, findings, &mut on_sighting)
+        .await?;
+    Ok(ScanStats {
+        endpoint_container,
+        base,
+    })
+}
+
+/// The two searches of a scan reading `attrs`: the endpoint container, then `base_dn` passing
+/// over the container when it lies there.
+fn searches<'a>(settings: &'a Settings, attrs: &'static [&'static str]) -> [Search<'a>; 2] {
+    let container = &settings.layout.endpoint_container;
+    let skip = container
+        .is_within(&settings.directory.base_dn)
+        .then_some(container);
+    [
+        Search::sip_objects("endpoint container", container).reading(attrs),
+        Search::sip_objects("base DN", &settings.directory.base_dn)
+            .reading(attrs)
+            .skipping(skip),
+    ]
 }

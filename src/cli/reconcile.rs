@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::exit;
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
+use crate::plan::render::FindingsShown;
 use crate::plan::{Plan, render};
 use crate::progress::Progress;
 use crate::reconcile::{self, ApplyOptions, RunEnd};
@@ -53,6 +54,11 @@ pub(crate) struct Args {
     /// Raise safety.max_changes_per_run for this run.
     #[arg(long, value_name = "N")]
     max_changes: Option<u32>,
+
+    /// With --format text: list the first N findings of each kind after a count per kind, or
+    /// `all` of them. --format json always has every finding.
+    #[arg(long, value_name = "N|all", default_value = "20")]
+    findings: FindingsShown,
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
@@ -105,7 +111,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
 
 /// A dry run still tells about swaps a crashed run left open: only `--apply` finishes them.
 fn warn_unfinished(settings: &Settings) {
-    match audit::unfinished_in(&settings.audit.path) {
+    match audit::LogFiles::of(settings).and_then(|f| audit::open_swaps(&f)) {
         Ok(open) if !open.is_empty() => eprintln!(
             "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
             open.len(),
@@ -124,7 +130,7 @@ fn show_dry_run(args: &Args, plan: &Plan) -> Result<(), String> {
     if let Some(path) = &args.plan_out {
         reconcile::save_plan(path, plan).map_err(|e| e.to_string())?;
     }
-    print_plan(args.format, plan, None)
+    print_plan(args, plan, None)
 }
 
 async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
@@ -149,20 +155,26 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
             r.swap, r.sip_uri, r.outcome, r.message
         );
     }
+    let run_id = run.run_id.as_deref().unwrap_or("-");
     match (&run.end, &run.plan) {
         (RunEnd::Blocked(guards), _) => {
             for b in guards {
-                eprintln!(
-                    "pcsync: blocked: {b}; nothing was written (run {})",
-                    run.run_id
-                );
+                eprintln!("pcsync: blocked: {b}; nothing was written (run {run_id})");
+            }
+        }
+        (RunEnd::InSync, Some(plan)) => {
+            if let Err(e) = print_plan(args, plan, None) {
+                return report_error(&e);
+            }
+            if args.format == PlanFormat::Text {
+                println!("nothing to apply; a run in sync is not recorded in the audit log");
             }
         }
         (RunEnd::Failed(e), _) => {
             report_error(e);
         }
         (RunEnd::Applied(report), Some(plan)) => {
-            if let Err(e) = print_plan(args.format, plan, Some(report)) {
+            if let Err(e) = print_plan(args, plan, Some(report)) {
                 return report_error(&e);
             }
             if args.format == PlanFormat::Text {
@@ -175,9 +187,18 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
                     report.swaps,
                     report.failed,
                     report.rolled_back,
-                    run.run_id,
+                    run_id,
                     settings.audit.path.display()
                 );
+                let steps = render::next_steps(plan);
+                if report.applied > 0 && !steps.is_empty() {
+                    println!(
+                        "next: Lync reads AD through its User Replicator on its own schedule; in the Lync Server Management Shell on a Front End server of each pool run:"
+                    );
+                    for step in steps {
+                        println!("  {step}");
+                    }
+                }
             }
         }
         _ => return report_error(&"the run ended without a plan"),
@@ -185,13 +206,9 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
     run.end.exit_code()
 }
 
-fn print_plan(
-    format: PlanFormat,
-    plan: &Plan,
-    report: Option<&apply::Report>,
-) -> Result<(), String> {
-    let text = match format {
-        PlanFormat::Text => render::text(plan),
+fn print_plan(args: &Args, plan: &Plan, report: Option<&apply::Report>) -> Result<(), String> {
+    let text = match args.format {
+        PlanFormat::Text => render::text(plan, args.findings),
         PlanFormat::Ldif => render::ldif(plan),
         PlanFormat::Powershell => render::powershell(plan),
         PlanFormat::Json => {
@@ -230,7 +247,11 @@ pub(crate) fn lock_for_apply(apply: bool, settings: &Settings) -> Result<Option<
         .map(Some)
         .map_err(|e| match e {
             LockError::Busy { .. } => {
-                eprintln!("pcsync: blocked: {e}; nothing was written");
+                // Not audited: appending needs this very lock (two writers would fork the
+                // hash chain), and the run holding it is the one writing the log.
+                eprintln!(
+                    "pcsync: blocked: {e}; nothing was written; not recorded in the audit log, which the run holding the lock writes"
+                );
                 exit::BLOCKED
             }
             LockError::Io { .. } => {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::model::Dn;
 use crate::plan::desired::{Desired, Layout, Migration, Pool, Retire};
 
-use super::values::{LdapUrl, RateLimitSettings, Secret};
+use super::values::{LdapUrl, PasswordSource, RateLimitSettings, Secret};
 
 /// The default `Server` header.
 pub(crate) const DEFAULT_SERVER_HEADER: &str = concat!("pcsync/", env!("CARGO_PKG_VERSION"));
@@ -59,6 +59,7 @@ impl Settings {
             pools: &self.pools,
             layout: &self.layout,
             retire: self.safety.retire,
+            active_directory: false,
         }
     }
 }
@@ -68,6 +69,8 @@ impl Settings {
 pub(crate) struct BindCredentials {
     pub dn: Dn,
     pub password: Secret,
+    /// Where the password came from, for the message when the server refuses it.
+    pub password_source: PasswordSource,
 }
 
 /// `[directory]`.
@@ -209,6 +212,8 @@ pub(crate) struct AuditSettings {
     pub path: PathBuf,
     /// Bytes after which the active segment is sealed and a new one started.
     pub max_segment_size: u64,
+    /// The keyed chain's key file (HMAC-SHA-256); `None`: an unkeyed chain.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[state]`.

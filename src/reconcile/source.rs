@@ -12,19 +12,19 @@ use crate::config::Settings;
 use crate::inventory::{self, ScanStats};
 use crate::ldap::{self, Directory, SearchStats};
 use crate::model::{
-    Attributes, Classifier, DirectoryObject, Dn, DnCache, Entry, Finding, SipUri, attr,
+    Attributes, Classifier, DirectoryObject, Dn, DnCache, Entry, Finding, Sighting, SipUri, attr,
 };
 
 /// What planning reads.
 pub(crate) trait Source {
-    /// Streams every object with a SIP address in the endpoint container and under `base_dn`
-    /// (the container once), reading only `attrs`.
-    fn scan(
+    /// Streams what detection needs ([`Sighting`]: DN text, kind, normalised SIP address) of
+    /// every object with a valid SIP address in the endpoint container and under `base_dn` (the
+    /// container once); malformed values become findings.
+    fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
+        on_sighting: impl FnMut(Sighting<'_>),
     ) -> impl Future<Output = Result<ScanStats, ldap::Error>>;
 
     /// Streams the objects under `base` (none within `skip`) whose SIP address equals
@@ -41,17 +41,19 @@ pub(crate) trait Source {
 
     /// The complete entry, or `None` if it does not exist.
     fn read_entry(&mut self, dn: &Dn) -> impl Future<Output = Result<Option<Entry>, ldap::Error>>;
+
+    /// Whether this is Active Directory, which shapes the endpoint pcsync writes (no `sn`).
+    fn is_active_directory(&self) -> bool;
 }
 
 impl Source for Directory {
-    async fn scan(
+    async fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
+        on_sighting: impl FnMut(Sighting<'_>),
     ) -> Result<ScanStats, ldap::Error> {
-        inventory::scan_with(self, settings, attrs, findings, on_object).await
+        inventory::detect(self, settings, findings, on_sighting).await
     }
 
     async fn holders_of(
@@ -70,6 +72,10 @@ impl Source for Directory {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Directory::read_entry(self, dn).await
+    }
+
+    fn is_active_directory(&self) -> bool {
+        self.capabilities().active_directory
     }
 }
 
@@ -123,15 +129,14 @@ fn projected(entry: &Entry, attrs: &[&str]) -> Attributes {
 }
 
 impl Source for Snapshot {
-    async fn scan(
+    async fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        mut on_object: impl FnMut(DirectoryObject),
+        mut on_sighting: impl FnMut(Sighting<'_>),
     ) -> Result<ScanStats, ldap::Error> {
         let classifier = inventory::classifier(settings);
-        let mut cache = DnCache::default();
+        let mut buffer = String::new();
         let mut stats = [SearchStats::default(), SearchStats::default()];
         for ((_, base, skip), stats) in scopes(settings).into_iter().zip(&mut stats) {
             for e in self
@@ -139,14 +144,21 @@ impl Source for Snapshot {
                 .filter(|e| !e.get(attr::PRIMARY_USER_ADDRESS).is_empty())
             {
                 stats.entries += 1;
-                let attributes = projected(e, attrs);
-                on_object(DirectoryObject::from_parsed(
-                    e.dn.clone(),
-                    attributes,
+                let classes = e
+                    .get(attr::OBJECT_CLASS)
+                    .iter()
+                    .filter_map(|v| std::str::from_utf8(v).ok());
+                let addresses = e.get(attr::PRIMARY_USER_ADDRESS).iter().map(Vec::as_slice);
+                if let Some(sighting) = Sighting::read(
+                    e.dn.as_str(),
+                    classes,
+                    addresses,
                     &classifier,
-                    &mut cache,
+                    &mut buffer,
                     findings,
-                ));
+                ) {
+                    on_sighting(sighting);
+                }
             }
         }
         let [endpoint_container, base] = stats;
@@ -189,5 +201,10 @@ impl Source for Snapshot {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Ok(self.entries.iter().find(|e| &e.dn == dn).cloned())
+    }
+
+    /// The golden states are captured from slapd.
+    fn is_active_directory(&self) -> bool {
+        false
     }
 }
