@@ -29,7 +29,7 @@ mod writer;
 pub(crate) use failpoint::fail_point;
 pub use failpoint::{FAILPOINTS, RUN_PLANNED, USER_DELETED};
 pub(crate) use recover::{Recovered, recover};
-pub(crate) use restore::{RestoreKind, RestorePlan, apply_restore, plan_restore};
+pub(crate) use restore::{RestorePlan, RestoreReport, apply_restore, plan_restore};
 pub(crate) use swap::SwapFailed;
 pub use writer::{DirectoryWriter, WriteError, WriteSource};
 

@@ -144,6 +144,12 @@ impl DirectoryWriter for Fake {
         Ok(())
     }
 
+    /// Like OpenLDAP, the fake keeps no tombstones.
+    async fn reanimate(&mut self, _guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+        self.connected(dn)?;
+        Ok(false)
+    }
+
     async fn modify(
         &mut self,
         dn: &Dn,

@@ -121,6 +121,11 @@ pub trait DirectoryWriter {
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> impl Future<Output = Result<(), WriteError>>;
+    /// Brings the deleted object whose objectGUID is `guid` back to `dn` with its identity
+    /// (Active Directory's tombstone reanimation). `Ok(false)` when the directory keeps no such
+    /// tombstone (OpenLDAP keeps none).
+    fn reanimate(&mut self, guid: &[u8], dn: &Dn)
+    -> impl Future<Output = Result<bool, WriteError>>;
 }
 
 /// The real directory: its conditional writes (src/ldap/write.rs), errors sorted once here.
@@ -150,6 +155,12 @@ impl DirectoryWriter for Directory {
         expect: &[AttrValues],
     ) -> Result<(), WriteError> {
         Directory::modify(self, dn, mods, expect)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))
+    }
+
+    async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+        Directory::reanimate(self, guid, dn)
             .await
             .map_err(|e| WriteError::from_ldap(dn, e))
     }

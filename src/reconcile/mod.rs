@@ -36,7 +36,8 @@ use crate::lock::LockError;
 use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
-use source::{Snapshot, Source, scopes};
+pub(crate) use source::scopes;
+use source::{Snapshot, Source};
 
 /// How a run ended.
 #[derive(Debug)]

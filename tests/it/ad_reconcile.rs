@@ -220,6 +220,13 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     let (code, out, err) = restore(&dc, w, &["--run", &run_id, "--apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("restored 2 of 2"), "{out}");
+    // The seed does not grant Reanimate Tombstones: the restore says it made a new principal.
+    assert!(
+        out.contains(&format!(
+            "WARNING NEW PRINCIPAL: {OCSCHAT} was re-created with a new objectGUID and objectSid"
+        )),
+        "{out}"
+    );
     assert!(!dc.exists(&endpoint_dn));
     assert_same(
         &dump(&dc, IDENTITY),

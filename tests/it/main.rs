@@ -24,6 +24,7 @@ mod hostile;
 mod json_schema;
 mod packaging;
 mod reconcile;
+mod restore;
 mod scenario;
 mod schema;
 mod security;

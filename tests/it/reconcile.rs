@@ -644,6 +644,16 @@ fn restore_brings_the_original_users_back_attribute_for_attribute() {
         let (out, err) = output(&assert);
         assert.code(0);
         assert!(out.contains("restored 4 of 4"), "{retire}: {out}{err}");
+        // OpenLDAP keeps no tombstones: a deleted user comes back as a new entry, and says so.
+        assert_eq!(
+            out.matches("WARNING NEW PRINCIPAL: ").count(),
+            if retire == "delete" { 2 } else { 0 },
+            "{retire}: {out}"
+        );
+        assert!(
+            retire == "disable" || out.contains("a new entryUUID"),
+            "{out}"
+        );
         assert_eq!(dump(&slapd), before, "{retire}: restore is exact");
 
         let assert = pcsync(&slapd, work.path())

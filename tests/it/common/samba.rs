@@ -1039,7 +1039,7 @@ impl SambaDc {
     }
 
     /// `samba-tool dsacl set` on the DC's own database (safe while it runs: ldb locks it).
-    fn dsacl_set(&self, dn: &str, sddl: &str) {
+    pub fn dsacl_set(&self, dn: &str, sddl: &str) {
         let out = run(samba_tool()
             .args(["dsacl", "set", "-H"])
             .arg(self.dir.join("private/sam.ldb"))
