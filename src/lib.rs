@@ -25,6 +25,7 @@
 //! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
 //! - [`daemon`]: `pcsync run`: scheduled runs, live watch, redirector, HTTP health/metrics, lease.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
+//! - [`clock`]: the wall clock, read only by the edges (cli, daemon, schedule).
 //! - [`exit`]: the documented process exit codes; [`util`]: hex and serde variant names.
 
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@
 pub mod apply;
 pub mod audit;
 mod cli;
+mod clock;
 pub mod config;
 mod daemon;
 mod exit;

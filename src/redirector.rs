@@ -6,6 +6,7 @@
 //! Start-up never waits for the directory: the table comes from the cache (or starts empty, said
 //! loudly), and the first refresh runs in the background.
 
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -38,9 +39,10 @@ pub(crate) struct MetricsSnapshot {
 }
 
 impl Redirector {
-    /// The state to serve `settings` with: the cached table, zeroed counters.
-    pub(crate) fn new(settings: &Settings) -> Redirector {
-        let store = Arc::new(MappingStore::new(initial_table(settings)));
+    /// The state to serve `settings` with: the cached table, zeroed counters. `now` dates an
+    /// empty table when there is no usable cache.
+    pub(crate) fn new(settings: &Settings, now: DateTime<Utc>) -> Redirector {
+        let store = Arc::new(MappingStore::new(initial_table(settings, now)));
         let metrics = Arc::new(SipMetrics::default());
         let config = server_config(settings);
         let sip = Arc::new(Shared::new(
@@ -102,7 +104,7 @@ pub(crate) fn server_config(settings: &Settings) -> ServerConfig {
 }
 
 /// The table to start with: the cache, or empty (with a warning saying why).
-pub(crate) fn initial_table(settings: &Settings) -> MappingTable {
+pub(crate) fn initial_table(settings: &Settings, now: DateTime<Utc>) -> MappingTable {
     let mut dropped = Vec::new();
     let table = match cache::load(&settings.state.dir, settings, &mut dropped) {
         Ok(Some(t)) => {
@@ -118,13 +120,13 @@ pub(crate) fn initial_table(settings: &Settings) -> MappingTable {
                 path = %cache::path(settings).display(),
                 "no cached mapping table: starting empty (every request gets 404) until the first refresh"
             );
-            MappingTable::empty(chrono::Utc::now())
+            MappingTable::empty(now)
         }
         Err(e) => {
             // A warning, not an error: the redirector works, and the first refresh rebuilds
             // the table and replaces the file.
             warn!("{e}; starting with an empty table until the first refresh");
-            MappingTable::empty(chrono::Utc::now())
+            MappingTable::empty(now)
         }
     };
     for d in dropped {

@@ -111,10 +111,10 @@ pub(crate) async fn run<S>(
     };
     // The last occurrence fired: the next one is computed from it, not from the clock, so a
     // wake-up a little early or late never fires one occurrence twice.
-    let mut last = Utc::now();
+    let mut last = crate::clock::system();
     loop {
         let next = cron.as_ref().and_then(|c| c.next_after(last));
-        let wait = next.map(|n| (n - Utc::now()).to_std().unwrap_or_default());
+        let wait = next.map(|n| (n - crate::clock::system()).to_std().unwrap_or_default());
         tokio::select! {
             _ = token.cancelled() => return,
             changed = settings.changed() => {
@@ -127,7 +127,7 @@ pub(crate) async fn run<S>(
                         Ok(c) => {
                             info!(cron = %text, "cron schedule changed");
                             cron = Some(c);
-                            last = Utc::now();
+                            last = crate::clock::system();
                         }
                         Err(e) => error!("{e}; keeping the schedule in force"),
                     }
@@ -135,7 +135,7 @@ pub(crate) async fn run<S>(
             }
             _ = sleep_or_forever(wait) => {
                 let Some(next) = next else { continue };
-                let now = Utc::now();
+                let now = crate::clock::system();
                 if now < next {
                     // Woke early (the wall clock was set back): wait again for the same tick.
                     continue;

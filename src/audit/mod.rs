@@ -419,7 +419,7 @@ pub struct AuditLog {
     /// Hash of the last line, the `prev` of the next record.
     head: String,
     next_seq: u64,
-    /// Where record times come from; the CLI passes `Utc::now` (library code reads no clock).
+    /// Where record times come from; the edges pass `clock::system` (library code reads no clock).
     clock: fn() -> DateTime<Utc>,
 }
 

@@ -104,7 +104,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
             settings.migrations.len()
         ),
     );
-    check_schedule(&settings, &mut report, Utc::now());
+    check_schedule(&settings, &mut report, crate::clock::system());
     check_directory(&settings, &mut report, &progress).await;
     report.finish()
 }
@@ -148,7 +148,7 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
 /// `swaps`: plans as the dry run does, preflight included, and fails one line per finding that
 /// blocks a swap, so `check` and `reconcile` show the same preflight findings.
 async fn check_swaps(dir: &mut Directory, settings: &Settings, report: &mut Report) {
-    let plan = match reconcile::compute(settings, dir, None).await {
+    let plan = match reconcile::compute(settings, dir, None, crate::clock::system()).await {
         Ok(plan) => plan,
         Err(stopped) => {
             let end = reconcile::RunEnd::from(stopped);

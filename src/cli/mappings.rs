@@ -57,7 +57,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
             Err(e) => return report_error(&e),
         }
     } else {
-        let now = chrono::Utc::now();
+        let now = crate::clock::system();
         let mut dir = match Directory::connect(&settings.directory).await {
             Ok(d) => d,
             Err(e) => return report_error(&e),

@@ -124,9 +124,8 @@ pub(super) async fn run(_cli: &Cli, args: &Args) -> u8 {
         ProbeMethod::Options => "OPTIONS",
     };
     // Unique enough for one probe: process id and the clock.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
+    let nanos = crate::clock::system()
+        .timestamp_nanos_opt()
         .unwrap_or_default();
     let call_id = format!("{:x}{:x}", std::process::id(), nanos);
     match probe(

@@ -93,7 +93,8 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
 async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
     let progress = Progress::new(quiet);
     warn_unfinished(settings);
-    let end = match reconcile::compute(settings, dir, Some(&progress)).await {
+    let end = match reconcile::compute(settings, dir, Some(&progress), crate::clock::system()).await
+    {
         Ok(plan) => match show_dry_run(args, &plan) {
             Ok(()) => RunEnd::planned(&plan),
             Err(e) => return report_error(&e),
@@ -145,6 +146,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
         origin: "reconcile --apply",
         progress: Some(&progress),
         computed: None,
+        clock: crate::clock::system,
     };
     // SIGINT (Ctrl-C) or SIGTERM cancels `stop`, which the executor checks between swaps only:
     // the swap in flight runs to its end (done, failed or rolled back), then the run stops and

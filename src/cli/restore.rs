@@ -5,7 +5,6 @@
 //! touched must be held by exactly one enabled object. SIGINT/SIGTERM stop it after the action
 //! in flight, like a lost connection; either way it says what was and was not done.
 
-use chrono::Utc;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -88,12 +87,12 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
             exit::PENDING
         }
     } else {
-        let run_id = audit::new_run_id(Utc::now(), random_u32());
+        let run_id = audit::new_run_id(crate::clock::system(), random_u32());
         let actor = Actor {
             bind_dn: dir.bound_as().map(str::to_string),
             host: audit::host_name(),
         };
-        match AuditLog::open(&files, &run_id, actor, Utc::now) {
+        match AuditLog::open(&files, &run_id, actor, crate::clock::system) {
             Err(e) => report_error(&e),
             Ok(mut log) => apply_restore(&settings, &plan, &mut dir, &mut log, args.format).await,
         }

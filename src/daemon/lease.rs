@@ -284,7 +284,7 @@ impl<'a> Holder<'a> {
             }
         }
         let Some(dir) = self.dir.as_mut() else { return };
-        let now = Utc::now();
+        let now = crate::clock::system();
         let duration = self.settings.daemon.lease_duration;
         match tick(dir, &dn, &self.daemon.instance, now, duration).await {
             Ok(seen) => {
@@ -320,7 +320,7 @@ impl<'a> Holder<'a> {
         } else {
             debug!("{msg}");
         }
-        status.attempt(TaskName::Lease, Err(msg), Utc::now());
+        status.attempt(TaskName::Lease, Err(msg), crate::clock::system());
         if let Some(d) = self.dir.take() {
             d.close().await;
         }
@@ -342,7 +342,7 @@ impl<'a> Holder<'a> {
         }
         let released = tokio::time::timeout(
             Duration::from_secs(2),
-            release(dir, &dn, &self.daemon.instance, Utc::now()),
+            release(dir, &dn, &self.daemon.instance, crate::clock::system()),
         )
         .await;
         match released {

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +130,7 @@ async fn rebind<T: Transport>(
         .map(|(_, s)| s);
     match T::bind(&config, current).await {
         Ok(socket) => {
-            daemon.status.attempt(name, Ok(()), Utc::now());
+            daemon.status.attempt(name, Ok(()), crate::clock::system());
             if old != Some(addr) {
                 info!(listener = %name, old = ?old, new = %addr, "listener moved");
             }
@@ -144,7 +143,9 @@ async fn rebind<T: Transport>(
             });
             let message = format!("{e}; {kept}");
             error!(listener = %name, "{message}");
-            daemon.status.attempt(name, Err(message), Utc::now());
+            daemon
+                .status
+                .attempt(name, Err(message), crate::clock::system());
             bound
         }
     }

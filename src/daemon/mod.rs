@@ -39,7 +39,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -131,9 +130,9 @@ pub(crate) async fn run(config_path: PathBuf, settings: Settings, role: Role) ->
         .unwrap_or_else(|| format!("{}:{}", audit::host_name(), std::process::id()));
     let lease = role == Role::Agent && settings.daemon.lease_dn.is_some();
     let daemon = Arc::new(Daemon {
-        status: Shared::new(Utc::now(), instance.clone(), lease),
+        status: Shared::new(crate::clock::system(), instance.clone(), lease),
         instance,
-        redirector: Redirector::new(&settings),
+        redirector: Redirector::new(&settings, crate::clock::system()),
         settings: tokio::sync::watch::Sender::new(Arc::new(settings)),
         refresh: refresh_tx,
         lease_wake: Notify::new(),

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -36,12 +35,14 @@ pub(crate) async fn worker(
         let store = &daemon.redirector.store;
         let outcome = tokio::select! {
             _ = token.cancelled() => break,
-            r = refresh::refresh(store, &settings, Utc::now()) => r,
+            r = refresh::refresh(store, &settings, crate::clock::system()) => r,
         };
         let trigger = trigger.as_str();
         match outcome {
             Ok(done) => {
-                daemon.status.attempt(TaskName::Refresh, Ok(()), Utc::now());
+                daemon
+                    .status
+                    .attempt(TaskName::Refresh, Ok(()), crate::clock::system());
                 if done.changed {
                     info!(
                         trigger,
@@ -71,7 +72,7 @@ pub(crate) async fn worker(
                 error!(trigger, "{message}");
                 daemon
                     .status
-                    .attempt(TaskName::Refresh, Err(message), Utc::now());
+                    .attempt(TaskName::Refresh, Err(message), crate::clock::system());
             }
         }
     }

@@ -45,13 +45,13 @@ pub(crate) async fn worker(
         panic_point(TaskName::Runs);
         // The settings in force now: a reload reaches the next run.
         let settings = daemon.current();
-        let started = Utc::now();
+        let started = crate::clock::system();
         let run_id = audit::new_run_id(started, reconcile::random_u32());
         let span = info_span!("run", run_id = %run_id, trigger = trigger.as_str());
         let result = run_once(&daemon, &settings, &token, &mut recorded_pending)
             .instrument(span.clone())
             .await;
-        let finished = Utc::now();
+        let finished = crate::clock::system();
         span.in_scope(|| log_end(&result));
         publish(&daemon, trigger, run_id, (started, finished), result);
     }
@@ -194,11 +194,11 @@ async fn run_once(
             Err(e) => {
                 daemon
                     .status
-                    .directory(false, Some(e.to_string()), Utc::now());
+                    .directory(false, Some(e.to_string()), crate::clock::system());
                 return RunResult::failed(e);
             }
         };
-    daemon.status.directory(true, None, Utc::now());
+    daemon.status.directory(true, None, crate::clock::system());
     let result = run_connected(settings, &mut dir, token, recorded_pending).await;
     dir.close().await;
     result
@@ -234,7 +234,7 @@ async fn run_connected(
         Ok(open) => !open.is_empty(),
         Err(e) => return RunResult::failed(e),
     };
-    let plan = match reconcile::compute(settings, dir, None).await {
+    let plan = match reconcile::compute(settings, dir, None, crate::clock::system()).await {
         Ok(plan) => plan,
         Err(Stopped::Failed(e)) => return RunResult::new(RunEnd::Failed(e)),
         Err(Stopped::Blocked(b)) => return blocked_plan(settings, dir, b, lock),
@@ -249,7 +249,11 @@ async fn run_connected(
     let opts = ApplyOptions {
         origin: "pcsync run (scheduled, auto_apply)",
         computed: Some(&plan),
-        ..ApplyOptions::default()
+        saved_plan: None,
+        plan_out: None,
+        max_changes: None,
+        progress: None,
+        clock: crate::clock::system,
     };
     let run = match reconcile::audited_apply(settings, dir, &opts, token).await {
         Ok(run) => run,
@@ -286,7 +290,7 @@ fn pending(
             return result;
         }
     };
-    match reconcile::record_pending(settings, dir.bound_as(), plan) {
+    match reconcile::record_pending(settings, dir.bound_as(), plan, crate::clock::system) {
         Ok(id) => {
             info!(audit_run_id = %id, pending = result.pending, "pending plan recorded in the audit log");
             *recorded = Some(plan.fingerprint.clone());
@@ -308,10 +312,13 @@ fn blocked_plan(
     let reason = guard.to_string();
     let mut result = RunResult::new(RunEnd::Blocked(vec![guard]));
     match held.map_or_else(|| RunLock::acquire(&settings.state.dir), Ok) {
-        Ok(_lock) => match reconcile::record_blocked(settings, dir.bound_as(), &reason) {
-            Ok(id) => result.audit_run_id = Some(id),
-            Err(e) => warn!("cannot audit the blocked run: {e}"),
-        },
+        Ok(_lock) => {
+            match reconcile::record_blocked(settings, dir.bound_as(), &reason, crate::clock::system)
+            {
+                Ok(id) => result.audit_run_id = Some(id),
+                Err(e) => warn!("cannot audit the blocked run: {e}"),
+            }
+        }
         Err(e) => warn!("blocked run not audited this time: {e}"),
     }
     result

@@ -445,13 +445,13 @@ mod tests {
     use super::*;
 
     fn state() -> Shared {
-        Shared::new(Utc::now(), "me".into(), true)
+        Shared::new(crate::clock::system(), "me".into(), true)
     }
 
     #[test]
     fn healthy_only_when_every_worker_runs_and_its_last_attempt_succeeded() {
         let s = state();
-        let now = Utc::now();
+        let now = crate::clock::system();
         s.running(TaskName::Refresh, now);
         s.running(TaskName::Runs, now);
         assert_eq!(s.snapshot().health(), Health::Ok);
@@ -476,7 +476,7 @@ mod tests {
     #[test]
     fn the_body_says_degraded_and_names_the_worker_with_503() {
         let s = state();
-        let now = Utc::now();
+        let now = crate::clock::system();
         s.running(TaskName::Watch, now);
         s.died(TaskName::Watch, "panicked: boom".into(), now);
         let (code, body) = health_json(&s.snapshot(), &MetricsSnapshot::default());

@@ -20,7 +20,6 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -99,16 +98,16 @@ impl Tree {
         let mut backoff = Backoff::from_settings(&self.daemon.settings.borrow().daemon);
         let mut deaths: VecDeque<Instant> = VecDeque::new();
         loop {
-            status.running(name, Utc::now());
+            status.running(name, crate::clock::system());
             let started = Instant::now();
             let joined = self.tracker.spawn(work(token.clone())).await;
             if token.is_cancelled() {
-                status.stopped(name, Utc::now());
+                status.stopped(name, crate::clock::system());
                 return;
             }
             let reason = death(joined);
             error!(worker = %name, "worker {name} {reason}");
-            status.died(name, reason.clone(), Utc::now());
+            status.died(name, reason.clone(), crate::clock::system());
             // The lease loop gives the lease up now rather than at its next renewal.
             self.daemon.lease_wake.notify_one();
 
@@ -146,7 +145,7 @@ impl Tree {
                 policy.restart_window
             );
             if !backoff.wait(&token).await {
-                status.stopped(name, Utc::now());
+                status.stopped(name, crate::clock::system());
                 return;
             }
         }

@@ -171,7 +171,13 @@ mod tests {
             pool: "pcpool1.contoso.com".into(),
             dn: Dn::parse("cn={4c2f},cn=Application Contacts,dc=x").unwrap(),
         };
-        MappingTable::new(vec![e], &["pcpool1.contoso.com"], version, Utc::now()).unwrap()
+        MappingTable::new(
+            vec![e],
+            &["pcpool1.contoso.com"],
+            version,
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap()
     }
 
     #[test]

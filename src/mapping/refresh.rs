@@ -131,7 +131,13 @@ mod tests {
             })
             .collect();
         Built {
-            table: MappingTable::new(entries, &["pcpool1.contoso.com"], 0, Utc::now()).unwrap(),
+            table: MappingTable::new(
+                entries,
+                &["pcpool1.contoso.com"],
+                0,
+                chrono::DateTime::UNIX_EPOCH,
+            )
+            .unwrap(),
             findings: vec![],
             endpoints_seen: seen,
         }
@@ -141,19 +147,37 @@ mod tests {
     fn an_unexplained_empty_result_keeps_the_table_and_a_real_one_replaces_it() {
         let tmp = tempfile::tempdir().unwrap();
         let settings = crate::mapping::test_settings(tmp.path());
-        let store = MappingStore::new(MappingTable::empty(Utc::now()));
-        let done = apply(&store, &settings, built(&["sip:a@x.com"], 1), Utc::now()).unwrap();
+        let store = MappingStore::new(MappingTable::empty(chrono::DateTime::UNIX_EPOCH));
+        let done = apply(
+            &store,
+            &settings,
+            built(&["sip:a@x.com"], 1),
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         assert!(done.changed && done.cache_error.is_none());
         assert!(cache::path(&settings).exists());
         // Endpoints are there but none mapped: refused, old table kept.
-        let e = apply(&store, &settings, built(&[], 3), Utc::now()).unwrap_err();
+        let e = apply(
+            &store,
+            &settings,
+            built(&[], 3),
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "mapping refresh refused, keeping table version 1 (1 entries): the endpoint container holds 3 endpoint(s) but none maps to a configured pool"
         );
         assert_eq!(store.load().len(), 1);
         // The container is really empty: the empty table is published.
-        let done = apply(&store, &settings, built(&[], 0), Utc::now()).unwrap();
+        let done = apply(
+            &store,
+            &settings,
+            built(&[], 0),
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         assert!(done.changed);
         assert_eq!(store.load().version(), 2);
         assert!(store.load().is_empty());

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, ApplyError, Report};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::exit;
 use crate::inventory;
@@ -298,8 +299,10 @@ pub(crate) enum PlanFileError {
 }
 
 /// What an applying run is asked to do.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ApplyOptions<'a> {
+    /// Where the run's times come from (plan, run id, audit records).
+    pub clock: Clock,
     /// Apply exactly this saved plan (refused when stale).
     pub saved_plan: Option<&'a Path>,
     /// Save the plan applied here.
@@ -351,7 +354,7 @@ pub(crate) async fn audited_apply(
     if unfinished.is_empty() && opts.saved_plan.is_none() {
         let planned = match opts.computed {
             Some(plan) => Ok(plan.clone()),
-            None => compute(settings, dir, opts.progress).await,
+            None => compute(settings, dir, opts.progress, (opts.clock)()).await,
         };
         if let Ok(plan) = &planned
             && plan.is_in_sync()
@@ -383,7 +386,7 @@ pub(crate) async fn audited_apply(
         limit: opts
             .max_changes
             .unwrap_or(settings.safety.max_changes_per_run),
-        log: open_log(&files, dir.bound_as())?,
+        log: open_log(&files, dir.bound_as(), opts.clock)?,
         recovered: Vec::new(),
         plan: None,
     };
@@ -466,7 +469,9 @@ impl AuditedRun<'_> {
         let fresh = match (self.precomputed.take(), computed) {
             (Some(planned), _) => planned?,
             (None, Some(plan)) => plan.clone(),
-            (None, None) => compute(self.settings, dir, self.opts.progress).await?,
+            (None, None) => {
+                compute(self.settings, dir, self.opts.progress, (self.opts.clock)()).await?
+            }
         };
         let plan = match self.opts.saved_plan {
             None => fresh,
@@ -553,13 +558,17 @@ fn end_note(plan: &Plan, report: &Report) -> Note {
 
 /// Opens the audit log `files` for a new run as the bound account on this host. Opening checks
 /// the log's end against its anchor before anything is appended.
-fn open_log(files: &audit::LogFiles, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
-    let run_id = audit::new_run_id(Utc::now(), random_u32());
+fn open_log(
+    files: &audit::LogFiles,
+    bind_dn: Option<&str>,
+    clock: Clock,
+) -> Result<AuditLog, audit::Error> {
+    let run_id = audit::new_run_id(clock(), random_u32());
     let actor = Actor {
         bind_dn: bind_dn.map(str::to_string),
         host: audit::host_name(),
     };
-    AuditLog::open(files, &run_id, actor, Utc::now)
+    AuditLog::open(files, &run_id, actor, clock)
 }
 
 /// Records a plan the daemon may not apply (`auto_apply = false`): `run_start`, `plan`, and a
@@ -569,8 +578,9 @@ pub(crate) fn record_pending(
     settings: &Settings,
     bind_dn: Option<&str>,
     plan: &Plan,
+    clock: Clock,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn, clock)?;
     log.record(
         Note::new(Event::RunStart, Outcome::Started)
             .message("pcsync run: scheduled plan (safety.auto_apply = false)"),
@@ -646,22 +656,24 @@ pub(crate) fn record_blocked(
     settings: &Settings,
     bind_dn: Option<&str>,
     reason: &str,
+    clock: Clock,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn, clock)?;
     log.record(Note::new(Event::RunStart, Outcome::Started).message("pcsync run: scheduled"))?;
     log.record(Note::new(Event::GuardBlocked, Outcome::Blocked).message(reason))?;
     log.record(Note::new(Event::RunEnd, Outcome::Blocked).message("nothing was written"))?;
     Ok(log.run_id().to_string())
 }
 
-/// Scans the directory, plans now, and runs the preflight ([`preflight`]) of every swap.
+/// Scans the directory, plans at `now`, and runs the preflight ([`preflight`]) of every swap.
 /// Failed searches are errors; an empty one is a guard.
 pub(crate) async fn compute(
     settings: &Settings,
     dir: &mut Directory,
     progress: Option<&Progress>,
+    now: DateTime<Utc>,
 ) -> Result<Plan, Stopped> {
-    let mut plan = compute_at(settings, dir, progress, Utc::now()).await?;
+    let mut plan = compute_at(settings, dir, progress, now).await?;
     // Against the live directory only: a replayed snapshot holds the SIP objects, not the pool
     // and container entries the preflight reads.
     preflight::preflight(settings, dir, &mut plan).await?;

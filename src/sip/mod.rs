@@ -247,8 +247,13 @@ mod tests {
             pool: "pcpool1.contoso.com".into(),
             dn: Dn::parse("cn=x,dc=contoso,dc=com").unwrap(),
         };
-        let table = MappingTable::new(vec![entry], &["pcpool1.contoso.com"], 1, chrono::Utc::now())
-            .unwrap();
+        let table = MappingTable::new(
+            vec![entry],
+            &["pcpool1.contoso.com"],
+            1,
+            chrono::DateTime::UNIX_EPOCH,
+        )
+        .unwrap();
         Shared::new(
             Arc::new(MappingStore::new(table)),
             Arc::new(SipMetrics::default()),

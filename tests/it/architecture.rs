@@ -135,6 +135,28 @@ fn modules_import_only_lower_layers_and_leaves() {
     );
 }
 
+/// Only the edges read the wall clock: everything else is handed `now` or a `clock::Clock`.
+const CLOCK_READERS: &[&str] = &["cli", "daemon", "schedule", "clock"];
+
+#[test]
+fn only_the_edges_read_the_wall_clock() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let mut wrong = Vec::new();
+    for file in &files {
+        let Some(module) = owner(file) else { continue };
+        let text = std::fs::read_to_string(file).unwrap();
+        if !CLOCK_READERS.contains(&module.as_str()) && text.contains("clock::system") {
+            wrong.push(file.display().to_string());
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "clock::system read outside the edges ({CLOCK_READERS:?}):\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn the_import_reader_sees_paths_and_skips_comments_and_tests() {
     let text = "use crate::model::{Dn, SipUri};\n// crate::daemon in a comment\nfn f() { crate::util::hex(x) }\n#[cfg(test)]\nmod tests {\n    use crate::config;\n}\n";

@@ -269,7 +269,7 @@ fn reviewed_filter(target: &Target, f: &FilterArgs) -> Result<(Option<Review>, F
     let after = review
         .as_ref()
         .and_then(|r| r.previous.as_ref().map(|c| c.seq));
-    let filter = build_filter(f, Utc::now(), after)?;
+    let filter = build_filter(f, crate::clock::system(), after)?;
     Ok((review, filter))
 }
 

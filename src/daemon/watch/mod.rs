@@ -22,7 +22,6 @@ pub(crate) mod syncrepl;
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -208,7 +207,7 @@ impl<'a> Link<'a> {
         self.failing = false;
         self.backoff.reset();
         show(self.daemon, mechanism, WatchPhase::Connected);
-        let now = Utc::now();
+        let now = crate::clock::system();
         self.daemon.status.directory(true, None, now);
         self.daemon.status.attempt(TaskName::Watch, Ok(()), now);
         self.heard();
@@ -216,7 +215,7 @@ impl<'a> Link<'a> {
 
     /// The directory answered on the watch's connection.
     pub(crate) fn heard(&self) {
-        let now = stamp(Utc::now());
+        let now = stamp(crate::clock::system());
         self.daemon
             .status
             .update(|s| s.watch.last_message_at = Some(now));
@@ -236,7 +235,7 @@ impl<'a> Link<'a> {
         self.daemon
             .status
             .update(|s| s.watch.state = WatchPhase::Failing);
-        let now = Utc::now();
+        let now = crate::clock::system();
         self.daemon
             .status
             .directory(false, Some(reason.clone()), now);

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use chrono::Utc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -66,7 +65,7 @@ pub(crate) async fn run(daemon: &Daemon, settings: &Settings, token: &Cancellati
 
 /// What the latest refresh outcome says about the watch and the directory.
 fn record(daemon: &Daemon, failing: bool) {
-    let now = Utc::now();
+    let now = crate::clock::system();
     daemon.status.update(|s| {
         s.watch.state = if failing {
             WatchPhase::Failing
