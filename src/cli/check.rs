@@ -137,19 +137,23 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
         return;
     };
     if check_server(&mut dir, settings, report).await {
-        if check_places(&mut dir, settings, report).await {
+        let places = check_places(&mut dir, settings, report).await;
+        if places {
             check_objects(&mut dir, settings, report, progress).await;
         }
-        check_swaps(&mut dir, settings, report).await;
+        // A pool DN that names nothing fails `places` and is also a swap's preflight finding,
+        // shown here; a failed search is already the line above, not said twice.
+        check_swaps(&mut dir, settings, report, places).await;
     }
     dir.close().await;
 }
 
 /// `swaps`: plans as the dry run does, preflight included, and fails one line per finding that
 /// blocks a swap, so `check` and `reconcile` show the same preflight findings.
-async fn check_swaps(dir: &mut Directory, settings: &Settings, report: &mut Report) {
+async fn check_swaps(dir: &mut Directory, settings: &Settings, report: &mut Report, places: bool) {
     let plan = match reconcile::compute(settings, dir, None, crate::clock::system()).await {
         Ok(plan) => plan,
+        Err(_) if !places => return,
         Err(stopped) => {
             let end = reconcile::RunEnd::from(stopped);
             report.add("swaps", false, end.message().unwrap_or_default());

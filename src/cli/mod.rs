@@ -152,8 +152,9 @@ Exit codes:
   0  in sync, or applied completely
   1  error (configuration, directory, a failed swap: see the audit log)
   2  changes pending (dry run)
-  3  blocked by a safety guard (max_changes_per_run, empty search, stale plan, lock held);
-     nothing was written (a lock refusal is not in the audit log: the lock holder writes it)";
+  3  blocked: a safety guard stopped the run (max_changes_per_run, empty search, stale or
+     edited plan, lock held; nothing was written, and a lock refusal is not in the audit log:
+     the lock holder writes it), or findings blocked at least one swap (not written)";
 
 const RUN_HELP: &str = "\
 Example:

@@ -239,9 +239,11 @@ async fn run_connected(
         Err(Stopped::Failed(e)) => return RunResult::new(RunEnd::Failed(e)),
         Err(Stopped::Blocked(b)) => return blocked_plan(settings, dir, b, lock),
     };
+    // Nothing ready to write: in sync, or every swap blocked by a finding (outcome `blocked`,
+    // counted in pcsync_blocked_runs_total, not `in_sync`).
     if plan.is_in_sync() && !unfinished {
         *recorded_pending = None;
-        return RunResult::new(RunEnd::InSync);
+        return RunResult::new(RunEnd::planned(&plan));
     }
     if lock.is_none() {
         return pending(settings, dir, &plan, recorded_pending);

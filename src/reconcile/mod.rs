@@ -356,8 +356,9 @@ pub(crate) async fn audited_apply(
             Some(plan) => Ok(plan.clone()),
             None => compute(settings, dir, opts.progress, (opts.clock)()).await,
         };
+        // In sync with no swap blocked: a blocked swap is recorded like any guard block.
         if let Ok(plan) = &planned
-            && plan.is_in_sync()
+            && matches!(RunEnd::planned(plan), RunEnd::InSync)
         {
             let plan = planned.ok();
             if let (Some(path), Some(in_sync)) = (opts.plan_out, &plan)

@@ -146,7 +146,10 @@ fn only_the_edges_read_the_wall_clock() {
     for file in &files {
         let Some(module) = owner(file) else { continue };
         let text = std::fs::read_to_string(file).unwrap();
-        if !CLOCK_READERS.contains(&module.as_str()) && text.contains("clock::system") {
+        let reads = text
+            .lines()
+            .any(|l| !l.trim_start().starts_with("//") && l.contains("clock::system"));
+        if !CLOCK_READERS.contains(&module.as_str()) && reads {
             wrong.push(file.display().to_string());
         }
     }

@@ -48,6 +48,28 @@ fn apply(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> String {
         .to_string()
 }
 
+/// Rehomes the contoso endpoint by hand and applies again: a run in sync records nothing (#19),
+/// so a test that needs a second recorded run gives it a change to make (a repoint back).
+fn apply_after_a_hand_edit(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> String {
+    let found = slapd
+        .try_search(
+            "cn=Application Contacts,cn=RTC Service,cn=Services,cn=Configuration,dc=contoso,dc=com",
+            "(msRTCSIP-PrimaryUserAddress=sip:ocschat@contoso.com)",
+            &["1.1"],
+        )
+        .unwrap_or_else(|e| panic!("search for the contoso endpoint: {e}"));
+    let dn = found
+        .lines()
+        .find_map(|l| l.strip_prefix("dn: "))
+        .unwrap_or_else(|| panic!("no contoso endpoint: {found}"))
+        .to_string();
+    slapd.modify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: msRTCSIP-PrimaryHomeServer\nmsRTCSIP-PrimaryHomeServer: {}\n",
+        slapd.pool_dn("1:3")
+    ));
+    apply(slapd, work, env)
+}
+
 #[test]
 fn a_reconcile_run_is_listed_shown_verified_and_its_ldif_export_restores_with_ldapadd() {
     let slapd = Slapd::start();
@@ -57,8 +79,8 @@ fn a_reconcile_run_is_listed_shown_verified_and_its_ldif_export_restores_with_ld
     // A tiny segment size, so the run's records rotate across several segments.
     let env = [("PCSYNC__AUDIT__MAX_SEGMENT_SIZE", "4KiB")];
     let run_id = apply(&slapd, work.path(), &env);
-    // A second run (in sync) adds its records after the first.
-    let second = apply(&slapd, work.path(), &env);
+    // A second run (a repoint after a hand edit) adds its records after the first.
+    let second = apply_after_a_hand_edit(&slapd, work.path(), &env);
     let sealed: Vec<_> = std::fs::read_dir(work.path().join("var"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -254,7 +276,7 @@ fn review_cursors_show_only_what_is_new_since_the_last_review() {
         &["list", "--since-last", "weekly", "--format", "json"],
     );
     assert!(out.is_empty(), "nothing new: {out}");
-    let second = apply(&slapd, work.path(), &[]);
+    let second = apply_after_a_hand_edit(&slapd, work.path(), &[]);
     let (_, out, _) = audit(
         &slapd,
         work.path(),
@@ -733,7 +755,7 @@ fn restore_of_an_intact_run_steps_over_a_corrupt_record_elsewhere_and_names_it()
     let work = tempfile::tempdir().unwrap();
     let original = dump(&slapd);
     let run = apply(&slapd, work.path(), &[]);
-    let later = apply(&slapd, work.path(), &[]);
+    let later = apply_after_a_hand_edit(&slapd, work.path(), &[]);
     // The later run's plan record is damaged (a disk error, a careless edit).
     let mut lines = active_lines(work.path());
     let plan = lines

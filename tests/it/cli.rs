@@ -79,7 +79,7 @@ fn every_command_help_has_an_example_and_the_exit_codes_are_documented() {
     let assert = pcsync_bare(work.path()).arg("--help").assert();
     let (top, _) = output(&assert);
     assert!(
-        top.contains("Exit codes:") && top.contains("3  blocked by a safety guard"),
+        top.contains("Exit codes:") && top.contains("3  blocked: a safety guard stopped the run"),
         "{top}"
     );
     let commands: Vec<String> = top
