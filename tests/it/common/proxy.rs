@@ -156,6 +156,11 @@ fn pump(
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(_) => break,
         };
+        // A read that was under way when the connection froze holds bytes that must not get
+        // through either: keep them until it thaws (or the proxy stops).
+        while frozen.load(Ordering::SeqCst) && !shared.stop.load(Ordering::SeqCst) {
+            thread::sleep(TICK);
+        }
         let chunk = &mut buf[..n];
         if rewrite {
             apply_rewrites(chunk, shared);
