@@ -10,6 +10,7 @@
 
 mod ad;
 mod ad_live;
+mod ad_multi;
 mod ad_reconcile;
 mod audit;
 mod cli;

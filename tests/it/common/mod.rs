@@ -3,6 +3,7 @@
 pub mod daemon;
 pub mod redirect;
 pub mod samba;
+pub mod samba_pair;
 pub mod slapd;
 
 use std::path::{Path, PathBuf};
