@@ -10,6 +10,8 @@
 mod capabilities;
 mod dirsync;
 mod error;
+mod kerberos;
+mod lookup;
 mod syncrepl;
 mod usn;
 mod write;
@@ -18,6 +20,8 @@ pub(crate) use capabilities::oid;
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch};
 pub(crate) use error::Attempt;
 pub use error::Error;
+pub use kerberos::KerberosSettings;
+pub(crate) use kerberos::{Mechanism, first_principal, process_env, require_host_name};
 pub(crate) use syncrepl::{SyncEnd, SyncEvent};
 pub(crate) use usn::{UsnListing, UsnMark};
 
@@ -82,6 +86,8 @@ pub struct Directory {
     timeout: Duration,
     page_size: u32,
     bound_as: Option<String>,
+    /// How the bind authenticated (`None`: anonymous).
+    mechanism: Option<Mechanism>,
     root_dse: RootDse,
     /// Chosen from `root_dse` once per connection; nothing sends a control without asking it.
     capabilities: Capabilities,
@@ -173,14 +179,34 @@ impl Directory {
         });
 
         let mut bound_as = None;
-        if let Some(bind) = &settings.bind {
+        let mut mechanism = None;
+        if let Some(kerberos) = &settings.kerberos {
+            let tls = url.scheme == LdapScheme::Ldaps || starttls;
+            match kerberos::bind(&mut ldap, url, tls, kerberos, settings.timeout).await {
+                Ok(how) => {
+                    bound_as = Some(kerberos.principal.clone());
+                    mechanism = Some(how);
+                }
+                Err(e @ Error::ConnectionLost { .. }) => {
+                    driver.abort();
+                    return Err(ConnectError::Unreachable(e.to_string()));
+                }
+                Err(e) => {
+                    driver.abort();
+                    return Err(ConnectError::Fatal(e));
+                }
+            }
+        } else if let Some(bind) = &settings.bind {
             let dn = bind.dn.as_str().to_string();
             let res = ldap
                 .with_timeout(settings.timeout)
                 .simple_bind(&dn, bind.password.expose())
                 .await;
             match res {
-                Ok(LdapResult { rc: 0, .. }) => bound_as = Some(dn),
+                Ok(LdapResult { rc: 0, .. }) => {
+                    bound_as = Some(dn);
+                    mechanism = Some(Mechanism::Simple);
+                }
                 Ok(LdapResult { rc: 49, text, .. }) => {
                     driver.abort();
                     return Err(ConnectError::Fatal(Error::InvalidCredentials {
@@ -218,6 +244,7 @@ impl Directory {
             timeout: settings.timeout,
             page_size: settings.page_size,
             bound_as,
+            mechanism,
             root_dse: RootDse::default(),
             capabilities: Capabilities::detect(&RootDse::default()),
             driver,
@@ -246,9 +273,15 @@ impl Directory {
         &self.url
     }
 
-    /// The DN this connection is bound as, if not anonymous.
+    /// The DN (simple bind) or Kerberos principal this connection is bound as, if not
+    /// anonymous.
     pub(crate) fn bound_as(&self) -> Option<&str> {
         self.bound_as.as_deref()
+    }
+
+    /// How the bind authenticated; `None` when anonymous.
+    pub(crate) fn mechanism(&self) -> Option<&Mechanism> {
+        self.mechanism.as_ref()
     }
 
     pub fn root_dse(&self) -> &RootDse {

@@ -1,0 +1,72 @@
+//! Small reads for the estate module (write server, DCs, replication, domains): a base read of
+//! one entry and a subtree search whose answer fits in memory, both binary-safe, plus a
+//! connection to one named server with no fail-over (the write server).
+
+use ldap3::Scope;
+
+use super::{ConnectError, Directory, Error, error::Attempt, to_attributes};
+use crate::config::{DirectorySettings, LdapUrl};
+use crate::model::Attributes;
+
+impl Directory {
+    /// Connects and binds to `url` only: no other server is tried. For the write server, which
+    /// must never fail over.
+    pub(crate) async fn connect_only(
+        url: &LdapUrl,
+        settings: &DirectorySettings,
+    ) -> Result<Directory, Error> {
+        match Directory::connect_one(url, settings).await {
+            Ok(dir) => Ok(dir),
+            Err(ConnectError::Unreachable(reason)) => Err(Error::Unreachable {
+                attempts: vec![Attempt {
+                    url: url.to_string(),
+                    reason,
+                }],
+            }),
+            Err(ConnectError::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// `attrs` of the entry `dn` (a base search); `None` when it does not exist.
+    pub(crate) async fn read_attributes(
+        &mut self,
+        dn: &str,
+        attrs: &[&str],
+    ) -> Result<Option<Attributes>, Error> {
+        let op = format!("reading {dn}");
+        match self
+            .search_all(dn, Scope::Base, "(objectClass=*)", attrs, &op)
+            .await
+        {
+            Ok(entries) => Ok(entries
+                .into_iter()
+                .next()
+                .map(|e| to_attributes(e.attrs, e.bin_attrs))),
+            Err(Error::NoSuchBase { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// (DN, `attrs`) of every entry under `base` (subtree) matching `filter`: for the few
+    /// objects of the configuration naming context (sites, partitions, schema), never users.
+    pub(crate) async fn find_small(
+        &mut self,
+        base: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<(String, Attributes)>, Error> {
+        let op = format!("search under {base}");
+        let entries = self
+            .search_all(base, Scope::Subtree, filter, attrs, &op)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| (e.dn, to_attributes(e.attrs, e.bin_attrs)))
+            .collect())
+    }
+
+    /// The root DSE values `attrs` (e.g. `dsServiceName`, `highestCommittedUSN`), read now.
+    pub(crate) async fn read_root(&mut self, attrs: &[&str]) -> Result<Attributes, Error> {
+        Ok(self.read_attributes("", attrs).await?.unwrap_or_default())
+    }
+}
