@@ -257,6 +257,9 @@ pub(crate) enum FindingKind {
     Disabled,
     /// An object in the endpoint container that is not a contact: not mapped.
     NotAContact,
+    /// An object AD renamed after a replication conflict (`\0ACNF:` in its RDN): two DCs
+    /// created the same name before replicating, so one SIP URI may have two holders.
+    ConflictObject,
 }
 
 impl fmt::Display for FindingKind {
@@ -272,6 +275,7 @@ impl fmt::Display for FindingKind {
             FindingKind::UnknownPool => "unknown_pool",
             FindingKind::Disabled => "disabled",
             FindingKind::NotAContact => "not_a_contact",
+            FindingKind::ConflictObject => "conflict_object",
         })
     }
 }
@@ -352,6 +356,16 @@ impl DirectoryObject {
     ) -> DirectoryObject {
         let dn_text = dn.as_str();
         let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
+        if is_conflict_name(&dn) {
+            findings.push(Finding::new(
+                FindingKind::ConflictObject,
+                dn_text,
+                "a replication conflict: two DCs created this name before replicating and AD \
+                 renamed one (\\0ACNF:<objectGUID>); keep the object that should hold the SIP \
+                 URI and delete the other"
+                    .to_string(),
+            ));
+        }
         let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
 
         let sip_uri =
@@ -414,6 +428,12 @@ impl DirectoryObject {
             attributes,
         }
     }
+}
+
+/// Whether AD renamed `dn` after a replication conflict: its RDN value ends in a line feed and
+/// `CNF:<objectGUID>` (written `\0ACNF:` in the DN).
+pub(crate) fn is_conflict_name(dn: &Dn) -> bool {
+    dn.leaf_value().is_some_and(|v| v.contains("\nCNF:"))
 }
 
 /// Parsed DN-valued attribute values, by their exact text; bounded, so a directory with
@@ -632,6 +652,36 @@ mod tests {
             &mut findings,
         );
         assert!(findings[0].reason.len() < 300, "{}", findings[0].reason);
+    }
+
+    // See: #20. Two DCs that each created CN={guid} before replicating leave AD keeping both,
+    // the second renamed with `\0ACNF:<objectGUID>`: a finding naming it, and still an object.
+    #[test]
+    fn a_replication_conflict_name_is_a_finding_with_its_dn() {
+        let cnf = "CN={4c2f6a1e-7b3d-4e8a-9f51-0d6c2b8e3a17}\\0ACNF:5e7d1c2b-0a9f-4b3e-8d6c-1f2e3a4b5c6d,CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
+        let mut findings = vec![];
+        let o = DirectoryObject::from_attributes(
+            cnf,
+            attrs(&[
+                ("objectClass", &["contact"]),
+                ("msRTCSIP-PrimaryUserAddress", &["sip:ocschat@contoso.com"]),
+            ]),
+            &classifier(),
+            &mut findings,
+        )
+        .unwrap();
+        assert_eq!(o.kind, ObjectKind::Contact);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].kind, FindingKind::ConflictObject);
+        assert_eq!(findings[0].dn, cnf);
+        assert!(findings[0].reason.starts_with("a replication conflict"));
+        // A CNF-looking text that is not the conflict suffix is no conflict.
+        for dn in [
+            "CN=CNF:x,DC=contoso,DC=com",
+            "CN=a\\0ADEL:x,CN=Deleted Objects,DC=contoso,DC=com",
+        ] {
+            assert!(!is_conflict_name(&Dn::parse(dn).unwrap()), "{dn}");
+        }
     }
 
     // Issue 8, hostile directory data: a 100 KiB displayName is a finding, not a 100 KiB row.
