@@ -10,7 +10,7 @@ use crate::cli::{Cli, Format};
 use crate::config::{self, Settings};
 use crate::exit;
 use crate::inventory;
-use crate::ldap::Directory;
+use crate::ldap::{Directory, Mechanism};
 use crate::model::{Enabled, ObjectKind, attr};
 use crate::progress::Progress;
 
@@ -99,12 +99,18 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
         format!(
             "{} {}",
             dir.url(),
-            match dir.bound_as() {
-                Some(dn) => format!("bound as {dn}"),
-                None => "bound anonymously".to_string(),
+            match (dir.bound_as(), dir.mechanism()) {
+                (Some(who), Some(how)) if *how != Mechanism::Simple => {
+                    format!("bound as {who} with {how}")
+                }
+                (Some(who), _) => format!("bound as {who}"),
+                (None, _) => "bound anonymously".to_string(),
             }
         ),
     );
+    for line in crate::estate::check::lines(&mut dir, &settings.directory).await {
+        report.add(line.name, line.ok, line.detail);
+    }
     let dse = dir.root_dse().clone();
     report.add(
         "root DSE",

@@ -8,6 +8,7 @@
 //! password is read from a file or a named environment variable into a [`Secret`], whose `Debug`
 //! is redacted. Relative paths are relative to the working directory.
 
+mod estate;
 mod reader;
 
 pub(crate) use reader::{ConfigIssue, Origin, env_var_for};
@@ -243,8 +244,14 @@ pub struct DirectorySettings {
     pub(crate) urls: Vec<LdapUrl>,
     pub starttls: bool,
     pub tls_ca_file: Option<PathBuf>,
-    /// `None` binds anonymously.
+    /// `None` binds anonymously (unless `kerberos` is set).
     pub(crate) bind: Option<BindCredentials>,
+    /// `auth = "gssapi"`: bind with Kerberos instead of `bind`.
+    pub(crate) kerberos: Option<crate::ldap::KerberosSettings>,
+    /// Which server receives every write of a run.
+    pub(crate) write_server: crate::estate::WriteServerChoice,
+    /// A forest's Global Catalog, for several domains.
+    pub(crate) global_catalog: Option<LdapUrl>,
     pub base_dn: Dn,
     pub page_size: u32,
     pub timeout: Duration,
@@ -715,6 +722,14 @@ fn directory(root: &mut Section<'_>) -> Option<(DirectorySettings, Layout)> {
         }
     }
 
+    let estate = estate::estate_keys(
+        &mut s,
+        urls.as_ref(),
+        bind_dn_given || password_configured,
+        starttls,
+        allow_insecure,
+    );
+
     let mut layout_section = s.section("layout");
     let layout = layout(&mut layout_section);
     layout_section.finish();
@@ -726,6 +741,9 @@ fn directory(root: &mut Section<'_>) -> Option<(DirectorySettings, Layout)> {
             starttls,
             tls_ca_file,
             bind,
+            kerberos: estate.kerberos,
+            write_server: estate.write_server,
+            global_catalog: estate.global_catalog,
             base_dn: base_dn?,
             page_size,
             timeout,

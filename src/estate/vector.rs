@@ -1,0 +1,272 @@
+//! Active Directory's replication bookkeeping, decoded: GUIDs, the up-to-dateness vector a DC
+//! keeps per naming context (`replUpToDateVector`), and the per-attribute metadata of an object
+//! (`replPropertyMetaData`). Both are little-endian NDR blobs (MS-DRSR); every read here is
+//! bounds-checked, so a damaged or unexpected value is an error, never a panic.
+
+use std::fmt;
+
+/// A GUID in AD's binary layout (the first three fields little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Guid(pub(crate) [u8; 16]);
+
+impl Guid {
+    /// The 16 bytes of an `objectGUID` or `invocationId` value.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Guid> {
+        bytes.try_into().ok().map(Guid)
+    }
+}
+
+impl fmt::Display for Guid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = &self.0;
+        write!(
+            f,
+            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
+            u16::from_le_bytes([g[4], g[5]]),
+            u16::from_le_bytes([g[6], g[7]]),
+            g[8],
+            g[9],
+            g[10],
+            g[11],
+            g[12],
+            g[13],
+            g[14],
+            g[15]
+        )
+    }
+}
+
+/// One entry of an up-to-dateness vector: the DC holds every change that the DC with this
+/// `invocation_id` originated up to `highest_usn`, in this naming context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    pub(crate) invocation_id: Guid,
+    pub(crate) highest_usn: u64,
+}
+
+/// The cursors of a `replUpToDateVector` value (`replUpToDateVectorBlob`, version 1 or 2).
+pub(crate) fn up_to_dateness(blob: &[u8]) -> Result<Vec<Cursor>, String> {
+    let mut r = Reader::new(blob);
+    let version = r.u32()?;
+    let size = match version {
+        1 => 24,
+        2 => 32,
+        v => return Err(format!("replUpToDateVector version {v}, expected 1 or 2")),
+    };
+    r.skip(4)?;
+    let count = r.u32()? as usize;
+    r.skip(4)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let entry = r.take(size)?;
+        out.push(Cursor {
+            invocation_id: guid_at(entry, 0)?,
+            highest_usn: u64_at(entry, 16)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The highest USN of changes originated by `invocation_id` that `cursors` say are held.
+pub(crate) fn held_up_to(cursors: &[Cursor], invocation_id: &Guid) -> Option<u64> {
+    cursors
+        .iter()
+        .filter(|c| &c.invocation_id == invocation_id)
+        .map(|c| c.highest_usn)
+        .max()
+}
+
+/// The last change to one attribute of an object, as `replPropertyMetaData` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttributeStamp {
+    /// The attribute's internal id (ATTRTYP) on the DC that answered.
+    pub(crate) attid: u32,
+    /// How many originating writes the attribute has had.
+    pub(crate) version: u32,
+    /// The DC database where the last of them was made.
+    pub(crate) originating_invocation_id: Guid,
+    /// That DC's USN for the write.
+    pub(crate) originating_usn: u64,
+}
+
+/// The entries of a `replPropertyMetaData` value (`replPropertyMetaDataBlob`, version 1).
+pub(crate) fn property_metadata(blob: &[u8]) -> Result<Vec<AttributeStamp>, String> {
+    let mut r = Reader::new(blob);
+    let version = r.u32()?;
+    if version != 1 {
+        return Err(format!(
+            "replPropertyMetaData version {version}, expected 1"
+        ));
+    }
+    r.skip(4)?;
+    let count = r.u32()? as usize;
+    r.skip(4)?;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        // attid, version, originating time (8), originating invocationId (16), originating
+        // USN (8), local USN (8).
+        let entry = r.take(48)?;
+        out.push(AttributeStamp {
+            attid: u32_at(entry, 0)?,
+            version: u32_at(entry, 4)?,
+            originating_invocation_id: guid_at(entry, 16)?,
+            originating_usn: u64_at(entry, 32)?,
+        });
+    }
+    Ok(out)
+}
+
+/// A bounds-checked cursor over a blob.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| format!("truncated at byte {} of {}", self.at, self.bytes.len()))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), String> {
+        self.take(n).map(|_| ())
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        u32_at(self.take(4)?, 0)
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| "truncated".to_string())
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Result<u64, String> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| "truncated".to_string())
+}
+
+fn guid_at(bytes: &[u8], at: usize) -> Result<Guid, String> {
+    bytes
+        .get(at..at + 16)
+        .and_then(Guid::from_bytes)
+        .ok_or_else(|| "truncated".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DC1: Guid = Guid([
+        0x14, 0x69, 0xd9, 0xd6, 0x92, 0xc6, 0x8e, 0x45, 0xa7, 0x66, 0x92, 0xac, 0x2d, 0xf7, 0xf5,
+        0x37,
+    ]);
+    const DC2: Guid = Guid([0x22; 16]);
+
+    fn utd(version: u32, cursors: &[(Guid, u64)]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(version.to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        b.extend((cursors.len() as u32).to_le_bytes());
+        b.extend(0u32.to_le_bytes());
+        for (guid, usn) in cursors {
+            b.extend(guid.0);
+            b.extend(usn.to_le_bytes());
+            if version == 2 {
+                b.extend(0x01dc_0000_0000_0000u64.to_le_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn guids_print_in_ads_mixed_endian_form() {
+        assert_eq!(DC1.to_string(), "d6d96914-c692-458e-a766-92ac2df7f537");
+        assert_eq!(Guid::from_bytes(&[0; 15]), None);
+    }
+
+    #[test]
+    fn up_to_dateness_vectors_of_both_versions_decode() {
+        for version in [1, 2] {
+            let blob = utd(version, &[(DC1, 4711), (DC2, 12)]);
+            let cursors = up_to_dateness(&blob).unwrap();
+            assert_eq!(held_up_to(&cursors, &DC1), Some(4711));
+            assert_eq!(held_up_to(&cursors, &DC2), Some(12));
+            assert_eq!(held_up_to(&cursors, &Guid([0; 16])), None);
+        }
+        assert_eq!(up_to_dateness(&utd(2, &[])).unwrap(), []);
+    }
+
+    #[test]
+    fn damaged_blobs_are_errors_not_panics() {
+        let blob = utd(2, &[(DC1, 4711), (DC2, 12)]);
+        for cut in 0..blob.len() {
+            assert!(up_to_dateness(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(
+            up_to_dateness(&utd(3, &[]))
+                .unwrap_err()
+                .contains("version 3")
+        );
+        let mut huge = utd(2, &[]);
+        huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(up_to_dateness(&huge).is_err());
+        assert!(property_metadata(&[1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn property_metadata_names_the_originating_dc_of_each_attribute() {
+        let mut blob = Vec::new();
+        blob.extend(1u32.to_le_bytes());
+        blob.extend(0u32.to_le_bytes());
+        blob.extend(2u32.to_le_bytes());
+        blob.extend(0u32.to_le_bytes());
+        for (attid, version, guid, usn) in [(0u32, 1u32, DC1, 3001u64), (0x0090_0001, 3, DC2, 77)] {
+            blob.extend(attid.to_le_bytes());
+            blob.extend(version.to_le_bytes());
+            blob.extend(13_400_000_000u64.to_le_bytes());
+            blob.extend(guid.0);
+            blob.extend(usn.to_le_bytes());
+            blob.extend(9999u64.to_le_bytes());
+        }
+        let stamps = property_metadata(&blob).unwrap();
+        assert_eq!(
+            stamps,
+            [
+                AttributeStamp {
+                    attid: 0,
+                    version: 1,
+                    originating_invocation_id: DC1,
+                    originating_usn: 3001
+                },
+                AttributeStamp {
+                    attid: 0x0090_0001,
+                    version: 3,
+                    originating_invocation_id: DC2,
+                    originating_usn: 77
+                }
+            ]
+        );
+        for cut in 1..blob.len() {
+            assert!(property_metadata(&blob[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}
