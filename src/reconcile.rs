@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{self, DirectoryWriter};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::config::Settings;
+use crate::estate::{self, Replication, WriteServer};
 use crate::inventory;
 use crate::ldap::Directory;
 use crate::model::{DirectoryObject, DnCache, attr};
@@ -51,6 +52,11 @@ pub(crate) struct ApplyOptions<'a> {
     pub origin: &'a str,
     /// Counts the objects the scan reads (a terminal progress line for the CLI).
     pub progress: Option<&'a Progress>,
+    /// The write server `dir` is connected to: after the writes, the run counts the DCs that
+    /// hold them (Active Directory only).
+    pub write_server: Option<&'a WriteServer>,
+    /// With `write_server`: wait up to this long for every reachable DC to hold the writes.
+    pub wait_replication: Option<std::time::Duration>,
 }
 
 /// The result of [`audited_apply`].
@@ -62,6 +68,8 @@ pub(crate) struct Applied {
     /// The plan, unless the run stopped before planning.
     pub plan: Option<Plan>,
     pub report: Option<apply::Report>,
+    /// How many DCs held the run's writes when it ended (Active Directory, after writes).
+    pub replication: Option<Replication>,
     /// `Err` when a guard or an error ended the run (audited).
     pub end: Result<(), Stop>,
 }
@@ -104,6 +112,7 @@ pub(crate) async fn audited_apply(
         recovered: Vec::new(),
         plan: None,
         report: None,
+        replication: None,
         end: Ok(()),
     };
     let result = apply_inner(
@@ -191,6 +200,11 @@ async fn apply_inner(
     let report = apply::apply(plan, &run_id, dir, log, stop)
         .await
         .map_err(audit_err)?;
+    if let Some(server) = opts.write_server
+        && report.applied > 0
+    {
+        out.replication = replication(settings, dir, server, opts.wait_replication, log).await?;
+    }
     let mut end = Note::new(
         Event::RunEnd,
         if report.failed == 0 && report.not_started == 0 {
@@ -211,6 +225,51 @@ async fn apply_inner(
     log.record(end).map_err(|e| Stop::Error(e.to_string()))?;
     out.report = Some(report);
     Ok(())
+}
+
+/// Counts (and with `wait`, waits for) the DCs holding this run's writes, and records it. A
+/// count that cannot be made is recorded and logged, never a failed run: the writes are done.
+async fn replication(
+    settings: &Settings,
+    dir: &mut Directory,
+    server: &WriteServer,
+    wait: Option<std::time::Duration>,
+    log: &mut AuditLog,
+) -> Result<Option<Replication>, Stop> {
+    let record =
+        |log: &mut AuditLog, note: Note| log.record(note).map_err(|e| Stop::Error(e.to_string()));
+    let written = [
+        &settings.directory.base_dn,
+        &settings.layout.endpoint_container,
+    ];
+    let ncs = estate::replication::naming_contexts(&dir.root_dse().naming_contexts, &written);
+    let mark = match estate::replication::mark(dir, server, ncs).await {
+        Ok(Some(mark)) => mark,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            record(
+                log,
+                Note::new(Event::Replication, Outcome::Failed).message(e.to_string()),
+            )?;
+            return Ok(None);
+        }
+    };
+    let mut replicas = estate::replication::Replicas::new(&settings.directory, server);
+    let counted = match wait {
+        Some(patience) => replicas.wait(&mark, patience).await,
+        None => replicas.count(&mark).await,
+    };
+    replicas.close().await;
+    let outcome = if counted.reachable_complete() || wait.is_none() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    record(
+        log,
+        Note::new(Event::Replication, outcome).message(counted.to_string()),
+    )?;
+    Ok(Some(counted))
 }
 
 /// Records a plan the daemon may not apply (`auto_apply = false`): `run_start`, `plan`, and a

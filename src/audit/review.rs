@@ -75,6 +75,7 @@ pub(crate) fn event_str(e: Event) -> &'static str {
         Event::Rollback => "rollback",
         Event::Recovery => "recovery",
         Event::Error => "error",
+        Event::Replication => "replication",
         Event::RunEnd => "run_end",
     }
 }

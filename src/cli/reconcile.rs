@@ -15,6 +15,7 @@ use crate::apply;
 use crate::audit;
 use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
+use crate::estate::{self, Replication, WriteServer};
 use crate::exit;
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
@@ -53,6 +54,18 @@ pub(crate) struct Args {
     /// Raise safety.max_changes_per_run for this run.
     #[arg(long, value_name = "N")]
     max_changes: Option<u32>,
+
+    /// With --apply on Active Directory: after the writes, wait up to DURATION (e.g. 30s, 5m)
+    /// until every reachable DC holds them; exit 1 if one still does not.
+    #[arg(long, value_name = "DURATION", requires = "apply", value_parser = parse_wait)]
+    wait_replication: Option<std::time::Duration>,
+}
+
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(
+        text,
+        std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600),
+    )
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
@@ -64,15 +77,24 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let mut dir = match Directory::connect(&settings.directory).await {
-        Ok(dir) => dir,
-        Err(e) => return report_error(&e),
+    // Every write goes to the one write server, which never fails over; a dry run reads from
+    // the first URL that answers.
+    let (mut dir, writer) = if args.apply {
+        match estate::writer::open(&settings.directory).await {
+            Ok((dir, writer)) => (dir, Some(writer)),
+            Err(e) => return report_error(&e),
+        }
+    } else {
+        match Directory::connect(&settings.directory).await {
+            Ok(dir) => (dir, None),
+            Err(e) => return report_error(&e),
+        }
     };
     if let Err(e) = dir.require_schema().await {
         return report_error(&e);
     }
-    let code = if args.apply {
-        apply_run(args, &settings, &mut dir, cli.quiet).await
+    let code = if let Some(writer) = &writer {
+        apply_run(args, &settings, &mut dir, writer, cli.quiet).await
     } else {
         dry_run(args, &settings, &mut dir, cli.quiet).await
     };
@@ -110,7 +132,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
     {
         return report_error(&e);
     }
-    if let Err(e) = print_plan(args.format, &plan, None) {
+    if let Err(e) = print_plan(args.format, &plan, None, None) {
         return report_error(&e);
     }
     if plan.is_in_sync() {
@@ -120,14 +142,23 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
     }
 }
 
-async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
+async fn apply_run(
+    args: &Args,
+    settings: &Settings,
+    dir: &mut Directory,
+    writer: &WriteServer,
+    quiet: bool,
+) -> u8 {
     let progress = Progress::new(quiet);
+    let origin = format!("reconcile --apply; write server {writer}");
     let opts = ApplyOptions {
         saved_plan: args.plan.as_deref(),
         plan_out: args.plan_out.as_deref(),
         max_changes: args.max_changes,
-        origin: "reconcile --apply",
+        origin: &origin,
         progress: Some(&progress),
+        write_server: Some(writer),
+        wait_replication: args.wait_replication,
     };
     // A one-shot run is stopped by the signal itself, never between swaps: nothing cancels it.
     let run = match reconcile::audited_apply(settings, dir, &opts, &CancellationToken::new()).await
@@ -151,7 +182,8 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
         }
         (Err(Stop::Error(msg)), _, _) => report_error(&msg),
         (Ok(()), Some(plan), Some(report)) => {
-            if let Err(e) = print_plan(args.format, &plan, Some(&report)) {
+            if let Err(e) = print_plan(args.format, &plan, Some(&report), run.replication.as_ref())
+            {
                 return report_error(&e);
             }
             if args.format == PlanFormat::Text {
@@ -167,8 +199,22 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
                     run.run_id,
                     settings.audit.path.display()
                 );
+                if let Some(r) = &run.replication {
+                    println!("{r}");
+                }
             }
-            if report.failed == 0 {
+            let unreplicated = args.wait_replication.is_some()
+                && run
+                    .replication
+                    .as_ref()
+                    .is_some_and(|r| !r.reachable_complete());
+            if unreplicated && let Some(r) = &run.replication {
+                eprintln!(
+                    "pcsync: error: applied, but not every reachable DC holds the writes after \
+                     --wait-replication: {r}"
+                );
+            }
+            if report.failed == 0 && !unreplicated {
                 exit::OK
             } else {
                 exit::ERROR
@@ -182,6 +228,7 @@ fn print_plan(
     format: PlanFormat,
     plan: &Plan,
     report: Option<&apply::Report>,
+    replication: Option<&Replication>,
 ) -> Result<(), String> {
     let text = match format {
         PlanFormat::Text => render::text(plan),
@@ -198,6 +245,11 @@ fn print_plan(
                         "failed": r.failed,
                         "rolled_back": r.rolled_back,
                         "errors": r.errors,
+                        "replication": replication.map(|r| serde_json::json!({
+                            "holding": r.holding.len(),
+                            "total": r.total(),
+                            "text": r.to_string(),
+                        })),
                     }),
                 );
             }
