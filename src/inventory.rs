@@ -5,10 +5,13 @@
 //! reaches the other. So [`scan`] searches the endpoint container, then `base_dn`, and when the
 //! container happens to lie under `base_dn` (a single-tree OpenLDAP layout) skips it the second
 //! time so no object is seen twice. Objects are streamed to a callback; nothing is buffered.
+//! With `directory.global_catalog` (a forest of several domains) the users of every domain are
+//! searched through the Global Catalog instead of `base_dn` alone.
 
 use crate::config::Settings;
+use crate::estate::routed;
 use crate::ldap::{Directory, Error, SearchStats};
-use crate::model::{Classifier, DirectoryObject, Finding, attr};
+use crate::model::{Classifier, DirectoryObject, Dn, Finding, attr};
 
 /// Counts from one scan of both scopes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,19 +62,70 @@ pub(crate) async fn scan_with(
     let skip = container
         .is_within(&settings.directory.base_dn)
         .then_some(container);
-    let base = dir
-        .for_each_sip_object_with(
-            "base DN",
-            &settings.directory.base_dn,
-            skip,
-            attrs,
-            &classifier,
-            findings,
-            &mut on_object,
-        )
-        .await?;
+    let mut scope = user_scope(dir, settings).await?;
+    let mut base = SearchStats::default();
+    for b in &scope.bases {
+        let conn = match scope.global_catalog.as_mut() {
+            Some(gc) => gc,
+            None => &mut *dir,
+        };
+        let one = conn
+            .for_each_sip_object_with(
+                "base DN",
+                b,
+                skip,
+                attrs,
+                &classifier,
+                findings,
+                &mut on_object,
+            )
+            .await?;
+        base.entries += one.entries;
+        base.skipped += one.skipped;
+        base.references += one.references;
+    }
+    if let Some(gc) = scope.global_catalog {
+        gc.close().await;
+    }
     Ok(ScanStats {
         endpoint_container,
         base,
+    })
+}
+
+/// Where users are searched: `base_dn` on the connection itself; or, with
+/// `directory.global_catalog`, every domain of the forest (the crossRef objects of the
+/// configuration naming context) through the Global Catalog.
+pub(crate) struct UserScope {
+    pub(crate) global_catalog: Option<Directory>,
+    pub(crate) bases: Vec<Dn>,
+}
+
+pub(crate) async fn user_scope(
+    dir: &mut Directory,
+    settings: &Settings,
+) -> Result<UserScope, Error> {
+    let Some(gc_url) = &settings.directory.global_catalog else {
+        return Ok(UserScope {
+            global_catalog: None,
+            bases: vec![settings.directory.base_dn.clone()],
+        });
+    };
+    let container = &settings.layout.endpoint_container;
+    let config = routed::naming_context_of(&dir.root_dse().naming_contexts, container)
+        .unwrap_or_else(|| container.clone());
+    let forest = routed::read_forest(dir, config.as_str()).await?;
+    if forest.domains().is_empty() {
+        return Err(Error::NoSuchBase {
+            what: "a domain crossRef (global_catalog needs one per domain) under",
+            dn: format!("CN=Partitions,{config}"),
+            url: dir.url().to_string(),
+            text: String::new(),
+        });
+    }
+    let global_catalog = Directory::connect_only(gc_url, &settings.directory).await?;
+    Ok(UserScope {
+        global_catalog: Some(global_catalog),
+        bases: forest.domains().iter().map(|d| d.nc.clone()).collect(),
     })
 }

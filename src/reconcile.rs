@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::apply::{self, DirectoryWriter};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::config::Settings;
+use crate::estate::routed::Routed;
 use crate::estate::{self, Replication, WriteServer};
 use crate::inventory;
 use crate::ldap::Directory;
@@ -159,9 +160,12 @@ async fn apply_inner(
     let audit_err = |e: apply::ApplyError| Stop::Error(e.to_string());
     // A crashed run's unfinished swaps come first.
     if !unfinished.is_empty() {
-        out.recovered = apply::recover(unfinished, dir, log)
+        let mut routed = Routed::new(dir, settings)
             .await
-            .map_err(audit_err)?;
+            .map_err(|e| Stop::Error(e.to_string()))?;
+        let recovered = apply::recover(unfinished, &mut routed, log).await;
+        routed.close().await;
+        out.recovered = recovered.map_err(audit_err)?;
     }
     let fresh = compute(settings, dir, opts.progress).await?;
     let plan = match opts.saved_plan {
@@ -197,9 +201,13 @@ async fn apply_inner(
     };
     let run_id = log.run_id().to_string();
     apply::fail_point(apply::RUN_PLANNED).await;
-    let report = apply::apply(plan, &run_id, dir, log, stop)
+    // Each object is written on its own domain's write server, endpoints on the primary one.
+    let mut routed = Routed::new(dir, settings)
         .await
-        .map_err(audit_err)?;
+        .map_err(|e| Stop::Error(e.to_string()))?;
+    let report = apply::apply(plan, &run_id, &mut routed, log, stop).await;
+    routed.close().await;
+    let report = report.map_err(audit_err)?;
     if let Some(server) = opts.write_server
         && report.applied > 0
     {
@@ -370,30 +378,52 @@ async fn observe(
         .duplicate_candidates()
         .map(str::to_string)
         .collect();
+    let fail = |e: crate::ldap::Error| Stop::Error(e.to_string());
+    // Users: under base_dn, or in every domain through the Global Catalog.
+    let mut scope = inventory::user_scope(dir, settings).await.map_err(fail)?;
     for uri in candidates {
         let mut dns = std::collections::BTreeSet::new();
-        for (what, base, skip) in [
-            ("endpoint container", container, None),
-            ("base DN", &settings.directory.base_dn, skip),
-        ] {
-            dir.for_each_holder_of(what, base, &uri, skip, &classifier, |o| {
-                if o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri) {
-                    dns.insert(o.dn.as_str().to_string());
-                }
-            })
-            .await
-            .map_err(|e| Stop::Error(e.to_string()))?;
+        let mut holder = |o: DirectoryObject| {
+            if o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri) {
+                dns.insert(o.dn.as_str().to_string());
+            }
+        };
+        dir.for_each_holder_of(
+            "endpoint container",
+            container,
+            &uri,
+            None,
+            &classifier,
+            &mut holder,
+        )
+        .await
+        .map_err(fail)?;
+        for base in &scope.bases {
+            let conn = match scope.global_catalog.as_mut() {
+                Some(gc) => gc,
+                None => &mut *dir,
+            };
+            conn.for_each_holder_of("base DN", base, &uri, skip, &classifier, &mut holder)
+                .await
+                .map_err(fail)?;
         }
         collector.confirm(&uri, dns);
+    }
+    if let Some(gc) = scope.global_catalog.take() {
+        gc.close().await;
     }
     // The few objects holding a migration URI: read every attribute and interpret them afresh
     // (home server, enabled flag, owner; before-images, disable lists and the fingerprint need
     // the complete entry). An object deleted in between simply drops out.
+    // Each from a DC of its own domain (the Global Catalog holds only some attributes).
+    let mut routed = Routed::new(dir, settings)
+        .await
+        .map_err(|e| Stop::Error(e.to_string()))?;
     let mut dn_cache = DnCache::default();
     for objects in collector.holders_mut().values_mut() {
         let mut kept = Vec::with_capacity(objects.len());
         for o in std::mem::take(objects) {
-            match dir.read_entry(o.dn.as_str()).await {
+            match routed.read_entry(o.dn.as_str()).await {
                 Ok(Some(entry)) => kept.push(DirectoryObject::from_parsed(
                     o.dn,
                     entry.to_attributes(),
@@ -407,6 +437,7 @@ async fn observe(
         }
         *objects = kept;
     }
+    routed.close().await;
     Ok(collector.finish(findings))
 }
 

@@ -111,6 +111,9 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
     for line in crate::estate::check::lines(&mut dir, &settings.directory).await {
         report.add(line.name, line.ok, line.detail);
     }
+    if let Some(line) = crate::estate::check::global_catalog(&mut dir, &settings.directory).await {
+        report.add(line.name, line.ok, line.detail);
+    }
     let dse = dir.root_dse().clone();
     report.add(
         "root DSE",

@@ -34,6 +34,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::audit;
 use crate::config::{self, Settings, WatchMode};
+use crate::estate::{self, Replication, WriteServer};
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
 use crate::plan::Plan;
@@ -41,7 +42,7 @@ use crate::reconcile::{self, ApplyOptions, Stop};
 use crate::redirector::{self, Redirector};
 use crate::schedule::{self, Schedule, Trigger};
 use crate::shutdown;
-use status::{LastRun, RunOutcome, Shared, stamp};
+use status::{LastRun, ReplicationState, RunOutcome, Shared, stamp};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +296,9 @@ async fn worker(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Trigger>, token: Can
                 changes_applied: result.applied,
                 changes_pending: result.pending,
             });
+            if let Some(r) = &result.replication {
+                s.replication = Some(ReplicationState::new(r, finished));
+            }
         });
     }
 }
@@ -307,6 +311,8 @@ struct RunResult {
     pending: u64,
     /// The run id in the audit log, when the run wrote to it.
     audit_run_id: Option<String>,
+    /// How many DCs held the run's writes when it ended (Active Directory, after writes).
+    replication: Option<Replication>,
 }
 
 impl RunResult {
@@ -317,6 +323,7 @@ impl RunResult {
             applied: 0,
             pending: 0,
             audit_run_id: None,
+            replication: None,
         }
     }
 }
@@ -331,8 +338,9 @@ async fn run_once(
         debug!("not the lease holder: no run");
         return RunResult::new(RunOutcome::Standby, None);
     }
-    let mut dir = match Directory::connect(&settings.directory).await {
-        Ok(d) => d,
+    // A run may write, so it works on the write server only, never failing over.
+    let (mut dir, writer) = match estate::writer::open(&settings.directory).await {
+        Ok(opened) => opened,
         Err(e) => {
             daemon
                 .status
@@ -341,7 +349,7 @@ async fn run_once(
         }
     };
     daemon.status.directory(true, None, Utc::now());
-    let result = run_connected(daemon, settings, &mut dir, token, recorded_pending).await;
+    let result = run_connected(daemon, settings, &mut dir, &writer, token, recorded_pending).await;
     dir.close().await;
     result
 }
@@ -350,6 +358,7 @@ async fn run_connected(
     daemon: &Daemon,
     settings: &Settings,
     dir: &mut Directory,
+    writer: &WriteServer,
     token: &CancellationToken,
     recorded_pending: &mut Option<String>,
 ) -> RunResult {
@@ -383,8 +392,10 @@ async fn run_connected(
         }
         Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
     };
+    let origin = format!("pcsync run (scheduled, auto_apply); write server {writer}");
     let opts = ApplyOptions {
-        origin: "pcsync run (scheduled, auto_apply)",
+        origin: &origin,
+        write_server: Some(writer),
         ..ApplyOptions::default()
     };
     let run = match reconcile::audited_apply(settings, dir, &opts, token).await {
@@ -426,6 +437,7 @@ async fn run_connected(
         result.pending = plan.summary.ready as u64;
     }
     result.audit_run_id = Some(run.run_id);
+    result.replication = run.replication;
     *recorded_pending = None;
     result
 }
@@ -670,8 +682,10 @@ async fn lease_task(daemon: Arc<Daemon>, token: CancellationToken) {
             _ = ticker.tick() => {}
         }
         if dir.is_none() {
-            match Directory::connect(&settings.directory).await {
-                Ok(d) => dir = Some(d),
+            // The lease lives on the write server like every other write: two instances that
+            // each swapped it on a different DC would both win until replication.
+            match estate::writer::open(&settings.directory).await {
+                Ok((d, _)) => dir = Some(d),
                 Err(e) => {
                     lease_lost(&daemon, &format!("lease: {e}"));
                     continue;

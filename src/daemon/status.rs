@@ -113,6 +113,30 @@ pub(crate) struct LeaseState {
     pub writer: bool,
 }
 
+/// How many DCs held the writes of the last run that wrote (Active Directory).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ReplicationState {
+    /// DCs holding every write of that run, the write server included.
+    pub holding: usize,
+    /// DCs of the domain.
+    pub total: usize,
+    /// `replicated to 2 of 2 DCs`, and which are behind or unreachable.
+    pub text: String,
+    /// When the run ended.
+    pub at: String,
+}
+
+impl ReplicationState {
+    pub(crate) fn new(r: &crate::estate::Replication, at: DateTime<Utc>) -> ReplicationState {
+        ReplicationState {
+            holding: r.holding.len(),
+            total: r.total(),
+            text: r.to_string(),
+            at: stamp(at),
+        }
+    }
+}
+
 /// Everything `/healthz` and `/metrics` show, except the redirector's own counters.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Status {
@@ -129,6 +153,8 @@ pub(crate) struct Status {
     pub directory: DirectoryState,
     pub watch: WatchState,
     pub lease: LeaseState,
+    /// After the last run that wrote, on Active Directory; null before.
+    pub replication: Option<ReplicationState>,
 }
 
 /// The shared status.
@@ -171,6 +197,7 @@ impl Shared {
                     expires: None,
                     writer: !lease_enabled,
                 },
+                replication: None,
             }),
         }
     }
@@ -408,6 +435,20 @@ pub(crate) fn metrics_text(
         "The instance holding the writer lease (value 1, the holder in the label).",
         holders,
     );
+    if let Some(rep) = &status.replication {
+        gauge(
+            &mut r,
+            "pcsync_replication_dcs_holding",
+            "DCs that held the writes of the last run that wrote when it ended (Active Directory).",
+            rep.holding as i64,
+        );
+        gauge(
+            &mut r,
+            "pcsync_replication_dcs",
+            "DCs of the domain, counted after the last run that wrote (Active Directory).",
+            rep.total as i64,
+        );
+    }
     let mut out = String::new();
     encode(&mut out, &r).map_err(|e| format!("cannot encode metrics: {e}"))?;
     Ok(out)

@@ -92,16 +92,6 @@ pub(crate) fn missing_from_partial_attribute_set(
         .collect()
 }
 
-/// The search filter for the attributeSchema entries of `names`.
-pub(crate) fn schema_filter(names: &[&str]) -> String {
-    let mut filter = String::from("(&(objectClass=attributeSchema)(|");
-    for name in names {
-        filter.push_str(&format!("(lDAPDisplayName={})", ldap3::ldap_escape(*name)));
-    }
-    filter.push_str("))");
-    filter
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,10 +205,6 @@ mod tests {
                 "msRTCSIP-PrimaryHomeServer",
                 "msRTCSIP-OwnerUrn"
             ]
-        );
-        assert_eq!(
-            schema_filter(&["a", "b*"]),
-            "(&(objectClass=attributeSchema)(|(lDAPDisplayName=a)(lDAPDisplayName=b\\2a)))"
         );
     }
 }

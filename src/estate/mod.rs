@@ -13,6 +13,7 @@
 pub(crate) mod check;
 pub(crate) mod forest;
 pub(crate) mod replication;
+pub(crate) mod routed;
 pub(crate) mod topology;
 pub(crate) mod vector;
 pub(crate) mod writer;

@@ -12,11 +12,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use super::Error;
-use super::vector::{self, Guid};
+use super::vector;
 use super::writer::{WriteServer, url_for};
 use crate::config::DirectorySettings;
 use crate::ldap::Directory;
 use crate::model::Dn;
+use crate::model::Guid;
 
 /// What a run wrote, as replication sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

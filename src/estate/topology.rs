@@ -6,7 +6,7 @@
 //! `fSMORoleOwner` on a domain's head names the nTDSDSA object of its PDC emulator. Pure: the
 //! caller does the one subtree search and hands the entries over.
 
-use crate::estate::vector::Guid;
+use crate::model::Guid;
 use crate::model::{Attributes, Dn};
 
 /// The attributes [`dcs_of_domain`] reads, in one subtree search under `CN=Sites`.
@@ -31,9 +31,8 @@ pub(crate) struct Dc {
     pub(crate) invocation_id: Option<Guid>,
 }
 
-/// The DCs holding `domain`, in the order the search returned them, from the entries of the
-/// [`SITES_FILTER`] search. A DC whose server object has no `dNSHostName` is skipped and named in
-/// the second list.
+/// The DCs holding `domain`, by host name, from the entries of the [`SITES_FILTER`] search. A
+/// DC whose server object has no `dNSHostName` is skipped and named in the second list.
 pub(crate) fn dcs_of_domain(domain: &Dn, entries: &[(Dn, Attributes)]) -> (Vec<Dc>, Vec<Dn>) {
     let mut dcs = Vec::new();
     let mut nameless = Vec::new();
@@ -68,6 +67,7 @@ pub(crate) fn dcs_of_domain(domain: &Dn, entries: &[(Dn, Attributes)]) -> (Vec<D
             None => nameless.push(dn.clone()),
         }
     }
+    dcs.sort_by_key(|dc| dc.host.to_ascii_lowercase());
     (dcs, nameless)
 }
 
@@ -137,10 +137,10 @@ mod tests {
     #[test]
     fn the_dcs_of_a_domain_come_from_their_server_and_ntdsdsa_objects() {
         let entries = vec![
-            server("DC1", Some("dc1.contoso.com")),
-            dsa("DC1", DOMAIN, 1),
             server("DC2", Some("dc2.contoso.com")),
             dsa("DC2", "dc=contoso,dc=com", 2),
+            server("DC1", Some("dc1.contoso.com")),
+            dsa("DC1", DOMAIN, 1),
             // A DC of another domain of the forest, and one without a DNS name.
             server("FAB1", Some("fab1.fabrikam.com")),
             dsa("FAB1", "DC=fabrikam,DC=com", 3),

@@ -1,41 +1,8 @@
-//! Active Directory's replication bookkeeping, decoded: GUIDs, the up-to-dateness vector a DC
-//! keeps per naming context (`replUpToDateVector`), and the per-attribute metadata of an object
-//! (`replPropertyMetaData`). Both are little-endian NDR blobs (MS-DRSR); every read here is
-//! bounds-checked, so a damaged or unexpected value is an error, never a panic.
+//! Active Directory's replication bookkeeping, decoded: the up-to-dateness vector a DC keeps
+//! per naming context (`replUpToDateVector`), a little-endian NDR blob (MS-DRSR). Every read
+//! here is bounds-checked, so a damaged or unexpected value is an error, never a panic.
 
-use std::fmt;
-
-/// A GUID in AD's binary layout (the first three fields little-endian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Guid(pub(crate) [u8; 16]);
-
-impl Guid {
-    /// The 16 bytes of an `objectGUID` or `invocationId` value.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Guid> {
-        bytes.try_into().ok().map(Guid)
-    }
-}
-
-impl fmt::Display for Guid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let g = &self.0;
-        write!(
-            f,
-            "{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            u32::from_le_bytes([g[0], g[1], g[2], g[3]]),
-            u16::from_le_bytes([g[4], g[5]]),
-            u16::from_le_bytes([g[6], g[7]]),
-            g[8],
-            g[9],
-            g[10],
-            g[11],
-            g[12],
-            g[13],
-            g[14],
-            g[15]
-        )
-    }
-}
+use crate::model::Guid;
 
 /// One entry of an up-to-dateness vector: the DC holds every change that the DC with this
 /// `invocation_id` originated up to `highest_usn`, in this naming context.
@@ -75,46 +42,6 @@ pub(crate) fn held_up_to(cursors: &[Cursor], invocation_id: &Guid) -> Option<u64
         .filter(|c| &c.invocation_id == invocation_id)
         .map(|c| c.highest_usn)
         .max()
-}
-
-/// The last change to one attribute of an object, as `replPropertyMetaData` records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AttributeStamp {
-    /// The attribute's internal id (ATTRTYP) on the DC that answered.
-    pub(crate) attid: u32,
-    /// How many originating writes the attribute has had.
-    pub(crate) version: u32,
-    /// The DC database where the last of them was made.
-    pub(crate) originating_invocation_id: Guid,
-    /// That DC's USN for the write.
-    pub(crate) originating_usn: u64,
-}
-
-/// The entries of a `replPropertyMetaData` value (`replPropertyMetaDataBlob`, version 1).
-pub(crate) fn property_metadata(blob: &[u8]) -> Result<Vec<AttributeStamp>, String> {
-    let mut r = Reader::new(blob);
-    let version = r.u32()?;
-    if version != 1 {
-        return Err(format!(
-            "replPropertyMetaData version {version}, expected 1"
-        ));
-    }
-    r.skip(4)?;
-    let count = r.u32()? as usize;
-    r.skip(4)?;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        // attid, version, originating time (8), originating invocationId (16), originating
-        // USN (8), local USN (8).
-        let entry = r.take(48)?;
-        out.push(AttributeStamp {
-            attid: u32_at(entry, 0)?,
-            version: u32_at(entry, 4)?,
-            originating_invocation_id: guid_at(entry, 16)?,
-            originating_usn: u64_at(entry, 32)?,
-        });
-    }
-    Ok(out)
 }
 
 /// A bounds-checked cursor over a blob.
@@ -198,12 +125,6 @@ mod tests {
     }
 
     #[test]
-    fn guids_print_in_ads_mixed_endian_form() {
-        assert_eq!(DC1.to_string(), "d6d96914-c692-458e-a766-92ac2df7f537");
-        assert_eq!(Guid::from_bytes(&[0; 15]), None);
-    }
-
-    #[test]
     fn up_to_dateness_vectors_of_both_versions_decode() {
         for version in [1, 2] {
             let blob = utd(version, &[(DC1, 4711), (DC2, 12)]);
@@ -229,44 +150,5 @@ mod tests {
         let mut huge = utd(2, &[]);
         huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(up_to_dateness(&huge).is_err());
-        assert!(property_metadata(&[1, 0, 0]).is_err());
-    }
-
-    #[test]
-    fn property_metadata_names_the_originating_dc_of_each_attribute() {
-        let mut blob = Vec::new();
-        blob.extend(1u32.to_le_bytes());
-        blob.extend(0u32.to_le_bytes());
-        blob.extend(2u32.to_le_bytes());
-        blob.extend(0u32.to_le_bytes());
-        for (attid, version, guid, usn) in [(0u32, 1u32, DC1, 3001u64), (0x0090_0001, 3, DC2, 77)] {
-            blob.extend(attid.to_le_bytes());
-            blob.extend(version.to_le_bytes());
-            blob.extend(13_400_000_000u64.to_le_bytes());
-            blob.extend(guid.0);
-            blob.extend(usn.to_le_bytes());
-            blob.extend(9999u64.to_le_bytes());
-        }
-        let stamps = property_metadata(&blob).unwrap();
-        assert_eq!(
-            stamps,
-            [
-                AttributeStamp {
-                    attid: 0,
-                    version: 1,
-                    originating_invocation_id: DC1,
-                    originating_usn: 3001
-                },
-                AttributeStamp {
-                    attid: 0x0090_0001,
-                    version: 3,
-                    originating_invocation_id: DC2,
-                    originating_usn: 77
-                }
-            ]
-        );
-        for cut in 1..blob.len() {
-            assert!(property_metadata(&blob[..cut]).is_err(), "cut at {cut}");
-        }
     }
 }

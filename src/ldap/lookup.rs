@@ -6,7 +6,7 @@ use ldap3::Scope;
 
 use super::{ConnectError, Directory, Error, error::Attempt, to_attributes};
 use crate::config::{DirectorySettings, LdapUrl};
-use crate::model::Attributes;
+use crate::model::{Attributes, Guid};
 
 impl Directory {
     /// Connects and binds to `url` only: no other server is tried. For the write server, which
@@ -63,6 +63,61 @@ impl Directory {
             .into_iter()
             .map(|e| (e.dn, to_attributes(e.attrs, e.bin_attrs)))
             .collect())
+    }
+
+    /// On Active Directory: the attributes of `wanted` that have no attributeSchema object in
+    /// the schema naming context (`CN=Schema,<configuration NC>`). One small entry per
+    /// attribute instead of the subschema's hundreds of kilobytes in one message, which ldap3
+    /// cannot read inside Kerberos sealing when it spans several sealed frames.
+    pub(crate) async fn missing_from_schema_nc(
+        &mut self,
+        config: &str,
+        wanted: &[&str],
+    ) -> Result<Vec<String>, Error> {
+        let found = self
+            .schema_entries(config, wanted, &["lDAPDisplayName"])
+            .await?;
+        Ok(wanted
+            .iter()
+            .filter(|name| {
+                !found.iter().any(|(_, a)| {
+                    a.texts("lDAPDisplayName")
+                        .any(|n| n.eq_ignore_ascii_case(name))
+                })
+            })
+            .map(|s| (*s).to_string())
+            .collect())
+    }
+
+    /// `attrs` of the attributeSchema objects of `names` (by lDAPDisplayName) in the schema
+    /// naming context under the configuration NC `config`.
+    pub(crate) async fn schema_entries(
+        &mut self,
+        config: &str,
+        names: &[&str],
+        attrs: &[&str],
+    ) -> Result<Vec<(String, Attributes)>, Error> {
+        let mut filter = String::from("(&(objectClass=attributeSchema)(|");
+        for name in names {
+            filter.push_str(&format!("(lDAPDisplayName={})", ldap3::ldap_escape(*name)));
+        }
+        filter.push_str("))");
+        self.find_small(&format!("CN=Schema,{config}"), &filter, attrs)
+            .await
+    }
+
+    /// The `invocationId` of the nTDSDSA object `dsa`, as a GUID string; `None` when it has
+    /// none this account may read.
+    pub(crate) async fn invocation_id(&mut self, dsa: &str) -> Result<Option<String>, Error> {
+        Ok(self
+            .read_attributes(dsa, &["invocationId"])
+            .await?
+            .and_then(|a| {
+                a.get("invocationId")
+                    .first()
+                    .and_then(|v| Guid::from_bytes(v))
+            })
+            .map(|g| g.to_string()))
     }
 
     /// The root DSE values `attrs` (e.g. `dsServiceName`, `highestCommittedUSN`), read now.

@@ -344,6 +344,9 @@ impl Directory {
         &mut self,
         wanted: &[&str],
     ) -> Result<Vec<String>, Error> {
+        if let Some(config) = self.root_dse.configuration_naming_context.clone() {
+            return self.missing_from_schema_nc(&config, wanted).await;
+        }
         let Some(subschema) = self.root_dse.subschema_subentry.clone() else {
             return Ok(wanted.iter().map(|s| (*s).to_string()).collect());
         };

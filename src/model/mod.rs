@@ -8,10 +8,12 @@
 
 mod dn;
 mod entry;
+mod guid;
 mod sip_uri;
 
 pub use dn::{Dn, DnError};
 pub use entry::{AttrValues, Entry};
+pub(crate) use guid::Guid;
 pub(crate) use sip_uri::fold_case;
 pub use sip_uri::{SipUri, SipUriError};
 

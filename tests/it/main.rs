@@ -11,6 +11,7 @@
 mod ad;
 mod ad_live;
 mod ad_multi;
+mod ad_multi_domain;
 mod ad_reconcile;
 mod audit;
 mod cli;

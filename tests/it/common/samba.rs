@@ -796,6 +796,9 @@ struct SchemaAttribute {
     single: bool,
     /// searchFlags 1: indexed (the SIP address is searched with `=*`).
     indexed: bool,
+    /// isMemberOfPartialAttributeSet: replicated to the Global Catalog (Lync's schema marks the
+    /// attributes a forest-wide user search needs).
+    global_catalog: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -822,6 +825,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Unicode,
         single: true,
         indexed: true,
+        global_catalog: true,
     },
     SchemaAttribute {
         name: "msRTCSIP-UserEnabled",
@@ -830,6 +834,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Boolean,
         single: true,
         indexed: false,
+        global_catalog: true,
     },
     SchemaAttribute {
         name: "msRTCSIP-TargetHomeServer",
@@ -838,6 +843,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Dn,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-PrimaryHomeServer",
@@ -846,6 +852,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Dn,
         single: true,
         indexed: false,
+        global_catalog: true,
     },
     SchemaAttribute {
         name: "msRTCSIP-FederationEnabled",
@@ -854,6 +861,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Boolean,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-InternetAccessEnabled",
@@ -862,6 +870,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Boolean,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-OptionFlags",
@@ -870,6 +879,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Integer,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-Line",
@@ -878,6 +888,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Unicode,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-OwnerUrn",
@@ -886,6 +897,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Unicode,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-ApplicationOptions",
@@ -894,6 +906,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Integer,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
 ];
 
@@ -922,11 +935,13 @@ pub fn schema_ldif() -> String {
              attributeID: {oid}\n\
              {syntax}\
              isSingleValued: {single}\n\
-             searchFlags: {flags}\n\n",
+             searchFlags: {flags}\n\
+             isMemberOfPartialAttributeSet: {gc}\n\n",
             cn = a.cn,
             name = a.name,
             single = if a.single { "TRUE" } else { "FALSE" },
             flags = u8::from(a.indexed),
+            gc = if a.global_catalog { "TRUE" } else { "FALSE" },
         );
     }
     out
@@ -1226,7 +1241,7 @@ impl SambaDc {
     }
 
     /// `samba-tool dsacl set` on the DC's own database (safe while it runs: ldb locks it).
-    fn dsacl_set(&self, dn: &str, sddl: &str) {
+    pub fn dsacl_set(&self, dn: &str, sddl: &str) {
         let out = run(samba_tool()
             .args(["dsacl", "set", "-H"])
             .arg(self.dir.join("private/sam.ldb"))
@@ -1527,6 +1542,35 @@ impl SambaDc {
     /// the value named `dn`.
     pub fn search_entries(&self, base: &str, filter: &str, attrs: &[&str]) -> Vec<LdifEntry> {
         parse_ldif(&self.search(base, filter, attrs))
+    }
+
+    /// [`SambaDc::search_entries`] with a scope (`base`, `one`, `sub`).
+    pub fn search_entries_scoped(
+        &self,
+        base: &str,
+        scope: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Vec<LdifEntry> {
+        let out = run(self
+            .admin_command("ldapsearch")
+            .args([
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-s",
+                scope,
+                "-b",
+                base,
+                filter,
+            ])
+            .args(attrs));
+        assert!(
+            out.success(),
+            "ldapsearch -b {base:?} -s {scope}:\n{}",
+            out.both()
+        );
+        parse_ldif(&out.stdout)
     }
 }
 

@@ -414,7 +414,7 @@ fn write_joining_conf(spec: &Provision<'_>) {
 }
 
 /// `LD_PRELOAD` for the two wrapper libraries; panics with install instructions without them.
-fn wrapper_preload() -> String {
+pub fn wrapper_preload() -> String {
     let how = format!(
         "install them with `apt-get install -y {WRAPPER_PACKAGES}` (as root), or run \
          scripts/test.sh as root, which installs them"
@@ -513,5 +513,198 @@ pub fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool)
             "{what}: not done within {timeout:?}"
         );
         thread::sleep(POLL_INTERVAL * 4);
+    }
+}
+
+// === pcsync against the pair ===
+
+/// How pcsync binds to the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Simple bind as svc-pcsync with its password file (the shipped configuration).
+    Simple,
+    /// Kerberos with svc-pcsync's keytab, no password configured.
+    Kerberos,
+}
+
+/// pcsync configured for the pair: the shipped config/active-directory.toml with the given
+/// URLs, the pair's CA, name resolution and krb5.conf, and svc-pcsync's password file or
+/// keytab; its audit log and state dir in the working directory.
+pub struct PairAgent<'a> {
+    pair: &'a SambaPair,
+    urls: Vec<String>,
+    auth: Auth,
+}
+
+impl<'a> PairAgent<'a> {
+    pub fn new(pair: &'a SambaPair, urls: &[&str], auth: Auth) -> PairAgent<'a> {
+        PairAgent {
+            pair,
+            urls: urls.iter().map(|u| (*u).to_owned()).collect(),
+            auth,
+        }
+    }
+}
+
+impl super::Backend for PairAgent<'_> {
+    /// The shipped file; for Kerberos, a copy with the bind DN and password source removed and
+    /// the commented Kerberos keys switched on, as its comments tell an administrator to.
+    fn config(&self) -> PathBuf {
+        let shipped = super::repo("config/active-directory.toml");
+        if self.auth == Auth::Simple {
+            return shipped;
+        }
+        let text = fs::read_to_string(&shipped).expect("read the shipped AD configuration");
+        let mut out = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("bind_dn") || trimmed.starts_with("bind_password_file") {
+                continue;
+            }
+            let uncommented = [
+                "# auth = \"gssapi\"",
+                "# [directory.kerberos]",
+                "# keytab =",
+            ]
+            .iter()
+            .find(|c| trimmed.starts_with(**c))
+            .map(|_| trimmed.trim_start_matches("# "));
+            out.push_str(uncommented.unwrap_or(line));
+            out.push('\n');
+        }
+        assert!(
+            out.contains("\nauth = \"gssapi\"\n") && out.contains("\n[directory.kerberos]\n"),
+            "config/active-directory.toml no longer shows the Kerberos keys to uncomment"
+        );
+        let path = self.pair.dir.join("active-directory-gssapi.toml");
+        fs::write(&path, out).expect("write the Kerberos configuration");
+        path
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("PCSYNC__DIRECTORY__URL", self.urls.join(",")),
+            (
+                "PCSYNC__DIRECTORY__TLS_CA_FILE",
+                self.pair.ca_file.display().to_string(),
+            ),
+            ("PCSYNC__AUDIT__PATH", "var/audit.jsonl".to_owned()),
+            ("PCSYNC__STATE__DIR", "var/state".to_owned()),
+        ];
+        env.push(match self.auth {
+            Auth::Simple => (
+                "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
+                self.pair.dc1.service_password_file.display().to_string(),
+            ),
+            Auth::Kerberos => (
+                "PCSYNC__DIRECTORY__KERBEROS__KEYTAB",
+                self.pair.keytab.display().to_string(),
+            ),
+        });
+        env.extend(self.pair.env());
+        env
+    }
+
+    fn harness_timings(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+}
+
+/// `ldaps://<name>:636` of a DC.
+pub fn ldaps(fqdn: &str) -> String {
+    format!("ldaps://{fqdn}:636")
+}
+
+// === replication metadata, read by the tests ===
+
+impl SambaPair {
+    /// The `invocationId` of `dc`'s database, read on `dc` (its root DSE names its nTDSDSA).
+    pub fn invocation_id(&self, dc: &SambaDc) -> String {
+        let root = dc.search_entries_scoped("", "base", "(objectClass=*)", &["dsServiceName"]);
+        let dsa = root[0].text("dsServiceName");
+        let entry = dc.search_entries_scoped(&dsa, "base", "(objectClass=*)", &["invocationId"]);
+        guid_to_string(&entry[0].binary("invocationId"))
+    }
+
+    /// (attid, version, originating invocationId) of the last change of each attribute of
+    /// `dn`, as `dc`'s `replPropertyMetaData` records it.
+    pub fn property_metadata(&self, dc: &SambaDc, dn: &str) -> Vec<(u32, u32, String)> {
+        let entry =
+            dc.search_entries_scoped(dn, "base", "(objectClass=*)", &["replPropertyMetaData"]);
+        let blob = entry[0].binary("replPropertyMetaData");
+        // replPropertyMetaDataBlob (MS-DRSR), little-endian: version 1, reserved, count,
+        // reserved, then 48-byte entries: attid, version, originating time (8), originating
+        // invocationId (16), originating USN (8), local USN (8).
+        let u32_at = |at: usize| u32::from_le_bytes(blob[at..at + 4].try_into().unwrap());
+        assert_eq!(u32_at(0), 1, "replPropertyMetaData version of {dn}");
+        let count = u32_at(8) as usize;
+        assert_eq!(
+            blob.len(),
+            16 + 48 * count,
+            "replPropertyMetaData size of {dn}"
+        );
+        (0..count)
+            .map(|i| {
+                let at = 16 + 48 * i;
+                (
+                    u32_at(at),
+                    u32_at(at + 4),
+                    guid_to_string(&blob[at + 16..at + 32]),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops outbound replication on both DCs (`samba-tool drs options
+    /// --dsa-option=+DISABLE_OUTBOUND_REPL`), or starts it again.
+    pub fn set_outbound_replication(&self, on: bool) {
+        let option = if on {
+            "--dsa-option=-DISABLE_OUTBOUND_REPL"
+        } else {
+            "--dsa-option=+DISABLE_OUTBOUND_REPL"
+        };
+        for host in [DC1_FQDN, DC2_FQDN] {
+            let mut cmd = samba_tool();
+            cmd.args(["drs", "options", host, option])
+                .arg("-U")
+                .arg(format!(
+                    "CONTOSO\\Administrator%{}",
+                    self.dc1.admin_password
+                ));
+            self.run_bounded(cmd, &format!("drs options {host} {option}"));
+        }
+    }
+}
+
+/// Puts the pair's seed back when a test starts and when it ends, pass or fail (removing the
+/// extra objects the test names first), so a failed test does not poison the next.
+pub struct PairSeed<'a> {
+    pair: &'a SambaPair,
+    extra: Vec<String>,
+}
+
+impl<'a> PairSeed<'a> {
+    pub fn reset(pair: &'a SambaPair, extra: &[&str]) -> PairSeed<'a> {
+        let seed = PairSeed {
+            pair,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        seed.put_back();
+        seed
+    }
+
+    fn put_back(&self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.pair.restore_seed(&extra);
+    }
+}
+
+impl Drop for PairSeed<'_> {
+    fn drop(&mut self) {
+        // A panic here while the test is already panicking would abort the whole run.
+        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
+        if put_back.is_err() && !std::thread::panicking() {
+            panic!("restoring the Samba pair's seed failed");
+        }
     }
 }
