@@ -33,6 +33,7 @@
 
 pub mod apply;
 pub mod audit;
+mod bytes;
 mod cli;
 pub mod config;
 mod daemon;

@@ -2,6 +2,7 @@
 //! per naming context (`replUpToDateVector`), a little-endian NDR blob (MS-DRSR). Every read
 //! here is bounds-checked, so a damaged or unexpected value is an error, never a panic.
 
+use crate::bytes::{Order, Reader};
 use crate::model::Guid;
 
 /// One entry of an up-to-dateness vector: the DC holds every change that the DC with this
@@ -15,21 +16,25 @@ pub(crate) struct Cursor {
 /// The cursors of a `replUpToDateVector` value (`replUpToDateVectorBlob`, version 1 or 2).
 pub(crate) fn up_to_dateness(blob: &[u8]) -> Result<Vec<Cursor>, String> {
     let mut r = Reader::new(blob);
-    let version = r.u32()?;
-    let size = match version {
-        1 => 24,
-        2 => 32,
+    let version = r.u32(Order::Little)?;
+    // Each cursor: the source's invocationId, its highest USN held, and in version 2 the
+    // time of the last successful sync (8 bytes).
+    let extra = match version {
+        1 => 0,
+        2 => 8,
         v => return Err(format!("replUpToDateVector version {v}, expected 1 or 2")),
     };
     r.skip(4)?;
-    let count = r.u32()? as usize;
+    let count = r.u32(Order::Little)? as usize;
     r.skip(4)?;
     let mut out = Vec::new();
     for _ in 0..count {
-        let entry = r.take(size)?;
+        let invocation_id = Guid(r.array::<16>()?);
+        let highest_usn = r.u64(Order::Little)?;
+        r.skip(extra)?;
         out.push(Cursor {
-            invocation_id: guid_at(entry, 0)?,
-            highest_usn: u64_at(entry, 16)?,
+            invocation_id,
+            highest_usn,
         });
     }
     Ok(out)
@@ -42,60 +47,6 @@ pub(crate) fn held_up_to(cursors: &[Cursor], invocation_id: &Guid) -> Option<u64
         .filter(|c| &c.invocation_id == invocation_id)
         .map(|c| c.highest_usn)
         .max()
-}
-
-/// A bounds-checked cursor over a blob.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Reader<'a> {
-        Reader { bytes, at: 0 }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| format!("truncated at byte {} of {}", self.at, self.bytes.len()))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), String> {
-        self.take(n).map(|_| ())
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        u32_at(self.take(4)?, 0)
-    }
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Result<u32, String> {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| "truncated".to_string())
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> Result<u64, String> {
-    bytes
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| "truncated".to_string())
-}
-
-fn guid_at(bytes: &[u8], at: usize) -> Result<Guid, String> {
-    bytes
-        .get(at..at + 16)
-        .and_then(Guid::from_bytes)
-        .ok_or_else(|| "truncated".to_string())
 }
 
 #[cfg(test)]

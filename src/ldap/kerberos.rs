@@ -16,6 +16,7 @@ use ldap3::{Ldap, LdapError, LdapResult};
 
 use super::Error;
 use super::error::diag;
+use crate::bytes::{Order, Reader};
 use crate::config::LdapUrl;
 
 /// Where MIT Kerberos looks for the client keytab it gets tickets with.
@@ -167,96 +168,48 @@ pub(crate) fn first_principal(path: &Path) -> Result<String, String> {
 /// (1: native byte order with the realm counted among the components; 2: big-endian), then
 /// entries, each a signed 32-bit length (negative: a hole to skip) and the entry.
 pub(crate) fn keytab_principals(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let mut r = Reader { bytes, at: 0 };
+    let mut r = Reader::new(bytes);
     if r.u8()? != 5 {
         return Err("it does not start with 0x05".to_string());
     }
     let version = r.u8()?;
-    if version != 1 && version != 2 {
-        return Err(format!("unknown keytab version {version}"));
-    }
     // Version 1 is in the writer's byte order; every platform we run on is little-endian.
-    let big = version == 2;
+    let order = match version {
+        1 => Order::Little,
+        2 => Order::Big,
+        v => return Err(format!("unknown keytab version {v}")),
+    };
     let mut principals: Vec<String> = Vec::new();
-    while r.at < bytes.len() {
-        let size = r.u32(big)? as i32;
+    while !r.is_done() {
+        let size = r.u32(order)? as i32;
         if size < 0 {
             r.skip(size.unsigned_abs() as usize)?;
             continue;
         }
-        let end = r.at + size as usize;
-        let mut count = r.u16(big)? as usize;
+        let end = r.position() + size as usize;
+        let mut count = r.u16(order)? as usize;
         if version == 1 {
             count = count.saturating_sub(1);
         }
-        let realm = r.counted(big)?;
+        let realm = counted(&mut r, order)?;
         let mut parts = Vec::with_capacity(count);
         for _ in 0..count {
-            parts.push(r.counted(big)?);
+            parts.push(counted(&mut r, order)?);
         }
         let principal = format!("{}@{realm}", parts.join("/"));
         if !principals.contains(&principal) {
             principals.push(principal);
         }
-        if end > bytes.len() {
-            return Err("an entry runs past the end of the file".to_string());
-        }
-        r.at = end;
+        r.seek(end)
+            .map_err(|_| "an entry runs past the end of the file".to_string())?;
     }
     Ok(principals)
 }
 
-/// A cursor over keytab bytes; every read is bounds-checked.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len())
-            .ok_or_else(|| format!("truncated at byte {}", self.at))?;
-        let out = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), String> {
-        self.take(n).map(|_| ())
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self, big: bool) -> Result<u16, String> {
-        let b = self.take(2)?;
-        let b = [b[0], b[1]];
-        Ok(if big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
-    }
-
-    fn u32(&mut self, big: bool) -> Result<u32, String> {
-        let b = self.take(4)?;
-        let b = [b[0], b[1], b[2], b[3]];
-        Ok(if big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    }
-
-    fn counted(&mut self, big: bool) -> Result<String, String> {
-        let len = self.u16(big)? as usize;
-        let text = self.take(len)?;
-        String::from_utf8(text.to_vec()).map_err(|_| "a name is not UTF-8".to_string())
-    }
+/// A name component: a 16-bit length and that many bytes of UTF-8.
+fn counted(r: &mut Reader<'_>, order: Order) -> Result<String, String> {
+    let len = r.u16(order)? as usize;
+    String::from_utf8(r.take(len)?.to_vec()).map_err(|_| "a name is not UTF-8".to_string())
 }
 
 #[cfg(test)]
