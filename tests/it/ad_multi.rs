@@ -8,8 +8,8 @@ use crate::common::daemon::Daemon;
 use crate::common::redirect::options_status;
 use crate::common::samba::{ENDPOINT_CONTAINER_DN, SambaDc};
 use crate::common::samba_pair::{
-    self, Auth, DC1_FQDN, DC2_FQDN, PairAgent, PairSeed, REPLICATION_TIMEOUT, SERVICE_PRINCIPAL,
-    ldaps, wait_until,
+    self, Auth, DC1_FQDN, DC2_FQDN, PairAgent, REPLICATION_TIMEOUT, SERVICE_PRINCIPAL,
+    ldaps, pair_seed, wait_until,
 };
 use crate::common::slapd::log_tail;
 use crate::common::{Backend, output, pcsync_on};
@@ -152,7 +152,7 @@ fn endpoints(dc: &SambaDc, uri: &str) -> Vec<String> {
 #[test]
 fn an_apply_writes_on_the_pdc_listed_second_and_reports_both_dcs_holding_it() {
     let pair = samba_pair::samba_pair();
-    let _seed = PairSeed::reset(&pair, &[]);
+    let _seed = pair_seed(&pair, &[]);
     let work = tempfile::tempdir().unwrap();
     let agent = PairAgent::new(&pair, &[&ldaps(DC2_FQDN), &ldaps(DC1_FQDN)], Auth::Simple);
     let assert = pcsync_on(&agent, work.path())
@@ -224,7 +224,7 @@ fn an_apply_writes_on_the_pdc_listed_second_and_reports_both_dcs_holding_it() {
 #[test]
 fn a_replication_conflict_object_is_a_finding_with_its_dn() {
     let pair = samba_pair::samba_pair();
-    let _seed = PairSeed::reset(&pair, &[]);
+    let _seed = pair_seed(&pair, &[]);
     let dn = format!("CN=Conflicted Room,{ENDPOINT_CONTAINER_DN}");
     pair.set_outbound_replication(false);
     let made = std::panic::catch_unwind(|| {
@@ -279,7 +279,7 @@ fn a_replication_conflict_object_is_a_finding_with_its_dn() {
 fn two_agents_listing_the_dcs_in_opposite_orders_are_never_both_writers() {
     let pair = samba_pair::samba_pair();
     let lease = format!("CN=pcsync-lease,{ENDPOINT_CONTAINER_DN}");
-    let _seed = PairSeed::reset(&pair, &[&lease]);
+    let _seed = pair_seed(&pair, &[&lease]);
     pair.dc1
         .add(&format!("dn: {lease}\nobjectClass: container\n"));
     pair.dc1

@@ -205,7 +205,8 @@ fn each_object_is_written_on_its_own_domains_server() {
     for dn in [OCSCHAT_CONTOSO, OCSCHAT_FABRIKAM] {
         let gone = slapd.try_search(dn, "(objectClass=*)", &["1.1"]);
         assert!(
-            gone.as_ref().is_err_and(|e| e.contains("No such object (32)")),
+            gone.as_ref()
+                .is_err_and(|e| e.contains("No such object (32)")),
             "{dn} retired: {gone:?}"
         );
     }

@@ -1697,39 +1697,41 @@ pub fn guid_to_string(g: &[u8]) -> String {
 
 // === test isolation and the Backend of the shared harnesses ===
 
-/// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
-/// extra objects the test names first), so a failed test does not poison the next.
+/// Puts a fixture's seed back when a test starts and when it ends, pass or fail, so a failed
+/// test does not poison the next.
 pub struct Seed<'a> {
-    dc: &'a SambaDc,
-    extra: Vec<String>,
+    put_back: Box<dyn Fn() + 'a>,
 }
 
 impl<'a> Seed<'a> {
+    /// The single DC's seed, after removing the extra objects the test names.
     pub fn reset(dc: &'a SambaDc, extra: &[&str]) -> Seed<'a> {
-        let seed = Seed {
-            dc,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        seed.put_back();
-        seed
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        Seed::with(move || {
+            for dn in &extra {
+                if dc.exists(dn) {
+                    dc.delete(dn);
+                }
+            }
+            dc.restore_seed();
+        })
     }
 
-    fn put_back(&self) {
-        for dn in &self.extra {
-            if self.dc.exists(dn) {
-                self.dc.delete(dn);
-            }
+    /// Runs `put_back` now, and again when dropped.
+    pub fn with(put_back: impl Fn() + 'a) -> Seed<'a> {
+        put_back();
+        Seed {
+            put_back: Box::new(put_back),
         }
-        self.dc.restore_seed();
     }
 }
 
 impl Drop for Seed<'_> {
     fn drop(&mut self) {
         // A panic here while the test is already panicking would abort the whole run.
-        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
+        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.put_back)()));
         if put_back.is_err() && !std::thread::panicking() {
-            panic!("restoring the Samba DC's seed failed");
+            panic!("restoring the Samba seed failed");
         }
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use super::samba::{
     CONFIG_DN, DOMAIN_DN, DcProcess, PORT_RELEASE_TIMEOUT, Provision, RunningDc, SCHEMA_DN,
-    SambaDc, Shared, SharedGuard, find_program, guid_to_string, hold_host_lock, provision,
+    SambaDc, Seed, Shared, SharedGuard, find_program, guid_to_string, hold_host_lock, provision,
     require_installed, require_packages, run_samba_tool, samba_tool, smb_options, spawn_watchdog,
     take_shared, wait_for_free_ports,
 };
@@ -676,35 +676,12 @@ impl SambaPair {
     }
 }
 
-/// Puts the pair's seed back when a test starts and when it ends, pass or fail (removing the
-/// extra objects the test names first), so a failed test does not poison the next.
-pub struct PairSeed<'a> {
-    pair: &'a SambaPair,
-    extra: Vec<String>,
-}
-
-impl<'a> PairSeed<'a> {
-    pub fn reset(pair: &'a SambaPair, extra: &[&str]) -> PairSeed<'a> {
-        let seed = PairSeed {
-            pair,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        seed.put_back();
-        seed
-    }
-
-    fn put_back(&self) {
-        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        self.pair.restore_seed(&extra);
-    }
-}
-
-impl Drop for PairSeed<'_> {
-    fn drop(&mut self) {
-        // A panic here while the test is already panicking would abort the whole run.
-        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
-        if put_back.is_err() && !std::thread::panicking() {
-            panic!("restoring the Samba pair's seed failed");
-        }
-    }
+/// Puts the pair's seed back (after removing the `extra` objects a test names) when a test
+/// starts and when it ends, pass or fail.
+pub fn pair_seed<'a>(pair: &'a SambaPair, extra: &[&str]) -> Seed<'a> {
+    let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    Seed::with(move || {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        pair.restore_seed(&extra);
+    })
 }
