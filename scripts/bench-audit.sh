@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark: `pcsync audit verify` and a filtered `pcsync audit list` over generated audit logs of
 # SMALL (default 100000) and LARGE (default 1000000) records with a valid hash chain, rotated into
-# 64 MiB segments by the real writer (hidden `pcsync audit generate`). Baselines in the same run:
+# 64 MiB segments by pcsync's own writer (examples/audit_generate.rs). Baselines in the same run:
 # `cat | sha256sum` over the same segment files (reading and hashing every byte, what verify must
 # do at least) and `grep -F` for the list filter's SIP URI. Prints wall times (best of RUNS), the
 # ratios, and peak RSS at both sizes (streamed reading keeps it flat).
 #
 #   scripts/bench-audit.sh [LARGE] [RUNS] [SMALL]
 #
-# Needs GNU time (/usr/bin/time), sha256sum, grep, awk, and a release build (built here).
+# Needs GNU time (/usr/bin/time), sha256sum, grep, awk, and release builds of pcsync and the
+# generator (built here).
 # Everything lives in a temp dir, removed on exit.
 set -euo pipefail
 shopt -s nullglob
@@ -27,9 +28,10 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-echo "== building pcsync (release)" >&2
-cargo build --release --locked --quiet
+echo "== building pcsync and the audit log generator (release)" >&2
+cargo build --release --locked --quiet --bin pcsync --example audit_generate
 pcsync=$PWD/target/release/pcsync
+generate=$PWD/target/release/examples/audit_generate
 
 # The filter: one well-known user's before-images (the generator cycles through 10,000 URIs).
 uri='sip:wk0042@contoso.com'
@@ -48,7 +50,7 @@ for n in "$small" "$large"; do
   mkdir -p "$dir"
   log="$dir/audit.jsonl"
   echo "== generating $n records" >&2
-  timed "$work/gen.out" "$pcsync" audit --log "$log" generate --records "$n"
+  timed "$work/gen.out" "$generate" "$log" "$n"
   read -r gen_secs _ < <(tail -1 "$work/gen.out")
   segs=("$dir"/audit.*.jsonl "$log")
   bytes=$(cat "${segs[@]}" | wc -c)

@@ -10,7 +10,7 @@
 
 use crate::config::Settings;
 use crate::estate::routed;
-use crate::ldap::{Directory, Error, SearchStats};
+use crate::ldap::{Directory, Error, Search, SearchStats};
 use crate::model::{Classifier, DirectoryObject, Dn, Finding, attr};
 
 /// Counts from one scan of both scopes.
@@ -48,43 +48,32 @@ pub(crate) async fn scan_with(
 ) -> Result<ScanStats, Error> {
     let classifier = classifier(settings);
     let container = &settings.layout.endpoint_container;
+    let endpoints = Search::sip_objects("endpoint container", container).reading(attrs);
     let endpoint_container = dir
-        .for_each_sip_object_with(
-            "endpoint container",
-            container,
-            None,
-            attrs,
-            &classifier,
-            findings,
-            &mut on_object,
-        )
+        .for_each_object(&endpoints, &classifier, findings, &mut on_object)
         .await?;
     let skip = container
         .is_within(&settings.directory.base_dn)
         .then_some(container);
-    let mut scope = user_scope(dir, settings).await?;
+    let scope = user_scope(dir, settings).await?;
+    let (mut global_catalog, bases) = (scope.global_catalog, scope.bases);
     let mut base = SearchStats::default();
-    for b in &scope.bases {
-        let conn = match scope.global_catalog.as_mut() {
+    for b in &bases {
+        let conn = match global_catalog.as_mut() {
             Some(gc) => gc,
             None => &mut *dir,
         };
+        let users = Search::sip_objects("base DN", b)
+            .reading(attrs)
+            .skipping(skip);
         let one = conn
-            .for_each_sip_object_with(
-                "base DN",
-                b,
-                skip,
-                attrs,
-                &classifier,
-                findings,
-                &mut on_object,
-            )
+            .for_each_object(&users, &classifier, findings, &mut on_object)
             .await?;
         base.entries += one.entries;
         base.skipped += one.skipped;
         base.references += one.references;
     }
-    if let Some(gc) = scope.global_catalog {
+    if let Some(gc) = global_catalog {
         gc.close().await;
     }
     Ok(ScanStats {

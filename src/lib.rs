@@ -27,13 +27,17 @@
 //! - [`schedule`]: cron trigger → one worker; [`shutdown`]: signals → cancellation.
 //! - [`daemon`]: `pcsync run`: scheduled runs, live watch, redirector, HTTP health/metrics, lease.
 //! - [`cli`]: clap definitions and the commands; the binary only calls [`cli::main`].
-//! - [`exit`]: the documented process exit codes.
+//! - [`exit`]: the documented process exit codes; [`util`]: hex and serde variant names.
 
 #![forbid(unsafe_code)]
+// The documentation is built with --document-private-items (scripts/test.sh): the crate is a
+// binary first, and the few items tests and fuzz targets reach are `pub` only for them, so their
+// docs may link to the crate-private items around them.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod apply;
 pub mod audit;
-mod bytes;
+mod blob;
 mod cli;
 pub mod config;
 mod daemon;
@@ -47,10 +51,11 @@ pub mod model;
 pub mod plan;
 mod private;
 mod progress;
-mod reconcile;
+pub mod reconcile;
 mod redirector;
 mod schedule;
 mod shutdown;
 pub mod sip;
+mod util;
 
 pub use cli::main;

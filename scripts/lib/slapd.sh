@@ -2,14 +2,16 @@
 # slapd.conf of a throwaway OpenLDAP shaped like AD (the configuration naming context is its own
 # database, not glued under the domain), loaded with schemas/ from the repository.
 #
-#   slapd_conf WORK ADMIN_PASSWORD SYNCPROV   > "$WORK/slapd.conf"
+#   slapd_conf WORK ADMIN_PASSWORD SYNCPROV [SERVICE_DN]   > "$WORK/slapd.conf"
 #
 # WORK holds the pidfile and the two database directories (created here). The admin is
 # cn=admin,dc=contoso,dc=com, rootdn of both databases. SYNCPROV=1 loads the syncprov overlay,
-# so `pcsync run` watches with syncrepl; 0 leaves it out (the agent then polls).
+# so `pcsync run` watches with syncrepl; 0 leaves it out (the agent then polls). Any bound user
+# reads everything but passwords. SERVICE_DN, an account with a userPassword in the data, gets
+# AD's limits: 1,000 entries per unpaged search or page, no limit on a paged search as a whole.
 
 slapd_conf() {
-  local work=$1 password=$2 syncprov=$3 repo
+  local work=$1 password=$2 syncprov=$3 service=${4:-} repo
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   mkdir -p "$work/db-config" "$work/db-domain"
   echo "include /etc/ldap/schema/core.schema"
@@ -22,15 +24,20 @@ slapd_conf() {
   if [ "$syncprov" = 1 ]; then echo "moduleload syncprov"; fi
   echo "access to dn.base=\"\" by * read"
   echo "access to dn.base=\"cn=Subschema\" by * read"
-  _slapd_database "cn=Configuration,dc=contoso,dc=com" db-config "" "$work" "$syncprov"
-  _slapd_database "dc=contoso,dc=com" db-domain "rootpw \"$password\"" "$work" "$syncprov"
+  _slapd_database "cn=Configuration,dc=contoso,dc=com" db-config "" "$work" "$syncprov" "$service"
+  _slapd_database "dc=contoso,dc=com" db-domain "rootpw \"$password\"" "$work" "$syncprov" "$service"
 }
 
-_slapd_database() { # suffix dir rootpw-line work syncprov
+_slapd_database() { # suffix dir rootpw-line work syncprov service-dn
   printf 'database mdb\nsuffix "%s"\nrootdn "cn=admin,dc=contoso,dc=com"\n%s\n' "$1" "$3"
-  printf 'directory "%s/%s"\nmaxsize 4294967296\nsizelimit unlimited\n' "$4" "$2"
+  printf 'directory "%s/%s"\nmaxsize 17179869184\nsizelimit unlimited\n' "$4" "$2"
+  if [ -n "$6" ]; then
+    printf 'limits dn.exact="%s" size.soft=1000 size.hard=1000 size.prtotal=unlimited\n' "$6"
+  fi
   printf 'index objectClass eq\nindex msRTCSIP-PrimaryUserAddress eq,pres,sub\n'
-  printf 'index entryUUID,entryCSN eq\naccess to * by users read by * none\n'
+  printf 'index entryUUID,entryCSN eq\n'
+  printf 'access to attrs=userPassword by anonymous auth by * none\n'
+  printf 'access to * by users read by * none\n'
   if [ "$5" = 1 ]; then
     printf 'overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 1000\n'
   fi

@@ -4,57 +4,62 @@
 use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 
+use super::swap::{SwapFault, verify};
 use super::*;
 use crate::audit::{Event, Note, Outcome, Step};
-use crate::plan::Status;
+use crate::model::Attributes;
+use crate::plan::{CreateEndpoint, RetireUser, Status};
 
 /// An in-memory directory that honours `expect` like the real writer does.
 #[derive(Default)]
 pub(crate) struct Fake {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<Dn, Entry>,
     fail_add: bool,
     /// Store DN values the way AD does: the target's canonical form (here: `CN=`, no spaces).
     canonical_dns: bool,
     writes: usize,
     /// Once this many writes succeeded, every operation fails as on a dropped connection.
     lose_after_writes: Option<usize>,
+    /// This many reads find nothing, as when another writer adds the entry right after them.
+    pub(crate) hide_reads: usize,
 }
 
 impl Fake {
-    fn key(dn: &str) -> String {
-        dn.to_ascii_lowercase()
-    }
-
     fn with(entries: &[Entry]) -> Fake {
         let mut f = Fake::default();
         for e in entries {
-            f.entries.insert(Fake::key(&e.dn), e.clone());
+            f.entries.insert(e.dn.clone(), e.clone());
         }
         f
     }
 
-    fn conflict(dn: &str, reason: String) -> Error {
-        Error::Conflict {
-            op: "test".into(),
-            dn: dn.into(),
-            url: "fake://".into(),
-            reason,
+    fn has(&self, dn: &str) -> bool {
+        self.entries.contains_key(&Dn::parse(dn).unwrap())
+    }
+
+    fn get(&self, dn: &str) -> &Entry {
+        &self.entries[&Dn::parse(dn).unwrap()]
+    }
+
+    fn conflict(dn: &Dn, reason: String) -> WriteError {
+        WriteError::Conflict {
+            dn: dn.clone(),
+            source: format!("{dn} changed: {reason}").into(),
         }
     }
 
-    fn connected(&self) -> Result<(), Error> {
+    fn connected(&self, dn: &Dn) -> Result<(), WriteError> {
         match self.lose_after_writes {
-            Some(n) if self.writes >= n => Err(Error::ConnectionLost {
-                op: "test".into(),
-                url: "fake://".into(),
-                reason: "end of stream".into(),
+            Some(n) if self.writes >= n => Err(WriteError::Transient {
+                dn: dn.clone(),
+                source: "connection to fake:// lost: end of stream".into(),
             }),
             _ => Ok(()),
         }
     }
 
-    fn check(&self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
-        match self.entries.get(&Fake::key(dn)) {
+    fn check(&self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
+        match self.entries.get(dn) {
             None => Err(Fake::conflict(dn, "gone".into())),
             Some(e) => e.check(expect).map_err(|r| Fake::conflict(dn, r)),
         }
@@ -62,29 +67,32 @@ impl Fake {
 }
 
 impl DirectoryWriter for Fake {
-    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
-        self.connected()?;
-        Ok(self.entries.get(&Fake::key(dn)).cloned())
+    async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
+        self.connected(dn)?;
+        if self.hide_reads > 0 {
+            self.hide_reads -= 1;
+            return Ok(None);
+        }
+        Ok(self.entries.get(dn).cloned())
     }
 
-    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
-        self.connected()?;
+    async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
+        self.connected(&entry.dn)?;
         if self.fail_add && entry.get("msRTCSIP-OwnerUrn").len() == 1 {
-            return Err(Error::Operation {
-                op: "add".into(),
-                url: "fake://".into(),
-                rc: 65,
-                text: "object class violation".into(),
+            return Err(WriteError::Refused {
+                dn: entry.dn.clone(),
+                rc: Some(65),
+                source: "add failed: LDAP 65: object class violation".into(),
             });
         }
-        if self.entries.contains_key(&Fake::key(&entry.dn)) {
+        if self.entries.contains_key(&entry.dn) {
             return Err(Fake::conflict(&entry.dn, "exists".into()));
         }
         self.writes += 1;
         let mut stored = entry.clone();
         if self.canonical_dns {
             for a in &mut stored.attributes {
-                if a.name.eq_ignore_ascii_case("msRTCSIP-PrimaryHomeServer") {
+                if a.name.is("msRTCSIP-PrimaryHomeServer") {
                     for v in &mut a.values {
                         *v = String::from_utf8_lossy(v)
                             .replace(", ", ",")
@@ -94,41 +102,41 @@ impl DirectoryWriter for Fake {
                 }
             }
         }
-        self.entries.insert(Fake::key(&entry.dn), stored);
+        self.entries.insert(entry.dn.clone(), stored);
         Ok(())
     }
 
-    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
-        self.connected()?;
+    async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
+        self.connected(dn)?;
         self.check(dn, expect)?;
         self.writes += 1;
-        self.entries.remove(&Fake::key(dn));
+        self.entries.remove(dn);
         Ok(())
     }
 
     async fn modify(
         &mut self,
-        dn: &str,
+        dn: &Dn,
         mods: &[Modification],
         expect: &[AttrValues],
-    ) -> Result<(), Error> {
-        self.connected()?;
+    ) -> Result<(), WriteError> {
+        self.connected(dn)?;
         self.check(dn, expect)?;
-        let Some(entry) = self.entries.get(&Fake::key(dn)) else {
+        let Some(entry) = self.entries.get(dn) else {
             return Err(Fake::conflict(dn, "gone".into()));
         };
         let mut attrs = entry.to_attributes();
-        let mut next = crate::model::Attributes::new();
+        let mut next = Attributes::new();
         for m in mods {
             match m {
                 Modification::Delete(a) => {
-                    let now = attrs.get(&a.name).to_vec();
+                    let now = attrs.get(a.name.as_str()).to_vec();
                     if a.values.iter().any(|v| !now.contains(v)) {
                         return Err(Fake::conflict(dn, "value gone (16)".into()));
                     }
-                    let mut rebuilt = crate::model::Attributes::new();
+                    let mut rebuilt = Attributes::new();
                     for (n, vs) in attrs.iter() {
-                        let kept: Vec<Vec<u8>> = if n.as_str().eq_ignore_ascii_case(&a.name) {
+                        let kept: Vec<Vec<u8>> = if *n == a.name {
                             vs.iter()
                                 .filter(|v| !a.values.is_empty() && !a.values.contains(v))
                                 .cloned()
@@ -145,12 +153,12 @@ impl DirectoryWriter for Fake {
                 // Values join those the attribute has (`Attributes::insert` appends; AD's
                 // `description` is multi-valued); adding one it has already is refused (LDAP 20).
                 Modification::Add(a) => {
-                    let mut now = attrs.get(&a.name).to_vec();
-                    now.extend(next.get(&a.name).iter().cloned());
+                    let mut now = attrs.get(a.name.as_str()).to_vec();
+                    now.extend(next.get(a.name.as_str()).iter().cloned());
                     if a.values.iter().any(|v| now.contains(v)) {
                         return Err(Fake::conflict(dn, "value exists (20)".into()));
                     }
-                    next.insert(&a.name, a.values.clone());
+                    next.insert(a.name.as_str(), a.values.clone());
                 }
             }
         }
@@ -158,8 +166,8 @@ impl DirectoryWriter for Fake {
             attrs.insert(n.as_str(), vs.clone());
         }
         self.writes += 1;
-        self.entries
-            .insert(Fake::key(dn), Entry::new(&entry.dn.clone(), &attrs));
+        let updated = Entry::new(entry.dn.clone(), &attrs);
+        self.entries.insert(dn.clone(), updated);
         Ok(())
     }
 }
@@ -168,9 +176,13 @@ const USER: &str = "CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com";
 const ENDPOINT: &str = "CN={e},CN=Application Contacts,DC=contoso,DC=com";
 const URI: &str = "sip:ocschat@contoso.com";
 
+fn dn(text: &str) -> Dn {
+    Dn::parse(text).unwrap()
+}
+
 fn user_entry() -> Entry {
     Entry {
-        dn: USER.into(),
+        dn: dn(USER),
         attributes: vec![
             AttrValues::text("cn", &["OCSChat"]),
             AttrValues::text("objectClass", &["top", "user"]),
@@ -185,46 +197,48 @@ fn user_entry() -> Entry {
     }
 }
 
-fn change(action: Action, dn: &str) -> Change {
-    Change {
-        action,
-        dn: dn.into(),
-        sip_uri: URI.into(),
+fn header(dn_text: &str) -> Header {
+    Header {
+        dn: dn(dn_text),
+        sip_uri: SipUri::parse(URI).unwrap(),
         pool: "pcpool1.contoso.com".into(),
         status: Status::Ready,
         not_before: None,
         reason: String::new(),
-        retire: None,
-        expect: Vec::new(),
-        attributes: Vec::new(),
     }
 }
 
 fn swap_plan(retire: Retire) -> Plan {
-    let mut r = change(Action::RetireUser, USER);
-    r.retire = Some(retire);
-    r.expect = vec![
-        AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
-        AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
-    ];
-    if retire == Retire::Disable {
-        r.attributes = vec![
-            AttrValues::text("msRTCSIP-OptionFlags", &["256"]),
+    let r = RetireUser {
+        header: header(USER),
+        retire,
+        expect: vec![
             AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
             AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
-        ];
-    }
-    let mut c = change(Action::CreateEndpoint, ENDPOINT);
-    c.attributes = vec![
-        AttrValues::text("objectClass", &["contact"]),
-        AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
-        AttrValues::text("msRTCSIP-OwnerUrn", &["urn:application:persistentchat"]),
-        AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
-    ];
+        ],
+        cleared: match retire {
+            Retire::Disable => vec![
+                AttrValues::text("msRTCSIP-OptionFlags", &["256"]),
+                AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
+                AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+            ],
+            Retire::Delete => Vec::new(),
+        },
+    };
+    let c = CreateEndpoint {
+        header: header(ENDPOINT),
+        expect: Vec::new(),
+        entry: vec![
+            AttrValues::text("objectClass", &["contact"]),
+            AttrValues::text("msRTCSIP-PrimaryUserAddress", &[URI]),
+            AttrValues::text("msRTCSIP-OwnerUrn", &["urn:application:persistentchat"]),
+            AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+        ],
+    };
     Plan {
         format: 1,
         fingerprint: String::new(),
-        changes: vec![r, c],
+        changes: vec![Change::RetireUser(r), Change::CreateEndpoint(c)],
         findings: Vec::new(),
         summary: crate::plan::Summary {
             ready: 2,
@@ -272,8 +286,8 @@ fn a_swap_is_journaled_step_by_step_in_microsofts_order() {
     );
     assert_eq!(notes[1].before.as_ref().unwrap(), &user_entry());
     assert!(notes.iter().all(|n| n.swap.as_deref() == Some("r1#1")));
-    assert!(!dir.entries.contains_key(&Fake::key(USER)));
-    assert!(dir.entries.contains_key(&Fake::key(ENDPOINT)));
+    assert!(!dir.has(USER));
+    assert!(dir.has(ENDPOINT));
 }
 
 #[test]
@@ -291,12 +305,15 @@ fn a_failed_add_restores_the_user_from_the_before_image() {
         ))
         .unwrap();
         assert_eq!((report.applied, report.rolled_back), (0, 1), "{retire:?}");
+        assert!(report.errors[0].rolled_back(), "{:?}", report.errors);
         assert!(
-            report.errors[0].contains("the user was restored"),
-            "{:?}",
-            report.errors
+            report.errors[0]
+                .to_string()
+                .ends_with("; the user was restored"),
+            "{}",
+            report.errors[0]
         );
-        let restored = dir.entries.get(&Fake::key(USER)).unwrap();
+        let restored = dir.get(USER);
         // A deleted user is re-created without what the server sets itself (its objectSid
         // here); a disabled one keeps everything.
         let want = match retire {
@@ -331,11 +348,15 @@ fn a_concurrent_change_aborts_only_that_swap_and_writes_nothing() {
     ))
     .unwrap();
     assert_eq!(report.failed, 1);
+    let e = &report.errors[0];
     assert!(
-        report.errors[0]
+        matches!(&e.fault, SwapFault::Changed { dn, .. } if dn.as_str() == USER),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
             .contains("changed since it was planned: msRTCSIP-UserEnabled is \"FALSE\" now"),
-        "{:?}",
-        report.errors
+        "{e}"
     );
     assert_eq!(dir.writes, 0);
     assert!(notes.iter().all(|n| n.event != Event::BeforeImage));
@@ -353,7 +374,7 @@ fn disable_clears_only_the_msrtcsip_attributes() {
         &CancellationToken::new(),
     ))
     .unwrap();
-    let user = dir.entries.get(&Fake::key(USER)).unwrap();
+    let user = dir.get(USER);
     let names: Vec<&str> = user.attributes.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["cn", "objectClass", "objectSid"]);
 }
@@ -409,13 +430,13 @@ fn recovery_completes_a_swap_whose_user_is_gone() {
     // Crash right after the delete: the user is gone, the endpoint missing.
     let mut dir = Fake::with(&[user_entry()]);
     let notes = crashed_after(4, &mut dir);
-    dir.entries.remove(&Fake::key(ENDPOINT));
+    dir.entries.remove(&dn(ENDPOINT));
     let open = unfinished_from(&notes);
     assert_eq!(open.len(), 1);
     let mut log: Vec<Note> = Vec::new();
     let done = block(recover(&open, &mut dir, &mut log)).unwrap();
     assert_eq!(done[0].outcome, Outcome::Ok, "{done:?}");
-    assert!(dir.entries.contains_key(&Fake::key(ENDPOINT)));
+    assert!(dir.has(ENDPOINT));
     assert_eq!(log.last().unwrap().event, Event::Recovery);
 }
 
@@ -435,13 +456,13 @@ fn recovery_leaves_an_untouched_user_for_a_fresh_plan() {
 fn recovery_rolls_back_when_the_endpoint_cannot_be_added() {
     let mut dir = Fake::with(&[user_entry()]);
     let notes = crashed_after(4, &mut dir);
-    dir.entries.remove(&Fake::key(ENDPOINT));
+    dir.entries.remove(&dn(ENDPOINT));
     dir.fail_add = true;
     let mut log: Vec<Note> = Vec::new();
     let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
     assert!(done[0].message.starts_with("rolled back"), "{done:?}");
     assert_eq!(
-        dir.entries.get(&Fake::key(USER)).unwrap().to_attributes(),
+        dir.get(USER).to_attributes(),
         recreate_entry(&user_entry()).to_attributes()
     );
 }
@@ -514,8 +535,8 @@ fn a_lost_connection_stops_the_run_and_leaves_the_swap_open_for_recovery() {
             Outcome::Ok
         };
         assert_eq!(done[0].outcome, want, "{writes}: {done:?}");
-        assert_eq!(dir.entries.contains_key(&Fake::key(ENDPOINT)), writes > 0);
-        assert_eq!(dir.entries.contains_key(&Fake::key(USER)), writes == 0);
+        assert_eq!(dir.has(ENDPOINT), writes > 0);
+        assert_eq!(dir.has(USER), writes == 0);
     }
 }
 
@@ -541,14 +562,14 @@ fn a_recreated_user_leaves_out_what_active_directory_sets_itself() {
     let want: Vec<AttrValues> = user_entry()
         .attributes
         .into_iter()
-        .filter(|a| a.name != "objectSid")
+        .filter(|a| !a.name.is("objectSid"))
         .collect();
     let entry = recreate_entry(&image);
     assert_eq!(entry.dn, image.dn);
     assert_eq!(entry.attributes, want);
 
     let mut dir = Fake::default();
-    block(restore_user(&mut dir, Some(Retire::Delete), &image)).unwrap();
+    block(restore_user(&mut dir, Retire::Delete, &image)).unwrap();
     assert_eq!(dir.entries.values().next().unwrap().attributes, want);
 }
 
@@ -557,7 +578,10 @@ fn a_recreated_user_leaves_out_what_active_directory_sets_itself() {
 #[test]
 fn the_endpoint_read_back_compares_dn_values_as_dns() {
     let mut plan = swap_plan(Retire::Delete);
-    plan.changes[1].attributes.push(AttrValues::text(
+    let Change::CreateEndpoint(create) = &mut plan.changes[1] else {
+        panic!("not a create");
+    };
+    create.entry.push(AttrValues::text(
         "msRTCSIP-PrimaryHomeServer",
         &["cn=Lc Services, cn=Microsoft,DC=contoso,DC=com"],
     ));
@@ -573,23 +597,28 @@ fn the_endpoint_read_back_compares_dn_values_as_dns() {
     ))
     .unwrap();
     assert_eq!(report.applied, 1, "{:?}", report.errors);
-    let stored = dir.entries.get(&Fake::key(ENDPOINT)).unwrap();
+    let stored = dir.get(ENDPOINT);
     assert_eq!(
         stored.get("msRTCSIP-PrimaryHomeServer"),
         [b"CN=Lc Services,CN=Microsoft,DC=contoso,DC=com".to_vec()]
     );
 
     // A different DN is still caught.
-    let mut c = plan.changes[1].clone();
-    c.attributes
-        .retain(|a| a.name != "msRTCSIP-PrimaryHomeServer");
-    c.attributes.push(AttrValues::text(
+    let Change::CreateEndpoint(mut c) = plan.changes[1].clone() else {
+        panic!("not a create");
+    };
+    c.entry.retain(|a| !a.name.is("msRTCSIP-PrimaryHomeServer"));
+    c.entry.push(AttrValues::text(
         "msRTCSIP-PrimaryHomeServer",
         &["CN=Other,DC=contoso,DC=com"],
     ));
-    let e = block(verify(&mut dir, &c)).unwrap().unwrap_err();
+    let e = block(verify(&mut dir, &Change::CreateEndpoint(c)))
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(e, SwapFault::ReadBack { .. }), "{e:?}");
     assert!(
-        e.contains("read back wrong: msRTCSIP-PrimaryHomeServer is"),
+        e.to_string()
+            .contains("read back wrong: msRTCSIP-PrimaryHomeServer is"),
         "{e}"
     );
 }
@@ -614,5 +643,5 @@ fn a_stop_requested_before_a_swap_starts_none_and_says_how_many_were_left() {
     );
     assert!(notes.is_empty(), "nothing journaled: {notes:?}");
     assert_eq!(dir.writes, 0);
-    assert!(dir.entries.contains_key(&Fake::key(USER)));
+    assert!(dir.has(USER));
 }

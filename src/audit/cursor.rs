@@ -1,11 +1,10 @@
 //! Named review cursors: `state.dir/audit-cursors/NAME.json` holds the `seq` and line hash of
 //! the last record a reviewer saw, so `--since-last NAME` shows only what is new since.
 //!
-//! A cursor is written atomically (temp file, fsync, rename; 0600 in a 0700 directory) and only
+//! A cursor is written atomically ([`crate::private::write_atomic`]; 0600 in a 0700 directory) and only
 //! after the review's output was written. Its hash lets the next review notice a log that was
 //! rewritten underneath it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -69,19 +68,9 @@ impl Cursor {
         if let Some(dir) = path.parent() {
             crate::private::create_dir(dir).map_err(file_err)?;
         }
-        let tmp = path.with_extension("json.tmp");
-        let text = serde_json::to_string(self).map_err(|e| file_err(std::io::Error::other(e)))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = crate::private::file_options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(file_err)
+        let mut text =
+            serde_json::to_string(self).map_err(|e| file_err(std::io::Error::other(e)))?;
+        text.push('\n');
+        crate::private::write_atomic(&path, text.as_bytes()).map_err(file_err)
     }
 }

@@ -76,10 +76,10 @@ pub(crate) fn entry(comment: &str, e: &Entry) -> String {
     for line in comment.lines() {
         let _ = writeln!(out, "# {}", line.trim_start_matches("# "));
     }
-    push_line(&mut out, "dn", e.dn.as_bytes());
+    push_line(&mut out, "dn", e.dn.as_str().as_bytes());
     for a in &e.attributes {
         for v in &a.values {
-            push_line(&mut out, &a.name, v);
+            push_line(&mut out, a.name.as_str(), v);
         }
     }
     out
@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn unsafe_values_are_base64_and_long_lines_fold_at_76() {
         let e = Entry {
-            dn: "cn=Zoë,dc=x".into(),
+            dn: crate::model::Dn::parse("cn=Zoë,dc=x").unwrap(),
             attributes: vec![
                 AttrValues::text("cn", &["Zoë"]),
                 AttrValues {

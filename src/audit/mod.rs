@@ -16,8 +16,6 @@
 //! active segment (checked on open, so bounded by the size limit); reading streams line by line
 //! across all segments with bounded memory. Files are created 0600, directories 0700.
 mod cursor;
-#[doc(hidden)]
-pub(crate) mod generate;
 pub(crate) mod ldif;
 mod read;
 pub(crate) mod review;
@@ -37,8 +35,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::Entry;
-use crate::plan::{Change, Plan, hex};
+use crate::model::{Dn, Entry, SipUri};
+use crate::plan::{Change, Plan};
+use crate::util::hex;
 
 /// Version of the record format.
 pub(crate) const RECORD_FORMAT: u32 = 1;
@@ -152,7 +151,7 @@ impl std::fmt::Display for Break {
 
 /// Who acted: never a password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Actor {
+pub struct Actor {
     /// The bind DN, or null for an anonymous bind.
     pub bind_dn: Option<String>,
     pub host: String,
@@ -211,6 +210,27 @@ pub enum Step {
     DeleteEndpoint,
 }
 
+impl Event {
+    /// The name the audit log writes (`swap_intent`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
+impl Outcome {
+    /// The name the audit log writes (`ok`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
+impl Step {
+    /// The name the audit log writes (`delete_user`).
+    pub(crate) fn as_str(self) -> &'static str {
+        crate::util::variant_name(&self)
+    }
+}
+
 /// Counts in `run_start` / `run_end`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Counts {
@@ -235,9 +255,9 @@ pub struct Record {
     pub outcome: Outcome,
     pub(crate) actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dn: Option<String>,
+    pub dn: Option<Dn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sip_uri: Option<String>,
+    pub sip_uri: Option<SipUri>,
     /// Identifies one swap across runs: `<run_id>#<n>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swap: Option<String>,
@@ -260,21 +280,24 @@ pub struct Record {
     pub prev: String,
 }
 
-/// The parts of a record the caller chooses; [`AuditLog::append`] fills in the rest.
-#[derive(Debug, Clone)]
-pub(crate) struct Note {
-    pub event: Event,
-    pub outcome: Outcome,
-    pub dn: Option<String>,
-    pub sip_uri: Option<String>,
-    pub swap: Option<String>,
-    pub step: Option<Step>,
-    pub message: Option<String>,
-    pub counts: Option<Counts>,
-    pub plan: Option<Plan>,
-    pub changes: Option<Vec<Change>>,
-    pub before: Option<Entry>,
-    pub after: Option<Entry>,
+/// The parts of a record the caller chooses; the sink ([`AuditSink::record`]) fills in the
+/// rest. Outside the crate (the benchmark generator in examples/) a note is built from its JSON
+/// form: the record's own fields, as schemas/audit-record.schema.json documents them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Note {
+    pub(crate) event: Event,
+    pub(crate) outcome: Outcome,
+    pub(crate) dn: Option<Dn>,
+    pub(crate) sip_uri: Option<SipUri>,
+    pub(crate) swap: Option<String>,
+    pub(crate) step: Option<Step>,
+    pub(crate) message: Option<String>,
+    pub(crate) counts: Option<Counts>,
+    pub(crate) plan: Option<Plan>,
+    pub(crate) changes: Option<Vec<Change>>,
+    pub(crate) before: Option<Entry>,
+    pub(crate) after: Option<Entry>,
 }
 
 impl Note {
@@ -295,13 +318,13 @@ impl Note {
         }
     }
 
-    pub(crate) fn dn(mut self, dn: &str) -> Note {
-        self.dn = Some(dn.to_string());
+    pub(crate) fn dn(mut self, dn: &Dn) -> Note {
+        self.dn = Some(dn.clone());
         self
     }
 
-    pub(crate) fn sip_uri(mut self, uri: &str) -> Note {
-        self.sip_uri = Some(uri.to_string());
+    pub(crate) fn sip_uri(mut self, uri: &SipUri) -> Note {
+        self.sip_uri = Some(uri.clone());
         self
     }
 
@@ -322,16 +345,16 @@ impl Note {
 }
 
 /// Where records go. The file sink is [`AuditLog`]; tests use a `Vec`.
-pub(crate) trait AuditSink {
+pub trait AuditSink {
     /// Appends one record durably (for a file: written and fsynced before this returns).
     fn record(&mut self, note: Note) -> Result<(), Error>;
 }
 
 /// Default `audit.max_segment_size`.
-pub(crate) const DEFAULT_MAX_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) use crate::config::DEFAULT_MAX_SEGMENT_BYTES;
 
 /// The append-only file: the active segment, rotated when it would pass the size limit.
-pub(crate) struct AuditLog {
+pub struct AuditLog {
     path: PathBuf,
     file: File,
     /// Bytes in the active segment, to decide rotation without a stat per record.
@@ -354,7 +377,7 @@ impl AuditLog {
     /// Reads only the active segment (and the last line of the newest sealed one): its chain
     /// and sequence must be intact and its last line complete, or nothing is appended (a torn
     /// or edited tail is refused here; `pcsync audit verify` checks the whole log).
-    pub(crate) fn open(
+    pub fn open(
         path: &Path,
         run_id: &str,
         actor: Actor,
@@ -391,19 +414,20 @@ impl AuditLog {
     }
 
     /// Sets the size past which the active segment is sealed (`audit.max_segment_size`).
-    pub(crate) fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
+    pub fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
         self.max_segment_bytes = bytes.max(1);
         self
     }
 
     /// Starts a new run on the open log (a long-running process keeps one log open).
-    pub(crate) fn set_run(&mut self, run_id: &str) {
+    pub fn set_run(&mut self, run_id: &str) {
         self.run_id = run_id.to_string();
     }
 
-    /// Benchmark data generation only: skip `fsync`. Never for real runs.
+    /// Benchmark data generation only (examples/audit_generate.rs): skip `fsync`, so a
+    /// million records take seconds. Never for real runs.
     #[doc(hidden)]
-    pub(crate) fn without_fsync(mut self) -> AuditLog {
+    pub fn without_fsync(mut self) -> AuditLog {
         self.durable = false;
         self
     }

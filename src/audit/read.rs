@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{Break, Error, GENESIS, RECORD_FORMAT, Record, segments};
-use crate::plan::hex;
+use crate::util::hex;
 
 /// Where a line is: its segment file and 1-based line number in it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,87 +8,20 @@ use std::fmt::Write;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Actor, Counts, Event, Outcome, Record, Step};
-use crate::model::{AttrValues, Dn, Entry};
-use crate::plan::{Action, Change};
+use crate::model::{AttrValues, Dn, Entry, SipUri};
+use crate::plan::Change;
 
-/// `--since` / `--until`: RFC 3339 (`2026-11-24T08:00:00Z`, `…+01:00`) or a time before `now`
-/// (`30s`, `30m`, `2h`, `7d`, `2w`).
-pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: i64 = number.parse().map_err(|_| {
-        format!(
-            "{text:?} is not a time: use RFC 3339 (2026-11-24T08:00:00Z) or an age (30m, 2h, 7d)"
-        )
-    })?;
-    let age = match unit {
-        "s" => Duration::try_seconds(n),
-        "m" => Duration::try_minutes(n),
-        "h" => Duration::try_hours(n),
-        "d" => Duration::try_days(n),
-        "w" => Duration::try_weeks(n),
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (expected s, m, h, d or w)"
-            ));
-        }
-    }
-    .ok_or_else(|| format!("{text:?} is too large"))?;
-    now.checked_sub_signed(age)
-        .ok_or_else(|| format!("{text:?} is too large"))
-}
+/// `--since` / `--until`: the time grammar is the configuration's, shared with every command.
+pub(crate) use crate::config::parse_time;
 
 /// The outcome as shown and filtered: a successful rollback is `rolled-back`.
 pub(crate) fn shown_outcome(r: &Record) -> &'static str {
     match (r.event, r.outcome) {
         (Event::Rollback, Outcome::Ok) => "rolled-back",
-        (_, o) => outcome_str(o),
-    }
-}
-
-pub(crate) fn outcome_str(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Started => "started",
-        Outcome::Ok => "ok",
-        Outcome::Failed => "failed",
-        Outcome::Blocked => "blocked",
-        Outcome::Skipped => "skipped",
-    }
-}
-
-pub(crate) fn event_str(e: Event) -> &'static str {
-    match e {
-        Event::RunStart => "run_start",
-        Event::Plan => "plan",
-        Event::GuardBlocked => "guard_blocked",
-        Event::SwapIntent => "swap_intent",
-        Event::BeforeImage => "before_image",
-        Event::Step => "step",
-        Event::SwapDone => "swap_done",
-        Event::Rollback => "rollback",
-        Event::Recovery => "recovery",
-        Event::Error => "error",
-        Event::Replication => "replication",
-        Event::RunEnd => "run_end",
-    }
-}
-
-pub(crate) fn step_str(s: Step) -> &'static str {
-    match s {
-        Step::DeleteUser => "delete_user",
-        Step::DisableUser => "disable_user",
-        Step::AddEndpoint => "add_endpoint",
-        Step::RepointEndpoint => "repoint_endpoint",
-        Step::Verify => "verify",
-        Step::RestoreUser => "restore_user",
-        Step::DeleteEndpoint => "delete_endpoint",
+        (_, o) => o.as_str(),
     }
 }
 
@@ -145,13 +78,14 @@ impl Filter {
     fn subject_matches(&self, r: &Record) -> bool {
         (self.events.is_empty() || self.events.contains(&r.event))
             && self.dn.as_ref().is_none_or(|want| {
-                r.dn.as_deref()
-                    .is_some_and(|dn| dn.eq_ignore_ascii_case(want) || normalize_dn(dn) == *want)
+                r.dn.as_ref().is_some_and(|dn| {
+                    dn.as_str().eq_ignore_ascii_case(want) || dn.normalized() == want
+                })
             })
             && self.sip.as_ref().is_none_or(|want| {
                 r.sip_uri
-                    .as_deref()
-                    .is_some_and(|u| u.eq_ignore_ascii_case(want))
+                    .as_ref()
+                    .is_some_and(|u| u.as_str().eq_ignore_ascii_case(want))
             })
     }
 
@@ -230,7 +164,7 @@ impl Runs {
         }
         if r.event == Event::RunEnd {
             row.finished = Some(r.time.clone());
-            row.outcome = outcome_str(r.outcome).to_string();
+            row.outcome = r.outcome.as_str().to_string();
             if let Some(c) = &r.counts {
                 self.tally = c.clone();
             }
@@ -298,13 +232,13 @@ pub(crate) fn diff(before: Option<&Entry>, after: Option<&Entry>) -> Vec<DiffLin
     let a = after.map(|e| &e.attributes).unwrap_or(&empty);
     let mut names: Vec<&str> = Vec::new();
     for attr in b.iter().chain(a.iter()) {
-        if !names.iter().any(|n| n.eq_ignore_ascii_case(&attr.name)) {
-            names.push(&attr.name);
+        if !names.iter().any(|n| attr.name.is(n)) {
+            names.push(attr.name.as_str());
         }
     }
     let values = |list: &[AttrValues], name: &str| -> Vec<Vec<u8>> {
         list.iter()
-            .filter(|x| x.name.eq_ignore_ascii_case(name))
+            .filter(|x| x.name.is(name))
             .flat_map(|x| x.values.iter().cloned())
             .collect()
     };
@@ -343,11 +277,7 @@ struct ObjectState {
 fn without(entry: &Entry, removed: &[AttrValues]) -> Entry {
     let mut out = entry.clone();
     for r in removed {
-        for a in out
-            .attributes
-            .iter_mut()
-            .filter(|a| a.name.eq_ignore_ascii_case(&r.name))
-        {
+        for a in out.attributes.iter_mut().filter(|a| a.name == r.name) {
             if r.values.is_empty() {
                 a.values.clear();
             } else {
@@ -389,7 +319,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
                 out,
                 "  finished  {}  {}",
                 time(&end.time),
-                outcome_str(end.outcome)
+                end.outcome.as_str()
             );
             if let Some(c) = &end.counts {
                 let _ = write!(
@@ -416,9 +346,9 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
                 let _ = writeln!(
                     out,
                     "  {:<17} {:<32} {}",
-                    c.action.as_str(),
-                    c.sip_uri,
-                    c.dn
+                    c.action().as_str(),
+                    c.sip_uri().as_str(),
+                    c.dn()
                 );
             }
         }
@@ -430,7 +360,7 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
         let _ = writeln!(
             out,
             "\n{} {}: {}",
-            event_str(r.event),
+            r.event.as_str(),
             time(&r.time),
             r.message.as_deref().unwrap_or("")
         );
@@ -457,10 +387,11 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
     out
 }
 
+/// One swap: its outcome, each step as it happened, then per object a before/after diff.
 fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&str) -> String) {
     let sip = records
         .iter()
-        .find_map(|r| r.sip_uri.as_deref())
+        .find_map(|r| r.sip_uri.as_ref().map(SipUri::as_str))
         .unwrap_or("");
     let end = records
         .iter()
@@ -477,104 +408,140 @@ fn show_swap(out: &mut String, swap: &str, records: &[&Record], time: &dyn Fn(&s
         .find(|r| r.event == Event::SwapIntent)
         .and_then(|r| r.changes.clone())
         .unwrap_or_default();
-    let mut objects: Vec<ObjectState> = Vec::new();
-    let object = |objects: &mut Vec<ObjectState>, dn: &str| -> usize {
-        match objects.iter().position(|o| o.dn.eq_ignore_ascii_case(dn)) {
-            Some(i) => i,
-            None => {
-                objects.push(ObjectState {
-                    dn: dn.to_string(),
-                    ..ObjectState::default()
-                });
-                objects.len() - 1
-            }
-        }
-    };
-    for c in &changes {
-        let i = object(&mut objects, &c.dn);
-        if c.action == Action::RepointEndpoint {
-            objects[i].before = Some(Entry {
-                dn: c.dn.clone(),
-                attributes: c.expect.clone(),
-            });
-        }
-    }
+    let mut objects = SwapObjects::from_changes(&changes);
+    // Only records about an object are shown: the steps of a swap each name the DN written.
     for r in records {
-        let Some(dn) = r.dn.as_deref() else { continue };
-        let i = object(&mut objects, dn);
-        let change = changes.iter().find(|c| c.dn.eq_ignore_ascii_case(dn));
-        let o = &mut objects[i];
-        if r.event == Event::Step || matches!(r.event, Event::Rollback | Event::Recovery) {
-            let mut line = format!("  {}  {}", time(&r.time), event_str(r.event));
-            if let Some(s) = r.step {
-                let _ = write!(line, " {}", step_str(s));
-            }
-            let _ = write!(line, " {}", shown_outcome(r));
-            if r.run_id != swap.split('#').next().unwrap_or("") {
-                let _ = write!(line, " (run {})", r.run_id);
-            }
-            if let Some(m) = &r.message {
-                let _ = write!(line, ": {m}");
-            }
+        let Some(dn) = r.dn.as_ref() else { continue };
+        if let Some(line) = step_line(r, swap, time) {
             let _ = writeln!(out, "{line}");
         }
+        let change = changes.iter().find(|c| c.dn() == dn);
+        objects.get(dn).observe(r, change);
+    }
+    for o in &objects.0 {
+        o.write_diff(out);
+    }
+}
+
+/// A step, rollback or recovery as one line: time, event, step, outcome, the run that did it
+/// when another run recovered the swap, and the message. `None` for other records.
+fn step_line(r: &Record, swap: &str, time: &dyn Fn(&str) -> String) -> Option<String> {
+    if !matches!(r.event, Event::Step | Event::Rollback | Event::Recovery) {
+        return None;
+    }
+    let mut line = format!("  {}  {}", time(&r.time), r.event.as_str());
+    if let Some(s) = r.step {
+        let _ = write!(line, " {}", s.as_str());
+    }
+    let _ = write!(line, " {}", shown_outcome(r));
+    if r.run_id != swap.split('#').next().unwrap_or("") {
+        let _ = write!(line, " (run {})", r.run_id);
+    }
+    if let Some(m) = &r.message {
+        let _ = write!(line, ": {m}");
+    }
+    Some(line)
+}
+
+/// The objects a swap touched, in order of first mention.
+struct SwapObjects(Vec<ObjectState>);
+
+impl SwapObjects {
+    /// One object per change; a repointed endpoint's known state before is what the plan
+    /// expected of it (no before-image is taken of an endpoint).
+    fn from_changes(changes: &[Change]) -> SwapObjects {
+        let mut objects = SwapObjects(Vec::new());
+        for c in changes {
+            let o = objects.get(c.dn());
+            if let Change::RepointEndpoint(r) = c {
+                o.before = Some(Entry {
+                    dn: c.dn().clone(),
+                    attributes: r.expect.clone(),
+                });
+            }
+        }
+        objects
+    }
+
+    /// The object named `dn` (case-insensitive), added when new.
+    fn get(&mut self, dn: &Dn) -> &mut ObjectState {
+        let i = match self
+            .0
+            .iter()
+            .position(|o| o.dn.eq_ignore_ascii_case(dn.as_str()))
+        {
+            Some(i) => i,
+            None => {
+                self.0.push(ObjectState {
+                    dn: dn.as_str().to_string(),
+                    ..ObjectState::default()
+                });
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i]
+    }
+}
+
+impl ObjectState {
+    /// Follows one record about this object: its before-image, or what a successful write
+    /// made of it (`change` is the planned change for this DN).
+    fn observe(&mut self, r: &Record, change: Option<&Change>) {
         if r.event == Event::BeforeImage {
-            o.before = r.before.clone();
+            self.before = r.before.clone();
         }
         if r.outcome != Outcome::Ok {
-            continue;
+            return;
         }
-        match (r.event, r.step) {
-            (Event::Step, Some(Step::DeleteUser | Step::DeleteEndpoint)) => o.after = Some(None),
-            (Event::Step, Some(Step::DisableUser)) => {
-                if let (Some(before), Some(c)) = (&o.before, change) {
-                    o.after = Some(Some(without(before, &c.attributes)));
+        match (r.event, r.step, change) {
+            (Event::Step, Some(Step::DeleteUser | Step::DeleteEndpoint), _) => {
+                self.after = Some(None)
+            }
+            (Event::Step, Some(Step::DisableUser), Some(c)) => {
+                if let Some(before) = &self.before {
+                    self.after = Some(Some(without(before, c.attributes())));
                 }
             }
-            (Event::Step, Some(Step::AddEndpoint)) => {
-                if let Some(c) = change {
-                    o.after = Some(Some(Entry {
-                        dn: c.dn.clone(),
-                        attributes: c.attributes.clone(),
-                    }));
-                }
+            (Event::Step, Some(Step::AddEndpoint), Some(c)) => {
+                self.after = Some(Some(Entry {
+                    dn: c.dn().clone(),
+                    attributes: c.attributes().to_vec(),
+                }));
             }
-            (Event::Step, Some(Step::RepointEndpoint)) => {
-                if let (Some(before), Some(c)) = (&o.before, change) {
+            (Event::Step, Some(Step::RepointEndpoint), Some(c)) => {
+                if let Some(before) = &self.before {
                     let mut after = before.clone();
-                    for new in &c.attributes {
-                        after
-                            .attributes
-                            .retain(|a| !a.name.eq_ignore_ascii_case(&new.name));
+                    for new in c.attributes() {
+                        after.attributes.retain(|a| a.name != new.name);
                         after.attributes.push(new.clone());
                     }
-                    o.after = Some(Some(after));
+                    self.after = Some(Some(after));
                 }
             }
             _ => {}
         }
         if let Some(after) = &r.after {
-            o.after = Some(Some(after.clone()));
+            self.after = Some(Some(after.clone()));
         }
     }
-    for o in &objects {
-        let (label, lines) = match (&o.before, &o.after) {
+
+    /// `  DN  (deleted|created|modified|unchanged|no write recorded)` and its diff lines.
+    fn write_diff(&self, out: &mut String) {
+        let (label, lines) = match (&self.before, &self.after) {
             (_, None) => ("no write recorded", Vec::new()),
             (b, Some(None)) => ("deleted", diff(b.as_ref(), None)),
             (None, Some(Some(a))) => ("created", diff(None, Some(a))),
             (Some(b), Some(Some(a))) => {
                 let d = diff(Some(b), Some(a));
-                (
-                    if d.is_empty() {
-                        "unchanged"
-                    } else {
-                        "modified"
-                    },
-                    d,
-                )
+                let label = if d.is_empty() {
+                    "unchanged"
+                } else {
+                    "modified"
+                };
+                (label, d)
             }
         };
-        let _ = writeln!(out, "  {}  ({label})", o.dn);
+        let _ = writeln!(out, "  {}  ({label})", self.dn);
         for l in lines {
             let _ = writeln!(out, "    {l}");
         }
@@ -621,7 +588,7 @@ impl BeforeImages {
             return;
         }
         let Some(image) = &r.before else { return };
-        let key = normalize_dn(&image.dn);
+        let key = image.dn.normalized().to_string();
         if !self.images.contains_key(&key) {
             self.order.push(key.clone());
         }

@@ -4,6 +4,14 @@ use std::os::unix::fs::PermissionsExt;
 use super::review::{self, Filter, Runs};
 use super::*;
 
+pub(super) fn dn(text: &str) -> Dn {
+    Dn::parse(text).unwrap()
+}
+
+fn sip(text: &str) -> SipUri {
+    SipUri::parse(text).unwrap()
+}
+
 fn clock() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-24T08:00:00Z")
         .unwrap()
@@ -20,7 +28,7 @@ fn actor() -> Actor {
 fn write_some(path: &Path, run: &str, n: usize) {
     let mut log = AuditLog::open(path, run, actor(), clock).unwrap();
     for i in 0..n {
-        log.record(Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={i},dc=x")))
+        log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
     }
 }
@@ -152,7 +160,7 @@ fn an_inserted_record_is_named() {
     let mut forged: Record = serde_json::from_str(&l[1]).unwrap();
     forged.seq = 3;
     forged.prev = hex(&Sha256::digest(l[1].as_bytes()));
-    forged.dn = Some("cn=forged,dc=x".into());
+    forged.dn = Some(dn("cn=forged,dc=x"));
     let forged = serde_json::to_string(&forged).unwrap();
     write_lines(&path, &[&l[0], &l[1], &forged, &l[2]]);
     let (_, line, why) = broken(&path);
@@ -269,7 +277,7 @@ fn rotation_seals_segments_that_chain_and_read_in_order() {
             .unwrap()
             .with_max_segment_size(1024);
         for i in 0..5 {
-            log.record(Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={run}-{i},dc=x")))
+            log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={run}-{i},dc=x"))))
                 .unwrap();
         }
     }
@@ -316,14 +324,14 @@ fn a_rotation_while_reading_neither_hides_nor_repeats_records() {
         .unwrap()
         .with_max_segment_size(1024);
     for i in 0..8 {
-        log.record(Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={i},dc=x")))
+        log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
     }
     let before = segments::all(&path).unwrap().len();
     // A reader starts, then the writer seals the active segment and starts a new one.
     let reader = Reader::open(&path).unwrap();
     for i in 8..16 {
-        log.record(Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={i},dc=x")))
+        log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
     }
     assert!(segments::all(&path).unwrap().len() > before);
@@ -342,7 +350,7 @@ fn tampering_across_a_segment_boundary_is_detected() {
         .unwrap()
         .with_max_segment_size(1024);
     for i in 0..12 {
-        log.record(Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={i},dc=x")))
+        log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
     }
     drop(log);
@@ -413,14 +421,14 @@ fn unfinished_swaps_are_those_without_an_end() {
         .unwrap();
     let mut image = Note::new(Event::BeforeImage, Outcome::Ok).swap("r1#2");
     image.before = Some(Entry {
-        dn: "cn=u,dc=x".into(),
+        dn: dn("cn=u,dc=x"),
         attributes: vec![],
     });
     log.record(image).unwrap();
     let open = unfinished_swaps(&read(&path).unwrap());
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].swap, "r1#2");
-    assert_eq!(open[0].before.as_ref().unwrap().dn, "cn=u,dc=x");
+    assert_eq!(open[0].before.as_ref().unwrap().dn, dn("cn=u,dc=x"));
     let streamed = unfinished_in(&path).unwrap();
     assert_eq!(streamed.len(), 1);
     assert_eq!(records_of_run(&path, "r1").unwrap().len(), 6);
@@ -470,8 +478,8 @@ fn sample() -> Vec<Record> {
     );
     a.message = Some("reconcile --apply".into());
     let mut b = rec(2, "r1", "2026-11-20T10:00:01Z", Event::Step, Outcome::Ok);
-    b.dn = Some("CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com".into());
-    b.sip_uri = Some("sip:ocschat@contoso.com".into());
+    b.dn = Some(dn("CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com"));
+    b.sip_uri = Some(sip("sip:ocschat@contoso.com"));
     b.step = Some(Step::DeleteUser);
     let mut c = rec(
         3,
@@ -508,7 +516,7 @@ fn sample() -> Vec<Record> {
         Event::GuardBlocked,
         Outcome::Blocked,
     );
-    f.sip_uri = Some("sip:OCSChat@Fabrikam.com".into());
+    f.sip_uri = Some(sip("sip:OCSChat@Fabrikam.com"));
     let g = rec(
         7,
         "r2",
@@ -650,7 +658,7 @@ fn runs_fold_into_one_row_each_with_counts_and_outcome() {
 #[test]
 fn the_diff_shows_removed_and_added_values_and_binary_safely() {
     let before = Entry {
-        dn: "cn=u".into(),
+        dn: dn("cn=u"),
         attributes: vec![
             AttrValues::text("cn", &["u"]),
             AttrValues::text("msRTCSIP-PrimaryUserAddress", &["sip:ocschat@contoso.com"]),
@@ -683,14 +691,14 @@ fn the_diff_shows_removed_and_added_values_and_binary_safely() {
 
 #[test]
 fn show_gives_the_plan_steps_and_a_diff_per_object_with_rollback_and_recovery() {
-    use crate::plan::{Action, Change, Status};
+    use crate::plan::{Change, CreateEndpoint, Header, RetireUser, Status};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let user = "CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com";
     let endpoint = "CN={abc},CN=Application Contacts,DC=contoso,DC=com";
     let uri = "sip:ocschat@contoso.com";
     let image = Entry {
-        dn: user.into(),
+        dn: dn(user),
         attributes: vec![
             AttrValues::text("cn", &["OCSChat"]),
             AttrValues::text("msRTCSIP-PrimaryUserAddress", &[uri]),
@@ -700,43 +708,44 @@ fn show_gives_the_plan_steps_and_a_diff_per_object_with_rollback_and_recovery() 
             },
         ],
     };
-    let change = |action, dn: &str, attributes| Change {
-        action,
-        dn: dn.into(),
-        sip_uri: uri.into(),
+    let header = |at: &str| Header {
+        dn: dn(at),
+        sip_uri: sip(uri),
         pool: "pcpool1.contoso.com".into(),
         status: Status::Ready,
         not_before: None,
         reason: "r".into(),
-        retire: None,
-        expect: vec![],
-        attributes,
     };
     let mut log = AuditLog::open(&path, "r1", actor(), clock).unwrap();
     log.record(Note::new(Event::RunStart, Outcome::Started).message("reconcile --apply"))
         .unwrap();
     let mut intent = Note::new(Event::SwapIntent, Outcome::Started)
         .swap("r1#1")
-        .dn(user)
-        .sip_uri(uri);
+        .dn(&dn(user))
+        .sip_uri(&sip(uri));
     intent.changes = Some(vec![
-        change(Action::RetireUser, user, vec![]),
-        change(
-            Action::CreateEndpoint,
-            endpoint,
-            vec![AttrValues::text("msRTCSIP-PrimaryUserAddress", &[uri])],
-        ),
+        Change::RetireUser(RetireUser {
+            header: header(user),
+            retire: crate::plan::desired::Retire::Delete,
+            expect: vec![],
+            cleared: vec![],
+        }),
+        Change::CreateEndpoint(CreateEndpoint {
+            header: header(endpoint),
+            expect: vec![],
+            entry: vec![AttrValues::text("msRTCSIP-PrimaryUserAddress", &[uri])],
+        }),
     ]);
     log.record(intent).unwrap();
     let mut img = Note::new(Event::BeforeImage, Outcome::Ok)
         .swap("r1#1")
-        .dn(user);
+        .dn(&dn(user));
     img.before = Some(image.clone());
     log.record(img).unwrap();
     log.record(
         Note::new(Event::Step, Outcome::Ok)
             .swap("r1#1")
-            .dn(user)
+            .dn(&dn(user))
             .step(Step::DeleteUser),
     )
     .unwrap();
@@ -744,14 +753,14 @@ fn show_gives_the_plan_steps_and_a_diff_per_object_with_rollback_and_recovery() 
     log.record(
         Note::new(Event::Step, Outcome::Ok)
             .swap("r1#1")
-            .dn(endpoint)
+            .dn(&dn(endpoint))
             .step(Step::AddEndpoint),
     )
     .unwrap();
     log.record(
         Note::new(Event::Recovery, Outcome::Ok)
             .swap("r1#1")
-            .dn(user)
+            .dn(&dn(user))
             .message("completed the swap of run r1"),
     )
     .unwrap();
@@ -803,6 +812,38 @@ fn review_cursors_round_trip_and_names_are_checked() {
             matches!(Cursor::load(dir.path(), bad), Err(CursorError::Name(_))),
             "{bad}"
         );
+    }
+}
+
+/// The names shown by `audit list`/`show` and the CSV export are the ones the log writes.
+#[test]
+fn event_outcome_and_step_names_are_the_serialised_ones() {
+    use clap::ValueEnum;
+    fn json<T: Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+    for e in Event::value_variants() {
+        assert_eq!(json(e), format!("\"{}\"", e.as_str()));
+    }
+    for o in [
+        Outcome::Started,
+        Outcome::Ok,
+        Outcome::Failed,
+        Outcome::Blocked,
+        Outcome::Skipped,
+    ] {
+        assert_eq!(json(&o), format!("\"{}\"", o.as_str()));
+    }
+    for s in [
+        Step::DeleteUser,
+        Step::DisableUser,
+        Step::AddEndpoint,
+        Step::RepointEndpoint,
+        Step::Verify,
+        Step::RestoreUser,
+        Step::DeleteEndpoint,
+    ] {
+        assert_eq!(json(&s), format!("\"{}\"", s.as_str()));
     }
 }
 

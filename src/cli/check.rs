@@ -85,49 +85,61 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     report.finish()
 }
 
+/// Connects, then checks the server, the places pcsync uses and the objects there; each step
+/// runs only when the one before it passed.
 async fn check_directory(settings: &Settings, report: &mut Report, progress: &Progress) {
+    let Some(mut dir) = connect(settings, report).await else {
+        return;
+    };
+    if check_server(&mut dir, settings, report).await
+        && check_places(&mut dir, settings, report).await
+    {
+        check_objects(&mut dir, settings, report, progress).await;
+    }
+    dir.close().await;
+}
+
+/// `connect` and `root DSE`: which server answered, as whom, and what it serves.
+async fn connect(settings: &Settings, report: &mut Report) -> Option<Directory> {
     let mut dir = match Directory::connect(&settings.directory).await {
         Ok(dir) => dir,
         Err(e) => {
             report.add("connect", false, e.to_string());
-            return;
+            return None;
         }
     };
+    let bound = match (dir.bound_as(), dir.mechanism()) {
+        (Some(who), Some(how)) if *how != Mechanism::Simple => format!("bound as {who} with {how}"),
+        (Some(who), _) => format!("bound as {who}"),
+        (None, _) => "bound anonymously".to_string(),
+    };
+    report.add("connect", true, format!("{} {bound}", dir.url()));
+    let dse = dir.root_dse();
+    let contexts = if dse.naming_contexts.is_empty() {
+        "none listed".to_string()
+    } else {
+        dse.naming_contexts.join(", ")
+    };
+    let vendor = dse.vendor_name.as_deref().unwrap_or("unknown vendor");
     report.add(
-        "connect",
+        "root DSE",
         true,
-        format!(
-            "{} {}",
-            dir.url(),
-            match (dir.bound_as(), dir.mechanism()) {
-                (Some(who), Some(how)) if *how != Mechanism::Simple => {
-                    format!("bound as {who} with {how}")
-                }
-                (Some(who), _) => format!("bound as {who}"),
-                (None, _) => "bound anonymously".to_string(),
-            }
-        ),
+        format!("{vendor}; naming contexts: {contexts}"),
     );
+    // `write` and `dcs` (and `gc` with a Global Catalog): where writes go and which DCs hold
+    // the domain.
     for line in crate::estate::check::lines(&mut dir, &settings.directory).await {
         report.add(line.name, line.ok, line.detail);
     }
     if let Some(line) = crate::estate::check::global_catalog(&mut dir, &settings.directory).await {
         report.add(line.name, line.ok, line.detail);
     }
-    let dse = dir.root_dse().clone();
-    report.add(
-        "root DSE",
-        true,
-        format!(
-            "{}; naming contexts: {}",
-            dse.vendor_name.as_deref().unwrap_or("unknown vendor"),
-            if dse.naming_contexts.is_empty() {
-                "none listed".to_string()
-            } else {
-                dse.naming_contexts.join(", ")
-            }
-        ),
-    );
+    Some(dir)
+}
+
+/// `watch`, `writes` and `schema`: what the server lets pcsync do, and whether it knows the
+/// Lync attributes. False when pcsync cannot go on.
+async fn check_server(dir: &mut Directory, settings: &Settings, report: &mut Report) -> bool {
     let bases = [
         &settings.directory.base_dn,
         &settings.layout.endpoint_container,
@@ -136,7 +148,7 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
         Ok(caps) => caps.clone(),
         Err(e) => {
             report.add("watch", false, e.to_string());
-            return;
+            return false;
         }
     };
     report.add(
@@ -150,25 +162,30 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
         format!("{} ({})", caps.writes, caps.writes_reason),
     );
     match dir.missing_schema_attributes(attr::REQUIRED_SCHEMA).await {
-        Ok(missing) if missing.is_empty() => report.add(
-            "schema",
-            true,
-            format!("defines {}", attr::REQUIRED_SCHEMA.join(", ")),
-        ),
+        Ok(missing) if missing.is_empty() => {
+            let defined = attr::REQUIRED_SCHEMA.join(", ");
+            report.add("schema", true, format!("defines {defined}"));
+            true
+        }
         Ok(missing) => {
             let e = crate::ldap::Error::SchemaMissing {
                 url: dir.url().to_string(),
                 missing,
             };
             report.add("schema", false, e.to_string());
-            return;
+            false
         }
         Err(e) => {
             report.add("schema", false, e.to_string());
-            return;
+            false
         }
     }
+}
 
+/// `base DN`, `container` and one `pool` line per pool: the DNs the configuration names
+/// exist. False when the base DN or the container does not (a scan would be meaningless); a
+/// missing pool only fails its own line.
+async fn check_places(dir: &mut Directory, settings: &Settings, report: &mut Report) -> bool {
     let mut bases_ok = true;
     for (name, dn) in [
         ("base DN", &settings.directory.base_dn),
@@ -187,35 +204,37 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
         }
     }
     for pool in &settings.pools {
-        match dir.exists(&pool.home_server_dn).await {
+        let (fqdn, home) = (&pool.fqdn, &pool.home_server_dn);
+        match dir.exists(home).await {
             Ok(true) => report.add(
                 "pool",
                 true,
-                format!(
-                    "{}: home_server_dn {} exists",
-                    pool.fqdn, pool.home_server_dn
-                ),
+                format!("{fqdn}: home_server_dn {home} exists"),
             ),
             Ok(false) => report.add(
                 "pool",
                 false,
                 format!(
-                    "{}: home_server_dn {} does not exist on {}",
-                    pool.fqdn,
-                    pool.home_server_dn,
+                    "{fqdn}: home_server_dn {home} does not exist on {}",
                     dir.url()
                 ),
             ),
-            Err(e) => report.add("pool", false, format!("{}: {e}", pool.fqdn)),
+            Err(e) => report.add("pool", false, format!("{fqdn}: {e}")),
         }
     }
-    if !bases_ok {
-        return;
-    }
+    bases_ok
+}
 
+/// `objects`: one scan, counted by kind, with the number of findings.
+async fn check_objects(
+    dir: &mut Directory,
+    settings: &Settings,
+    report: &mut Report,
+    progress: &Progress,
+) {
     let mut findings = Vec::new();
     let (mut users, mut contacts, mut other, mut enabled) = (0u64, 0u64, 0u64, 0u64);
-    let scanned = inventory::scan(&mut dir, settings, &mut findings, |o| {
+    let scanned = inventory::scan(dir, settings, &mut findings, |o| {
         progress.tick();
         match o.kind {
             ObjectKind::User => users += 1,
@@ -240,5 +259,4 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
         ),
         Err(e) => report.add("objects", false, e.to_string()),
     }
-    dir.close().await;
 }

@@ -56,7 +56,7 @@ pub(crate) struct Args {
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(text, Duration::from_millis(10)..=Duration::from_secs(300))
+    crate::config::parse_duration_within(text, Duration::from_millis(10)..=Duration::from_secs(300))
 }
 
 pub(super) async fn run(_cli: &Cli, args: &Args) -> u8 {

@@ -1,9 +1,9 @@
 //! `pcsync reconcile`: scan, plan, print; with `--apply`, carry the plan out.
 //!
 //! The I/O edge around the pure planner: it takes the run lock (apply only), finishes any swap
-//! a crashed run left open, streams the directory through a [`Collector`], confirms duplicate
+//! a crashed run left open, streams the directory through a [`Collector`](crate::plan::Collector), confirms duplicate
 //! candidates and re-reads the few objects holding a migration URI in full, then calls
-//! [`plan::plan`] with the current time. Guards (thresholds, empty search, stale saved plan)
+//! [`plan::plan`](crate::plan::plan) with the current time. Guards (thresholds, empty search, stale saved plan)
 //! are checked before any write; every guard block is audited and exits 3.
 
 use std::io::Write;
@@ -21,7 +21,7 @@ use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
 use crate::plan::{Plan, render};
 use crate::progress::Progress;
-use crate::reconcile::{self, ApplyOptions, Stop};
+use crate::reconcile::{self, ApplyOptions, RunEnd};
 
 /// Output format of `reconcile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,7 +62,7 @@ pub(crate) struct Args {
 }
 
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
-    crate::config::parse_duration(
+    crate::config::parse_duration_within(
         text,
         std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600),
     )
@@ -104,42 +104,49 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
 
 async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
     let progress = Progress::new(quiet);
-    match audit::unfinished_in(&settings.audit.path) {
-        Ok(open) => {
-            if !open.is_empty() {
-                eprintln!(
-                    "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
-                    open.len(),
-                    open.iter()
-                        .map(|u| u.swap.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
+    warn_unfinished(settings);
+    let end = match reconcile::compute(settings, dir, Some(&progress)).await {
+        Ok(plan) => match show_dry_run(args, &plan) {
+            Ok(()) if plan.is_in_sync() => RunEnd::InSync,
+            Ok(()) => RunEnd::Pending,
+            Err(e) => return report_error(&e),
+        },
+        Err(stopped) => RunEnd::from(stopped),
+    };
+    match &end {
+        RunEnd::Blocked(guards) => {
+            for b in guards {
+                eprintln!("pcsync: blocked: {b}");
             }
         }
+        RunEnd::Failed(e) => eprintln!("pcsync: error: {e}"),
+        _ => {}
+    }
+    end.exit_code()
+}
+
+/// A dry run still tells about swaps a crashed run left open: only `--apply` finishes them.
+fn warn_unfinished(settings: &Settings) {
+    match audit::unfinished_in(&settings.audit.path) {
+        Ok(open) if !open.is_empty() => eprintln!(
+            "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
+            open.len(),
+            open.iter()
+                .map(|u| u.swap.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Ok(_) => {}
         Err(e) => eprintln!("pcsync: warning: {e}"),
     }
-    let plan = match reconcile::compute(settings, dir, Some(&progress)).await {
-        Ok(plan) => plan,
-        Err(Stop::Guard(msg)) => {
-            eprintln!("pcsync: blocked: {msg}");
-            return exit::BLOCKED;
-        }
-        Err(Stop::Error(msg)) => return report_error(&msg),
-    };
-    if let Some(path) = &args.plan_out
-        && let Err(e) = reconcile::save_plan(path, &plan)
-    {
-        return report_error(&e);
+}
+
+/// Saves (`--plan-out`) and prints the plan of a dry run.
+fn show_dry_run(args: &Args, plan: &Plan) -> Result<(), String> {
+    if let Some(path) = &args.plan_out {
+        reconcile::save_plan(path, plan).map_err(|e| e.to_string())?;
     }
-    if let Err(e) = print_plan(args.format, &plan, None, None) {
-        return report_error(&e);
-    }
-    if plan.is_in_sync() {
-        exit::OK
-    } else {
-        exit::PENDING
-    }
+    print_plan(args.format, plan, None, None)
 }
 
 async fn apply_run(
@@ -172,18 +179,20 @@ async fn apply_run(
             r.swap, r.sip_uri, r.outcome, r.message
         );
     }
-    match (run.end, run.plan, run.report) {
-        (Err(Stop::Guard(msg)), _, _) => {
-            eprintln!(
-                "pcsync: blocked: {msg}; nothing was written (run {})",
-                run.run_id
-            );
-            exit::BLOCKED
+    match (&run.end, &run.plan) {
+        (RunEnd::Blocked(guards), _) => {
+            for b in guards {
+                eprintln!(
+                    "pcsync: blocked: {b}; nothing was written (run {})",
+                    run.run_id
+                );
+            }
         }
-        (Err(Stop::Error(msg)), _, _) => report_error(&msg),
-        (Ok(()), Some(plan), Some(report)) => {
-            if let Err(e) = print_plan(args.format, &plan, Some(&report), run.replication.as_ref())
-            {
+        (RunEnd::Failed(e), _) => {
+            report_error(e);
+        }
+        (RunEnd::Applied(report), Some(plan)) => {
+            if let Err(e) = print_plan(args.format, plan, Some(report), run.replication.as_ref()) {
                 return report_error(&e);
             }
             if args.format == PlanFormat::Text {
@@ -203,25 +212,19 @@ async fn apply_run(
                     println!("{r}");
                 }
             }
-            let unreplicated = args.wait_replication.is_some()
-                && run
-                    .replication
-                    .as_ref()
-                    .is_some_and(|r| !r.reachable_complete());
-            if unreplicated && let Some(r) = &run.replication {
+            if args.wait_replication.is_some()
+                && let Some(r) = run.replication.as_ref().filter(|r| !r.reachable_complete())
+            {
                 eprintln!(
                     "pcsync: error: applied, but not every reachable DC holds the writes after \
                      --wait-replication: {r}"
                 );
-            }
-            if report.failed == 0 && !unreplicated {
-                exit::OK
-            } else {
-                exit::ERROR
+                return exit::ERROR;
             }
         }
-        (Ok(()), _, _) => report_error(&"the run ended without a plan"),
+        _ => return report_error(&"the run ended without a plan"),
     }
+    run.end.exit_code()
 }
 
 fn print_plan(
@@ -244,7 +247,7 @@ fn print_plan(
                         "applied": r.applied,
                         "failed": r.failed,
                         "rolled_back": r.rolled_back,
-                        "errors": r.errors,
+                        "errors": r.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
                         "replication": replication.map(|r| serde_json::json!({
                             "holding": r.holding.len(),
                             "total": r.total(),

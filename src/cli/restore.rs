@@ -118,7 +118,7 @@ async fn apply_restore(plan: &RestorePlan, dir: &mut Directory, log: &mut AuditL
     println!(
         "restored {} of {} action(s) of run {} (restore run {})",
         report.applied,
-        report.swaps,
+        report.actions,
         plan.run_id,
         log.run_id()
     );

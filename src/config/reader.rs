@@ -463,24 +463,10 @@ fn describe(kind: &ValueKind) -> String {
 fn closest<'k>(typo: &str, known: &BTreeSet<&'k str>) -> Option<&'k str> {
     known
         .iter()
-        .map(|k| (edit_distance(typo, k), *k))
+        .map(|k| (strsim::levenshtein(typo, k), *k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
         .map(|(_, k)| k)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

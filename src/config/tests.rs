@@ -1,7 +1,12 @@
 //! Every configuration error path, each checked for a readable one-line message.
 
+use super::settings::DEFAULT_SERVER_HEADER;
+use super::values::{DEFAULT_CRON, RateLimitSettings};
 use super::*;
+use crate::model::Dn;
+use crate::plan::desired::Retire;
 use std::io::Write;
+use std::time::Duration;
 
 const NAME: &str = "pcsync.toml";
 
@@ -408,7 +413,7 @@ fn durations_are_checked() {
     assert_eq!(
         errs,
         [
-            "pcsync.toml: directory.timeout: \"10 parsecs\": unknown unit \"parsecs\" (expected ms, s, m, h or d)"
+            "pcsync.toml: directory.timeout: \"10 parsecs\": unknown unit \"parsecs\" (expected ms, s, m, h, d or w)"
         ]
     );
     let errs = errors(&with(&f, "directory", "timeout = \"2d\""), &[]);
@@ -501,7 +506,7 @@ fn redirector_errors_name_the_key() {
         [
             "pcsync.toml: redirector.server_header: \"a\\u{7}b\" is not a usable Server header (1 to 128 printable ASCII characters)",
             "pcsync.toml: redirector.tcp_max_connections: 0 is out of range (1..=1000000)",
-            "pcsync.toml: redirector.tcp_idle_timeout: \"5x\": unknown unit \"x\" (expected ms, s, m, h or d)",
+            "pcsync.toml: redirector.tcp_idle_timeout: \"5x\": unknown unit \"x\" (expected ms, s, m, h, d or w)",
             "pcsync.toml: redirector.max_message_size: 10 is out of range (1024..=1048576)",
             "pcsync.toml: redirector.rate_limit: \"fast\" is not a rate limit (expected \"off\" or N/DURATION, e.g. \"200/1s\")",
             "pcsync.toml: redirector.udp_workers: 0 is out of range (1..=64)",

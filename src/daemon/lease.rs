@@ -17,9 +17,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::apply::{DirectoryWriter, Modification};
-use crate::ldap::Error;
-use crate::model::{AttrValues, Entry};
+use crate::apply::{DirectoryWriter, WriteError};
+use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The attribute holding the lease value.
 pub(crate) const LEASE_ATTR: &str = "description";
@@ -71,11 +70,11 @@ pub(crate) struct Observed {
 /// A lost race is not an error: it returns the lease as the winner left it.
 pub(crate) async fn tick(
     dir: &mut impl DirectoryWriter,
-    dn: &str,
+    dn: &Dn,
     me: &str,
     now: DateTime<Utc>,
     duration: std::time::Duration,
-) -> Result<Observed, Error> {
+) -> Result<Observed, WriteError> {
     let expires = now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::zero());
     let want = Lease {
         holder: me.to_string(),
@@ -84,7 +83,7 @@ pub(crate) async fn tick(
     let Some(entry) = dir.read_entry(dn).await? else {
         let cn = leaf_cn(dn);
         let entry = Entry {
-            dn: dn.to_string(),
+            dn: dn.clone(),
             attributes: vec![
                 AttrValues::text("objectClass", &["top", "container"]),
                 AttrValues::text("cn", &[cn.as_str()]),
@@ -97,7 +96,7 @@ pub(crate) async fn tick(
                 mine: true,
             }),
             // Another instance created it first (LDAP 68): see what it wrote.
-            Err(e) if e.rc() == Some(68) => observe(dir, dn, me).await,
+            Err(WriteError::Conflict { .. }) => observe(dir, dn, me).await,
             Err(e) => Err(e),
         };
     };
@@ -157,7 +156,7 @@ fn lease_values(entry: &Entry) -> Vec<String> {
     entry
         .attributes
         .iter()
-        .filter(|a| a.name.eq_ignore_ascii_case(LEASE_ATTR))
+        .filter(|a| a.name.is(LEASE_ATTR))
         .flat_map(|a| a.texts().map(str::to_string).collect::<Vec<_>>())
         .collect()
 }
@@ -165,10 +164,10 @@ fn lease_values(entry: &Entry) -> Vec<String> {
 /// Gives the lease up (expiry = now) if `me` holds it, so another instance takes over at once.
 pub(crate) async fn release(
     dir: &mut impl DirectoryWriter,
-    dn: &str,
+    dn: &Dn,
     me: &str,
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<(), WriteError> {
     let Observed {
         lease: Some(l),
         mine: true,
@@ -191,7 +190,11 @@ pub(crate) async fn release(
 }
 
 /// The lease as it stands: only an entry with exactly one value that parses holds one.
-async fn observe(dir: &mut impl DirectoryWriter, dn: &str, me: &str) -> Result<Observed, Error> {
+async fn observe(
+    dir: &mut impl DirectoryWriter,
+    dn: &Dn,
+    me: &str,
+) -> Result<Observed, WriteError> {
     let lease = dir
         .read_entry(dn)
         .await?
@@ -204,15 +207,13 @@ async fn observe(dir: &mut impl DirectoryWriter, dn: &str, me: &str) -> Result<O
 }
 
 /// The entry changed since it was read: a value gone (LDAP 16) or already there (20), the
-/// entry gone (32) or made (68) in between, an assertion failed (122).
-fn lost_race(e: &Error) -> bool {
-    matches!(e, Error::Conflict { .. }) || matches!(e.rc(), Some(16 | 20 | 32 | 68 | 122))
+/// entry gone (32) or made (68) in between, an assertion failed (122). Another instance won.
+fn lost_race(e: &WriteError) -> bool {
+    matches!(e, WriteError::Conflict { .. })
 }
 
-fn leaf_cn(dn: &str) -> String {
-    crate::model::Dn::parse(dn)
-        .ok()
-        .and_then(|d| d.leaf_value())
+fn leaf_cn(dn: &Dn) -> String {
+    dn.leaf_value()
         .unwrap_or_else(|| "pcsync-lease".to_string())
 }
 
@@ -222,7 +223,11 @@ mod tests {
     use crate::apply::DirectoryWriter;
     use crate::apply::tests::Fake;
 
-    const DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
+    const LEASE_DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
+
+    fn lease_dn() -> Dn {
+        Dn::parse(LEASE_DN).unwrap()
+    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
@@ -240,19 +245,27 @@ mod tests {
         let mut dir = Fake::default();
         let d = std::time::Duration::from_secs(30);
         // a creates the lease; b sees a's lease and does not take it while it is valid.
-        let a = block(tick(&mut dir, DN, "a", at(0), d)).unwrap();
+        let a = block(tick(&mut dir, &lease_dn(), "a", at(0), d)).unwrap();
         assert!(a.mine);
-        let b = block(tick(&mut dir, DN, "b", at(10), d)).unwrap();
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(10), d)).unwrap();
         assert!(!b.mine);
         assert_eq!(b.lease.as_ref().unwrap().holder, "a");
         // a renews; b still waits.
-        assert!(block(tick(&mut dir, DN, "a", at(20), d)).unwrap().mine);
-        assert!(!block(tick(&mut dir, DN, "b", at(45), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(20), d))
+                .unwrap()
+                .mine
+        );
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "b", at(45), d))
+                .unwrap()
+                .mine
+        );
         // a dies; after its expiry (20 + 30) b takes over, and a, coming back, does not.
-        let b = block(tick(&mut dir, DN, "b", at(51), d)).unwrap();
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(51), d)).unwrap();
         assert!(b.mine);
         assert_eq!(b.lease.unwrap().expires, at(81));
-        let a = block(tick(&mut dir, DN, "a", at(52), d)).unwrap();
+        let a = block(tick(&mut dir, &lease_dn(), "a", at(52), d)).unwrap();
         assert!(!a.mine);
         assert_eq!(a.lease.unwrap().holder, "b");
     }
@@ -261,12 +274,24 @@ mod tests {
     fn a_released_lease_is_free_at_once() {
         let mut dir = Fake::default();
         let d = std::time::Duration::from_secs(30);
-        assert!(block(tick(&mut dir, DN, "a", at(0), d)).unwrap().mine);
-        block(release(&mut dir, DN, "a", at(5))).unwrap();
-        assert!(block(tick(&mut dir, DN, "b", at(6), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(0), d))
+                .unwrap()
+                .mine
+        );
+        block(release(&mut dir, &lease_dn(), "a", at(5))).unwrap();
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "b", at(6), d))
+                .unwrap()
+                .mine
+        );
         // Releasing a lease one does not hold changes nothing.
-        block(release(&mut dir, DN, "a", at(7))).unwrap();
-        assert!(!block(tick(&mut dir, DN, "a", at(8), d)).unwrap().mine);
+        block(release(&mut dir, &lease_dn(), "a", at(7))).unwrap();
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "a", at(8), d))
+                .unwrap()
+                .mine
+        );
     }
 
     /// A `DirectoryWriter` that records every modify it passes on.
@@ -276,28 +301,28 @@ mod tests {
     }
 
     impl DirectoryWriter for Recorder<'_> {
-        async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
+        async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
             self.dir.read_entry(dn).await
         }
-        async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+        async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
             self.dir.add(entry).await
         }
-        async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+        async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
             self.dir.delete(dn, expect).await
         }
         async fn modify(
             &mut self,
-            dn: &str,
+            dn: &Dn,
             mods: &[Modification],
             expect: &[AttrValues],
-        ) -> Result<(), Error> {
+        ) -> Result<(), WriteError> {
             self.modifies.push(mods.to_vec());
             self.dir.modify(dn, mods, expect).await
         }
     }
 
     fn values(dir: &mut Fake) -> Vec<String> {
-        block(dir.read_entry(DN))
+        block(dir.read_entry(&lease_dn()))
             .unwrap()
             .map(|e| lease_values(&e))
             .unwrap_or_default()
@@ -312,7 +337,7 @@ mod tests {
             attributes.push(AttrValues::text(LEASE_ATTR, values));
         }
         block(dir.add(&Entry {
-            dn: DN.to_string(),
+            dn: lease_dn(),
             attributes,
         }))
         .unwrap();
@@ -331,8 +356,16 @@ mod tests {
             dir: &mut fake,
             modifies: Vec::new(),
         };
-        assert!(block(tick(&mut dir, DN, "a", at(0), d)).unwrap().mine);
-        assert!(!block(tick(&mut dir, DN, "b", at(1), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(0), d))
+                .unwrap()
+                .mine
+        );
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "b", at(1), d))
+                .unwrap()
+                .mine
+        );
         for mods in &dir.modifies {
             let adds_a_lease = mods.iter().any(|m| {
                 matches!(m, Modification::Add(v) if v.texts().any(|t| Lease::parse(t).is_some()))
@@ -357,10 +390,14 @@ mod tests {
             expires: at(30),
         };
         entry_with(&mut dir, &[&a.value(), PLACEHOLDER]);
-        let b = block(tick(&mut dir, DN, "b", at(1), d)).unwrap();
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(1), d)).unwrap();
         assert!(!b.mine);
         assert_eq!(b.lease.unwrap().holder, "a");
-        assert!(block(tick(&mut dir, DN, "a", at(10), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(10), d))
+                .unwrap()
+                .mine
+        );
         assert_eq!(values(&mut dir).len(), 1);
     }
 
@@ -375,9 +412,17 @@ mod tests {
             expires: at(30),
         };
         entry_with(&mut dir, &[&lease("a").value(), &lease("b").value()]);
-        assert!(!block(tick(&mut dir, DN, "a", at(1), d)).unwrap().mine);
-        assert!(!block(tick(&mut dir, DN, "b", at(2), d)).unwrap().mine);
-        let seen = block(observe(&mut dir, DN, "a")).unwrap();
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "a", at(1), d))
+                .unwrap()
+                .mine
+        );
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "b", at(2), d))
+                .unwrap()
+                .mine
+        );
+        let seen = block(observe(&mut dir, &lease_dn(), "a")).unwrap();
         assert_eq!(
             seen,
             Observed {
@@ -385,9 +430,34 @@ mod tests {
                 mine: false
             }
         );
-        assert!(block(tick(&mut dir, DN, "b", at(31), d)).unwrap().mine);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "b", at(31), d))
+                .unwrap()
+                .mine
+        );
         assert_eq!(values(&mut dir).len(), 1);
-        assert!(!block(tick(&mut dir, DN, "a", at(32), d)).unwrap().mine);
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "a", at(32), d))
+                .unwrap()
+                .mine
+        );
+    }
+
+    /// Two instances starting together both find no lease and both add it: the one whose add
+    /// is refused (LDAP 68) reads the winner's lease instead of failing.
+    #[test]
+    fn losing_the_race_to_create_the_lease_observes_the_winner() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(0), d))
+                .unwrap()
+                .mine
+        );
+        dir.hide_reads = 1;
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(1), d)).unwrap();
+        assert!(!b.mine);
+        assert_eq!(b.lease.unwrap().holder, "a");
     }
 
     #[test]

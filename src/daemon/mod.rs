@@ -38,7 +38,7 @@ use crate::estate::{self, Replication, WriteServer};
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
 use crate::plan::Plan;
-use crate::reconcile::{self, ApplyOptions, Stop};
+use crate::reconcile::{self, ApplyOptions, Blocked, RunEnd, RunError, Stopped};
 use crate::redirector::{self, Redirector};
 use crate::schedule::{self, Schedule, Trigger};
 use crate::shutdown;
@@ -260,27 +260,31 @@ async fn worker(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Trigger>, token: Can
             .instrument(span.clone())
             .await;
         let finished = Utc::now();
-        span.in_scope(|| match result.outcome {
+        // The run's status, from how it ended (RunEnd::outcome), in this one place.
+        let outcome = result.outcome();
+        let message = result.message();
+        let applied = result.applied();
+        span.in_scope(|| match outcome {
             RunOutcome::Failed | RunOutcome::Blocked => warn!(
-                outcome = result.outcome.as_str(),
-                message = result.message.as_deref().unwrap_or(""),
+                outcome = outcome.as_str(),
+                message = message.as_deref().unwrap_or(""),
                 "scheduled run finished"
             ),
             _ => info!(
-                outcome = result.outcome.as_str(),
-                applied = result.applied,
+                outcome = outcome.as_str(),
+                applied,
                 pending = result.pending,
                 "scheduled run finished"
             ),
         });
         daemon.status.update(|s| {
-            *s.runs.entry(result.outcome).or_insert(0) += 1;
-            s.changes_applied_total += result.applied;
-            if result.outcome != RunOutcome::Standby {
+            *s.runs.entry(outcome).or_insert(0) += 1;
+            s.changes_applied_total += applied;
+            if outcome != RunOutcome::Standby {
                 s.pending_changes = result.pending;
             }
             if matches!(
-                result.outcome,
+                outcome,
                 RunOutcome::InSync | RunOutcome::Pending | RunOutcome::Applied
             ) {
                 s.last_success_at = Some(finished);
@@ -290,10 +294,10 @@ async fn worker(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Trigger>, token: Can
                 run_id: result.audit_run_id.clone().unwrap_or(run_id),
                 started_at: stamp(started),
                 finished_at: stamp(finished),
-                outcome: result.outcome,
+                outcome,
                 trigger: format!("{trigger:?}").to_lowercase(),
-                message: result.message.clone(),
-                changes_applied: result.applied,
+                message,
+                changes_applied: applied,
                 changes_pending: result.pending,
             });
             if let Some(r) = &result.replication {
@@ -305,9 +309,9 @@ async fn worker(daemon: Arc<Daemon>, mut rx: mpsc::Receiver<Trigger>, token: Can
 
 /// The result of one scheduled run.
 struct RunResult {
-    outcome: RunOutcome,
-    message: Option<String>,
-    applied: u64,
+    /// How the run ended; `None` when this instance is on standby (not the lease holder).
+    end: Option<RunEnd>,
+    /// Changes planned and not applied.
     pending: u64,
     /// The run id in the audit log, when the run wrote to it.
     audit_run_id: Option<String>,
@@ -316,14 +320,40 @@ struct RunResult {
 }
 
 impl RunResult {
-    fn new(outcome: RunOutcome, message: Option<String>) -> RunResult {
+    fn new(end: RunEnd) -> RunResult {
         RunResult {
-            outcome,
-            message,
-            applied: 0,
+            end: Some(end),
             pending: 0,
             audit_run_id: None,
             replication: None,
+        }
+    }
+
+    fn failed(e: impl Into<RunError>) -> RunResult {
+        RunResult::new(RunEnd::Failed(e.into()))
+    }
+
+    fn outcome(&self) -> RunOutcome {
+        self.end
+            .as_ref()
+            .map_or(RunOutcome::Standby, RunEnd::outcome)
+    }
+
+    fn message(&self) -> Option<String> {
+        match &self.end {
+            Some(RunEnd::Pending) => Some(format!(
+                "{} change(s) pending approval (safety.auto_apply = false): review with `pcsync reconcile`, apply with `pcsync reconcile --apply`",
+                self.pending
+            )),
+            Some(end) => end.message(),
+            None => None,
+        }
+    }
+
+    fn applied(&self) -> u64 {
+        match &self.end {
+            Some(RunEnd::Applied(report)) => report.applied as u64,
+            _ => 0,
         }
     }
 }
@@ -336,7 +366,12 @@ async fn run_once(
 ) -> RunResult {
     if !daemon.status.update(|s| s.lease.writer) {
         debug!("not the lease holder: no run");
-        return RunResult::new(RunOutcome::Standby, None);
+        return RunResult {
+            end: None,
+            pending: 0,
+            audit_run_id: None,
+            replication: None,
+        };
     }
     // A run may write, so it works on the write server only, never failing over.
     let (mut dir, writer) = match estate::writer::open(&settings.directory).await {
@@ -345,17 +380,16 @@ async fn run_once(
             daemon
                 .status
                 .directory(false, Some(e.to_string()), Utc::now());
-            return RunResult::new(RunOutcome::Failed, Some(e.to_string()));
+            return RunResult::failed(e);
         }
     };
     daemon.status.directory(true, None, Utc::now());
-    let result = run_connected(daemon, settings, &mut dir, &writer, token, recorded_pending).await;
+    let result = run_connected(settings, &mut dir, &writer, token, recorded_pending).await;
     dir.close().await;
     result
 }
 
 async fn run_connected(
-    daemon: &Daemon,
     settings: &Settings,
     dir: &mut Directory,
     writer: &WriteServer,
@@ -363,22 +397,22 @@ async fn run_connected(
     recorded_pending: &mut Option<String>,
 ) -> RunResult {
     if let Err(e) = dir.require_schema().await {
-        return RunResult::new(RunOutcome::Failed, Some(e.to_string()));
+        return RunResult::failed(e);
     }
     // A cheap look first: most runs find nothing to do and then write nothing, not even to the
     // audit log (a 1-second cron would otherwise add records every second).
     let unfinished = match audit::unfinished_in(&settings.audit.path) {
         Ok(open) => !open.is_empty(),
-        Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
+        Err(e) => return RunResult::failed(e),
     };
     let plan = match reconcile::compute(settings, dir, None).await {
         Ok(plan) => plan,
-        Err(Stop::Error(msg)) => return RunResult::new(RunOutcome::Failed, Some(msg)),
-        Err(Stop::Guard(msg)) => return blocked_plan(daemon, settings, dir, msg),
+        Err(Stopped::Failed(e)) => return RunResult::new(RunEnd::Failed(e)),
+        Err(Stopped::Blocked(b)) => return blocked_plan(settings, dir, b),
     };
     if plan.is_in_sync() && !unfinished {
         *recorded_pending = None;
-        return RunResult::new(RunOutcome::InSync, None);
+        return RunResult::new(RunEnd::InSync);
     }
     if !settings.safety.auto_apply {
         return pending(settings, dir, &plan, recorded_pending);
@@ -388,9 +422,9 @@ async fn run_connected(
     let _lock = match RunLock::acquire(&settings.state.dir) {
         Ok(l) => l,
         Err(e @ LockError::Busy { .. }) => {
-            return RunResult::new(RunOutcome::Blocked, Some(e.to_string()));
+            return RunResult::new(RunEnd::Blocked(vec![Blocked::Locked(e)]));
         }
-        Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
+        Err(e) => return RunResult::new(RunEnd::Failed(RunError::Lock(e))),
     };
     let origin = format!("pcsync run (scheduled, auto_apply); write server {writer}");
     let opts = ApplyOptions {
@@ -400,39 +434,11 @@ async fn run_connected(
     };
     let run = match reconcile::audited_apply(settings, dir, &opts, token).await {
         Ok(run) => run,
-        Err(e) => return RunResult::new(RunOutcome::Failed, Some(e.to_string())),
+        Err(e) => return RunResult::failed(e),
     };
-    let mut result = match (&run.end, &run.report) {
-        (Err(Stop::Guard(msg)), _) => RunResult::new(RunOutcome::Blocked, Some(msg.clone())),
-        (Err(Stop::Error(msg)), _) => RunResult::new(RunOutcome::Failed, Some(msg.clone())),
-        (Ok(()), Some(report)) => {
-            let mut r = if report.failed == 0 && report.not_started == 0 {
-                RunResult::new(
-                    if report.swaps == 0 {
-                        RunOutcome::InSync
-                    } else {
-                        RunOutcome::Applied
-                    },
-                    None,
-                )
-            } else {
-                RunResult::new(
-                    RunOutcome::Failed,
-                    Some(format!(
-                        "{} swap(s) failed, {} not started: {}",
-                        report.failed,
-                        report.not_started,
-                        report.errors.join("; ")
-                    )),
-                )
-            };
-            r.applied = report.applied as u64;
-            r
-        }
-        (Ok(()), None) => RunResult::new(RunOutcome::Failed, Some("no report".into())),
-    };
+    let mut result = RunResult::new(run.end);
     if let Some(plan) = &run.plan
-        && result.outcome == RunOutcome::Blocked
+        && result.outcome() == RunOutcome::Blocked
     {
         result.pending = plan.summary.ready as u64;
     }
@@ -449,13 +455,7 @@ fn pending(
     plan: &Plan,
     recorded: &mut Option<String>,
 ) -> RunResult {
-    let mut result = RunResult::new(
-        RunOutcome::Pending,
-        Some(format!(
-            "{} change(s) pending approval (safety.auto_apply = false): review with `pcsync reconcile`, apply with `pcsync reconcile --apply`",
-            plan.summary.ready
-        )),
-    );
+    let mut result = RunResult::new(RunEnd::Pending);
     result.pending = plan.summary.ready as u64;
     if recorded.as_deref() == Some(plan.fingerprint.as_str()) {
         return result;
@@ -474,19 +474,17 @@ fn pending(
             *recorded = Some(plan.fingerprint.clone());
             result.audit_run_id = Some(id);
         }
-        Err(e) => {
-            result.outcome = RunOutcome::Failed;
-            result.message = Some(e.to_string());
-        }
+        Err(e) => result.end = Some(RunEnd::Failed(e.into())),
     }
     result
 }
 
 /// A guard stopped planning (an empty search): audited like any guard block.
-fn blocked_plan(_daemon: &Daemon, settings: &Settings, dir: &Directory, msg: String) -> RunResult {
-    let mut result = RunResult::new(RunOutcome::Blocked, Some(msg.clone()));
+fn blocked_plan(settings: &Settings, dir: &Directory, guard: Blocked) -> RunResult {
+    let reason = guard.to_string();
+    let mut result = RunResult::new(RunEnd::Blocked(vec![guard]));
     match RunLock::acquire(&settings.state.dir) {
-        Ok(_lock) => match reconcile::record_blocked(settings, dir.bound_as(), &msg) {
+        Ok(_lock) => match reconcile::record_blocked(settings, dir.bound_as(), &reason) {
             Ok(id) => result.audit_run_id = Some(id),
             Err(e) => warn!("cannot audit the blocked run: {e}"),
         },
@@ -670,7 +668,6 @@ async fn lease_task(daemon: Arc<Daemon>, token: CancellationToken) {
     let Some(dn) = settings.daemon.lease_dn.clone() else {
         return;
     };
-    let dn = dn.as_str().to_string();
     let duration = settings.daemon.lease_duration;
     let renew = settings.daemon.lease_renew;
     let mut dir: Option<Directory> = None;

@@ -19,45 +19,7 @@ use serde::Serialize;
 
 use crate::redirector::MetricsSnapshot;
 
-/// How a scheduled run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum RunOutcome {
-    /// Nothing to do.
-    InSync,
-    /// Changes planned, waiting for approval (`auto_apply = false`).
-    Pending,
-    /// Changes applied (every swap done).
-    Applied,
-    /// A guard stopped it; nothing was written.
-    Blocked,
-    /// An error (directory, audit log, a failed swap).
-    Failed,
-    /// Not the lease holder: no run.
-    Standby,
-}
-
-impl RunOutcome {
-    pub(crate) const ALL: [RunOutcome; 6] = [
-        RunOutcome::InSync,
-        RunOutcome::Pending,
-        RunOutcome::Applied,
-        RunOutcome::Blocked,
-        RunOutcome::Failed,
-        RunOutcome::Standby,
-    ];
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::InSync => "in_sync",
-            RunOutcome::Pending => "pending",
-            RunOutcome::Applied => "applied",
-            RunOutcome::Blocked => "blocked",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Standby => "standby",
-        }
-    }
-}
+pub(crate) use crate::reconcile::RunOutcome;
 
 /// The last scheduled run.
 #[derive(Debug, Clone, Serialize)]

@@ -19,6 +19,7 @@ use super::{Daemon, Reconnect};
 use crate::ldap::{Directory, LiveWatch, SyncEnd, SyncEvent};
 use crate::model::Dn;
 use crate::schedule::Trigger;
+use crate::util::{from_hex, hex};
 
 /// The cookie file's name in `state.dir`.
 pub(crate) const COOKIE_FILE: &str = "syncrepl.cookie";
@@ -82,31 +83,16 @@ impl CookieStore {
             .ok_or_else(|| self.malformed("the cookie is not hex"))
     }
 
-    /// Replaces the stored cookie atomically: a temp file (0600), fsync, rename, fsync of the
-    /// directory.
+    /// Replaces the stored cookie atomically ([`crate::private::write_atomic`]).
     pub(crate) fn save(&self, cookie: &[u8]) -> Result<(), CookieError> {
-        use std::io::Write;
         let err = |source| CookieError::Write {
             path: self.path.clone(),
             source,
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
         crate::private::create_dir(dir).map_err(err)?;
-        let tmp = self.path.with_extension("cookie.tmp");
-        let mut f = crate::private::file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(err)?;
-        writeln!(f, "{}\n{}", self.base, to_hex(cookie)).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        let text = format!("{}\n{}\n", self.base, hex(cookie));
+        crate::private::write_atomic(&self.path, text.as_bytes()).map_err(err)
     }
 
     /// Forgets the cookie (the server said it is stale).
@@ -127,23 +113,6 @@ impl CookieStore {
             reason: reason.to_string(),
         }
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect()
 }
 
 /// What the watch does with one event: whether it asks for a table refresh, and the cookie to
@@ -307,7 +276,13 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         store.save(b"newer").unwrap();
         assert_eq!(store.load().unwrap().as_deref(), Some(&b"newer"[..]));
-        assert!(!store.path.as_path().with_extension("cookie.tmp").exists());
+        assert_eq!(
+            std::fs::read_dir(store.path.parent().unwrap())
+                .unwrap()
+                .count(),
+            1,
+            "only the cookie file, no temp file"
+        );
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
         store.clear().unwrap();

@@ -11,10 +11,10 @@
 
 use super::forest::{Domain, Forest, PARTITIONS_ATTRS, PARTITIONS_FILTER};
 use super::writer::{self, Source};
-use crate::apply::{DirectoryWriter, Modification};
+use crate::apply::{DirectoryWriter, WriteError};
 use crate::config::{DirectorySettings, LdapUrl, Settings};
 use crate::ldap::{Directory, Error};
-use crate::model::{AttrValues, Dn, Entry};
+use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The domains of the forest, from the crossRef objects under `CN=Partitions` of the
 /// configuration naming context `config`.
@@ -80,21 +80,20 @@ impl<'a> Routed<'a> {
     }
 
     /// The domain of `dn` when it is not the primary connection's, else `None`.
-    fn foreign_domain(&self, dn: &str) -> Option<Domain> {
-        let dn = Dn::parse(dn).ok()?;
+    fn foreign_domain(&self, dn: &Dn) -> Option<Domain> {
         if self
             .config
             .as_ref()
-            .is_some_and(|c| &dn == c || dn.is_within(c))
+            .is_some_and(|c| dn == c || dn.is_within(c))
         {
             return None;
         }
-        let domain = self.forest.domain_of(&dn)?;
+        let domain = self.forest.domain_of(dn)?;
         (Some(&domain.nc) != self.home.as_ref()).then(|| domain.clone())
     }
 
     /// The connection for `dn`.
-    async fn for_dn(&mut self, dn: &str) -> Result<&mut Directory, Error> {
+    async fn for_dn(&mut self, dn: &Dn) -> Result<&mut Directory, Error> {
         let Some(domain) = self.foreign_domain(dn) else {
             return Ok(self.primary);
         };
@@ -108,6 +107,17 @@ impl<'a> Routed<'a> {
             }
         };
         Ok(&mut self.others[at].1)
+    }
+
+    /// The primary write server's connection (the configured domain and the configuration
+    /// naming context).
+    pub(crate) fn primary(&mut self) -> &mut Directory {
+        self.primary
+    }
+
+    /// The complete entry `dn`, read on a DC of its own domain; `None` when it does not exist.
+    pub(crate) async fn read(&mut self, dn: &Dn) -> Result<Option<Entry>, Error> {
+        self.for_dn(dn).await?.read_entry(dn).await
     }
 
     /// Ends the connections to other domains.
@@ -159,24 +169,38 @@ fn lost(url: &LdapUrl, domain: &str, reason: String) -> Error {
 }
 
 impl DirectoryWriter for Routed<'_> {
-    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
-        self.for_dn(dn).await?.read_entry(dn).await
+    async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
+        self.read(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))
     }
 
-    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
-        self.for_dn(&entry.dn).await?.add(entry).await
+    async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
+        let dir = self
+            .for_dn(&entry.dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(&entry.dn, e))?;
+        DirectoryWriter::add(dir, entry).await
     }
 
-    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
-        self.for_dn(dn).await?.delete(dn, expect).await
+    async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
+        let dir = self
+            .for_dn(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        DirectoryWriter::delete(dir, dn, expect).await
     }
 
     async fn modify(
         &mut self,
-        dn: &str,
+        dn: &Dn,
         mods: &[Modification],
         expect: &[AttrValues],
-    ) -> Result<(), Error> {
-        self.for_dn(dn).await?.modify(dn, mods, expect).await
+    ) -> Result<(), WriteError> {
+        let dir = self
+            .for_dn(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        DirectoryWriter::modify(dir, dn, mods, expect).await
     }
 }

@@ -2,7 +2,7 @@
 //! per naming context (`replUpToDateVector`), a little-endian NDR blob (MS-DRSR). Every read
 //! here is bounds-checked, so a damaged or unexpected value is an error, never a panic.
 
-use crate::bytes::{Order, Reader};
+use crate::blob::{Order, Reader};
 use crate::model::Guid;
 
 /// One entry of an up-to-dateness vector: the DC holds every change that the DC with this

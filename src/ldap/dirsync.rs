@@ -5,13 +5,19 @@
 //!
 //! pcsync sends it with flags 0, which needs "Replicating Directory Changes" on the NC head
 //! (checked by `Directory::verify_dirsync` first) and shows tombstones; critical, since only a
-//! server that advertised it (and accepted the probe) ever gets it. The BER is written and read
-//! here by hand: ldap3 has no DirSync type, and its control parsers panic on bad input.
+//! server that advertised it (and accepted the probe) ever gets it. ldap3 has no DirSync type, so
+//! the control is built and its response read here with `ldap3::asn1`; the response is read
+//! without ldap3's control parsers, which panic on bad input.
 
-use ldap3::asn1::{StructureTag, TagClass, Types, parse_tag, parse_uint};
+use bytes::BytesMut;
+use ldap3::Scope;
+use ldap3::asn1::{
+    ASNTag, Integer, OctetString, Sequence, StructureTag, Tag, TagClass, Types, parse_tag,
+    parse_uint, write,
+};
 use ldap3::controls::RawControl;
-use ldap3::{Scope, SearchEntry};
 
+use super::entry::readable;
 use super::{Directory, Error, oid};
 use crate::model::Dn;
 
@@ -59,10 +65,8 @@ impl Directory {
                 text: "the server answered without a readable DirSync response control".into(),
             });
         };
-        let dns = entries
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .map(|e| SearchEntry::construct(e).dn)
+        let dns = readable(&entries)
+            .map(|e| e.dn_shown().into_owned())
             .collect();
         Ok(DirSyncPage { dns, cookie, more })
     }
@@ -86,25 +90,28 @@ pub(super) fn control(cookie: &[u8]) -> RawControl {
 /// BER of the request: SEQUENCE { flags INTEGER 0, maxBytes INTEGER 0 (server default),
 /// cookie OCTET STRING }.
 pub(super) fn request_value(cookie: &[u8]) -> Vec<u8> {
-    let mut content = vec![0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x04];
-    push_length(&mut content, cookie.len());
-    content.extend_from_slice(cookie);
-    let mut out = vec![0x30];
-    push_length(&mut out, content.len());
-    out.extend_from_slice(&content);
-    out
-}
-
-/// BER definite length.
-fn push_length(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|b| **b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
+    let integer = |inner| {
+        Tag::Integer(Integer {
+            inner,
+            ..Default::default()
+        })
+    };
+    let value = Tag::Sequence(Sequence {
+        inner: vec![
+            integer(0),
+            integer(0),
+            Tag::OctetString(OctetString {
+                inner: cookie.to_vec(),
+                ..Default::default()
+            }),
+        ],
+        ..Default::default()
+    });
+    let mut out = BytesMut::with_capacity(cookie.len() + 16);
+    // Writing into memory cannot fail; an error here could only come from a broken encoder,
+    // and an empty value is then refused by the server rather than crashing pcsync.
+    let _ = write::encode_into(&mut out, value.into_structure());
+    out.to_vec()
 }
 
 /// `(moreResults, cookie)` from the response value SEQUENCE { moreResults INTEGER, unused

@@ -16,7 +16,7 @@ use ldap3::{Ldap, LdapError, LdapResult};
 
 use super::Error;
 use super::error::diag;
-use crate::bytes::{Order, Reader};
+use crate::blob::{Order, Reader};
 use crate::config::LdapUrl;
 
 /// Where MIT Kerberos looks for the client keytab it gets tickets with.

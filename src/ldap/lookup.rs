@@ -4,7 +4,9 @@
 
 use ldap3::Scope;
 
-use super::{ConnectError, Directory, Error, error::Attempt, to_attributes};
+use super::connect::ConnectError;
+use super::entry::readable;
+use super::{ConnectOptions, Directory, Error, error::Attempt};
 use crate::config::{DirectorySettings, LdapUrl};
 use crate::model::{Attributes, Guid};
 
@@ -15,7 +17,7 @@ impl Directory {
         url: &LdapUrl,
         settings: &DirectorySettings,
     ) -> Result<Directory, Error> {
-        match Directory::connect_one(url, settings).await {
+        match Directory::connect_one(url, settings, &ConnectOptions::default()).await {
             Ok(dir) => Ok(dir),
             Err(ConnectError::Unreachable(reason)) => Err(Error::Unreachable {
                 attempts: vec![Attempt {
@@ -38,10 +40,7 @@ impl Directory {
             .search_all(dn, Scope::Base, "(objectClass=*)", attrs, &op)
             .await
         {
-            Ok(entries) => Ok(entries
-                .into_iter()
-                .next()
-                .map(|e| to_attributes(e.attrs, e.bin_attrs))),
+            Ok(entries) => Ok(readable(&entries).next().map(|e| e.to_attributes())),
             Err(Error::NoSuchBase { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -59,9 +58,8 @@ impl Directory {
         let entries = self
             .search_all(base, Scope::Subtree, filter, attrs, &op)
             .await?;
-        Ok(entries
-            .into_iter()
-            .map(|e| (e.dn, to_attributes(e.attrs, e.bin_attrs)))
+        Ok(readable(&entries)
+            .map(|e| (e.dn_shown().into_owned(), e.to_attributes()))
             .collect())
     }
 

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use ldap3::Scope;
 
-use super::{Directory, Error, SIP_ENABLED_FILTER};
+use super::entry::readable;
+use super::search::Search;
+use super::{Directory, Error};
 use crate::model::Dn;
 
 /// Where a DC's update sequence stands.
@@ -44,21 +46,20 @@ impl Directory {
                 "reading highestCommittedUSN",
             )
             .await?;
-        let Some(entry) = entries.into_iter().next() else {
+        let Some(entry) = readable(&entries).next() else {
             return Ok(None);
         };
-        let first = |name: &str| {
-            entry
-                .attrs
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| v.first().cloned())
-        };
-        let Some(highest) = first("highestCommittedUSN").and_then(|v| v.trim().parse().ok()) else {
+        let Some(highest) = entry
+            .first_text("highestCommittedUSN")
+            .and_then(|v| v.trim().parse().ok())
+        else {
             return Ok(None);
         };
-        let dc = match first("dsServiceName") {
-            Some(dsa) => self.invocation_id(&dsa).await?.unwrap_or(dsa),
+        let dc = match entry.first_text("dsServiceName") {
+            Some(dsa) => {
+                let dsa = dsa.to_string();
+                self.invocation_id(&dsa).await?.unwrap_or(dsa)
+            }
             None => self.url.to_string(),
         };
         Ok(Some(UsnMark { dc, highest }))
@@ -68,28 +69,24 @@ impl Directory {
     /// continuation references ignored). An entry without a readable `uSNChanged` counts as 0,
     /// so it still shows up as added or removed.
     pub(crate) async fn usn_listing(&mut self, base: &Dn) -> Result<UsnListing, Error> {
-        let op = format!("uSNChanged listing under {base}");
+        let search = Search {
+            op: "uSNChanged listing",
+            ..Search::sip_objects("endpoint container", base).reading(&["uSNChanged"])
+        };
         let mut listing = UsnListing::new();
-        self.stream_entries(
-            "endpoint container",
-            base,
-            SIP_ENABLED_FILTER,
-            &["uSNChanged"],
-            &op,
-            |entry| {
-                let usn = entry
-                    .attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("uSNChanged"))
-                    .and_then(|(_, v)| v.first())
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                let key = Dn::parse(&entry.dn)
-                    .map(|dn| dn.normalized().to_string())
-                    .unwrap_or_else(|_| entry.dn.to_ascii_lowercase());
-                listing.insert(key, usn);
-            },
-        )
+        self.stream_entries(&search, |entry| {
+            // An entry too broken to read cannot be listed; the next full reconcile reports it.
+            let Ok(entry) = entry else { return };
+            let usn = entry
+                .first_text("uSNChanged")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let shown = entry.dn_shown();
+            let key = Dn::parse(&shown)
+                .map(|dn| dn.normalized().to_string())
+                .unwrap_or_else(|_| shown.to_ascii_lowercase());
+            listing.insert(key, usn);
+        })
         .await?;
         Ok(listing)
     }

@@ -1,4 +1,6 @@
-//! Directory writes for reconcile and restore: the [`DirectoryWriter`] implementation.
+//! Directory writes for reconcile, restore and the lease: conditional add, delete and modify,
+//! and the full read of one entry they depend on. `apply` reaches them through its
+//! `DirectoryWriter` trait, whose adapter lives there; this module knows nothing of apply.
 //!
 //! Every write that depends on what a plan saw is conditional. When the root DSE advertises the
 //! Assertion control (RFC 4528, OID 1.3.6.1.1.12; OpenLDAP does) the write carries it, critical,
@@ -13,10 +15,10 @@ use std::collections::HashSet;
 use ldap3::controls::{Assertion, MakeCritical};
 use ldap3::{LdapResult, Mod, Scope};
 
+use super::entry::readable;
 use super::error::diag;
-use super::{Directory, Error, to_attributes};
-use crate::apply::{DirectoryWriter, Modification};
-use crate::model::{AttrValues, Entry};
+use super::{Directory, Error};
+use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// OID of the Assertion control (RFC 4528).
 pub(super) const ASSERTION_OID: &str = "1.3.6.1.1.12";
@@ -56,7 +58,7 @@ impl Directory {
     }
 
     /// Fails with [`Error::Conflict`] unless `dn` exists and shows `expect`.
-    async fn recheck(&mut self, op: &str, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+    async fn recheck(&mut self, op: &str, dn: &Dn, expect: &[AttrValues]) -> Result<(), Error> {
         let reason = match self.read_entry(dn).await? {
             None => "it no longer exists".to_string(),
             Some(entry) => match entry.check(expect) {
@@ -64,7 +66,7 @@ impl Directory {
                 Err(reason) => reason,
             },
         };
-        Err(self.conflict(op, dn, reason))
+        Err(self.conflict(op, dn.as_str(), reason))
     }
 
     fn conflict(&self, op: &str, dn: &str, reason: String) -> Error {
@@ -101,72 +103,83 @@ fn value_set(a: &AttrValues) -> HashSet<Vec<u8>> {
     a.values.iter().cloned().collect()
 }
 
-impl DirectoryWriter for Directory {
-    async fn read_entry(&mut self, dn: &str) -> Result<Option<Entry>, Error> {
+impl Directory {
+    /// The complete entry (every user attribute, binary-safe), or `None` if it does not exist.
+    pub async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, Error> {
         let op = format!("reading {dn}");
         let result = self
             .ldap
             .with_timeout(self.timeout)
-            .search(dn, Scope::Base, "(objectClass=*)", vec!["*"])
+            .search(dn.as_str(), Scope::Base, "(objectClass=*)", vec!["*"])
             .await
             .map_err(|e| self.op_error(&op, e))?;
         let (entries, res) = (result.0, result.1);
         match res.rc {
             32 => return Ok(None),
-            _ => self.check_search_result("entry", dn, &op, res)?,
+            _ => self.check_search_result("entry", dn.as_str(), &op, res)?,
         }
-        Ok(entries
-            .into_iter()
-            .find(|e| !e.is_ref() && !e.is_intermediate())
-            .map(ldap3::SearchEntry::construct)
-            .map(|e| Entry::new(&e.dn, &to_attributes(e.attrs, e.bin_attrs))))
+        Ok(readable(&entries).next().map(|e| {
+            // The DN as the server spells it, which is what a before-image records; it names the
+            // entry just read, so the DN asked for stands in should it not parse.
+            let read = Dn::parse(&e.dn_shown()).unwrap_or_else(|_| dn.clone());
+            Entry::new(read, &e.to_attributes())
+        }))
     }
 
-    async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
+    /// Adds `entry`; an entry already there is a [`Error::Conflict`] (LDAP 68).
+    pub async fn add(&mut self, entry: &Entry) -> Result<(), Error> {
         let attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = entry
             .attributes
             .iter()
             .filter(|a| !a.values.is_empty())
-            .map(|a| (a.name.as_bytes().to_vec(), value_set(a)))
+            .map(|a| (a.name.as_str().as_bytes().to_vec(), value_set(a)))
             .collect();
         let res = self
             .ldap
             .with_timeout(self.timeout)
-            .add(&entry.dn, attrs)
+            .add(entry.dn.as_str(), attrs)
             .await
             .map_err(|e| self.op_error(&format!("add of {}", entry.dn), e))?;
-        self.write_result("add", &entry.dn, res)
+        self.write_result("add", entry.dn.as_str(), res)
     }
 
-    async fn delete(&mut self, dn: &str, expect: &[AttrValues]) -> Result<(), Error> {
+    /// Deletes `dn` if it still shows `expect`, else fails with [`Error::Conflict`].
+    pub async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), Error> {
         let res = match self.assertion(expect) {
             Some(filter) => {
                 self.ldap
                     .with_controls(Assertion { filter }.critical())
                     .with_timeout(self.timeout)
-                    .delete(dn)
+                    .delete(dn.as_str())
                     .await
             }
             None => {
                 self.recheck("delete", dn, expect).await?;
-                self.ldap.with_timeout(self.timeout).delete(dn).await
+                self.ldap
+                    .with_timeout(self.timeout)
+                    .delete(dn.as_str())
+                    .await
             }
         }
         .map_err(|e| self.op_error(&format!("delete of {dn}"), e))?;
-        self.write_result("delete", dn, res)
+        self.write_result("delete", dn.as_str(), res)
     }
 
-    async fn modify(
+    /// Applies `mods` to `dn` in one operation if it still shows `expect`, else fails with
+    /// [`Error::Conflict`] (also when a value to delete is gone).
+    pub async fn modify(
         &mut self,
-        dn: &str,
+        dn: &Dn,
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> Result<(), Error> {
         let mods: Vec<Mod<Vec<u8>>> = mods
             .iter()
             .map(|m| match m {
-                Modification::Add(a) => Mod::Add(a.name.as_bytes().to_vec(), value_set(a)),
-                Modification::Delete(a) => Mod::Delete(a.name.as_bytes().to_vec(), value_set(a)),
+                Modification::Add(a) => Mod::Add(a.name.as_str().as_bytes().to_vec(), value_set(a)),
+                Modification::Delete(a) => {
+                    Mod::Delete(a.name.as_str().as_bytes().to_vec(), value_set(a))
+                }
             })
             .collect();
         let res = match self.assertion(expect) {
@@ -174,15 +187,18 @@ impl DirectoryWriter for Directory {
                 self.ldap
                     .with_controls(Assertion { filter }.critical())
                     .with_timeout(self.timeout)
-                    .modify(dn, mods)
+                    .modify(dn.as_str(), mods)
                     .await
             }
             None => {
                 self.recheck("modify", dn, expect).await?;
-                self.ldap.with_timeout(self.timeout).modify(dn, mods).await
+                self.ldap
+                    .with_timeout(self.timeout)
+                    .modify(dn.as_str(), mods)
+                    .await
             }
         }
         .map_err(|e| self.op_error(&format!("modify of {dn}"), e))?;
-        self.write_result("modify", dn, res)
+        self.write_result("modify", dn.as_str(), res)
     }
 }

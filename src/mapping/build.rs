@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::table::{Entry, MappingTable, TableError};
 use crate::config::Settings;
 use crate::inventory;
-use crate::ldap::{Directory, Error as LdapError};
+use crate::ldap::{Directory, Error as LdapError, Search};
 use crate::model::{DirectoryObject, Enabled, Finding, FindingKind, ObjectKind};
 
 /// A table built from the directory, with what it could not map.
@@ -48,15 +48,9 @@ pub(crate) async fn from_directory(
     let classifier = inventory::classifier(settings);
     let mut findings = Vec::new();
     let mut objects = Vec::new();
-    dir.for_each_sip_object(
-        "endpoint container",
-        &settings.layout.endpoint_container,
-        None,
-        &classifier,
-        &mut findings,
-        |o| objects.push(o),
-    )
-    .await?;
+    let search = Search::sip_objects("endpoint container", &settings.layout.endpoint_container);
+    dir.for_each_object(&search, &classifier, &mut findings, |o| objects.push(o))
+        .await?;
     let mut built = plan_table(objects, settings, now)?;
     findings.append(&mut built.findings);
     built.findings = findings;

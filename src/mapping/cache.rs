@@ -1,14 +1,12 @@
 //! The last-known-good table in `state.dir/mappings.json`, so the redirector can start and serve
 //! while the directory is unreachable.
 //!
-//! Writes are atomic: a temp file in the same directory, fsync, rename, fsync of the directory.
+//! Writes are atomic ([`crate::private::write_atomic`]): a reader sees the old table or the new.
 //! The file is 0600 and the directory 0700 (the table names internal pools and DNs). Reading a
 //! corrupt or foreign file is an error the caller reports before starting empty; it never
 //! crashes the server. Entries naming a pool that is no longer configured are dropped on load.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -88,32 +86,14 @@ pub(crate) fn save(dir: &Path, table: &MappingTable) -> Result<(), CacheError> {
     };
     crate::private::create_dir(dir).map_err(io("cannot create", dir))?;
     let target = dir.join(CACHE_FILE);
-    let temp = dir.join(format!(".{CACHE_FILE}.tmp"));
-    let text = serde_json::to_vec_pretty(&CacheFile::from_table(table)).map_err(|e| {
+    let mut text = serde_json::to_vec_pretty(&CacheFile::from_table(table)).map_err(|e| {
         CacheError::Corrupt {
             path: target.display().to_string(),
             reason: e.to_string(),
         }
     })?;
-    {
-        let mut file = crate::private::file_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)
-            .map_err(io("cannot write", &temp))?;
-        // An existing temp file keeps its old mode through `open`; make sure.
-        file.set_permissions(fs::Permissions::from_mode(crate::private::FILE_MODE))
-            .map_err(io("cannot write", &temp))?;
-        file.write_all(&text).map_err(io("cannot write", &temp))?;
-        file.write_all(b"\n").map_err(io("cannot write", &temp))?;
-        file.sync_all().map_err(io("cannot sync", &temp))?;
-    }
-    fs::rename(&temp, &target).map_err(io("cannot rename into", &target))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    text.push(b'\n');
+    crate::private::write_atomic(&target, &text).map_err(io("cannot write", &target))
 }
 
 /// Reads the cache. `Ok(None)` when there is none yet. `dropped` receives entries that no longer
@@ -208,7 +188,11 @@ mod tests {
         assert!(dropped.is_empty());
         assert_eq!(back.version(), 4);
         assert!(back.same_entries(&table(4)));
-        assert!(!dir.join(format!(".{CACHE_FILE}.tmp")).exists());
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "only the cache file, no temp file"
+        );
     }
 
     #[test]

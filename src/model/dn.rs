@@ -8,6 +8,7 @@
 //! Every attribute in the DNs we handle (cn, ou, dc) uses caseIgnoreMatch, which is why values
 //! are folded too. The original text is kept for display and for writing back to the server.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -281,6 +282,23 @@ fn unescape(value: &str) -> Result<String, UnescapeError> {
         }
     }
     String::from_utf8(bytes).map_err(|_| UnescapeError::Utf8)
+}
+
+/// A DN's bytes as text: UTF-8 as it is, every other byte as an RFC 4514 hex pair (`\E9`), so
+/// a DN that reached us broken can still be shown, and told apart from its neighbours.
+pub(crate) fn show_dn_bytes(bytes: &[u8]) -> Cow<'_, str> {
+    use std::fmt::Write;
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\{b:02X}");
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Escapes an attribute value for use in a DN string (RFC 4514 §2.4).

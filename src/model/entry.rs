@@ -1,5 +1,6 @@
 //! `Entry` and `AttrValues`: a complete directory entry as pcsync stores it in plans and in the
-//! audit log's before-images, binary-safe and sufficient to re-create the object.
+//! audit log's before-images, binary-safe and sufficient to re-create the object; and
+//! `Modification`, one attribute change of a modify.
 //!
 //! In JSON a value is a string when it is UTF-8, and `{"base64": "..."}` otherwise (AD's
 //! objectSid, msRTCSIP-OriginatorSid, thumbnailPhoto), so an image round-trips byte for byte.
@@ -10,12 +11,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Attributes;
+use super::{AttrName, Attributes, Dn};
 
 /// One attribute and its values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttrValues {
-    pub name: String,
+    pub name: AttrName,
     #[serde(serialize_with = "ser_values", deserialize_with = "de_values")]
     pub values: Vec<Vec<u8>>,
 }
@@ -24,8 +25,16 @@ impl AttrValues {
     /// An attribute with text values.
     pub fn text(name: &str, values: &[&str]) -> AttrValues {
         AttrValues {
-            name: name.to_string(),
+            name: AttrName::new(name),
             values: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    /// The attribute with no values: in an expectation, "absent".
+    pub fn absent(name: &AttrName) -> AttrValues {
+        AttrValues {
+            name: name.clone(),
+            values: Vec::new(),
         }
     }
 
@@ -37,21 +46,29 @@ impl AttrValues {
     }
 }
 
+/// One attribute change of a modify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Modification {
+    Add(AttrValues),
+    /// Delete these values (all values when the list is empty).
+    Delete(AttrValues),
+}
+
 /// A whole entry: its DN and every user attribute.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    pub dn: String,
+    pub dn: Dn,
     pub attributes: Vec<AttrValues>,
 }
 
 impl Entry {
-    pub(crate) fn new(dn: &str, attributes: &Attributes) -> Entry {
+    pub(crate) fn new(dn: Dn, attributes: &Attributes) -> Entry {
         Entry {
-            dn: dn.to_string(),
+            dn,
             attributes: attributes
                 .iter()
                 .map(|(name, values)| AttrValues {
-                    name: name.as_str().to_string(),
+                    name: name.clone(),
                     values: values.clone(),
                 })
                 .collect(),
@@ -62,7 +79,7 @@ impl Entry {
     pub fn get(&self, name: &str) -> &[Vec<u8>] {
         self.attributes
             .iter()
-            .find(|a| a.name.eq_ignore_ascii_case(name))
+            .find(|a| a.name.is(name))
             .map(|a| a.values.as_slice())
             .unwrap_or(&[])
     }
@@ -75,7 +92,7 @@ impl Entry {
             values.iter().map(|v| v.to_ascii_lowercase()).collect()
         };
         for e in expect {
-            let now = self.get(&e.name);
+            let now = self.get(e.name.as_str());
             if fold(now) != fold(&e.values) {
                 let show = |v: &[Vec<u8>]| {
                     if v.is_empty() {
@@ -101,7 +118,7 @@ impl Entry {
     pub(crate) fn to_attributes(&self) -> Attributes {
         let mut out = Attributes::new();
         for a in &self.attributes {
-            out.insert(&a.name, a.values.clone());
+            out.insert(a.name.as_str(), a.values.clone());
         }
         out
     }
@@ -149,7 +166,7 @@ mod tests {
         let mut attrs = Attributes::new();
         attrs.insert("cn", vec![b"OCSChat".to_vec()]);
         attrs.insert("objectSid", vec![vec![1, 5, 0, 0, 0xff, 0xfe, 0]]);
-        let e = Entry::new("cn=OCSChat,dc=x", &attrs);
+        let e = Entry::new(Dn::parse("cn=OCSChat,dc=x").unwrap(), &attrs);
         let json = serde_json::to_string(&e).unwrap();
         assert!(
             json.contains(r#"{"name":"cn","values":["OCSChat"]}"#),
@@ -160,5 +177,25 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(back.to_attributes(), attrs);
         assert_eq!(back.get("OBJECTSID"), &[vec![1, 5, 0, 0, 0xff, 0xfe, 0]]);
+    }
+
+    /// A plan or audit record read back is checked: a DN that does not parse, or an attribute
+    /// name no server sends, is refused with the reason.
+    #[test]
+    fn deserialising_validates_the_dn_and_attribute_names() {
+        let ok =
+            r#"{"dn":"CN=OCSChat, DC=x","attributes":[{"name":"member;range=0-*","values":[]}]}"#;
+        let e: Entry = serde_json::from_str(ok).unwrap();
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            ok,
+            "written back as read"
+        );
+        let bad_dn = r#"{"dn":"not a dn","attributes":[]}"#;
+        let err = serde_json::from_str::<Entry>(bad_dn).unwrap_err();
+        assert!(err.to_string().contains("has no `=`"), "{err}");
+        let bad_name = r#"{"dn":"cn=x","attributes":[{"name":"display name","values":[]}]}"#;
+        let err = serde_json::from_str::<Entry>(bad_name).unwrap_err();
+        assert!(err.to_string().contains("printable ASCII"), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! The domain model: what pcsync knows about a directory object, independent of ldap3.
 //!
 //! `DirectoryObject` is built from the raw attributes of one search entry by
-//! [`DirectoryObject::from_attributes`]. That conversion never fails and never panics: a value
+//! [`DirectoryObject::from_parsed`]. That conversion never fails and never panics: a value
 //! that cannot be understood (a SIP address without `sip:`, two values in a single-valued
 //! attribute, an unparsable DN) becomes a [`Finding`] naming the DN, and the field is left empty.
 //! Attribute names are AD's; object classes come from configuration ([`Classifier`]).
@@ -11,8 +11,9 @@ mod entry;
 mod guid;
 mod sip_uri;
 
+pub(crate) use dn::show_dn_bytes;
 pub use dn::{Dn, DnError};
-pub use entry::{AttrValues, Entry};
+pub use entry::{AttrValues, Entry, Modification};
 pub(crate) use guid::Guid;
 pub(crate) use sip_uri::fold_case;
 pub use sip_uri::{SipUri, SipUriError};
@@ -63,17 +64,59 @@ pub(crate) mod attr {
     ];
 }
 
-/// An attribute name, compared case-insensitively as LDAP does.
+/// An attribute name, compared case-insensitively as LDAP does; written as given.
 #[derive(Clone)]
-pub(crate) struct AttrName(String);
+pub struct AttrName(String);
+
+/// Why a text is not an attribute name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrNameError {
+    /// The name is empty.
+    #[error("empty attribute name")]
+    Empty,
+    /// A character no attribute description holds (space, control, non-ASCII).
+    #[error("attribute name {0:?} has a character other than printable ASCII")]
+    BadChar(String),
+}
 
 impl AttrName {
-    pub(crate) fn new(name: &str) -> AttrName {
+    /// A name as the server or the code spells it (not checked: servers send only valid ones).
+    pub fn new(name: &str) -> AttrName {
         AttrName(name.to_string())
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    /// Checks a name read from a plan or the audit log: printable ASCII, as every attribute
+    /// description is (RFC 4512 letters, digits, `-`, `;` options, and AD's `;range=0-*`).
+    pub fn parse(text: &str) -> Result<AttrName, AttrNameError> {
+        if text.is_empty() {
+            return Err(AttrNameError::Empty);
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AttrNameError::BadChar(text.to_string()));
+        }
+        Ok(AttrName::new(text))
+    }
+
+    pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is `name`, compared case-insensitively.
+    pub fn is(&self, name: &str) -> bool {
+        self.0.eq_ignore_ascii_case(name)
+    }
+
+    /// Whether this is one of the msRTCSIP-* attributes Lync owns.
+    pub(crate) fn is_msrtcsip(&self) -> bool {
+        self.0
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case("msRTCSIP-"))
+    }
+}
+
+impl From<&str> for AttrName {
+    fn from(name: &str) -> AttrName {
+        AttrName::new(name)
     }
 }
 
@@ -109,6 +152,19 @@ impl fmt::Debug for AttrName {
 impl fmt::Display for AttrName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for AttrName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AttrName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(d)?;
+        AttrName::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -346,7 +402,7 @@ impl DirectoryObject {
         ))
     }
 
-    /// Like [`Self::from_attributes`] for an entry whose DN the caller already parsed, reusing
+    /// Interprets one entry whose DN the caller already parsed (problems become findings), reusing
     /// `cache` for DN-valued attributes (a scan sees the same few pool DNs over and over; parsing
     /// each once matters on a directory of 200,000 users).
     pub(crate) fn from_parsed(

@@ -11,12 +11,17 @@
 //! version 8, SHA-256 of the normalised SIP URI). The same URI always gives the same DN, so a
 //! re-run, a crash recovery or an LDIF export all name the endpoint identically.
 
+mod change;
 mod collect;
+pub mod desired;
 pub(crate) mod render;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use change::Status;
+pub use change::{Action, Change, CreateEndpoint, Header, RepointEndpoint, RetireUser};
 pub(crate) use collect::Collector;
+pub(crate) use desired::Desired;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,39 +29,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Layout, Migration, Pool, Retire, Settings};
 use crate::model::{
-    AttrValues, DirectoryObject, Dn, Enabled, Entry, Finding, FindingKind, ObjectKind, attr,
+    AttrName, AttrValues, DirectoryObject, Dn, Enabled, Entry, Finding, FindingKind, ObjectKind,
+    attr,
 };
+use crate::util::hex;
+use desired::{Layout, Migration, Pool, Retire};
 
 /// Version of the plan document (`--format json`, `--plan-out`); see schemas/plan.schema.json.
 pub(crate) const PLAN_FORMAT: u32 = 1;
-
-/// What the configuration asks for: the parts of [`Settings`] planning reads.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Desired<'a> {
-    pub migrations: &'a [Migration],
-    pub pools: &'a [Pool],
-    pub layout: &'a Layout,
-    pub retire: Retire,
-}
-
-impl<'a> Desired<'a> {
-    pub(crate) fn from_settings(s: &'a Settings) -> Desired<'a> {
-        Desired {
-            migrations: &s.migrations,
-            pools: &s.pools,
-            layout: &s.layout,
-            retire: s.safety.retire,
-        }
-    }
-
-    fn pool(&self, fqdn: &str) -> Option<&'a Pool> {
-        self.pools
-            .iter()
-            .find(|p| p.fqdn.eq_ignore_ascii_case(fqdn))
-    }
-}
 
 /// What the scan kept of the directory (see [`Collector`]).
 #[derive(Debug, Clone, Default)]
@@ -70,60 +51,6 @@ pub(crate) struct Observed {
     pub duplicates: BTreeMap<String, BTreeSet<String>>,
     /// Problems found while reading (malformed values).
     pub findings: Vec<Finding>,
-}
-
-/// What a change does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Delete the well-known user, or clear its msRTCSIP-* attributes (`retire = "disable"`).
-    RetireUser,
-    /// Add the legacy endpoint contact.
-    CreateEndpoint,
-    /// The endpoint exists but is homed on the wrong pool (or has the wrong owner or flag).
-    RepointEndpoint,
-}
-
-impl Action {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Action::RetireUser => "retire_user",
-            Action::CreateEndpoint => "create_endpoint",
-            Action::RepointEndpoint => "repoint_endpoint",
-        }
-    }
-}
-
-/// Whether a change is applied by this run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
-    Ready,
-    /// The migration's `not_before` lies in the future.
-    WaitingForCutover,
-}
-
-/// One directory write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
-    pub action: Action,
-    pub dn: String,
-    pub sip_uri: String,
-    /// FQDN of the target pool.
-    pub pool: String,
-    pub(crate) status: Status,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_before: Option<DateTime<Utc>>,
-    pub reason: String,
-    /// For `retire_user`: delete or disable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) retire: Option<Retire>,
-    /// The values the plan saw; the write is conditional on them (an attribute with no values
-    /// means "absent").
-    pub expect: Vec<AttrValues>,
-    /// `create_endpoint`: the new entry. `repoint_endpoint`: the new values of the attributes
-    /// that change. `retire_user` with disable: the attributes (and values) removed.
-    pub attributes: Vec<AttrValues>,
 }
 
 /// Counts shown in the summary line.
@@ -152,7 +79,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// The changes this run applies.
     pub(crate) fn ready(&self) -> impl Iterator<Item = &Change> {
-        self.changes.iter().filter(|c| c.status == Status::Ready)
+        self.changes.iter().filter(|c| c.is_ready())
     }
 
     /// True when nothing is to be written now.
@@ -188,22 +115,12 @@ pub(crate) fn endpoint_guid(normalized_uri: &str) -> String {
     )
 }
 
-/// Lower-case hex (sha2 0.11 digests have no `{:x}`).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 /// The attribute values the plan saw on `o` that the conditional write checks.
 fn expectation(o: &DirectoryObject, names: &[&str]) -> Vec<AttrValues> {
     names
         .iter()
         .map(|name| AttrValues {
-            name: (*name).to_string(),
+            name: AttrName::new(name),
             values: o.attributes.get(name).to_vec(),
         })
         .collect()
@@ -213,14 +130,9 @@ fn expectation(o: &DirectoryObject, names: &[&str]) -> Vec<AttrValues> {
 fn msrtcsip_attributes(o: &DirectoryObject) -> Vec<AttrValues> {
     o.attributes
         .iter()
-        .filter(|(name, values)| {
-            name.as_str()
-                .get(..9)
-                .is_some_and(|p| p.eq_ignore_ascii_case("msRTCSIP-"))
-                && !values.is_empty()
-        })
+        .filter(|(name, values)| name.is_msrtcsip() && !values.is_empty())
         .map(|(name, values)| AttrValues {
-            name: name.as_str().to_string(),
+            name: name.clone(),
             values: values.clone(),
         })
         .collect()
@@ -240,291 +152,352 @@ const ENDPOINT_CHECKED: &[&str] = &[
 
 /// Computes the plan. Pure: see the module docs.
 pub(crate) fn plan(desired: &Desired<'_>, observed: &Observed, now: DateTime<Utc>) -> Plan {
-    let mut findings: BTreeSet<Finding> = observed.findings.iter().cloned().collect();
-    let mut changes = Vec::new();
-    let mut summary = Summary::default();
-    let container = &desired.layout.endpoint_container;
+    let mut planner = Planner {
+        desired,
+        now,
+        findings: observed.findings.iter().cloned().collect(),
+        changes: Vec::new(),
+        summary: Summary::default(),
+    };
+    for (uri, claims) in claims(desired.migrations) {
+        let holders = observed.holders.get(&uri).map_or(&[][..], Vec::as_slice);
+        planner.migration(&uri, &claims, holders);
+    }
+    planner.outside_migrations(observed);
+    planner.finish(fingerprint(desired, observed))
+}
 
-    // Two migrations claiming one URI: neither is planned.
+/// The migrations by normalised URI: two claiming one URI are a configuration conflict.
+fn claims(migrations: &[Migration]) -> BTreeMap<String, Vec<&Migration>> {
     let mut claims: BTreeMap<String, Vec<&Migration>> = BTreeMap::new();
-    for m in desired.migrations {
+    for m in migrations {
         claims
             .entry(m.well_known_uri.normalized().to_string())
             .or_default()
             .push(m);
     }
+    claims
+}
 
-    for (uri, ms) in &claims {
-        let holders: &[DirectoryObject] = observed.holders.get(uri).map_or(&[], Vec::as_slice);
-        if ms.len() > 1 {
-            let pools: Vec<&str> = ms.iter().map(|m| m.target_pool.as_str()).collect();
-            findings.insert(Finding::new(
+/// The plan as it is being built, one migration at a time.
+struct Planner<'a> {
+    desired: &'a Desired<'a>,
+    now: DateTime<Utc>,
+    findings: BTreeSet<Finding>,
+    changes: Vec<Change>,
+    summary: Summary,
+}
+
+/// One migration being planned: its target pool and when it may be applied.
+struct Swap<'a> {
+    migration: &'a Migration,
+    pool: &'a Pool,
+    /// The normalised URI.
+    uri: &'a str,
+    status: Status,
+    /// `not_before`, while it lies in the future.
+    waiting: Option<DateTime<Utc>>,
+}
+
+impl Swap<'_> {
+    fn header(&self, dn: &Dn, reason: String) -> Header {
+        Header {
+            dn: dn.clone(),
+            sip_uri: self.migration.well_known_uri.clone(),
+            pool: self.pool.fqdn.clone(),
+            status: self.status,
+            not_before: self.waiting,
+            reason,
+        }
+    }
+}
+
+/// The objects holding one migration's URI that its swap acts on.
+#[derive(Default)]
+struct Holders<'o> {
+    users: Vec<&'o DirectoryObject>,
+    endpoints: Vec<&'o DirectoryObject>,
+}
+
+impl<'a> Planner<'a> {
+    /// Plans the swap for the migrations claiming `uri` (normally one), held by `holders`.
+    fn migration(&mut self, uri: &str, claims: &[&'a Migration], holders: &[DirectoryObject]) {
+        let [m] = claims else {
+            let pools: Vec<&str> = claims.iter().map(|m| m.target_pool.as_str()).collect();
+            self.findings.insert(Finding::new(
                 FindingKind::DuplicateMigration,
                 "",
                 format!(
                     "{uri} is named by {} [[migrations]] entries (target pools {}); none of them is planned",
-                    ms.len(),
+                    claims.len(),
                     pools.join(", ")
                 ),
             ));
-            summary.blocked += 1;
-            continue;
-        }
-        let m = ms[0];
-        let Some(pool) = desired.pool(&m.target_pool) else {
+            self.summary.blocked += 1;
+            return;
+        };
+        let Some(pool) = self.desired.pool(&m.target_pool) else {
             // Config validation guarantees the pool exists; stay total anyway.
-            continue;
+            return;
         };
-        let waiting = m.not_before.filter(|t| *t > now);
-        let status = if waiting.is_some() {
-            Status::WaitingForCutover
-        } else {
-            Status::Ready
+        let waiting = m.not_before.filter(|t| *t > self.now);
+        let swap = Swap {
+            migration: m,
+            pool,
+            uri,
+            status: if waiting.is_some() {
+                Status::WaitingForCutover
+            } else {
+                Status::Ready
+            },
+            waiting,
         };
-        let mut blocked = false;
-        let mut block = |kind: FindingKind, dn: &str, reason: String| {
-            findings.insert(Finding::new(kind, dn, reason));
-            blocked = true;
-        };
-
-        let mut users = Vec::new();
-        let mut endpoints = Vec::new();
-        for o in holders {
-            let dn = o.dn.as_str();
-            match o.kind {
-                ObjectKind::User => match (&m.legacy_home_server_dn, &o.home_server_dn) {
-                    (Some(legacy), Some(home)) if legacy != home => block(
-                        FindingKind::UnexpectedHome,
-                        dn,
-                        format!(
-                            "holds {uri} but is homed on {home}, not on legacy_home_server_dn {legacy}; the swap is blocked"
-                        ),
-                    ),
-                    (Some(legacy), None) => block(
-                        FindingKind::UnexpectedHome,
-                        dn,
-                        format!(
-                            "holds {uri} but has no {}, expected legacy_home_server_dn {legacy}; the swap is blocked",
-                            attr::PRIMARY_HOME_SERVER
-                        ),
-                    ),
-                    _ => users.push(o),
-                },
-                ObjectKind::Contact if o.dn.is_within(container) => endpoints.push(o),
-                ObjectKind::Contact => block(
-                    FindingKind::EndpointOutsideContainer,
-                    dn,
-                    format!(
-                        "contact holding {uri} lies outside the endpoint container {container}; the swap is blocked"
-                    ),
-                ),
-                ObjectKind::Other => block(
-                    FindingKind::UriInUse,
-                    dn,
-                    format!(
-                        "{uri} is held by this object (neither a user nor a contact, enabled {}); a SIP URI stays taken until the object is deleted or the attribute cleared; the swap is blocked",
-                        o.enabled
-                    ),
-                ),
-            }
+        let mut blocking = Vec::new();
+        let sorted = sort_holders(&swap, holders, self.desired.layout, &mut blocking);
+        conflicts(uri, &sorted, &mut blocking);
+        if !blocking.is_empty() {
+            self.findings.extend(blocking);
+            self.summary.blocked += 1;
+            return;
         }
-        if users.len() > 1 {
-            for u in &users {
-                block(
-                    FindingKind::DuplicateUri,
-                    u.dn.as_str(),
-                    format!(
-                        "{uri} is held by {} users; the swap is blocked",
-                        users.len()
-                    ),
-                );
-            }
-        }
-        if endpoints.len() > 1 {
-            for e in &endpoints {
-                block(
-                    FindingKind::DuplicateUri,
-                    e.dn.as_str(),
-                    format!(
-                        "{uri} is held by {} endpoint contacts; the swap is blocked",
-                        endpoints.len()
-                    ),
-                );
-            }
-        }
-        if let ([user], [endpoint]) = (users.as_slice(), endpoints.as_slice()) {
-            for o in [user, endpoint] {
-                block(
-                    FindingKind::UriInUse,
-                    o.dn.as_str(),
-                    format!(
-                        "{uri} is held by both the user {} and the endpoint {}; the swap is blocked",
-                        user.dn, endpoint.dn
-                    ),
-                );
-            }
-        }
-        if blocked {
-            summary.blocked += 1;
-            continue;
-        }
-
-        let base = |action: Action, dn: &str, reason: String| Change {
-            action,
-            dn: dn.to_string(),
-            sip_uri: m.well_known_uri.as_str().to_string(),
-            pool: pool.fqdn.clone(),
-            status,
-            not_before: waiting,
-            reason,
-            retire: None,
-            expect: Vec::new(),
-            attributes: Vec::new(),
-        };
-        match (users.first(), endpoints.first()) {
+        match (sorted.users.first(), sorted.endpoints.first()) {
             (Some(user), None) => {
-                let mut retire = base(
-                    Action::RetireUser,
-                    user.dn.as_str(),
-                    format!(
-                        "leftover Group Chat well-known user (enabled {}, home {})",
-                        user.enabled,
-                        user.home_server_dn
-                            .as_ref()
-                            .map_or("-".to_string(), Dn::to_string)
-                    ),
-                );
-                retire.retire = Some(desired.retire);
-                retire.expect = expectation(user, CHECKED);
-                if desired.retire == Retire::Disable {
-                    retire.attributes = msrtcsip_attributes(user);
-                }
-                changes.push(retire);
-                changes.push(create(desired, m, pool, uri, base));
+                self.changes.push(retire(&swap, user, self.desired.retire));
+                self.changes.push(create(&swap, self.desired.layout));
             }
-            (None, None) => changes.push(create(desired, m, pool, uri, base)),
-            (None, Some(endpoint)) => {
-                let wanted = [
-                    (attr::PRIMARY_HOME_SERVER, pool.home_server_dn.as_str()),
-                    (attr::OWNER_URN, desired.layout.owner_urn.as_str()),
-                    (attr::USER_ENABLED, "TRUE"),
-                ];
-                let ok = |name: &str, value: &str| match name {
-                    attr::PRIMARY_HOME_SERVER => endpoint
-                        .home_server_dn
-                        .as_ref()
-                        .is_some_and(|h| Dn::parse(value).is_ok_and(|v| &v == h)),
-                    attr::USER_ENABLED => endpoint.enabled == Enabled::True,
-                    _ => endpoint
-                        .owner_urn
-                        .as_deref()
-                        .is_some_and(|o| o.eq_ignore_ascii_case(value)),
-                };
-                let fix: Vec<AttrValues> = wanted
-                    .iter()
-                    .filter(|(name, value)| !ok(name, value))
-                    .map(|(name, value)| AttrValues::text(name, &[value]))
-                    .collect();
-                if fix.is_empty() {
-                    summary.in_sync += 1;
-                } else {
-                    let names: Vec<&str> = fix.iter().map(|a| a.name.as_str()).collect();
-                    let mut c = base(
-                        Action::RepointEndpoint,
-                        endpoint.dn.as_str(),
-                        format!(
-                            "endpoint exists but {} differ{} from the target pool's",
-                            names.join(", "),
-                            if names.len() == 1 { "s" } else { "" }
-                        ),
-                    );
-                    c.expect = expectation(endpoint, ENDPOINT_CHECKED);
-                    c.attributes = fix;
-                    changes.push(c);
-                }
-            }
-            // Reported above as a conflict.
+            (None, None) => self.changes.push(create(&swap, self.desired.layout)),
+            (None, Some(endpoint)) => match repoint(&swap, endpoint, self.desired.layout) {
+                Some(c) => self.changes.push(c),
+                None => self.summary.in_sync += 1,
+            },
+            // A user and an endpoint together are a conflict, reported above.
             (Some(_), Some(_)) => {}
         }
     }
 
-    // Suspects and duplicates outside the migrations.
-    for (dn, uri) in &observed.suspects {
-        findings.insert(Finding::new(
-            FindingKind::Suspect,
-            dn,
-            format!(
-                "SIP-enabled user {uri} looks like a Group Chat lookup account but no [[migrations]] entry names it; confirm and add one, or ignore"
-            ),
-        ));
-    }
-    for (uri, dns) in &observed.duplicates {
-        for dn in dns {
-            findings.insert(Finding::new(
-                FindingKind::DuplicateUri,
+    /// Suspects and duplicate URIs outside the migrations: reported, never acted on.
+    fn outside_migrations(&mut self, observed: &Observed) {
+        for (dn, uri) in &observed.suspects {
+            self.findings.insert(Finding::new(
+                FindingKind::Suspect,
                 dn,
-                format!("{uri} is held by {} objects", dns.len()),
+                format!(
+                    "SIP-enabled user {uri} looks like a Group Chat lookup account but no [[migrations]] entry names it; confirm and add one, or ignore"
+                ),
             ));
+        }
+        for (uri, dns) in &observed.duplicates {
+            for dn in dns {
+                self.findings.insert(Finding::new(
+                    FindingKind::DuplicateUri,
+                    dn,
+                    format!("{uri} is held by {} objects", dns.len()),
+                ));
+            }
         }
     }
 
-    summary.ready = changes.iter().filter(|c| c.status == Status::Ready).count();
-    summary.waiting = changes.len() - summary.ready;
-    summary.findings = findings.len();
-    Plan {
-        format: PLAN_FORMAT,
-        fingerprint: fingerprint(desired, observed),
-        changes,
-        findings: findings.into_iter().collect(),
-        summary,
+    fn finish(mut self, fingerprint: String) -> Plan {
+        self.summary.ready = self.changes.iter().filter(|c| c.is_ready()).count();
+        self.summary.waiting = self.changes.len() - self.summary.ready;
+        self.summary.findings = self.findings.len();
+        Plan {
+            format: PLAN_FORMAT,
+            fingerprint,
+            changes: self.changes,
+            findings: self.findings.into_iter().collect(),
+            summary: self.summary,
+        }
     }
 }
 
-fn create(
-    desired: &Desired<'_>,
-    m: &Migration,
-    pool: &Pool,
-    uri: &str,
-    base: impl Fn(Action, &str, String) -> Change,
-) -> Change {
-    let dn = endpoint_dn(&desired.layout.endpoint_container, uri);
-    let rdn = dn.leaf_value().unwrap_or_default();
-    let mut c = base(
-        Action::CreateEndpoint,
-        dn.as_str(),
-        format!(
-            "legacy endpoint contact for {} homed on {}",
-            m.well_known_uri, pool.fqdn
-        ),
+/// Sorts the holders of a migration's URI into the users the swap retires and the endpoints it
+/// keeps; every other holder is in the way, and becomes a blocking finding in `blocking`.
+fn sort_holders<'o>(
+    swap: &Swap<'_>,
+    holders: &'o [DirectoryObject],
+    layout: &Layout,
+    blocking: &mut Vec<Finding>,
+) -> Holders<'o> {
+    let uri = swap.uri;
+    let container = &layout.endpoint_container;
+    let mut sorted = Holders::default();
+    for o in holders {
+        let dn = o.dn.as_str();
+        let block = |kind, reason| Finding::new(kind, dn, reason);
+        match o.kind {
+            ObjectKind::User => match (&swap.migration.legacy_home_server_dn, &o.home_server_dn) {
+                (Some(legacy), Some(home)) if legacy != home => blocking.push(block(
+                    FindingKind::UnexpectedHome,
+                    format!(
+                        "holds {uri} but is homed on {home}, not on legacy_home_server_dn {legacy}; the swap is blocked"
+                    ),
+                )),
+                (Some(legacy), None) => blocking.push(block(
+                    FindingKind::UnexpectedHome,
+                    format!(
+                        "holds {uri} but has no {}, expected legacy_home_server_dn {legacy}; the swap is blocked",
+                        attr::PRIMARY_HOME_SERVER
+                    ),
+                )),
+                _ => sorted.users.push(o),
+            },
+            ObjectKind::Contact if o.dn.is_within(container) => sorted.endpoints.push(o),
+            ObjectKind::Contact => blocking.push(block(
+                FindingKind::EndpointOutsideContainer,
+                format!(
+                    "contact holding {uri} lies outside the endpoint container {container}; the swap is blocked"
+                ),
+            )),
+            ObjectKind::Other => blocking.push(block(
+                FindingKind::UriInUse,
+                format!(
+                    "{uri} is held by this object (neither a user nor a contact, enabled {}); a SIP URI stays taken until the object is deleted or the attribute cleared; the swap is blocked",
+                    o.enabled
+                ),
+            )),
+        }
+    }
+    sorted
+}
+
+/// Several users, several endpoints, or a user and an endpoint at once: the swap cannot tell
+/// which object is the real one, so each becomes a blocking finding.
+fn conflicts(uri: &str, holders: &Holders<'_>, blocking: &mut Vec<Finding>) {
+    for (objects, what) in [
+        (&holders.users, "users"),
+        (&holders.endpoints, "endpoint contacts"),
+    ] {
+        if objects.len() > 1 {
+            for o in objects {
+                blocking.push(Finding::new(
+                    FindingKind::DuplicateUri,
+                    o.dn.as_str(),
+                    format!(
+                        "{uri} is held by {} {what}; the swap is blocked",
+                        objects.len()
+                    ),
+                ));
+            }
+        }
+    }
+    if let ([user], [endpoint]) = (holders.users.as_slice(), holders.endpoints.as_slice()) {
+        for o in [user, endpoint] {
+            blocking.push(Finding::new(
+                FindingKind::UriInUse,
+                o.dn.as_str(),
+                format!(
+                    "{uri} is held by both the user {} and the endpoint {}; the swap is blocked",
+                    user.dn, endpoint.dn
+                ),
+            ));
+        }
+    }
+}
+
+/// Retires the well-known user, conditional on what the plan saw of it.
+fn retire(swap: &Swap<'_>, user: &DirectoryObject, how: Retire) -> Change {
+    let reason = format!(
+        "leftover Group Chat well-known user (enabled {}, home {})",
+        user.enabled,
+        user.home_server_dn
+            .as_ref()
+            .map_or("-".to_string(), Dn::to_string)
     );
-    let classes: Vec<&str> = desired
-        .layout
+    Change::RetireUser(RetireUser {
+        header: swap.header(&user.dn, reason),
+        retire: how,
+        expect: expectation(user, CHECKED),
+        cleared: match how {
+            Retire::Disable => msrtcsip_attributes(user),
+            Retire::Delete => Vec::new(),
+        },
+    })
+}
+
+/// Adds the legacy endpoint contact under its deterministic DN.
+fn create(swap: &Swap<'_>, layout: &Layout) -> Change {
+    let (m, pool) = (swap.migration, swap.pool);
+    let dn = endpoint_dn(&layout.endpoint_container, swap.uri);
+    let rdn = dn.leaf_value().unwrap_or_default();
+    let reason = format!(
+        "legacy endpoint contact for {} homed on {}",
+        m.well_known_uri, pool.fqdn
+    );
+    let classes: Vec<&str> = layout
         .endpoint_object_classes
         .iter()
         .map(String::as_str)
         .collect();
-    let mut attributes = vec![
+    let mut entry = vec![
         AttrValues::text(attr::OBJECT_CLASS, &classes),
         AttrValues::text(attr::CN, &[&rdn]),
     ];
     // RFC 4519's person (OpenLDAP) requires sn; AD's accepts it. New-CsPersistentChatEndpoint
     // leaves it unset on AD, where it is harmless either way.
     if classes.iter().any(|c| c.eq_ignore_ascii_case("person")) {
-        attributes.push(AttrValues::text("sn", &[&rdn]));
+        entry.push(AttrValues::text("sn", &[&rdn]));
     }
-    attributes.extend([
+    entry.extend([
         AttrValues::text(attr::DISPLAY_NAME, &[&m.display_name()]),
         AttrValues::text(attr::PRIMARY_USER_ADDRESS, &[m.well_known_uri.as_str()]),
         AttrValues::text(attr::USER_ENABLED, &["TRUE"]),
         AttrValues::text(attr::PRIMARY_HOME_SERVER, &[pool.home_server_dn.as_str()]),
-        AttrValues::text(attr::OWNER_URN, &[&desired.layout.owner_urn]),
+        AttrValues::text(attr::OWNER_URN, &[&layout.owner_urn]),
     ]);
-    c.expect = vec![AttrValues {
-        name: attr::PRIMARY_USER_ADDRESS.to_string(),
-        values: Vec::new(),
-    }];
-    c.attributes = attributes;
-    c
+    Change::CreateEndpoint(CreateEndpoint {
+        header: swap.header(&dn, reason),
+        expect: vec![AttrValues::absent(&AttrName::new(
+            attr::PRIMARY_USER_ADDRESS,
+        ))],
+        entry,
+    })
+}
+
+/// Fixes what differs on an existing endpoint (home, owner, enabled flag); `None` when it is
+/// already as wanted.
+fn repoint(swap: &Swap<'_>, endpoint: &DirectoryObject, layout: &Layout) -> Option<Change> {
+    let wanted = [
+        (attr::PRIMARY_HOME_SERVER, swap.pool.home_server_dn.as_str()),
+        (attr::OWNER_URN, layout.owner_urn.as_str()),
+        (attr::USER_ENABLED, "TRUE"),
+    ];
+    let ok = |name: &str, value: &str| match name {
+        attr::PRIMARY_HOME_SERVER => endpoint
+            .home_server_dn
+            .as_ref()
+            .is_some_and(|h| Dn::parse(value).is_ok_and(|v| &v == h)),
+        attr::USER_ENABLED => endpoint.enabled == Enabled::True,
+        _ => endpoint
+            .owner_urn
+            .as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case(value)),
+    };
+    let new_values: Vec<AttrValues> = wanted
+        .iter()
+        .filter(|(name, value)| !ok(name, value))
+        .map(|(name, value)| AttrValues::text(name, &[value]))
+        .collect();
+    if new_values.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = new_values.iter().map(|a| a.name.as_str()).collect();
+    let reason = format!(
+        "endpoint exists but {} differ{} from the target pool's",
+        names.join(", "),
+        if names.len() == 1 { "s" } else { "" }
+    );
+    Some(Change::RepointEndpoint(RepointEndpoint {
+        header: swap.header(&endpoint.dn, reason),
+        expect: expectation(endpoint, ENDPOINT_CHECKED),
+        new_values,
+    }))
+}
+
+/// `dn` in its canonical lower-cased form (which always parses again), as the fingerprint
+/// records it.
+fn normalized_dn(dn: &Dn) -> Dn {
+    Dn::parse(dn.normalized()).unwrap_or_else(|_| dn.clone())
 }
 
 /// SHA-256 over a canonical rendering of the desired state and every observed object the plan
@@ -576,9 +549,9 @@ fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
             .map(|(uri, objects)| {
                 let mut entries: Vec<Entry> = objects
                     .iter()
-                    .map(|o| Entry::new(o.dn.normalized(), &o.attributes))
+                    .map(|o| Entry::new(normalized_dn(&o.dn), &o.attributes))
                     .collect();
-                entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+                entries.sort_by(|a, b| a.dn.as_str().cmp(b.dn.as_str()));
                 (uri.as_str(), entries)
             })
             .collect(),

@@ -6,8 +6,8 @@ use std::fmt::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{Action, Change, Plan, Status};
-use crate::config::Retire;
+use super::desired::Retire;
+use super::{Change, Plan, Status};
 use crate::model::{AttrValues, attr};
 
 /// The human-readable table, findings and a summary line.
@@ -21,23 +21,30 @@ pub(crate) fn text(plan: &Plan) -> String {
         );
     }
     for c in &plan.changes {
-        let status = match c.status {
-            Status::Ready => "ready".to_string(),
-            Status::WaitingForCutover => "waiting".to_string(),
+        let h = c.header();
+        let status = match h.status {
+            Status::Ready => "ready",
+            Status::WaitingForCutover => "waiting",
         };
-        let action = c.action.as_str();
-        let mut reason = match c.retire {
-            Some(Retire::Delete) => format!("delete: {}", c.reason),
-            Some(Retire::Disable) => format!("disable (clear msRTCSIP-*): {}", c.reason),
-            None => c.reason.clone(),
+        let mut reason = match c {
+            Change::RetireUser(r) if r.retire == Retire::Disable => {
+                format!("disable (clear msRTCSIP-*): {}", h.reason)
+            }
+            Change::RetireUser(_) => format!("delete: {}", h.reason),
+            _ => h.reason.clone(),
         };
-        if let Some(t) = c.not_before {
+        if let Some(t) = h.not_before {
             let _ = write!(reason, "; waiting for cutover at {}", t.to_rfc3339());
         }
         let _ = writeln!(
             out,
             "{:<17} {:<8} {:<32} {:<24} {:<60} {}",
-            action, status, c.sip_uri, c.pool, c.dn, reason
+            c.action().as_str(),
+            status,
+            h.sip_uri.as_str(),
+            h.pool,
+            h.dn.as_str(),
+            reason
         );
     }
     for f in &plan.findings {
@@ -79,31 +86,38 @@ pub(crate) fn json(plan: &Plan) -> String {
 pub(crate) fn ldif(plan: &Plan) -> String {
     let mut out = String::from("version: 1\n");
     for c in plan.ready() {
-        let _ = writeln!(out, "\n# {} {} ({})", c.action.as_str(), c.sip_uri, c.pool);
-        line(&mut out, "dn", c.dn.as_bytes());
-        match (c.action, c.retire) {
-            (Action::RetireUser, Some(Retire::Disable)) => {
+        let h = c.header();
+        let _ = writeln!(
+            out,
+            "\n# {} {} ({})",
+            c.action().as_str(),
+            h.sip_uri,
+            h.pool
+        );
+        line(&mut out, "dn", h.dn.as_str().as_bytes());
+        match c {
+            Change::RetireUser(r) if r.retire == Retire::Disable => {
                 out.push_str("changetype: modify\n");
-                for a in &c.attributes {
+                for a in &r.cleared {
                     mod_op(&mut out, "delete", a);
                 }
             }
-            (Action::RetireUser, _) => out.push_str("changetype: delete\n"),
-            (Action::CreateEndpoint, _) => {
+            Change::RetireUser(_) => out.push_str("changetype: delete\n"),
+            Change::CreateEndpoint(c) => {
                 out.push_str("changetype: add\n");
-                for a in &c.attributes {
+                for a in &c.entry {
                     for v in &a.values {
-                        line(&mut out, &a.name, v);
+                        line(&mut out, a.name.as_str(), v);
                     }
                 }
             }
-            (Action::RepointEndpoint, _) => {
+            Change::RepointEndpoint(c) => {
                 out.push_str("changetype: modify\n");
-                for new in &c.attributes {
+                for new in &c.new_values {
                     let old = c
                         .expect
                         .iter()
-                        .find(|e| e.name.eq_ignore_ascii_case(&new.name))
+                        .find(|e| e.name == new.name)
                         .filter(|e| !e.values.is_empty());
                     match old {
                         Some(old) => {
@@ -122,7 +136,7 @@ pub(crate) fn ldif(plan: &Plan) -> String {
 fn mod_op(out: &mut String, op: &str, a: &AttrValues) {
     let _ = writeln!(out, "{op}: {}", a.name);
     for v in &a.values {
-        line(out, &a.name, v);
+        line(out, a.name.as_str(), v);
     }
     out.push_str("-\n");
 }
@@ -153,46 +167,57 @@ pub(crate) fn powershell(plan: &Plan) -> String {
     );
     let _ = writeln!(out, "# plan fingerprint {}", plan.fingerprint);
     for c in plan.ready() {
-        let _ = writeln!(out, "\n# {} {} ({})", c.action.as_str(), c.sip_uri, c.pool);
-        match (c.action, c.retire) {
-            (Action::RetireUser, Some(Retire::Disable)) => {
+        let h = c.header();
+        let _ = writeln!(
+            out,
+            "\n# {} {} ({})",
+            c.action().as_str(),
+            h.sip_uri,
+            h.pool
+        );
+        match c {
+            Change::RetireUser(r) if r.retire == Retire::Disable => {
                 let _ = writeln!(
                     out,
                     "Disable-CsUser -Identity {} -Confirm:$false",
-                    ps(&c.dn)
+                    ps(h.dn.as_str())
                 );
             }
-            (Action::RetireUser, _) => {
-                let _ = writeln!(out, "Remove-ADUser -Identity {} -Confirm:$false", ps(&c.dn));
+            Change::RetireUser(_) => {
+                let _ = writeln!(
+                    out,
+                    "Remove-ADUser -Identity {} -Confirm:$false",
+                    ps(h.dn.as_str())
+                );
             }
-            (Action::CreateEndpoint, _) => new_endpoint(&mut out, c),
-            (Action::RepointEndpoint, _) => {
+            Change::CreateEndpoint(c) => new_endpoint(&mut out, h, &c.entry),
+            Change::RepointEndpoint(c) => {
                 // There is no cmdlet that moves a Persistent Chat endpoint to another pool.
                 let _ = writeln!(
                     out,
                     "Remove-CsPersistentChatEndpoint -Identity {} -Confirm:$false",
-                    ps(&c.sip_uri)
+                    ps(h.sip_uri.as_str())
                 );
-                new_endpoint(&mut out, c);
+                new_endpoint(&mut out, h, &c.new_values);
             }
         }
     }
     out
 }
 
-fn new_endpoint(out: &mut String, c: &Change) {
-    let display = c
-        .attributes
+/// `New-CsPersistentChatEndpoint`, with the display name among `attributes` if it is there.
+fn new_endpoint(out: &mut String, h: &super::Header, attributes: &[AttrValues]) {
+    let display = attributes
         .iter()
-        .find(|a| a.name.eq_ignore_ascii_case(attr::DISPLAY_NAME))
-        .and_then(|a| a.texts().next().map(str::to_string))
-        .unwrap_or_else(|| c.sip_uri.clone());
+        .find(|a| a.name.is(attr::DISPLAY_NAME))
+        .and_then(|a| a.texts().next())
+        .unwrap_or(h.sip_uri.as_str());
     let _ = writeln!(
         out,
         "New-CsPersistentChatEndpoint -SipAddress {} -PersistentChatPoolFqdn {} -DisplayName {}",
-        ps(&c.sip_uri),
-        ps(&c.pool),
-        ps(&display)
+        ps(h.sip_uri.as_str()),
+        ps(&h.pool),
+        ps(display)
     );
 }
 

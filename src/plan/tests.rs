@@ -3,7 +3,7 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::config::from_toml_str;
+use crate::config::{Settings, from_toml_str};
 use crate::model::{Attributes, Classifier};
 
 const CONTAINER: &str =
@@ -89,7 +89,7 @@ fn endpoint(uri: &str, home: &str) -> DirectoryObject {
 }
 
 fn observe(s: &Settings, objects: Vec<DirectoryObject>) -> Observed {
-    let desired = Desired::from_settings(s);
+    let desired = s.desired();
     let mut c = Collector::new(&desired);
     for o in objects {
         c.observe(o);
@@ -98,13 +98,16 @@ fn observe(s: &Settings, objects: Vec<DirectoryObject>) -> Observed {
 }
 
 fn run(s: &Settings, objects: Vec<DirectoryObject>) -> Plan {
-    plan(&Desired::from_settings(s), &observe(s, objects), now())
+    plan(&s.desired(), &observe(s, objects), now())
 }
 
 fn summary(p: &Plan) -> Vec<(Action, String, String)> {
     p.changes
         .iter()
-        .map(|c| (c.action, c.sip_uri.clone(), c.pool.clone()))
+        .map(|c| {
+            let h = c.header();
+            (c.action(), h.sip_uri.to_string(), h.pool.clone())
+        })
         .collect()
 }
 
@@ -157,14 +160,18 @@ fn both_well_known_users_are_swapped_to_their_own_pools() {
     );
     assert!(p.findings.is_empty(), "{:?}", p.findings);
     assert_eq!(p.summary.ready, 4);
-    let retire = &p.changes[0];
-    assert_eq!(retire.retire, Some(Retire::Delete));
+    let Change::RetireUser(retire) = &p.changes[0] else {
+        panic!("{:?}", p.changes[0]);
+    };
+    assert_eq!(retire.retire, Retire::Delete);
     assert_eq!(
         retire.expect[0],
         AttrValues::text("msRTCSIP-PrimaryUserAddress", &["sip:OCSChat@Contoso.com"])
     );
-    let create = &p.changes[1];
-    let endpoint = Dn::parse(&create.dn).unwrap();
+    let Change::CreateEndpoint(create) = &p.changes[1] else {
+        panic!("{:?}", p.changes[1]);
+    };
+    let endpoint = create.header.dn.clone();
     assert!(endpoint.is_within(&Dn::parse(CONTAINER).unwrap()));
     let rdn = endpoint.leaf_value().unwrap();
     assert!(
@@ -173,9 +180,9 @@ fn both_well_known_users_are_swapped_to_their_own_pools() {
     );
     let get = |name: &str| {
         create
-            .attributes
+            .entry
             .iter()
-            .find(|a| a.name == name)
+            .find(|a| a.name.is(name))
             .unwrap()
             .texts()
             .map(str::to_string)
@@ -262,15 +269,19 @@ fn an_endpoint_on_the_wrong_pool_is_repointed() {
     let repoint: Vec<_> = p
         .changes
         .iter()
-        .filter(|c| c.action == Action::RepointEndpoint)
+        .filter_map(|c| match c {
+            Change::RepointEndpoint(r) => Some(r),
+            _ => None,
+        })
         .collect();
     assert_eq!(repoint.len(), 1);
     assert_eq!(
-        repoint[0].attributes,
+        repoint[0].new_values,
         [AttrValues::text("msRTCSIP-PrimaryHomeServer", &[POOL2])]
     );
     assert!(
         repoint[0]
+            .header
             .reason
             .contains("msRTCSIP-PrimaryHomeServer differs")
     );
@@ -288,7 +299,7 @@ fn no_user_and_no_endpoint_creates_the_endpoint() {
     let s = settings("", "delete");
     let p = run(&s, vec![]);
     assert_eq!(
-        p.changes.iter().map(|c| c.action).collect::<Vec<_>>(),
+        p.changes.iter().map(Change::action).collect::<Vec<_>>(),
         [Action::CreateEndpoint, Action::CreateEndpoint]
     );
 }
@@ -310,7 +321,7 @@ fn a_user_homed_elsewhere_is_a_finding_and_blocks_only_its_swap() {
     assert!(
         p.changes
             .iter()
-            .all(|c| c.sip_uri == "sip:ocschat@fabrikam.com")
+            .all(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com")
     );
     assert_eq!(p.summary.blocked, 1);
 }
@@ -351,7 +362,7 @@ fn any_other_holder_of_the_uri_blocks_that_swap() {
         assert!(
             p.changes
                 .iter()
-                .all(|c| c.sip_uri == "sip:ocschat@fabrikam.com"),
+                .all(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com"),
             "{:?}",
             p.changes
         );
@@ -387,7 +398,7 @@ fn two_users_or_a_user_and_an_endpoint_with_the_uri_block_the_swap() {
     assert!(
         p.changes
             .iter()
-            .all(|c| c.sip_uri == "sip:ocschat@fabrikam.com")
+            .all(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com")
     );
 }
 
@@ -410,7 +421,7 @@ fn two_migrations_claiming_one_uri_are_both_refused() {
     assert!(
         p.changes
             .iter()
-            .all(|c| c.sip_uri == "sip:ocschat@fabrikam.com")
+            .all(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com")
     );
 }
 
@@ -421,17 +432,17 @@ fn a_future_not_before_waits_and_a_past_one_does_not() {
     let fabrikam: Vec<_> = p
         .changes
         .iter()
-        .filter(|c| c.sip_uri == "sip:ocschat@fabrikam.com")
+        .filter(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com")
         .collect();
     assert!(
         fabrikam
             .iter()
-            .all(|c| c.status == Status::WaitingForCutover)
+            .all(|c| c.header().status == Status::WaitingForCutover)
     );
     assert_eq!((p.summary.ready, p.summary.waiting), (1, 1));
     assert!(!render::ldif(&p).contains("fabrikam"));
     let later = plan(
-        &Desired::from_settings(&s),
+        &s.desired(),
         &observe(&s, vec![]),
         Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 1).unwrap(),
     );
@@ -449,9 +460,11 @@ fn disable_lists_every_msrtcsip_attribute_with_its_values() {
             LEGACY,
         )],
     );
-    let retire = &p.changes[0];
-    assert_eq!(retire.retire, Some(Retire::Disable));
-    let names: Vec<&str> = retire.attributes.iter().map(|a| a.name.as_str()).collect();
+    let Change::RetireUser(retire) = &p.changes[0] else {
+        panic!("{:?}", p.changes[0]);
+    };
+    assert_eq!(retire.retire, Retire::Disable);
+    let names: Vec<&str> = retire.cleared.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -509,7 +522,7 @@ fn suspects_are_exact_lookup_names_only() {
 #[test]
 fn duplicate_candidates_are_confirmed_before_they_are_reported() {
     let s = settings("", "delete");
-    let desired = Desired::from_settings(&s);
+    let desired = s.desired();
     let mut c = Collector::new(&desired);
     c.observe(user("CN=A,DC=x", "sip:bob@contoso.com", POOL1));
     c.observe(user("CN=B,DC=x", "sip:Bob@Contoso.com", POOL1));
@@ -536,7 +549,7 @@ fn duplicate_candidates_are_confirmed_before_they_are_reported() {
 #[test]
 fn scan_findings_are_carried_into_the_plan() {
     let s = settings("", "delete");
-    let desired = Desired::from_settings(&s);
+    let desired = s.desired();
     let observed = Collector::new(&desired).finish(vec![Finding::malformed(
         "cn=bad,dc=x",
         "msRTCSIP-UserEnabled: expected TRUE or FALSE".into(),
@@ -590,7 +603,10 @@ fn the_plan_document_round_trips() {
 #[test]
 fn ldif_values_that_are_not_safe_strings_are_base64() {
     let mut plan = run(&settings("", "delete"), vec![]);
-    plan.changes[0].attributes.push(AttrValues {
+    let Change::CreateEndpoint(create) = &mut plan.changes[0] else {
+        panic!("{:?}", plan.changes[0]);
+    };
+    create.entry.push(AttrValues {
         name: "description".into(),
         values: vec![" leading space".into(), "café".into(), vec![0, 1]],
     });

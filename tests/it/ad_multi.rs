@@ -8,8 +8,8 @@ use crate::common::daemon::Daemon;
 use crate::common::redirect::options_status;
 use crate::common::samba::{ENDPOINT_CONTAINER_DN, SambaDc};
 use crate::common::samba_pair::{
-    self, Auth, DC1_FQDN, DC2_FQDN, PairAgent, REPLICATION_TIMEOUT, SERVICE_PRINCIPAL,
-    ldaps, pair_seed, wait_until,
+    self, Auth, DC1_FQDN, DC2_FQDN, PairAgent, REPLICATION_TIMEOUT, SERVICE_PRINCIPAL, ldaps,
+    pair_seed, wait_until,
 };
 use crate::common::slapd::log_tail;
 use crate::common::{Backend, output, pcsync_on};

@@ -196,7 +196,7 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
         .find(|r| r.event == Event::BeforeImage)
         .and_then(|r| r.before.clone())
         .unwrap();
-    assert_eq!(image.dn, OCSCHAT);
+    assert_eq!(image.dn.as_str(), OCSCHAT);
     let text = std::fs::read_to_string(w.join("var/audit.jsonl")).unwrap();
     assert!(text.contains(&format!("\"bind_dn\":\"{}\"", dc.service_dn)));
     assert!(!text.contains(&dc.service_password));

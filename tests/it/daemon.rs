@@ -385,9 +385,9 @@ fn sigterm_during_an_apply_finishes_the_swap_and_exits_zero() {
         ],
     );
     d.wait_until("the first user retired", Duration::from_secs(30), || {
-        audit_records(&d).iter().any(|r| {
-            r.event == Event::Step && r.outcome == Outcome::Ok && r.dn.as_deref().is_some()
-        })
+        audit_records(&d)
+            .iter()
+            .any(|r| r.event == Event::Step && r.outcome == Outcome::Ok && r.dn.is_some())
     });
     let (code, took) = d.stop();
     assert_eq!(code, Some(0), "log:\n{}", d.log_text());

@@ -391,8 +391,45 @@ fn ldaps_and_starttls_verify_the_server_with_the_private_ca() {
     assert!(stderr.contains("certificate"), "{stderr}");
 }
 
+// Issue 17: TCP keepalive on every LDAP connection. pcsync opens the TCP connection itself (to
+// set keepalive) and hands it to ldap3, which must still do TLS and StartTLS on it as the URL
+// says. (Which socket options are set is a unit test in src/ldap/connect.rs.)
+#[tokio::test]
+async fn a_connection_with_keepalive_still_speaks_ldaps_and_starttls() {
+    let slapd = Slapd::start();
+    let options = pcsync::ldap::ConnectOptions {
+        keepalive: std::time::Duration::from_secs(2),
+    };
+    for (url, starttls) in [(&slapd.ldaps_url, "false"), (&slapd.ldap_url, "true")] {
+        let settings = settings_with(
+            &slapd,
+            &[
+                ("PCSYNC__DIRECTORY__URL", url.to_string()),
+                ("PCSYNC__DIRECTORY__STARTTLS", starttls.to_string()),
+                (
+                    "PCSYNC__DIRECTORY__TLS_CA_FILE",
+                    slapd.ca_file.display().to_string(),
+                ),
+            ],
+        );
+        let mut dir = pcsync::ldap::Directory::connect_with(&settings.directory, &options)
+            .await
+            .unwrap_or_else(|e| panic!("{url} (starttls {starttls}): {e}"));
+        let mut seen = 0;
+        pcsync::inventory::scan(&mut dir, &settings, &mut Vec::new(), |_| seen += 1)
+            .await
+            .unwrap();
+        assert_eq!(seen, FIXTURE_USERS + FIXTURE_CONTACTS, "{url}");
+    }
+}
+
 /// Settings from `config/openldap.toml` pointed at `slapd`, as the CLI would load them.
 fn settings_for(slapd: &Slapd) -> pcsync::config::Settings {
+    settings_with(slapd, &[])
+}
+
+/// [`settings_for`] with more environment variables.
+fn settings_with(slapd: &Slapd, extra: &[(&str, String)]) -> pcsync::config::Settings {
     let env = [
         ("PCSYNC__DIRECTORY__URL", slapd.ldap_url.clone()),
         (
@@ -401,6 +438,7 @@ fn settings_for(slapd: &Slapd) -> pcsync::config::Settings {
         ),
     ]
     .into_iter()
+    .chain(extra.iter().cloned())
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     pcsync::config::load_with_env(&repo("config/openldap.toml"), Some(env)).unwrap()

@@ -212,15 +212,15 @@ fn has_endpoint(slapd: &Slapd, uri: &str) -> bool {
 fn assert_nothing_lost(slapd: &Slapd, records: &[audit::Record], what: &str) {
     let mut expect: BTreeMap<String, Option<bool>> = BTreeMap::new();
     for r in records {
-        let Some(dn) = r.dn.as_deref().map(str::to_ascii_lowercase) else {
+        let Some(dn) = r.dn.as_ref().map(|d| d.as_str().to_ascii_lowercase()) else {
             continue;
         };
         match (r.event, r.outcome, r.step) {
             (Event::SwapIntent, _, _) => {
                 for c in r.changes.iter().flatten() {
-                    let is_user = matches!(c.action, pcsync::plan::Action::RetireUser);
+                    let is_user = matches!(c, pcsync::plan::Change::RetireUser(_));
                     expect
-                        .entry(c.dn.to_ascii_lowercase())
+                        .entry(c.dn().as_str().to_ascii_lowercase())
                         .or_insert(Some(is_user));
                 }
             }
@@ -256,10 +256,10 @@ fn assert_nothing_lost(slapd: &Slapd, records: &[audit::Record], what: &str) {
         let recoverable = open.iter().any(|u| {
             u.changes
                 .iter()
-                .any(|c| c.sip_uri.eq_ignore_ascii_case(uri))
+                .any(|c| c.sip_uri().as_str().eq_ignore_ascii_case(uri))
                 && u.before
                     .as_ref()
-                    .is_some_and(|b| b.dn.eq_ignore_ascii_case(user))
+                    .is_some_and(|b| b.dn.as_str().eq_ignore_ascii_case(user))
         });
         assert!(
             held_by_user || held_by_endpoint || recoverable,
@@ -376,7 +376,8 @@ fn slapd_stopped_between_the_steps_of_a_swap() {
         assert!(
             !records
                 .iter()
-                .any(|r| r.sip_uri.as_deref() == Some("sip:ocschat@fabrikam.com")
+                .any(|r| r.sip_uri.as_ref().map(|u| u.as_str())
+                    == Some("sip:ocschat@fabrikam.com")
                     && r.event == Event::SwapIntent),
             "{point}"
         );

@@ -301,5 +301,5 @@ fn hostile_values_are_findings_with_their_dn_and_the_escaped_well_known_user_is_
         .filter_map(|r| r.before.as_ref())
         .find(|e| e.get("proxyAddresses").len() == PROXY_VALUES)
         .expect("a before-image with all 10,000 proxyAddresses");
-    assert_eq!(dn(&image.dn), dn(WELL_KNOWN_DN));
+    assert_eq!(dn(image.dn.as_str()), dn(WELL_KNOWN_DN));
 }

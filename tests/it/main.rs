@@ -20,6 +20,7 @@ mod daemon;
 mod demo;
 mod directory;
 mod faults;
+mod golden;
 mod hostile;
 mod json_schema;
 mod packaging;

@@ -558,8 +558,7 @@ fn powershell_output_names_the_cmdlets() {
 /// control (OpenLDAP) and with the re-read / value-delete method Active Directory needs.
 #[test]
 fn conditional_writes_refuse_a_concurrent_change_with_and_without_the_assertion_control() {
-    use pcsync::apply::{DirectoryWriter, Modification};
-    use pcsync::model::AttrValues;
+    use pcsync::model::{AttrValues, Modification};
 
     let slapd = Slapd::start();
     let mut env = std::collections::HashMap::new();
@@ -586,11 +585,12 @@ fn conditional_writes_refuse_a_concurrent_change_with_and_without_the_assertion_
             if !assertion {
                 dir.disable_assertion_control();
             }
-            let user = if assertion {
+            let user = &pcsync::model::Dn::parse(if assertion {
                 OCSCHAT_CONTOSO
             } else {
                 OCSCHAT_FABRIKAM
-            };
+            })
+            .unwrap();
             let stale = [AttrValues::text("msRTCSIP-UserEnabled", &["FALSE"])];
             let e = dir.delete(user, &stale).await.unwrap_err();
             assert!(

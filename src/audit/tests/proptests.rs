@@ -60,7 +60,7 @@ proptest! {
         for (run, part) in [("r1", &messages[..split]), ("r2", &messages[split..])] {
             let mut log = AuditLog::open(&path, run, actor(), clock).unwrap();
             for (i, msg) in part.iter().enumerate() {
-                log.record(Note::new(Event::Step, Outcome::Ok).dn(&format!("cn={i},dc=x")).message(msg.clone()))
+                log.record(Note::new(Event::Step, Outcome::Ok).dn(&super::dn(&format!("cn={i},dc=x"))).message(msg.clone()))
                     .unwrap();
             }
         }

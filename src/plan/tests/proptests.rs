@@ -115,38 +115,36 @@ fn classifier() -> Classifier {
 fn apply_to(observed: &Observed, p: &Plan) -> Observed {
     let mut after = observed.clone();
     for c in p.ready() {
-        let key = crate::model::SipUri::parse(&c.sip_uri)
-            .unwrap()
-            .normalized()
-            .to_string();
+        let key = c.sip_uri().normalized().to_string();
         let holders = after.holders.entry(key).or_default();
-        let dn = Dn::parse(&c.dn).unwrap();
-        match c.action {
+        let dn = c.dn().clone();
+        match c {
             // Deleted, or every msRTCSIP-* attribute cleared: either way it no longer holds
             // the URI, so a scan no longer returns it.
-            Action::RetireUser => holders.retain(|o| o.dn != dn),
-            Action::CreateEndpoint => {
+            Change::RetireUser(_) => holders.retain(|o| o.dn != dn),
+            Change::CreateEndpoint(create) => {
                 let mut a = Attributes::new();
-                for av in &c.attributes {
-                    a.insert(&av.name, av.values.clone());
+                for av in &create.entry {
+                    a.insert(av.name.as_str(), av.values.clone());
                 }
-                let o = DirectoryObject::from_attributes(&c.dn, a, &classifier(), &mut Vec::new());
+                let o = DirectoryObject::from_attributes(
+                    dn.as_str(),
+                    a,
+                    &classifier(),
+                    &mut Vec::new(),
+                );
                 holders.push(o.unwrap());
             }
-            Action::RepointEndpoint => {
+            Change::RepointEndpoint(repoint) => {
                 let o = holders.iter_mut().find(|o| o.dn == dn).unwrap();
                 // Each attribute of the change replaces the old values.
-                let replaced = |n: &str| {
-                    c.attributes
-                        .iter()
-                        .any(|av| av.name.eq_ignore_ascii_case(n))
-                };
+                let replaced = |n: &str| repoint.new_values.iter().any(|av| av.name.is(n));
                 let mut a = Attributes::new();
                 for (name, values) in o.attributes.iter().filter(|(n, _)| !replaced(n.as_str())) {
                     a.insert(name.as_str(), values.clone());
                 }
-                for av in &c.attributes {
-                    a.insert(&av.name, av.values.clone());
+                for av in &repoint.new_values {
+                    a.insert(av.name.as_str(), av.values.clone());
                 }
                 *o = DirectoryObject::from_attributes(
                     o.dn.as_str(),
@@ -181,7 +179,7 @@ proptest! {
             objects.push(build("sip:ocschat@fabrikam.com", 10 + i, h));
         }
         let observed = observe(&s, objects);
-        let desired = Desired::from_settings(&s);
+        let desired = s.desired();
         let first = plan(&desired, &observed, now());
         let after = apply_to(&observed, &first);
         let second = plan(&desired, &after, now());

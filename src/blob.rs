@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(r.u16(Order::Big).unwrap(), 0x0102);
         assert_eq!(r.u16(Order::Little).unwrap(), 0x0403);
         assert_eq!(r.position(), 4);
-        assert_eq!(r.u32(Order::Little).unwrap_err(), "truncated at byte 4 of 7");
+        assert_eq!(
+            r.u32(Order::Little).unwrap_err(),
+            "truncated at byte 4 of 7"
+        );
         assert_eq!(r.take(3).unwrap(), [5, 6, 7]);
         assert!(r.is_done());
         assert!(r.seek(8).is_err());
