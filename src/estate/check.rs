@@ -48,8 +48,14 @@ pub(crate) async fn lines(dir: &mut Directory, settings: &DirectorySettings) -> 
     }
     let mut all_up = true;
     let mut states = Vec::new();
+    let here = writer::answering_dsa(dir).await;
     for dc in &server.dcs {
-        let url = url_for(&dc.host, settings, &answered);
+        // The DC that answered counts as up however it was reached (an address, say).
+        let url = if here.as_ref() == Some(&dc.dsa) {
+            answered.clone()
+        } else {
+            url_for(&dc.host, settings, &answered)
+        };
         match reachable(&url, &answered, settings).await {
             Ok(()) => states.push(format!("{} up", dc.host)),
             Err(e) => {

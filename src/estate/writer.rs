@@ -115,12 +115,27 @@ pub(crate) async fn find(
         .and_then(|a| a.texts("fSMORoleOwner").next().map(str::to_string))
         .ok_or_else(|| no_pdc(format!("{domain} has no readable fSMORoleOwner")))?;
     let pdc = topology::pdc(&owner, &dcs).map_err(no_pdc)?;
+    // The DC that answered may be the PDC emulator itself, reached by an address or a name
+    // other than its dNSHostName: then it is kept as it was reached.
+    let url = if answering_dsa(dir).await.as_ref() == Some(&pdc.dsa) {
+        here
+    } else {
+        url_for(&pdc.host, settings, &here)
+    };
     Ok(WriteServer {
         host: pdc.host.clone(),
-        url: url_for(&pdc.host, settings, &here),
+        url,
         source: Source::Pdc,
         dcs,
     })
+}
+
+/// The nTDSDSA object of the DC behind `dir` (its root DSE's `dsServiceName`), when it says.
+pub(crate) async fn answering_dsa(dir: &mut Directory) -> Option<Dn> {
+    let root = dir.read_root(&["dsServiceName"]).await.ok()?;
+    root.texts("dsServiceName")
+        .next()
+        .and_then(|t| Dn::parse(t).ok())
 }
 
 /// Connects to the first URL that answers, finds the write server through it, and returns a
