@@ -274,7 +274,9 @@ fn a_replication_conflict_object_is_a_finding_with_its_dn() {
 
 /// Two `pcsync run` instances share one lease entry, one configured DC1 first and the other
 /// DC2 first, and the entry starts without a value (made by hand): sampled every 0.5 s for
-/// 30 s, at most one of them is ever the writer, and one is.
+/// 30 s, at most one of them is ever the writer, and one is. The writer's scheduled run
+/// (auto_apply) swaps the well-known user, and its /healthz and /metrics say how many of the
+/// two DCs held the swap when the run ended.
 #[test]
 fn two_agents_listing_the_dcs_in_opposite_orders_are_never_both_writers() {
     let pair = samba_pair::samba_pair();
@@ -299,6 +301,8 @@ fn two_agents_listing_the_dcs_in_opposite_orders_are_never_both_writers() {
                 &[
                     ("PCSYNC__DAEMON__LEASE_DN", lease.as_str()),
                     ("PCSYNC__DAEMON__LEASE_DURATION", "10s"),
+                    ("PCSYNC__SCHEDULE__CRON", "*/2 * * * * *"),
+                    ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
                 ],
             )
         })
@@ -330,6 +334,41 @@ fn two_agents_listing_the_dcs_in_opposite_orders_are_never_both_writers() {
         1,
         "the lease holds exactly one value:\n{values}"
     );
+    // The writer applied the swap; right after its writes DC2 may or may not hold them yet.
+    let counted = || {
+        daemons
+            .iter()
+            .map(|d| (d.health(), d))
+            .find(|(h, _)| !h["replication"].is_null())
+    };
+    daemons[0].wait_until(
+        "an agent reports the replication of its run",
+        Duration::from_secs(60),
+        || counted().is_some(),
+    );
+    let (health, writer) = counted().unwrap();
+    let replication = &health["replication"];
+    let holding = replication["holding"].as_u64().unwrap();
+    assert_eq!(replication["total"], 2, "{health}");
+    assert!((1..=2).contains(&holding), "{health}");
+    assert!(
+        replication["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("replicated to {holding} of 2 DCs"))),
+        "{health}"
+    );
+    let metrics = writer.metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("pcsync_replication_dcs_holding {holding}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.lines().any(|l| l == "pcsync_replication_dcs 2"),
+        "{metrics}"
+    );
+    assert!(!pair.dc1.exists(OCSCHAT), "the writer's run swapped {OCSCHAT}");
     drop(daemons);
 }
 
