@@ -8,9 +8,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-/// How long tasks get to finish after a stop signal.
-pub(crate) const GRACE_PERIOD: Duration = Duration::from_secs(10);
-
 /// Resolves on SIGINT or SIGTERM and cancels `root`. If the handlers cannot be installed, the
 /// process can still be stopped with SIGKILL; the error is logged.
 pub(crate) async fn cancel_on_signal(root: CancellationToken) {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use pcsync::mapping::table::{Entry, MappingTable};
 use pcsync::model::{Dn, SipUri};
-use pcsync::sip::redirect::{Outcome, ResponderConfig, Source, respond};
+use pcsync::sip::redirect::{Decision, ResponderConfig, Source, respond};
 
 fn table() -> &'static MappingTable {
     static TABLE: OnceLock<MappingTable> = OnceLock::new();
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             addr: addr.parse().unwrap(),
             datagram,
         };
-        if let Outcome::Reply(r) = respond(data, table(), source).1 {
+        if let Decision::Reply(r) = respond(data, table(), source).1 {
             let out = r.to_bytes(&config);
             assert!(out.starts_with(b"SIP/2.0 "));
             assert!(out.ends_with(b"\r\n\r\n"));

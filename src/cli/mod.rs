@@ -318,13 +318,7 @@ fn init_logging(format: LogFormat, quiet: bool, long_running: bool) {
     let directives = std::env::var("PCSYNC_LOG").unwrap_or_default();
     let filter = EnvFilter::builder()
         .with_default_directive(default.into())
-        .parse_lossy(directives)
-        // The scheduler logs its start-up chatter at info.
-        .add_directive(
-            "tokio_cron_scheduler=warn"
-                .parse()
-                .unwrap_or_else(|_| LevelFilter::WARN.into()),
-        );
+        .parse_lossy(directives);
     // Colours only on a terminal: a service's stderr goes to a file or the journal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -166,6 +166,7 @@ async fn apply_run(
         progress: Some(&progress),
         write_server: Some(writer),
         wait_replication: args.wait_replication,
+        computed: None,
     };
     // A one-shot run is stopped by the signal itself, never between swaps: nothing cancels it.
     let run = match reconcile::audited_apply(settings, dir, &opts, &CancellationToken::new()).await

@@ -1,10 +1,11 @@
 //! `pcsync run`: the long-running agent (scheduled reconcile, live watch, redirector, health
 //! and metrics, writer lease) until SIGINT or SIGTERM. See [`crate::daemon`].
 //!
-//! Exit codes: 0 after a graceful stop, 1 when it cannot start (configuration, a listener).
+//! Exit codes: 0 after a graceful stop, 1 when it cannot start (configuration, a listener) or
+//! when a worker died more than `[daemon] max_restarts` times within `restart_window`.
 
 use crate::cli::{Cli, load_settings, report_error};
-use crate::daemon;
+use crate::daemon::{self, Role};
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
@@ -15,7 +16,7 @@ pub(super) async fn run(cli: &Cli, _args: &Args) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match daemon::run(cli.config.clone(), settings).await {
+    match daemon::run(cli.config.clone(), settings, Role::Agent).await {
         Ok(()) => exit::OK,
         Err(e) => report_error(&e),
     }

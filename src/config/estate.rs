@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
+use super::kerberos::{KerberosSettings, first_principal, require_host_name};
 use super::reader::{Item, Section};
+use super::settings::WriteServerChoice;
 use super::{LdapScheme, LdapUrl};
-use crate::estate::WriteServerChoice;
-use crate::ldap::{KerberosSettings, first_principal, require_host_name};
 
 /// What these keys resolve to.
 pub(super) struct EstateKeys {
@@ -152,8 +152,8 @@ fn absolute(path: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use super::super::WriteServerChoice;
     use super::super::{ConfigError, Settings};
-    use crate::estate::WriteServerChoice;
 
     /// A directory section with `extra` keys; `[directory.layout]` and the rest follow.
     fn config(directory: &str, after: &str) -> String {

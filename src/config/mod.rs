@@ -13,12 +13,18 @@
 //! `Secret`, whose `Debug` is redacted. Relative paths are relative to the working directory.
 
 mod estate;
+mod kerberos;
 mod reader;
 mod sections;
 mod settings;
 mod values;
 
-pub(crate) use settings::{ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, WatchMode};
+pub use kerberos::KerberosSettings;
+pub(crate) use kerberos::require_host_name;
+pub(crate) use settings::WriteServerChoice;
+pub(crate) use settings::{
+    ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, DaemonSettings, HttpSettings, WatchMode,
+};
 pub use settings::{DirectorySettings, Settings};
 pub(crate) use values::{LdapScheme, LdapUrl, parse_duration_within, parse_time};
 

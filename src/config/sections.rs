@@ -497,9 +497,23 @@ fn redirector_tls(s: &mut Section<'_>) -> Option<RedirectorTls> {
 fn http(root: &mut Section<'_>) -> Option<HttpSettings> {
     let mut s = root.section("http");
     let listen = s.parse("listen", parse_listen);
+    let max_connections = s.uint("max_connections", 64, 1..=4096) as u32;
+    let header_timeout = s
+        .parse("header_timeout", |t| {
+            parse_duration_within(t, millis(100)..=secs(600))
+        })
+        .unwrap_or(secs(5));
+    let request_timeout = s
+        .parse("request_timeout", |t| {
+            parse_duration_within(t, millis(100)..=secs(600))
+        })
+        .unwrap_or(secs(10));
     s.finish();
     Some(HttpSettings {
         listen: listen.unwrap_or(Some(SocketAddr::from(([127, 0, 0, 1], 9560)))),
+        max_connections,
+        header_timeout,
+        request_timeout,
     })
 }
 
@@ -560,6 +574,17 @@ fn daemon(root: &mut Section<'_>) -> Option<DaemonSettings> {
         .unwrap_or(secs(30));
     let lease_renew = lease_renew(&mut s, lease_duration);
     let instance_id = s.parse("instance_id", parse_instance_id);
+    let watch_timeout = s
+        .parse("watch_timeout", |t| {
+            parse_duration_within(t, secs(1)..=secs(3600))
+        })
+        .unwrap_or(secs(30));
+    let max_restarts = s.uint("max_restarts", 5, 0..=1000) as u32;
+    let restart_window = s
+        .parse("restart_window", |t| {
+            parse_duration_within(t, secs(1)..=secs(86_400))
+        })
+        .unwrap_or(secs(600));
     s.finish();
     Some(DaemonSettings {
         grace_period,
@@ -571,6 +596,9 @@ fn daemon(root: &mut Section<'_>) -> Option<DaemonSettings> {
         lease_duration,
         lease_renew,
         instance_id,
+        watch_timeout,
+        max_restarts,
+        restart_window,
     })
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::model::Dn;
 use crate::plan::desired::{Desired, Layout, Migration, Pool, Retire};
 
+use super::kerberos::KerberosSettings;
 use super::values::{LdapUrl, RateLimitSettings, Secret};
 
 /// The default `Server` header.
@@ -80,15 +81,25 @@ pub struct DirectorySettings {
     /// `None` binds anonymously (unless `kerberos` is set).
     pub(crate) bind: Option<BindCredentials>,
     /// `auth = "gssapi"`: bind with Kerberos instead of `bind`.
-    pub(crate) kerberos: Option<crate::ldap::KerberosSettings>,
+    pub(crate) kerberos: Option<KerberosSettings>,
     /// Which server receives every write of a run.
-    pub(crate) write_server: crate::estate::WriteServerChoice,
+    pub(crate) write_server: WriteServerChoice,
     /// A forest's Global Catalog, for several domains.
     pub(crate) global_catalog: Option<LdapUrl>,
     pub base_dn: Dn,
     pub page_size: u32,
     pub timeout: Duration,
     pub allow_insecure: bool,
+}
+
+/// `directory.write_server`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum WriteServerChoice {
+    /// The PDC emulator (Active Directory), else the first URL that answers.
+    #[default]
+    Pdc,
+    /// The first URL that answers.
+    First,
 }
 
 /// `[safety]`.
@@ -160,6 +171,14 @@ pub(crate) struct RedirectorTls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HttpSettings {
     pub listen: Option<SocketAddr>,
+    /// Open connections at most; a new one over the cap replaces the oldest that has not yet
+    /// sent its request.
+    pub max_connections: u32,
+    /// A connection that has not sent a whole request header this long after it opened is
+    /// closed.
+    pub header_timeout: Duration,
+    /// A connection whose request is not answered within this long of its opening is closed.
+    pub request_timeout: Duration,
 }
 
 /// How `pcsync run` keeps the mapping table current between scheduled runs.
@@ -194,6 +213,11 @@ pub(crate) struct DaemonSettings {
     pub lease_renew: Duration,
     /// This instance's name in the lease and in health output; default `<host>:<pid>`.
     pub instance_id: Option<String>,
+    /// A watch connection silent this long (no event, no heartbeat answer) is replaced.
+    pub watch_timeout: Duration,
+    /// Deaths of one worker within `restart_window` after which the process exits 1.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
 }
 
 /// `[audit]`.

@@ -777,6 +777,62 @@ fn daemon_defaults_and_lease_timing() {
 }
 
 #[test]
+fn supervision_watch_and_http_limits_default_and_name_their_key() {
+    let f = fixture();
+    let s = load(&valid(&f), &[]).unwrap();
+    assert_eq!(s.daemon.watch_timeout, Duration::from_secs(30));
+    assert_eq!(s.daemon.max_restarts, 5);
+    assert_eq!(s.daemon.restart_window, Duration::from_secs(600));
+    let http = &s.http;
+    assert_eq!(http.max_connections, 64);
+    assert_eq!(http.header_timeout, Duration::from_secs(5));
+    assert_eq!(http.request_timeout, Duration::from_secs(10));
+
+    let text = with(
+        &f,
+        "daemon",
+        "watch_timeout = \"5s\"\nmax_restarts = 0\nrestart_window = \"1h\"",
+    );
+    let s = load(
+        &with_http(&text, "max_connections = 8\nheader_timeout = \"500ms\""),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s.daemon.watch_timeout, Duration::from_secs(5));
+    assert_eq!(s.daemon.max_restarts, 0);
+    assert_eq!(s.daemon.restart_window, Duration::from_secs(3600));
+    let http = &s.http;
+    assert_eq!(http.max_connections, 8);
+    assert_eq!(http.header_timeout, Duration::from_millis(500));
+
+    let text = with(
+        &f,
+        "daemon",
+        "watch_timeout = \"2h\"\nmax_restarts = \"many\"\nrestart_window = \"0s\"",
+    );
+    let text = with_http(&text, "max_connections = 0\nrequest_timeout = \"2h\"");
+    let errs = errors(&text, &[]);
+    for key in [
+        "daemon.watch_timeout",
+        "daemon.max_restarts",
+        "daemon.restart_window",
+        "http.max_connections",
+        "http.request_timeout",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&format!("pcsync.toml: {key}: "))),
+            "{key}: {errs:?}"
+        );
+    }
+}
+
+/// `text` with `lines` in an `[http]` section of its own at the end.
+fn with_http(text: &str, lines: &str) -> String {
+    format!("{text}\n[http]\n{lines}\n")
+}
+
+#[test]
 fn daemon_errors_name_their_key() {
     let f = fixture();
     let text = with(

@@ -15,8 +15,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::Dn;
 
-/// Every 15 minutes, on the minute.
-pub(crate) const DEFAULT_CRON: &str = "0 */15 * * * *";
+pub(crate) use crate::schedule::DEFAULT_CRON;
 
 /// A secret string. `Debug` and `Display` print a placeholder; read it with [`Secret::expose`].
 /// Two secrets are equal when their values are.
@@ -409,25 +408,7 @@ pub(super) fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-05T22:00:00Z): {e}"))
 }
 
-/// Checks a cron expression the way the scheduler will read it: 6 fields (seconds first) or 7
-/// (with a year), in UTC.
+/// Checks a cron expression the way the scheduler will read it ([`crate::schedule::Cron`]).
 pub(crate) fn validate_cron(text: &str) -> Result<(), String> {
-    let fields = text.split_whitespace().count();
-    if fields == 5 {
-        return Err(format!(
-            "{text:?} has 5 fields; pcsync needs 6 with seconds first, e.g. \"0 {text}\""
-        ));
-    }
-    if !(6..=7).contains(&fields) {
-        return Err(format!(
-            "{text:?} has {fields} fields; expected 6 (sec min hour day month weekday), e.g. \"{DEFAULT_CRON}\""
-        ));
-    }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(text)
-        .map(|_| ())
-        .map_err(|e| format!("{text:?} is not a valid cron expression: {e}"))
+    crate::schedule::Cron::parse(text).map(|_| ())
 }

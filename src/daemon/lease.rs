@@ -15,9 +15,21 @@
 //! `lease_duration + lease_renew` (less than two lease periods). Expiry times are compared
 //! across hosts: keep their clocks in sync (NTP), as Kerberos already demands on AD.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::Daemon;
+use super::status::stamp;
+use super::tree::TaskName;
 use crate::apply::{DirectoryWriter, WriteError};
+use crate::config::Settings;
+use crate::estate;
+use crate::ldap::Directory;
+use crate::mapping::refresh::agent_connection;
 use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The attribute holding the lease value.
@@ -215,6 +227,187 @@ fn lost_race(e: &WriteError) -> bool {
 fn leaf_cn(dn: &Dn) -> String {
     dn.leaf_value()
         .unwrap_or_else(|| "pcsync-lease".to_string())
+}
+
+// === the lease loop ===
+
+/// The lease loop: takes or renews the lease every `lease_renew` on a kept connection and
+/// publishes whether this instance may write. It holds the lease only while every worker is
+/// alive: a death wakes it ([`Daemon::lease_wake`]) and it gives the lease up at once. A reload
+/// reconnects with the new settings (a new `lease_dn` releases the old lease first); the lease
+/// is given up when `token` is cancelled, after the scheduled run's last swap.
+pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) {
+    let mut settings = daemon.settings.subscribe();
+    let mut lease = Holder::new(&daemon, &settings.borrow_and_update());
+    loop {
+        let due = lease.due(settings.borrow().daemon.lease_renew);
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = daemon.lease_wake.notified() => {}
+            changed = settings.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let new = settings.borrow_and_update().clone();
+                lease.reconfigure(&new).await;
+                continue;
+            }
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        lease.tick().await;
+    }
+    lease.release().await;
+}
+
+/// This instance's side of the lease: where it is, the connection to it, when it was last
+/// ticked.
+struct Holder<'a> {
+    daemon: &'a Daemon,
+    settings: Arc<Settings>,
+    /// The kept connection; dropped on any error (and on a reload) and made again.
+    dir: Option<Directory>,
+    last_tick: Option<tokio::time::Instant>,
+    /// Whether the last tick took or renewed the lease: what [`Holder::release`] gives up.
+    /// (The published `writer` flag may already be off: a death clears it at once.)
+    held: bool,
+}
+
+impl<'a> Holder<'a> {
+    fn new(daemon: &'a Daemon, settings: &Arc<Settings>) -> Holder<'a> {
+        Holder {
+            daemon,
+            settings: Arc::clone(settings),
+            dir: None,
+            last_tick: None,
+            held: false,
+        }
+    }
+
+    fn dn(&self) -> Option<Dn> {
+        self.settings.daemon.lease_dn.clone()
+    }
+
+    /// When the next renewal is due: at once the first time, then every `renew`.
+    fn due(&self, renew: Duration) -> tokio::time::Instant {
+        match self.last_tick {
+            None => tokio::time::Instant::now(),
+            Some(t) => t + renew,
+        }
+    }
+
+    /// Takes, renews or observes the lease, and publishes the result.
+    async fn tick(&mut self) {
+        self.last_tick = Some(tokio::time::Instant::now());
+        let Some(dn) = self.dn() else {
+            return;
+        };
+        let status = &self.daemon.status;
+        if !status.all_alive() {
+            // A worker is dead: no writing, and the lease goes to an instance that has them all.
+            self.release().await;
+            return;
+        }
+        if self.dir.is_none() {
+            // The lease lives on the write server like every other write: two instances that
+            // each swapped it on a different DC would both win until replication.
+            match estate::writer::open_with(
+                &self.settings.directory,
+                &agent_connection(&self.settings),
+            )
+            .await
+            {
+                Ok((d, _)) => self.dir = Some(d),
+                Err(e) => return self.failed(format!("lease {dn}: {e}")).await,
+            }
+        }
+        let Some(dir) = self.dir.as_mut() else { return };
+        let now = Utc::now();
+        let duration = self.settings.daemon.lease_duration;
+        match tick(dir, &dn, &self.daemon.instance, now, duration).await {
+            Ok(seen) => {
+                let was = status.update(|s| s.lease.writer);
+                let writer = seen.mine && seen.lease.as_ref().is_some_and(|l| l.expires > now);
+                self.held = writer;
+                if writer != was {
+                    info!(writer, holder = ?seen.lease.as_ref().map(|l| &l.holder), "lease changed hands");
+                }
+                status.update(|s| {
+                    s.lease.writer = writer;
+                    s.lease.holder = seen.lease.as_ref().map(|l| l.holder.clone());
+                    s.lease.expires = seen.lease.as_ref().map(|l| stamp(l.expires));
+                });
+                status.attempt(TaskName::Lease, Ok(()), now);
+            }
+            Err(e) => self.failed(format!("lease {dn}: {e}")).await,
+        }
+    }
+
+    /// Without a renewed lease this instance stops writing; it keeps serving redirects.
+    async fn failed(&mut self, msg: String) {
+        self.held = false;
+        let status = &self.daemon.status;
+        let was = status.update(|s| {
+            let was = s.lease.writer;
+            // Writing stops as soon as the lease cannot be confirmed, even if it has time left.
+            s.lease.writer = false;
+            was
+        });
+        if was {
+            warn!("{msg}; no longer the writer");
+        } else {
+            debug!("{msg}");
+        }
+        status.attempt(TaskName::Lease, Err(msg), Utc::now());
+        if let Some(d) = self.dir.take() {
+            d.close().await;
+        }
+    }
+
+    /// Hands the lease over at once rather than letting it expire, if this instance holds it.
+    async fn release(&mut self) {
+        self.daemon.status.update(|s| {
+            if s.lease.enabled {
+                s.lease.writer = false;
+            }
+        });
+        let held = std::mem::take(&mut self.held);
+        let (Some(dn), Some(dir)) = (self.dn(), self.dir.as_mut()) else {
+            return;
+        };
+        if !held {
+            return;
+        }
+        let released = tokio::time::timeout(
+            Duration::from_secs(2),
+            release(dir, &dn, &self.daemon.instance, Utc::now()),
+        )
+        .await;
+        match released {
+            Ok(Ok(())) => info!(dn = %dn, "lease released"),
+            Ok(Err(e)) => warn!("cannot release lease {dn}: {e}"),
+            Err(_) => warn!("cannot release lease {dn}: no answer within 2s"),
+        }
+    }
+
+    /// A reload: the old lease is released (when the DN changes) and the connection made again
+    /// with the new settings at the next tick, which comes at once.
+    async fn reconfigure(&mut self, new: &Arc<Settings>) {
+        if self.settings.daemon.lease_dn != new.daemon.lease_dn {
+            self.release().await;
+            let enabled = new.daemon.lease_dn.is_some();
+            self.daemon.status.update(|s| {
+                s.lease.enabled = enabled;
+                s.lease.writer = !enabled;
+                s.lease.holder = None;
+                s.lease.expires = None;
+            });
+        }
+        if let Some(d) = self.dir.take() {
+            d.close().await;
+        }
+        self.settings = Arc::clone(new);
+        self.last_tick = None;
+    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,151 @@
-//! What the daemon knows about itself, and its two renderings: `/healthz` JSON and `/metrics`
-//! Prometheus text.
+//! What the agent knows about itself, and its `/healthz` rendering (the `/metrics` one is
+//! [`super::metrics`]).
 //!
-//! One [`Status`] behind a `std::sync::Mutex`, updated by the worker, the watch and the lease
-//! task, read by the HTTP handlers. The lock is only ever held to copy or update a few fields,
-//! never across an `.await`. The Prometheus registry is built afresh from a snapshot at each
-//! scrape, so there is no second copy of any counter to drift.
+//! One [`AgentState`] behind a `std::sync::Mutex`, updated by the workers and the supervisor,
+//! read by the HTTP handlers. The lock is only ever held to copy or update a few fields, never
+//! across an `.await`. Every state that is shown is an enum declared with [`shown!`], which
+//! names each value once: `/healthz` (serde) and `/metrics` (labels) both render that name.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 use crate::redirector::MetricsSnapshot;
 
 pub(crate) use crate::reconcile::RunOutcome;
+
+/// Declares an enum whose values are shown to operators, each with its one name: `as_str`,
+/// `Display` and `Serialize` all render it, and `ALL` lists the values in order.
+macro_rules! shown {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident => $text:literal,)*
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        impl $name {
+            #[allow(dead_code)]
+            pub(crate) const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+shown! {
+    /// The agent's long-lived tasks, as logs, `/healthz` (`workers`) and the failpoints name
+    /// them.
+    pub(crate) enum TaskName {
+        /// The one cron schedule: triggers scheduled runs and table refreshes.
+        Cron => "cron",
+        /// The scheduled reconcile worker.
+        Runs => "scheduled-runs",
+        /// The mapping table refresh worker.
+        Refresh => "refresh",
+        /// The live watch.
+        Watch => "watch",
+        /// The writer lease loop.
+        Lease => "lease",
+        /// `/healthz` and `/metrics`.
+        Http => "http",
+        SipUdp => "sip-udp",
+        SipTcp => "sip-tcp",
+        SipTls => "sip-tls",
+    }
+}
+
+shown! {
+    /// `/healthz` `status`.
+    pub(crate) enum Health {
+        /// Every worker is alive and its last attempt succeeded (HTTP 200).
+        Ok => "ok",
+        /// A worker is dead, restarting, or its last attempt failed (HTTP 503).
+        Degraded => "degraded",
+    }
+}
+
+shown! {
+    /// Whether the directory answered the last attempt of any worker.
+    pub(crate) enum Reach {
+        /// Nothing tried yet.
+        Unknown => "unknown",
+        Up => "up",
+        Down => "down",
+    }
+}
+
+shown! {
+    /// The watch mechanism actually running.
+    pub(crate) enum Mechanism {
+        /// RFC 4533 refreshAndPersist (OpenLDAP with syncprov).
+        Syncrepl => "syncrepl",
+        /// DirSync with a cookie (Active Directory, with the replication right).
+        DirSync => "dirsync",
+        /// uSNChanged polling (Active Directory).
+        UsnPolling => "usn-polling",
+        /// A refresh (full container rescan) every poll interval.
+        Poll => "poll",
+        /// No watch.
+        Off => "off",
+    }
+}
+
+shown! {
+    /// Where the watch is.
+    pub(crate) enum WatchPhase {
+        /// Connecting for the first time (or after a reload).
+        Starting => "starting",
+        /// A syncrepl stream or an AD watch is running on its connection.
+        Connected => "connected",
+        /// Polling, and the last refresh reached the directory.
+        Polling => "ok",
+        /// The directory cannot be reached (or the connection went silent): retrying.
+        Failing => "failing",
+        Off => "off",
+    }
+}
+
+shown! {
+    /// Whether a worker's task is running.
+    pub(crate) enum Liveness {
+        Running => "running",
+        /// It died (panicked or ended unexpectedly) and waits for its restart.
+        Restarting => "restarting",
+        /// It ended because the agent is stopping.
+        Stopped => "stopped",
+    }
+}
+
+shown! {
+    /// How a worker's last attempt (a run, a refresh, a connection, a renewal) went.
+    pub(crate) enum Attempt {
+        /// None yet, or the worker makes none (cron, listeners).
+        None => "none",
+        Ok => "ok",
+        Failed => "failed",
+    }
+}
 
 /// The last scheduled run.
 #[derive(Debug, Clone, Serialize)]
@@ -35,11 +161,10 @@ pub(crate) struct LastRun {
     pub changes_pending: u64,
 }
 
-/// The directory connection as last seen by any subsystem.
+/// The directory connection as last seen by any worker.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct DirectoryState {
-    /// `unknown` (nothing tried yet), `up`, `down`.
-    pub state: &'static str,
+    pub state: Reach,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,16 +174,18 @@ pub(crate) struct DirectoryState {
 /// The live watch.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct WatchState {
-    /// The mechanism actually running: `syncrepl`, `dirsync` or `usn-polling` (Active
-    /// Directory), `poll` (a rescan every interval) or `off`.
-    pub mode: &'static str,
+    pub mode: Mechanism,
     pub interval_ms: u64,
-    /// `starting`, `ok` (poll), `connected` (syncrepl, dirsync, usn-polling), `failing`, `off`.
-    pub state: &'static str,
+    /// `[daemon] watch_timeout`: a connection silent this long is replaced.
+    pub timeout_ms: u64,
+    pub state: WatchPhase,
     pub reconnects: u64,
     /// Table refreshes the watch asked for because it saw a change (syncrepl, dirsync,
     /// usn-polling).
     pub triggers: u64,
+    /// When the watch last heard from the directory (an event, a heartbeat answer, a poll).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_message_at: Option<String>,
 }
 
 /// The writer lease.
@@ -99,9 +226,30 @@ impl ReplicationState {
     }
 }
 
+/// One supervised worker.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct WorkerState {
+    pub state: Liveness,
+    pub last_attempt: Attempt,
+    /// Why the last attempt failed, or how the task died.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Times the supervisor restarted it.
+    pub restarts: u64,
+    /// Since when `state` and `last_attempt` hold.
+    pub since: String,
+}
+
+impl WorkerState {
+    /// Alive, and its last attempt did not fail.
+    pub(crate) fn healthy(&self) -> bool {
+        self.state == Liveness::Running && self.last_attempt != Attempt::Failed
+    }
+}
+
 /// Everything `/healthz` and `/metrics` show, except the redirector's own counters.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Status {
+pub(crate) struct AgentState {
     pub started_at: String,
     pub last_run: Option<LastRun>,
     pub last_success: Option<String>,
@@ -117,12 +265,32 @@ pub(crate) struct Status {
     pub lease: LeaseState,
     /// After the last run that wrote, on Active Directory; null before.
     pub replication: Option<ReplicationState>,
+    pub workers: BTreeMap<TaskName, WorkerState>,
 }
 
-/// The shared status.
+impl AgentState {
+    pub(crate) fn health(&self) -> Health {
+        if self.workers.values().all(WorkerState::healthy) {
+            Health::Ok
+        } else {
+            Health::Degraded
+        }
+    }
+
+    /// The workers that make the agent degraded, by name.
+    pub(crate) fn degraded(&self) -> Vec<TaskName> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| !w.healthy())
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+/// The shared state.
 pub(crate) struct Shared {
     /// Short critical sections only; never held across `.await`.
-    pub status: Mutex<Status>,
+    state: Mutex<AgentState>,
 }
 
 pub(crate) fn stamp(t: DateTime<Utc>) -> String {
@@ -132,7 +300,7 @@ pub(crate) fn stamp(t: DateTime<Utc>) -> String {
 impl Shared {
     pub(crate) fn new(now: DateTime<Utc>, instance: String, lease_enabled: bool) -> Shared {
         Shared {
-            status: Mutex::new(Status {
+            state: Mutex::new(AgentState {
                 started_at: stamp(now),
                 last_run: None,
                 last_success: None,
@@ -141,16 +309,18 @@ impl Shared {
                 runs: BTreeMap::new(),
                 changes_applied_total: 0,
                 directory: DirectoryState {
-                    state: "unknown",
+                    state: Reach::Unknown,
                     since: None,
                     last_error: None,
                 },
                 watch: WatchState {
-                    mode: "off",
+                    mode: Mechanism::Off,
                     interval_ms: 0,
-                    state: "off",
+                    timeout_ms: 0,
+                    state: WatchPhase::Off,
                     reconnects: 0,
                     triggers: 0,
+                    last_message_at: None,
                 },
                 lease: LeaseState {
                     enabled: lease_enabled,
@@ -160,13 +330,14 @@ impl Shared {
                     writer: !lease_enabled,
                 },
                 replication: None,
+                workers: BTreeMap::new(),
             }),
         }
     }
 
-    /// Runs `f` on the status under the lock.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
-        let mut guard = match self.status.lock() {
+    /// Runs `f` on the state under the lock.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut AgentState) -> R) -> R {
+        let mut guard = match self.state.lock() {
             Ok(g) => g,
             // A panic elsewhere while holding the lock left plain data; keep using it.
             Err(poisoned) => poisoned.into_inner(),
@@ -174,14 +345,14 @@ impl Shared {
         f(&mut guard)
     }
 
-    pub(crate) fn snapshot(&self) -> Status {
+    pub(crate) fn snapshot(&self) -> AgentState {
         self.update(|s| s.clone())
     }
 
     /// Records the directory as reachable or not (only transitions change `since`).
     pub(crate) fn directory(&self, up: bool, error: Option<String>, now: DateTime<Utc>) {
         self.update(|s| {
-            let state = if up { "up" } else { "down" };
+            let state = if up { Reach::Up } else { Reach::Down };
             if s.directory.state != state {
                 s.directory.since = Some(stamp(now));
             }
@@ -193,13 +364,92 @@ impl Shared {
             }
         });
     }
+
+    /// Records how `worker`'s last attempt went.
+    pub(crate) fn attempt(&self, worker: TaskName, result: Result<(), String>, now: DateTime<Utc>) {
+        self.update(|s| {
+            let w = worker_entry(s, worker, now);
+            let attempt = if result.is_ok() {
+                Attempt::Ok
+            } else {
+                Attempt::Failed
+            };
+            if w.last_attempt != attempt {
+                w.since = stamp(now);
+            }
+            w.last_attempt = attempt;
+            w.error = result.err();
+        });
+    }
+
+    /// Records that `worker`'s task is running (started or restarted).
+    pub(crate) fn running(&self, worker: TaskName, now: DateTime<Utc>) {
+        self.liveness(worker, Liveness::Running, None, now);
+    }
+
+    /// Records that `worker`'s task died for `reason` and waits for its restart. Writing stops
+    /// at once: an instance missing a worker gives the lease up.
+    pub(crate) fn died(&self, worker: TaskName, reason: String, now: DateTime<Utc>) {
+        self.liveness(worker, Liveness::Restarting, Some(reason), now);
+        self.update(|s| {
+            if s.lease.enabled {
+                s.lease.writer = false;
+            }
+        });
+    }
+
+    /// Records that `worker`'s task ended because the agent is stopping.
+    pub(crate) fn stopped(&self, worker: TaskName, now: DateTime<Utc>) {
+        self.liveness(worker, Liveness::Stopped, None, now);
+    }
+
+    fn liveness(&self, worker: TaskName, to: Liveness, reason: Option<String>, now: DateTime<Utc>) {
+        self.update(|s| {
+            let w = worker_entry(s, worker, now);
+            if w.state != to {
+                w.since = stamp(now);
+            }
+            if to == Liveness::Running && w.state == Liveness::Restarting {
+                w.restarts += 1;
+            }
+            w.state = to;
+            if let Some(reason) = reason {
+                w.error = Some(reason);
+                // A dead worker's last attempt is not known to have succeeded.
+                w.last_attempt = Attempt::None;
+            }
+        });
+    }
+
+    /// Whether every worker is alive: the lease is taken or renewed only then.
+    pub(crate) fn all_alive(&self) -> bool {
+        self.update(|s| s.workers.values().all(|w| w.state == Liveness::Running))
+    }
 }
 
-/// The `/healthz` body.
-pub(crate) fn health_json(status: &Status, redirector: &MetricsSnapshot) -> serde_json::Value {
-    let mut doc = serde_json::to_value(status).unwrap_or_default();
+fn worker_entry(s: &mut AgentState, worker: TaskName, now: DateTime<Utc>) -> &mut WorkerState {
+    s.workers.entry(worker).or_insert_with(|| WorkerState {
+        state: Liveness::Running,
+        last_attempt: Attempt::None,
+        error: None,
+        restarts: 0,
+        since: stamp(now),
+    })
+}
+
+/// The `/healthz` body and its HTTP status code: 200 when healthy, 503 when degraded.
+pub(crate) fn health_json(
+    state: &AgentState,
+    redirector: &MetricsSnapshot,
+) -> (u16, serde_json::Value) {
+    let health = state.health();
+    let mut doc = serde_json::to_value(state).unwrap_or_default();
     if let Some(obj) = doc.as_object_mut() {
-        obj.insert("status".into(), "ok".into());
+        obj.insert("status".into(), health.as_str().into());
+        if health == Health::Degraded {
+            let names: Vec<&str> = state.degraded().iter().map(|n| n.as_str()).collect();
+            obj.insert("degraded".into(), names.into());
+        }
         obj.insert(
             "table".into(),
             serde_json::json!({
@@ -210,208 +460,76 @@ pub(crate) fn health_json(status: &Status, redirector: &MetricsSnapshot) -> serd
             }),
         );
     }
-    doc
+    let code = match health {
+        Health::Ok => 200,
+        Health::Degraded => 503,
+    };
+    (code, doc)
 }
 
-type Labels = Vec<(String, String)>;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
-    let c: Counter = Counter::default();
-    c.inc_by(value);
-    registry.register(name, help, c);
-}
-
-fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
-    let g: Gauge = Gauge::default();
-    g.set(value);
-    registry.register(name, help, g);
-}
-
-fn labelled_counter(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    values: impl IntoIterator<Item = (Labels, u64)>,
-) {
-    let family = Family::<Labels, Counter>::default();
-    for (labels, v) in values {
-        family.get_or_create(&labels).inc_by(v);
+    fn state() -> Shared {
+        Shared::new(Utc::now(), "me".into(), true)
     }
-    registry.register(name, help, family);
-}
 
-fn label(key: &str, value: &str) -> Labels {
-    vec![(key.to_string(), value.to_string())]
-}
-
-/// The `/metrics` body (Prometheus text exposition format).
-pub(crate) fn metrics_text(
-    status: &Status,
-    redirector: &MetricsSnapshot,
-) -> Result<String, String> {
-    let mut r = Registry::default();
-    labelled_counter(
-        &mut r,
-        "pcsync_runs",
-        "Scheduled reconcile runs by outcome.",
-        RunOutcome::ALL.iter().map(|o| {
-            (
-                label("outcome", o.as_str()),
-                status.runs.get(o).copied().unwrap_or(0),
-            )
-        }),
-    );
-    counter(
-        &mut r,
-        "pcsync_changes_applied",
-        "Swaps applied by scheduled runs.",
-        status.changes_applied_total,
-    );
-    counter(
-        &mut r,
-        "pcsync_blocked_runs",
-        "Scheduled runs a safety guard blocked (nothing written).",
-        status.runs.get(&RunOutcome::Blocked).copied().unwrap_or(0),
-    );
-    gauge(
-        &mut r,
-        "pcsync_pending_changes",
-        "Changes planned and waiting for approval (auto_apply = false).",
-        status.pending_changes as i64,
-    );
-    gauge(
-        &mut r,
-        "pcsync_last_success_timestamp_seconds",
-        "Unix time of the last scheduled run that ended in sync, pending or applied (0: none yet).",
-        status.last_success_at.map_or(0, |t| t.timestamp()),
-    );
-    labelled_counter(
-        &mut r,
-        "pcsync_sip_requests",
-        "SIP requests received, by method.",
-        redirector
-            .sip
-            .requests
-            .iter()
-            .map(|(m, n)| (label("method", m), *n)),
-    );
-    labelled_counter(
-        &mut r,
-        "pcsync_sip_responses",
-        "SIP responses sent, by status code.",
-        redirector
-            .sip
-            .responses
-            .iter()
-            .map(|(code, n)| (label("status", &code.to_string()), *n)),
-    );
-    let sip = &redirector.sip;
-    labelled_counter(
-        &mut r,
-        "pcsync_sip_dropped",
-        "SIP messages or connections dropped without an answer, by reason.",
-        [
-            ("unanswerable", sip.dropped_unanswerable),
-            ("rate_limited", sip.dropped_rate_limited),
-            ("connection_cap", sip.dropped_connection_cap),
-            ("framing", sip.dropped_framing),
-            ("send_failed", sip.send_failed),
-        ]
-        .map(|(reason, n)| (label("reason", reason), n)),
-    );
-    gauge(
-        &mut r,
-        "pcsync_sip_connections",
-        "Open SIP TCP and TLS connections.",
-        sip.connections_open as i64,
-    );
-    labelled_counter(
-        &mut r,
-        "pcsync_sip_reconnects",
-        "TCP responses sent on a new connection because the request's was gone (RFC 3261 18.2.2), by result.",
-        [
-            (label("result", "sent"), sip.reconnects_sent),
-            (label("result", "failed"), sip.reconnects_failed),
-        ],
-    );
-    gauge(
-        &mut r,
-        "pcsync_mapping_table_entries",
-        "Entries in the published mapping table.",
-        redirector.table_entries as i64,
-    );
-    gauge(
-        &mut r,
-        "pcsync_mapping_table_version",
-        "Version of the published mapping table.",
-        redirector.table_version as i64,
-    );
-    labelled_counter(
-        &mut r,
-        "pcsync_mapping_refreshes",
-        "Mapping table refreshes by result.",
-        [
-            (label("result", "ok"), redirector.refresh_ok),
-            (label("result", "failed"), redirector.refresh_failed),
-        ],
-    );
-    counter(
-        &mut r,
-        "pcsync_watch_reconnects",
-        "Times the live watch regained the directory after losing it.",
-        status.watch.reconnects,
-    );
-    counter(
-        &mut r,
-        "pcsync_watch_triggers",
-        "Table refreshes the live watch asked for because it saw a change (syncrepl, dirsync, usn-polling).",
-        status.watch.triggers,
-    );
-    let modes = Family::<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
-    modes
-        .get_or_create(&label("mode", status.watch.mode))
-        .set(1);
-    r.register(
-        "pcsync_watch_mode",
-        "The live watch mechanism running (value 1, the mechanism in the label: syncrepl, dirsync, usn-polling, poll, off).",
-        modes,
-    );
-    gauge(
-        &mut r,
-        "pcsync_directory_up",
-        "1 when the directory answered the last attempt, else 0.",
-        i64::from(status.directory.state == "up"),
-    );
-    gauge(
-        &mut r,
-        "pcsync_lease_writer",
-        "1 when this instance holds the writer lease (or runs alone), else 0.",
-        i64::from(status.lease.writer),
-    );
-    let holders = Family::<Labels, Gauge<i64, std::sync::atomic::AtomicI64>>::default();
-    if let Some(h) = &status.lease.holder {
-        holders.get_or_create(&label("holder", h)).set(1);
+    #[test]
+    fn healthy_only_when_every_worker_runs_and_its_last_attempt_succeeded() {
+        let s = state();
+        let now = Utc::now();
+        s.running(TaskName::Refresh, now);
+        s.running(TaskName::Runs, now);
+        assert_eq!(s.snapshot().health(), Health::Ok);
+        s.attempt(TaskName::Refresh, Err("LDAP 49".into()), now);
+        let snap = s.snapshot();
+        assert_eq!(snap.health(), Health::Degraded);
+        assert_eq!(snap.degraded(), vec![TaskName::Refresh]);
+        s.attempt(TaskName::Refresh, Ok(()), now);
+        assert_eq!(s.snapshot().health(), Health::Ok);
+        s.update(|st| st.lease.writer = true);
+        s.died(TaskName::Runs, "panicked: boom".into(), now);
+        let snap = s.snapshot();
+        assert_eq!(snap.degraded(), vec![TaskName::Runs]);
+        assert!(!snap.lease.writer, "a death stops writing at once");
+        assert!(!s.all_alive());
+        s.running(TaskName::Runs, now);
+        let snap = s.snapshot();
+        assert_eq!(snap.health(), Health::Ok);
+        assert_eq!(snap.workers[&TaskName::Runs].restarts, 1);
     }
-    r.register(
-        "pcsync_lease_holder",
-        "The instance holding the writer lease (value 1, the holder in the label).",
-        holders,
-    );
-    if let Some(rep) = &status.replication {
-        gauge(
-            &mut r,
-            "pcsync_replication_dcs_holding",
-            "DCs that held the writes of the last run that wrote when it ended (Active Directory).",
-            rep.holding as i64,
+
+    #[test]
+    fn the_body_says_degraded_and_names_the_worker_with_503() {
+        let s = state();
+        let now = Utc::now();
+        s.running(TaskName::Watch, now);
+        s.died(TaskName::Watch, "panicked: boom".into(), now);
+        let (code, body) = health_json(&s.snapshot(), &MetricsSnapshot::default());
+        assert_eq!(code, 503);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["degraded"][0], "watch");
+        assert_eq!(body["workers"]["watch"]["state"], "restarting");
+        assert_eq!(body["workers"]["watch"]["error"], "panicked: boom");
+    }
+
+    #[test]
+    fn shown_names_are_the_ones_documented() {
+        assert_eq!(
+            RunOutcome::ALL
+                .iter()
+                .map(|o| o.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "in_sync", "pending", "applied", "blocked", "failed", "standby"
+            ]
         );
-        gauge(
-            &mut r,
-            "pcsync_replication_dcs",
-            "DCs of the domain, counted after the last run that wrote (Active Directory).",
-            rep.total as i64,
+        assert_eq!(Mechanism::UsnPolling.as_str(), "usn-polling");
+        assert_eq!(WatchPhase::Polling.as_str(), "ok");
+        assert_eq!(
+            serde_json::to_value(Reach::Down).unwrap(),
+            serde_json::json!("down")
         );
     }
-    let mut out = String::new();
-    encode(&mut out, &r).map_err(|e| format!("cannot encode metrics: {e}"))?;
-    Ok(out)
 }

@@ -19,7 +19,7 @@ pub(crate) mod vector;
 pub(crate) mod writer;
 
 pub(crate) use replication::Replication;
-pub(crate) use writer::{WriteServer, WriteServerChoice};
+pub(crate) use writer::WriteServer;
 
 use crate::ldap;
 

@@ -11,10 +11,9 @@
 
 use super::forest::{Domain, Forest, PARTITIONS_ATTRS, PARTITIONS_FILTER};
 use super::writer::{self, Source};
-use crate::apply::{DirectoryWriter, WriteError};
 use crate::config::{DirectorySettings, LdapUrl, Settings};
 use crate::ldap::{Directory, Error};
-use crate::model::{AttrValues, Dn, Entry, Modification};
+use crate::model::{Dn, Entry};
 
 /// The domains of the forest, from the crossRef objects under `CN=Partitions` of the
 /// configuration naming context `config`.
@@ -93,7 +92,7 @@ impl<'a> Routed<'a> {
     }
 
     /// The connection for `dn`.
-    async fn for_dn(&mut self, dn: &Dn) -> Result<&mut Directory, Error> {
+    pub(crate) async fn for_dn(&mut self, dn: &Dn) -> Result<&mut Directory, Error> {
         let Some(domain) = self.foreign_domain(dn) else {
             return Ok(self.primary);
         };
@@ -165,42 +164,5 @@ fn lost(url: &LdapUrl, domain: &str, reason: String) -> Error {
         op: format!("opening the write server of {domain}"),
         url: url.to_string(),
         reason,
-    }
-}
-
-impl DirectoryWriter for Routed<'_> {
-    async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
-        self.read(dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(dn, e))
-    }
-
-    async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
-        let dir = self
-            .for_dn(&entry.dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(&entry.dn, e))?;
-        DirectoryWriter::add(dir, entry).await
-    }
-
-    async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
-        let dir = self
-            .for_dn(dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(dn, e))?;
-        DirectoryWriter::delete(dir, dn, expect).await
-    }
-
-    async fn modify(
-        &mut self,
-        dn: &Dn,
-        mods: &[Modification],
-        expect: &[AttrValues],
-    ) -> Result<(), WriteError> {
-        let dir = self
-            .for_dn(dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(dn, e))?;
-        DirectoryWriter::modify(dir, dn, mods, expect).await
     }
 }

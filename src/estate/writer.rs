@@ -11,19 +11,9 @@ use std::fmt;
 
 use super::Error;
 use super::topology::{self, Dc, SITES_ATTRS, SITES_FILTER};
-use crate::config::{DirectorySettings, LdapUrl};
-use crate::ldap::Directory;
+use crate::config::{DirectorySettings, LdapUrl, WriteServerChoice};
+use crate::ldap::{ConnectOptions, Directory};
 use crate::model::Dn;
-
-/// `directory.write_server`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum WriteServerChoice {
-    /// The PDC emulator (Active Directory), else the first URL that answers.
-    #[default]
-    Pdc,
-    /// The first URL that answers.
-    First,
-}
 
 /// Why a server is the write server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,13 +131,21 @@ pub(crate) async fn answering_dsa(dir: &mut Directory) -> Option<Dn> {
 /// Connects to the first URL that answers, finds the write server through it, and returns a
 /// connection to the write server (the same one when it is that server).
 pub(crate) async fn open(settings: &DirectorySettings) -> Result<(Directory, WriteServer), Error> {
-    let mut dir = Directory::connect(settings).await?;
+    open_with(settings, &ConnectOptions::default()).await
+}
+
+/// [`open`] with the given [`ConnectOptions`] (the agent's keepalive) on both connections.
+pub(crate) async fn open_with(
+    settings: &DirectorySettings,
+    options: &ConnectOptions,
+) -> Result<(Directory, WriteServer), Error> {
+    let mut dir = Directory::connect_with(settings, options).await?;
     let server = find(&mut dir, settings).await?;
     if dir.url() == &server.url {
         return Ok((dir, server));
     }
     dir.close().await;
-    match Directory::connect_only(&server.url, settings).await {
+    match Directory::connect_only_with(&server.url, settings, options).await {
         Ok(writer) => Ok((writer, server)),
         Err(source) => Err(Error::WriteServerDown {
             server: server.to_string(),

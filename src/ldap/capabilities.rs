@@ -26,7 +26,7 @@ pub(crate) mod oid {
 }
 
 /// How the live watch learns about changes on this server (`pcsync run` runs the one chosen
-/// here: `daemon::adwatch::choose`).
+/// here: `daemon::watch::choose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LiveWatch {

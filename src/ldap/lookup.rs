@@ -17,7 +17,16 @@ impl Directory {
         url: &LdapUrl,
         settings: &DirectorySettings,
     ) -> Result<Directory, Error> {
-        match Directory::connect_one(url, settings, &ConnectOptions::default()).await {
+        Directory::connect_only_with(url, settings, &ConnectOptions::default()).await
+    }
+
+    /// [`Directory::connect_only`] with the given [`ConnectOptions`] (the agent's keepalive).
+    pub(crate) async fn connect_only_with(
+        url: &LdapUrl,
+        settings: &DirectorySettings,
+        options: &ConnectOptions,
+    ) -> Result<Directory, Error> {
+        match Directory::connect_one(url, settings, options).await {
             Ok(dir) => Ok(dir),
             Err(ConnectError::Unreachable(reason)) => Err(Error::Unreachable {
                 attempts: vec![Attempt {

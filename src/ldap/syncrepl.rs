@@ -4,7 +4,12 @@
 //! where the root DSE advertises it: [`super::Capabilities`] decides) and no other control or
 //! adapter: `EntriesOnly` would drop the intermediates that carry the cookie, and a timeout
 //! would kill the persist stream. It reports what it sees as [`SyncEvent`]s and returns how the
-//! stream ended as a [`SyncEnd`]. ldap3's sync parsers panic on malformed BER, so the caller
+//! stream ended as a [`SyncEnd`].
+//!
+//! The persist phase is silent while nothing changes, and a silent network partition looks the
+//! same. So every `heartbeat` without a message a cheap search (the root DSE, no attributes) goes
+//! over the same connection; its answer is reported as [`SyncEvent::Alive`]. The caller replaces
+//! a connection it has heard nothing from (no event, no heartbeat answer) for too long. ldap3's sync parsers panic on malformed BER, so the caller
 //! runs this in its own task and treats a panic as a dropped connection.
 
 use ldap3::controls::{
@@ -12,6 +17,8 @@ use ldap3::controls::{
     parse_syncinfo,
 };
 use ldap3::{ResultEntry, Scope};
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 
 use super::{Directory, LiveWatch, SIP_ENABLED_FILTER, describe};
@@ -37,6 +44,8 @@ pub(crate) enum SyncEvent {
     RefreshDone,
     /// The newest cookie: persist it.
     Cookie(Vec<u8>),
+    /// A heartbeat was answered on the stream's connection: it is alive.
+    Alive,
 }
 
 /// How a syncrepl stream ended.
@@ -56,12 +65,13 @@ pub(crate) enum SyncEnd {
 impl Directory {
     /// Runs a refreshAndPersist search under `base` until it ends; consumes the connection.
     /// `cookie` resumes from where a previous stream stopped; `reload` asks for a full reload
-    /// (after LDAP 4096).
+    /// (after LDAP 4096); `heartbeat` is the silence after which the connection is probed.
     pub(crate) async fn syncrepl(
         mut self,
         base: Dn,
         cookie: Option<Vec<u8>>,
         reload: bool,
+        heartbeat: Duration,
         events: mpsc::UnboundedSender<SyncEvent>,
     ) -> SyncEnd {
         if self.capabilities.watch != LiveWatch::Syncrepl {
@@ -87,8 +97,23 @@ impl Directory {
             Ok(s) => s,
             Err(e) => return SyncEnd::Lost(format!("syncrepl search on {url}: {}", describe(&e))),
         };
+        // The probe shares the connection (ldap3 multiplexes operations on one `Ldap`).
+        let mut probe = self.ldap.clone();
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
-            match stream.next().await {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = beat.tick() => {
+                    if ping(&mut probe, heartbeat).await && events.send(SyncEvent::Alive).is_err() {
+                        return SyncEnd::Stopped;
+                    }
+                    continue;
+                }
+            };
+            // Any message proves the connection alive: the next probe is a whole beat away.
+            beat.reset();
+            match next {
                 Ok(Some(entry)) => {
                     for event in events_of(entry) {
                         if events.send(event).is_err() {
@@ -112,6 +137,15 @@ impl Directory {
         }
         end_of(result.rc, &result.text, &url)
     }
+}
+
+/// Whether the server answers a root DSE read on this connection within `timeout`.
+async fn ping(ldap: &mut ldap3::Ldap, timeout: Duration) -> bool {
+    let answer = ldap
+        .with_timeout(timeout)
+        .search("", Scope::Base, "(objectClass=*)", vec!["1.1"])
+        .await;
+    matches!(answer, Ok(result) if result.1.rc == 0)
 }
 
 /// How a finished search ends the stream.

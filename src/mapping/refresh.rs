@@ -15,7 +15,7 @@ use super::cache::{self, CacheError};
 use super::store::MappingStore;
 use super::table::MappingTable;
 use crate::config::Settings;
-use crate::ldap::Directory;
+use crate::ldap::{ConnectOptions, Directory};
 use crate::model::Finding;
 
 /// Why a refresh kept the old table.
@@ -63,7 +63,7 @@ pub(crate) async fn refresh(
 ) -> Result<Refreshed, RefreshError> {
     let kept = store.load().version();
     let result = async {
-        let mut dir = Directory::connect(&settings.directory)
+        let mut dir = Directory::connect_with(&settings.directory, &agent_connection(settings))
             .await
             .map_err(|source| RefreshError::Directory { kept, source })?;
         let built = build::from_directory(&mut dir, settings, now).await;
@@ -103,6 +103,15 @@ pub(crate) fn apply(
         findings: built.findings,
         cache_error,
     })
+}
+
+/// How the agent's connections are made: TCP keepalive after `[daemon] watch_timeout` of
+/// silence, so a peer that vanished without a close fails the operation waiting on it within
+/// that time instead of hanging it. Every long-lived worker of `pcsync run` connects this way.
+pub(crate) fn agent_connection(settings: &Settings) -> ConnectOptions {
+    ConnectOptions {
+        keepalive: settings.daemon.watch_timeout,
+    }
 }
 
 #[cfg(test)]

@@ -263,6 +263,10 @@ pub(crate) struct ApplyOptions<'a> {
     pub write_server: Option<&'a WriteServer>,
     /// With `write_server`: wait up to this long for every reachable DC to hold the writes.
     pub wait_replication: Option<std::time::Duration>,
+    /// A plan the caller computed on this connection while holding the run lock (the agent's
+    /// scheduled run): applied instead of scanning the directory a second time, unless swaps of
+    /// a crashed run were open (recovering them changes what the scan saw).
+    pub computed: Option<&'a Plan>,
 }
 
 /// The result of [`audited_apply`].
@@ -357,7 +361,8 @@ impl AuditedRun<'_> {
             routed.close().await;
             self.recovered = recovered?;
         }
-        let planned = self.planned(dir).await?;
+        let computed = self.opts.computed.filter(|_| unfinished.is_empty());
+        let planned = self.planned(dir, computed).await?;
         let plan = self.plan.insert(planned);
         let ready = plan.summary.ready;
         if ready > self.limit as usize {
@@ -381,9 +386,17 @@ impl AuditedRun<'_> {
         Ok(report)
     }
 
-    /// Computes the plan (or checks the saved one against a fresh scan), saves and records it.
-    async fn planned(&mut self, dir: &mut Directory) -> Result<Plan, Stopped> {
-        let fresh = compute(self.settings, dir, self.opts.progress).await?;
+    /// Computes the plan (or takes the one the caller `computed`, or checks the saved one
+    /// against a fresh scan), saves and records it.
+    async fn planned(
+        &mut self,
+        dir: &mut Directory,
+        computed: Option<&Plan>,
+    ) -> Result<Plan, Stopped> {
+        let fresh = match computed {
+            Some(plan) => plan.clone(),
+            None => compute(self.settings, dir, self.opts.progress).await?,
+        };
         let plan = match self.opts.saved_plan {
             None => fresh,
             Some(path) => {

@@ -109,6 +109,11 @@ pub(crate) enum Defect {
     /// RFC 3261 §25.1 allows none in a header value, and echoing one could split a response
     /// line in a careless peer.
     ControlCharacter,
+    /// Content-Length is not a number (negative, empty, too long).
+    ContentLength,
+    /// Content-Length says more than the message holds: over UDP the datagram ends before the
+    /// body does (RFC 3261 §18.3: an error, answered with 400).
+    BodyShort,
 }
 
 impl Defect {
@@ -133,6 +138,8 @@ impl Defect {
             Defect::MaxForwards => "malformed Max-Forwards header",
             Defect::Via => "malformed Via header",
             Defect::ControlCharacter => "control character in a header",
+            Defect::ContentLength => "malformed Content-Length header",
+            Defect::BodyShort => "message body shorter than its Content-Length",
         }
     }
 }
@@ -151,6 +158,9 @@ pub(crate) struct Request<'a> {
     pub call_id: Option<&'a str>,
     pub cseq: Option<&'a str>,
     pub max_forwards: Option<&'a str>,
+    pub content_length: Option<&'a str>,
+    /// Bytes after the header section and its empty line.
+    body_len: usize,
     /// The first problem found, if any.
     pub defect: Option<Defect>,
 }
@@ -182,7 +192,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError> {
         .position(|b| *b != b'\r' && *b != b'\n')
         .ok_or(ParseError::Empty)?;
     let bytes = &bytes[start..];
-    let head = &bytes[..header_end(bytes)];
+    let head_len = header_end(bytes);
+    let head = &bytes[..head_len];
+    let blank_line = match &bytes[head_len..] {
+        [b'\r', b'\n', ..] => 2,
+        [b'\n', ..] => 1,
+        _ => 0,
+    };
+    let body_len = bytes.len() - head_len - blank_line;
     let text = std::str::from_utf8(head).map_err(|_| ParseError::NotUtf8)?;
 
     let (first, rest) = match text.find('\n') {
@@ -212,6 +229,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request<'_>, ParseError> {
         call_id: None,
         cseq: None,
         max_forwards: None,
+        content_length: None,
+        body_len,
         defect: None,
     };
     if !version.eq_ignore_ascii_case("SIP/2.0") {
@@ -316,6 +335,8 @@ fn store<'a>(req: &mut Request<'a>, name: &'a str, value: &'a str) {
         once(&mut req.cseq, "CSeq", &mut req.defect);
     } else if is("Max-Forwards", "") {
         once(&mut req.max_forwards, "Max-Forwards", &mut req.defect);
+    } else if is("Content-Length", "l") {
+        once(&mut req.content_length, "Content-Length", &mut req.defect);
     }
 }
 
@@ -356,6 +377,18 @@ fn check(req: &mut Request<'_>) {
         && parse_via(top).is_none()
     {
         req.defect(Defect::Via);
+    }
+    if let Some(cl) = req.content_length {
+        // Up to 9 digits, as the stream framer reads it; anything else (a sign, a blank, a
+        // huge number) is not a length.
+        match cl.parse::<usize>() {
+            Ok(n) if cl.len() <= 9 && cl.bytes().all(|b| b.is_ascii_digit()) => {
+                if n > req.body_len {
+                    req.defect(Defect::BodyShort);
+                }
+            }
+            _ => req.defect(Defect::ContentLength),
+        }
     }
 }
 

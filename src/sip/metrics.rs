@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::message::Method;
-use super::redirect::Status;
+use super::redirect::ResponseStatus;
 
 /// Methods counted by name; everything else is `other`.
 pub(crate) const METHODS: [&str; 12] = [
@@ -24,7 +24,7 @@ pub(crate) const METHODS: [&str; 12] = [
 
 /// Why a message was dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drop {
+pub(crate) enum DropReason {
     /// Unreadable, a response, or no usable Via: nothing to address an answer with.
     Unanswerable,
     /// Over the per-source rate limit.
@@ -41,7 +41,7 @@ pub(crate) enum Drop {
 #[derive(Debug, Default)]
 pub(crate) struct SipMetrics {
     requests: [AtomicU64; METHODS.len()],
-    responses: [AtomicU64; Status::ALL.len()],
+    responses: [AtomicU64; ResponseStatus::ALL.len()],
     acks_absorbed: AtomicU64,
     dropped_unanswerable: AtomicU64,
     dropped_rate_limited: AtomicU64,
@@ -94,7 +94,7 @@ impl SipMetrics {
         self.requests[i].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn response(&self, status: Status) {
+    pub(crate) fn response(&self, status: ResponseStatus) {
         self.responses[status.index()].fetch_add(1, Relaxed);
     }
 
@@ -102,13 +102,13 @@ impl SipMetrics {
         self.acks_absorbed.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn dropped(&self, why: Drop) {
+    pub(crate) fn dropped(&self, why: DropReason) {
         let c = match why {
-            Drop::Unanswerable => &self.dropped_unanswerable,
-            Drop::RateLimited => &self.dropped_rate_limited,
-            Drop::ConnectionCap => &self.dropped_connection_cap,
-            Drop::Framing => &self.dropped_framing,
-            Drop::SendFailed => &self.send_failed,
+            DropReason::Unanswerable => &self.dropped_unanswerable,
+            DropReason::RateLimited => &self.dropped_rate_limited,
+            DropReason::ConnectionCap => &self.dropped_connection_cap,
+            DropReason::Framing => &self.dropped_framing,
+            DropReason::SendFailed => &self.send_failed,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -142,7 +142,7 @@ impl SipMetrics {
                 .zip(&self.requests)
                 .map(|(m, c)| (*m, c.load(Relaxed)))
                 .collect(),
-            responses: Status::ALL
+            responses: ResponseStatus::ALL
                 .iter()
                 .zip(&self.responses)
                 .map(|(s, c)| (s.code(), c.load(Relaxed)))

@@ -26,13 +26,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use arc_swap::ArcSwap;
 
 use crate::mapping::store::MappingStore;
 use limit::{RateLimit, RateLimiter, Verdict};
-use metrics::{Drop, SipMetrics};
-use redirect::{Outcome, ResponderConfig, Silence, Source};
+use metrics::{DropReason, SipMetrics};
+use redirect::{Decision, ResponderConfig, Silence, Source};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +53,7 @@ pub(crate) enum Error {
 }
 
 /// TLS listener settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TlsListen {
     pub addr: SocketAddr,
     pub cert: PathBuf,
@@ -62,7 +61,7 @@ pub(crate) struct TlsListen {
 }
 
 /// Everything the server needs, from `[redirector]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ServerConfig {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
@@ -80,16 +79,28 @@ pub(crate) struct ServerConfig {
 pub(crate) struct Shared {
     pub store: Arc<MappingStore>,
     pub metrics: Arc<SipMetrics>,
-    pub responder: ResponderConfig,
+    /// What responses say and the rate limit: replaced whole by [`Shared::configure`] on a
+    /// reload; each message reads it once, lock-free, so a message is answered with one
+    /// configuration.
+    responder: ArcSwap<Responder>,
+}
+
+/// The configurable half of answering.
+#[derive(Debug)]
+struct Responder {
+    config: ResponderConfig,
+    limit: Option<RateLimit>,
     limiter: Option<RateLimiter>,
 }
 
-/// The addresses actually bound (port 0 resolved).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Bound {
-    pub udp: Option<SocketAddr>,
-    pub tcp: Option<SocketAddr>,
-    pub tls: Option<SocketAddr>,
+impl Responder {
+    fn new(config: ResponderConfig, limit: Option<RateLimit>) -> Responder {
+        Responder {
+            config,
+            limit,
+            limiter: limit.map(RateLimiter::new),
+        }
+    }
 }
 
 impl Shared {
@@ -102,9 +113,24 @@ impl Shared {
         Shared {
             store,
             metrics,
-            responder,
-            limiter: rate_limit.map(RateLimiter::new),
+            responder: ArcSwap::from_pointee(Responder::new(responder, rate_limit)),
         }
+    }
+
+    /// Answers with `responder` and `rate_limit` from the next message on; `false` when both
+    /// are what is in force already (the rate limiter keeps its counts then).
+    pub(crate) fn configure(
+        &self,
+        responder: &ResponderConfig,
+        rate_limit: Option<RateLimit>,
+    ) -> bool {
+        let current = self.responder.load();
+        if current.config == *responder && current.limit == rate_limit {
+            return false;
+        }
+        self.responder
+            .store(Arc::new(Responder::new(responder.clone(), rate_limit)));
+        true
     }
 
     /// Handles one message: writes the response (if any) into `out`, which is cleared first,
@@ -117,10 +143,11 @@ impl Shared {
         out: &mut Vec<u8>,
     ) -> Option<Option<SocketAddr>> {
         out.clear();
-        if let Some(limiter) = &self.limiter {
+        let responder = self.responder.load();
+        if let Some(limiter) = &responder.limiter {
             let verdict = limiter.check(source.addr.ip());
             if verdict != Verdict::Allow {
-                self.metrics.dropped(Drop::RateLimited);
+                self.metrics.dropped(DropReason::RateLimited);
                 if verdict == Verdict::FirstDrop && limiter.warning_due() {
                     let limit = limiter.limit();
                     tracing::warn!(
@@ -140,80 +167,22 @@ impl Shared {
             self.metrics.request(method);
         }
         match outcome {
-            Outcome::Reply(response) => {
+            Decision::Reply(response) => {
                 self.metrics.response(response.status);
-                response.write(out, &self.responder);
+                response.write(out, &responder.config);
                 Some(response.destination)
             }
-            Outcome::Silent(Silence::Ack) => {
+            Decision::Silent(Silence::Ack) => {
                 self.metrics.ack_absorbed();
                 None
             }
-            Outcome::Silent(Silence::Unanswerable) => {
-                self.metrics.dropped(Drop::Unanswerable);
+            Decision::Silent(Silence::Unanswerable) => {
+                self.metrics.dropped(DropReason::Unanswerable);
                 tracing::debug!(%source.addr, len = bytes.len(), "dropped a message no response can be addressed for");
                 None
             }
         }
     }
-}
-
-/// Binds every configured listener, then starts serving on `tracker` until `token` is
-/// cancelled. Binding errors are returned before anything is served.
-pub(crate) async fn start(
-    config: &ServerConfig,
-    shared: Arc<Shared>,
-    token: &CancellationToken,
-    tracker: &TaskTracker,
-) -> Result<Bound, Error> {
-    let udp = match config.udp {
-        Some(addr) => Some(udp::bind(addr)?),
-        None => None,
-    };
-    let tcp = match config.tcp {
-        Some(addr) => Some(tcp::bind(addr, "TCP").await?),
-        None => None,
-    };
-    let tls = match &config.tls {
-        Some(t) => Some((
-            tcp::bind(t.addr, "TLS").await?,
-            tls::acceptor(&t.cert, &t.key)?,
-        )),
-        None => None,
-    };
-    let streams = usize::from(tcp.is_some()) + usize::from(tls.is_some());
-    ensure_fd_limit((config.tcp_max_connections * streams) as u64);
-    let mut bound = Bound::default();
-    if let Some(socket) = udp {
-        bound.udp = socket.local_addr().ok();
-        udp::spawn(
-            socket,
-            config.udp_workers,
-            Arc::clone(&shared),
-            token.child_token(),
-            tracker,
-        )?;
-    }
-    let limits = tcp::Limits {
-        max_message_size: config.max_message_size,
-        max_connections: config.tcp_max_connections,
-        idle_timeout: config.tcp_idle_timeout,
-    };
-    if let Some(listener) = tcp {
-        bound.tcp = listener.local_addr().ok();
-        let (shared, token) = (Arc::clone(&shared), token.child_token());
-        let t = tracker.clone();
-        tracker.spawn(async move { tcp::serve(listener, None, shared, limits, token, t).await });
-    }
-    if let Some((listener, acceptor)) = tls {
-        bound.tls = listener.local_addr().ok();
-        let (shared, token) = (Arc::clone(&shared), token.child_token());
-        let t = tracker.clone();
-        tracker.spawn(async move {
-            tcp::serve(listener, Some(acceptor), shared, limits, token, t).await
-        });
-    }
-    Ok(bound)
 }
 
 /// File descriptors kept besides SIP connections: listeners, logs, state and audit files, LDAP,
@@ -224,7 +193,7 @@ const FD_RESERVE: u64 = 128;
 /// limit cannot hold is not a cap (past the limit `accept` fails, and new connections wait in
 /// the kernel's backlog instead of being refused). Raises the soft limit up to the hard one when
 /// needed (as Go's runtime does); if that is not enough, says so once at start-up.
-fn ensure_fd_limit(connections: u64) {
+pub(crate) fn ensure_fd_limit(connections: u64) {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     if connections == 0 {
         return;

@@ -12,12 +12,13 @@
 //! | CANCEL | 200 |
 //! | REGISTER, BYE, others | 405 with Allow |
 //! | Max-Forwards 0 (not OPTIONS) | 483 |
-//! | a defect, when Via/From/To/Call-ID/CSeq are there | 400 with Warning |
+//! | a version other than SIP/2.0, when Via/From/To/Call-ID/CSeq are there | 505 with Warning |
+//! | a defect (a Content-Length the message does not hold, among others), when Via/From/To/Call-ID/CSeq are there | 400 with Warning |
 //! | anything else | dropped |
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::message::{self, Method, Request, parse_via, tag_param, write_unfolded};
+use super::message::{self, Defect, Method, Request, parse_via, tag_param, write_unfolded};
 use crate::mapping::table::MappingTable;
 
 /// The methods pcsync answers, for `Allow`.
@@ -28,7 +29,7 @@ pub(crate) const ALLOW: &str =
 pub(crate) const MAPPING_HEADER: &str = "X-Pcsync-Mapping";
 
 /// What the redirector writes into its responses.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponderConfig {
     /// Port in the 302 Contact.
     pub contact_port: u16,
@@ -49,35 +50,38 @@ pub struct Source {
 
 /// A response status pcsync sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum ResponseStatus {
     Ok,
     MovedTemporarily,
     BadRequest,
     NotFound,
     MethodNotAllowed,
     TooManyHops,
+    VersionNotSupported,
 }
 
-impl Status {
+impl ResponseStatus {
     pub(crate) fn code(self) -> u16 {
         match self {
-            Status::Ok => 200,
-            Status::MovedTemporarily => 302,
-            Status::BadRequest => 400,
-            Status::NotFound => 404,
-            Status::MethodNotAllowed => 405,
-            Status::TooManyHops => 483,
+            ResponseStatus::Ok => 200,
+            ResponseStatus::MovedTemporarily => 302,
+            ResponseStatus::BadRequest => 400,
+            ResponseStatus::NotFound => 404,
+            ResponseStatus::MethodNotAllowed => 405,
+            ResponseStatus::TooManyHops => 483,
+            ResponseStatus::VersionNotSupported => 505,
         }
     }
 
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Status::Ok => "OK",
-            Status::MovedTemporarily => "Moved Temporarily",
-            Status::BadRequest => "Bad Request",
-            Status::NotFound => "Not Found",
-            Status::MethodNotAllowed => "Method Not Allowed",
-            Status::TooManyHops => "Too Many Hops",
+            ResponseStatus::Ok => "OK",
+            ResponseStatus::MovedTemporarily => "Moved Temporarily",
+            ResponseStatus::BadRequest => "Bad Request",
+            ResponseStatus::NotFound => "Not Found",
+            ResponseStatus::MethodNotAllowed => "Method Not Allowed",
+            ResponseStatus::TooManyHops => "Too Many Hops",
+            ResponseStatus::VersionNotSupported => "Version Not Supported",
         }
     }
 
@@ -86,13 +90,14 @@ impl Status {
         self as usize
     }
 
-    pub(crate) const ALL: [Status; 6] = [
-        Status::Ok,
-        Status::MovedTemporarily,
-        Status::BadRequest,
-        Status::NotFound,
-        Status::MethodNotAllowed,
-        Status::TooManyHops,
+    pub(crate) const ALL: [ResponseStatus; 7] = [
+        ResponseStatus::Ok,
+        ResponseStatus::MovedTemporarily,
+        ResponseStatus::BadRequest,
+        ResponseStatus::NotFound,
+        ResponseStatus::MethodNotAllowed,
+        ResponseStatus::TooManyHops,
+        ResponseStatus::VersionNotSupported,
     ];
 }
 
@@ -110,7 +115,7 @@ pub enum Silence {
 // allocates nothing; moving ~800 bytes once per request is cheaper than a heap allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub enum Outcome<'a> {
+pub enum Decision<'a> {
     Reply(Response<'a>),
     Silent(Silence),
 }
@@ -118,7 +123,7 @@ pub enum Outcome<'a> {
 /// A response to be written: borrows the request it answers.
 #[derive(Debug, Clone)]
 pub struct Response<'a> {
-    pub status: Status,
+    pub status: ResponseStatus,
     req: Request<'a>,
     /// To tag to add when the request's To has none.
     to_tag: Option<u64>,
@@ -141,21 +146,25 @@ pub fn respond<'a>(
     bytes: &'a [u8],
     table: &'a MappingTable,
     source: Source,
-) -> (Option<Method<'a>>, Outcome<'a>) {
+) -> (Option<Method<'a>>, Decision<'a>) {
     match message::parse(bytes) {
         Ok(req) => (Some(req.method), decide(req, table, source)),
-        Err(_) => (None, Outcome::Silent(Silence::Unanswerable)),
+        Err(_) => (None, Decision::Silent(Silence::Unanswerable)),
     }
 }
 
 /// The decision for a request already read.
-pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Source) -> Outcome<'a> {
+pub(crate) fn decide<'a>(
+    req: Request<'a>,
+    table: &'a MappingTable,
+    source: Source,
+) -> Decision<'a> {
     if req.method == Method::Ack {
-        return Outcome::Silent(Silence::Ack);
+        return Decision::Silent(Silence::Ack);
     }
     // Without a readable top Via there is nowhere to send anything (RFC 3261 §18.2.2).
     let Some(via) = req.top_via().and_then(parse_via) else {
-        return Outcome::Silent(Silence::Unanswerable);
+        return Decision::Silent(Silence::Unanswerable);
     };
     let (received, rport, destination) = addressing(&via, source);
     let to_tag = match req.to.and_then(tag_param) {
@@ -167,7 +176,7 @@ pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Sour
         )),
     };
     let mut response = Response {
-        status: Status::BadRequest,
+        status: ResponseStatus::BadRequest,
         req,
         to_tag,
         contact: None,
@@ -182,13 +191,17 @@ pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Sour
     // is what the client's transaction matching (branch + CSeq method) uses.
     if let Some(defect) = response.req.defect {
         response.warning = Some(defect.reason());
-        return Outcome::Reply(response);
+        if defect == Defect::Version {
+            // RFC 3261 §8.2.1 and §21.5.7: the version, not the request, is what is refused.
+            response.status = ResponseStatus::VersionNotSupported;
+        }
+        return Decision::Reply(response);
     }
     let req = &response.req;
     let target = message::uri_user_host(req.uri);
     if req.method != Method::Options && req.max_forwards.is_some_and(|mf| mf.trim() == "0") {
-        response.status = Status::TooManyHops;
-        return Outcome::Reply(response);
+        response.status = ResponseStatus::TooManyHops;
+        return Decision::Reply(response);
     }
     response.status = match req.method {
         Method::Invite
@@ -200,21 +213,21 @@ pub(crate) fn decide<'a>(req: Request<'a>, table: &'a MappingTable, source: Sour
             Some(entry) => {
                 // The Contact carries the address as the directory holds it.
                 response.contact = Some((entry.sip_uri.user(), entry.pool.as_str()));
-                Status::MovedTemporarily
+                ResponseStatus::MovedTemporarily
             }
-            None => Status::NotFound,
+            None => ResponseStatus::NotFound,
         },
         Method::Options => match target {
-            Some((None, _)) => Status::Ok,
-            Some((Some(user), host)) if table.lookup(user, host).is_some() => Status::Ok,
-            _ => Status::NotFound,
+            Some((None, _)) => ResponseStatus::Ok,
+            Some((Some(user), host)) if table.lookup(user, host).is_some() => ResponseStatus::Ok,
+            _ => ResponseStatus::NotFound,
         },
-        Method::Cancel => Status::Ok,
-        _ => Status::MethodNotAllowed,
+        Method::Cancel => ResponseStatus::Ok,
+        _ => ResponseStatus::MethodNotAllowed,
     };
-    response.allow = matches!(response.status, Status::MethodNotAllowed)
-        || (response.req.method == Method::Options && response.status == Status::Ok);
-    Outcome::Reply(response)
+    response.allow = matches!(response.status, ResponseStatus::MethodNotAllowed)
+        || (response.req.method == Method::Options && response.status == ResponseStatus::Ok);
+    Decision::Reply(response)
 }
 
 /// RFC 3261 §18.2.1 (`received`), RFC 3581 (`rport`) and §18.2.2 (where a datagram response goes).

@@ -35,12 +35,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::codec::{Frame, SipCodec};
-use super::metrics::Drop;
+use super::metrics::DropReason;
 use super::redirect::Source;
 use super::{Error, Shared};
 
 /// Stream limits from `[redirector]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
     pub max_message_size: usize,
     pub max_connections: usize,
@@ -66,14 +66,15 @@ pub(crate) async fn bind(addr: SocketAddr, transport: &'static str) -> Result<Tc
     })
 }
 
-/// Accepts until cancelled; each connection runs on `tracker` with a child token.
+/// Accepts until cancelled (or until the caller drops this future to rebind: connections
+/// already open run on `tracker` with a child of `token` and are not disturbed).
 pub(crate) async fn serve(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: Arc<Shared>,
+    listener: &TcpListener,
+    tls: Option<&TlsAcceptor>,
+    shared: &Arc<Shared>,
     limits: Limits,
-    token: CancellationToken,
-    tracker: TaskTracker,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
 ) {
     let transport = if tls.is_some() { "TLS" } else { "TCP" };
     if let Ok(local) = listener.local_addr() {
@@ -100,7 +101,7 @@ pub(crate) async fn serve(
             },
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            shared.metrics.dropped(Drop::ConnectionCap);
+            shared.metrics.dropped(DropReason::ConnectionCap);
             debug!(%peer, "{transport} connection refused: connection cap reached");
             drop(stream);
             if let Some(refused) = refusals.count(Instant::now()) {
@@ -113,7 +114,7 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shared, token, tls) = (Arc::clone(&shared), token.child_token(), tls.clone());
+        let (shared, token, tls) = (Arc::clone(shared), token.child_token(), tls.cloned());
         let (reconnects, spawner) = (reconnects.clone(), tracker.clone());
         tracker.spawn(async move {
             shared.metrics.connection_opened();
@@ -194,7 +195,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                shared.metrics.dropped(Drop::Framing);
+                shared.metrics.dropped(DropReason::Framing);
                 debug!(%peer, error = %e, "closing connection: framing error");
                 break;
             }
@@ -211,7 +212,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             },
         };
         if let Err(e) = write.write_all(reply).await {
-            shared.metrics.dropped(Drop::SendFailed);
+            shared.metrics.dropped(DropReason::SendFailed);
             debug!(%peer, error = %e, "write failed; closing");
             if let (Some(fallback), Some(to)) = (&fallback, destination) {
                 fallback.send(to, reply.to_vec());

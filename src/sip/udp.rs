@@ -16,11 +16,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
-use super::metrics::Drop;
+use super::metrics::DropReason;
 use super::redirect::Source;
 use super::{Error, Shared};
 
@@ -48,22 +49,24 @@ pub(crate) fn bind(addr: SocketAddr) -> Result<UdpSocket, Error> {
     Ok(socket)
 }
 
-/// Starts `workers` receive loops on the socket.
+/// Starts `workers` receive loops on the socket; they stop when `token` is cancelled (within
+/// `RECV_POLL`), each closing its handle on the socket.
 pub(crate) fn spawn(
-    socket: UdpSocket,
+    socket: &UdpSocket,
     workers: usize,
-    shared: Arc<Shared>,
-    token: CancellationToken,
+    shared: &Arc<Shared>,
+    token: &CancellationToken,
     tracker: &TaskTracker,
-) -> Result<(), Error> {
+) -> Result<Vec<JoinHandle<()>>, Error> {
     let local = socket.local_addr().map_err(Error::Thread)?;
     info!(%local, workers, "SIP UDP listener started");
-    for _ in 0..workers.max(1) {
-        let socket = socket.try_clone().map_err(Error::Thread)?;
-        let (shared, token) = (Arc::clone(&shared), token.clone());
-        tracker.spawn_blocking(move || serve(&socket, &shared, &token));
-    }
-    Ok(())
+    (0..workers.max(1))
+        .map(|_| {
+            let socket = socket.try_clone().map_err(Error::Thread)?;
+            let (shared, token) = (Arc::clone(shared), token.clone());
+            Ok(tracker.spawn_blocking(move || serve(&socket, &shared, &token)))
+        })
+        .collect()
 }
 
 /// One worker's receive loop.
@@ -94,7 +97,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, token: &CancellationToken) {
         let destination = match handled {
             Ok(d) => d,
             Err(_) => {
-                shared.metrics.dropped(Drop::Unanswerable);
+                shared.metrics.dropped(DropReason::Unanswerable);
                 error!(%from, len = n, "BUG: a datagram made the SIP handler panic; dropped it");
                 continue;
             }
@@ -102,7 +105,7 @@ fn serve(socket: &UdpSocket, shared: &Shared, token: &CancellationToken) {
         if let Some(Some(to)) = destination
             && let Err(e) = socket.send_to(&out, to)
         {
-            shared.metrics.dropped(Drop::SendFailed);
+            shared.metrics.dropped(DropReason::SendFailed);
             debug!(%to, error = %e, "UDP send failed");
         }
     }

@@ -368,7 +368,10 @@ fn two_agents_listing_the_dcs_in_opposite_orders_are_never_both_writers() {
         metrics.lines().any(|l| l == "pcsync_replication_dcs 2"),
         "{metrics}"
     );
-    assert!(!pair.dc1.exists(OCSCHAT), "the writer's run swapped {OCSCHAT}");
+    assert!(
+        !pair.dc1.exists(OCSCHAT),
+        "the writer's run swapped {OCSCHAT}"
+    );
     drop(daemons);
 }
 

@@ -719,3 +719,588 @@ fn without_syncprov_the_watch_polls() {
     // slapd lists the control (the module is loaded) and refuses the search: LDAP 12.
     assert!(d.log_text().contains("the watch polls instead"));
 }
+
+// === issue 17: reload, supervision, liveness, health ===
+
+/// A copy of `config/openldap.toml` in `work`, for a test that edits it and sends SIGHUP.
+fn config_copy(work: &std::path::Path) -> std::path::PathBuf {
+    let config = work.join("pcsync.toml");
+    std::fs::copy(crate::common::repo("config/openldap.toml"), &config).unwrap();
+    config
+}
+
+/// `text` with the line starting with `key = ` replaced (the key must be there once).
+fn set_line(text: &str, key: &str, line: &str) -> String {
+    let prefix = format!("{key} = ");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with(&prefix)).count(),
+        1,
+        "{key}"
+    );
+    text.lines()
+        .map(|l| if l.starts_with(&prefix) { line } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// One OPTIONS over a new TCP connection; the status code, or `None`.
+fn tcp_options_status(server: std::net::SocketAddr, user: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let local = s.local_addr().ok()?;
+    let target = format!("sip:{user}@contoso.com");
+    write!(
+        s,
+        "OPTIONS {target} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcp{p}\r\n\
+         From: <sip:test@127.0.0.1>;tag=t\r\nTo: <{target}>\r\nCall-ID: tcp-{p}\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        p = local.port()
+    )
+    .ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf[..n])
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+// See: #17 (1). The password is rotated in the directory and in the password file, then
+// SIGHUP: every worker connects with the new one from its next connection. Before, only the
+// scheduled runs did; table refreshes failed with LDAP 49 while /healthz said ok, the watch
+// kept its old connection, and the refresh's copy of the cron never changed.
+#[test]
+fn sighup_hands_new_credentials_and_cron_to_every_worker() {
+    use crate::common::daemon::Options;
+    use crate::common::slapd::READER_DN;
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = config_copy(work.path());
+    let password_file = work.path().join("reader.pw");
+    std::fs::copy(&slapd.reader_password_file, &password_file).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    // The read-only service account, whose password the test can rotate; an hourly cron and a
+    // 60 s poll, so only the syncrepl watch and the refreshes it asks for can bring a change.
+    let text = set_line(&text, "bind_dn", &format!("bind_dn = \"{READER_DN}\""));
+    std::fs::write(&config, set_line(&text, "cron", "cron = \"0 0 * * * *\"")).unwrap();
+    let pw = password_file.to_str().unwrap();
+    let options = Options {
+        cron_in_file: true,
+        ..Options::default()
+    };
+    let d = Daemon::spawn_with(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC_CONFIG", config.to_str().unwrap()),
+            ("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", pw),
+            ("PCSYNC__DAEMON__POLL_INTERVAL", "60s"),
+        ],
+        &options,
+    );
+    d.wait_until("/healthz answers", Duration::from_secs(30), || {
+        d.try_get("/healthz").is_some()
+    });
+    d.wait_until(
+        "the syncrepl watch connects",
+        Duration::from_secs(30),
+        || {
+            let h = d.health();
+            h["watch"]["state"] == "connected"
+                && h["status"] == "ok"
+                && h["last_run"]["trigger"] == "startup"
+        },
+    );
+
+    // Rotate: the directory first, then the file, then SIGHUP; and a 1-second cron.
+    let new_password = format!("rotated-{}", crate::common::slapd::random_hex());
+    slapd.modify(&format!(
+        "dn: {READER_DN}\nchangetype: modify\nreplace: userPassword\nuserPassword: {new_password}\n"
+    ));
+    std::fs::write(&password_file, &new_password).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, set_line(&text, "cron", "cron = \"* * * * * *\"")).unwrap();
+    let reloads = d.log_text().matches("configuration reloaded").count();
+    d.signal("HUP");
+    d.wait_until("the reload", Duration::from_secs(10), || {
+        d.log_text().matches("configuration reloaded").count() > reloads
+    });
+
+    // The watch reconnects with the new password and a new endpoint is served.
+    add_endpoint(
+        &slapd,
+        "after-rotation",
+        "afterrotation",
+        &slapd.pool_dn("1:2"),
+    );
+    let served = time_until_status(&d, "afterrotation", 200, Duration::from_secs(10));
+    assert!(
+        served.is_some(),
+        "not served after the rotation; log:\n{}",
+        d.log_text()
+    );
+    // The cron reached both workers: scheduled runs tick every second, refreshes succeed.
+    d.wait_until("cron-triggered runs", Duration::from_secs(10), || {
+        d.health()["last_run"]["trigger"] == "cron"
+    });
+    let refreshes = d.health()["table"]["refresh_ok"].as_u64().unwrap();
+    d.wait_until("cron-triggered refreshes", Duration::from_secs(10), || {
+        d.health()["table"]["refresh_ok"].as_u64().unwrap() >= refreshes + 2
+    });
+    let h = d.health();
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["table"]["refresh_failed"], 0, "{h}");
+    assert!(!d.log_text().contains("LDAP 49"), "{}", d.log_text());
+}
+
+// See: #17 (reload). Listener addresses move on SIGHUP: the new ones are bound before the old
+// ones close; a bind that fails leaves the old socket serving, logged and shown in /healthz.
+#[test]
+fn sighup_moves_the_listeners_and_a_failed_bind_keeps_the_old_one_serving() {
+    use crate::common::daemon::{Options, set_listeners};
+    use crate::common::slapd::free_ports;
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = config_copy(work.path());
+    let options = Options {
+        listeners_in_file: true,
+        ..Options::default()
+    };
+    let mut d = Daemon::spawn_with(
+        &slapd,
+        work.path(),
+        &[("PCSYNC_CONFIG", config.to_str().unwrap())],
+        &options,
+    );
+    d.wait_until("serving", Duration::from_secs(30), || {
+        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")) == Some(200)
+    });
+    let (old_sip, old_http) = (d.sip, d.http);
+
+    // Move everything to new ports.
+    let [udp, tcp, http] = free_ports::<3>();
+    let at = |p: u16| -> std::net::SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
+    set_listeners(&config, at(udp), at(tcp), at(http));
+    d.signal("HUP");
+    d.sip = at(udp);
+    d.http = at(http);
+    d.wait_until("the new listeners answer", Duration::from_secs(10), || {
+        options_status(at(udp), &format!("sip:{FIXTURE_USER}@contoso.com")) == Some(200)
+            && tcp_options_status(at(tcp), FIXTURE_USER) == Some(200)
+            && d.try_get("/healthz").is_some()
+    });
+    d.wait_until("the old ones are closed", Duration::from_secs(10), || {
+        options_status(old_sip, &format!("sip:{FIXTURE_USER}@contoso.com")).is_none()
+            && std::net::TcpStream::connect_timeout(&old_sip, Duration::from_secs(1)).is_err()
+            && std::net::TcpStream::connect_timeout(&old_http, Duration::from_secs(1)).is_err()
+    });
+
+    // A port someone else holds: the bind fails, the listener keeps serving where it was.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap();
+    set_listeners(&config, at(udp), taken, at(http));
+    d.signal("HUP");
+    d.wait_until(
+        "the failed bind is reported",
+        Duration::from_secs(10),
+        || {
+            let h = d.health();
+            h["status"] == "degraded" && h["workers"]["sip-tcp"]["last_attempt"] == "failed"
+        },
+    );
+    let h = d.health();
+    let error = h["workers"]["sip-tcp"]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&taken.to_string())
+            && error.contains(&format!("still serving on {}", at(tcp))),
+        "{error}"
+    );
+    assert_eq!(tcp_options_status(at(tcp), FIXTURE_USER), Some(200));
+    let (code, _) = d.stop();
+    assert_eq!(code, Some(0));
+}
+
+// See: #17 (2). A worker that panics is logged with its name and the panic message, /healthz
+// answers 503 `degraded` naming it, the writer lease is given up at once (the standby takes
+// over long before the lease would have expired), and the worker is restarted. The panic is a
+// failpoint in the worker, so the test does not depend on any particular bug.
+#[test]
+fn a_panicking_worker_is_named_shown_degraded_gives_the_lease_up_and_restarts() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
+        );
+    }
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let lease_dn = format!("cn=pcsync-lease,{}", slapd.endpoint_container());
+    // A lease far longer than the test: only a release lets the standby take over in time.
+    let lease = Duration::from_secs(60);
+    let env = |id: &'static str| -> Vec<(&'static str, String)> {
+        vec![
+            ("PCSYNC__DAEMON__LEASE_DN", lease_dn.clone()),
+            ("PCSYNC__DAEMON__LEASE_DURATION", "60s".to_string()),
+            ("PCSYNC__DAEMON__LEASE_RENEW", "1s".to_string()),
+            ("PCSYNC__DAEMON__INSTANCE_ID", id.to_string()),
+        ]
+    };
+    let mut a_env = env("instance-a");
+    // a's scheduled-run worker panics on its fourth run, once; its restart waits 3 s, long
+    // enough to see it degraded.
+    a_env.push((
+        "FAILPOINTS",
+        "panic-in-scheduled-runs=3*off->1*return".to_string(),
+    ));
+    a_env.push(("PCSYNC__DAEMON__RECONNECT_MIN", "3s".to_string()));
+    a_env.push(("PCSYNC__DAEMON__RECONNECT_MAX", "3s".to_string()));
+    let a = Daemon::start(&slapd, &work.path().join("a"), &refs(&a_env));
+    a.wait_until(
+        "instance-a holds the lease",
+        Duration::from_secs(20),
+        || a.health()["lease"]["writer"] == true,
+    );
+    let b_env = env("instance-b");
+    let b = Daemon::start(&slapd, &work.path().join("b"), &refs(&b_env));
+    b.wait_until(
+        "instance-b sees the holder",
+        Duration::from_secs(20),
+        || b.health()["lease"]["holder"] == "instance-a",
+    );
+
+    a.wait_until("the worker dies", Duration::from_secs(20), || {
+        a.log_text()
+            .contains("worker scheduled-runs panicked: failpoint panic-in-scheduled-runs")
+    });
+    let died = Instant::now();
+    let h = a.health();
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["degraded"], serde_json::json!(["scheduled-runs"]), "{h}");
+    assert_eq!(h["workers"]["scheduled-runs"]["state"], "restarting", "{h}");
+    assert_eq!(h["lease"]["writer"], false, "{h}");
+    b.wait_until(
+        "instance-b takes over at once",
+        Duration::from_secs(10),
+        || b.health()["lease"]["writer"] == true,
+    );
+    assert!(
+        died.elapsed() < lease / 2,
+        "takeover took {:?}",
+        died.elapsed()
+    );
+    // a comes back whole, as the standby.
+    a.wait_until("the worker restarted", Duration::from_secs(20), || {
+        let h = a.health();
+        h["status"] == "ok" && h["workers"]["scheduled-runs"]["restarts"] == 1
+    });
+    a.wait_until("a runs as standby", Duration::from_secs(10), || {
+        a.health()["last_run"]["outcome"] == "standby"
+    });
+}
+
+// See: #17 (supervision). A worker that keeps dying: after [daemon] max_restarts deaths within
+// restart_window the process stops and exits 1, so the service manager starts a fresh one.
+#[test]
+fn a_worker_that_keeps_dying_ends_the_process_with_exit_1() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
+        );
+    }
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut d = Daemon::spawn(
+        &slapd,
+        work.path(),
+        &[
+            ("FAILPOINTS", "panic-in-refresh=return"),
+            ("PCSYNC__DAEMON__MAX_RESTARTS", "2"),
+        ],
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = d.try_wait() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still running; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1), "log:\n{}", d.log_text());
+    let log = d.log_text();
+    assert_eq!(
+        log.matches("worker refresh panicked: failpoint panic-in-refresh")
+            .count(),
+        3,
+        "{log}"
+    );
+    assert!(log.contains("worker refresh died 3 times within"), "{log}");
+    assert!(log.contains("max_restarts = 2"), "{log}");
+}
+
+// See: #17 (3). A silent partition: the watch's connection is frozen (no packets, no close)
+// while new connections still work. The watch hears nothing for watch_timeout, is replaced, and
+// a change made during the partition is served within 2 × watch_timeout. /healthz shows when
+// the watch last heard from the directory.
+#[test]
+fn a_frozen_watch_connection_is_replaced_within_the_watch_timeout() {
+    use crate::common::proxy::Proxy;
+    let slapd = Slapd::start();
+    let upstream = slapd
+        .ldap_url
+        .trim_start_matches("ldap://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream);
+    let work = tempfile::tempdir().unwrap();
+    let watch_timeout = Duration::from_secs(2);
+    let url = proxy.ldap_url();
+    let mut env = SYNCREPL_ONLY.to_vec();
+    env.push(("PCSYNC__DIRECTORY__URL", url.as_str()));
+    env.push(("PCSYNC__DAEMON__WATCH_TIMEOUT", "2s"));
+    let d = Daemon::start(&slapd, work.path(), &env);
+    d.wait_until(
+        "the syncrepl watch connects",
+        Duration::from_secs(30),
+        || {
+            let h = d.health();
+            h["watch"]["state"] == "connected" && h["watch"]["last_message_at"].is_string()
+        },
+    );
+    assert!(time_until_status(&d, FIXTURE_USER, 200, Duration::from_secs(10)).is_some());
+    // Heartbeats keep the silent persist phase heard from.
+    let first = d.health()["watch"]["last_message_at"].clone();
+    d.wait_until("a heartbeat is answered", watch_timeout * 2, || {
+        d.health()["watch"]["last_message_at"] != first
+    });
+
+    assert!(proxy.freeze_open_connections() >= 1);
+    let frozen = Instant::now();
+    add_endpoint(&slapd, "partitioned", "partitioned", &slapd.pool_dn("1:2"));
+    let served = time_until_status(&d, "partitioned", 200, watch_timeout * 3);
+    let took = frozen.elapsed();
+    assert!(
+        served.is_some() && took <= watch_timeout * 2,
+        "served after {took:?} ({served:?}); log:\n{}",
+        d.log_text()
+    );
+    assert!(
+        d.log_text()
+            .contains("(watch_timeout): replacing the connection")
+    );
+    d.wait_until(
+        "the watch is connected again",
+        Duration::from_secs(10),
+        || d.health()["watch"]["state"] == "connected",
+    );
+}
+
+// See: #17 (4). 1,000 idle, half-sent HTTP requests against a process limited to 256 open files:
+// /healthz, SIP over UDP and TCP, and scheduled runs keep working.
+#[test]
+fn a_thousand_half_open_http_connections_stop_neither_health_nor_sip() {
+    use crate::common::daemon::Options;
+    use std::io::Write;
+    raise_own_open_file_limit(2048);
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let options = Options {
+        open_files: Some(256),
+        ..Options::default()
+    };
+    let d = Daemon::spawn_with(&slapd, work.path(), &[], &options);
+    d.wait_until("/healthz answers", Duration::from_secs(30), || {
+        d.try_get("/healthz").is_some()
+    });
+    // A connection the kernel cannot even queue any more (a process out of descriptors stops
+    // accepting) is given up quickly, and the whole flood is bounded in time.
+    let mut idle = Vec::new();
+    let flood = Instant::now();
+    while idle.len() < 1000 && flood.elapsed() < Duration::from_secs(30) {
+        let Ok(mut s) = std::net::TcpStream::connect_timeout(&d.http, Duration::from_millis(200))
+        else {
+            continue;
+        };
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n");
+        idle.push(s);
+    }
+    assert_eq!(
+        idle.len(),
+        1000,
+        "connections stopped being accepted after {} (the listener no longer accepts, so the \
+         backlog filled); log:\n{}",
+        idle.len(),
+        d.log_text()
+    );
+    let runs = d.log_text().matches("scheduled run finished").count();
+    d.wait_until("/healthz still answers", Duration::from_secs(5), || {
+        d.try_get("/healthz").is_some()
+    });
+    assert_eq!(
+        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")),
+        Some(200)
+    );
+    assert_eq!(tcp_options_status(d.sip, FIXTURE_USER), Some(200));
+    d.wait_until("scheduled runs go on", Duration::from_secs(10), || {
+        d.log_text().matches("scheduled run finished").count() > runs + 1
+    });
+    let log = d.log_text();
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(idle);
+}
+
+/// Raises this test process's soft open-file limit to at least `n` (up to the hard limit).
+fn raise_own_open_file_limit(n: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|c| c < n) {
+        let want = limit.maximum.map_or(n, |m| m.min(n));
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(want),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
+// See: #17 (5). With auto_apply and changes pending, a scheduled run scans the directory once:
+// the plan it computed is the one applied, not computed again inside the apply. Counted by the
+// proxy in what slapd sends: a SIP user outside the endpoint container (so neither the table
+// refresh nor the watch reads it) carries a marker that only a scan of the users returns.
+#[test]
+fn a_scheduled_run_with_pending_changes_scans_the_directory_once() {
+    use crate::common::proxy::Proxy;
+    let slapd = Slapd::start();
+    let upstream = slapd
+        .ldap_url
+        .trim_start_matches("ldap://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream);
+    slapd.add(
+        "dn: CN=Scan Counter,OU=Users,DC=contoso,DC=com\nobjectClass: top\nobjectClass: person\n\
+         objectClass: organizationalPerson\nobjectClass: inetOrgPerson\nobjectClass: pcsyncRtcUser\n\
+         cn: Scan Counter\nsn: Counter\n\
+         msRTCSIP-PrimaryUserAddress: sip:scanmarker7q@contoso.com\nmsRTCSIP-UserEnabled: TRUE\n",
+    );
+    // The same bytes in and out: the proxy only counts them.
+    proxy.rewrite(b"scanmarker7q", b"scanmarker7q");
+    let work = tempfile::tempdir().unwrap();
+    let url = proxy.ldap_url();
+    // The start-up run only: the cron's next tick is on the 1st of January.
+    let d = Daemon::start(
+        &slapd,
+        work.path(),
+        &[
+            ("PCSYNC__DIRECTORY__URL", &url),
+            ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+            ("PCSYNC__SCHEDULE__CRON", "0 0 0 1 1 *"),
+        ],
+    );
+    d.wait_until("the start-up run applied", Duration::from_secs(60), || {
+        let h = d.health();
+        h["last_run"]["outcome"] == "applied" || h["last_run"]["outcome"] == "failed"
+    });
+    let h = d.health();
+    assert_eq!(
+        h["last_run"]["outcome"],
+        "applied",
+        "{h}\nlog:\n{}",
+        d.log_text()
+    );
+    assert_eq!(
+        proxy.rewritten(),
+        1,
+        "scans of the directory in one scheduled run; log:\n{}",
+        d.log_text()
+    );
+}
+
+// See: #17 (6). A DN holding a raw newline (planted by the proxy in what slapd sends) must not
+// forge a line in a text log: the finding that names it writes the newline as \0A.
+#[test]
+fn a_dn_with_a_raw_newline_cannot_forge_a_text_log_line() {
+    use crate::common::daemon::Options;
+    use crate::common::proxy::Proxy;
+    let slapd = Slapd::start();
+    let upstream = slapd
+        .ldap_url
+        .trim_start_matches("ldap://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream);
+    // Homed on a pool pcsync does not know: a finding that names the DN.
+    let unknown_pool = slapd.pool_dn("1:9");
+    add_endpoint(&slapd, "injectQQQFORGED LINE", "injected", &unknown_pool);
+    proxy.rewrite(b"injectQQQ", b"inject\n  ");
+    let work = tempfile::tempdir().unwrap();
+    let url = proxy.ldap_url();
+    let options = Options {
+        text_log: true,
+        ..Options::default()
+    };
+    let d = Daemon::spawn_with(
+        &slapd,
+        work.path(),
+        &[("PCSYNC__DIRECTORY__URL", &url)],
+        &options,
+    );
+    d.wait_until("the finding is logged", Duration::from_secs(30), || {
+        d.log_text().contains("FORGED LINE")
+    });
+    assert!(proxy.rewritten() > 0);
+    let log = d.log_text();
+    for line in log.lines().filter(|l| l.contains("FORGED LINE")) {
+        assert!(
+            line.contains("inject\\0A  FORGED LINE"),
+            "forged: {line:?}\nlog:\n{log}"
+        );
+    }
+}
+
+// See: #17 (2), the ldap3 panic. A DN that is not UTF-8 (one byte rewritten by the proxy) is a
+// finding with its bytes shown escaped, not a dead worker: the table keeps the other endpoints
+// and /healthz stays ok.
+#[test]
+fn a_non_utf8_dn_from_the_server_is_a_finding_not_a_dead_worker() {
+    use crate::common::proxy::Proxy;
+    let slapd = Slapd::start();
+    let upstream = slapd
+        .ldap_url
+        .trim_start_matches("ldap://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream);
+    add_endpoint(&slapd, "badbytesZZ", "badbytes", &slapd.pool_dn("1:2"));
+    proxy.rewrite(b"badbytesZZ", b"badbytes\xff\xfe");
+    let work = tempfile::tempdir().unwrap();
+    let url = proxy.ldap_url();
+    let d = Daemon::start(&slapd, work.path(), &[("PCSYNC__DIRECTORY__URL", &url)]);
+    d.wait_until("a few refreshes", Duration::from_secs(30), || {
+        d.health()["table"]["refresh_ok"].as_u64().unwrap_or(0) >= 3
+    });
+    assert!(proxy.rewritten() > 0);
+    let h = d.health();
+    assert_eq!(h["status"], "ok", "{h}");
+    let log = d.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("malformed_value") && log.contains("badbytes\\\\FF\\\\FE"),
+        "{log}"
+    );
+    assert_eq!(
+        options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")),
+        Some(200)
+    );
+}

@@ -13,6 +13,7 @@ mod ad_live;
 mod ad_multi;
 mod ad_multi_domain;
 mod ad_reconcile;
+mod architecture;
 mod audit;
 mod cli;
 mod common;

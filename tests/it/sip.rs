@@ -589,3 +589,52 @@ fn a_tcp_response_whose_connection_is_gone_goes_to_the_via_sent_by_port() {
     );
     assert!(text.contains("\r\nCall-ID: gone-"), "{text}");
 }
+
+/// One datagram to `server`; the status line of the answer, or `None` within 2 s.
+fn udp_status_line(server: std::net::SocketAddr, text: &str) -> Option<String> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    socket.send_to(text.as_bytes(), server).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).ok()?;
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .map(str::to_string)
+}
+
+// See: #17 (8). Over UDP the datagram is the whole message: a Content-Length larger than the
+// body it carries, or a negative one, gets 400 (RFC 3261 §18.3) instead of a 302; a request in
+// another SIP version gets 505.
+#[test]
+fn impossible_content_lengths_get_400_and_sip_3_gets_505_over_udp() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let server = Redirector::start(&slapd, work.path());
+    server.wait_for(FIXTURE_USER, 200, Duration::from_secs(30));
+    let invite = |version: &str, length: &str| {
+        format!(
+            "INVITE sip:{FIXTURE_USER}@contoso.com {version}\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5999;rport;branch=z9hG4bKcl{length}{version}\r\n\
+             From: <sip:test@127.0.0.1>;tag=cl\r\nTo: <sip:{FIXTURE_USER}@contoso.com>\r\n\
+             Call-ID: cl-{length}-{version}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
+             Content-Length: {length}\r\n\r\n"
+        )
+    };
+    let answer = |text: String| udp_status_line(server.addr, &text);
+    assert_eq!(
+        answer(invite("SIP/2.0", "0")).as_deref(),
+        Some("SIP/2.0 302 Moved Temporarily")
+    );
+    for length in ["500", "-1"] {
+        assert_eq!(
+            answer(invite("SIP/2.0", length)).as_deref(),
+            Some("SIP/2.0 400 Bad Request"),
+            "Content-Length: {length}"
+        );
+    }
+    assert_eq!(
+        answer(invite("SIP/3.0", "0")).as_deref(),
+        Some("SIP/2.0 505 Version Not Supported")
+    );
+}

@@ -22,6 +22,47 @@ use super::slapd::{POLL_INTERVAL, free_ports, log_tail, wait_bounded};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How [`Daemon::spawn_with`] starts the process.
+#[derive(Debug, Clone, Default)]
+pub struct Options<'a> {
+    /// `umask` for the process.
+    pub umask: Option<&'a str>,
+    /// `ulimit -n` (open files) for the process.
+    pub open_files: Option<u32>,
+    /// Write the SIP and HTTP addresses into the configuration file that `PCSYNC_CONFIG` in the
+    /// environment names, instead of the environment (which a reload cannot change), so a test
+    /// can move them with [`set_listeners`] and SIGHUP.
+    pub listeners_in_file: bool,
+    /// `--log-format text` instead of json.
+    pub text_log: bool,
+    /// Leave `[schedule] cron` to the configuration file instead of the harness's 1-second cron
+    /// in the environment (which a reload cannot change), so a test can change it with SIGHUP.
+    pub cron_in_file: bool,
+}
+
+/// Sets `[redirector] udp`, `tcp` and `[http] listen` in the configuration file at `path` (a
+/// copy of a shipped file, whose lines `udp = `, `tcp = ` and `listen = ` it replaces).
+pub fn set_listeners(path: &Path, udp: SocketAddr, tcp: SocketAddr, http: SocketAddr) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut seen = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or("").trim();
+            let value = match key {
+                "udp" => udp,
+                "tcp" => tcp,
+                "listen" => http,
+                _ => return l.to_string(),
+            };
+            seen += 1;
+            format!("{key} = \"{value}\"")
+        })
+        .collect();
+    assert_eq!(seen, 3, "{} lacks udp, tcp or listen lines", path.display());
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
 pub struct Daemon {
     child: Option<Child>,
     pub sip: SocketAddr,
@@ -42,7 +83,7 @@ impl Daemon {
     }
 
     pub fn spawn(backend: &dyn Backend, work: &Path, env: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn_with_umask(backend, work, env, None)
+        Daemon::spawn_with(backend, work, env, &Options::default())
     }
 
     /// Like [`Daemon::spawn`]; with `Some(umask)` the binary runs through
@@ -52,6 +93,20 @@ impl Daemon {
         work: &Path,
         env: &[(&str, &str)],
         umask: Option<&str>,
+    ) -> Daemon {
+        let options = Options {
+            umask,
+            ..Options::default()
+        };
+        Daemon::spawn_with(backend, work, env, &options)
+    }
+
+    /// [`Daemon::spawn`] with [`Options`].
+    pub fn spawn_with(
+        backend: &dyn Backend,
+        work: &Path,
+        env: &[(&str, &str)],
+        options: &Options<'_>,
     ) -> Daemon {
         let [sip_port, http_port] = free_ports::<2>();
         let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
@@ -65,39 +120,54 @@ impl Daemon {
             .iter()
             .find(|(k, _)| *k == "PCSYNC_CONFIG")
             .map_or_else(|| backend.config(), |(_, v)| PathBuf::from(v));
+        if options.listeners_in_file {
+            set_listeners(&config, sip, sip, http);
+        }
         let bin = assert_cmd::cargo::cargo_bin("pcsync");
-        let mut cmd = match umask {
-            None => Command::new(&bin),
-            Some(umask) => {
-                let mut sh = Command::new("sh");
-                sh.arg("-c")
-                    .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-                    .arg(&bin);
-                sh
-            }
+        let mut prelude = Vec::new();
+        if let Some(umask) = options.umask {
+            prelude.push(format!("umask {umask}"));
+        }
+        if let Some(n) = options.open_files {
+            prelude.push(format!("ulimit -n {n}"));
+        }
+        let mut cmd = if prelude.is_empty() {
+            Command::new(&bin)
+        } else {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("{} && exec \"$0\" \"$@\"", prelude.join(" && ")))
+                .arg(&bin);
+            sh
         };
         for (key, _) in std::env::vars() {
             if key.starts_with("PCSYNC") || key == "FAILPOINTS" {
                 cmd.env_remove(key);
             }
         }
+        let format = if options.text_log { "text" } else { "json" };
         cmd.current_dir(work)
             .arg("--config")
             .arg(&config)
-            .args(["--log-format", "json", "run"]);
+            .args(["--log-format", format, "run"]);
         for (k, v) in backend.env() {
             cmd.env(k, v);
         }
-        cmd.env("PCSYNC__REDIRECTOR__UDP", sip.to_string())
-            .env("PCSYNC__REDIRECTOR__TCP", sip.to_string())
-            .env("PCSYNC__HTTP__LISTEN", http.to_string())
-            .envs(backend.harness_timings().iter().copied())
-            .env("PCSYNC__STATE__DIR", &state_dir)
-            .env("PCSYNC__AUDIT__PATH", &audit)
-            .env("PCSYNC_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        if !options.listeners_in_file {
+            cmd.env("PCSYNC__REDIRECTOR__UDP", sip.to_string())
+                .env("PCSYNC__REDIRECTOR__TCP", sip.to_string())
+                .env("PCSYNC__HTTP__LISTEN", http.to_string());
+        }
+        let timings = backend.harness_timings().iter().copied();
+        cmd.envs(
+            timings.filter(|(k, _)| !(options.cron_in_file && *k == "PCSYNC__SCHEDULE__CRON")),
+        )
+        .env("PCSYNC__STATE__DIR", &state_dir)
+        .env("PCSYNC__AUDIT__PATH", &audit)
+        .env("PCSYNC_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env.iter().filter(|(k, _)| *k != "PCSYNC_CONFIG") {
             cmd.env(k, v);
         }
@@ -148,12 +218,16 @@ impl Daemon {
         Some((status, body.to_string()))
     }
 
+    /// The `/healthz` document, whatever the HTTP status (200 `ok`, 503 `degraded`); the two
+    /// must agree.
     pub fn health(&self) -> serde_json::Value {
         let (status, body) = self
             .try_get("/healthz")
             .unwrap_or_else(|| panic!("no /healthz; log:\n{}", log_tail(&self.log, 40)));
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let expected = if doc["status"] == "ok" { 200 } else { 503 };
+        assert_eq!(status, expected, "{body}");
+        doc
     }
 
     pub fn metrics(&self) -> String {
@@ -193,6 +267,13 @@ impl Daemon {
                 );
             }
         }
+    }
+
+    /// The exit status if the process has ended (reaped), without waiting.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
     }
 
     /// SIGKILL, then reap.

@@ -1,6 +1,7 @@
 //! Shared fixtures for the integration tests: a real slapd per test, and helpers around the CLI.
 
 pub mod daemon;
+pub mod proxy;
 pub mod redirect;
 pub mod samba;
 pub mod samba_pair;

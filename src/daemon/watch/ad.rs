@@ -17,59 +17,17 @@
 //! address) removes a DN from the listing: so deletions are seen within the same bound without
 //! tombstones, the show-deleted control or any right beyond reading the container.
 //!
-//! Either way the bound is one `poll_interval` plus a refresh. [`choose`], [`UsnTracker`] and
-//! [`dirsync_relevant`] are the pure decisions, unit-tested below.
+//! Either way the bound is one `poll_interval` plus a refresh. A round that takes longer than
+//! `[daemon] watch_timeout` is a connection gone silent, replaced like a lost one. [`UsnTracker`]
+//! and [`dirsync_relevant`] are the pure decisions, unit-tested below.
 
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::{Daemon, Reconnect};
-use crate::config::{Settings, WatchMode};
-use crate::ldap::{Directory, LiveWatch, UsnListing, UsnMark};
+use super::{End, Link, Mechanism, ask_refresh};
+use crate::config::Settings;
+use crate::daemon::{Daemon, log_safe};
+use crate::ldap::{Directory, UsnListing, UsnMark};
 use crate::model::{Dn, attr};
-use crate::schedule::Trigger;
-
-/// The watch mechanism actually run, as `/healthz` (`watch.mode`) and `/metrics` show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mechanism {
-    /// RFC 4533 refreshAndPersist ([`super::syncwatch`]).
-    Syncrepl,
-    /// DirSync with a cookie (this module).
-    DirSync,
-    /// uSNChanged polling (this module).
-    UsnPolling,
-    /// A refresh (full container rescan) every poll interval.
-    Poll,
-    /// No watch.
-    Off,
-}
-
-impl Mechanism {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Mechanism::Syncrepl => "syncrepl",
-            Mechanism::DirSync => "dirsync",
-            Mechanism::UsnPolling => "usn-polling",
-            Mechanism::Poll => "poll",
-            Mechanism::Off => "off",
-        }
-    }
-}
-
-/// The mechanism for `mode` on a server whose capabilities chose `offered` (DirSync already
-/// verified or refused by `Directory::verify_dirsync`).
-pub(crate) fn choose(mode: WatchMode, offered: LiveWatch) -> Mechanism {
-    match (mode, offered) {
-        (WatchMode::Off, _) => Mechanism::Off,
-        (WatchMode::Poll, _) => Mechanism::Poll,
-        (WatchMode::Auto, LiveWatch::Syncrepl) => Mechanism::Syncrepl,
-        (WatchMode::Auto, LiveWatch::DirSync) => Mechanism::DirSync,
-        (WatchMode::Auto, LiveWatch::UsnPolling) => Mechanism::UsnPolling,
-        (WatchMode::Auto, LiveWatch::Rescan) => Mechanism::Poll,
-    }
-}
 
 /// What one observation found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +54,8 @@ impl Verdict {
     }
 }
 
-/// The last USN mark and listing seen on the current connection.
+/// The last USN mark and listing seen on the current connection (a new connection starts a
+/// new tracker).
 #[derive(Debug, Default)]
 pub(crate) struct UsnTracker {
     mark: Option<UsnMark>,
@@ -120,12 +79,6 @@ impl UsnTracker {
         self.mark = Some(mark);
         self.listing = Some(listing);
         verdict
-    }
-
-    /// Forgets everything (the connection was lost): the next observation is a baseline.
-    #[cfg(test)]
-    pub(crate) fn reset(&mut self) {
-        *self = UsnTracker::default();
     }
 }
 
@@ -182,206 +135,165 @@ pub(crate) fn dirsync_verdict(baseline: bool, relevant: usize) -> Verdict {
     }
 }
 
-/// How the AD watch stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Cancelled: the daemon is stopping.
-    Stopped,
-    /// The server offers no uSNChanged tracking (not AD): the caller polls instead.
-    Unsupported,
-}
-
-/// Why one connection's polling ended.
-enum End {
-    Stopped,
-    Unsupported,
-    Lost(String),
-}
-
-/// Runs the AD watch (DirSync or uSNChanged polling) until cancelled, or until the server
-/// turns out not to be AD.
-pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
-    let settings = daemon.settings.load_full();
-    let mut reconnect = Reconnect::new("AD watch", &settings);
-    loop {
-        let connected = tokio::select! {
-            _ = token.cancelled() => return Outcome::Stopped,
-            c = Directory::connect(&settings.directory) => c,
-        };
-        let end = match connected {
-            Ok(mut dir) => {
-                let end =
-                    watch_connection(&daemon, &settings, &token, &mut reconnect, &mut dir).await;
-                dir.close().await;
-                end
-            }
-            Err(e) => End::Lost(e.to_string()),
-        };
-        match end {
-            End::Stopped => return Outcome::Stopped,
-            End::Unsupported => return Outcome::Unsupported,
-            End::Lost(reason) => reconnect.lost(&daemon, reason),
-        }
-        if !reconnect.wait(&token).await {
-            return Outcome::Stopped;
-        }
-    }
-}
-
-/// On a new connection: chooses DirSync or uSNChanged polling (verifying the DirSync right)
-/// and polls until the connection fails or the daemon stops; `Unsupported` when the server
-/// offers neither.
-async fn watch_connection(
+/// Watches with `mechanism` (DirSync or uSNChanged polling) on `dir` until the connection fails
+/// or goes silent. Everything it remembers (the USN listing, the DirSync cookie) lives in this
+/// call, so a new connection, after a lost one, starts with a baseline that refreshes the table:
+/// changes made while disconnected are not missed, and USNs of another DC are never compared.
+pub(crate) async fn watch(
     daemon: &Daemon,
     settings: &Settings,
-    token: &CancellationToken,
-    reconnect: &mut Reconnect,
     dir: &mut Directory,
+    mechanism: Mechanism,
+    link: &mut Link<'_>,
 ) -> End {
-    let bases = [
-        &settings.directory.base_dn,
-        &settings.layout.endpoint_container,
-    ];
-    let (offered, reason) = match dir.verify_dirsync(&bases).await {
-        Ok(caps) => (caps.watch, caps.watch_reason.clone()),
-        Err(e) => return End::Lost(e.to_string()),
-    };
-    let mechanism = choose(WatchMode::Auto, offered);
-    if !matches!(mechanism, Mechanism::DirSync | Mechanism::UsnPolling) {
-        return End::Unsupported;
-    }
-    daemon.status.update(|s| s.watch.mode = mechanism.as_str());
-    reconnect.connected(daemon);
+    link.connected(mechanism);
     info!(
         url = %dir.url(),
         mechanism = mechanism.as_str(),
         interval = ?settings.daemon.poll_interval,
-        reason = %reason,
+        reason = %dir.capabilities().watch_reason,
         "AD watch connected"
     );
-    if mechanism == Mechanism::DirSync {
-        poll_dirsync(daemon, token, dir).await
-    } else {
-        poll_usn(daemon, token, dir).await
-    }
-}
-
-/// uSNChanged polling on one connection until it fails or the daemon stops.
-async fn poll_usn(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -> End {
-    let settings = daemon.settings.load_full();
-    let container = settings.layout.endpoint_container.clone();
-    let mut tracker = UsnTracker::default();
-    let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return End::Stopped,
-            _ = ticker.tick() => {}
+    let container = &settings.layout.endpoint_container;
+    let mut poller = match (mechanism, dir.naming_context_of(container)) {
+        (Mechanism::DirSync, Some(nc)) => Poller::DirSync {
+            nc,
+            cookie: Vec::new(),
+        },
+        (Mechanism::DirSync, None) => {
+            info!(container = %container, "the endpoint container is in no naming context the root DSE lists: polling uSNChanged instead");
+            link.connected(Mechanism::UsnPolling);
+            Poller::Usn(UsnTracker::default())
         }
-        // The mark first: a change after it moves the next mark, so none falls between.
-        let mark = match dir.usn_mark().await {
-            Ok(Some(mark)) => mark,
-            Ok(None) => {
-                info!("the root DSE has no highestCommittedUSN: the watch polls instead");
-                return End::Unsupported;
-            }
-            Err(e) => return End::Lost(e.to_string()),
-        };
-        if !tracker.needs_listing(&mark) {
-            continue;
-        }
-        let highest = mark.highest;
-        let listing = match dir.usn_listing(&container).await {
-            Ok(l) => l,
-            Err(e) => return End::Lost(e.to_string()),
-        };
-        let entries = listing.len();
-        let verdict = tracker.observe(mark, listing);
-        match &verdict {
-            Verdict::Unchanged => {
-                debug!(
-                    highest,
-                    entries, "uSNChanged watch: the DC changed, the endpoint container did not"
-                );
-            }
-            Verdict::Baseline => debug!(highest, entries, "uSNChanged watch: baseline"),
-            Verdict::Seen { .. } => {}
-            Verdict::Changed {
-                added,
-                modified,
-                removed,
-            } => info!(
-                highest,
-                added, modified, removed, "uSNChanged watch: endpoint container changed"
-            ),
-        }
-        ask_refresh(daemon, &verdict);
-    }
-}
-
-/// Asks the redirector's worker for a refresh when `verdict` calls for one, and counts it.
-fn ask_refresh(daemon: &Daemon, verdict: &Verdict) {
-    if verdict.refresh() {
-        daemon.status.update(|s| s.watch.triggers += 1);
-        // Full = a refresh is pending already; this change coalesces into it.
-        let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
-    }
-}
-
-/// DirSync from the last cookie every interval, until the connection fails or the daemon stops.
-async fn poll_dirsync(daemon: &Daemon, token: &CancellationToken, dir: &mut Directory) -> End {
-    let settings = daemon.settings.load_full();
-    let container = settings.layout.endpoint_container.clone();
-    let Some(nc) = dir.naming_context_of(&container) else {
-        info!(container = %container, "the endpoint container is in no naming context the root DSE lists: polling uSNChanged instead");
-        daemon
-            .status
-            .update(|s| s.watch.mode = Mechanism::UsnPolling.as_str());
-        return poll_usn(daemon, token, dir).await;
+        _ => Poller::Usn(UsnTracker::default()),
     };
-    let mut cookie: Vec<u8> = Vec::new();
+    let silence = settings.daemon.watch_timeout;
     let mut ticker = tokio::time::interval(settings.daemon.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = token.cancelled() => return End::Stopped,
-            _ = ticker.tick() => {}
+        ticker.tick().await;
+        // A round is a few small searches; one that takes longer than watch_timeout is a
+        // connection gone silent.
+        let round = tokio::time::timeout(silence, poller.round(dir, container)).await;
+        let verdict = match round {
+            Ok(Ok(v)) => v,
+            Ok(Err(end)) => return end,
+            Err(_) => {
+                return End::Lost(format!(
+                    "nothing heard from {} for {silence:?} (watch_timeout): replacing the connection",
+                    dir.url()
+                ));
+            }
+        };
+        link.heard();
+        if let Some(v) = verdict
+            && v.refresh()
+        {
+            ask_refresh(daemon);
         }
-        let baseline = cookie.is_empty();
-        let mut objects = 0;
-        // The first few, for the log.
-        let mut seen: Vec<String> = Vec::new();
-        loop {
-            let page = match dir.dirsync(&nc, &cookie, DIRSYNC_ATTRS).await {
-                Ok(p) => p,
-                Err(e) => return End::Lost(e.to_string()),
-            };
-            for dn in page.dns {
-                if dirsync_relevant(&dn, &container) {
-                    objects += 1;
-                    if seen.len() < 5 {
-                        seen.push(dn);
-                    }
+    }
+}
+
+/// What one connection's AD watch remembers between rounds.
+enum Poller {
+    DirSync { nc: String, cookie: Vec<u8> },
+    Usn(UsnTracker),
+}
+
+impl Poller {
+    /// One poll: `None` when the USN did not move (nothing was listed).
+    async fn round(&mut self, dir: &mut Directory, container: &Dn) -> Result<Option<Verdict>, End> {
+        match self {
+            Poller::DirSync { nc, cookie } => {
+                dirsync_round(dir, nc, cookie, container).await.map(Some)
+            }
+            Poller::Usn(tracker) => usn_round(dir, tracker, container).await,
+        }
+    }
+}
+
+/// uSNChanged: the DC's mark first, the container listing only when it moved.
+async fn usn_round(
+    dir: &mut Directory,
+    tracker: &mut UsnTracker,
+    container: &Dn,
+) -> Result<Option<Verdict>, End> {
+    // The mark first: a change after it moves the next mark, so none falls between.
+    let mark = match dir.usn_mark().await {
+        Ok(Some(mark)) => mark,
+        Ok(None) => {
+            info!("the root DSE has no highestCommittedUSN: the watch polls instead");
+            return Err(End::Unsupported);
+        }
+        Err(e) => return Err(End::Lost(e.to_string())),
+    };
+    if !tracker.needs_listing(&mark) {
+        return Ok(None);
+    }
+    let highest = mark.highest;
+    let listing = dir
+        .usn_listing(container)
+        .await
+        .map_err(|e| End::Lost(e.to_string()))?;
+    let entries = listing.len();
+    let verdict = tracker.observe(mark, listing);
+    match &verdict {
+        Verdict::Unchanged => debug!(
+            highest,
+            entries, "uSNChanged watch: the DC changed, the endpoint container did not"
+        ),
+        Verdict::Baseline => debug!(highest, entries, "uSNChanged watch: baseline"),
+        Verdict::Seen { .. } => {}
+        Verdict::Changed {
+            added,
+            modified,
+            removed,
+        } => info!(
+            highest,
+            added, modified, removed, "uSNChanged watch: endpoint container changed"
+        ),
+    }
+    Ok(Some(verdict))
+}
+
+/// DirSync from the cookie until `moreResults` is off.
+async fn dirsync_round(
+    dir: &mut Directory,
+    nc: &str,
+    cookie: &mut Vec<u8>,
+    container: &Dn,
+) -> Result<Verdict, End> {
+    let baseline = cookie.is_empty();
+    let mut objects = 0;
+    // The first few, for the log.
+    let mut seen: Vec<String> = Vec::new();
+    loop {
+        let page = dir
+            .dirsync(nc, cookie, DIRSYNC_ATTRS)
+            .await
+            .map_err(|e| End::Lost(e.to_string()))?;
+        for dn in page.dns {
+            if dirsync_relevant(&dn, container) {
+                objects += 1;
+                if seen.len() < 5 {
+                    seen.push(log_safe(&dn).into_owned());
                 }
             }
-            cookie = page.cookie;
-            if !page.more || cookie.is_empty() {
-                break;
-            }
-            if token.is_cancelled() {
-                return End::Stopped;
-            }
         }
-        let verdict = dirsync_verdict(baseline, objects);
-        match verdict {
-            Verdict::Baseline => debug!(nc = %nc, "DirSync watch: baseline"),
-            Verdict::Seen { objects } => {
-                info!(nc = %nc, objects, dns = ?seen, "DirSync watch: endpoint container changed")
-            }
-            _ => {}
+        *cookie = page.cookie;
+        if !page.more || cookie.is_empty() {
+            break;
         }
-        ask_refresh(daemon, &verdict);
     }
+    let verdict = dirsync_verdict(baseline, objects);
+    match verdict {
+        Verdict::Baseline => debug!(nc = %nc, "DirSync watch: baseline"),
+        Verdict::Seen { objects } => {
+            info!(nc = %nc, objects, dns = ?seen, "DirSync watch: endpoint container changed")
+        }
+        _ => {}
+    }
+    Ok(verdict)
 }
 
 #[cfg(test)]
@@ -469,34 +381,21 @@ mod tests {
     }
 
     #[test]
-    fn a_new_dc_or_a_reset_starts_a_new_baseline_which_refreshes() {
+    fn a_new_dc_or_a_new_connection_starts_a_new_baseline_which_refreshes() {
         let mut t = UsnTracker::default();
         t.observe(mark(DC1, 100), listing(&[("cn=a", 90)]));
         // Same entries, but the USNs of another DC cannot be compared with DC1's.
         let v = t.observe(mark(DC2, 5000), listing(&[("cn=a", 4000)]));
         assert_eq!(v, Verdict::Baseline);
         assert!(v.refresh());
-        t.reset();
+        // A new connection (after a lost one) starts a new tracker: its first listing is a
+        // baseline too, even on the same DC with nothing changed.
+        let mut t = UsnTracker::default();
         assert!(t.needs_listing(&mark(DC2, 5000)));
         assert_eq!(
             t.observe(mark(DC2, 5000), listing(&[("cn=a", 4000)])),
             Verdict::Baseline
         );
-    }
-
-    #[test]
-    fn the_mechanism_follows_the_mode_and_what_the_server_offers() {
-        use LiveWatch::*;
-        assert_eq!(choose(WatchMode::Auto, Syncrepl), Mechanism::Syncrepl);
-        assert_eq!(choose(WatchMode::Auto, DirSync), Mechanism::DirSync);
-        assert_eq!(choose(WatchMode::Auto, UsnPolling), Mechanism::UsnPolling);
-        assert_eq!(choose(WatchMode::Auto, Rescan), Mechanism::Poll);
-        for offered in [Syncrepl, DirSync, UsnPolling, Rescan] {
-            assert_eq!(choose(WatchMode::Poll, offered), Mechanism::Poll);
-            assert_eq!(choose(WatchMode::Off, offered), Mechanism::Off);
-        }
-        assert_eq!(Mechanism::UsnPolling.as_str(), "usn-polling");
-        assert_eq!(Mechanism::DirSync.as_str(), "dirsync");
     }
 
     #[test]

@@ -1,7 +1,12 @@
 //! The syncrepl live watch (OpenLDAP with syncprov): an RFC 4533 refreshAndPersist search on
 //! the endpoint container ([`crate::ldap::Directory::syncrepl`]) whose every event triggers a
-//! table refresh through the redirector's own worker (built whole, validated, published), so
-//! a change reaches the redirector within a second instead of a poll interval.
+//! table refresh through the refresh worker (built whole, validated, published), so a change
+//! reaches the redirector within a second instead of a poll interval.
+//!
+//! The persist phase says nothing while nothing changes; the consumer probes the connection
+//! after a third of `watch_timeout` of silence, and a stream that has not been heard from (no
+//! event, no probe answered) for `watch_timeout` is replaced by a new connection, whose refresh
+//! phase brings what was missed.
 //!
 //! The consumer runs in its own task: ldap3's sync parsers panic on malformed BER, and a panic
 //! there ends only that task, which this loop treats as a dropped connection. The newest cookie
@@ -9,14 +14,15 @@
 //! rather than re-reading the container; LDAP 4096 (e-syncRefreshRequired) drops it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
-use super::{Daemon, Reconnect};
-use crate::ldap::{Directory, LiveWatch, SyncEnd, SyncEvent};
+use super::{End, Link, Mechanism, ask_refresh};
+use crate::config::Settings;
+use crate::daemon::Daemon;
+use crate::ldap::{Directory, SyncEnd, SyncEvent};
 use crate::model::Dn;
 use crate::schedule::Trigger;
 use crate::util::{from_hex, hex};
@@ -116,126 +122,133 @@ impl CookieStore {
 }
 
 /// What the watch does with one event: whether it asks for a table refresh, and the cookie to
-/// persist.
+/// persist. Every event, `Alive` included, proves the connection alive.
 pub(crate) fn handle(event: SyncEvent) -> (bool, Option<Vec<u8>>) {
     match event {
         SyncEvent::Changed | SyncEvent::RefreshDone => (true, None),
         SyncEvent::Cookie(c) => (false, Some(c)),
+        SyncEvent::Alive => (false, None),
     }
 }
 
-/// How the syncrepl watch stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// Cancelled: the daemon is stopping.
-    Stopped,
-    /// The server does not advertise syncrepl: the caller polls instead.
-    Unsupported,
+/// The syncrepl watch's state across connections: the cookie, and whether the next stream
+/// must ask for a full reload.
+pub(crate) struct Syncrepl {
+    base: Dn,
+    store: CookieStore,
+    cookie: Option<Vec<u8>>,
+    reload: bool,
 }
 
-/// Runs the syncrepl watch until cancelled, or until a server turns out to have no syncrepl.
-pub(crate) async fn run(daemon: Arc<Daemon>, token: CancellationToken) -> Outcome {
-    let settings = daemon.settings.load_full();
-    let base = settings.layout.endpoint_container.clone();
-    let store = CookieStore::new(&settings.state.dir, &base);
-    let mut cookie = match store.load() {
-        Ok(c) => c,
-        Err(e) => {
+impl Syncrepl {
+    pub(crate) fn new(settings: &Settings) -> Syncrepl {
+        let base = settings.layout.endpoint_container.clone();
+        let store = CookieStore::new(&settings.state.dir, &base);
+        let cookie = store.load().unwrap_or_else(|e| {
             warn!("{e}");
             None
+        });
+        Syncrepl {
+            base,
+            store,
+            cookie,
+            reload: false,
         }
-    };
-    let mut reconnect = Reconnect::new("syncrepl watch", &settings);
-    let mut reload = false;
-    loop {
-        let connected = tokio::select! {
-            _ = token.cancelled() => return Outcome::Stopped,
-            c = Directory::connect(&settings.directory) => c,
-        };
-        let end = match connected {
-            Ok(dir) => {
-                if dir.capabilities().watch != LiveWatch::Syncrepl {
-                    dir.close().await;
-                    return Outcome::Unsupported;
-                }
-                reconnect.connected(&daemon);
-                info!(base = %base, resume = cookie.is_some(), "syncrepl watch connected");
-                // Changes made while disconnected arrive in the refresh phase; a refresh now
-                // covers a server that restarted without the cookie's history too.
-                let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
-                match consume(&daemon, &token, &store, dir, &base, &mut cookie, reload).await {
-                    Some(end) => end,
-                    None => return Outcome::Stopped,
-                }
-            }
-            Err(e) => SyncEnd::Lost(e.to_string()),
-        };
-        let reloaded = std::mem::take(&mut reload);
-        let end = match end {
-            // Asked again right after a full reload: back off rather than spin.
-            SyncEnd::RefreshRequired if reloaded => SyncEnd::Lost(
-                "the server requires a full refresh (LDAP 4096) even after one".to_string(),
-            ),
-            end => end,
-        };
+    }
+
+    /// Streams on `dir` until the connection is lost, goes silent for `watch_timeout`, or the
+    /// server asks for a full refresh.
+    pub(crate) async fn watch(
+        &mut self,
+        daemon: &Daemon,
+        settings: &Settings,
+        dir: Directory,
+        link: &mut Link<'_>,
+    ) -> End {
+        link.connected(Mechanism::Syncrepl);
+        info!(base = %self.base, resume = self.cookie.is_some(), "syncrepl watch connected");
+        // Changes made while disconnected arrive in the refresh phase; a refresh now covers a
+        // server that restarted without the cookie's history too.
+        let _ = daemon.refresh.try_send(Trigger::Watch);
+        let reloaded = std::mem::take(&mut self.reload);
+        let end = self.consume(daemon, settings, dir, link, reloaded).await;
         match end {
+            // Asked again right after a full reload: back off rather than spin.
+            SyncEnd::RefreshRequired if reloaded => {
+                End::Lost("the server requires a full refresh (LDAP 4096) even after one".into())
+            }
             SyncEnd::RefreshRequired => {
                 info!("syncrepl: the server requires a full refresh (LDAP 4096); cookie dropped");
-                cookie = None;
-                reload = true;
-                if let Err(e) = store.clear() {
+                self.cookie = None;
+                self.reload = true;
+                if let Err(e) = self.store.clear() {
                     warn!("{e}");
                 }
-                continue;
+                End::Again
             }
-            SyncEnd::Unsupported => return Outcome::Unsupported,
-            SyncEnd::Stopped => return Outcome::Stopped,
-            SyncEnd::Lost(reason) => reconnect.lost(&daemon, reason),
-        }
-        if !reconnect.wait(&token).await {
-            return Outcome::Stopped;
+            SyncEnd::Unsupported => End::Unsupported,
+            SyncEnd::Stopped => End::Stopped,
+            SyncEnd::Lost(reason) => End::Lost(reason),
         }
     }
-}
 
-/// One stream: the consumer in its own task, its events applied here. `None` = cancelled.
-async fn consume(
-    daemon: &Daemon,
-    token: &CancellationToken,
-    store: &CookieStore,
-    dir: Directory,
-    base: &Dn,
-    cookie: &mut Option<Vec<u8>>,
-    reload: bool,
-) -> Option<SyncEnd> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut task = tokio::spawn(dir.syncrepl(base.clone(), cookie.clone(), reload, tx));
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => {
-                task.abort();
-                return None;
-            }
-            event = rx.recv() => match event {
-                Some(event) => {
-                    let (refresh, new_cookie) = handle(event);
-                    if refresh {
-                        daemon.status.update(|s| s.watch.triggers += 1);
-                        // Full = a refresh is pending already; this event coalesces into it.
-                        let _ = daemon.redirector.triggers.try_send(Trigger::Manual);
+    /// One stream: the consumer in its own task (aborted if this future is dropped), its
+    /// events applied here, and the silence deadline.
+    async fn consume(
+        &mut self,
+        daemon: &Daemon,
+        settings: &Settings,
+        dir: Directory,
+        link: &Link<'_>,
+        reload: bool,
+    ) -> SyncEnd {
+        let silence = settings.daemon.watch_timeout;
+        let url = dir.url().to_string();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Probed after a third of the silence allowed, so two probes can go unanswered in
+        // time before the connection is given up.
+        let stream = dir.syncrepl(
+            self.base.clone(),
+            self.cookie.clone(),
+            reload,
+            silence / 3,
+            tx,
+        );
+        let mut task = AbortOnDropHandle::new(tokio::spawn(stream));
+        let deadline = tokio::time::sleep(silence);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => {
+                        link.heard();
+                        deadline.as_mut().reset(tokio::time::Instant::now() + silence);
+                        self.apply(daemon, event);
                     }
-                    if let Some(c) = new_cookie {
-                        if let Err(e) = store.save(&c) {
-                            warn!("{e}");
-                        }
-                        *cookie = Some(c);
-                    }
+                    None => break,
+                },
+                () = &mut deadline => {
+                    return SyncEnd::Lost(format!(
+                        "nothing heard from {url} for {silence:?} (watch_timeout): replacing the connection"
+                    ));
                 }
-                None => break,
-            },
+            }
+        }
+        end_of_task((&mut task).await)
+    }
+
+    fn apply(&mut self, daemon: &Daemon, event: SyncEvent) {
+        let (refresh, new_cookie) = handle(event);
+        if refresh {
+            ask_refresh(daemon);
+        }
+        if let Some(c) = new_cookie {
+            if let Err(e) = self.store.save(&c) {
+                warn!("{e}");
+            }
+            self.cookie = Some(c);
         }
     }
-    Some(end_of_task((&mut task).await))
 }
 
 /// How the consumer task ended; a panic (ldap3's parsers on malformed BER) is a lost
@@ -323,6 +336,7 @@ mod tests {
     fn changes_and_refresh_done_refresh_the_table_and_cookies_are_kept() {
         assert_eq!(handle(SyncEvent::Changed), (true, None));
         assert_eq!(handle(SyncEvent::RefreshDone), (true, None));
+        assert_eq!(handle(SyncEvent::Alive), (false, None));
         assert_eq!(
             handle(SyncEvent::Cookie(b"k".to_vec())),
             (false, Some(b"k".to_vec()))
