@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
-use pcsync::audit::{Actor, AuditLog, AuditSink, Note};
+use pcsync::audit::{Actor, AuditLog, AuditSink, LogFiles, Note};
 use serde_json::{Value, json};
 
 /// Seconds since the epoch of the next generated record.
@@ -53,12 +53,13 @@ fn append(path: &Path, records: u64, max_segment_bytes: Option<u64>) -> Result<(
         bind_dn: Some("CN=svc-pcsync,OU=Service Accounts,DC=contoso,DC=com".into()),
         host: "bench".into(),
     };
-    let mut log = AuditLog::open(path, "", actor, clock)
+    let mut files = LogFiles::unanchored(path);
+    if let Some(bytes) = max_segment_bytes {
+        files = files.with_max_segment_size(bytes);
+    }
+    let mut log = AuditLog::open(&files, "", actor, clock)
         .map_err(|e| e.to_string())?
         .without_fsync();
-    if let Some(bytes) = max_segment_bytes {
-        log = log.with_max_segment_size(bytes);
-    }
     let mut written = 0;
     let mut run = 0u64;
     while written < records {

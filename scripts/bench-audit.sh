@@ -6,27 +6,40 @@
 # do at least) and `grep -F` for the list filter's SIP URI. Prints wall times (best of RUNS), the
 # ratios, and peak RSS at both sizes (streamed reading keeps it flat).
 #
+# Then the recovery look over the LARGE log: before it writes, every run asks the log for the
+# swaps a crashed run left open. Timed as `pcsync reconcile` (a dry run against a small slapd
+# with the contoso fixture) with the log anchored in its state dir (the anchor and the last line
+# are read) and, as the baseline in the same run, without an anchor (the whole log is read and
+# verified, which is what every run, and every daemon tick, did before the anchor).
+#
 #   scripts/bench-audit.sh [LARGE] [RUNS] [SMALL]
 #
-# Needs GNU time (/usr/bin/time), sha256sum, grep, awk, and release builds of pcsync and the
-# generator (built here).
-# Everything lives in a temp dir, removed on exit.
+# Needs GNU time (/usr/bin/time), sha256sum, grep, awk, slapd, slapadd and ldapsearch
+# (scripts/deps.sh), and release builds of pcsync and the generator (built here). Everything
+# lives in a temp dir, removed on exit; the slapd started here is stopped by its PID.
 set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
+. scripts/lib/slapd.sh
 
 large=${1:-1000000}
 runs=${2:-3}
 small=${3:-100000}
-for tool in /usr/bin/time sha256sum grep awk; do
+for tool in /usr/bin/time sha256sum grep awk /usr/sbin/slapd ldapsearch; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "bench-audit: $tool not found; apt-get install time coreutils grep gawk" >&2
+    echo "bench-audit: $tool not found; run scripts/deps.sh (apt-get install time coreutils grep gawk slapd ldap-utils)" >&2
     exit 1
   fi
 done
+slapadd=$(command -v slapadd || echo /usr/sbin/slapadd)
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+slapd_pid=
+cleanup() {
+  if [ -n "$slapd_pid" ]; then kill "$slapd_pid" 2>/dev/null || true; wait "$slapd_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 echo "== building pcsync and the audit log generator (release)" >&2
 cargo build --release --locked --quiet --bin pcsync --example audit_generate
@@ -79,7 +92,59 @@ for n in "$small" "$large"; do
   ratio_lh=$(awk -v a="$best_l" -v b="$best_vb" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
   echo "records=$n segments=${#segs[@]} mib=$((bytes / 1048576)) verify_best=${best_v}s sha256sum_best=${best_vb}s verify_ratio=$ratio_v verify_peak_rss_mib=$((rss_v / 1024)) list_best=${best_l}s grep_best=${best_lb}s list_ratio_grep=$ratio_l list_ratio_sha256sum=$ratio_lh list_rows=$rows list_peak_rss_mib=$((rss_l / 1024))"
   result[$n]=$rss_v
-  rm -rf "$dir"
+  # The large log stays for the recovery look.
+  if [ "$n" != "$large" ]; then rm -rf "$dir"; fi
 done
 flat=$(awk -v a="${result[$small]}" -v b="${result[$large]}" 'BEGIN { printf "%.2f", b / a }')
 echo "verify peak RSS ${large} / ${small} records = $flat (1.00 = flat)"
+
+echo "== the recovery look of a dry run over $large records: anchored vs not" >&2
+log="$work/log-$large/audit.jsonl"
+mkdir -p "$work/slapd"
+password="bench-$RANDOM$RANDOM"
+printf '%s' "$password" >"$work/slapd/admin.pw"
+chmod 600 "$work/slapd/admin.pw"
+slapd_conf "$work/slapd" "$password" 0 >"$work/slapd/slapd.conf"
+"$slapadd" -q -f "$work/slapd/slapd.conf" -b "cn=Configuration,dc=contoso,dc=com" -l tests/fixtures/contoso-config.ldif
+"$slapadd" -q -f "$work/slapd/slapd.conf" -b "dc=contoso,dc=com" -l tests/fixtures/contoso-domain.ldif
+slapd_serve "$work/slapd"
+pcsync_env() { # state-dir command...
+  local state=$1
+  shift
+  PCSYNC__DIRECTORY__URL="$url" PCSYNC__DIRECTORY__BIND_PASSWORD_FILE="$work/slapd/admin.pw" \
+    PCSYNC__AUDIT__PATH="$log" PCSYNC__STATE__DIR="$state" "$@"
+}
+reconcile() { # out-file state-dir
+  local code=0
+  pcsync_env "$2" /usr/bin/time -f '%e %M' -o "$1" \
+    "$pcsync" --config config/openldap.toml reconcile >/dev/null 2>"$work/reconcile.err" || code=$?
+  # The fixture's plan has pending swaps: exit 2. Anything else means the run did not get as
+  # far as planning, so its time would measure nothing.
+  if [ "$code" -ne 2 ]; then
+    echo "bench-audit: the dry run exited $code (expected 2, changes pending):" >&2
+    cat "$work/reconcile.err" >&2
+    exit 1
+  fi
+}
+# The anchored state dir: the log accepted as it is (it was written without an anchor).
+if ! pcsync_env "$work/anchored" "$pcsync" --config config/openldap.toml audit verify --reanchor >"$work/reanchor.out" 2>&1; then
+  echo "bench-audit: audit verify --reanchor failed:" >&2
+  cat "$work/reanchor.out" >&2
+  exit 1
+fi
+reconcile "$work/a.out" "$work/anchored"
+best_a=999999; best_b=999999
+for run in $(seq 1 "$runs"); do
+  reconcile "$work/b.out" "$work/unanchored"
+  reconcile "$work/a.out" "$work/anchored"
+  read -r b _ < <(tail -1 "$work/b.out")
+  read -r a _ < <(tail -1 "$work/a.out")
+  echo "   run $run: dry run anchored ${a}s, without an anchor ${b}s" >&2
+  best_a=$(min "$best_a" "$a"); best_b=$(min "$best_b" "$b")
+done
+if [ -e "$work/unanchored/audit-anchor.json" ]; then
+  echo "bench-audit: a dry run wrote an anchor; the baseline is not what it claims" >&2
+  exit 1
+fi
+ratio_a=$(awk -v a="$best_a" -v b="$best_b" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+echo "records=$large dry_run_anchored_best=${best_a}s dry_run_unanchored_best=${best_b}s anchored_ratio=$ratio_a"

@@ -5,13 +5,14 @@
 //! reaches the other. So [`scan`] searches the endpoint container, then `base_dn`, and when the
 //! container happens to lie under `base_dn` (a single-tree OpenLDAP layout) skips it the second
 //! time so no object is seen twice. Objects are streamed to a callback; nothing is buffered.
+//! [`detect`] is the same scan reading only what detection needs of each object.
 //! With `directory.global_catalog` (a forest of several domains) the users of every domain are
 //! searched through the Global Catalog instead of `base_dn` alone.
 
 use crate::config::Settings;
 use crate::estate::routed;
 use crate::ldap::{Directory, Error, Search, SearchStats};
-use crate::model::{Classifier, DirectoryObject, Dn, Finding, attr};
+use crate::model::{Classifier, DirectoryObject, Dn, Finding, Sighting, attr};
 
 /// Counts from one scan of both scopes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,55 +29,120 @@ pub(crate) fn classifier(settings: &Settings) -> Classifier {
     )
 }
 
-/// Streams every SIP-enabled object in the endpoint container and under `base_dn`.
+/// Streams every SIP-enabled object in the endpoint container and under `base_dn` (every
+/// domain's, with `directory.global_catalog`).
 pub async fn scan(
     dir: &mut Directory,
     settings: &Settings,
     findings: &mut Vec<Finding>,
-    on_object: impl FnMut(DirectoryObject),
+    mut on_object: impl FnMut(DirectoryObject),
 ) -> Result<ScanStats, Error> {
-    scan_with(dir, settings, attr::SEARCHED, findings, on_object).await
+    let visit = Visit::<_, fn(Sighting<'_>)>::Objects(&mut on_object);
+    scan_as(dir, settings, attr::SEARCHED, findings, visit).await
 }
 
-/// [`scan`] reading only `attrs` (objectClass and the SIP address at least).
-pub(crate) async fn scan_with(
+/// [`scan`] for detection: only each object's kind and SIP address ([`Sighting`]), read in
+/// place, so a scan of a large directory costs little more than the search itself.
+pub(crate) async fn detect(
+    dir: &mut Directory,
+    settings: &Settings,
+    findings: &mut Vec<Finding>,
+    mut on_sighting: impl FnMut(Sighting<'_>),
+) -> Result<ScanStats, Error> {
+    let visit = Visit::<fn(DirectoryObject), _>::Sightings(&mut on_sighting);
+    scan_as(dir, settings, attr::DETECTION, findings, visit).await
+}
+
+/// What a scan hands each object to: the whole object ([`scan`]) or its [`Sighting`]
+/// ([`detect`]).
+enum Visit<'v, O, S> {
+    Objects(&'v mut O),
+    Sightings(&'v mut S),
+}
+
+impl<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)> Visit<'_, O, S> {
+    /// Runs `search` on `conn`, handing each object on.
+    async fn search(
+        &mut self,
+        conn: &mut Directory,
+        search: &Search<'_>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+    ) -> Result<SearchStats, Error> {
+        match self {
+            Visit::Objects(on_object) => {
+                conn.for_each_object(search, classifier, findings, &mut **on_object)
+                    .await
+            }
+            Visit::Sightings(on_sighting) => {
+                conn.for_each_sighting(search, classifier, findings, &mut **on_sighting)
+                    .await
+            }
+        }
+    }
+}
+
+/// Both scopes of a scan reading `attrs`: the endpoint container, then the users, passing over
+/// the container when it lies among them. Users are searched under `base_dn` on `dir` itself;
+/// with `directory.global_catalog`, under each domain of the forest on the Global Catalog,
+/// closed afterwards.
+async fn scan_as<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)>(
     dir: &mut Directory,
     settings: &Settings,
     attrs: &'static [&'static str],
     findings: &mut Vec<Finding>,
-    mut on_object: impl FnMut(DirectoryObject),
+    mut visit: Visit<'_, O, S>,
 ) -> Result<ScanStats, Error> {
     let classifier = classifier(settings);
     let container = &settings.layout.endpoint_container;
     let endpoints = Search::sip_objects("endpoint container", container).reading(attrs);
-    let endpoint_container = dir
-        .for_each_object(&endpoints, &classifier, findings, &mut on_object)
-        .await?;
+    let endpoint_container = visit.search(dir, &endpoints, &classifier, findings).await?;
     let skip = container
         .is_within(&settings.directory.base_dn)
         .then_some(container);
-    let scope = user_scope(dir, settings).await?;
-    let (mut global_catalog, bases) = (scope.global_catalog, scope.bases);
-    let mut base = SearchStats::default();
-    for b in &bases {
-        let conn = match global_catalog.as_mut() {
-            Some(gc) => gc,
-            None => &mut *dir,
-        };
-        let users = Search::sip_objects("base DN", b)
+    let users = |base| {
+        Search::sip_objects("base DN", base)
             .reading(attrs)
-            .skipping(skip);
-        let one = conn
-            .for_each_object(&users, &classifier, findings, &mut on_object)
+            .skipping(skip)
+    };
+    let UserScope {
+        global_catalog,
+        bases,
+    } = user_scope(dir, settings).await?;
+    let Some(mut gc) = global_catalog else {
+        let base = visit
+            .search(
+                dir,
+                &users(&settings.directory.base_dn),
+                &classifier,
+                findings,
+            )
             .await?;
-        base.entries += one.entries;
-        base.skipped += one.skipped;
-        base.references += one.references;
+        return Ok(ScanStats {
+            endpoint_container,
+            base,
+        });
+    };
+    let mut base = SearchStats::default();
+    let mut searched = Ok(());
+    for domain in &bases {
+        match visit
+            .search(&mut gc, &users(domain), &classifier, findings)
+            .await
+        {
+            Ok(one) => {
+                base.entries += one.entries;
+                base.skipped += one.skipped;
+                base.references += one.references;
+            }
+            Err(e) => {
+                searched = Err(e);
+                break;
+            }
+        }
     }
-    if let Some(gc) = global_catalog {
-        gc.close().await;
-    }
-    Ok(ScanStats {
+    gc.close().await;
+    searched.map(|()| ScanStats {
         endpoint_container,
         base,
     })

@@ -42,3 +42,29 @@ _slapd_database() { # suffix dir rootpw-line work syncprov service-dn
     printf 'overlay syncprov\nsyncprov-checkpoint 100 1\nsyncprov-sessionlog 1000\n'
   fi
 }
+
+# Starts slapd with WORK/slapd.conf on a free loopback port (random ones until it answers) and
+# sets `url` and `slapd_pid`; the caller stops it by that PID. Every wait is bounded.
+#
+#   slapd_serve WORK
+slapd_serve() {
+  local work=$1 attempt port
+  slapd_pid=
+  for attempt in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 40000))
+    url="ldap://127.0.0.1:$port"
+    /usr/sbin/slapd -d none -f "$work/slapd.conf" -h "$url/" 2>>"$work/slapd.log" &
+    slapd_pid=$!
+    for _ in $(seq 1 200); do
+      if ldapsearch -x -H "$url" -b "" -s base '(objectClass=*)' 1.1 >/dev/null 2>&1; then return 0; fi
+      if ! kill -0 "$slapd_pid" 2>/dev/null; then break; fi
+      sleep 0.05
+    done
+    kill "$slapd_pid" 2>/dev/null || true
+    wait "$slapd_pid" 2>/dev/null || true
+    slapd_pid=
+  done
+  echo "slapd did not start; log:" >&2
+  tail -20 "$work/slapd.log" >&2
+  return 1
+}

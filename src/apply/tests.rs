@@ -420,6 +420,7 @@ fn unfinished_from(notes: &[Note]) -> Vec<crate::audit::Unfinished> {
             before: n.before.clone(),
             after: n.after.clone(),
             prev: String::new(),
+            mac: None,
         })
         .collect();
     crate::audit::unfinished_swaps(&records)

@@ -15,26 +15,40 @@
 //! segment starts whose first record chains to the sealed one's last. The writer needs only the
 //! active segment (checked on open, so bounded by the size limit); reading streams line by line
 //! across all segments with bounded memory. Files are created 0600, directories 0700.
+//!
+//! What protects the log beyond its chain lives in sibling modules: [`anchor`] (the head and
+//! the open-swap index in `state.dir`, so a deleted, cut or rewritten log is refused), [`key`]
+//! (the optional keyed chain), [`redact`] (no secret attribute is ever written), [`salvage`]
+//! (reading one run past damage elsewhere); [`files`] names a log and its protection.
+pub(crate) mod anchor;
 mod cursor;
+mod files;
+pub(crate) mod key;
 pub(crate) mod ldif;
 mod read;
+pub(crate) mod redact;
 pub(crate) mod review;
+pub(crate) mod salvage;
 pub(crate) mod segments;
 #[cfg(test)]
 mod tests;
+pub use anchor::AnchorBreak;
 pub(crate) use cursor::Cursor;
 #[cfg(test)]
 pub(crate) use cursor::CursorError;
+pub use files::LogFiles;
 pub(crate) use read::{Reader, Summary, Verified, repair_torn, verify};
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use self::key::{Keyring, Signed};
 use crate::model::{Dn, Entry, SipUri};
 use crate::plan::{Change, Plan};
 use crate::util::hex;
@@ -84,6 +98,32 @@ pub enum Error {
     /// A segment name is not the one rotation would give (an unexpected file in the way).
     #[error("cannot rotate audit log {path}: {reason}")]
     Rotate { path: String, reason: String },
+    /// The log does not end where its anchor in `state.dir` says: nothing is appended to it.
+    #[error(
+        "audit log {path} does not end where its anchor {anchor} says: {why}; nothing is written \
+         until it is reviewed and accepted with `pcsync audit verify --reanchor`"
+    )]
+    Anchor {
+        path: String,
+        anchor: String,
+        why: AnchorBreak,
+    },
+    /// The anchor file cannot be read or written.
+    #[error("audit anchor {path}: {reason}")]
+    AnchorFile { path: String, reason: String },
+    /// Damage in the log touches the records of a run that is being read on its own.
+    #[error(
+        "run {run} cannot be read safely: {path} line {line}: {why}; run `pcsync audit verify`"
+    )]
+    Damaged {
+        run: String,
+        path: String,
+        line: usize,
+        why: String,
+    },
+    /// The key file of a keyed chain cannot be used.
+    #[error("audit key file {path}: {reason}")]
+    Key { path: String, reason: String },
 }
 
 /// Why a record breaks the log: the reason part of [`Error::Broken`].
@@ -108,6 +148,8 @@ pub enum Break {
     Unterminated,
     /// The first record of the active segment does not chain to the newest sealed segment.
     Unchained,
+    /// The keyed chain's `mac` is missing, made with an unknown key, or does not match.
+    Mac(String),
 }
 
 impl std::fmt::Display for Break {
@@ -145,6 +187,7 @@ impl std::fmt::Display for Break {
                 f,
                 "`prev` does not match the last record of the previous segment (a segment was edited, removed or replaced)"
             ),
+            Break::Mac(why) => write!(f, "{why}"),
         }
     }
 }
@@ -278,6 +321,9 @@ pub struct Record {
     pub after: Option<Entry>,
     /// SHA-256 (hex) of the previous record's line.
     pub prev: String,
+    /// With a keyed chain (`[audit] key_file`): `<key id>:<HMAC-SHA-256>` of `seq` and `prev`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// The parts of a record the caller chooses; the sink ([`AuditSink::record`]) fills in the
@@ -353,10 +399,18 @@ pub trait AuditSink {
 /// Default `audit.max_segment_size`.
 pub(crate) use crate::config::DEFAULT_MAX_SEGMENT_BYTES;
 
-/// The append-only file: the active segment, rotated when it would pass the size limit.
+/// The append-only file: the active segment, rotated when it would pass the size limit, and
+/// (anchored) the anchor rewritten after every record.
 pub struct AuditLog {
     path: PathBuf,
     file: File,
+    /// The anchor file; `None` for an unanchored log.
+    anchor: Option<PathBuf>,
+    /// Swaps started and not ended, kept in the anchor (only for an anchored log).
+    open: OpenSwaps,
+    /// Sealed segments, for the anchor.
+    sealed: u64,
+    keys: Option<Arc<Keyring>>,
     /// Bytes in the active segment, to decide rotation without a stat per record.
     size: u64,
     max_segment_bytes: u64,
@@ -372,17 +426,20 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating it and its directory if needed) the log at `path` for one run.
+    /// Opens (creating it and its directory if needed) the log `files` for one run.
     ///
-    /// Reads only the active segment (and the last line of the newest sealed one): its chain
-    /// and sequence must be intact and its last line complete, or nothing is appended (a torn
-    /// or edited tail is refused here; `pcsync audit verify` checks the whole log).
+    /// Anchored, it reads only the anchor and the log's last line, and refuses a log that does
+    /// not end at the anchored head ([`Error::Anchor`]) or whose last line is torn; a log with
+    /// no anchor yet is verified in full once and its head adopted (with a warning). Unanchored,
+    /// it reads the active segment (and the last line of the newest sealed one): its chain and
+    /// sequence must be intact and its last line complete. Nothing is appended otherwise.
     pub fn open(
-        path: &Path,
+        files: &LogFiles,
         run_id: &str,
         actor: Actor,
         clock: fn() -> DateTime<Utc>,
     ) -> Result<AuditLog, Error> {
+        let path = files.path();
         let shown = path.display().to_string();
         let open_err = |source| Error::Open {
             path: shown.clone(),
@@ -392,31 +449,71 @@ impl AuditLog {
         if let Some(dir) = parent {
             crate::private::create_dir(dir).map_err(open_err)?;
         }
-        let (head, next_seq) = read::tail(path)?;
+        let head = match &files.anchor {
+            Some(anchor_path) => anchor::head(files, anchor_path)?,
+            None => {
+                let (hash, next_seq) = read::tail(path)?;
+                anchor::Head {
+                    seq: next_seq - 1,
+                    hash,
+                    sealed: segments::sealed(path)?.len() as u64,
+                    open: OpenSwaps::default(),
+                    stale: false,
+                    adopted: false,
+                }
+            }
+        };
         let existed = path.exists();
         let file = open_active(path).map_err(open_err)?;
         if !existed {
             sync_dir(path).map_err(open_err)?;
         }
         let size = file.metadata().map_err(open_err)?.len();
-        Ok(AuditLog {
+        let log = AuditLog {
             path: path.to_path_buf(),
             file,
+            anchor: files.anchor.clone(),
+            open: head.open,
+            sealed: head.sealed,
+            keys: files.keys.clone(),
             size,
-            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
+            max_segment_bytes: files.max_segment_bytes,
             durable: true,
             run_id: run_id.to_string(),
             actor,
-            head,
-            next_seq,
+            head: head.hash,
+            next_seq: head.seq + 1,
             clock,
-        })
+        };
+        if head.stale {
+            log.save_anchor()?;
+        }
+        if head.adopted
+            && let Some(anchor) = &log.anchor
+        {
+            tracing::warn!(
+                "audit log {shown} had no anchor: its {} record(s) verify, and its head (seq {}, {}) is now anchored in {}; from now on a run refuses a log that does not end there",
+                head.seq,
+                head.seq,
+                log.head,
+                anchor.display()
+            );
+        }
+        Ok(log)
     }
 
-    /// Sets the size past which the active segment is sealed (`audit.max_segment_size`).
-    pub fn with_max_segment_size(mut self, bytes: u64) -> AuditLog {
-        self.max_segment_bytes = bytes.max(1);
-        self
+    /// Writes the anchor for the current head and open swaps (an anchored log only).
+    fn save_anchor(&self) -> Result<(), Error> {
+        let Some(path) = &self.anchor else {
+            return Ok(());
+        };
+        let anchor = anchor::Anchor::new(
+            &self.path,
+            (self.next_seq - 1, &self.head, self.sealed),
+            self.open.open.clone(),
+            self.keys.as_deref(),
+        );
+        anchor.save(path)
     }
 
     /// Starts a new run on the open log (a long-running process keeps one log open).
@@ -453,6 +550,7 @@ impl AuditLog {
             source,
         };
         std::fs::rename(&self.path, &sealed).map_err(write_err)?;
+        self.sealed += 1;
         self.file = open_active(&self.path).map_err(write_err)?;
         sync_dir(&self.path).map_err(write_err)?;
         self.size = 0;
@@ -480,7 +578,15 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 }
 
 impl AuditSink for AuditLog {
-    fn record(&mut self, note: Note) -> Result<(), Error> {
+    fn record(&mut self, mut note: Note) -> Result<(), Error> {
+        // Secrets never reach the file, whoever built the note.
+        for image in [&mut note.before, &mut note.after].into_iter().flatten() {
+            redact::entry(image);
+        }
+        let mac = self
+            .keys
+            .as_ref()
+            .map(|k| k.sign(Signed::Record, self.next_seq, &self.head));
         let rec = Record {
             v: RECORD_FORMAT,
             run_id: self.run_id.clone(),
@@ -500,6 +606,7 @@ impl AuditSink for AuditLog {
             before: note.before,
             after: note.after,
             prev: self.head.clone(),
+            mac,
         };
         let write_err = |source| Error::Write {
             path: self.path.display().to_string(),
@@ -536,6 +643,12 @@ impl AuditSink for AuditLog {
         self.size += line.len() as u64;
         self.head = hash;
         self.next_seq += 1;
+        if self.anchor.is_some() {
+            // The record is durable; a crash before the anchor's rename leaves the log one
+            // record ahead of it, which the next open accepts.
+            self.open.observe(&rec);
+            self.save_anchor()?;
+        }
         Ok(())
     }
 }
@@ -555,7 +668,7 @@ pub fn read(path: &Path) -> Result<Vec<Record>, Error> {
 }
 
 /// A swap whose run ended (crashed) before `swap_done` or a completed rollback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Unfinished {
     pub swap: String,
     pub run_id: String,
@@ -573,8 +686,19 @@ pub fn unfinished_swaps<'a>(records: impl IntoIterator<Item = &'a Record>) -> Ve
     open.finish()
 }
 
+/// The swaps a crashed run left unfinished in the log `files`, for recovery. Anchored, they
+/// come from the anchor's index after the log's last line was checked against it (the anchor
+/// and one line are read, whatever the log's size); a log with no anchor yet, or an unanchored
+/// one, is read in full. Fails like [`AuditLog::open`] on a log that cannot be trusted.
+pub(crate) fn open_swaps(files: &LogFiles) -> Result<Vec<Unfinished>, Error> {
+    match &files.anchor {
+        Some(anchor_path) => Ok(anchor::head(files, anchor_path)?.open.finish()),
+        None => unfinished_in(files.path()),
+    }
+}
+
 /// The unfinished swaps of the log at `path`, streamed (and verified) with bounded memory.
-pub(crate) fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
+fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
     let mut open = OpenSwaps::default();
     for item in Reader::open(path)? {
         open.observe(&item?.record);
@@ -582,29 +706,10 @@ pub(crate) fn unfinished_in(path: &Path) -> Result<Vec<Unfinished>, Error> {
     Ok(open.finish())
 }
 
-/// The records of run `run_id` and of its swaps (`<run_id>#n`, also when a later run
-/// recovered them), streamed from the log at `path`; empty when the run is not in the log.
-pub(crate) fn records_of_run(path: &Path, run_id: &str) -> Result<Vec<Record>, Error> {
-    let prefix = format!("{run_id}#");
-    let mut out = Vec::new();
-    for item in Reader::open(path)? {
-        let record = item?.record;
-        if record.run_id == run_id
-            || record
-                .swap
-                .as_deref()
-                .is_some_and(|s| s.starts_with(&prefix))
-        {
-            out.push(record);
-        }
-    }
-    Ok(out)
-}
-
 /// [`unfinished_swaps`] one record at a time, for a streamed log: keeps only the open swaps.
 #[derive(Debug, Default)]
 pub(crate) struct OpenSwaps {
-    open: Vec<Unfinished>,
+    pub(crate) open: Vec<Unfinished>,
 }
 
 impl OpenSwaps {

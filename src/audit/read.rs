@@ -14,9 +14,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::key::{Keyring, Signed};
 use super::{Break, Error, GENESIS, RECORD_FORMAT, Record, segments};
 use crate::util::hex;
 
@@ -41,16 +43,17 @@ pub(crate) struct Verified {
 }
 
 /// One raw line of a segment.
-struct RawLine {
-    segment: usize,
-    line: usize,
-    bytes: Vec<u8>,
+pub(super) struct RawLine {
+    /// Index into the segment list.
+    pub segment: usize,
+    pub line: usize,
+    pub bytes: Vec<u8>,
     /// False for a last line without its newline.
-    terminated: bool,
+    pub terminated: bool,
 }
 
 /// Raw lines of every segment, in order.
-struct Lines {
+pub(super) struct Lines {
     segments: Vec<PathBuf>,
     /// The active segment, opened before the sealed ones were listed: a rotation while we
     /// read renames it, and this handle still reads it whole.
@@ -168,6 +171,11 @@ pub(crate) struct Reader {
     next_seq: u64,
     last: Option<Position>,
     done: bool,
+    /// The keyed chain's keys: each record's `mac` is checked from the first record that has
+    /// one (records written before the key was set have none).
+    keys: Option<Arc<Keyring>>,
+    /// Records read so far that carry a `mac` (checked when `keys` is set).
+    macs: u64,
 }
 
 /// What a complete verification saw.
@@ -179,42 +187,16 @@ pub(crate) struct Summary {
     pub head: String,
     /// `seq` the next record will get.
     pub next_seq: u64,
+    /// Records that carry a `mac` (a keyed chain); checked when the reader had the key.
+    pub macs: u64,
 }
 
 impl Reader {
-    /// Every segment of the log at `path` (the active segment's path). A missing log is empty.
-    ///
-    /// The active segment is opened first and the sealed ones listed after, leaving out the
-    /// one that is the same file (it was sealed in between), so a concurrent rotation neither
-    /// hides nor repeats records.
+    /// Every segment of the log at `path` (the active segment's path; see [`segment_list`]).
+    /// A missing log is empty.
     pub(crate) fn open(path: &Path) -> Result<Reader, Error> {
-        use std::os::unix::fs::MetadataExt;
-        let active = match File::open(path) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(Error::Read {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
-        let id = active
-            .as_ref()
-            .and_then(|f| f.metadata().ok())
-            .map(|m| (m.dev(), m.ino()));
-        let mut list: Vec<PathBuf> = segments::sealed(path)?
-            .into_iter()
-            .map(|(_, p)| p)
-            .filter(|p| {
-                let same = std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-                id.is_none() || same != id
-            })
-            .collect();
-        if active.is_some() {
-            list.push(path.to_path_buf());
-        }
-        Ok(Reader::over(list, active, GENESIS.to_string(), 1))
+        let (segments, active) = segment_list(path)?;
+        Ok(Reader::over(segments, active, GENESIS.to_string(), 1))
     }
 
     fn over(segments: Vec<PathBuf>, active: Option<File>, prev: String, next_seq: u64) -> Reader {
@@ -225,7 +207,20 @@ impl Reader {
             next_seq,
             last: None,
             done: false,
+            keys: None,
+            macs: 0,
         }
+    }
+
+    /// Checks the keyed chain with `keys` as well.
+    pub(crate) fn with_keys(mut self, keys: Arc<Keyring>) -> Reader {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Records read so far that carry a `mac`.
+    pub(crate) fn macs(&self) -> u64 {
+        self.macs
     }
 
     fn segment_path(&self, i: usize) -> PathBuf {
@@ -269,26 +264,7 @@ impl Reader {
         }
         let record = parse(&raw.bytes).map_err(|e| broken(Break::Shape(e)))?;
         if record.seq != self.next_seq {
-            let (expected, found) = (self.next_seq, record.seq);
-            // The next record tells the cases apart: it carries `expected` when this one is
-            // out of place (reordered) or extra (inserted), `expected + 1` when only this
-            // record's number was changed, and neither when records are missing.
-            let next_seq = match self.lines.peek() {
-                Some(Ok(next)) => parse(&next.bytes).ok().map(|r| r.seq),
-                _ => None,
-            };
-            let why = if next_seq == Some(expected + 1) {
-                Break::SeqAltered { expected, found }
-            } else if found > expected {
-                if next_seq == Some(expected) {
-                    Break::Reordered { expected, found }
-                } else {
-                    Break::Deleted { expected, found }
-                }
-            } else {
-                Break::Inserted { expected, found }
-            };
-            return Err(broken(why));
+            return Err(broken(self.seq_break(record.seq)));
         }
         if record.prev != self.prev {
             return Err(match &self.last {
@@ -308,6 +284,18 @@ impl Reader {
                 }
             });
         }
+        if let Some(keys) = &self.keys
+            && (record.mac.is_some() || self.macs > 0)
+        {
+            keys.check(
+                Signed::Record,
+                record.seq,
+                &record.prev,
+                record.mac.as_deref(),
+            )
+            .map_err(|e| broken(Break::Mac(e.to_string())))?;
+        }
+        self.macs += u64::from(record.mac.is_some());
         self.prev = hex(&Sha256::digest(&raw.bytes));
         self.next_seq += 1;
         self.last = Some(at);
@@ -315,6 +303,29 @@ impl Reader {
             record,
             line: raw.bytes,
         })
+    }
+
+    /// Why `found` is not the `seq` expected next. The next record tells the cases apart: it
+    /// carries the expected number when this one is out of place (reordered) or extra
+    /// (inserted), the one after when only this record's number was changed, and neither when
+    /// records are missing.
+    fn seq_break(&mut self, found: u64) -> Break {
+        let expected = self.next_seq;
+        let next_seq = match self.lines.peek() {
+            Some(Ok(next)) => parse(&next.bytes).ok().map(|r| r.seq),
+            _ => None,
+        };
+        if next_seq == Some(expected + 1) {
+            Break::SeqAltered { expected, found }
+        } else if found > expected {
+            if next_seq == Some(expected) {
+                Break::Reordered { expected, found }
+            } else {
+                Break::Deleted { expected, found }
+            }
+        } else {
+            Break::Inserted { expected, found }
+        }
     }
 
     /// Reads to the end; the summary of an intact log.
@@ -329,6 +340,7 @@ impl Reader {
             segments: self.segments.len(),
             head: self.prev,
             next_seq: self.next_seq,
+            macs: self.macs,
         })
     }
 }
@@ -351,8 +363,50 @@ impl Iterator for Reader {
     }
 }
 
+/// Every segment of the log at `path`, in order, and the active one already open.
+///
+/// The active segment is opened first and the sealed ones listed after, leaving out the one
+/// that is the same file (it was sealed in between), so a concurrent rotation neither hides
+/// nor repeats records.
+fn segment_list(path: &Path) -> Result<(Vec<PathBuf>, Option<File>), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let active = match File::open(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let id = active
+        .as_ref()
+        .and_then(|f| f.metadata().ok())
+        .map(|m| (m.dev(), m.ino()));
+    let mut list: Vec<PathBuf> = segments::sealed(path)?
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| {
+            let same = std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+            id.is_none() || same != id
+        })
+        .collect();
+    if active.is_some() {
+        list.push(path.to_path_buf());
+    }
+    Ok((list, active))
+}
+
+/// The raw lines of every segment of the log at `path` (unverified), and the segment paths
+/// their `segment` indexes.
+pub(super) fn raw_lines(path: &Path) -> Result<(Vec<PathBuf>, Lines), Error> {
+    let (segments, active) = segment_list(path)?;
+    Ok((segments.clone(), Lines::new(segments, active)))
+}
+
 /// Parses and shape-checks one line.
-fn parse(bytes: &[u8]) -> Result<Record, String> {
+pub(super) fn parse(bytes: &[u8]) -> Result<Record, String> {
     let record: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if record.v != RECORD_FORMAT {
         return Err(format!(
@@ -418,6 +472,66 @@ pub(super) fn tail(path: &Path) -> Result<(String, u64), Error> {
     }
     let summary = Reader::over(vec![path.to_path_buf()], None, head, next_seq).summary()?;
     Ok((summary.head, summary.next_seq))
+}
+
+/// The last record of a log and the SHA-256 of its line.
+pub(super) struct LastRecord {
+    pub record: Record,
+    pub hash: String,
+}
+
+/// The last record of the log at `path`: the last line of the active segment, or of the newest
+/// sealed one when the active segment is missing or empty. Reads one line, whatever the log's
+/// size. A last line without its newline is [`Error::Torn`] (or a sealed segment's
+/// [`Break::Unterminated`]).
+pub(super) fn last_record(path: &Path) -> Result<Option<LastRecord>, Error> {
+    let mut segments = segments::all(path)?;
+    while let Some(segment) = segments.pop() {
+        let shown = segment.display().to_string();
+        let read_err = |source| Error::Read {
+            path: shown.clone(),
+            source,
+        };
+        let mut file = match File::open(&segment) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        let Some((line, terminated)) = last_line(&mut file).map_err(read_err)? else {
+            continue;
+        };
+        // The line number only for the error; counting reads the segment once.
+        let line_number = || {
+            let count = std::fs::read(&segment)
+                .map(|b| b.iter().filter(|c| **c == b'\n').count())
+                .unwrap_or(0);
+            count + usize::from(!terminated)
+        };
+        if !terminated {
+            return Err(if segment == path {
+                Error::Torn {
+                    path: shown,
+                    line: line_number(),
+                }
+            } else {
+                Error::Broken {
+                    path: shown,
+                    line: line_number(),
+                    why: Break::Unterminated,
+                }
+            });
+        }
+        let record = parse(&line).map_err(|e| Error::Broken {
+            path: shown.clone(),
+            line: line_number(),
+            why: Break::Shape(e),
+        })?;
+        return Ok(Some(LastRecord {
+            record,
+            hash: hex(&Sha256::digest(&line)),
+        }));
+    }
+    Ok(None)
 }
 
 /// The last line of a file (without its newline) and whether it ended in one.

@@ -295,9 +295,47 @@ fn without(entry: &Entry, removed: &[AttrValues]) -> Entry {
 pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> String) -> String {
     let mut out = String::new();
     let own: Vec<&Record> = records.iter().filter(|r| r.run_id == run_id).collect();
-    let Some(first) = own.first() else {
+    if own.is_empty() {
         return out;
-    };
+    }
+    show_header(&mut out, run_id, &own, time);
+    show_plan(&mut out, &own);
+    for r in own
+        .iter()
+        .filter(|r| matches!(r.event, Event::GuardBlocked | Event::Error))
+    {
+        let _ = writeln!(
+            out,
+            "\n{} {}: {}",
+            r.event.as_str(),
+            time(&r.time),
+            r.message.as_deref().unwrap_or("")
+        );
+    }
+    // Swaps: this run's, in order of their intent.
+    let prefix = format!("{run_id}#");
+    let mut swaps: Vec<&str> = Vec::new();
+    for r in records {
+        if let Some(s) = r.swap.as_deref()
+            && s.starts_with(&prefix)
+            && !swaps.contains(&s)
+        {
+            swaps.push(s);
+        }
+    }
+    for swap in swaps {
+        let of_swap: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.swap.as_deref() == Some(swap))
+            .collect();
+        show_swap(&mut out, swap, &of_swap, time);
+    }
+    out
+}
+
+/// `run ID`, who started it and when, the command, and how it finished (or that it never did).
+fn show_header(out: &mut String, run_id: &str, own: &[&Record], time: &dyn Fn(&str) -> String) {
+    let Some(first) = own.first() else { return };
     let _ = writeln!(out, "run {run_id}");
     let _ = writeln!(
         out,
@@ -335,56 +373,27 @@ pub(crate) fn show(records: &[Record], run_id: &str, time: &dyn Fn(&str) -> Stri
         }
         None => out.push_str("  finished  never: the run did not end (crash or kill)\n"),
     }
-    if let Some(plan) = own.iter().find(|r| r.event == Event::Plan) {
-        let _ = writeln!(
-            out,
-            "\nplan: {}",
-            plan.message.as_deref().unwrap_or("(no summary)")
-        );
-        if let Some(p) = &plan.plan {
-            for c in &p.changes {
-                let _ = writeln!(
-                    out,
-                    "  {:<17} {:<32} {}",
-                    c.action().as_str(),
-                    c.sip_uri().as_str(),
-                    c.dn()
-                );
-            }
-        }
-    }
-    for r in own
-        .iter()
-        .filter(|r| matches!(r.event, Event::GuardBlocked | Event::Error))
-    {
-        let _ = writeln!(
-            out,
-            "\n{} {}: {}",
-            r.event.as_str(),
-            time(&r.time),
-            r.message.as_deref().unwrap_or("")
-        );
-    }
+}
 
-    // Swaps: this run's, in order of their intent.
-    let prefix = format!("{run_id}#");
-    let mut swaps: Vec<&str> = Vec::new();
-    for r in records {
-        if let Some(s) = r.swap.as_deref()
-            && s.starts_with(&prefix)
-            && !swaps.contains(&s)
-        {
-            swaps.push(s);
-        }
+/// The plan's summary line and one line per change.
+fn show_plan(out: &mut String, own: &[&Record]) {
+    let Some(plan) = own.iter().find(|r| r.event == Event::Plan) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nplan: {}",
+        plan.message.as_deref().unwrap_or("(no summary)")
+    );
+    for c in plan.plan.iter().flat_map(|p| &p.changes) {
+        let _ = writeln!(
+            out,
+            "  {:<17} {:<32} {}",
+            c.action().as_str(),
+            c.sip_uri().as_str(),
+            c.dn()
+        );
     }
-    for swap in swaps {
-        let of_swap: Vec<&Record> = records
-            .iter()
-            .filter(|r| r.swap.as_deref() == Some(swap))
-            .collect();
-        show_swap(&mut out, swap, &of_swap, time);
-    }
-    out
 }
 
 /// One swap: its outcome, each step as it happened, then per object a before/after diff.
@@ -588,13 +597,15 @@ impl BeforeImages {
             return;
         }
         let Some(image) = &r.before else { return };
+        // A log written before pcsync dropped secret attributes may still hold some.
+        let mut image = image.clone();
+        super::redact::entry(&mut image);
         let key = image.dn.normalized().to_string();
         if !self.images.contains_key(&key) {
             self.order.push(key.clone());
         }
         let swap = r.swap.clone().unwrap_or_else(|| r.run_id.clone());
-        self.images
-            .insert(key, (image.clone(), swap, r.time.clone()));
+        self.images.insert(key, (image, swap, r.time.clone()));
     }
 
     /// `(entry, swap, time)` in order.

@@ -26,7 +26,7 @@ fn actor() -> Actor {
 }
 
 fn write_some(path: &Path, run: &str, n: usize) {
-    let mut log = AuditLog::open(path, run, actor(), clock).unwrap();
+    let mut log = AuditLog::open(&LogFiles::unanchored(path), run, actor(), clock).unwrap();
     for i in 0..n {
         log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
@@ -108,7 +108,7 @@ fn an_edited_record_is_named() {
     assert!(why.contains("(line 3)"), "{why}");
     // The writer refuses to chain onto it.
     assert!(matches!(
-        AuditLog::open(&path, "r2", actor(), clock),
+        AuditLog::open(&LogFiles::unanchored(&path), "r2", actor(), clock),
         Err(Error::Broken { line: 2, .. })
     ));
 }
@@ -235,7 +235,7 @@ fn a_torn_last_record_is_reported_refused_and_only_repair_moves_it_aside() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        AuditLog::open(&path, "r2", actor(), clock),
+        AuditLog::open(&LogFiles::unanchored(&path), "r2", actor(), clock),
         Err(Error::Torn { .. })
     ));
     // Readers stop at it too; nothing was changed by reading.
@@ -260,7 +260,7 @@ fn a_torn_last_record_is_reported_refused_and_only_repair_moves_it_aside() {
 fn a_long_last_record_is_found_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let mut log = AuditLog::open(&path, "r1", actor(), clock).unwrap();
+    let mut log = AuditLog::open(&LogFiles::unanchored(&path), "r1", actor(), clock).unwrap();
     log.record(Note::new(Event::Error, Outcome::Failed).message("x".repeat(100_000)))
         .unwrap();
     drop(log);
@@ -273,9 +273,13 @@ fn rotation_seals_segments_that_chain_and_read_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     for run in ["r1", "r2", "r3"] {
-        let mut log = AuditLog::open(&path, run, actor(), clock)
-            .unwrap()
-            .with_max_segment_size(1024);
+        let mut log = AuditLog::open(
+            &LogFiles::unanchored(&path).with_max_segment_size(1024),
+            run,
+            actor(),
+            clock,
+        )
+        .unwrap();
         for i in 0..5 {
             log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={run}-{i},dc=x"))))
                 .unwrap();
@@ -320,9 +324,13 @@ fn rotation_seals_segments_that_chain_and_read_in_order() {
 fn a_rotation_while_reading_neither_hides_nor_repeats_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let mut log = AuditLog::open(&path, "r1", actor(), clock)
-        .unwrap()
-        .with_max_segment_size(1024);
+    let mut log = AuditLog::open(
+        &LogFiles::unanchored(&path).with_max_segment_size(1024),
+        "r1",
+        actor(),
+        clock,
+    )
+    .unwrap();
     for i in 0..8 {
         log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
@@ -346,9 +354,13 @@ fn a_rotation_while_reading_neither_hides_nor_repeats_records() {
 fn tampering_across_a_segment_boundary_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let mut log = AuditLog::open(&path, "r1", actor(), clock)
-        .unwrap()
-        .with_max_segment_size(1024);
+    let mut log = AuditLog::open(
+        &LogFiles::unanchored(&path).with_max_segment_size(1024),
+        "r1",
+        actor(),
+        clock,
+    )
+    .unwrap();
     for i in 0..12 {
         log.record(Note::new(Event::Step, Outcome::Ok).dn(&dn(&format!("cn={i},dc=x"))))
             .unwrap();
@@ -397,7 +409,7 @@ fn tampering_across_a_segment_boundary_is_detected() {
     )
     .unwrap();
     assert!(matches!(
-        AuditLog::open(&path, "r2", actor(), clock),
+        AuditLog::open(&LogFiles::unanchored(&path), "r2", actor(), clock),
         Err(Error::Broken {
             why: Break::Unchained,
             ..
@@ -410,7 +422,7 @@ fn tampering_across_a_segment_boundary_is_detected() {
 fn unfinished_swaps_are_those_without_an_end() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let mut log = AuditLog::open(&path, "r1", actor(), clock).unwrap();
+    let mut log = AuditLog::open(&LogFiles::unanchored(&path), "r1", actor(), clock).unwrap();
     for swap in ["r1#1", "r1#2", "r1#3"] {
         log.record(Note::new(Event::SwapIntent, Outcome::Started).swap(swap))
             .unwrap();
@@ -429,10 +441,21 @@ fn unfinished_swaps_are_those_without_an_end() {
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].swap, "r1#2");
     assert_eq!(open[0].before.as_ref().unwrap().dn, dn("cn=u,dc=x"));
-    let streamed = unfinished_in(&path).unwrap();
+    let streamed = open_swaps(&LogFiles::unanchored(&path)).unwrap();
     assert_eq!(streamed.len(), 1);
-    assert_eq!(records_of_run(&path, "r1").unwrap().len(), 6);
-    assert!(records_of_run(&path, "r9").unwrap().is_empty());
+    assert_eq!(
+        salvage::run_records(&LogFiles::unanchored(&path), "r1")
+            .unwrap()
+            .records
+            .len(),
+        6
+    );
+    assert!(
+        salvage::run_records(&LogFiles::unanchored(&path), "r9")
+            .unwrap()
+            .records
+            .is_empty()
+    );
 }
 
 #[test]
@@ -465,6 +488,7 @@ fn rec(seq: u64, run: &str, time: &str, event: Event, outcome: Outcome) -> Recor
         before: None,
         after: None,
         prev: GENESIS.into(),
+        mac: None,
     }
 }
 
@@ -716,7 +740,7 @@ fn show_gives_the_plan_steps_and_a_diff_per_object_with_rollback_and_recovery() 
         not_before: None,
         reason: "r".into(),
     };
-    let mut log = AuditLog::open(&path, "r1", actor(), clock).unwrap();
+    let mut log = AuditLog::open(&LogFiles::unanchored(&path), "r1", actor(), clock).unwrap();
     log.record(Note::new(Event::RunStart, Outcome::Started).message("reconcile --apply"))
         .unwrap();
     let mut intent = Note::new(Event::SwapIntent, Outcome::Started)
@@ -765,7 +789,9 @@ fn show_gives_the_plan_steps_and_a_diff_per_object_with_rollback_and_recovery() 
     )
     .unwrap();
     drop(log);
-    let records = records_of_run(&path, "r1").unwrap();
+    let records = salvage::run_records(&LogFiles::unanchored(&path), "r1")
+        .unwrap()
+        .records;
     let text = review::show(&records, "r1", &|t| t.to_string());
     for want in [
         "run r1",
@@ -847,4 +873,5 @@ fn event_outcome_and_step_names_are_the_serialised_ones() {
     }
 }
 
+mod anchored;
 mod proptests;

@@ -1,9 +1,11 @@
 //! `pcsync check`: is the configuration valid and the directory ready for pcsync?
 //!
-//! Each check prints one line, `ok` or `FAIL`, with what it looked at. A check that cannot run
+//! Each check prints one line, `ok` or `FAIL`, with what it looked at: the configuration,
+//! when the schedule fires next, then the directory. A check that cannot run
 //! because an earlier one failed (no connection, say) is not printed: the failing line already
 //! says what to fix. Exit 0 only when every check passed.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::cli::{Cli, Format};
@@ -11,7 +13,9 @@ use crate::config::{self, Settings};
 use crate::exit;
 use crate::inventory;
 use crate::ldap::{Directory, Mechanism};
-use crate::model::{Enabled, ObjectKind, attr};
+use crate::model::{Dn, Enabled, ObjectKind, attr};
+use crate::plan::Desired;
+use crate::plan::shape::{self, Shape};
 use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +29,9 @@ pub(crate) struct Args {
 struct Check {
     name: &'static str,
     ok: bool,
+    /// Passed, but worth a look (`WARN`); does not change the exit code.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    warning: bool,
     detail: String,
 }
 
@@ -35,14 +42,29 @@ struct Report {
 
 impl Report {
     fn add(&mut self, name: &'static str, ok: bool, detail: String) {
+        self.push(name, ok, false, detail);
+    }
+
+    /// A check that passed with a warning: printed `WARN`, exit code unchanged.
+    fn warn(&mut self, name: &'static str, detail: String) {
+        self.push(name, true, true, detail);
+    }
+
+    fn push(&mut self, name: &'static str, ok: bool, warning: bool, detail: String) {
         if self.format == Format::Text {
-            println!(
-                "{:<5} {:<10} {detail}",
-                if ok { "ok" } else { "FAIL" },
-                name
-            );
+            let status = match (ok, warning) {
+                (false, _) => "FAIL",
+                (true, true) => "WARN",
+                (true, false) => "ok",
+            };
+            println!("{status:<5} {name:<10} {detail}");
         }
-        self.checks.push(Check { name, ok, detail });
+        self.checks.push(Check {
+            name,
+            ok,
+            warning,
+            detail,
+        });
     }
 
     fn finish(self) -> u8 {
@@ -81,8 +103,30 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
             settings.migrations.len()
         ),
     );
+    check_schedule(&settings, &mut report, Utc::now());
     check_directory(&settings, &mut report, &progress).await;
     report.finish()
+}
+
+/// `schedule`: when the cron expression fires next (UTC), or that it never will again (a
+/// 7-field expression whose years are past: it loads, but the agent would never run).
+fn check_schedule(settings: &Settings, report: &mut Report, now: DateTime<Utc>) {
+    let cron = &settings.schedule.cron;
+    match config::next_fire_times(cron, now, 3) {
+        Ok(next) => {
+            let next: Vec<String> = next
+                .iter()
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                .collect();
+            let next = next.join(", ");
+            report.add(
+                "schedule",
+                true,
+                format!("{cron:?} (UTC) fires next at {next}"),
+            );
+        }
+        Err(e) => report.add("schedule", false, e),
+    }
 }
 
 /// Connects, then checks the server, the places pcsync uses and the objects there; each step
@@ -225,7 +269,8 @@ async fn check_places(dir: &mut Directory, settings: &Settings, report: &mut Rep
     bases_ok
 }
 
-/// `objects`: one scan, counted by kind, with the number of findings.
+/// `objects`: one scan, counted by kind, with the number of findings; then `endpoint-shape`
+/// from the endpoint contacts the same scan saw.
 async fn check_objects(
     dir: &mut Directory,
     settings: &Settings,
@@ -234,8 +279,18 @@ async fn check_objects(
 ) {
     let mut findings = Vec::new();
     let (mut users, mut contacts, mut other, mut enabled) = (0u64, 0u64, 0u64, 0u64);
+    let desired = Desired {
+        active_directory: dir.capabilities().active_directory,
+        ..settings.desired()
+    };
+    let mut shapes = Vec::new();
     let scanned = inventory::scan(dir, settings, &mut findings, |o| {
         progress.tick();
+        if o.kind == ObjectKind::Contact
+            && let Shape::Compared { differences } = shape::compare(&desired, &o)
+        {
+            shapes.push((o.dn.clone(), differences));
+        }
         match o.kind {
             ObjectKind::User => users += 1,
             ObjectKind::Contact => contacts += 1,
@@ -257,6 +312,51 @@ async fn check_objects(
                 if findings.is_empty() { "" } else { " (see pcsync inventory)" }
             ),
         ),
-        Err(e) => report.add("objects", false, e.to_string()),
+        Err(e) => {
+            report.add("objects", false, e.to_string());
+            return;
+        }
+    }
+    endpoint_shape(settings, &shapes, report);
+}
+
+/// `endpoint-shape`: each endpoint contact pcsync did not make, homed on a migration's target
+/// pool, compared with what pcsync would write there ([`shape::compare`]). One `WARN` line per
+/// endpoint that differs, naming each attribute; `ok` when all match or there is none.
+fn endpoint_shape(settings: &Settings, shapes: &[(Dn, Vec<String>)], report: &mut Report) {
+    let compared = shape::COMPARED.join(", ");
+    if shapes.is_empty() {
+        report.add(
+            "endpoint-shape",
+            true,
+            format!(
+                "no endpoint contact pcsync did not make is homed on a target pool in {}; nothing to compare {compared} with",
+                settings.layout.endpoint_container
+            ),
+        );
+        return;
+    }
+    let mut matching = 0;
+    for (dn, differences) in shapes {
+        if differences.is_empty() {
+            matching += 1;
+        } else {
+            report.warn(
+                "endpoint-shape",
+                format!(
+                    "{dn} (made by Lync or by hand) differs from what pcsync writes: {}",
+                    differences.join("; ")
+                ),
+            );
+        }
+    }
+    if matching > 0 {
+        report.add(
+            "endpoint-shape",
+            true,
+            format!(
+                "{matching} endpoint contact(s) pcsync did not make match what it writes ({compared})"
+            ),
+        );
     }
 }

@@ -70,7 +70,9 @@ pub(crate) enum Command {
     /// Validate the configuration, connect, and check the directory is ready for pcsync.
     #[command(
         after_help = "Example:\n  pcsync check --config config/openldap.toml\n\n\
-Prints one line per check and exits 0 when all pass, 1 otherwise."
+Prints one line per check (the configuration, the next three times [schedule] cron fires, then\n\
+the directory, ending with endpoint-shape: a hand-made endpoint on a target pool compared with\n\
+what pcsync writes) as ok, WARN or FAIL, and exits 0 when none fails, 1 otherwise."
     )]
     Check(check::Args),
 
@@ -121,7 +123,7 @@ Serves the last-known-good table at once, refreshes it from the directory at sta
 
     /// Send one SIP request to a redirect server and print the answer and its Contact.
     #[command(
-        after_help = "Example:\n  pcsync probe sip:ocschat@contoso.com --server 127.0.0.1:5060 --transport udp --method INVITE\n  pcsync probe sip:ocschat@contoso.com --server sip.contoso.com:5061 --transport tls --ca-file ca.pem\n\n\
+        after_help = "Example:\n  pcsync probe sip:ocschat@contoso.com --server 127.0.0.1:5060 --transport udp --method INVITE\n  pcsync probe sip:ocschat@contoso.com --server sip.contoso.com --transport tls --ca-file ca.pem   # port 5061\n\n\
 Exits 0 for a 2xx or 3xx answer, 1 otherwise (4xx-6xx, no answer, network error). Needs no config file."
     )]
     Probe(probe::Args),
@@ -141,13 +143,17 @@ Examples:
   pcsync reconcile --format ldif > swap.ldif    # the same as ldapmodify change records
   pcsync reconcile --plan-out plan.json         # save the plan for review
   pcsync reconcile --apply --plan plan.json     # apply exactly that plan (refused if stale)
+  pcsync reconcile --findings all               # list every finding, not 20 of each kind
+
+Findings are printed as a count per kind, then the first --findings N of each kind (default 20);
+--format json lists every one. A run with nothing to apply records nothing in the audit log.
 
 Exit codes:
   0  in sync, or applied completely
   1  error (configuration, directory, a failed swap: see the audit log)
   2  changes pending (dry run)
   3  blocked by a safety guard (max_changes_per_run, empty search, stale plan, lock held);
-     nothing was written";
+     nothing was written (a lock refusal is not in the audit log: the lock holder writes it)";
 
 const RUN_HELP: &str = "\
 Example:
@@ -193,10 +199,16 @@ pub fn main() -> ExitCode {
     // if a dependency ever enabled a second one. Failure means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The agent and the redirect server do many things at once and use every core. A one-shot
+    // command is one conversation with one directory at a time: there a second thread only
+    // adds a cross-thread wake-up for each LDAP message that ldap3's connection task hands to
+    // the scan (issue 18's profile: 5 % of a 200,000-user reconcile).
+    let mut builder = if long_running {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pcsync: error: cannot start the async runtime: {e}");

@@ -4,7 +4,7 @@
 //! exits 0 for a 2xx or 3xx answer and 1 for anything else (4xx-6xx, no answer, network error).
 //! Needs no configuration file.
 
-use std::net::SocketAddr;
+use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,8 +32,11 @@ pub(super) enum ProbeMethod {
 pub(crate) struct Args {
     /// The SIP address to ask about, e.g. sip:ocschat@contoso.com.
     target: String,
-    /// The redirect server, HOST:PORT.
-    #[arg(long)]
+    // The help is an attribute, not a doc comment: rustdoc would read `[::1]` as a link.
+    #[arg(
+        long,
+        help = "The redirect server: HOST:PORT, or HOST alone for SIP's default port (5060 for udp and tcp, 5061 for tls). An IPv6 address with a port takes brackets: [::1]:5062"
+    )]
     server: String,
     /// udp, tcp, or tls (Lync's default, port 5061; the certificate is verified).
     #[arg(long, value_enum, default_value_t = Transport::Udp)]
@@ -59,16 +62,40 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     crate::config::parse_duration_within(text, Duration::from_millis(10)..=Duration::from_secs(300))
 }
 
+/// `--server` with the transport's default port added when it has none, as SIP clients do
+/// (RFC 3261 section 19.1.2): 5060 for UDP and TCP, 5061 for TLS. A bare IPv6 address (`::1`)
+/// is a host without a port; with a port it needs brackets (`[::1]:5062`).
+fn server_with_port(server: &str, transport: Transport) -> String {
+    let port = match transport {
+        Transport::Udp | Transport::Tcp => 5060,
+        Transport::Tls => 5061,
+    };
+    let server = server.trim();
+    if server.starts_with('[') {
+        if server.ends_with(']') {
+            format!("{server}:{port}")
+        } else {
+            server.to_string()
+        }
+    } else if server.parse::<Ipv6Addr>().is_ok() {
+        format!("[{server}]:{port}")
+    } else if server.contains(':') {
+        server.to_string()
+    } else {
+        format!("{server}:{port}")
+    }
+}
+
 pub(super) async fn run(_cli: &Cli, args: &Args) -> u8 {
-    let server: SocketAddr = match tokio::net::lookup_host(&args.server).await {
+    let server_text = server_with_port(&args.server, args.transport);
+    let server: SocketAddr = match tokio::net::lookup_host(&server_text).await {
         Ok(mut addrs) => match addrs.next() {
             Some(a) => a,
-            None => return report_error(&format!("--server {}: no address", args.server)),
+            None => return report_error(&format!("--server {server_text}: no address")),
         },
         Err(e) => {
             return report_error(&format!(
-                "--server {}: {e} (expected HOST:PORT, e.g. 127.0.0.1:5060)",
-                args.server
+                "--server {server_text}: {e} (expected HOST or HOST:PORT, e.g. 127.0.0.1:5060)"
             ));
         }
     };
@@ -84,7 +111,7 @@ pub(super) async fn run(_cli: &Cli, args: &Args) -> u8 {
         let name = args
             .server_name
             .as_deref()
-            .unwrap_or_else(|| host_part(&args.server));
+            .unwrap_or_else(|| host_part(&server_text));
         match TlsClient::new(args.ca_file.as_deref(), name) {
             Ok(client) => Some(client),
             Err(e) => return report_error(&e),
@@ -132,5 +159,32 @@ pub(super) async fn run(_cli: &Cli, args: &Args) -> u8 {
             }
         }
         Err(e) => report_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: #19.
+    #[test]
+    fn a_server_without_a_port_gets_sips_default_for_the_transport() {
+        for (server, transport, expected) in [
+            ("127.0.0.1", Transport::Udp, "127.0.0.1:5060"),
+            ("127.0.0.1", Transport::Tcp, "127.0.0.1:5060"),
+            ("127.0.0.1", Transport::Tls, "127.0.0.1:5061"),
+            ("sip.contoso.com", Transport::Tls, "sip.contoso.com:5061"),
+            ("::1", Transport::Udp, "[::1]:5060"),
+            ("[::1]", Transport::Tls, "[::1]:5061"),
+            ("127.0.0.1:5080", Transport::Tls, "127.0.0.1:5080"),
+            ("[::1]:5062", Transport::Udp, "[::1]:5062"),
+            (
+                "sip.contoso.com:5070",
+                Transport::Udp,
+                "sip.contoso.com:5070",
+            ),
+        ] {
+            assert_eq!(server_with_port(server, transport), expected, "{server}");
+        }
     }
 }

@@ -19,6 +19,7 @@ use crate::estate::{self, Replication, WriteServer};
 use crate::exit;
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
+use crate::plan::render::FindingsShown;
 use crate::plan::{Plan, render};
 use crate::progress::Progress;
 use crate::reconcile::{self, ApplyOptions, RunEnd};
@@ -54,6 +55,11 @@ pub(crate) struct Args {
     /// Raise safety.max_changes_per_run for this run.
     #[arg(long, value_name = "N")]
     max_changes: Option<u32>,
+
+    /// With --format text: list the first N findings of each kind after a count per kind, or
+    /// `all` of them. --format json always has every finding.
+    #[arg(long, value_name = "N|all", default_value = "20")]
+    findings: FindingsShown,
 
     /// With --apply on Active Directory: after the writes, wait up to DURATION (e.g. 30s, 5m)
     /// until every reachable DC holds them; exit 1 if one still does not.
@@ -127,7 +133,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
 
 /// A dry run still tells about swaps a crashed run left open: only `--apply` finishes them.
 fn warn_unfinished(settings: &Settings) {
-    match audit::unfinished_in(&settings.audit.path) {
+    match audit::LogFiles::of(settings).and_then(|f| audit::open_swaps(&f)) {
         Ok(open) if !open.is_empty() => eprintln!(
             "pcsync: warning: {} swap(s) of an interrupted run (crash or lost directory) are unfinished ({}); `pcsync reconcile --apply` completes or rolls them back first",
             open.len(),
@@ -146,7 +152,7 @@ fn show_dry_run(args: &Args, plan: &Plan) -> Result<(), String> {
     if let Some(path) = &args.plan_out {
         reconcile::save_plan(path, plan).map_err(|e| e.to_string())?;
     }
-    print_plan(args.format, plan, None, None)
+    print_plan(args, plan, None, None)
 }
 
 async fn apply_run(
@@ -180,20 +186,26 @@ async fn apply_run(
             r.swap, r.sip_uri, r.outcome, r.message
         );
     }
+    let run_id = run.run_id.as_deref().unwrap_or("-");
     match (&run.end, &run.plan) {
         (RunEnd::Blocked(guards), _) => {
             for b in guards {
-                eprintln!(
-                    "pcsync: blocked: {b}; nothing was written (run {})",
-                    run.run_id
-                );
+                eprintln!("pcsync: blocked: {b}; nothing was written (run {run_id})");
+            }
+        }
+        (RunEnd::InSync, Some(plan)) => {
+            if let Err(e) = print_plan(args, plan, None, None) {
+                return report_error(&e);
+            }
+            if args.format == PlanFormat::Text {
+                println!("nothing to apply; a run in sync is not recorded in the audit log");
             }
         }
         (RunEnd::Failed(e), _) => {
             report_error(e);
         }
         (RunEnd::Applied(report), Some(plan)) => {
-            if let Err(e) = print_plan(args.format, plan, Some(report), run.replication.as_ref()) {
+            if let Err(e) = print_plan(args, plan, Some(report), run.replication.as_ref()) {
                 return report_error(&e);
             }
             if args.format == PlanFormat::Text {
@@ -206,11 +218,20 @@ async fn apply_run(
                     report.swaps,
                     report.failed,
                     report.rolled_back,
-                    run.run_id,
+                    run_id,
                     settings.audit.path.display()
                 );
                 if let Some(r) = &run.replication {
                     println!("{r}");
+                }
+                let steps = render::next_steps(plan);
+                if report.applied > 0 && !steps.is_empty() {
+                    println!(
+                        "next: Lync reads AD through its User Replicator on its own schedule; in the Lync Server Management Shell on a Front End server of each pool run:"
+                    );
+                    for step in steps {
+                        println!("  {step}");
+                    }
                 }
             }
             if args.wait_replication.is_some()
@@ -229,13 +250,13 @@ async fn apply_run(
 }
 
 fn print_plan(
-    format: PlanFormat,
+    args: &Args,
     plan: &Plan,
     report: Option<&apply::Report>,
     replication: Option<&Replication>,
 ) -> Result<(), String> {
-    let text = match format {
-        PlanFormat::Text => render::text(plan),
+    let text = match args.format {
+        PlanFormat::Text => render::text(plan, args.findings),
         PlanFormat::Ldif => render::ldif(plan),
         PlanFormat::Powershell => render::powershell(plan),
         PlanFormat::Json => {
@@ -279,7 +300,11 @@ pub(crate) fn lock_for_apply(apply: bool, settings: &Settings) -> Result<Option<
         .map(Some)
         .map_err(|e| match e {
             LockError::Busy { .. } => {
-                eprintln!("pcsync: blocked: {e}; nothing was written");
+                // Not audited: appending needs this very lock (two writers would fork the
+                // hash chain), and the run holding it is the one writing the log.
+                eprintln!(
+                    "pcsync: blocked: {e}; nothing was written; not recorded in the audit log, which the run holding the lock writes"
+                );
                 exit::BLOCKED
             }
             LockError::Io { .. } => {

@@ -37,8 +37,21 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let records = match audit::records_of_run(&settings.audit.path, &args.run_id) {
-        Ok(r) => r,
+    let files = match audit::LogFiles::of(&settings) {
+        Ok(f) => f,
+        Err(e) => return report_error(&e),
+    };
+    // Only this run's records must verify; damage elsewhere in the log is named, not fatal.
+    let records = match audit::salvage::run_records(&files, &args.run_id) {
+        Ok(r) => {
+            for d in &r.stepped_over {
+                eprintln!(
+                    "pcsync: warning: the audit log is damaged outside run {}, which restore does not need: {d}; run `pcsync audit verify`",
+                    args.run_id
+                );
+            }
+            r.records
+        }
         Err(e) => return report_error(&e),
     };
     let mut dir = match Directory::connect(&settings.directory).await {
@@ -73,12 +86,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
             bind_dn: dir.bound_as().map(str::to_string),
             host: audit::host_name(),
         };
-        match AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now) {
+        match AuditLog::open(&files, &run_id, actor, Utc::now) {
             Err(e) => report_error(&e),
-            Ok(log) => {
-                let mut log = log.with_max_segment_size(settings.audit.max_segment_size);
-                apply_restore(&plan, &mut dir, &mut log).await
-            }
+            Ok(mut log) => apply_restore(&plan, &mut dir, &mut log).await,
         }
     };
     dir.close().await;

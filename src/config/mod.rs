@@ -17,6 +17,7 @@ mod kerberos;
 mod reader;
 mod sections;
 mod settings;
+mod time;
 mod values;
 
 pub use kerberos::KerberosSettings;
@@ -26,7 +27,8 @@ pub(crate) use settings::{
     ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, DaemonSettings, HttpSettings, WatchMode,
 };
 pub use settings::{DirectorySettings, Settings};
-pub(crate) use values::{LdapScheme, LdapUrl, parse_duration_within, parse_time};
+pub(crate) use time::{next_fire_times, parse_duration_within, parse_time};
+pub(crate) use values::{LdapScheme, LdapUrl};
 
 use std::path::{Path, PathBuf};
 
@@ -105,12 +107,14 @@ impl Env {
         Env { vars }
     }
 
-    /// The value of `name`; `None` when it is unset (or, in the process environment, not
-    /// valid Unicode: a password must be text).
-    fn var(&self, name: &str) -> Option<String> {
+    /// The value of `name`, as `std::env::var` gives it.
+    fn var(&self, name: &str) -> Result<String, std::env::VarError> {
         match &self.vars {
-            Some(vars) => vars.get(name).cloned(),
-            None => std::env::var(name).ok(),
+            Some(vars) => vars
+                .get(name)
+                .cloned()
+                .ok_or(std::env::VarError::NotPresent),
+            None => std::env::var(name),
         }
     }
 

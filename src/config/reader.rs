@@ -129,6 +129,11 @@ pub(super) struct Item {
 }
 
 impl Item {
+    /// True when the value came from a `PCSYNC__*` variable.
+    fn is_env(&self) -> bool {
+        matches!(self.origin, Origin::Env(_))
+    }
+
     /// Records a problem with this item's value.
     pub(super) fn bad(&self, issues: &Issues, message: impl Into<String>) {
         issues.push(&self.key, self.origin.clone(), message);
@@ -231,27 +236,31 @@ impl<'a> Section<'a> {
         parse_item(&text, &item, self.issues, parse)
     }
 
-    /// A boolean: TOML `true`/`false`, or the exact strings `true`/`false` from the environment.
-    /// (config-rs would also turn "yes" into true; a typo should not flip a safety switch.)
+    /// A boolean: TOML `true`/`false` in the file, the exact strings `true`/`false` in the
+    /// environment (which has only strings). A quoted `"false"` in the file is refused: a
+    /// switch that controls writes must be a TOML boolean, and config-rs would also have
+    /// turned "yes" into true.
     pub(super) fn bool(&mut self, key: &'static str, default: bool) -> bool {
         let Some(item) = self.take(key) else {
             return default;
         };
         match &item.value.kind {
-            ValueKind::Boolean(b) => *b,
-            ValueKind::String(s) if s == "true" => true,
-            ValueKind::String(s) if s == "false" => false,
-            other => {
-                item.bad(
-                    self.issues,
-                    format!("expected true or false, found {}", describe(other)),
-                );
-                default
+            ValueKind::Boolean(b) => return *b,
+            ValueKind::String(s) if item.is_env() && (s == "true" || s == "false") => {
+                return s == "true";
             }
+            _ => {}
         }
+        let found = found_instead(&item, |s| s == "true" || s == "false");
+        item.bad(
+            self.issues,
+            format!("expected true or false, found {found}"),
+        );
+        default
     }
 
-    /// An unsigned integer within `range`.
+    /// An unsigned integer within `range`: a TOML integer in the file, digits only in the
+    /// environment. A quoted `"200"` in the file is refused, like a quoted boolean.
     pub(super) fn uint(
         &mut self,
         key: &'static str,
@@ -266,7 +275,7 @@ impl<'a> Section<'a> {
             ValueKind::U64(n) => Some(*n),
             ValueKind::I128(n) => u64::try_from(*n).ok(),
             ValueKind::U128(n) => u64::try_from(*n).ok(),
-            ValueKind::String(s) => s.trim().parse::<u64>().ok(),
+            ValueKind::String(s) if item.is_env() && is_digits(s) => s.parse::<u64>().ok(),
             _ => None,
         };
         match n {
@@ -279,13 +288,13 @@ impl<'a> Section<'a> {
                 default
             }
             None => {
-                item.bad(
-                    self.issues,
-                    format!(
-                        "expected a whole number, found {}",
-                        describe(&item.value.kind)
-                    ),
-                );
+                let wanted = if item.is_env() {
+                    "a whole number (digits only)"
+                } else {
+                    "a whole number"
+                };
+                let found = found_instead(&item, is_digits);
+                item.bad(self.issues, format!("expected {wanted}, found {found}"));
                 default
             }
         }
@@ -441,6 +450,21 @@ fn parse_item<T>(
             item.bad(issues, message);
             None
         }
+    }
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// What was found where another type was expected. A string in the file that would have been
+/// right without its quotes says so.
+fn found_instead(item: &Item, right_unquoted: impl Fn(&str) -> bool) -> String {
+    match &item.value.kind {
+        ValueKind::String(s) if !item.is_env() && right_unquoted(s) => {
+            format!("the string {s:?}: write {s} without quotes")
+        }
+        other => describe(other),
     }
 }
 

@@ -18,12 +18,12 @@ use super::settings::{
     DEFAULT_SERVER_HEADER, DaemonSettings, DirectorySettings, HttpSettings, RedirectorSettings,
     RedirectorTls, Safety, Schedule, Settings, StateSettings, WatchMode,
 };
+use super::time::{DEFAULT_CRON, parse_duration_within, parse_rfc3339, validate_cron};
 use super::values::{
-    DEFAULT_CRON, LdapScheme, LdapUrl, Secret, check_ca_file, check_pem_certificate, check_pem_key,
-    is_attr_name, parse_display_name, parse_dn, parse_duration_within, parse_fqdn,
-    parse_instance_id, parse_listen, parse_optional_dn, parse_owner_urn, parse_path,
-    parse_rate_limit, parse_rfc3339, parse_server_header, parse_size, read_password_file,
-    validate_cron,
+    LdapScheme, LdapUrl, PasswordSource, Secret, check_ca_file, check_pem_certificate,
+    check_pem_key, is_attr_name, parse_display_name, parse_dn, parse_fqdn, parse_instance_id,
+    parse_listen, parse_optional_dn, parse_owner_urn, parse_path, parse_rate_limit,
+    parse_server_header, parse_size, password_from, read_password_file,
 };
 use super::{ConfigError, Env, Resolved, estate};
 
@@ -173,7 +173,11 @@ fn bind_credentials(s: &mut Section<'_>, env: &Env) -> Option<Option<BindCredent
         .map(|(text, item)| parse_dn(&text).map_err(|e| item.bad(issues, e)).ok());
     let password = bind_password(s, env);
     match (dn, password) {
-        (Some(Some(dn)), Some(Some(password))) => Some(Some(BindCredentials { dn, password })),
+        (Some(Some(dn)), Some(Some((password, password_source)))) => Some(Some(BindCredentials {
+            dn,
+            password,
+            password_source,
+        })),
         (None, Some(None)) => Some(None),
         // Reported where it was found: a bad DN, or an unreadable password source.
         (Some(None), _) | (_, None) => None,
@@ -198,7 +202,7 @@ fn bind_credentials(s: &mut Section<'_>, env: &Env) -> Option<Option<BindCredent
 
 /// The password from `bind_password_file` or the variable `bind_password_env` names (never
 /// from the file itself): `Some(None)` when neither is set, `None` when a problem was reported.
-fn bind_password(s: &mut Section<'_>, env: &Env) -> Option<Option<Secret>> {
+fn bind_password(s: &mut Section<'_>, env: &Env) -> Option<Option<(Secret, PasswordSource)>> {
     let issues = s.issues();
     if let Some(item) = s.take_unlisted("bind_password") {
         item.bad(
@@ -229,11 +233,15 @@ fn bind_password(s: &mut Section<'_>, env: &Env) -> Option<Option<Secret>> {
     }
 }
 
-fn password_from_env(env: &Env, var: &str) -> Result<Secret, String> {
+fn password_from_env(env: &Env, var: &str) -> Result<(Secret, PasswordSource), String> {
     match env.var(var) {
-        Some(p) if !p.is_empty() => Ok(Secret::new(p)),
-        Some(_) => Err(format!("environment variable {var} is empty")),
-        None => Err(format!("environment variable {var} is not set")),
+        Ok(p) => password_from(&p, format!("environment variable {var}")),
+        Err(std::env::VarError::NotPresent) => {
+            Err(format!("environment variable {var} is not set"))
+        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "environment variable {var} is not valid UTF-8 (a password is text)"
+        )),
     }
 }
 
@@ -336,6 +344,7 @@ fn migrations(root: &mut Section<'_>, pools: &[Pool]) -> Option<Vec<Migration>> 
         let legacy_home_server_dn = s.parse("legacy_home_server_dn", parse_dn);
         let not_before = s.parse("not_before", parse_rfc3339);
         let display_name = s.parse("display_name", parse_display_name);
+        let enable_endpoint = s.bool("enable_endpoint", false);
         s.finish();
         match (uri, target) {
             (Some(well_known_uri), Some(target_pool)) => out.push(Migration {
@@ -344,6 +353,7 @@ fn migrations(root: &mut Section<'_>, pools: &[Pool]) -> Option<Vec<Migration>> 
                 legacy_home_server_dn,
                 not_before,
                 display_name,
+                enable_endpoint,
             }),
             _ => complete = false,
         }
@@ -525,10 +535,12 @@ fn audit(root: &mut Section<'_>) -> Option<AuditSettings> {
     let max_segment_size = s
         .parse("max_segment_size", parse_size)
         .unwrap_or(DEFAULT_MAX_SEGMENT_BYTES);
+    let key_file = s.parse("key_file", parse_path);
     s.finish();
     Some(AuditSettings {
         path,
         max_segment_size,
+        key_file,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::model::Dn;
 use crate::plan::desired::{Desired, Layout, Migration, Pool, Retire};
 
 use super::kerberos::KerberosSettings;
-use super::values::{LdapUrl, RateLimitSettings, Secret};
+use super::values::{LdapUrl, PasswordSource, RateLimitSettings, Secret};
 
 /// The default `Server` header.
 pub(crate) const DEFAULT_SERVER_HEADER: &str = concat!("pcsync/", env!("CARGO_PKG_VERSION"));
@@ -60,6 +60,7 @@ impl Settings {
             pools: &self.pools,
             layout: &self.layout,
             retire: self.safety.retire,
+            active_directory: false,
         }
     }
 }
@@ -69,6 +70,8 @@ impl Settings {
 pub(crate) struct BindCredentials {
     pub dn: Dn,
     pub password: Secret,
+    /// Where the password came from, for the message when the server refuses it.
+    pub password_source: PasswordSource,
 }
 
 /// `[directory]`.
@@ -226,6 +229,8 @@ pub(crate) struct AuditSettings {
     pub path: PathBuf,
     /// Bytes after which the active segment is sealed and a new one started.
     pub max_segment_size: u64,
+    /// The keyed chain's key file (HMAC-SHA-256); `None`: an unkeyed chain.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[state]`.

@@ -1,10 +1,12 @@
 //! Every configuration error path, each checked for a readable one-line message.
 
-use super::settings::DEFAULT_SERVER_HEADER;
-use super::values::{DEFAULT_CRON, RateLimitSettings};
+use super::settings::{BindCredentials, DEFAULT_SERVER_HEADER};
+use super::time::DEFAULT_CRON;
+use super::values::RateLimitSettings;
 use super::*;
 use crate::model::Dn;
 use crate::plan::desired::Retire;
+use chrono::TimeZone;
 use std::io::Write;
 use std::time::Duration;
 
@@ -166,7 +168,7 @@ fn environment_overrides_apply_and_name_their_variable_on_error() {
     assert_eq!(
         errs,
         [
-            "environment variable PCSYNC__DIRECTORY__PAGE_SIZE: directory.page_size: expected a whole number, found \"abc\""
+            "environment variable PCSYNC__DIRECTORY__PAGE_SIZE: directory.page_size: expected a whole number (digits only), found \"abc\""
         ]
     );
 }
@@ -929,4 +931,302 @@ fn fuzz_regression_owner_urn_with_a_multibyte_prefix_is_an_error_not_a_panic() {
             "{errs:#?}"
         );
     }
+}
+
+// See: #19. A switch that controls writes must be a TOML boolean, and a number a TOML number: a
+// quoted value in the file is refused, naming the key and the file. The environment only has
+// strings, so there they are parsed, strictly.
+#[test]
+fn quoted_booleans_and_numbers_in_the_file_are_refused() {
+    let f = fixture();
+    assert_eq!(
+        errors(&with(&f, "safety", "auto_apply = \"false\""), &[]),
+        [
+            "pcsync.toml: safety.auto_apply: expected true or false, found the string \"false\": write false without quotes"
+        ]
+    );
+    assert_eq!(
+        errors(&with(&f, "directory", "page_size = \"200\""), &[]),
+        [
+            "pcsync.toml: directory.page_size: expected a whole number, found the string \"200\": write 200 without quotes"
+        ]
+    );
+    assert_eq!(
+        errors(&with(&f, "directory", "starttls = \"true\""), &[]),
+        [
+            "pcsync.toml: directory.starttls: expected true or false, found the string \"true\": write true without quotes"
+        ]
+    );
+    // Unquoted, both load.
+    let s = load(&with(&f, "safety", "auto_apply = false"), &[]).unwrap();
+    assert!(!s.safety.auto_apply);
+    let s = load(&with(&f, "directory", "page_size = 200"), &[]).unwrap();
+    assert_eq!(s.directory.page_size, 200);
+}
+
+#[test]
+fn environment_booleans_and_numbers_parse_strictly() {
+    let f = fixture();
+    let s = load(
+        &valid(&f),
+        &[
+            ("PCSYNC__SAFETY__AUTO_APPLY", "true"),
+            ("PCSYNC__DIRECTORY__PAGE_SIZE", "250"),
+        ],
+    )
+    .unwrap();
+    assert!(s.safety.auto_apply);
+    assert_eq!(s.directory.page_size, 250);
+    for (value, message) in [
+        ("yes", "expected true or false, found \"yes\""),
+        ("True", "expected true or false, found \"True\""),
+        ("1", "expected true or false, found \"1\""),
+        (" true", "expected true or false, found \" true\""),
+    ] {
+        assert_eq!(
+            errors(&valid(&f), &[("PCSYNC__SAFETY__AUTO_APPLY", value)]),
+            [format!(
+                "environment variable PCSYNC__SAFETY__AUTO_APPLY: safety.auto_apply: {message}"
+            )]
+        );
+    }
+    for value in ["+200", "200 ", "2e2", "0x10", "-1"] {
+        assert_eq!(
+            errors(&valid(&f), &[("PCSYNC__DIRECTORY__PAGE_SIZE", value)]),
+            [format!(
+                "environment variable PCSYNC__DIRECTORY__PAGE_SIZE: directory.page_size: expected a whole number (digits only), found {value:?}"
+            )]
+        );
+    }
+}
+
+/// A password file with `contents`, in `dir`.
+fn password_file(dir: &Path, name: &str, contents: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+fn bind_of(s: &Settings) -> &BindCredentials {
+    s.directory.bind.as_ref().unwrap()
+}
+
+// See: #19. Notepad writes a BOM and CRLF; an administrator may keep a note on line two.
+#[test]
+fn a_password_file_gives_its_first_line_without_bom_or_line_ending() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in [
+        ("plain", &b"s3cr3t"[..]),
+        ("lf", b"s3cr3t\n"),
+        ("crlf", b"s3cr3t\r\n"),
+        ("bom", b"\xef\xbb\xbfs3cr3t\r\n"),
+        ("two-lines", b"s3cr3t\nrotated 2026-01-05 by jdoe\n"),
+        ("two-crlf-lines", b"s3cr3t\r\nsecond\r\n"),
+    ] {
+        let path = password_file(dir.path(), name, contents);
+        let s = load(&valid(&f).replace(&f.pw, &path), &[]).unwrap();
+        assert_eq!(bind_of(&s).password.expose(), "s3cr3t", "{name}");
+        assert_eq!(
+            bind_of(&s).password_source.to_string(),
+            format!("the first line of password file {path} (6 bytes)"),
+            "{name}"
+        );
+    }
+    // Spaces are part of a password; only the line ending and the BOM go.
+    let path = password_file(dir.path(), "spaces", b" pass word \n");
+    let s = load(&valid(&f).replace(&f.pw, &path), &[]).unwrap();
+    assert_eq!(bind_of(&s).password.expose(), " pass word ");
+}
+
+#[test]
+fn a_password_file_with_an_empty_first_line_is_refused() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in [
+        ("empty", &b""[..]),
+        ("newline", b"\n"),
+        ("bom-only", b"\xef\xbb\xbf\r\n"),
+        ("second-line", b"\ns3cr3t\n"),
+    ] {
+        let path = password_file(dir.path(), name, contents);
+        assert_eq!(
+            errors(&valid(&f).replace(&f.pw, &path), &[]),
+            [format!(
+                "pcsync.toml: directory.bind_password_file: the first line of password file {path} is empty (the password is the first line)"
+            )],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_password_variable_follows_the_same_rule() {
+    let f = fixture();
+    let text = valid(&f).replace(
+        &format!("bind_password_file = \"{}\"", f.pw),
+        "bind_password_env = \"PCSYNC_TEST_PW\"",
+    );
+    for value in [
+        "s3cr3t",
+        "s3cr3t\n",
+        "s3cr3t\r\n",
+        "\u{feff}s3cr3t",
+        "s3cr3t\nnote",
+    ] {
+        let s = load(&text, &[("PCSYNC_TEST_PW", value)]).unwrap();
+        assert_eq!(bind_of(&s).password.expose(), "s3cr3t", "{value:?}");
+        assert_eq!(
+            bind_of(&s).password_source.to_string(),
+            "the first line of environment variable PCSYNC_TEST_PW (6 bytes)"
+        );
+    }
+    assert_eq!(
+        errors(&text, &[("PCSYNC_TEST_PW", "\r\n")]),
+        [
+            "pcsync.toml: directory.bind_password_env: the first line of environment variable PCSYNC_TEST_PW is empty (the password is the first line)"
+        ]
+    );
+}
+
+// See: #19. The scheduler would wait for ever: Feb 31 does not exist.
+#[test]
+fn a_cron_that_never_fires_is_refused_with_the_reason() {
+    let f = fixture();
+    for (cron, reason) in [
+        ("0 0 0 31 2 *", "day 31 never occurs in February"),
+        ("0 0 0 30 2 *", "day 30 never occurs in February"),
+        ("0 0 0 31 4,6 *", "day 31 never occurs in April or June"),
+        ("0 0 0 31 2,4 *", "day 31 never occurs in February or April"),
+        ("0 0 0 30-31 2 *", "days 30 and 31 never occur in February"),
+        (
+            "0 0 0 1 1 * 1969",
+            "no date from 1970 on matches all of its fields",
+        ),
+    ] {
+        let text = format!("{}\n[schedule]\ncron = \"{cron}\"\n", valid(&f));
+        assert_eq!(
+            errors(&text, &[]),
+            [format!(
+                "pcsync.toml: schedule.cron: {cron:?} never fires: {reason}"
+            )]
+        );
+    }
+    // Rare is not never: Feb 29 comes every four years; the 31st of a month that has one.
+    for cron in [
+        "0 0 0 29 2 *",
+        "0 0 0 31 1-3 *",
+        "0 0 12 13 * FRI",
+        "0 0 0 L 2 *",
+        "0 0 0 29 2 MON",
+    ] {
+        let text = format!("{}\n[schedule]\ncron = \"{cron}\"\n", valid(&f));
+        assert_eq!(load(&text, &[]).unwrap().schedule.cron, cron);
+    }
+}
+
+#[test]
+fn a_cron_whose_years_are_past_never_fires() {
+    let f = fixture();
+    let text = format!("{}\n[schedule]\ncron = \"0 0 0 1 1 * 2001\"\n", valid(&f));
+    assert_eq!(
+        load(&text, &[]).unwrap().schedule.cron,
+        "0 0 0 1 1 * 2001",
+        "valid at load: whether it still fires depends on the date, which `check` shows"
+    );
+    let now = chrono::Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap();
+    assert_eq!(
+        next_fire_times("0 0 0 1 1 * 2001", now, 3),
+        Err("\"0 0 0 1 1 * 2001\" never fires after 2026-11-24T08:00:00Z".to_string())
+    );
+    let next = next_fire_times("0 */15 * * * *", now, 3).unwrap();
+    let shown: Vec<String> = next.iter().map(|t| t.to_rfc3339()).collect();
+    assert_eq!(
+        shown,
+        [
+            "2026-11-24T08:15:00+00:00",
+            "2026-11-24T08:30:00+00:00",
+            "2026-11-24T08:45:00+00:00"
+        ]
+    );
+}
+
+// See: #19. "unknown unit" said nothing useful about a date typo.
+#[test]
+fn time_arguments_say_what_is_wrong_and_show_the_accepted_forms() {
+    let now = chrono::Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap();
+    const FORMS: &str =
+        "use RFC 3339 (2026-11-24T08:00:00Z, 2026-11-24T09:00:00+01:00) or an age (30m, 2h, 7d)";
+    for (text, what) in [
+        ("2026-13-01T00:00:00Z", "month 13 is out of range (1 to 12)"),
+        ("2026-00-10T00:00:00Z", "month 0 is out of range (1 to 12)"),
+        (
+            "2026-02-30T00:00:00Z",
+            "day 30 is out of range for February 2026 (1 to 28)",
+        ),
+        (
+            "2026-04-31T00:00:00Z",
+            "day 31 is out of range for April 2026 (1 to 30)",
+        ),
+        ("2026-11-24T24:00:00Z", "hour 24 is out of range (0 to 23)"),
+        (
+            "2026-11-24T08:60:00Z",
+            "minute 60 is out of range (0 to 59)",
+        ),
+        (
+            "2026-11-24T08:00:61Z",
+            "second 61 is out of range (0 to 60)",
+        ),
+        (
+            "2026-11-24T08:00:00",
+            "no time zone (add Z for UTC, or an offset such as +01:00)",
+        ),
+        ("2026-11-24", "no time of day (e.g. 2026-11-24T00:00:00Z)"),
+        (
+            "2026-11-24T08:00",
+            "expected `:` after the minute at position 17",
+        ),
+        (
+            "2026-11-24T08:00:00+25:00",
+            "time zone \"+25:00\" is not Z or an offset such as +01:00",
+        ),
+        (
+            "2026",
+            "a bare number is neither a date nor an age (an age needs a unit: 30m, 2h, 7d)",
+        ),
+        (
+            "7 parsecs",
+            "unknown unit \"parsecs\" (expected ms, s, m, h, d or w)",
+        ),
+    ] {
+        assert_eq!(
+            parse_time(text, now),
+            Err(format!("{text:?}: {what}; {FORMS}")),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        parse_time("yesterday", now),
+        Err(format!("\"yesterday\" is not a time; {FORMS}"))
+    );
+    assert_eq!(parse_time("7d", now), Ok(now - chrono::Duration::days(7)));
+    assert_eq!(
+        parse_time("2026-11-24T09:00:00+01:00", now),
+        Ok(chrono::Utc.with_ymd_and_hms(2026, 11, 24, 8, 0, 0).unwrap())
+    );
+}
+
+#[test]
+fn not_before_says_which_part_of_the_time_is_wrong() {
+    let f = fixture();
+    let text = valid(&f).replace(
+        "target_pool = \"PCPOOL1.contoso.com\"",
+        "target_pool = \"pcpool1.contoso.com\"\nnot_before = \"2026-02-29T22:00:00Z\"",
+    );
+    assert_eq!(
+        errors(&text, &[]),
+        [
+            "pcsync.toml: migrations[0].not_before: \"2026-02-29T22:00:00Z\" is not an RFC 3339 time (e.g. 2026-12-05T22:00:00Z): day 29 is out of range for February 2026 (1 to 28)"
+        ]
+    );
 }

@@ -2,20 +2,16 @@
 //! string in and one typed value or one message out.
 //!
 //! Each message reads well after "KEY: " (the issue line names the key and its origin) and
-//! quotes the offending text, never a secret. The duration grammar here is the only one in
-//! pcsync: configuration keys and command-line arguments (`probe --timeout`, `audit list
-//! --since 7d`) both use it. Nothing here knows about sections or the environment.
+//! quotes the offending text, never a secret. Durations, times and cron expressions have their
+//! own module, `time`. Nothing here knows about sections or the environment.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-
+use super::time::parse_duration_within;
 use crate::model::Dn;
-
-pub(crate) use crate::schedule::DEFAULT_CRON;
 
 /// A secret string. `Debug` and `Display` print a placeholder; read it with [`Secret::expose`].
 /// Two secrets are equal when their values are.
@@ -41,6 +37,26 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("«redacted»")
+    }
+}
+
+/// Where a password came from, and how long it was: what an administrator needs to find out
+/// why the server refused it, without the password itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PasswordSource {
+    /// `password file /etc/pcsync/bind.pw` or `environment variable PCSYNC_BIND_PASSWORD`.
+    origin: String,
+    /// The password's length in bytes (UTF-8).
+    bytes: usize,
+}
+
+impl fmt::Display for PasswordSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the first line of {} ({} bytes)",
+            self.origin, self.bytes
+        )
     }
 }
 
@@ -230,64 +246,6 @@ pub(super) fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// pcsync's one duration grammar, for configuration keys and command-line arguments alike: a
-/// whole number and a unit, `ms`, `s`, `m`, `h`, `d` or `w` (`500ms`, `10s`, `7d`); a bare
-/// number is seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (expected e.g. 500ms, 10s, 5m, 1h)"))?;
-    let seconds = |factor: u64| Duration::from_secs(n.saturating_mul(factor));
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(seconds(1)),
-        "m" => Ok(seconds(60)),
-        "h" => Ok(seconds(3600)),
-        "d" => Ok(seconds(86_400)),
-        "w" => Ok(seconds(7 * 86_400)),
-        u => Err(format!(
-            "{text:?}: unknown unit {u:?} (expected ms, s, m, h, d or w)"
-        )),
-    }
-}
-
-/// [`parse_duration`], refused outside `range`.
-pub(crate) fn parse_duration_within(
-    text: &str,
-    range: std::ops::RangeInclusive<Duration>,
-) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if !range.contains(&d) {
-        return Err(format!(
-            "{text:?} is out of range ({:?}..={:?})",
-            range.start(),
-            range.end()
-        ));
-    }
-    Ok(d)
-}
-
-/// A point in time given on the command line (`--since`, `--until`): RFC 3339
-/// (`2026-11-24T08:00:00Z`, `…+01:00`) or an age before `now` in the duration grammar (`30m`,
-/// `2h`, `7d`).
-pub(crate) fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
-    let t = text.trim();
-    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
-        return Ok(at.with_timezone(&Utc));
-    }
-    if !t.starts_with(|c: char| c.is_ascii_digit()) {
-        return Err(format!(
-            "{text:?} is not a time: use RFC 3339 (2026-11-24T08:00:00Z) or an age (30m, 2h, 7d)"
-        ));
-    }
-    let too_large = || format!("{text:?} is too large");
-    let age = chrono::Duration::from_std(parse_duration(t)?).map_err(|_| too_large())?;
-    now.checked_sub_signed(age).ok_or_else(too_large)
-}
-
 /// `"off"`, `""`, or `N/DURATION` such as `200/1s`.
 pub(super) fn parse_rate_limit(text: &str) -> Result<Option<RateLimitSettings>, String> {
     let t = text.trim();
@@ -341,15 +299,33 @@ pub(super) fn check_pem_key(text: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-pub(super) fn read_password_file(path: &Path) -> Result<Secret, String> {
+pub(super) fn read_password_file(path: &Path) -> Result<(Secret, PasswordSource), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read password file {}: {e}", path.display()))?;
-    let password = text.strip_suffix('\n').unwrap_or(&text);
-    let password = password.strip_suffix('\r').unwrap_or(password);
+    password_from(&text, format!("password file {}", path.display()))
+}
+
+/// The password in `text`, a file's contents or a variable's value, from `origin`. One rule for
+/// both: the first line, without its line ending (LF or CRLF) and without a leading UTF-8 byte
+/// order mark (Notepad writes one); anything after the first line is ignored. Spaces are kept:
+/// they may be part of the password.
+pub(super) fn password_from(
+    text: &str,
+    origin: String,
+) -> Result<(Secret, PasswordSource), String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let line = text.split('\n').next().unwrap_or_default();
+    let password = line.strip_suffix('\r').unwrap_or(line);
     if password.is_empty() {
-        return Err(format!("password file {} is empty", path.display()));
+        return Err(format!(
+            "the first line of {origin} is empty (the password is the first line)"
+        ));
     }
-    Ok(Secret::new(password.to_string()))
+    let source = PasswordSource {
+        origin,
+        bytes: password.len(),
+    };
+    Ok((Secret::new(password.to_string()), source))
 }
 
 /// A list of objectClass names: letters, digits and hyphens, at least one.
@@ -400,15 +376,4 @@ pub(super) fn parse_server_header(text: &str) -> Result<String, String> {
             "{text:?} is not a usable Server header (1 to 128 printable ASCII characters)"
         ))
     }
-}
-
-pub(super) fn parse_rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| format!("{text:?} is not an RFC 3339 time (e.g. 2026-12-05T22:00:00Z): {e}"))
-}
-
-/// Checks a cron expression the way the scheduler will read it ([`crate::schedule::Cron`]).
-pub(crate) fn validate_cron(text: &str) -> Result<(), String> {
-    crate::schedule::Cron::parse(text).map(|_| ())
 }

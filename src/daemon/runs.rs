@@ -240,7 +240,7 @@ async fn run_connected(
     };
     // A cheap look first: most runs find nothing to do and then write nothing, not even to the
     // audit log (a 1-second cron would otherwise add records every second).
-    let unfinished = match audit::unfinished_in(&settings.audit.path) {
+    let unfinished = match audit::LogFiles::of(settings).and_then(|f| audit::open_swaps(&f)) {
         Ok(open) => !open.is_empty(),
         Err(e) => return RunResult::failed(e),
     };
@@ -273,7 +273,7 @@ async fn run_connected(
     {
         result.pending = plan.summary.ready as u64;
     }
-    result.audit_run_id = Some(run.run_id);
+    result.audit_run_id = run.run_id;
     result.replication = run.replication;
     *recorded_pending = None;
     result

@@ -196,7 +196,12 @@ impl Directory {
                 self.mechanism = Some(Mechanism::Simple);
                 return Ok(());
             }
-            LdapResult { rc: 49, text, .. } => Error::InvalidCredentials { url, dn, text },
+            LdapResult { rc: 49, text, .. } => Error::InvalidCredentials {
+                url,
+                dn,
+                text,
+                password: bind.password_source.to_string(),
+            },
             LdapResult { rc: 8, text, .. } => Error::StrongAuthRequired { url, dn, text },
             LdapResult { rc, text, .. } => Error::Bind { url, dn, rc, text },
         };

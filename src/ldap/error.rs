@@ -10,12 +10,14 @@ pub enum Error {
     /// No configured server could be reached; each attempt is listed.
     #[error("no directory server answered: {}", .attempts.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Unreachable { attempts: Vec<Attempt> },
-    /// The server rejected the bind DN or password (LDAP 49).
-    #[error("bind as {dn} to {url} failed: invalid credentials (LDAP 49){}", diag(.text))]
+    /// The server rejected the bind DN or password (LDAP 49). `password` says where the
+    /// password came from and its length, never the password.
+    #[error("bind as {dn} to {url} failed: invalid credentials (LDAP 49){}; the password was {password}", diag(.text))]
     InvalidCredentials {
         url: String,
         dn: String,
         text: String,
+        password: String,
     },
     /// The server refuses simple binds without TLS (AD: LDAP 8, "BindSimple: Transport
     /// encryption required."). Retrying another DC over the same scheme would fail the same way.
@@ -83,9 +85,10 @@ pub enum Error {
         text: String,
     },
     /// A conditional write found the entry different from what the plan saw (LDAP 122
-    /// assertionFailed, 16 noSuchAttribute on a value delete, 20 or 68 on an add, or a re-read
-    /// that no longer matches): someone changed it concurrently; nothing was written.
-    #[error("{op} of {dn} on {url} refused: the entry changed since it was planned: {reason}")]
+    /// assertionFailed, 16 noSuchAttribute on a value delete, 20 on an add of a value, or a
+    /// re-read that no longer matches): someone changed it concurrently; or an add found its DN
+    /// taken (68), a name clash. Nothing was written; `reason` says which.
+    #[error("{op} of {dn} on {url} refused: {reason}")]
     Conflict {
         op: String,
         dn: String,

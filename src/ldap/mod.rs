@@ -188,10 +188,11 @@ mod tests {
             text:
                 "80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 52e\n"
                     .into(),
+            password: "the first line of password file /etc/pcsync/bind.pw (12 bytes)".into(),
         };
         assert_eq!(
             e.to_string(),
-            "bind as cn=admin,dc=contoso,dc=com to ldap://127.0.0.1:389 failed: invalid credentials (LDAP 49): 80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 52e"
+            "bind as cn=admin,dc=contoso,dc=com to ldap://127.0.0.1:389 failed: invalid credentials (LDAP 49): 80090308: LdapErr: DSID-0C09042A, comment: AcceptSecurityContext error, data 52e; the password was the first line of password file /etc/pcsync/bind.pw (12 bytes)"
         );
         let e = Error::NoSuchBase {
             what: "base DN",

@@ -5,13 +5,14 @@
 
 use std::borrow::Cow;
 
-use ldap3::adapters::{Adapter, PagedResults};
+use ldap3::asn1::{PL, TagClass, Types, parse_tag};
+use ldap3::controls::{Control, PagedResults, RawControl};
 use ldap3::{LdapResult, ResultEntry, Scope};
 use tracing::debug;
 
 use super::entry::{Malformed, RawEntry, readable};
-use super::{Directory, Error, SIP_ENABLED_FILTER};
-use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, attr};
+use super::{Directory, Error, SIP_ENABLED_FILTER, oid};
+use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, Sighting, attr};
 
 /// The attribute list every search here passes: a fixed list of names.
 type Attrs = &'static [&'static str];
@@ -69,6 +70,42 @@ impl<'a> Search<'a> {
             skip_within,
             ..self
         }
+    }
+}
+
+/// The paged-results request control (RFC 2696) for one page: non-critical, so even a server
+/// that did not mean what its root DSE said could only ignore it and send everything at once.
+fn paged_request(page_size: u32, cookie: Vec<u8>) -> Vec<RawControl> {
+    let size = i32::try_from(page_size).unwrap_or(i32::MAX);
+    let control: RawControl = PagedResults { size, cookie }.into();
+    vec![control]
+}
+
+/// The cookie of the paged-results response control (`SEQUENCE { size INTEGER, cookie OCTET
+/// STRING }`) among a result's controls: `Ok(None)` without one, `Err` when it is unreadable.
+/// Read here, never with ldap3's parser, which panics on bad input.
+fn paged_response(controls: &[Control]) -> Result<Option<Vec<u8>>, ()> {
+    let Some(raw) = controls.iter().find(|c| c.1.ctype == oid::PAGED_RESULTS) else {
+        return Ok(None);
+    };
+    let value = raw.1.val.as_deref().ok_or(())?;
+    let (_, tag) = parse_tag(value).map_err(|_| ())?;
+    let PL::C(parts) = tag.payload else {
+        return Err(());
+    };
+    match parts.as_slice() {
+        [size, cookie]
+            if size.class == TagClass::Universal
+                && size.id == Types::Integer as u64
+                && cookie.class == TagClass::Universal
+                && cookie.id == Types::OctetString as u64 =>
+        {
+            match &cookie.payload {
+                PL::P(cookie) => Ok(Some(cookie.clone())),
+                PL::C(_) => Err(()),
+            }
+        }
+        _ => Err(()),
     }
 }
 
@@ -153,6 +190,59 @@ impl Directory {
         Ok(stats)
     }
 
+    /// Streams what detection needs of each object `search` finds ([`Sighting`]: DN text, kind,
+    /// SIP address) to `on_sighting`, read in place from the raw entry: no allocation and no
+    /// DN parsing per object on the common path. Malformed addresses, DNs that are not UTF-8 and
+    /// DNs the skip test cannot read become findings; objects without a valid address are
+    /// counted, not passed on.
+    pub(crate) async fn for_each_sighting(
+        &mut self,
+        search: &Search<'_>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        mut on_sighting: impl FnMut(Sighting<'_>),
+    ) -> Result<SearchStats, Error> {
+        let mut stats = SearchStats::default();
+        let mut buffer = String::new();
+        stats.references = self
+            .stream_entries(search, |entry| {
+                let read = entry.map_err(|m| m.finding()).and_then(|entry| {
+                    let dn = entry.dn()?;
+                    match search.skip_within.map(|skip| skip.holds(dn)) {
+                        Some(Err(e)) => Err(Finding::malformed(dn, format!("DN: {e}"))),
+                        Some(Ok(true)) => Ok(None),
+                        _ => Ok(Some((entry, dn))),
+                    }
+                });
+                let (entry, dn) = match read {
+                    Ok(Some(read)) => read,
+                    Ok(None) => {
+                        stats.skipped += 1;
+                        return;
+                    }
+                    Err(finding) => {
+                        stats.entries += 1;
+                        findings.push(finding);
+                        return;
+                    }
+                };
+                stats.entries += 1;
+                let sighting = Sighting::read(
+                    dn,
+                    entry.texts(attr::OBJECT_CLASS),
+                    entry.values(attr::PRIMARY_USER_ADDRESS),
+                    classifier,
+                    &mut buffer,
+                    findings,
+                );
+                if let Some(sighting) = sighting {
+                    on_sighting(sighting);
+                }
+            })
+            .await?;
+        Ok(stats)
+    }
+
     /// Streams the objects under `base` whose SIP address equals `normalized_uri` (the server's
     /// equality rule for the attribute is case-insensitive in AD and in our OpenLDAP schema).
     pub(crate) async fn for_each_holder_of(
@@ -171,46 +261,68 @@ impl Directory {
             .await
     }
 
-    /// Streams the entries `search` finds (paged where advertised) to `on_entry`, one at a
-    /// time; intermediate messages are skipped and continuation references counted, never
-    /// chased. Returns the number of references.
+    /// Streams the entries `search` finds to `on_entry`, one at a time, a page at a time where
+    /// the server advertises paging; intermediate messages are skipped and continuation
+    /// references counted, never chased. Returns the number of references.
+    ///
+    /// Paging is done here rather than by ldap3's adapter, whose control parser panics on a
+    /// malformed response and which costs a boxed future per entry: each page is one search
+    /// carrying the cookie of the last, and a page's result code is checked before the next.
     pub(super) async fn stream_entries(
         &mut self,
         search: &Search<'_>,
         mut on_entry: impl FnMut(Result<RawEntry<'_>, Malformed>),
     ) -> Result<u64, Error> {
         let op = format!("{} under {}", search.op, search.base);
-        let adapters = self.search_adapters();
-        let mut stream = self
-            .ldap
-            .with_timeout(self.timeout)
-            .streaming_search_with(
-                adapters,
-                search.base.as_str(),
-                Scope::Subtree,
-                &search.filter,
-                search.attrs,
-            )
-            .await
-            .map_err(|e| self.op_error(&op, e))?;
         let mut references = 0;
+        let mut cookie = Vec::new();
         loop {
-            let entry: ResultEntry = match stream.next().await {
-                Ok(Some(entry)) => entry,
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = stream.finish().await;
-                    return Err(self.op_error(&op, e));
+            let ldap = self.ldap.with_timeout(self.timeout);
+            if self.capabilities.paged_results {
+                ldap.with_controls(paged_request(self.page_size, std::mem::take(&mut cookie)));
+            }
+            let mut stream = ldap
+                .streaming_search(
+                    search.base.as_str(),
+                    Scope::Subtree,
+                    &search.filter,
+                    search.attrs,
+                )
+                .await
+                .map_err(|e| self.op_error(&op, e))?;
+            loop {
+                let entry: ResultEntry = match stream.next().await {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = stream.finish().await;
+                        return Err(self.op_error(&op, e));
+                    }
+                };
+                if entry.is_ref() {
+                    references += 1;
+                } else if !entry.is_intermediate() {
+                    on_entry(RawEntry::new(&entry.0));
                 }
-            };
-            if entry.is_ref() {
-                references += 1;
-            } else if !entry.is_intermediate() {
-                on_entry(RawEntry::new(&entry.0));
+            }
+            let result = stream.finish().await;
+            let next = paged_response(&result.ctrls);
+            self.check_search_result(search.what, search.base.as_str(), &op, result)?;
+            match next {
+                // No control: the server sent everything at once. An empty cookie: the last page.
+                Ok(None) => break,
+                Ok(Some(next)) if next.is_empty() => break,
+                Ok(Some(next)) => cookie = next,
+                Err(()) => {
+                    return Err(Error::Operation {
+                        op,
+                        url: self.url.to_string(),
+                        rc: 0,
+                        text: "the server answered with an unreadable paged-results control".into(),
+                    });
+                }
             }
         }
-        let result = stream.finish().await;
-        self.check_search_result(search.what, search.base.as_str(), &op, result)?;
         Ok(references)
     }
 
@@ -270,15 +382,55 @@ impl Directory {
             }),
         }
     }
+}
 
-    /// The adapters of a subtree search: paging only where the server advertises it (every AD
-    /// and slapd does). ldap3 sends the control non-critical (pinned by a unit test), so even a
-    /// wrong guess could not cost the connection; no other control is ever attached to a search.
-    fn search_adapters(&self) -> Vec<Box<dyn Adapter<'static, &'static str, Attrs>>> {
-        let mut adapters: Vec<Box<dyn Adapter<'static, &'static str, Attrs>>> = Vec::new();
-        if self.capabilities.paged_results {
-            adapters.push(Box::new(PagedResults::new(self.page_size as i32)));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(value: Option<Vec<u8>>) -> Vec<Control> {
+        vec![Control(
+            None,
+            RawControl {
+                ctype: oid::PAGED_RESULTS.to_string(),
+                crit: false,
+                val: value,
+            },
+        )]
+    }
+
+    #[test]
+    fn the_page_request_is_non_critical_and_carries_the_cookie() {
+        let [control] = paged_request(500, b"c1".to_vec()).try_into().unwrap();
+        assert!(!control.crit);
+        let value = control.val.unwrap();
+        // SEQUENCE { 500, "c1" }: the same reader reads it back.
+        assert_eq!(
+            paged_response(&response(Some(value))),
+            Ok(Some(b"c1".to_vec()))
+        );
+    }
+
+    #[test]
+    fn paged_responses_are_read_and_garbage_is_an_error_never_a_panic() {
+        // SEQUENCE { INTEGER 7, OCTET STRING "" }: the last page.
+        let last = vec![0x30, 0x05, 0x02, 0x01, 0x07, 0x04, 0x00];
+        assert_eq!(paged_response(&response(Some(last))), Ok(Some(vec![])));
+        assert_eq!(paged_response(&[]), Ok(None));
+        for garbage in [
+            None,
+            Some(vec![]),
+            Some(vec![0x30]),
+            Some(vec![0x04, 0x00]),
+            Some(vec![0x30, 0x03, 0x02, 0x01, 0x07]),
+            Some(vec![0x30, 0x05, 0x04, 0x00, 0x02, 0x01, 0x07]),
+            Some(vec![0x30, 0x06, 0x02, 0x01, 0x07, 0x30, 0x01, 0x00]),
+        ] {
+            assert_eq!(
+                paged_response(&response(garbage.clone())),
+                Err(()),
+                "{garbage:?}"
+            );
         }
-        adapters
     }
 }

@@ -66,7 +66,7 @@ impl Directory {
                 Err(reason) => reason,
             },
         };
-        Err(self.conflict(op, dn.as_str(), reason))
+        Err(self.conflict(op, dn.as_str(), format!("{CHANGED}: {reason}")))
     }
 
     fn conflict(&self, op: &str, dn: &str, reason: String) -> Error {
@@ -78,25 +78,62 @@ impl Directory {
         }
     }
 
-    /// Maps a write's result: the codes that mean "someone else changed it" become conflicts.
+    /// Maps a write's result: the codes that mean "someone else changed it" (or, for an add,
+    /// "the name is taken") become conflicts.
     fn write_result(&self, op: &str, dn: &str, res: LdapResult) -> Result<(), Error> {
-        let reason = match res.rc {
-            0 => return Ok(()),
-            122 => "assertion failed (LDAP 122)",
-            16 => "an expected value is gone (LDAP 16)",
-            20 => "a value already exists (LDAP 20)",
-            68 => "the entry already exists (LDAP 68)",
-            rc => {
-                return Err(Error::Operation {
-                    op: format!("{op} of {dn}"),
-                    url: self.url.to_string(),
-                    rc,
-                    text: res.text,
-                });
-            }
-        };
-        Err(self.conflict(op, dn, format!("{reason}{}", diag(&res.text))))
+        if res.rc == 0 {
+            return Ok(());
+        }
+        match conflict_reason(op, res.rc) {
+            Some(reason) => Err(self.conflict(op, dn, format!("{reason}{}", diag(&res.text)))),
+            None => Err(Error::Operation {
+                op: format!("{op} of {dn}"),
+                url: self.url.to_string(),
+                rc: res.rc,
+                text: explained(op, res.rc, &res.matched, &res.text),
+            }),
+        }
     }
+}
+
+/// The server's diagnostic, preceded by what a bare code does not say: LDAP 32 on an add means
+/// the new entry's *parent* is missing (the server names the part of the DN it found), on any
+/// other write that the entry itself is gone.
+fn explained(op: &str, rc: u32, matched: &str, text: &str) -> String {
+    if rc != 32 {
+        return text.to_string();
+    }
+    let what = if op == "add" {
+        let found = if matched.trim().is_empty() {
+            "none of it".to_string()
+        } else {
+            matched.trim().to_string()
+        };
+        format!("no such object: the parent entry does not exist (the server found {found})")
+    } else {
+        "no such object: the entry does not exist".to_string()
+    };
+    match text.trim() {
+        "" => what,
+        diag => format!("{what}; {diag}"),
+    }
+}
+
+/// What a refused conditional write found, by the write and its result code.
+const CHANGED: &str = "the entry changed since it was planned";
+
+/// Why a write with result `rc` was refused, when it is a conflict rather than an error. An add
+/// refused with 68 met a name clash: some object pcsync did not plan for already has that DN,
+/// which is not a change to anything the plan read.
+fn conflict_reason(op: &str, rc: u32) -> Option<String> {
+    Some(match (op, rc) {
+        ("add", 68) => "an entry with this DN already exists (LDAP 68): a name clash with an object the plan did not read, not a concurrent change".to_string(),
+        (_, 122) => format!("{CHANGED}: assertion failed (LDAP 122)"),
+        (_, 16) => format!("{CHANGED}: an expected value is gone (LDAP 16)"),
+        (_, 20) => format!("{CHANGED}: a value already exists (LDAP 20)"),
+        (_, 68) => format!("{CHANGED}: the entry already exists (LDAP 68)"),
+        _ => return None,
+    })
 }
 
 fn value_set(a: &AttrValues) -> HashSet<Vec<u8>> {
@@ -200,5 +237,51 @@ impl Directory {
         }
         .map_err(|e| self.op_error(&format!("modify of {dn}"), e))?;
         self.write_result("modify", dn.as_str(), res)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An add whose DN is taken is a name clash, and says so instead of blaming a concurrent
+    /// change; the real conflicts still say the entry changed. See: #19
+    #[test]
+    fn an_add_refused_with_68_is_a_name_clash() {
+        let clash = conflict_reason("add", 68).unwrap();
+        assert!(clash.starts_with("an entry with this DN already exists (LDAP 68): a name clash"));
+        assert!(!clash.contains("changed since it was planned"), "{clash}");
+        for (op, rc) in [
+            ("modify", 122),
+            ("delete", 122),
+            ("modify", 16),
+            ("modify", 20),
+        ] {
+            let reason = conflict_reason(op, rc).unwrap();
+            assert!(reason.starts_with(CHANGED), "{op} {rc}: {reason}");
+        }
+        assert_eq!(conflict_reason("add", 32), None);
+        assert_eq!(conflict_reason("modify", 50), None);
+    }
+
+    /// LDAP 32 says which object is missing: an add's parent (with what the server found), or
+    /// the entry written. With the op's DN in front, the line names both. See: #19
+    #[test]
+    fn ldap_32_names_what_is_missing() {
+        let e = Error::Operation {
+            op: "add of CN={e},CN=Application Contacts,DC=x".to_string(),
+            url: "ldap://127.0.0.1:1".to_string(),
+            rc: 32,
+            text: explained("add", 32, "DC=x", ""),
+        };
+        assert_eq!(
+            e.to_string(),
+            "add of CN={e},CN=Application Contacts,DC=x on ldap://127.0.0.1:1 failed: LDAP 32: no such object: the parent entry does not exist (the server found DC=x)"
+        );
+        assert_eq!(
+            explained("modify", 32, "", "0000208D: NameErr"),
+            "no such object: the entry does not exist; 0000208D: NameErr"
+        );
+        assert_eq!(explained("modify", 50, "", "denied"), "denied");
     }
 }

@@ -132,6 +132,54 @@ impl Dn {
         self.rdns.len() >= n && self.rdns[self.rdns.len() - n..] == ancestor.rdns[..]
     }
 
+    /// Whether the DN written as `text` equals `self` or lies below it: [`Dn::is_within`]
+    /// without building a `Dn` when the text is plain (ASCII, no escape, quote, `+`, `;` or `#`:
+    /// nearly every DN a scan meets), where every `,` separates RDNs and case folding is ASCII's,
+    /// so the RDNs compare in place. Other DNs are parsed. Either way a text that is no DN is an
+    /// error, the one [`Dn::parse`] gives.
+    pub(crate) fn holds(&self, text: &str) -> Result<bool, DnError> {
+        let parsed = || Dn::parse(text).map(|dn| dn.is_within(self));
+        // One pass over the bytes decides whether the text is plain and counts its RDNs.
+        let mut count: usize = 1;
+        for &b in text.as_bytes() {
+            match b {
+                b',' => count += 1,
+                b'\\' | b'"' | b'+' | b';' | b'#' | 0x80.. => return parsed(),
+                _ => {}
+            }
+        }
+        let first_compared = count.checked_sub(self.rdns.len());
+        let mut within = first_compared.is_some();
+        for (i, rdn) in text.split(',').enumerate() {
+            // Each RDN as `Dn::parse` would check it; anything else takes that path for its error.
+            let Some(eq) = rdn.bytes().position(|b| b == b'=') else {
+                return parsed();
+            };
+            let kind = rdn[..eq].trim();
+            if kind.is_empty()
+                || !kind
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            {
+                return parsed();
+            }
+            if !within {
+                continue;
+            }
+            let Some(ava) = first_compared
+                .and_then(|first| i.checked_sub(first))
+                .and_then(|j| self.rdns.get(j))
+            else {
+                continue;
+            };
+            // A plain RDN has one AVA; an ancestor's multi-valued or `#` RDN never matches it.
+            within = matches!(ava.as_slice(), [a] if !a.ber
+                && a.kind.eq_ignore_ascii_case(kind)
+                && a.value.eq_ignore_ascii_case(rdn[eq + 1..].trim()));
+        }
+        Ok(within)
+    }
+
     /// The unescaped value of the leaf RDN's first attribute, as written (case kept).
     pub fn leaf_value(&self) -> Option<String> {
         let first = split_unescaped(&self.original, &[',', ';']).next()?;
@@ -429,6 +477,51 @@ impl<'de> serde::Deserialize<'de> for Dn {
 mod tests {
     use super::*;
 
+    #[test]
+    fn holds_agrees_with_parsing_then_is_within() {
+        let container = Dn::parse(
+            "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+        )
+        .unwrap();
+        let multi = Dn::parse("cn=a+sn=b,dc=x").unwrap();
+        let ber = Dn::parse("cn=#6162,dc=x").unwrap();
+        let texts = [
+            "CN={4c2f},CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+            "cn={4c2f}, cn=application contacts ,cn=RTC Service,CN=Services,CN=Configuration,DC=CONTOSO,dc=com",
+            "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+            "CN=Ann Lee 000123,OU=Site07,OU=EMEA,OU=Users,DC=contoso,DC=com",
+            "CN=Lee\\2C Ann 000016,OU=Site16,OU=EMEA,OU=Users,DC=contoso,DC=com",
+            "CN=x,CN=Application Contacts\\,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+            "CN=Müller,CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+            "DC=com",
+            "cn=b,cn=a+sn=b,dc=x",
+            "cn=b,sn=b+cn=a,dc=x",
+            "cn=b,cn=a,dc=x",
+            "cn=c,cn=#6162,dc=x",
+            "cn=c,cn=\\#6162,dc=x",
+            "cn=c,cn=ab,dc=x",
+            // Not DNs: the same error either way.
+            "",
+            "garbage,CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com",
+            "cn=a,,dc=x",
+            "c n=a,dc=x",
+            "=a,dc=x",
+            "cn=a\\",
+        ];
+        for ancestor in [&container, &multi, &ber] {
+            for text in texts {
+                assert_eq!(
+                    ancestor.holds(text),
+                    Dn::parse(text).map(|dn| dn.is_within(ancestor)),
+                    "{ancestor:?} holds {text:?}"
+                );
+            }
+        }
+        assert_eq!(container.holds(texts[0]), Ok(true));
+        assert_eq!(container.holds(texts[1]), Ok(true));
+        assert_eq!(container.holds(texts[3]), Ok(false));
+    }
+
     fn dn(s: &str) -> Dn {
         Dn::parse(s).unwrap()
     }
@@ -617,6 +710,24 @@ mod tests {
                 prop_assert_eq!(&norm, &child);
                 prop_assert_eq!(norm.normalized(), child.normalized());
                 prop_assert!(child.is_within(&parent));
+            }
+
+            /// The scan's in-place containment test gives what parsing would, DN or not.
+            #[test]
+            fn holds_is_parse_then_is_within(
+                leaf in "[a-zA-Z =,+\\\\#\"Ä;]{0,10}",
+                middle in prop::sample::select(vec!["OU=Site07", "ou=site07 ", "CN=Application Contacts", " cn = application contacts", "OU=Other"]),
+                tail in prop::sample::select(vec!["DC=contoso,DC=com", "dc=CONTOSO, dc=com", "DC=fabrikam,DC=com", "DC=com"]),
+            ) {
+                let text = format!("{leaf},{middle},{tail}");
+                for ancestor in ["CN=Application Contacts,DC=contoso,DC=com", "OU=Site07,DC=contoso,DC=com", "DC=com"] {
+                    let ancestor = dn(ancestor);
+                    prop_assert_eq!(
+                        ancestor.holds(&text),
+                        Dn::parse(&text).map(|d| d.is_within(&ancestor)),
+                        "{} holds {:?}", ancestor, text
+                    );
+                }
             }
         }
     }

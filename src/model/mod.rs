@@ -318,6 +318,9 @@ pub(crate) enum FindingKind {
     /// An object AD renamed after a replication conflict (`\0ACNF:` in its RDN): two DCs
     /// created the same name before replicating, so one SIP URI may have two holders.
     ConflictObject,
+    /// A migration's endpoint contact exists but an administrator disabled it
+    /// (`msRTCSIP-UserEnabled: FALSE`): left alone unless the migration says `enable_endpoint`.
+    EndpointDisabled,
 }
 
 impl fmt::Display for FindingKind {
@@ -334,6 +337,7 @@ impl fmt::Display for FindingKind {
             FindingKind::Disabled => "disabled",
             FindingKind::NotAContact => "not_a_contact",
             FindingKind::ConflictObject => "conflict_object",
+            FindingKind::EndpointDisabled => "endpoint_disabled",
         })
     }
 }
@@ -358,6 +362,18 @@ impl Finding {
 
     pub(crate) fn malformed(dn: &str, reason: String) -> Finding {
         Finding::new(FindingKind::MalformedValue, dn, reason)
+    }
+
+    /// `dn` is a replication conflict's name ([`is_conflict_name`]).
+    pub(crate) fn conflict_object(dn: &str) -> Finding {
+        Finding::new(
+            FindingKind::ConflictObject,
+            dn,
+            "a replication conflict: two DCs created this name before replicating and AD \
+             renamed one (\\0ACNF:<objectGUID>); keep the object that should hold the SIP \
+             URI and delete the other"
+                .to_string(),
+        )
     }
 }
 
@@ -415,14 +431,7 @@ impl DirectoryObject {
         let dn_text = dn.as_str();
         let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
         if is_conflict_name(&dn) {
-            findings.push(Finding::new(
-                FindingKind::ConflictObject,
-                dn_text,
-                "a replication conflict: two DCs created this name before replicating and AD \
-                 renamed one (\\0ACNF:<objectGUID>); keep the object that should hold the SIP \
-                 URI and delete the other"
-                    .to_string(),
-            ));
+            findings.push(Finding::conflict_object(dn_text));
         }
         let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
 
@@ -431,11 +440,7 @@ impl DirectoryObject {
                 match SipUri::parse(text) {
                     Ok(uri) => Some(uri),
                     Err(e) => {
-                        bad(format!(
-                            "{}: {e} in {:?}",
-                            attr::PRIMARY_USER_ADDRESS,
-                            truncate(text)
-                        ));
+                        bad(bad_address(text, &e));
                         None
                     }
                 }
@@ -494,6 +499,82 @@ pub(crate) fn is_conflict_name(dn: &Dn) -> bool {
     dn.leaf_value().is_some_and(|v| v.contains("\nCNF:"))
 }
 
+/// What detection needs of one object of a scan, borrowed from the entry the reader holds: its
+/// DN as text, its kind and its SIP address, checked and normalised. Reading one allocates
+/// nothing, so a scan of 200,000 objects costs what the search costs; the few objects a plan
+/// acts on are made whole with [`Sighting::to_object`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sighting<'a> {
+    /// As the server wrote it; parsed only when needed.
+    pub dn: &'a str,
+    pub kind: ObjectKind,
+    /// `msRTCSIP-PrimaryUserAddress` as the directory holds it.
+    pub sip_uri: &'a str,
+    /// Its normalised form, [`SipUri::normalized`].
+    pub normalized: &'a str,
+    /// The byte offset of `@` in `normalized`.
+    at: usize,
+}
+
+impl<'a> Sighting<'a> {
+    /// Reads an object's kind and SIP address as [`DirectoryObject::from_parsed`] does, with
+    /// the same findings for a malformed address; `None` when it has no valid one. The
+    /// normalised address is written into `buffer`, reused from one object to the next.
+    pub(crate) fn read(
+        dn: &'a str,
+        classes: impl Iterator<Item = &'a str> + Clone,
+        addresses: impl Iterator<Item = &'a [u8]>,
+        classifier: &Classifier,
+        buffer: &'a mut String,
+        findings: &mut Vec<Finding>,
+    ) -> Option<Sighting<'a>> {
+        // Only a DN whose text says `CNF:` can be a conflict's name: just those are parsed.
+        if dn.contains("CNF:") && Dn::parse(dn).is_ok_and(|parsed| is_conflict_name(&parsed)) {
+            findings.push(Finding::conflict_object(dn));
+        }
+        let mut bad = |reason: String| findings.push(Finding::malformed(dn, reason));
+        let text = single_value_text(attr::PRIMARY_USER_ADDRESS, addresses, &mut bad)?;
+        let at = match SipUri::normalize_into(text, buffer) {
+            Ok(at) => at,
+            Err(e) => {
+                bad(bad_address(text, &e));
+                return None;
+            }
+        };
+        Some(Sighting {
+            dn,
+            kind: classifier.classify(classes),
+            sip_uri: text,
+            normalized: buffer,
+            at,
+        })
+    }
+
+    /// The normalised user part, e.g. `ocschat`.
+    pub(crate) fn user_normalized(self) -> &'a str {
+        &self.normalized[4..self.at]
+    }
+
+    /// The object itself, with its DN parsed and no attributes beyond what was read: for the
+    /// few objects a plan acts on, which the caller then reads in full. A DN that does not
+    /// parse is the finding.
+    pub(crate) fn to_object(self) -> Result<DirectoryObject, Finding> {
+        let dn = Dn::parse(self.dn).map_err(|e| Finding::malformed(self.dn, format!("DN: {e}")))?;
+        let sip_uri = SipUri::parse(self.sip_uri)
+            .map_err(|e| Finding::malformed(self.dn, bad_address(self.sip_uri, &e)))?;
+        Ok(DirectoryObject {
+            dn,
+            kind: self.kind,
+            sip_uri: Some(sip_uri),
+            enabled: Enabled::Absent,
+            home_server_dn: None,
+            owner_urn: None,
+            display_name: None,
+            attributes: Attributes::new(),
+        })
+    }
+}
+
 /// Parsed DN-valued attribute values, by their exact text; bounded, so a directory with
 /// unusually many distinct values only loses the speed-up, never memory.
 #[derive(Debug, Default)]
@@ -522,9 +603,18 @@ fn single_text<'a>(
     name: &str,
     bad: &mut impl FnMut(String),
 ) -> Option<&'a str> {
-    match attributes.get(name) {
-        [] => None,
-        [one] => match std::str::from_utf8(one) {
+    single_value_text(name, attributes.get(name).iter().map(Vec::as_slice), bad)
+}
+
+/// [`single_text`] over the values as the reader holds them.
+fn single_value_text<'a>(
+    name: &str,
+    mut values: impl Iterator<Item = &'a [u8]>,
+    bad: &mut impl FnMut(String),
+) -> Option<&'a str> {
+    match (values.next(), values.next()) {
+        (None, _) => None,
+        (Some(one), None) => match std::str::from_utf8(one) {
             Ok("") => {
                 bad(format!("{name}: empty value"));
                 None
@@ -535,14 +625,23 @@ fn single_text<'a>(
                 None
             }
         },
-        many => {
+        (Some(_), Some(_)) => {
             bad(format!(
                 "{name}: {} values in a single-valued attribute",
-                many.len()
+                2 + values.count()
             ));
             None
         }
     }
+}
+
+/// The finding's reason for a SIP address that does not parse.
+fn bad_address(text: &str, e: &SipUriError) -> String {
+    format!(
+        "{}: {e} in {:?}",
+        attr::PRIMARY_USER_ADDRESS,
+        truncate(text)
+    )
 }
 
 /// AD's `displayName` rangeUpper; a longer value is hostile data, reported and not shown.
@@ -687,6 +786,61 @@ mod tests {
     }
 
     #[test]
+    fn a_sighting_reports_hostile_addresses_as_reading_the_whole_object_does() {
+        let long = format!("sip:{}@x", "x".repeat(100_000));
+        let cases: [&[&[u8]]; 5] = [
+            &[b"sip:a@x", b"sip:b@x"],
+            &[b""],
+            &[&[0xff, 0xfe]],
+            &[b"no scheme@x"],
+            &[long.as_bytes()],
+        ];
+        for values in cases {
+            let mut whole = vec![];
+            let mut a = Attributes::new();
+            a.insert(
+                attr::PRIMARY_USER_ADDRESS,
+                values.iter().map(|v| v.to_vec()).collect(),
+            );
+            let o = DirectoryObject::from_attributes("cn=h,dc=x", a, &classifier(), &mut whole)
+                .unwrap();
+            assert!(o.sip_uri.is_none());
+            let mut read = vec![];
+            let mut buffer = String::new();
+            let sighting = Sighting::read(
+                "cn=h,dc=x",
+                ["user"].into_iter(),
+                values.iter().copied(),
+                &classifier(),
+                &mut buffer,
+                &mut read,
+            );
+            assert!(sighting.is_none(), "{values:?}");
+            assert_eq!(read.len(), 1, "{read:?}");
+            assert_eq!(read, whole);
+            assert!(read[0].reason.len() < 300, "{}", read[0].reason);
+        }
+    }
+
+    #[test]
+    fn a_sighting_whose_dn_does_not_parse_is_a_finding_when_made_whole() {
+        let mut buffer = String::new();
+        let sighting = Sighting::read(
+            "garbage",
+            ["user"].into_iter(),
+            [b"sip:ocschat@x".as_slice()].into_iter(),
+            &classifier(),
+            &mut buffer,
+            &mut vec![],
+        )
+        .unwrap();
+        assert_eq!(sighting.user_normalized(), "ocschat");
+        let finding = sighting.to_object().unwrap_err();
+        assert_eq!(finding.dn, "garbage");
+        assert!(finding.reason.starts_with("DN: "), "{}", finding.reason);
+    }
+
+    #[test]
     fn an_unparsable_dn_drops_the_object_with_a_finding() {
         let mut findings = vec![];
         let o = DirectoryObject::from_attributes(
@@ -733,12 +887,36 @@ mod tests {
         assert_eq!(findings[0].kind, FindingKind::ConflictObject);
         assert_eq!(findings[0].dn, cnf);
         assert!(findings[0].reason.starts_with("a replication conflict"));
+        // Detection's reading of the object reports it the same way, and still sees it.
+        let mut read = vec![];
+        let mut buffer = String::new();
+        let sighting = Sighting::read(
+            cnf,
+            ["contact"].into_iter(),
+            [b"sip:ocschat@contoso.com".as_slice()].into_iter(),
+            &classifier(),
+            &mut buffer,
+            &mut read,
+        );
+        assert_eq!(sighting.map(|s| s.dn), Some(cnf));
+        assert_eq!(read, findings);
         // A CNF-looking text that is not the conflict suffix is no conflict.
         for dn in [
             "CN=CNF:x,DC=contoso,DC=com",
             "CN=a\\0ADEL:x,CN=Deleted Objects,DC=contoso,DC=com",
         ] {
             assert!(!is_conflict_name(&Dn::parse(dn).unwrap()), "{dn}");
+            let mut read = vec![];
+            let mut buffer = String::new();
+            Sighting::read(
+                dn,
+                ["contact"].into_iter(),
+                [b"sip:ocschat@contoso.com".as_slice()].into_iter(),
+                &classifier(),
+                &mut buffer,
+                &mut read,
+            );
+            assert!(read.is_empty(), "{dn}: {read:?}");
         }
     }
 

@@ -52,50 +52,35 @@ pub struct SipUri {
 impl SipUri {
     /// Parses a primary SIP address. The scheme is matched case-insensitively.
     pub fn parse(text: &str) -> Result<SipUri, SipUriError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(SipUriError::Empty);
-        }
-        if text.len() > MAX_SIP_URI_LEN {
-            return Err(SipUriError::TooLong);
-        }
-        let rest = match text.get(..4) {
-            Some(scheme) if scheme.eq_ignore_ascii_case("sip:") => &text[4..],
-            _ => return Err(SipUriError::MissingScheme),
-        };
-        let (user, host) = rest.split_once('@').ok_or(SipUriError::MissingUser)?;
+        let (user, host) = split(text)?;
         SipUri::from_parts(user, host)
     }
 
     /// Builds `sip:{user}@{host}` from parts already split, checking each.
     pub fn from_parts(user: &str, host: &str) -> Result<SipUri, SipUriError> {
-        if user.is_empty() {
-            return Err(SipUriError::MissingUser);
-        }
-        if host.is_empty() {
-            return Err(SipUriError::MissingHost);
-        }
-        if let Some(c) = user.chars().find(|c| !is_user_char(*c)) {
-            return Err(SipUriError::BadChar(c));
-        }
-        if let Some(c) = host.chars().find(|c| !is_host_char(*c)) {
-            return Err(SipUriError::BadChar(c));
-        }
+        check_parts(user, host)?;
         let original = format!("sip:{user}@{host}");
-        let user_key = fold_case(user);
-        let key = format!("sip:{user_key}@{}", fold_case(host));
+        let mut key = String::new();
+        let at_key = normalize_parts(user, host, &mut key)?;
         // Both forms are bounded, so the normalised form always parses again.
-        if original.len() > MAX_SIP_URI_LEN || key.len() > MAX_SIP_URI_LEN {
+        if original.len() > MAX_SIP_URI_LEN {
             return Err(SipUriError::TooLong);
         }
-        let at_original = 4 + user.len();
-        let at_key = 4 + user_key.len();
         Ok(SipUri {
             original,
             key,
-            at_original,
+            at_original: 4 + user.len(),
             at_key,
         })
+    }
+
+    /// Checks `text` as [`SipUri::parse`] does and writes its normalised form into `out`
+    /// (cleared first), without allocating once `out` has grown: what a scan of 200,000
+    /// addresses needs to compare and hash them. Returns the byte offset of `@` in `out`.
+    pub(crate) fn normalize_into(text: &str, out: &mut String) -> Result<usize, SipUriError> {
+        let (user, host) = split(text)?;
+        check_parts(user, host)?;
+        normalize_parts(user, host, out)
     }
 
     /// The address as the directory or config wrote it (scheme normalised to `sip:`).
@@ -129,6 +114,53 @@ impl SipUri {
     }
 }
 
+/// `user` and `host` of `sip:user@host`, trimmed, bounded, scheme checked.
+fn split(text: &str) -> Result<(&str, &str), SipUriError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(SipUriError::Empty);
+    }
+    if text.len() > MAX_SIP_URI_LEN {
+        return Err(SipUriError::TooLong);
+    }
+    let rest = match text.get(..4) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("sip:") => &text[4..],
+        _ => return Err(SipUriError::MissingScheme),
+    };
+    rest.split_once('@').ok_or(SipUriError::MissingUser)
+}
+
+/// The characters a primary address may hold in each part.
+fn check_parts(user: &str, host: &str) -> Result<(), SipUriError> {
+    if user.is_empty() {
+        return Err(SipUriError::MissingUser);
+    }
+    if host.is_empty() {
+        return Err(SipUriError::MissingHost);
+    }
+    if let Some(c) = user.chars().find(|c| !is_user_char(*c)) {
+        return Err(SipUriError::BadChar(c));
+    }
+    if let Some(c) = host.chars().find(|c| !is_host_char(*c)) {
+        return Err(SipUriError::BadChar(c));
+    }
+    Ok(())
+}
+
+/// Writes `sip:{fold(user)}@{fold(host)}` into `out` (cleared first); the offset of `@`.
+fn normalize_parts(user: &str, host: &str, out: &mut String) -> Result<usize, SipUriError> {
+    out.clear();
+    out.push_str("sip:");
+    fold_case_into(user, out);
+    let at = out.len();
+    out.push('@');
+    fold_case_into(host, out);
+    if out.len() > MAX_SIP_URI_LEN {
+        return Err(SipUriError::TooLong);
+    }
+    Ok(at)
+}
+
 /// The case folding behind equality: each character lower-cased on its own, and kept as it is
 /// when its lower case is not exactly one character. `str::to_lowercase` is not used because
 /// it is context-sensitive (a final `Σ` becomes `ς` or `σ` depending on what precedes it, so
@@ -137,6 +169,16 @@ impl SipUri {
 /// would not parse again. Found by the sip_uri fuzz target.
 pub(crate) fn fold_case(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    fold_case_into(text, &mut out);
+    out
+}
+
+/// [`fold_case`], appending to `out`; ASCII, nearly every address, a byte at a time.
+fn fold_case_into(text: &str, out: &mut String) {
+    if text.is_ascii() {
+        out.extend(text.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        return;
+    }
     for c in text.chars() {
         let mut lower = c.to_lowercase();
         match (lower.next(), lower.next()) {
@@ -144,7 +186,6 @@ pub(crate) fn fold_case(text: &str) -> String {
             _ => out.push(c),
         }
     }
-    out
 }
 
 /// RFC 3261 `user` characters (unreserved, escaped and user-unreserved), minus nothing: a primary
@@ -296,6 +337,37 @@ mod tests {
     }
 
     #[test]
+    fn normalize_into_agrees_with_parse_and_reuses_its_buffer() {
+        let mut out = String::new();
+        for text in [
+            "sip:OCSChat@Contoso.COM",
+            " SIP:ΑΣ@x.gr ",
+            "sip:İ@x.tr",
+            "ocschat@contoso.com",
+            "sip:@x",
+            "sip:a b@x",
+            "",
+        ] {
+            match (SipUri::parse(text), SipUri::normalize_into(text, &mut out)) {
+                (Ok(uri), Ok(at)) => {
+                    assert_eq!(out, uri.normalized(), "{text:?}");
+                    assert_eq!(&out[4..at], uri.user_normalized(), "{text:?}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{text:?}"),
+                (a, b) => panic!("{text:?}: parse {a:?}, normalize_into {b:?}"),
+            }
+        }
+        let long = format!("sip:{}@x", "Ⱥ".repeat(200));
+        assert_eq!(
+            SipUri::normalize_into(&long, &mut out),
+            Err(SipUriError::TooLong)
+        );
+        let capacity = out.capacity();
+        SipUri::normalize_into("sip:short@x", &mut out).unwrap();
+        assert_eq!(out.capacity(), capacity);
+    }
+
+    #[test]
     fn orders_by_normalized_form() {
         let mut v = [
             SipUri::parse("sip:b@x").unwrap(),
@@ -358,6 +430,21 @@ mod tests {
                 prop_assert_eq!(n.normalized(), u.normalized());
                 prop_assert_eq!(n.as_str(), u.normalized());
                 prop_assert_eq!(&n, &u);
+            }
+
+            /// The scan's allocation-free normalisation is the same as `SipUri`'s.
+            #[test]
+            fn normalize_into_is_parse(user in part(), host in host()) {
+                let text = format!("sip:{user}@{host}");
+                let mut out = String::new();
+                match SipUri::parse(&text) {
+                    Ok(uri) => {
+                        let at = SipUri::normalize_into(&text, &mut out).unwrap();
+                        prop_assert_eq!(out.as_str(), uri.normalized());
+                        prop_assert_eq!(&out[4..at], uri.user_normalized());
+                    }
+                    Err(e) => prop_assert_eq!(SipUri::normalize_into(&text, &mut out), Err(e)),
+                }
             }
 
             /// Equality is case-insensitive and agrees with Hash and Ord.

@@ -36,6 +36,10 @@ pub struct Migration {
     pub not_before: Option<DateTime<Utc>>,
     /// `displayName` of the endpoint pcsync creates; `None` uses [`Migration::default_display_name`].
     pub display_name: Option<String>,
+    /// Re-enable an existing endpoint contact an administrator disabled
+    /// (`msRTCSIP-UserEnabled: FALSE`). Off by default: a disabled endpoint is the
+    /// administrator's decision, reported as an `endpoint_disabled` finding and left alone.
+    pub enable_endpoint: bool,
 }
 
 impl Migration {
@@ -70,6 +74,10 @@ pub(crate) struct Desired<'a> {
     pub pools: &'a [Pool],
     pub layout: &'a Layout,
     pub retire: Retire,
+    /// The directory is Active Directory (its root DSE says so), where an endpoint gets no `sn`:
+    /// AD's `person` does not require it and Lync does not set it. Not configuration: the
+    /// source being planned against decides it.
+    pub active_directory: bool,
 }
 
 impl<'a> Desired<'a> {

@@ -15,6 +15,7 @@ mod change;
 mod collect;
 pub mod desired;
 pub(crate) mod render;
+pub(crate) mod shape;
 #[cfg(test)]
 mod tests;
 
@@ -263,9 +264,20 @@ impl<'a> Planner<'a> {
         match (sorted.users.first(), sorted.endpoints.first()) {
             (Some(user), None) => {
                 self.changes.push(retire(&swap, user, self.desired.retire));
-                self.changes.push(create(&swap, self.desired.layout));
+                self.changes.push(create(
+                    &swap,
+                    self.desired.layout,
+                    self.desired.active_directory,
+                ));
             }
-            (None, None) => self.changes.push(create(&swap, self.desired.layout)),
+            (None, None) => self.changes.push(create(
+                &swap,
+                self.desired.layout,
+                self.desired.active_directory,
+            )),
+            (None, Some(endpoint)) if endpoint.enabled == Enabled::False && !m.enable_endpoint => {
+                self.findings.insert(disabled_endpoint(&swap, endpoint));
+            }
             (None, Some(endpoint)) => match repoint(&swap, endpoint, self.desired.layout) {
                 Some(c) => self.changes.push(c),
                 None => self.summary.in_sync += 1,
@@ -416,7 +428,7 @@ fn retire(swap: &Swap<'_>, user: &DirectoryObject, how: Retire) -> Change {
 }
 
 /// Adds the legacy endpoint contact under its deterministic DN.
-fn create(swap: &Swap<'_>, layout: &Layout) -> Change {
+fn create(swap: &Swap<'_>, layout: &Layout, active_directory: bool) -> Change {
     let (m, pool) = (swap.migration, swap.pool);
     let dn = endpoint_dn(&layout.endpoint_container, swap.uri);
     let rdn = dn.leaf_value().unwrap_or_default();
@@ -433,9 +445,9 @@ fn create(swap: &Swap<'_>, layout: &Layout) -> Change {
         AttrValues::text(attr::OBJECT_CLASS, &classes),
         AttrValues::text(attr::CN, &[&rdn]),
     ];
-    // RFC 4519's person (OpenLDAP) requires sn; AD's accepts it. New-CsPersistentChatEndpoint
-    // leaves it unset on AD, where it is harmless either way.
-    if classes.iter().any(|c| c.eq_ignore_ascii_case("person")) {
+    // RFC 4519's person (OpenLDAP) requires sn. AD's person does not, and
+    // New-CsPersistentChatEndpoint leaves it unset there, so pcsync does too.
+    if !active_directory && classes.iter().any(|c| c.eq_ignore_ascii_case("person")) {
         entry.push(AttrValues::text("sn", &[&rdn]));
     }
     entry.extend([
@@ -454,39 +466,64 @@ fn create(swap: &Swap<'_>, layout: &Layout) -> Change {
     })
 }
 
+/// An endpoint an administrator disabled: reported, and left alone (no repoint either), since
+/// re-enabling it is the administrator's call (`enable_endpoint = true` on the migration).
+fn disabled_endpoint(swap: &Swap<'_>, endpoint: &DirectoryObject) -> Finding {
+    Finding::new(
+        FindingKind::EndpointDisabled,
+        endpoint.dn.as_str(),
+        format!(
+            "endpoint contact for {} has {}: FALSE, so an administrator disabled it; pcsync leaves it alone (set enable_endpoint = true on the migration to re-enable and home it on {})",
+            swap.migration.well_known_uri,
+            attr::USER_ENABLED,
+            swap.pool.fqdn
+        ),
+    )
+}
+
 /// Fixes what differs on an existing endpoint (home, owner, enabled flag); `None` when it is
-/// already as wanted.
+/// already as wanted. The reason says, per attribute, what it is and why it changes.
 fn repoint(swap: &Swap<'_>, endpoint: &DirectoryObject, layout: &Layout) -> Option<Change> {
-    let wanted = [
-        (attr::PRIMARY_HOME_SERVER, swap.pool.home_server_dn.as_str()),
-        (attr::OWNER_URN, layout.owner_urn.as_str()),
-        (attr::USER_ENABLED, "TRUE"),
-    ];
-    let ok = |name: &str, value: &str| match name {
-        attr::PRIMARY_HOME_SERVER => endpoint
-            .home_server_dn
-            .as_ref()
-            .is_some_and(|h| Dn::parse(value).is_ok_and(|v| &v == h)),
-        attr::USER_ENABLED => endpoint.enabled == Enabled::True,
-        _ => endpoint
-            .owner_urn
-            .as_deref()
-            .is_some_and(|o| o.eq_ignore_ascii_case(value)),
-    };
-    let new_values: Vec<AttrValues> = wanted
-        .iter()
-        .filter(|(name, value)| !ok(name, value))
-        .map(|(name, value)| AttrValues::text(name, &[value]))
-        .collect();
+    let home = swap.pool.home_server_dn.as_str();
+    let mut new_values = Vec::new();
+    let mut why = Vec::new();
+    let home_ok = endpoint.home_server_dn.as_ref() == Some(&swap.pool.home_server_dn);
+    if !home_ok {
+        new_values.push(AttrValues::text(attr::PRIMARY_HOME_SERVER, &[home]));
+        why.push(format!(
+            "is homed on {}, not on pool {}",
+            endpoint
+                .home_server_dn
+                .as_ref()
+                .map_or("nothing".to_string(), Dn::to_string),
+            swap.pool.fqdn
+        ));
+    }
+    let owner_ok = endpoint
+        .owner_urn
+        .as_deref()
+        .is_some_and(|o| o.eq_ignore_ascii_case(&layout.owner_urn));
+    if !owner_ok {
+        new_values.push(AttrValues::text(attr::OWNER_URN, &[&layout.owner_urn]));
+        why.push(format!(
+            "has {} {}, not {}",
+            attr::OWNER_URN,
+            endpoint.owner_urn.as_deref().unwrap_or("unset"),
+            layout.owner_urn
+        ));
+    }
+    if endpoint.enabled != Enabled::True {
+        new_values.push(AttrValues::text(attr::USER_ENABLED, &["TRUE"]));
+        why.push(if endpoint.enabled == Enabled::False {
+            "is disabled, and the migration says enable_endpoint = true".to_string()
+        } else {
+            format!("has no {}: TRUE", attr::USER_ENABLED)
+        });
+    }
     if new_values.is_empty() {
         return None;
     }
-    let names: Vec<&str> = new_values.iter().map(|a| a.name.as_str()).collect();
-    let reason = format!(
-        "endpoint exists but {} differ{} from the target pool's",
-        names.join(", "),
-        if names.len() == 1 { "s" } else { "" }
-    );
+    let reason = format!("endpoint exists but {}", why.join("; "));
     Some(Change::RepointEndpoint(RepointEndpoint {
         header: swap.header(&endpoint.dn, reason),
         expect: expectation(endpoint, ENDPOINT_CHECKED),
@@ -510,6 +547,9 @@ fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
         legacy: Option<String>,
         not_before: Option<String>,
         display_name: String,
+        // Left out when false, so fingerprints of plans saved before the option existed hold.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        enable_endpoint: bool,
     }
     #[derive(Serialize)]
     struct Canonical<'a> {
@@ -519,6 +559,9 @@ fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
         classes: &'a [String],
         owner_urn: &'a str,
         retire: Retire,
+        // Left out on OpenLDAP, so fingerprints of plans saved before it existed hold.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        active_directory: bool,
         holders: Vec<(&'a str, Vec<Entry>)>,
         duplicates: &'a BTreeMap<String, BTreeSet<String>>,
     }
@@ -532,6 +575,7 @@ fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
                 legacy: m.legacy_home_server_dn.as_ref().map(Dn::to_string),
                 not_before: m.not_before.map(|t| t.to_rfc3339()),
                 display_name: m.display_name(),
+                enable_endpoint: m.enable_endpoint,
             })
             .collect(),
         pools: desired
@@ -543,6 +587,7 @@ fn fingerprint(desired: &Desired<'_>, observed: &Observed) -> String {
         classes: &desired.layout.endpoint_object_classes,
         owner_urn: &desired.layout.owner_urn,
         retire: desired.retire,
+        active_directory: desired.active_directory,
         holders: observed
             .holders
             .iter()

@@ -4,7 +4,7 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::config::{Settings, from_toml_str};
-use crate::model::{Attributes, Classifier};
+use crate::model::{Attributes, Classifier, Sighting};
 
 const CONTAINER: &str =
     "CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
@@ -54,11 +54,33 @@ fn object(dn: &str, classes: &[&str], pairs: &[(&str, &str)]) -> DirectoryObject
     for (k, v) in pairs {
         a.insert(k, vec![v.as_bytes().to_vec()]);
     }
-    let classifier = Classifier::new(
+    DirectoryObject::from_attributes(dn, a, &classifier(), &mut Vec::new()).unwrap()
+}
+
+fn classifier() -> Classifier {
+    Classifier::new(
         &["user".into(), "inetOrgPerson".into()],
         &["contact".into()],
+    )
+}
+
+/// Shows `o` to the collector as the scan would: its kind and SIP address only.
+fn sight(c: &mut Collector, o: &DirectoryObject) {
+    let mut buffer = String::new();
+    let sighting = Sighting::read(
+        o.dn.as_str(),
+        o.attributes.texts("objectClass"),
+        o.attributes
+            .get("msRTCSIP-PrimaryUserAddress")
+            .iter()
+            .map(Vec::as_slice),
+        &classifier(),
+        &mut buffer,
+        &mut Vec::new(),
     );
-    DirectoryObject::from_attributes(dn, a, &classifier, &mut Vec::new()).unwrap()
+    if let Some(sighting) = sighting {
+        c.observe(sighting);
+    }
 }
 
 fn user(dn: &str, uri: &str, home: &str) -> DirectoryObject {
@@ -88,11 +110,22 @@ fn endpoint(uri: &str, home: &str) -> DirectoryObject {
     )
 }
 
+/// The scan of `objects`, then, as reconcile does, the holders of a migration's URI read in
+/// full (here: the objects themselves, in the order the scan met them).
 fn observe(s: &Settings, objects: Vec<DirectoryObject>) -> Observed {
     let desired = s.desired();
     let mut c = Collector::new(&desired);
-    for o in objects {
-        c.observe(o);
+    for o in &objects {
+        sight(&mut c, o);
+    }
+    for (uri, holders) in c.holders_mut() {
+        let whole: Vec<DirectoryObject> = objects
+            .iter()
+            .filter(|o| o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri))
+            .cloned()
+            .collect();
+        assert_eq!(whole.len(), holders.len());
+        *holders = whole;
     }
     c.finish(Vec::new())
 }
@@ -279,11 +312,9 @@ fn an_endpoint_on_the_wrong_pool_is_repointed() {
         repoint[0].new_values,
         [AttrValues::text("msRTCSIP-PrimaryHomeServer", &[POOL2])]
     );
-    assert!(
-        repoint[0]
-            .header
-            .reason
-            .contains("msRTCSIP-PrimaryHomeServer differs")
+    assert_eq!(
+        repoint[0].header.reason,
+        format!("endpoint exists but is homed on {POOL1}, not on pool pcpool2.contoso.com")
     );
     let ldif = render::ldif(&p);
     assert!(
@@ -292,6 +323,98 @@ fn an_endpoint_on_the_wrong_pool_is_repointed() {
         )),
         "{ldif}"
     );
+}
+
+fn disabled_endpoint(uri: &str, home: &str) -> DirectoryObject {
+    let mut e = endpoint(uri, home);
+    e.attributes
+        .insert("msRTCSIP-UserEnabled", vec![b"FALSE".to_vec()]);
+    e.enabled = crate::model::Enabled::False;
+    e
+}
+
+/// An endpoint an administrator disabled is their decision: a finding, and no write, even
+/// when it is homed on the wrong pool. See: #19
+#[test]
+fn a_disabled_endpoint_is_reported_and_left_alone() {
+    let s = settings("", "delete");
+    for home in [POOL2, POOL1] {
+        let p = run(
+            &s,
+            vec![disabled_endpoint("sip:ocschat@fabrikam.com", home)],
+        );
+        assert!(
+            !p.changes
+                .iter()
+                .any(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com"),
+            "{:?}",
+            p.changes
+        );
+        assert_eq!(
+            kinds(&p),
+            [(
+                FindingKind::EndpointDisabled,
+                format!("CN={{1}},{CONTAINER}")
+            )]
+        );
+        let f = &p.findings[0];
+        assert!(f.reason.contains("enable_endpoint = true"), "{}", f.reason);
+        assert_eq!(p.summary.blocked, 0);
+    }
+}
+
+/// With `enable_endpoint = true` the migration re-enables it, and says why in those words.
+#[test]
+fn enable_endpoint_re_enables_a_disabled_endpoint() {
+    let s = settings("enable_endpoint = true", "delete");
+    let p = run(
+        &s,
+        vec![disabled_endpoint("sip:ocschat@fabrikam.com", POOL2)],
+    );
+    let Some(Change::RepointEndpoint(r)) = p
+        .changes
+        .iter()
+        .find(|c| c.sip_uri().as_str() == "sip:ocschat@fabrikam.com")
+    else {
+        panic!("{:?}", p.changes);
+    };
+    assert_eq!(
+        r.new_values,
+        [AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"])]
+    );
+    assert_eq!(
+        r.header.reason,
+        "endpoint exists but is disabled, and the migration says enable_endpoint = true"
+    );
+    assert!(p.findings.is_empty(), "{:?}", p.findings);
+    assert_ne!(
+        p.fingerprint,
+        run(
+            &settings("", "delete"),
+            vec![disabled_endpoint("sip:ocschat@fabrikam.com", POOL2)]
+        )
+        .fingerprint
+    );
+}
+
+/// `person` requires `sn` on OpenLDAP only; on AD Lync does not set it and neither does
+/// pcsync. See: #19
+#[test]
+fn the_endpoint_has_sn_on_openldap_only() {
+    let s = settings("", "delete");
+    let has_sn = |active_directory: bool| {
+        let desired = Desired {
+            active_directory,
+            ..s.desired()
+        };
+        let p = plan(&desired, &observe(&s, vec![]), now());
+        let Change::CreateEndpoint(c) = &p.changes[0] else {
+            panic!("{:?}", p.changes[0]);
+        };
+        c.entry.iter().any(|a| a.name.is("sn"))
+    };
+    assert!(has_sn(false));
+    assert!(!has_sn(true));
 }
 
 #[test]
@@ -524,9 +647,9 @@ fn duplicate_candidates_are_confirmed_before_they_are_reported() {
     let s = settings("", "delete");
     let desired = s.desired();
     let mut c = Collector::new(&desired);
-    c.observe(user("CN=A,DC=x", "sip:bob@contoso.com", POOL1));
-    c.observe(user("CN=B,DC=x", "sip:Bob@Contoso.com", POOL1));
-    c.observe(user("CN=C,DC=x", "sip:carol@contoso.com", POOL1));
+    sight(&mut c, &user("CN=A,DC=x", "sip:bob@contoso.com", POOL1));
+    sight(&mut c, &user("CN=B,DC=x", "sip:Bob@Contoso.com", POOL1));
+    sight(&mut c, &user("CN=C,DC=x", "sip:carol@contoso.com", POOL1));
     let candidates: Vec<String> = c.duplicate_candidates().map(str::to_string).collect();
     assert_eq!(candidates, ["sip:bob@contoso.com"]);
     c.confirm(
@@ -624,6 +747,119 @@ fn powershell_quotes_single_quotes() {
     let s = settings("display_name = \"O'Brien's chat\"", "delete");
     let ps = render::powershell(&run(&s, vec![]));
     assert!(ps.contains("-DisplayName 'O''Brien''s chat'"), "{ps}");
+}
+
+/// The PowerShell rendering ends with what Lync needs next: Update-CsUserDatabase, then
+/// Get-CsPersistentChatEndpoint for each endpoint written. See: #19
+#[test]
+fn powershell_ends_with_the_user_replicator_and_a_check_per_endpoint() {
+    let s = settings("", "delete");
+    let p = run(
+        &s,
+        vec![user(
+            "CN=A,DC=contoso,DC=com",
+            "sip:ocschat@contoso.com",
+            LEGACY,
+        )],
+    );
+    let ps = render::powershell(&p);
+    let tail = ps.split("# After the swap").nth(1).expect(&ps);
+    let commands: Vec<&str> = tail
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "Update-CsUserDatabase",
+            "Get-CsPersistentChatEndpoint -Identity 'sip:ocschat@contoso.com'",
+            "Get-CsPersistentChatEndpoint -Identity 'sip:ocschat@fabrikam.com'",
+        ]
+    );
+    assert!(ps.find("New-CsPersistentChatEndpoint") < ps.find("Update-CsUserDatabase"));
+    // Nothing written, nothing to tell.
+    let in_sync = run(
+        &s,
+        vec![
+            endpoint("sip:ocschat@contoso.com", POOL1),
+            object(
+                &format!("CN={{2}},{CONTAINER}"),
+                &["top", "person", "organizationalPerson", "contact"],
+                &[
+                    ("msRTCSIP-PrimaryUserAddress", "sip:ocschat@fabrikam.com"),
+                    ("msRTCSIP-UserEnabled", "TRUE"),
+                    ("msRTCSIP-PrimaryHomeServer", POOL2),
+                    ("msRTCSIP-OwnerUrn", "urn:application:persistentchat"),
+                ],
+            ),
+        ],
+    );
+    assert!(in_sync.is_in_sync(), "{:?}", in_sync.changes);
+    assert!(render::next_steps(&in_sync).is_empty());
+    assert!(!render::powershell(&in_sync).contains("Update-CsUserDatabase"));
+}
+
+/// `check`'s endpoint-shape comparison: a hand-made endpoint on a target pool is compared with
+/// what pcsync would write, naming each attribute that differs. See: #19
+#[test]
+fn a_hand_made_endpoint_is_compared_with_what_pcsync_writes() {
+    use shape::{Shape, compare};
+    let s = settings("", "delete");
+    let desired = s.desired();
+    let same = endpoint("sip:lync-made@contoso.com", POOL1);
+    assert_eq!(
+        compare(&desired, &same),
+        Shape::Compared {
+            differences: vec![]
+        }
+    );
+    let lync = object(
+        &format!("CN={{1}},{CONTAINER}"),
+        &[
+            "top",
+            "person",
+            "organizationalPerson",
+            "contact",
+            "mailRecipient",
+        ],
+        &[
+            ("msRTCSIP-PrimaryUserAddress", "sip:lync-made@contoso.com"),
+            ("msRTCSIP-UserEnabled", "TRUE"),
+            ("msRTCSIP-PrimaryHomeServer", POOL1),
+            ("msRTCSIP-OwnerUrn", "URN:Application:PersistentChat"),
+            ("msRTCSIP-ApplicationOptions", "2"),
+            ("msRTCSIP-OptionFlags", "256"),
+        ],
+    );
+    assert_eq!(
+        compare(&desired, &lync),
+        Shape::Compared {
+            differences: vec![
+                "objectClass: Lync's has top, person, organizationalPerson, contact, mailRecipient, pcsync writes top, person, organizationalPerson, contact".to_string(),
+                "msRTCSIP-ApplicationOptions: Lync's has 2, pcsync writes none".to_string(),
+                "msRTCSIP-OptionFlags: Lync's has 256, pcsync writes none".to_string(),
+            ]
+        }
+    );
+    // pcsync's own endpoint (its deterministic DN) and one on no target pool are no evidence.
+    let ours = object(
+        endpoint_dn(
+            &desired.layout.endpoint_container,
+            "sip:ocschat@contoso.com",
+        )
+        .as_str(),
+        &["top", "contact"],
+        &[
+            ("msRTCSIP-PrimaryUserAddress", "sip:ocschat@contoso.com"),
+            ("msRTCSIP-PrimaryHomeServer", POOL1),
+        ],
+    );
+    assert_eq!(compare(&desired, &ours), Shape::NotEvidence);
+    assert_eq!(
+        compare(&desired, &endpoint("sip:x@contoso.com", LEGACY)),
+        Shape::NotEvidence
+    );
 }
 
 mod proptests;

@@ -16,11 +16,13 @@
 
 mod source;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, ApplyError, Report};
@@ -32,7 +34,7 @@ use crate::exit;
 use crate::inventory;
 use crate::ldap::{self, Directory};
 use crate::lock::LockError;
-use crate::model::{DirectoryObject, Dn, DnCache, Entry, attr};
+use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
 use source::{Live, Snapshot, Source, scopes};
@@ -272,7 +274,8 @@ pub(crate) struct ApplyOptions<'a> {
 /// The result of [`audited_apply`].
 #[derive(Debug)]
 pub(crate) struct Applied {
-    pub run_id: String,
+    /// The audit log's run id; `None` for a run in sync, which records nothing.
+    pub run_id: Option<String>,
     /// Swaps of a crashed run completed or rolled back first.
     pub recovered: Vec<apply::Recovered>,
     /// The plan, unless the run stopped before planning.
@@ -285,21 +288,61 @@ pub(crate) struct Applied {
 
 /// Runs one audited apply against `dir`. `stop` is checked between swaps, never inside one.
 /// `Err` only when the audit log cannot be read or opened (then nothing was written).
+///
+/// A run with nothing to do (no swap left open by a crashed run, no saved plan, a plan in
+/// sync) appends nothing to the audit log, like the agent's scheduled runs: with a short cron
+/// the log would otherwise grow by three records a run that tell nobody anything. It ends
+/// [`RunEnd::InSync`] with no run id.
 pub(crate) async fn audited_apply(
     settings: &Settings,
     dir: &mut Directory,
     opts: &ApplyOptions<'_>,
     stop: &CancellationToken,
 ) -> Result<Applied, audit::Error> {
-    // Verify the whole chain (streamed) before appending to it, and learn about crashed swaps.
-    let unfinished = audit::unfinished_in(&settings.audit.path)?;
+    // Check the log against its anchor before appending to it, and learn about crashed swaps.
+    let files = audit::LogFiles::of(settings)?;
+    let unfinished = audit::open_swaps(&files)?;
+    // Recovery writes before planning, and a saved plan is checked against a fresh scan inside
+    // the run: only a plain run can be planned before the log is opened.
+    let mut precomputed = None;
+    if unfinished.is_empty() && opts.saved_plan.is_none() {
+        let planned = match opts.computed {
+            Some(plan) => Ok(plan.clone()),
+            None => compute(settings, dir, opts.progress).await,
+        };
+        if let Ok(plan) = &planned
+            && plan.is_in_sync()
+        {
+            let plan = planned.ok();
+            if let (Some(path), Some(in_sync)) = (opts.plan_out, &plan)
+                && let Err(e) = save_plan(path, in_sync)
+            {
+                return Ok(Applied {
+                    run_id: None,
+                    recovered: Vec::new(),
+                    plan,
+                    replication: None,
+                    end: RunEnd::Failed(e.into()),
+                });
+            }
+            return Ok(Applied {
+                run_id: None,
+                recovered: Vec::new(),
+                plan,
+                replication: None,
+                end: RunEnd::InSync,
+            });
+        }
+        precomputed = Some(planned);
+    }
     let mut run = AuditedRun {
+        precomputed,
         settings,
         opts,
         limit: opts
             .max_changes
             .unwrap_or(settings.safety.max_changes_per_run),
-        log: open_log(settings, dir.bound_as())?,
+        log: open_log(&files, dir.bound_as())?,
         recovered: Vec::new(),
         plan: None,
         replication: None,
@@ -308,7 +351,7 @@ pub(crate) async fn audited_apply(
     let result = run.steps(dir, &unfinished, stop).await;
     let end = run.end(result)?;
     Ok(Applied {
-        run_id: run.log.run_id().to_string(),
+        run_id: Some(run.log.run_id().to_string()),
         recovered: run.recovered,
         plan: run.plan,
         replication: run.replication,
@@ -326,6 +369,8 @@ struct AuditedRun<'a> {
     recovered: Vec<apply::Recovered>,
     plan: Option<Plan>,
     replication: Option<Replication>,
+    /// The plan (or what stopped it) when it was computed before the log was opened.
+    precomputed: Option<Result<Plan, Stopped>>,
 }
 
 impl AuditedRun<'_> {
@@ -386,16 +431,17 @@ impl AuditedRun<'_> {
         Ok(report)
     }
 
-    /// Computes the plan (or takes the one the caller `computed`, or checks the saved one
-    /// against a fresh scan), saves and records it.
+    /// Computes the plan (or takes the one planned before the log was opened, or the one the
+    /// caller `computed`, or checks the saved one against a fresh scan), saves and records it.
     async fn planned(
         &mut self,
         dir: &mut Directory,
         computed: Option<&Plan>,
     ) -> Result<Plan, Stopped> {
-        let fresh = match computed {
-            Some(plan) => plan.clone(),
-            None => compute(self.settings, dir, self.opts.progress).await?,
+        let fresh = match (self.precomputed.take(), computed) {
+            (Some(planned), _) => planned?,
+            (None, Some(plan)) => plan.clone(),
+            (None, None) => compute(self.settings, dir, self.opts.progress).await?,
         };
         let plan = match self.opts.saved_plan {
             None => fresh,
@@ -415,9 +461,7 @@ impl AuditedRun<'_> {
         if let Some(path) = self.opts.plan_out {
             save_plan(path, &plan)?;
         }
-        let mut rec = Note::new(Event::Plan, Outcome::Ok).message(render::summary_line(&plan));
-        rec.plan = Some(plan.clone());
-        self.log.record(rec)?;
+        record_plan(&mut self.log, &self.settings.state.dir, &plan)?;
         Ok(plan)
     }
 
@@ -506,18 +550,15 @@ fn end_note(plan: &Plan, report: &Report) -> Note {
     end
 }
 
-/// Opens the audit log for a new run as the bound account on this host. Opening checks the
-/// log's tail (chain, seq, no torn line) before anything is appended.
-fn open_log(settings: &Settings, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
+/// Opens the audit log `files` for a new run as the bound account on this host. Opening checks
+/// the log's end against its anchor before anything is appended.
+fn open_log(files: &audit::LogFiles, bind_dn: Option<&str>) -> Result<AuditLog, audit::Error> {
     let run_id = audit::new_run_id(Utc::now(), random_u32());
     let actor = Actor {
         bind_dn: bind_dn.map(str::to_string),
         host: audit::host_name(),
     };
-    Ok(
-        AuditLog::open(&settings.audit.path, &run_id, actor, Utc::now)?
-            .with_max_segment_size(settings.audit.max_segment_size),
-    )
+    AuditLog::open(files, &run_id, actor, Utc::now)
 }
 
 /// Records a plan the daemon may not apply (`auto_apply = false`): `run_start`, `plan`, and a
@@ -528,19 +569,74 @@ pub(crate) fn record_pending(
     bind_dn: Option<&str>,
     plan: &Plan,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(settings, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
     log.record(
         Note::new(Event::RunStart, Outcome::Started)
             .message("pcsync run: scheduled plan (safety.auto_apply = false)"),
     )?;
-    let mut rec = Note::new(Event::Plan, Outcome::Ok).message(render::summary_line(plan));
-    rec.plan = Some(plan.clone());
-    log.record(rec)?;
+    record_plan(&mut log, &settings.state.dir, plan)?;
     log.record(Note::new(Event::RunEnd, Outcome::Skipped).message(format!(
         "{} change(s) pending approval; nothing was written (approve with `pcsync reconcile --apply`)",
         plan.summary.ready
     )))?;
     Ok(log.run_id().to_string())
+}
+
+/// Where the last recorded set of findings is remembered: `<sha256> <run id>`.
+const FINDINGS_FILE: &str = "plan-findings";
+
+/// SHA-256 (hex) of the findings as the plan document lists them.
+fn findings_digest(findings: &[crate::model::Finding]) -> String {
+    // Serialising plain structs of strings cannot fail.
+    let bytes = serde_json::to_vec(findings).unwrap_or_default();
+    crate::util::hex(&Sha256::digest(&bytes))
+}
+
+/// Records the `plan` note. Its findings are listed only when they differ from the set the last
+/// plan record listed (remembered in `state_dir`): 30,000 suspects are otherwise megabytes in
+/// every run's record. An unchanged set is recorded as its hash and the run that lists it; the
+/// count stays in the summary. When the memory cannot be read or written, the list is recorded
+/// in full, which costs space and never loses it.
+fn record_plan(log: &mut AuditLog, state_dir: &Path, plan: &Plan) -> Result<(), audit::Error> {
+    let (note, listed) = plan_note(state_dir, plan, log.run_id());
+    log.record(note)?;
+    if let Some(mark) = listed {
+        // Best effort: a lost mark only means the next run lists the findings again.
+        let _ = crate::private::write_atomic(&state_dir.join(FINDINGS_FILE), mark.as_bytes());
+    }
+    Ok(())
+}
+
+/// The `plan` note for `plan` in run `run_id`, and the mark to remember when it lists findings.
+fn plan_note(state_dir: &Path, plan: &Plan, run_id: &str) -> (Note, Option<String>) {
+    let digest = findings_digest(&plan.findings);
+    let last = std::fs::read_to_string(state_dir.join(FINDINGS_FILE)).unwrap_or_default();
+    let unchanged_since = last
+        .split_once(' ')
+        .filter(|(hash, _)| *hash == digest)
+        .map(|(_, run)| run.trim().to_string());
+    let mut recorded = plan.clone();
+    let mut message = render::summary_line(plan);
+    let listed = match unchanged_since {
+        Some(run) if !plan.findings.is_empty() => {
+            recorded.findings.clear();
+            let _ = write!(
+                message,
+                "; the {} finding(s) are unchanged since run {run} (sha256 {}), whose plan record lists them",
+                plan.findings.len(),
+                short(&digest)
+            );
+            None
+        }
+        _ if plan.findings.is_empty() => None,
+        _ => {
+            let _ = write!(message, "; findings sha256 {}", short(&digest));
+            Some(format!("{digest} {run_id}\n"))
+        }
+    };
+    let mut note = Note::new(Event::Plan, Outcome::Ok).message(message);
+    note.plan = Some(recorded);
+    (note, listed)
 }
 
 /// Records a run a guard stopped before it could plan (the daemon's scheduled runs):
@@ -550,7 +646,7 @@ pub(crate) fn record_blocked(
     bind_dn: Option<&str>,
     reason: &str,
 ) -> Result<String, audit::Error> {
-    let mut log = open_log(settings, bind_dn)?;
+    let mut log = open_log(&audit::LogFiles::of(settings)?, bind_dn)?;
     log.record(Note::new(Event::RunStart, Outcome::Started).message("pcsync run: scheduled"))?;
     log.record(Note::new(Event::GuardBlocked, Outcome::Blocked).message(reason))?;
     log.record(Note::new(Event::RunEnd, Outcome::Blocked).message("nothing was written"))?;
@@ -597,7 +693,10 @@ async fn compute_at(
     progress: Option<&Progress>,
     now: DateTime<Utc>,
 ) -> Result<Plan, Stopped> {
-    let desired = settings.desired();
+    let desired = Desired {
+        active_directory: source.is_active_directory(),
+        ..settings.desired()
+    };
     let observed = observe(settings, &desired, source, progress).await?;
     Ok(plan::plan(&desired, &observed, now))
 }
@@ -615,7 +714,7 @@ async fn observe(
     // Only objectClass and the SIP address of every object: that is all detection needs, and
     // it halves what a 200,000-user scan moves (docs/benchmarks.md).
     let stats = source
-        .scan(settings, attr::DETECTION, &mut findings, |o| {
+        .detect(settings, &mut findings, |o| {
             if let Some(p) = progress {
                 p.tick();
             }
@@ -674,6 +773,7 @@ async fn read_holders(
 ) -> Result<(), ldap::Error> {
     let classifier = inventory::classifier(settings);
     let mut dn_cache = DnCache::default();
+    let mut read = Vec::new();
     for objects in collector.holders_mut().values_mut() {
         let mut kept = Vec::with_capacity(objects.len());
         for o in std::mem::take(objects) {
@@ -683,12 +783,17 @@ async fn read_holders(
                     entry.to_attributes(),
                     &classifier,
                     &mut dn_cache,
-                    findings,
+                    &mut read,
                 ));
             }
         }
         *objects = kept;
     }
+    // Detection already reported each holder whose name is a replication conflict's.
+    findings.extend(
+        read.into_iter()
+            .filter(|f| f.kind != crate::model::FindingKind::ConflictObject),
+    );
     Ok(())
 }
 
@@ -823,6 +928,63 @@ mod tests {
             );
         }
         assert_eq!(RunOutcome::InSync.as_str(), "in_sync");
+    }
+
+    fn plan_finding(i: usize) -> crate::model::Finding {
+        crate::model::Finding::new(
+            crate::model::FindingKind::Suspect,
+            &format!("cn=u{i},dc=x"),
+            "looks like a lookup account".into(),
+        )
+    }
+
+    /// The plan record lists the findings once per distinct set: a rerun with the same set
+    /// records their hash and the run that lists them; a changed set is listed again. See: #19
+    #[test]
+    fn the_plan_record_lists_findings_only_when_they_change() {
+        let state = tempfile::tempdir().unwrap();
+        let mut plan = Plan {
+            format: plan::PLAN_FORMAT,
+            fingerprint: "f".repeat(64),
+            changes: Vec::new(),
+            findings: (0..3).map(plan_finding).collect(),
+            summary: plan::Summary {
+                findings: 3,
+                ..Default::default()
+            },
+        };
+        let record = |plan: &Plan, run: &str| {
+            let (note, mark) = plan_note(state.path(), plan, run);
+            if let Some(mark) = mark {
+                std::fs::write(state.path().join(FINDINGS_FILE), mark).unwrap();
+            }
+            (note.plan.unwrap().findings.len(), note.message.unwrap())
+        };
+        let (listed, message) = record(&plan, "run-1");
+        assert_eq!(listed, 3);
+        assert!(message.contains("; findings sha256 "), "{message}");
+        let (listed, message) = record(&plan, "run-2");
+        assert_eq!(listed, 0);
+        assert!(
+            message.contains("the 3 finding(s) are unchanged since run run-1 (sha256 "),
+            "{message}"
+        );
+        assert!(
+            message.starts_with("in sync: no changes; 0 swap(s) blocked; 3 finding(s)"),
+            "{message}"
+        );
+        plan.findings.push(plan_finding(3));
+        plan.summary.findings = 4;
+        let (listed, _) = record(&plan, "run-3");
+        assert_eq!(listed, 4);
+        let (listed, message) = record(&plan, "run-4");
+        assert_eq!(listed, 0);
+        assert!(message.contains("since run run-3"), "{message}");
+        // No findings: nothing to list, nothing to remember.
+        plan.findings.clear();
+        let (note, mark) = plan_note(state.path(), &plan, "run-5");
+        assert!(note.plan.unwrap().findings.is_empty());
+        assert_eq!(mark, None);
     }
 
     /// A plan file that cannot be used names the file and why.

@@ -1,5 +1,6 @@
-//! [`Source`]: what planning reads from a directory, so one scan path serves both a live
-//! directory ([`Directory`]) and a captured state ([`Snapshot`], which golden tests replay).
+//! [`Source`]: what planning reads from a directory, so one scan path serves a live directory
+//! ([`Directory`], or [`Live`] across the domains of a forest) and a captured state
+//! ([`Snapshot`], which golden tests replay).
 //!
 //! The snapshot answers each question the way the server does: a scan returns the objects with
 //! a SIP address under each scope and only the attributes asked for; a holder search matches the
@@ -13,19 +14,19 @@ use crate::estate::routed::Routed;
 use crate::inventory::{self, ScanStats, UserScope};
 use crate::ldap::{self, Directory, SearchStats};
 use crate::model::{
-    Attributes, Classifier, DirectoryObject, Dn, DnCache, Entry, Finding, SipUri, attr,
+    Attributes, Classifier, DirectoryObject, Dn, DnCache, Entry, Finding, Sighting, SipUri, attr,
 };
 
 /// What planning reads.
 pub(crate) trait Source {
-    /// Streams every object with a SIP address in the endpoint container and under `base_dn`
-    /// (the container once), reading only `attrs`.
-    fn scan(
+    /// Streams what detection needs ([`Sighting`]: DN text, kind, normalised SIP address) of
+    /// every object with a valid SIP address in the endpoint container and under `base_dn` (the
+    /// container once); malformed values become findings.
+    fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
+        on_sighting: impl FnMut(Sighting<'_>),
     ) -> impl Future<Output = Result<ScanStats, ldap::Error>>;
 
     /// Streams the objects under `base` (none within `skip`) whose SIP address equals
@@ -42,17 +43,19 @@ pub(crate) trait Source {
 
     /// The complete entry, or `None` if it does not exist.
     fn read_entry(&mut self, dn: &Dn) -> impl Future<Output = Result<Option<Entry>, ldap::Error>>;
+
+    /// Whether this is Active Directory, which shapes the endpoint pcsync writes (no `sn`).
+    fn is_active_directory(&self) -> bool;
 }
 
 impl Source for Directory {
-    async fn scan(
+    async fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
+        on_sighting: impl FnMut(Sighting<'_>),
     ) -> Result<ScanStats, ldap::Error> {
-        inventory::scan_with(self, settings, attrs, findings, on_object).await
+        inventory::detect(self, settings, findings, on_sighting).await
     }
 
     async fn holders_of(
@@ -72,6 +75,10 @@ impl Source for Directory {
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Directory::read_entry(self, dn).await
     }
+
+    fn is_active_directory(&self) -> bool {
+        self.capabilities().active_directory
+    }
 }
 
 /// A live directory as planning reads it in a forest: users searched through the Global
@@ -84,6 +91,8 @@ pub(crate) struct Live<'a> {
     /// Opened on the first holder search under `base_dn`.
     users: Option<UserScope>,
     settings: &'a Settings,
+    /// The primary connection's server, which shapes the endpoint pcsync writes.
+    active_directory: bool,
 }
 
 impl<'a> Live<'a> {
@@ -91,7 +100,9 @@ impl<'a> Live<'a> {
         dir: &'a mut Directory,
         settings: &'a Settings,
     ) -> Result<Live<'a>, ldap::Error> {
+        let active_directory = dir.capabilities().active_directory;
         Ok(Live {
+            active_directory,
             routed: Routed::new(dir, settings).await?,
             base_dn: settings.directory.base_dn.clone(),
             users: None,
@@ -109,14 +120,15 @@ impl<'a> Live<'a> {
 }
 
 impl Source for Live<'_> {
-    async fn scan(
+    /// [`inventory::detect`] from the primary connection: through the Global Catalog in every
+    /// domain when one is configured, else exactly [`Directory`]'s own detection.
+    async fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        on_object: impl FnMut(DirectoryObject),
+        on_sighting: impl FnMut(Sighting<'_>),
     ) -> Result<ScanStats, ldap::Error> {
-        inventory::scan_with(self.routed.primary(), settings, attrs, findings, on_object).await
+        inventory::detect(self.routed.primary(), settings, findings, on_sighting).await
     }
 
     async fn holders_of(
@@ -163,6 +175,10 @@ impl Source for Live<'_> {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         self.routed.read(dn).await
+    }
+
+    fn is_active_directory(&self) -> bool {
+        self.active_directory
     }
 }
 
@@ -216,15 +232,14 @@ fn projected(entry: &Entry, attrs: &[&str]) -> Attributes {
 }
 
 impl Source for Snapshot {
-    async fn scan(
+    async fn detect(
         &mut self,
         settings: &Settings,
-        attrs: &'static [&'static str],
         findings: &mut Vec<Finding>,
-        mut on_object: impl FnMut(DirectoryObject),
+        mut on_sighting: impl FnMut(Sighting<'_>),
     ) -> Result<ScanStats, ldap::Error> {
         let classifier = inventory::classifier(settings);
-        let mut cache = DnCache::default();
+        let mut buffer = String::new();
         let mut stats = [SearchStats::default(), SearchStats::default()];
         for ((_, base, skip), stats) in scopes(settings).into_iter().zip(&mut stats) {
             for e in self
@@ -232,14 +247,21 @@ impl Source for Snapshot {
                 .filter(|e| !e.get(attr::PRIMARY_USER_ADDRESS).is_empty())
             {
                 stats.entries += 1;
-                let attributes = projected(e, attrs);
-                on_object(DirectoryObject::from_parsed(
-                    e.dn.clone(),
-                    attributes,
+                let classes = e
+                    .get(attr::OBJECT_CLASS)
+                    .iter()
+                    .filter_map(|v| std::str::from_utf8(v).ok());
+                let addresses = e.get(attr::PRIMARY_USER_ADDRESS).iter().map(Vec::as_slice);
+                if let Some(sighting) = Sighting::read(
+                    e.dn.as_str(),
+                    classes,
+                    addresses,
                     &classifier,
-                    &mut cache,
+                    &mut buffer,
                     findings,
-                ));
+                ) {
+                    on_sighting(sighting);
+                }
             }
         }
         let [endpoint_container, base] = stats;
@@ -282,5 +304,10 @@ impl Source for Snapshot {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Ok(self.entries.iter().find(|e| &e.dn == dn).cloned())
+    }
+
+    /// The golden states are captured from slapd.
+    fn is_active_directory(&self) -> bool {
+        false
     }
 }

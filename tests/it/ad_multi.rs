@@ -220,7 +220,8 @@ fn an_apply_writes_on_the_pdc_listed_second_and_reports_both_dcs_holding_it() {
 }
 
 /// The same name created on both DCs before they replicate leaves AD keeping both objects, the
-/// second renamed `…\0ACNF:<objectGUID>`: `inventory` reports it as a finding with its DN.
+/// second renamed `…\0ACNF:<objectGUID>`: `inventory` and the plan of `reconcile` report it as a
+/// finding with its DN.
 #[test]
 fn a_replication_conflict_object_is_a_finding_with_its_dn() {
     let pair = samba_pair::samba_pair();
@@ -270,6 +271,21 @@ fn a_replication_conflict_object_is_a_finding_with_its_dn() {
         "{}",
         found[0]
     );
+    // Planning reads each object's sighting only, and reports the conflict the same way, once.
+    let assert = pcsync_on(&agent, work.path())
+        .args(["reconcile", "--format", "json"])
+        .assert();
+    let (stdout, stderr) = output(&assert);
+    let plan: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    let planned: Vec<&serde_json::Value> = plan["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "conflict_object")
+        .collect();
+    assert_eq!(planned.len(), 1, "{}", plan["findings"]);
+    assert_eq!(planned[0]["dn"], cnf.as_str());
 }
 
 /// Two `pcsync run` instances share one lease entry, one configured DC1 first and the other

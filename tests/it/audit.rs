@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use pcsync::audit::{Actor, AuditLog, AuditSink, Note};
+use pcsync::audit::{Actor, AuditLog, AuditSink, LogFiles, Note};
 
 use crate::common::slapd::Slapd;
 use crate::common::{output, pcsync, pcsync_bare};
@@ -290,7 +290,8 @@ fn write_records(log: &Path, run: &str, records: u64) {
         bind_dn: Some("cn=admin,dc=contoso,dc=com".into()),
         host: "it".into(),
     };
-    let mut writer = AuditLog::open(log, run, actor, chrono::Utc::now).unwrap();
+    let mut writer =
+        AuditLog::open(&LogFiles::unanchored(log), run, actor, chrono::Utc::now).unwrap();
     for i in 0..records {
         let note: Note = serde_json::from_value(serde_json::json!({
             "event": "step", "outcome": "ok", "step": "delete_user",
@@ -321,7 +322,14 @@ fn verify_names_each_kind_of_tampering_and_exits_1() {
     let lines: Vec<&str> = intact.lines().collect();
     // An anchored head from an earlier verify: still in the chain after the log grew, and
     // missing once the tail is cut off (which the chain alone cannot show).
-    let head = out.trim().rsplit(' ').next().unwrap().to_string();
+    let head = out
+        .lines()
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
     let (code, _, err) = audit_log(work.path(), &log, &["verify", "--expect-head", &head]);
     assert_eq!(code, Some(0), "{err}");
     std::fs::write(&log, lines[..30].join("\n") + "\n").unwrap();
@@ -444,4 +452,429 @@ fn audit_help_documents_the_exit_codes() {
     let (out, _) = output(&assert);
     assert.code(0);
     assert!(out.contains("1  the log fails verification"), "{out}");
+}
+
+/// `pcsync restore --run RUN --apply` with `env`; asserts it restored everything.
+fn restore(slapd: &Slapd, work: &Path, run: &str, env: &[(&str, &str)]) -> (String, String) {
+    let mut cmd = pcsync(slapd, work);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let assert = cmd.args(["restore", "--run", run, "--apply"]).assert();
+    let (out, err) = output(&assert);
+    assert_eq!(assert.get_output().status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("restored 4 of 4"), "{out}{err}");
+    (out, err)
+}
+
+/// Every file of the log and its anchor under `work/var`, to put back after tampering.
+fn snapshot(work: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let var = work.join("var");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&var)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit.")
+        })
+        .collect();
+    files.push(var.join("state/audit-anchor.json"));
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn put_back(work: &Path, saved: &[(std::path::PathBuf, Vec<u8>)]) {
+    for entry in std::fs::read_dir(work.join("var")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("audit.")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    for (p, bytes) in saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+}
+
+/// The lines of the active segment, to cut or rewrite.
+fn active_lines(work: &Path) -> Vec<String> {
+    std::fs::read_to_string(work.join("var/audit.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_active(work: &Path, lines: &[String]) {
+    std::fs::write(work.join("var/audit.jsonl"), lines.join("\n") + "\n").unwrap();
+}
+
+// See: #16 (the loss of the audit log went unnoticed).
+#[test]
+fn a_deleted_cut_or_rewritten_audit_log_is_refused_before_any_directory_write() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    // Small segments, so the log has sealed segments and an active one.
+    let env = [("PCSYNC__AUDIT__MAX_SEGMENT_SIZE", "4KiB")];
+    let original = dump(&slapd);
+    let run = apply(&slapd, work.path(), &env);
+    // The users come back: their swaps are pending again, and the log holds two runs.
+    restore(&slapd, work.path(), &run, &env);
+    assert_eq!(dump(&slapd), original);
+    let saved = snapshot(work.path());
+    assert!(
+        saved.len() >= 4,
+        "sealed segments, the active one, the anchor"
+    );
+
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper, &str); 4] = [
+        (
+            "the log deleted",
+            |w| {
+                for entry in std::fs::read_dir(w.join("var")).unwrap() {
+                    let p = entry.unwrap().path();
+                    if p.extension().is_some_and(|e| e == "jsonl") {
+                        std::fs::remove_file(p).unwrap();
+                    }
+                }
+            },
+            "the log is gone",
+        ),
+        (
+            "its active segment deleted",
+            |w| std::fs::remove_file(w.join("var/audit.jsonl")).unwrap(),
+            "the active segment is gone",
+        ),
+        (
+            "its last records cut",
+            |w| {
+                let lines = active_lines(w);
+                write_active(w, &lines[..lines.len() - 2]);
+            },
+            "its last records were cut",
+        ),
+        (
+            "its tail rewritten",
+            |w| {
+                let mut lines = active_lines(w);
+                let last = lines.pop().unwrap();
+                assert!(last.contains("\"outcome\":\"ok\""), "{last}");
+                lines.push(last.replacen("\"outcome\":\"ok\"", "\"outcome\":\"failed\"", 1));
+                write_active(w, &lines);
+            },
+            "tail was rewritten",
+        ),
+    ];
+    for (what, tamper, reason) in cases {
+        put_back(work.path(), &saved);
+        tamper(work.path());
+        let mut cmd = pcsync(&slapd, work.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let assert = cmd.args(["reconcile", "--apply"]).assert();
+        let (out, err) = output(&assert);
+        assert_eq!(
+            assert.get_output().status.code(),
+            Some(1),
+            "{what}: {out}{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+        assert!(
+            err.starts_with("pcsync: error: audit log ")
+                && err.contains("var/audit.jsonl")
+                && err.contains("audit-anchor.json")
+                && err.contains(reason),
+            "{what}: {err}"
+        );
+        assert_eq!(dump(&slapd), original, "{what}: nothing written");
+        let (code, out, err) = audit(&slapd, work.path(), &["verify"]);
+        assert_eq!(code, Some(1), "{what}: verify: {out}{err}");
+        assert!(
+            err.contains("FAILS verification") && err.contains(reason),
+            "{what}: {err}"
+        );
+    }
+
+    // Put back, the log is trusted again and the run applies.
+    put_back(work.path(), &saved);
+    let (code, out, err) = audit(&slapd, work.path(), &["verify"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("anchor: the log ends at its anchored head"),
+        "{out}"
+    );
+    // A deliberate change (an older copy put back), reviewed, is accepted with --reanchor.
+    let lines = active_lines(work.path());
+    write_active(work.path(), &lines[..lines.len() - 1]);
+    assert_eq!(audit(&slapd, work.path(), &["verify"]).0, Some(1));
+    let (code, out, err) = audit(&slapd, work.path(), &["verify", "--reanchor"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        err.contains("re-anchored") && err.contains("it said seq"),
+        "{err}"
+    );
+    apply(&slapd, work.path(), &env);
+    assert_ne!(dump(&slapd), original, "the swaps were applied");
+}
+
+/// Rewrites record `index` (0-based) of the active segment with `edit` and re-hashes the chain
+/// after it, as someone without the key would; returns the new lines.
+fn rehash(lines: &[String], index: usize, edit: impl Fn(&str) -> String) -> Vec<String> {
+    let mut out: Vec<String> = lines.to_vec();
+    out[index] = edit(&out[index]);
+    for i in index + 1..out.len() {
+        let mut r: pcsync::audit::Record = serde_json::from_str(&out[i]).unwrap();
+        r.prev = sha256_hex(out[i - 1].as_bytes());
+        out[i] = serde_json::to_string(&r).unwrap();
+    }
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// See: #16 (an optional keyed chain).
+#[test]
+fn a_keyed_chain_detects_a_log_rehashed_without_the_key() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let key = work.path().join("audit.key");
+    std::fs::write(
+        &key,
+        "# pcsync audit key\nq83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key_env = key.display().to_string();
+    let env = [("PCSYNC__AUDIT__KEY_FILE", key_env.as_str())];
+    apply(&slapd, work.path(), &env);
+    let keyed = |args: &[&str]| {
+        let mut cmd = pcsync(&slapd, work.path());
+        cmd.env("PCSYNC__AUDIT__KEY_FILE", &key);
+        let assert = cmd.arg("audit").args(args).assert();
+        let (out, err) = output(&assert);
+        (assert.get_output().status.code(), out, err)
+    };
+    let (code, out, err) = keyed(&["verify"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("record(s) carry a MAC; all verify with the key"),
+        "{out}"
+    );
+
+    // Someone who can write the log and the anchor, but not read the key, removes the swap's
+    // before-image from the record and re-hashes everything after it, anchor included.
+    let lines = active_lines(work.path());
+    let image = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"before_image\""))
+        .unwrap();
+    let forged = rehash(&lines, image, |l| l.replacen("OCSChat", "0CSChat", 1));
+    write_active(work.path(), &forged);
+    let anchor_path = work.path().join("var/state/audit-anchor.json");
+    let mut anchor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&anchor_path).unwrap()).unwrap();
+    anchor["head"] = sha256_hex(forged.last().unwrap().as_bytes()).into();
+    std::fs::write(&anchor_path, anchor.to_string()).unwrap();
+
+    // The plain chain is intact: without the key, a copy verifies (and says what it could not check).
+    let copy = work.path().join("copy/audit.jsonl");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(work.path().join("var/audit.jsonl"), &copy).unwrap();
+    let (code, out, err) = audit_log(work.path(), &copy, &["verify"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("carry a MAC, not checked"), "{out}");
+    // With the key it does not, on the copy and on the configured log.
+    let (code, _, err) = audit_log(
+        work.path(),
+        &copy,
+        &["verify", "--key-file", key.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("line {}", image + 2)) && err.contains("re-hashed without the key"),
+        "{err}"
+    );
+    let (code, _, err) = keyed(&["verify"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("re-hashed without the key"), "{err}");
+    // And no run appends to it: the anchor's MAC no longer matches its head.
+    let mut cmd = pcsync(&slapd, work.path());
+    cmd.env("PCSYNC__AUDIT__KEY_FILE", &key);
+    let assert = cmd.args(["reconcile", "--apply"]).assert();
+    let (out, err) = output(&assert);
+    assert_eq!(assert.get_output().status.code(), Some(1), "{out}{err}");
+    assert!(err.contains("the anchor's `mac` does not match"), "{err}");
+}
+
+// See: #16 (one corrupt record blocked every restore).
+#[test]
+fn restore_of_an_intact_run_steps_over_a_corrupt_record_elsewhere_and_names_it() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let original = dump(&slapd);
+    let run = apply(&slapd, work.path(), &[]);
+    let later = apply(&slapd, work.path(), &[]);
+    // The later run's plan record is damaged (a disk error, a careless edit).
+    let mut lines = active_lines(work.path());
+    let plan = lines
+        .iter()
+        .rposition(|l| l.contains(&later) && l.contains("\"event\":\"plan\""))
+        .unwrap();
+    lines[plan] = lines[plan][..40].to_string();
+    write_active(work.path(), &lines);
+    assert_eq!(audit(&slapd, work.path(), &["verify"]).0, Some(1));
+
+    let (_, err) = restore(&slapd, work.path(), &run, &[]);
+    assert!(
+        err.contains(&format!("damaged outside run {run}"))
+            && err.contains(&format!("audit.jsonl line {}", plan + 1))
+            && err.contains("not a valid record"),
+        "{err}"
+    );
+    assert_eq!(dump(&slapd), original, "the run was undone");
+    // The damaged run itself cannot be read safely.
+    let assert = pcsync(&slapd, work.path())
+        .args(["restore", "--run", &later])
+        .assert();
+    let (out, err) = output(&assert);
+    assert_eq!(assert.get_output().status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!("run {later} cannot be read safely")),
+        "{err}"
+    );
+    // audit show works the same way.
+    let (code, out, err) = audit(&slapd, work.path(), &["show", &run]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&format!("run {run}")), "{out}");
+    assert!(err.contains("damaged outside run"), "{err}");
+}
+
+// See: #16 (password hashes in the audit log).
+#[test]
+fn a_rootdn_bound_run_writes_and_shows_no_password_hash() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let hash = "{SSHA}bm90LWEtcmVhbC1wYXNzd29yZC1oYXNo";
+    slapd.modify(&format!(
+        "dn: {OCSCHAT_CONTOSO}\nchangetype: modify\nadd: userPassword\nuserPassword: {hash}\n"
+    ));
+    // config/openldap.toml binds as the rootdn, which reads userPassword.
+    let entry = slapd.search(OCSCHAT_CONTOSO, "(objectClass=*)", &["userPassword"]);
+    assert!(entry.contains("userPassword:"), "{entry}");
+    let run = apply(&slapd, work.path(), &[]);
+
+    let no_secret = |what: &str, text: &str| {
+        assert!(
+            !text.to_ascii_lowercase().contains("userpassword") && !text.contains(&hash[6..]),
+            "{what}: {text}"
+        );
+    };
+    let log = std::fs::read_to_string(work.path().join("var/audit.jsonl")).unwrap();
+    assert!(log.contains("before_image"), "{log}");
+    no_secret("the log file", &log);
+    for args in [
+        &["show", &run][..],
+        &["show", &run, "--format", "json"],
+        &["export", "--format", "ldif"],
+        &["list", "--format", "json"],
+    ] {
+        let (code, out, err) = audit(&slapd, work.path(), args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        no_secret(&format!("{args:?}"), &out);
+    }
+
+    // A log an earlier version wrote, with the hash in a before-image: not shown either.
+    let lines: Vec<String> = log.lines().map(str::to_string).collect();
+    let image = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"before_image\"") && l.contains("OCSChat"))
+        .unwrap();
+    let old = rehash(&lines, image, |l| {
+        let mut r: serde_json::Value = serde_json::from_str(l).unwrap();
+        r["before"]["attributes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"name": "userPassword", "values": [hash]}));
+        r.to_string()
+    });
+    let copy = work.path().join("old/audit.jsonl");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::write(&copy, old.join("\n") + "\n").unwrap();
+    let (code, _, err) = audit_log(work.path(), &copy, &["verify"]);
+    assert_eq!(code, Some(0), "the old log is intact: {err}");
+    assert!(std::fs::read_to_string(&copy).unwrap().contains(hash));
+    for args in [
+        &["show", &run][..],
+        &["export", "--format", "ldif"],
+        &["list", "--format", "json"],
+        &["export", "--format", "json"],
+    ] {
+        let (code, out, err) = audit_log(work.path(), &copy, args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        no_secret(&format!("old log {args:?}"), &out);
+        assert!(
+            out.contains("OCSChat"),
+            "{args:?}: the rest is shown: {out}"
+        );
+    }
+
+    // Restore brings the user back without a password (documented): none was kept.
+    restore(&slapd, work.path(), &run, &[]);
+    let entry = slapd.search(OCSCHAT_CONTOSO, "(objectClass=*)", &["*"]);
+    assert!(entry.contains("sAMAccountName: OCSChat"), "{entry}");
+    assert!(!entry.contains("userPassword"), "{entry}");
+}
+
+// See: #19 (a CRLF copy of the audit log).
+#[test]
+fn a_copy_with_windows_line_endings_is_named_as_such() {
+    let work = tempfile::tempdir().unwrap();
+    let log = generated(work.path(), 10);
+    let crlf = work.path().join("crlf/audit.jsonl");
+    std::fs::create_dir_all(crlf.parent().unwrap()).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&crlf, text.replace('\n', "\r\n")).unwrap();
+    let (code, out, err) = audit_log(work.path(), &crlf, &["verify"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("line 1:")
+            && err.contains("Windows (CRLF) line endings")
+            && err.contains("sed -i 's/\\r$//'"),
+        "{err}"
+    );
+    // Converted back as the message says, it verifies.
+    let status = std::process::Command::new("sed")
+        .args(["-i", "s/\\r$//"])
+        .arg(&crlf)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(audit_log(work.path(), &crlf, &["verify"]).0, Some(0));
+    // A log broken at line 1 for another reason gets no such hint.
+    let mut lines: Vec<&str> = text.lines().collect();
+    let edited = lines[0].replacen("wk0", "wk9", 1);
+    lines[0] = &edited;
+    std::fs::write(&crlf, lines.join("\n") + "\n").unwrap();
+    let (code, _, err) = audit_log(work.path(), &crlf, &["verify"]);
+    assert_eq!(code, Some(1));
+    assert!(!err.contains("CRLF"), "{err}");
 }

@@ -3,6 +3,7 @@
 //! must give one clear line and a non-zero exit.
 
 use std::fs;
+use std::path::Path;
 
 use crate::common::slapd::Slapd;
 use crate::common::{output, over_ldaps_and_starttls, pcsync, pcsync_bare, repo};
@@ -22,6 +23,7 @@ fn check_reports_all_green_on_the_test_directory() {
     let lines: Vec<&str> = stdout.lines().collect();
     for name in [
         "config",
+        "schedule",
         "connect",
         "root DSE",
         "schema",
@@ -29,6 +31,7 @@ fn check_reports_all_green_on_the_test_directory() {
         "container",
         "pool",
         "objects",
+        "endpoint-shape",
     ] {
         assert!(
             lines
@@ -61,6 +64,67 @@ fn check_reports_all_green_on_the_test_directory() {
             || dse.contains("CN=Configuration,DC=contoso,DC=com"),
         "{dse}"
     );
+}
+
+/// The fixture's hand-made Persistent Chat endpoint is the evidence of what Lync writes: `check`
+/// compares it with what pcsync would write on that pool and warns, naming each attribute that
+/// differs, without failing. See: #19
+#[test]
+fn check_compares_a_hand_made_endpoint_with_what_pcsync_writes() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let shape = |slapd: &Slapd| {
+        let assert = pcsync(slapd, work.path()).arg("check").assert();
+        let (stdout, stderr) = output(&assert);
+        assert.code(0);
+        let lines: Vec<String> = stdout
+            .lines()
+            .filter(|l| l[6..].starts_with("endpoint-shape"))
+            .map(str::to_string)
+            .collect();
+        assert!(!lines.is_empty(), "{stdout}{stderr}");
+        lines
+    };
+    assert_eq!(
+        shape(&slapd),
+        [
+            "ok    endpoint-shape 1 endpoint contact(s) pcsync did not make match what it writes (objectClass, msRTCSIP-OwnerUrn, msRTCSIP-ApplicationOptions, msRTCSIP-OptionFlags)"
+        ]
+    );
+    let endpoint = format!(
+        "CN={{4c2f6a1e-7b3d-4e8a-9f51-0d6c2b8e3a17}},{}",
+        slapd.endpoint_container()
+    );
+    slapd.modify(&format!(
+        "dn: {endpoint}\nchangetype: modify\nadd: msRTCSIP-ApplicationOptions\nmsRTCSIP-ApplicationOptions: 2\n-\nadd: msRTCSIP-OptionFlags\nmsRTCSIP-OptionFlags: 256\n-\n"
+    ));
+    let lines = shape(&slapd);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(line.starts_with("WARN  endpoint-shape "), "{line}");
+    assert!(
+        line.to_ascii_lowercase()
+            .contains(&endpoint.to_ascii_lowercase()),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("differs from what pcsync writes: msRTCSIP-ApplicationOptions: Lync's has 2, pcsync writes none; msRTCSIP-OptionFlags: Lync's has 256, pcsync writes none"),
+        "{line}"
+    );
+    let assert = pcsync(&slapd, work.path())
+        .args(["check", "--format", "json"])
+        .assert();
+    let (stdout, _) = output(&assert);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["ok"], true, "{stdout}");
+    let warned: Vec<_> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["warning"] == true)
+        .collect();
+    assert_eq!(warned.len(), 1, "{stdout}");
+    assert_eq!(warned[0]["name"], "endpoint-shape");
 }
 
 #[test]
@@ -147,6 +211,99 @@ fn a_wrong_password_gives_one_clear_line() {
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password"));
+}
+
+/// `pcsync` on `slapd` with the shipped configuration's `bind_password_file` replaced by
+/// `bind_password_env = "SVC_PCSYNC_PW"`, that variable set to `password`.
+fn pcsync_with_password_env(slapd: &Slapd, work: &Path, password: &str) -> assert_cmd::Command {
+    let text = fs::read_to_string(repo("config/openldap.toml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bind_password_file"))
+        .expect("config/openldap.toml sets bind_password_file");
+    let config = work.join("password-env.toml");
+    fs::write(
+        &config,
+        text.replace(line, "bind_password_env = \"SVC_PCSYNC_PW\""),
+    )
+    .unwrap();
+    let mut cmd = pcsync_bare(work);
+    cmd.arg("--config")
+        .arg(&config)
+        .env("PCSYNC__DIRECTORY__URL", &slapd.ldap_url)
+        .env("SVC_PCSYNC_PW", password);
+    cmd
+}
+
+// See: #19. What Notepad writes (a byte order mark, CRLF) and a note on a second line bind
+// as well as a clean file: the password is the first line. The same rule holds for a variable.
+#[test]
+fn password_files_as_administrators_write_them_all_bind() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let pw = &slapd.admin_password;
+    for (name, contents) in [
+        (
+            "two-lines.pw",
+            format!("{pw}\nrotated 2026-01-05 by jdoe\n"),
+        ),
+        ("bom.pw", format!("\u{feff}{pw}\n")),
+        ("crlf.pw", format!("{pw}\r\n")),
+    ] {
+        let file = work.path().join(name);
+        fs::write(&file, contents).unwrap();
+        let assert = pcsync(&slapd, work.path())
+            .env("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", &file)
+            .args(["inventory", "--format", "json"])
+            .assert();
+        let (_, stderr) = output(&assert);
+        assert.code(0);
+        assert!(stderr.is_empty(), "{name}: {stderr}");
+    }
+    let assert = pcsync_with_password_env(&slapd, work.path(), &format!("\u{feff}{pw}\r\n"))
+        .args(["inventory", "--format", "json"])
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(0);
+    assert!(stderr.is_empty(), "variable: {stderr}");
+}
+
+// See: #19. A refused password says where it came from and how long it was, so an
+// administrator can tell a stale file from a truncated one; never the password.
+#[test]
+fn a_wrong_password_names_its_source_and_length_but_never_itself() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let wrong = work.path().join("wrong.pw");
+    fs::write(&wrong, "\u{feff}not-the-password\r\nsecond line\n").unwrap();
+    let assert = pcsync(&slapd, work.path())
+        .env("PCSYNC__DIRECTORY__BIND_PASSWORD_FILE", &wrong)
+        .arg("inventory")
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(1);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "; the password was the first line of password file {} (16 bytes)",
+            wrong.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+
+    let assert = pcsync_with_password_env(&slapd, work.path(), "Wrong-Passw0rd")
+        .arg("inventory")
+        .assert();
+    let (_, stderr) = output(&assert);
+    assert.code(1);
+    assert!(
+        stderr.trim_end().ends_with(
+            "; the password was the first line of environment variable SVC_PCSYNC_PW (14 bytes)"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Wrong-Passw0rd"), "{stderr}");
 }
 
 #[test]

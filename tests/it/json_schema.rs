@@ -73,8 +73,13 @@ fn plans_and_audit_records_match_their_documented_schemas() {
     assert!(!plan["findings"].as_array().unwrap().is_empty());
     assert_valid(&plan_schema, &plan);
 
+    // A keyed chain, so the records' `mac` is checked against the schema too.
+    let key = work.path().join("audit.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let assert = pcsync(&slapd, work.path())
         .env("PCSYNC__SAFETY__RETIRE", "disable")
+        .env("PCSYNC__AUDIT__KEY_FILE", &key)
         .args(["reconcile", "--apply", "--format", "json"])
         .assert();
     let (out, err) = output(&assert);
@@ -87,6 +92,7 @@ fn plans_and_audit_records_match_their_documented_schemas() {
     let mut events = std::collections::BTreeSet::new();
     for line in log.lines() {
         let record: Value = serde_json::from_str(line).unwrap();
+        assert!(record["mac"].is_string(), "keyed: {line}");
         events.insert(record["event"].as_str().unwrap().to_string());
         assert_valid(&audit_schema, &record);
     }
@@ -117,6 +123,9 @@ fn plans_and_audit_records_match_their_documented_schemas() {
     let mut drifted = record.clone();
     drifted.as_object_mut().unwrap().remove("prev");
     assert!(!audit_schema.is_valid(&drifted), "no prev");
+    let mut drifted = record.clone();
+    drifted["mac"] = Value::from("not a mac");
+    assert!(!audit_schema.is_valid(&drifted), "a malformed mac");
     let mut drifted = record;
     drifted["time"] = Value::from("yesterday");
     assert!(

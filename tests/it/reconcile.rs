@@ -3,12 +3,13 @@
 //! the LDIF export applied with ldapmodify.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 
 use pcsync::audit::{self, Event, Outcome};
 
 use crate::common::slapd::{CONFIG_DN, DOMAIN_DN, Slapd};
-use crate::common::{output, pcsync, pcsync_bare, repo};
+use crate::common::{output, pcsync, pcsync_bare, pcsync_on_config, repo};
 
 const OCSCHAT_CONTOSO: &str = "cn=OCSChat,ou=Service Accounts,dc=contoso,dc=com";
 const OCSCHAT_FABRIKAM: &str = "cn=OCSChat Fabrikam,ou=Service Accounts,dc=contoso,dc=com";
@@ -125,6 +126,16 @@ fn two_migrations_in_two_domains_swap_in_one_run_and_the_rerun_plans_nothing() {
     let (code, out, err) = reconcile(&slapd, work.path(), &["--apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("applied 2 of 2 swap(s); 0 failed"), "{out}");
+    // What Lync needs next, in the administrator's words. See: #19
+    assert!(
+        out.contains("next: Lync reads AD through its User Replicator"),
+        "{out}"
+    );
+    assert!(out.contains("\n  Update-CsUserDatabase\n"), "{out}");
+    assert!(
+        out.contains("\n  Get-CsPersistentChatEndpoint -Identity 'sip:ocschat@fabrikam.com'\n"),
+        "{out}"
+    );
     assert!(!exists(&slapd, OCSCHAT_CONTOSO));
     assert!(!exists(&slapd, OCSCHAT_FABRIKAM));
     let contoso = endpoint_for(&slapd, "sip:ocschat@contoso.com").expect("contoso endpoint");
@@ -160,9 +171,16 @@ fn two_migrations_in_two_domains_swap_in_one_run_and_the_rerun_plans_nothing() {
     let (code, out, _) = reconcile(&slapd, work.path(), &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("in sync: no changes"), "{out}");
+    // A run with nothing to do appends nothing to the audit log. See: #19
+    let recorded = audit_records(work.path()).len();
     let (code, out, _) = reconcile(&slapd, work.path(), &["--apply"]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("applied 0 of 0 swap(s)"), "{out}");
+    assert!(out.contains("in sync: no changes"), "{out}");
+    assert!(
+        out.contains("nothing to apply; a run in sync is not recorded in the audit log"),
+        "{out}"
+    );
+    assert_eq!(audit_records(work.path()).len(), recorded);
 
     // The audit log: chained, complete, no password, before-images of both users.
     let records = audit_records(work.path());
@@ -217,6 +235,128 @@ fn retire_disable_clears_the_sip_attributes_and_keeps_the_account() {
         .arg("reconcile")
         .assert();
     assert.code(0);
+}
+
+/// An endpoint an administrator disabled by hand is theirs: reported (`endpoint_disabled`) and
+/// left exactly as it is, even on the wrong pool, while the other migration swaps; with
+/// `enable_endpoint = true` on its migration it is re-enabled and rehomed in one modify. Many
+/// findings print a count per kind and the first N of each (`--findings`). See: #19
+#[test]
+fn a_disabled_endpoint_is_left_alone_unless_the_migration_enables_it() {
+    let suspects: String = ["groupchat", "lyncchat", "gcchat"]
+        .iter()
+        .map(|name| {
+            format!(
+                "dn: CN={name},OU=Users,DC=contoso,DC=com\nobjectClass: top\nobjectClass: person\n\
+                 objectClass: organizationalPerson\nobjectClass: user\ncn: {name}\nsn: {name}\n\
+                 msRTCSIP-PrimaryUserAddress: sip:{name}@contoso.com\nmsRTCSIP-UserEnabled: TRUE\n\n"
+            )
+        })
+        .collect();
+    let slapd = Slapd::builder().extra_domain_ldif(&suspects).start();
+    slapd.delete(OCSCHAT_FABRIKAM);
+    let endpoint = format!("CN=Fabrikam Chat (by hand),{}", slapd.endpoint_container());
+    slapd.add(&format!(
+        "dn: {endpoint}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n\
+         objectClass: contact\ncn: Fabrikam Chat (by hand)\nsn: Chat\n\
+         msRTCSIP-PrimaryUserAddress: sip:ocschat@fabrikam.com\nmsRTCSIP-UserEnabled: FALSE\n\
+         msRTCSIP-PrimaryHomeServer: {}\nmsRTCSIP-OwnerUrn: urn:application:persistentchat\n",
+        pool_dn(&slapd, "1:2")
+    ));
+    let read = |slapd: &Slapd| slapd.search(&endpoint, "(objectClass=*)", &["*", "entryUUID"]);
+    let before = read(&slapd);
+    let work = tempfile::tempdir().unwrap();
+
+    let (code, out, err) = reconcile(&slapd, work.path(), &["--findings", "1"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        out.contains("findings: 3 suspect, 1 endpoint_disabled\n"),
+        "{out}"
+    );
+    assert_eq!(out.matches("finding suspect: cn=").count(), 1, "{out}");
+    assert!(
+        out.contains("finding suspect: 2 more not shown (--findings all"),
+        "{out}"
+    );
+    assert!(
+        out.contains("finding endpoint_disabled: cn=Fabrikam Chat (by hand),"),
+        "{out}"
+    );
+    assert!(
+        out.contains("set enable_endpoint = true on the migration"),
+        "{out}"
+    );
+    let (code, out, _) = reconcile(&slapd, work.path(), &["--findings", "all"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(out.matches("finding suspect: cn=").count(), 3, "{out}");
+
+    // Two blocked runs with the same findings: the first plan record lists them, the second
+    // records only that they are unchanged, and where they are listed.
+    for _ in 0..2 {
+        let (code, out, err) = reconcile(&slapd, work.path(), &["--apply", "--max-changes", "0"]);
+        assert_eq!(code, Some(3), "{out}{err}");
+    }
+    let log = fs::read_to_string(work.path().join("var/audit.jsonl")).unwrap();
+    let plans: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "plan")
+        .collect();
+    assert_eq!(plans.len(), 2, "{log}");
+    assert_eq!(plans[0]["plan"]["findings"].as_array().unwrap().len(), 4);
+    assert_eq!(plans[1]["plan"]["findings"].as_array().unwrap().len(), 0);
+    assert_eq!(plans[1]["plan"]["summary"]["findings"], 4);
+    let first_run = plans[0]["run_id"].as_str().unwrap();
+    let message = plans[1]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "the 4 finding(s) are unchanged since run {first_run} (sha256 "
+        )),
+        "{message}"
+    );
+
+    let (code, out, err) = reconcile(&slapd, work.path(), &["--apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("applied 1 of 1 swap(s)"), "{out}");
+    assert_eq!(read(&slapd), before, "the disabled endpoint is untouched");
+
+    // The migration says to enable it: one modify, same object (entryUUID).
+    let shipped = fs::read_to_string(repo("config/openldap.toml")).unwrap();
+    let config = work.path().join("enable.toml");
+    fs::write(
+        &config,
+        shipped.replace(
+            "target_pool = \"pcpool2.contoso.com\"\n",
+            "target_pool = \"pcpool2.contoso.com\"\nenable_endpoint = true\n",
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let assert = pcsync_on_config(&slapd, work.path(), &config)
+            .arg("reconcile")
+            .args(args)
+            .assert();
+        let (out, err) = output(&assert);
+        (assert.get_output().status.code(), out, err)
+    };
+    let (code, out, err) = run(&[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(out.contains("endpoint exists but is homed on"), "{out}");
+    assert!(
+        out.contains("is disabled, and the migration says enable_endpoint = true"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["--apply"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let after = read(&slapd);
+    assert!(after.contains("msRTCSIP-UserEnabled: TRUE"), "{after}");
+    let uuid = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("entryUUID:"))
+            .map(str::to_string)
+    };
+    assert_eq!(uuid(&after), uuid(&before));
+    assert!(uuid(&after).is_some());
 }
 
 #[test]
@@ -632,6 +772,15 @@ fn a_held_lock_and_an_empty_directory_block_with_exit_3() {
         err.contains("another pcsync reconcile or restore is running"),
         "{err}"
     );
+    // The one guard the audit log cannot hold: appending needs the lock the other run holds
+    // (two writers would fork the hash chain). The refusal says so, and the README agrees.
+    // See: #19
+    assert!(
+        err.contains("nothing was written; not recorded in the audit log, which the run holding the lock writes"),
+        "{err}"
+    );
+    let audit = work.path().join("var/audit.jsonl");
+    assert!(!audit.exists(), "{}", audit.display());
     drop(lock);
 
     // A domain that holds no SIP-enabled object (a wrong base DN, missing read rights): planning

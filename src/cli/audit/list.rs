@@ -1,12 +1,13 @@
 //! `pcsync audit list`: one row per event, or per run with `--runs`, as a table, JSON Lines or
 //! CSV.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use chrono::DateTime;
 
 use crate::audit::review::{self, Filter, RunRow, Runs};
-use crate::audit::{Cursor, Event, Record, Step};
+use crate::audit::{self, Cursor, Event, Record, Step, redact};
 use crate::cli::report_error;
 use crate::model::{Dn, SipUri};
 
@@ -156,12 +157,23 @@ pub(super) fn list_events(
     }
     stream(target, filter, review, |v| match format {
         ListFormat::Json => {
-            out.write_all(&v.line)?;
+            out.write_all(&json_line(v))?;
             out.write_all(b"\n")
         }
         ListFormat::Csv => writeln!(out, "{}", event_csv(display, &v.record)),
         ListFormat::Table => writeln!(out, "{}", event_row(display, &v.record)),
     })
+}
+
+/// A record as logged, byte for byte, unless it holds a secret attribute (a log written before
+/// pcsync dropped them): then re-serialised without it, which its hash no longer matches.
+fn json_line(v: &audit::Verified) -> Cow<'_, [u8]> {
+    if !redact::holds_secrets(&v.record) {
+        return Cow::Borrowed(&v.line);
+    }
+    let mut record = v.record.clone();
+    redact::record(&mut record);
+    Cow::Owned(serde_json::to_vec(&record).unwrap_or_default())
 }
 
 const RUN_CSV_HEADER: &str = "run_id,started,finished,outcome,planned,applied,failed,rolled_back,waiting,findings,bind_dn,host,command";

@@ -18,8 +18,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, Local, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::audit::key::Keyring;
 use crate::audit::review::{self, Filter};
-use crate::audit::{self, Cursor, Event, Reader};
+use crate::audit::{self, Cursor, Event, LogFiles, Reader};
 use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
 use crate::exit;
@@ -38,6 +39,11 @@ pub(crate) struct Args {
     /// Show times in UTC instead of local time.
     #[arg(long, global = true)]
     utc: bool,
+
+    /// Check the keyed chain with this key file (default: audit.key_file of the
+    /// configuration, unless --log is given).
+    #[arg(long, global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -110,28 +116,33 @@ impl OutcomeArg {
     }
 }
 
-/// Where the log is, and the settings when a configuration was loaded.
+/// Where the log is and what protects it, and the settings when a configuration was loaded.
 struct Target {
     log: PathBuf,
+    /// The configured log (anchored, keyed as configured), or with `--log` a copy nothing
+    /// anchors (keyed with `--key-file`).
+    files: LogFiles,
     settings: Option<Settings>,
 }
 
 fn target(cli: &Cli, args: &Args, need_settings: bool) -> Result<Target, u8> {
-    if let Some(log) = &args.log
-        && !need_settings
-    {
-        return Ok(Target {
-            log: log.clone(),
-            settings: None,
-        });
-    }
-    let settings = load_settings(cli)?;
+    let settings = match (&args.log, need_settings) {
+        (Some(_), false) => None,
+        _ => Some(load_settings(cli)?),
+    };
+    let files = match (&args.log, &settings) {
+        (Some(log), _) => LogFiles::unanchored(log),
+        (None, Some(s)) => LogFiles::of(s).map_err(|e| report_error(&e))?,
+        (None, None) => return Err(report_error(&"no audit log: give --log FILE")),
+    };
+    let files = match &args.key_file {
+        Some(path) => files.with_keys(Keyring::load(path).map_err(|e| report_error(&e))?),
+        None => files,
+    };
     Ok(Target {
-        log: args
-            .log
-            .clone()
-            .unwrap_or_else(|| settings.audit.path.clone()),
-        settings: Some(settings),
+        log: files.path().to_path_buf(),
+        files,
+        settings,
     })
 }
 
@@ -139,7 +150,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let needs_state = match &args.command {
         AuditCommand::List(l) => l.filter.since_last.is_some(),
         AuditCommand::Export(e) => e.filter.since_last.is_some(),
-        AuditCommand::Verify(v) => v.repair,
+        AuditCommand::Verify(v) => v.repair || v.reanchor,
         AuditCommand::Show(_) => false,
     };
     let target = match target(cli, args, needs_state) {
@@ -156,6 +167,17 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         AuditCommand::Show(s) => show::show(&target, &display, s),
         AuditCommand::Verify(v) => verify::verify(&target, v),
         AuditCommand::Export(e) => export::export(&target, &display, e),
+    }
+}
+
+impl Target {
+    /// A verifying reader over the whole log, checking the keyed chain when there is a key.
+    fn reader(&self) -> Result<Reader, audit::Error> {
+        let reader = Reader::open(&self.log)?;
+        Ok(match &self.files.keys {
+            Some(keys) => reader.with_keys(keys.clone()),
+            None => reader,
+        })
     }
 }
 
@@ -276,7 +298,7 @@ fn stream(
     review: Option<&Review>,
     mut emit: impl FnMut(&audit::Verified) -> std::io::Result<()>,
 ) -> Result<Cursor, String> {
-    let mut reader = Reader::open(&target.log).map_err(|e| e.to_string())?;
+    let mut reader = target.reader().map_err(|e| e.to_string())?;
     let mut last_seq = 0;
     let check = review.and_then(|r| r.previous.as_ref().map(|c| (r, c)));
     let mut cursor_seen = false;

@@ -9,7 +9,10 @@ pub(super) const HELP: &str = "\
 Example:
   pcsync audit show 20261124T080000123Z-1a2b3c4d
 
-Exit codes: 0 shown; 1 error (no such run, unreadable or broken log).";
+Only the run's own records must verify: damage elsewhere in the log is named on stderr and
+stepped over. Secret attributes (password hashes and the like) are never shown.
+
+Exit codes: 0 shown; 1 error (no such run, its records damaged, an unreadable log).";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ShowFormat {
@@ -28,10 +31,23 @@ pub(super) struct ShowArgs {
 }
 
 pub(super) fn show(target: &Target, display: &Display, args: &ShowArgs) -> u8 {
-    let records = match audit::records_of_run(&target.log, &args.run_id) {
-        Ok(r) => r,
+    // Only this run's records must verify; damage elsewhere in the log is named, not fatal.
+    let mut records = match audit::salvage::run_records(&target.files, &args.run_id) {
+        Ok(r) => {
+            for d in &r.stepped_over {
+                eprintln!(
+                    "pcsync: warning: the audit log is damaged outside run {}: {d}; run `pcsync audit verify`",
+                    args.run_id
+                );
+            }
+            r.records
+        }
         Err(e) => return report_error(&e),
     };
+    // A log written before pcsync dropped secret attributes may still hold some.
+    for r in &mut records {
+        audit::redact::record(r);
+    }
     if !records.iter().any(|r| r.run_id == args.run_id) {
         return report_error(&format!(
             "run {} is not in the audit log {}",
