@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -11,13 +12,37 @@ use tracing::{info, warn};
 /// Resolves on SIGINT or SIGTERM and cancels `root`. If the handlers cannot be installed, the
 /// process can still be stopped with SIGKILL; the error is logged.
 pub(crate) async fn cancel_on_signal(root: CancellationToken) {
-    let (Ok(mut int), Ok(mut term)) = (
+    if let Some(handlers) = handlers() {
+        cancel_when_signalled(handlers, root).await;
+    }
+}
+
+/// [`cancel_on_signal`] as a task whose handlers are installed before this returns, so a signal
+/// that comes at once is caught, not fatal: for one-shot commands that stop between steps.
+pub(crate) fn spawn_cancel_on_signal(root: CancellationToken) -> JoinHandle<()> {
+    let handlers = handlers();
+    tokio::spawn(async move {
+        if let Some(handlers) = handlers {
+            cancel_when_signalled(handlers, root).await;
+        }
+    })
+}
+
+/// The SIGINT and SIGTERM streams; `None`, logged, when they cannot be installed.
+fn handlers() -> Option<(Signal, Signal)> {
+    match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        warn!("cannot install SIGINT/SIGTERM handlers");
-        return;
-    };
+    ) {
+        (Ok(int), Ok(term)) => Some((int, term)),
+        _ => {
+            warn!("cannot install SIGINT/SIGTERM handlers");
+            None
+        }
+    }
+}
+
+async fn cancel_when_signalled((mut int, mut term): (Signal, Signal), root: CancellationToken) {
     let name = tokio::select! {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",

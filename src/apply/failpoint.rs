@@ -2,13 +2,17 @@
 //! swap where the tests abort the process, pause it, or hold it while they stop the directory or
 //! fill the disk, to prove that a crash anywhere loses nothing.
 
-/// Names of the failpoints, in the order a swap passes them.
+/// Names of the failpoints every swap with a user passes, in order: `swap-user-retired` is
+/// right after the release. With `retire = "delete"` a swap also passes [`USER_DELETED`].
 pub const FAILPOINTS: &[&str] = &[
     "swap-before-image-written",
     "swap-user-retired",
     "swap-endpoint-added",
     "swap-endpoint-verified",
 ];
+
+/// Right after the released user was deleted (`retire = "delete"` only), before `swap_done`.
+pub const USER_DELETED: &str = "swap-user-deleted";
 
 /// The point of a run between planning and the first swap (`--features failpoints`): after the
 /// plan is recorded, before any directory write. Not in [`FAILPOINTS`]: nothing is open there.

@@ -1,13 +1,15 @@
 //! Applying a [`Plan`]: each swap journaled in the audit log, conditional writes, rollback.
 //!
-//! A swap is the set of ready changes for one SIP URI, in Microsoft's order: retire the user,
-//! then add the endpoint, then read it back. Before the first write the user's complete entry
-//! (the before-image) is written to the audit log and fsynced; every write is preceded by a
-//! `step started` record and followed by `ok` or `failed`; a swap ends with `swap_done`. If the
-//! add fails, the user is restored from the before-image and a `rollback` is recorded. A run
-//! that crashed leaves a `swap_intent` with no end; [`recover`] finishes such swaps before
-//! anything else. All directory access goes through [`DirectoryWriter`], so this module runs
-//! against the in-memory fake in its tests and against ldap3 for real ([`writer`]).
+//! A swap is the set of ready changes for one SIP URI, made in pcsync's order (see [`swap`] for
+//! why): release the user (clear its msRTCSIP-* values on the same object), add the endpoint
+//! and read it back, then, with `retire = "delete"`, delete the released user. Before the first
+//! write the user's complete entry (the before-image) is written to the audit log and fsynced;
+//! every write is preceded by a `step started` record and followed by `ok` or `failed`; a swap
+//! ends with `swap_done`. If the add fails, the same user gets its values back and a `rollback`
+//! is recorded. A run that crashed leaves a `swap_intent` with no end; [`recover`] finishes
+//! such swaps before anything else. All directory access goes through [`DirectoryWriter`], so
+//! this module runs against the in-memory fake in its tests and against ldap3 for real
+//! ([`writer`]).
 //! Failpoints ([`failpoint`]) abort or pause the process after each step, so tests can prove
 //! that a crash, or the directory or disk going away, anywhere loses nothing.
 //!
@@ -25,9 +27,9 @@ pub(crate) mod tests;
 mod writer;
 
 pub(crate) use failpoint::fail_point;
-pub use failpoint::{FAILPOINTS, RUN_PLANNED};
+pub use failpoint::{FAILPOINTS, RUN_PLANNED, USER_DELETED};
 pub(crate) use recover::{Recovered, recover};
-pub(crate) use restore::{RestoreKind, RestorePlan, apply_restore, plan_restore};
+pub(crate) use restore::{RestorePlan, RestoreReport, apply_restore, plan_restore};
 pub(crate) use swap::SwapFailed;
 pub use writer::{DirectoryWriter, WriteError, WriteSource};
 
@@ -51,6 +53,9 @@ pub(crate) struct Report {
     pub not_started: usize,
     /// One per failed swap, in order.
     pub errors: Vec<SwapFailed>,
+    /// Why swaps of the plan were left out (blocked by findings), on one line; set by the
+    /// caller, which knows the plan. The run then exits 3 unless a swap failed.
+    pub blocked: Option<String>,
 }
 
 impl Report {

@@ -1,17 +1,25 @@
 //! Recovery: finishing the swaps a crashed (or cut-off) run left open, before anything else.
 //!
-//! What to do is decided from what the directory shows now, never from what the log hoped: a
-//! user that still holds the URI means nothing was written (the next plan redoes the swap); a
-//! retired user means the endpoint is added (or, if that fails, the user restored from the
-//! before-image); an endpoint already present is verified. A directory that is still away
-//! leaves the swap open for the next run.
+//! What to do is decided from what the directory shows now, never from what the log hoped, and
+//! in the order a swap makes its writes (release, add and read back, delete: see
+//! [`super::swap`]):
+//! - the user still holds the URI: nothing was written, and the next plan redoes the swap;
+//! - the user was released: the endpoint is added (or found) and read back, then, with
+//!   `retire = "delete"`, the user is deleted; if the add fails, the same object gets its
+//!   values back;
+//! - the user is gone (deleted by the last step, or by a version that deleted first): the
+//!   endpoint is added (or found) and read back; only if that add fails is the user re-created
+//!   from its before-image, since nothing else can bring it back.
+//!
+//! A directory that is still away leaves the swap open for the next run.
 
 use std::ops::ControlFlow;
 
-use super::swap::{SwapFault, lost, rollback, verify};
+use super::swap::{PutBack, SwapFault, delete_released, lost, released_values, rollback, verify};
 use super::{ApplyError, DirectoryWriter, WriteError, note};
 use crate::audit::{AuditSink, Event, Outcome, Step, Unfinished};
 use crate::model::{SipUri, attr};
+use crate::plan::desired::Retire;
 use crate::plan::{Change, CreateEndpoint, RetireUser};
 
 /// What recovery did with one unfinished swap.
@@ -73,51 +81,69 @@ async fn recover_one(
             "no endpoint to create; the next plan covers it".to_string(),
         )));
     };
-    if let Some(r) = retire
-        && let ControlFlow::Break(end) = user_untouched(u, r, first.sip_uri(), writer).await?
+    let user = match retire {
+        Some(r) => match user_state(u, r, first.sip_uri(), writer).await? {
+            ControlFlow::Continue(state) => Some((r, state)),
+            ControlFlow::Break(end) => return Ok(Some(end)),
+        },
+        None => None,
+    };
+    if let ControlFlow::Break(end) =
+        ensure_endpoint(u, user.as_ref(), create, writer, audit).await?
     {
-        return Ok(Some(end));
-    }
-    if let ControlFlow::Break(end) = ensure_endpoint(u, retire, create, writer, audit).await? {
         return Ok(end);
     }
     let c = Change::CreateEndpoint(create.clone());
     match verify(writer, &c).await {
-        Err(e) => Err(lost(audit, &u.swap, c.header(), Step::Verify, e)),
+        Err(e) => return Err(lost(audit, &u.swap, c.header(), Step::Verify, e)),
         Ok(Ok(after)) => {
             let mut rec = note(Event::Step, Outcome::Ok, &u.swap, c.header()).step(Step::Verify);
             rec.after = Some(after);
             audit.record(rec)?;
-            Ok(Some((
-                Outcome::Ok,
-                format!("completed the swap of run {}", u.run_id),
-            )))
         }
-        Ok(Err(fault)) => Ok(Some((Outcome::Failed, fault.to_string()))),
+        Ok(Err(fault)) => return Ok(Some((Outcome::Failed, fault.to_string()))),
     }
+    // The endpoint is proven: only now may a released user be deleted.
+    if let Some((r, UserState::Released)) = user
+        && r.retire == Retire::Delete
+        && let Err(fault) = delete_released(&u.swap, &r.header, writer, audit).await?
+    {
+        return Ok(Some((Outcome::Failed, fault.to_string())));
+    }
+    Ok(Some((
+        Outcome::Ok,
+        format!("completed the swap of run {}", u.run_id),
+    )))
+}
+
+/// What became of the user of an open swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserState {
+    /// It exists and holds the URI no more: step 1 was done.
+    Released,
+    /// It no longer exists.
+    Gone,
 }
 
 /// `Break` when the user still holds the URI (nothing had been written: the swap is planned
-/// afresh) or cannot be read; `Continue` when it was retired.
-async fn user_untouched(
+/// afresh) or cannot be read; otherwise whether it was released or is gone. "Holds" uses the
+/// one normalisation planning uses ([`SipUri::held_in`]).
+async fn user_state(
     u: &Unfinished,
     r: &RetireUser,
     sip_uri: &SipUri,
     writer: &mut impl DirectoryWriter,
-) -> Result<ControlFlow<Ended>, ApplyError> {
+) -> Result<ControlFlow<Ended, UserState>, ApplyError> {
     match writer.read_entry(&r.header.dn).await {
-        Ok(Some(e))
-            if e.get(attr::PRIMARY_USER_ADDRESS)
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case(sip_uri.as_str().as_bytes())) =>
-        {
+        Ok(Some(e)) if sip_uri.held_in(e.get(attr::PRIMARY_USER_ADDRESS)) => {
             Ok(ControlFlow::Break((
                 Outcome::Skipped,
                 "the user still holds the URI, so nothing had been written; the swap is planned afresh"
                     .to_string(),
             )))
         }
-        Ok(_) => Ok(ControlFlow::Continue(())),
+        Ok(Some(_)) => Ok(ControlFlow::Continue(UserState::Released)),
+        Ok(None) => Ok(ControlFlow::Continue(UserState::Gone)),
         Err(e) if e.is_transient() => Err(still_open(u, sip_uri, e)),
         Err(e) => Ok(ControlFlow::Break((
             Outcome::Failed,
@@ -127,10 +153,11 @@ async fn user_untouched(
 }
 
 /// Adds the endpoint unless it is there already. `Break` when recovery ended there: the add
-/// failed (and the user was rolled back if it had been retired), or the endpoint cannot be read.
+/// failed (and the user was put back: its values if released, re-created if gone), or the
+/// endpoint cannot be read.
 async fn ensure_endpoint(
     u: &Unfinished,
-    retire: Option<&RetireUser>,
+    user: Option<&(&RetireUser, UserState)>,
     create: &CreateEndpoint,
     writer: &mut impl DirectoryWriter,
     audit: &mut impl AuditSink,
@@ -160,9 +187,14 @@ async fn ensure_endpoint(
             .step(Step::AddEndpoint)
             .message(fault.to_string()),
     )?;
-    let ended = match (retire, &u.before) {
-        (Some(r), Some(image)) => {
-            let failed = rollback(&u.swap, r, image, fault, writer, audit).await?;
+    let ended = match (user, &u.before) {
+        (Some((r, state)), Some(image)) => {
+            let put_back = match state {
+                UserState::Released => PutBack::Values(released_values(r, image)),
+                UserState::Gone => PutBack::Recreate,
+            };
+            let failed =
+                rollback(&u.swap, &r.header, image, &put_back, fault, writer, audit).await?;
             if failed.rolled_back() {
                 (Outcome::Ok, format!("rolled back: {failed}"))
             } else {

@@ -22,6 +22,13 @@ pub(crate) struct Fake {
     lose_after_writes: Option<usize>,
     /// This many reads find nothing, as when another writer adds the entry right after them.
     pub(crate) hide_reads: usize,
+    /// Every successful write, in order: `add DN`, `delete DN`, `modify DN`. An `add` of a DN
+    /// that was deleted before is a new object (a new entryUUID/objectGUID on a real server).
+    pub(crate) ops: Vec<String>,
+    /// Deletes of these DNs are refused (LDAP 50), as for an account without Delete rights.
+    pub(crate) deny_delete: Vec<Dn>,
+    /// The most objects that held [`URI`] at once, after any write.
+    pub(crate) most_holders: usize,
 }
 
 impl Fake {
@@ -58,6 +65,19 @@ impl Fake {
         }
     }
 
+    /// How many objects hold [`URI`] now.
+    fn holders(&self) -> usize {
+        let uri = SipUri::parse(URI).unwrap();
+        self.entries
+            .values()
+            .filter(|e| uri.held_in(e.get("msRTCSIP-PrimaryUserAddress")))
+            .count()
+    }
+
+    fn count_holders(&mut self) {
+        self.most_holders = self.most_holders.max(self.holders());
+    }
+
     fn check(&self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
         match self.entries.get(dn) {
             None => Err(Fake::conflict(dn, "gone".into())),
@@ -89,6 +109,7 @@ impl DirectoryWriter for Fake {
             return Err(Fake::conflict(&entry.dn, "exists".into()));
         }
         self.writes += 1;
+        self.ops.push(format!("add {}", entry.dn));
         let mut stored = entry.clone();
         if self.canonical_dns {
             for a in &mut stored.attributes {
@@ -103,15 +124,30 @@ impl DirectoryWriter for Fake {
             }
         }
         self.entries.insert(entry.dn.clone(), stored);
+        self.count_holders();
         Ok(())
     }
 
     async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
         self.connected(dn)?;
         self.check(dn, expect)?;
+        if self.deny_delete.contains(dn) {
+            return Err(WriteError::Denied {
+                dn: dn.clone(),
+                source: format!("delete of {dn} failed: LDAP 50").into(),
+            });
+        }
         self.writes += 1;
+        self.ops.push(format!("delete {dn}"));
         self.entries.remove(dn);
+        self.count_holders();
         Ok(())
+    }
+
+    /// Like OpenLDAP, the fake keeps no tombstones.
+    async fn reanimate(&mut self, _guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+        self.connected(dn)?;
+        Ok(false)
     }
 
     async fn modify(
@@ -166,8 +202,10 @@ impl DirectoryWriter for Fake {
             attrs.insert(n.as_str(), vs.clone());
         }
         self.writes += 1;
+        self.ops.push(format!("modify {dn}"));
         let updated = Entry::new(entry.dn.clone(), &attrs);
         self.entries.insert(dn.clone(), updated);
+        self.count_holders();
         Ok(())
     }
 }
@@ -258,40 +296,57 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
+/// The order of a swap: the user releases the URI on the same object (its msRTCSIP-* values
+/// cleared, reversibly), the endpoint is added and read back, and only then, with
+/// `retire = "delete"`, is the user deleted.
 #[test]
-fn a_swap_is_journaled_step_by_step_in_microsofts_order() {
-    let mut dir = Fake::with(&[user_entry()]);
-    let mut notes: Vec<Note> = Vec::new();
-    let report = block(apply(
-        &swap_plan(Retire::Delete),
-        "r1",
-        &mut dir,
-        &mut notes,
-        &CancellationToken::new(),
-    ))
-    .unwrap();
-    assert_eq!((report.applied, report.failed), (1, 0));
-    assert_eq!(
-        journal(&notes),
-        [
+fn a_swap_releases_then_adds_and_verifies_then_deletes() {
+    for retire in [Retire::Delete, Retire::Disable] {
+        let mut dir = Fake::with(&[user_entry()]);
+        let mut notes: Vec<Note> = Vec::new();
+        let report = block(apply(
+            &swap_plan(retire),
+            "r1",
+            &mut dir,
+            &mut notes,
+            &CancellationToken::new(),
+        ))
+        .unwrap();
+        assert_eq!((report.applied, report.failed), (1, 0), "{retire:?}");
+        let mut want = vec![
             (Event::SwapIntent, Outcome::Started, None),
             (Event::BeforeImage, Outcome::Ok, None),
-            (Event::Step, Outcome::Started, Some(Step::DeleteUser)),
-            (Event::Step, Outcome::Ok, Some(Step::DeleteUser)),
+            (Event::Step, Outcome::Started, Some(Step::DisableUser)),
+            (Event::Step, Outcome::Ok, Some(Step::DisableUser)),
             (Event::Step, Outcome::Started, Some(Step::AddEndpoint)),
             (Event::Step, Outcome::Ok, Some(Step::AddEndpoint)),
             (Event::Step, Outcome::Ok, Some(Step::Verify)),
-            (Event::SwapDone, Outcome::Ok, None),
-        ]
-    );
-    assert_eq!(notes[1].before.as_ref().unwrap(), &user_entry());
-    assert!(notes.iter().all(|n| n.swap.as_deref() == Some("r1#1")));
-    assert!(!dir.has(USER));
-    assert!(dir.has(ENDPOINT));
+        ];
+        if retire == Retire::Delete {
+            want.extend([
+                (Event::Step, Outcome::Started, Some(Step::DeleteUser)),
+                (Event::Step, Outcome::Ok, Some(Step::DeleteUser)),
+            ]);
+        }
+        want.push((Event::SwapDone, Outcome::Ok, None));
+        assert_eq!(journal(&notes), want, "{retire:?}");
+        assert_eq!(notes[1].before.as_ref().unwrap(), &user_entry());
+        assert!(notes.iter().all(|n| n.swap.as_deref() == Some("r1#1")));
+        let mut ops = vec![format!("modify {USER}"), format!("add {ENDPOINT}")];
+        if retire == Retire::Delete {
+            ops.push(format!("delete {USER}"));
+        }
+        assert_eq!(dir.ops, ops, "{retire:?}");
+        assert_eq!(dir.has(USER), retire == Retire::Disable);
+        assert!(dir.has(ENDPOINT));
+    }
 }
 
+/// A failed add puts the values back on the same object, whatever `retire` says: the user is
+/// never deleted before its endpoint is proven, so it is never re-created (which on AD would
+/// be a new principal: new objectGUID, new objectSid, no group memberships).
 #[test]
-fn a_failed_add_restores_the_user_from_the_before_image() {
+fn a_failed_add_gives_the_same_user_its_values_back() {
     for retire in [Retire::Delete, Retire::Disable] {
         let mut dir = Fake::with(&[user_entry()]);
         dir.fail_add = true;
@@ -313,14 +368,16 @@ fn a_failed_add_restores_the_user_from_the_before_image() {
             "{}",
             report.errors[0]
         );
-        let restored = dir.get(USER);
-        // A deleted user is re-created without what the server sets itself (its objectSid
-        // here); a disabled one keeps everything.
-        let want = match retire {
-            Retire::Delete => recreate_entry(&user_entry()),
-            Retire::Disable => user_entry(),
-        };
-        assert_eq!(restored.to_attributes(), want.to_attributes(), "{retire:?}");
+        assert_eq!(
+            dir.ops,
+            [format!("modify {USER}"), format!("modify {USER}")],
+            "{retire:?}: released and given back, never deleted or re-created"
+        );
+        assert_eq!(
+            dir.get(USER).to_attributes(),
+            user_entry().to_attributes(),
+            "{retire:?}"
+        );
         let tail: Vec<_> = journal(&notes).into_iter().rev().take(3).collect();
         assert_eq!(
             tail,
@@ -331,6 +388,35 @@ fn a_failed_add_restores_the_user_from_the_before_image() {
             ]
         );
     }
+}
+
+/// The endpoint serves the URI, but the user cannot be deleted: the swap fails and says so,
+/// the user stays released (not deleted, nothing lost), and no one else holds the URI.
+#[test]
+fn a_refused_delete_leaves_the_user_released_and_the_endpoint_serving() {
+    let mut dir = Fake::with(&[user_entry()]);
+    dir.deny_delete = vec![dn(USER)];
+    let mut notes: Vec<Note> = Vec::new();
+    let report = block(apply(
+        &swap_plan(Retire::Delete),
+        "r1",
+        &mut dir,
+        &mut notes,
+        &CancellationToken::new(),
+    ))
+    .unwrap();
+    assert_eq!((report.applied, report.failed), (0, 1));
+    let e = report.errors[0].to_string();
+    assert!(
+        e.contains(&format!("{USER} was released but not deleted")),
+        "{e}"
+    );
+    assert!(dir.has(ENDPOINT));
+    assert!(dir.get(USER).get("msRTCSIP-PrimaryUserAddress").is_empty());
+    assert_eq!(
+        journal(&notes).last(),
+        Some(&(Event::SwapDone, Outcome::Failed, None))
+    );
 }
 
 #[test]
@@ -379,19 +465,28 @@ fn disable_clears_only_the_msrtcsip_attributes() {
     assert_eq!(names, ["cn", "objectClass", "objectSid"]);
 }
 
-/// The journal of a run that crashed after `steps` records of its swap.
-fn crashed_after(steps: usize, dir: &mut Fake) -> Vec<Note> {
+/// The journal and directory of a run that crashed right after its `writes`-th directory write
+/// (or, with `fail_add`, whose add was refused): the journal as far as it got, without the
+/// record of the write that never happened.
+fn crashed_after(writes: usize, retire: Retire) -> (Vec<Note>, Fake) {
+    let mut dir = Fake::with(&[user_entry()]);
+    dir.lose_after_writes = Some(writes);
     let mut notes: Vec<Note> = Vec::new();
-    block(apply(
-        &swap_plan(Retire::Delete),
+    let result = block(apply(
+        &swap_plan(retire),
         "r1",
-        dir,
+        &mut dir,
         &mut notes,
         &CancellationToken::new(),
-    ))
-    .unwrap();
-    notes.truncate(steps);
-    notes
+    ));
+    assert!(matches!(result, Err(ApplyError::Lost { .. })), "{writes}");
+    // A crash writes no `failed` record for the step it interrupted.
+    if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
+        notes.pop();
+    }
+    dir.lose_after_writes = None;
+    dir.ops.clear();
+    (notes, dir)
 }
 
 fn unfinished_from(notes: &[Note]) -> Vec<crate::audit::Unfinished> {
@@ -426,60 +521,111 @@ fn unfinished_from(notes: &[Note]) -> Vec<crate::audit::Unfinished> {
     crate::audit::unfinished_swaps(&records)
 }
 
+/// Recovery after a crash at each point of the new order finishes the swap the way the run
+/// would have: nothing written means a fresh plan; a released user gets its endpoint, then
+/// (with `retire = "delete"`) is deleted; an endpoint already added is not added twice.
 #[test]
-fn recovery_completes_a_swap_whose_user_is_gone() {
-    // Crash right after the delete: the user is gone, the endpoint missing.
-    let mut dir = Fake::with(&[user_entry()]);
-    let notes = crashed_after(4, &mut dir);
-    dir.entries.remove(&dn(ENDPOINT));
-    let open = unfinished_from(&notes);
-    assert_eq!(open.len(), 1);
-    let mut log: Vec<Note> = Vec::new();
-    let done = block(recover(&open, &mut dir, &mut log)).unwrap();
-    assert_eq!(done[0].outcome, Outcome::Ok, "{done:?}");
-    assert!(dir.has(ENDPOINT));
-    assert_eq!(log.last().unwrap().event, Event::Recovery);
+fn recovery_finishes_a_swap_crashed_after_each_write() {
+    for (retire, writes, outcome, ops) in [
+        (Retire::Delete, 0, Outcome::Skipped, vec![]),
+        (
+            Retire::Delete,
+            1,
+            Outcome::Ok,
+            vec![format!("add {ENDPOINT}"), format!("delete {USER}")],
+        ),
+        (
+            Retire::Delete,
+            2,
+            Outcome::Ok,
+            vec![format!("delete {USER}")],
+        ),
+        (Retire::Disable, 0, Outcome::Skipped, vec![]),
+        (
+            Retire::Disable,
+            1,
+            Outcome::Ok,
+            vec![format!("add {ENDPOINT}")],
+        ),
+        (Retire::Disable, 2, Outcome::Ok, vec![]),
+    ] {
+        let (notes, mut dir) = crashed_after(writes, retire);
+        let open = unfinished_from(&notes);
+        assert_eq!(open.len(), 1, "{retire:?} {writes}");
+        let mut log: Vec<Note> = Vec::new();
+        let done = block(recover(&open, &mut dir, &mut log)).unwrap();
+        assert_eq!(done[0].outcome, outcome, "{retire:?} {writes}: {done:?}");
+        assert_eq!(dir.ops, ops, "{retire:?} {writes}");
+        assert_eq!(log.last().unwrap().event, Event::Recovery);
+        if writes > 0 {
+            assert!(dir.has(ENDPOINT), "{retire:?} {writes}");
+            assert_eq!(
+                dir.has(USER),
+                retire == Retire::Disable,
+                "{retire:?} {writes}"
+            );
+        } else {
+            assert_eq!(dir.get(USER), &user_entry(), "{retire:?} {writes}");
+        }
+    }
 }
 
+/// The user was released when the run crashed and the endpoint cannot be added: recovery puts
+/// the values back on the same object (no delete, no re-create).
 #[test]
-fn recovery_leaves_an_untouched_user_for_a_fresh_plan() {
-    let mut dir = Fake::with(&[user_entry()]);
-    let notes = crashed_after(2, &mut dir);
-    // The crash came before the delete: put the directory back as it was then.
-    let mut dir = Fake::with(&[user_entry()]);
+fn recovery_gives_a_released_user_its_values_back_when_the_endpoint_cannot_be_added() {
+    for retire in [Retire::Delete, Retire::Disable] {
+        let (notes, mut dir) = crashed_after(1, retire);
+        dir.fail_add = true;
+        let mut log: Vec<Note> = Vec::new();
+        let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
+        assert!(done[0].message.starts_with("rolled back"), "{done:?}");
+        assert_eq!(dir.ops, [format!("modify {USER}")], "{retire:?}");
+        assert_eq!(dir.get(USER).to_attributes(), user_entry().to_attributes());
+    }
+}
+
+/// A swap left open by a version that deleted the user first: the user is gone and the
+/// endpoint missing. Recovery adds the endpoint, or, when that fails, re-creates the user
+/// from its before-image (the only way back for an object already deleted).
+#[test]
+fn recovery_of_a_swap_whose_user_is_gone_adds_the_endpoint_or_recreates_the_user() {
+    for fail_add in [false, true] {
+        let (notes, mut dir) = crashed_after(1, Retire::Delete);
+        dir.entries.remove(&dn(USER));
+        dir.fail_add = fail_add;
+        let mut log: Vec<Note> = Vec::new();
+        let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
+        if fail_add {
+            assert!(done[0].message.starts_with("rolled back"), "{done:?}");
+            assert_eq!(
+                dir.get(USER).to_attributes(),
+                recreate_entry(&user_entry()).to_attributes()
+            );
+        } else {
+            assert_eq!(done[0].outcome, Outcome::Ok, "{done:?}");
+            assert!(dir.has(ENDPOINT));
+            assert!(!dir.has(USER));
+        }
+    }
+}
+
+/// Recovery compares the URI the user holds with the one normalisation planning uses: a value
+/// with a trailing space or other case is still this URI (the user was not released).
+#[test]
+fn recovery_sees_a_user_holding_the_uri_in_another_spelling() {
+    let mut held = user_entry();
+    held.attributes[2] =
+        AttrValues::text("msRTCSIP-PrimaryUserAddress", &["SIP:OCSChat@Contoso.com "]);
+    let (notes, _) = crashed_after(0, Retire::Delete);
+    let mut dir = Fake::with(&[held]);
     let mut log: Vec<Note> = Vec::new();
     let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
-    assert_eq!(done[0].outcome, Outcome::Skipped);
-    assert_eq!(dir.writes, 0);
+    assert_eq!(done[0].outcome, Outcome::Skipped, "{done:?}");
+    assert!(dir.ops.is_empty());
 }
 
-#[test]
-fn recovery_rolls_back_when_the_endpoint_cannot_be_added() {
-    let mut dir = Fake::with(&[user_entry()]);
-    let notes = crashed_after(4, &mut dir);
-    dir.entries.remove(&dn(ENDPOINT));
-    dir.fail_add = true;
-    let mut log: Vec<Note> = Vec::new();
-    let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
-    assert!(done[0].message.starts_with("rolled back"), "{done:?}");
-    assert_eq!(
-        dir.get(USER).to_attributes(),
-        recreate_entry(&user_entry()).to_attributes()
-    );
-}
-
-#[test]
-fn recovery_verifies_an_endpoint_that_was_already_added() {
-    let mut dir = Fake::with(&[user_entry()]);
-    let notes = crashed_after(6, &mut dir);
-    let writes = dir.writes;
-    let mut log: Vec<Note> = Vec::new();
-    let done = block(recover(&unfinished_from(&notes), &mut dir, &mut log)).unwrap();
-    assert_eq!(done[0].outcome, Outcome::Ok);
-    assert_eq!(dir.writes, writes, "nothing written twice");
-}
-
-/// The directory goes away before the delete, before the add, before the read-back: the run
+/// The directory goes away before the release, before the add, before the read-back: the run
 /// stops with `Lost` (no rollback on the dead connection, no `swap_done`), recovery while it is
 /// still down records nothing that would close the swap, and recovery once it is back finishes
 /// it. See: #8 (faults).
@@ -645,4 +791,99 @@ fn a_stop_requested_before_a_swap_starts_none_and_says_how_many_were_left() {
     assert!(notes.is_empty(), "nothing journaled: {notes:?}");
     assert_eq!(dir.writes, 0);
     assert!(dir.has(USER));
+}
+
+mod properties {
+    //! plan → apply → (crash) → recover under random failure points, with the invariant of
+    //! issue #16: no identity lost (the user is never deleted before its endpoint holds the
+    //! URI, and never re-created), and the URI is never held twice, and in the end held by
+    //! exactly one object.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Faults {
+        retire: Retire,
+        /// The run dies (connection lost, then a crash: no record of the write in flight)
+        /// once this many writes succeeded.
+        crash_after: Option<usize>,
+        /// The apply's add is refused.
+        fail_add: bool,
+        /// Recovery's add is refused too.
+        fail_add_in_recovery: bool,
+        /// The delete of the released user is refused (no Delete right).
+        deny_delete: bool,
+    }
+
+    fn faults() -> impl Strategy<Value = Faults> {
+        (
+            prop_oneof![Just(Retire::Delete), Just(Retire::Disable)],
+            proptest::option::of(0usize..4),
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(retire, crash_after, fail_add, fail_add_in_recovery, deny_delete)| Faults {
+                    retire,
+                    crash_after,
+                    fail_add,
+                    fail_add_in_recovery,
+                    deny_delete,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn no_identity_is_lost_and_the_uri_is_held_once(f in faults()) {
+            let mut dir = Fake::with(&[user_entry()]);
+            dir.lose_after_writes = f.crash_after;
+            dir.fail_add = f.fail_add;
+            if f.deny_delete {
+                dir.deny_delete = vec![dn(USER)];
+            }
+            let mut notes: Vec<Note> = Vec::new();
+            let applied = block(apply(
+                &swap_plan(f.retire),
+                "r1",
+                &mut dir,
+                &mut notes,
+                &CancellationToken::new(),
+            ));
+            if applied.is_err() {
+                // A crash: the write in flight has no record.
+                if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
+                    notes.pop();
+                }
+                dir.lose_after_writes = None;
+                dir.fail_add = f.fail_add_in_recovery;
+                let open = unfinished_from(&notes);
+                prop_assert_eq!(open.len(), 1);
+                let mut log: Vec<Note> = Vec::new();
+                block(recover(&open, &mut dir, &mut log)).unwrap();
+                notes.extend(log);
+            }
+            prop_assert!(unfinished_from(&notes).is_empty(), "{:?}", journal(&notes));
+            prop_assert!(dir.most_holders <= 1, "the URI was held twice: {:?}", dir.ops);
+            prop_assert_eq!(dir.holders(), 1, "held by exactly one object: {:?}", dir.ops);
+            // The user is never re-created, so it keeps its identity whenever it exists.
+            let recreated = format!("add {USER}");
+            prop_assert!(!dir.ops.contains(&recreated), "{:?}", dir.ops);
+            if !dir.has(USER) {
+                prop_assert_eq!(f.retire, Retire::Delete);
+                prop_assert!(dir.has(ENDPOINT), "deleted without an endpoint: {:?}", dir.ops);
+            } else if !dir.has(ENDPOINT) {
+                prop_assert_eq!(
+                    dir.get(USER).to_attributes(),
+                    user_entry().to_attributes(),
+                    "given back exactly"
+                );
+            }
+        }
+    }
 }

@@ -122,6 +122,11 @@ pub trait DirectoryWriter {
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> impl Future<Output = Result<(), WriteError>>;
+    /// Brings the deleted object whose objectGUID is `guid` back to `dn` with its identity
+    /// (Active Directory's tombstone reanimation). `Ok(false)` when the directory keeps no such
+    /// tombstone (OpenLDAP keeps none).
+    fn reanimate(&mut self, guid: &[u8], dn: &Dn)
+    -> impl Future<Output = Result<bool, WriteError>>;
 }
 
 /// The real directory: its conditional writes (src/ldap/write.rs), errors sorted once here.
@@ -151,6 +156,12 @@ impl DirectoryWriter for Directory {
         expect: &[AttrValues],
     ) -> Result<(), WriteError> {
         Directory::modify(self, dn, mods, expect)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))
+    }
+
+    async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+        Directory::reanimate(self, guid, dn)
             .await
             .map_err(|e| WriteError::from_ldap(dn, e))
     }
@@ -192,6 +203,15 @@ impl DirectoryWriter for Routed<'_> {
             .await
             .map_err(|e| WriteError::from_ldap(dn, e))?;
         DirectoryWriter::modify(dir, dn, mods, expect).await
+    }
+
+    /// On the write server of `dn`'s domain, whose Deleted Objects container keeps the tombstone.
+    async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+        let dir = self
+            .for_dn(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        DirectoryWriter::reanimate(dir, guid, dn).await
     }
 }
 

@@ -13,10 +13,11 @@ use crate::config::{self, Settings};
 use crate::exit;
 use crate::inventory;
 use crate::ldap::{Directory, Mechanism};
-use crate::model::{Dn, Enabled, ObjectKind, attr};
+use crate::model::{Dn, Enabled, FindingKind, ObjectKind, attr};
 use crate::plan::Desired;
 use crate::plan::shape::{self, Shape};
 use crate::progress::Progress;
+use crate::reconcile;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -135,12 +136,44 @@ async fn check_directory(settings: &Settings, report: &mut Report, progress: &Pr
     let Some(mut dir) = connect(settings, report).await else {
         return;
     };
-    if check_server(&mut dir, settings, report).await
-        && check_places(&mut dir, settings, report).await
-    {
-        check_objects(&mut dir, settings, report, progress).await;
+    if check_server(&mut dir, settings, report).await {
+        if check_places(&mut dir, settings, report).await {
+            check_objects(&mut dir, settings, report, progress).await;
+        }
+        check_swaps(&mut dir, settings, report).await;
     }
     dir.close().await;
+}
+
+/// `swaps`: plans as the dry run does, preflight included, and fails one line per finding that
+/// blocks a swap, so `check` and `reconcile` show the same preflight findings.
+async fn check_swaps(dir: &mut Directory, settings: &Settings, report: &mut Report) {
+    let plan = match reconcile::compute(settings, dir, None).await {
+        Ok(plan) => plan,
+        Err(stopped) => {
+            let end = reconcile::RunEnd::from(stopped);
+            report.add("swaps", false, end.message().unwrap_or_default());
+            return;
+        }
+    };
+    let preflight: Vec<_> = plan
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::Preflight)
+        .collect();
+    for f in &preflight {
+        report.add("swaps", false, format!("{}: {}", f.dn, f.reason));
+    }
+    if preflight.is_empty() {
+        report.add(
+            "swaps",
+            plan.summary.blocked == 0,
+            format!(
+                "{} change(s) ready, {} swap(s) blocked by findings (see pcsync reconcile)",
+                plan.summary.ready, plan.summary.blocked
+            ),
+        );
+    }
 }
 
 /// `connect` and `root DSE`: which server answered, as whom, and what it serves.

@@ -171,8 +171,15 @@ Example:
   pcsync restore --run 20261124T080000123Z-1a2b3c4d          # show what would be undone
   pcsync restore --run 20261124T080000123Z-1a2b3c4d --apply  # undo it
 
-Exit codes: 0 nothing left to undo, or undone completely; 1 error; 2 actions pending (dry
-run); 3 blocked (lock held), nothing was written.";
+On Active Directory a deleted user is reanimated from its tombstone (same objectGUID and
+objectSid); where that is refused or impossible it is re-created and a WARNING says it is a new
+principal. SIGINT/SIGTERM stop --apply after the action in flight, like a lost connection; the
+output lists what was and was not done, and a rerun finishes the job.
+
+Exit codes: 0 nothing left to undo, or undone completely and every URI it touched is held by
+exactly one enabled object; 1 error (an action failed, the restore stopped, or a URI is left
+unserved or held twice); 2 actions pending (dry run); 3 blocked (lock held), nothing was
+written.";
 
 /// The entry point of the `pcsync` binary.
 pub fn main() -> ExitCode {

@@ -3,8 +3,9 @@
 //! The I/O edge around the pure planner: it takes the run lock (apply only), finishes any swap
 //! a crashed run left open, streams the directory through a [`Collector`](crate::plan::Collector), confirms duplicate
 //! candidates and re-reads the few objects holding a migration URI in full, then calls
-//! [`plan::plan`](crate::plan::plan) with the current time. Guards (thresholds, empty search, stale saved plan)
-//! are checked before any write; every guard block is audited and exits 3.
+//! [`plan::plan`](crate::plan::plan) with the current time, then the preflight. Guards (thresholds, empty search,
+//! stale or edited saved plan) are checked before any write; every guard block is audited and
+//! exits 3, and so does a run in which findings blocked a swap (dry run or apply).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::plan::render::FindingsShown;
 use crate::plan::{Plan, render};
 use crate::progress::Progress;
 use crate::reconcile::{self, ApplyOptions, RunEnd};
+use crate::shutdown;
 
 /// Output format of `reconcile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +37,8 @@ pub(super) enum PlanFormat {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Carry the plan out. Without it, reconcile only prints the plan (a dry run).
+    /// Carry the plan out. Without it, reconcile only prints the plan (a dry run). On SIGINT or
+    /// SIGTERM the swap in flight is finished, then the run stops and says so (exit 1).
     #[arg(long)]
     apply: bool,
 
@@ -48,7 +51,8 @@ pub(crate) struct Args {
     plan_out: Option<PathBuf>,
 
     /// With --apply: apply exactly this saved plan; refused (exit 3, nothing written) if the
-    /// directory or the configuration changed since it was saved.
+    /// directory or the configuration changed since it was saved, or if its changes differ
+    /// from the changes planned now (an edited file).
     #[arg(long, value_name = "FILE", requires = "apply")]
     plan: Option<PathBuf>,
 
@@ -113,8 +117,7 @@ async fn dry_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: b
     warn_unfinished(settings);
     let end = match reconcile::compute(settings, dir, Some(&progress)).await {
         Ok(plan) => match show_dry_run(args, &plan) {
-            Ok(()) if plan.is_in_sync() => RunEnd::InSync,
-            Ok(()) => RunEnd::Pending,
+            Ok(()) => RunEnd::planned(&plan),
             Err(e) => return report_error(&e),
         },
         Err(stopped) => RunEnd::from(stopped),
@@ -174,9 +177,14 @@ async fn apply_run(
         wait_replication: args.wait_replication,
         computed: None,
     };
-    // A one-shot run is stopped by the signal itself, never between swaps: nothing cancels it.
-    let run = match reconcile::audited_apply(settings, dir, &opts, &CancellationToken::new()).await
-    {
+    // SIGINT (Ctrl-C) or SIGTERM cancels `stop`, which the executor checks between swaps only:
+    // the swap in flight runs to its end (done, failed or rolled back), then the run stops and
+    // says so. Without this a signal ended the process mid-swap (issue #16, case 9).
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(shutdown::cancel_on_signal(stop.clone()));
+    let result = reconcile::audited_apply(settings, dir, &opts, &stop).await;
+    signals.abort();
+    let run = match result {
         Ok(run) => run,
         Err(e) => return report_error(&e),
     };
@@ -233,6 +241,20 @@ async fn apply_run(
                         println!("  {step}");
                     }
                 }
+            }
+            if stop.is_cancelled() {
+                eprintln!(
+                    "pcsync: stopped by a signal: the swap in flight was finished; {} of {} swap(s) not started (run `pcsync reconcile --apply` again for them; run {})",
+                    report.not_started,
+                    report.swaps,
+                    run.run_id.as_deref().unwrap_or("not recorded")
+                );
+            }
+            if let Some(blocked) = &report.blocked {
+                eprintln!(
+                    "pcsync: blocked: {blocked} (run {})",
+                    run.run_id.as_deref().unwrap_or("not recorded")
+                );
             }
             if args.wait_replication.is_some()
                 && let Some(r) = run.replication.as_ref().filter(|r| !r.reachable_complete())

@@ -1,17 +1,24 @@
 //! `pcsync restore --run RUN_ID [--apply]`: undo a reconcile run from the audit log.
 //!
 //! Shows the restore plan first (like reconcile); `--apply` carries it out under the run lock,
-//! journaled in the audit log as a run of its own.
+//! journaled in the audit log as a run of its own, then checks its result: every SIP URI it
+//! touched must be held by exactly one enabled object. SIGINT/SIGTERM stop it after the action
+//! in flight, like a lost connection; either way it says what was and was not done.
 
 use chrono::Utc;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
-use crate::apply::{self, RestoreKind, RestorePlan};
+use crate::apply::{self, RestorePlan, RestoreReport};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::cli::reconcile::lock_for_apply;
 use crate::cli::{Cli, Format, load_settings, report_error};
+use crate::config::Settings;
 use crate::exit;
-use crate::ldap::Directory;
-use crate::reconcile::random_u32;
+use crate::ldap::{self, Directory};
+use crate::model::SipUri;
+use crate::reconcile::{random_u32, scopes};
+use crate::shutdown;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -88,26 +95,47 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         };
         match AuditLog::open(&files, &run_id, actor, Utc::now) {
             Err(e) => report_error(&e),
-            Ok(mut log) => apply_restore(&plan, &mut dir, &mut log).await,
+            Ok(mut log) => apply_restore(&settings, &plan, &mut dir, &mut log, args.format).await,
         }
     };
     dir.close().await;
     code
 }
 
-async fn apply_restore(plan: &RestorePlan, dir: &mut Directory, log: &mut AuditLog) -> u8 {
+async fn apply_restore(
+    settings: &Settings,
+    plan: &RestorePlan,
+    dir: &mut Directory,
+    log: &mut AuditLog,
+    format: Format,
+) -> u8 {
     let start = Note::new(Event::RunStart, Outcome::Started)
         .message(format!("restore --run {} --apply", plan.run_id));
     if let Err(e) = log.record(start) {
         return report_error(&e);
     }
-    let report = match apply::apply_restore(plan, dir, log).await {
+    // SIGINT/SIGTERM from here on end the restore after the action in flight.
+    let stop = CancellationToken::new();
+    let signals = shutdown::spawn_cancel_on_signal(stop.clone());
+    let applied = apply::apply_restore(plan, dir, log, &stop).await;
+    let report = match applied {
         Ok(r) => r,
         Err(e) => return report_error(&e),
     };
+    // The result check reads the directory; after a lost connection there is nothing to read.
+    let unserved = if report.stopped.is_some() {
+        Vec::new()
+    } else {
+        match unserved(settings, dir, &plan.touched_uris()).await {
+            Ok(u) => u,
+            Err(e) => vec![format!("cannot check the result: {e}")],
+        }
+    };
+    signals.abort();
+    let complete = report.failed == 0 && report.stopped.is_none() && unserved.is_empty();
     let mut end = Note::new(
         Event::RunEnd,
-        if report.failed == 0 {
+        if complete {
             Outcome::Ok
         } else {
             Outcome::Failed
@@ -119,24 +147,111 @@ async fn apply_restore(plan: &RestorePlan, dir: &mut Directory, log: &mut AuditL
         failed: report.failed,
         ..audit::Counts::default()
     });
+    let mut problems: Vec<String> = unserved.clone();
+    problems.extend(report.stopped.iter().cloned());
+    if !problems.is_empty() {
+        end = end.message(problems.join("; "));
+    }
     if let Err(e) = log.record(end) {
         return report_error(&e);
     }
+    match format {
+        Format::Json => print_json(plan, log.run_id(), &report, &unserved),
+        Format::Text => print_report(plan, log.run_id(), &report, &unserved),
+    }
+    if complete { exit::OK } else { exit::ERROR }
+}
+
+/// Each URI in `uris` that is not held by exactly one object with msRTCSIP-UserEnabled TRUE,
+/// as one line naming it and its holders.
+async fn unserved(
+    settings: &Settings,
+    dir: &mut Directory,
+    uris: &[SipUri],
+) -> Result<Vec<String>, ldap::Error> {
+    let classifier = crate::inventory::classifier(settings);
+    let mut lines = Vec::new();
+    for uri in uris {
+        let mut enabled = Vec::new();
+        for (what, base, skip) in scopes(settings) {
+            dir.for_each_holder_of(what, base, uri.normalized(), skip, &classifier, |o| {
+                let same = o.sip_uri.as_ref().is_some_and(|u| u == uri);
+                if same && o.enabled == crate::model::Enabled::True {
+                    enabled.push(o.dn.to_string());
+                }
+            })
+            .await?;
+        }
+        match enabled.len() {
+            1 => {}
+            0 => lines.push(format!(
+                "UNSERVED {uri}: no enabled object holds it after the restore"
+            )),
+            _ => lines.push(format!(
+                "HELD TWICE {uri}: {} enabled objects hold it after the restore: {}",
+                enabled.len(),
+                enabled.join("; ")
+            )),
+        }
+    }
+    Ok(lines)
+}
+
+fn print_report(
+    plan: &RestorePlan,
+    restore_run: &str,
+    report: &RestoreReport,
+    unserved: &[String],
+) {
     for e in &report.errors {
         println!("FAILED {e}");
     }
-    println!(
-        "restored {} of {} action(s) of run {} (restore run {})",
-        report.applied,
-        report.actions,
-        plan.run_id,
-        log.run_id()
-    );
-    if report.failed == 0 {
-        exit::OK
-    } else {
-        exit::ERROR
+    for w in &report.warnings {
+        println!("WARNING {w}");
     }
+    for u in unserved {
+        println!("{u}");
+    }
+    if let Some(why) = &report.stopped {
+        println!("STOPPED {why}");
+        for d in &report.done {
+            println!("  done     {d}");
+        }
+        for n in &report.not_done {
+            println!("  not done {n}");
+        }
+        println!(
+            "  run `pcsync restore --run {} --apply` again to finish: it redoes only what the \
+             directory does not show done",
+            plan.run_id
+        );
+    }
+    println!(
+        "restored {} of {} action(s) of run {} (restore run {restore_run})",
+        report.applied,
+        plan.pending(),
+        plan.run_id,
+    );
+}
+
+/// The result of `--apply --format json`: one line after the plan.
+#[derive(Serialize)]
+struct ApplyResult<'a> {
+    run_id: &'a str,
+    restore_run: &'a str,
+    #[serde(flatten)]
+    report: &'a RestoreReport,
+    unserved: &'a [String],
+}
+
+fn print_json(plan: &RestorePlan, restore_run: &str, report: &RestoreReport, unserved: &[String]) {
+    let outcome = ApplyResult {
+        run_id: &plan.run_id,
+        restore_run,
+        report,
+        unserved,
+    };
+    println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
 }
 
 fn print(format: Format, plan: &RestorePlan) {
@@ -145,11 +260,7 @@ fn print(format: Format, plan: &RestorePlan) {
         Format::Text => {
             println!("{:<16} {:<8} {:<32} DN", "ACTION", "STATUS", "SIP URI");
             for a in &plan.actions {
-                let kind = match a.kind {
-                    RestoreKind::DeleteEndpoint => "delete_endpoint",
-                    RestoreKind::RecreateUser => "recreate_user",
-                    RestoreKind::ReenableUser => "reenable_user",
-                };
+                let kind = crate::util::variant_name(&a.kind);
                 let status = if a.pending { "pending" } else { "done" };
                 println!("{kind:<16} {status:<8} {:<32} {}", a.sip_uri, a.dn);
             }

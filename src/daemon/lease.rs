@@ -512,6 +512,9 @@ mod tests {
             self.modifies.push(mods.to_vec());
             self.dir.modify(dn, mods, expect).await
         }
+        async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+            self.dir.reanimate(guid, dn).await
+        }
     }
 
     fn values(dir: &mut Fake) -> Vec<String> {

@@ -21,6 +21,8 @@ pub(crate) mod oid {
     pub(crate) const ASSERTION: &str = "1.3.6.1.1.12";
     /// RFC 2696 simple paged results. ldap3 sends it non-critical.
     pub(crate) const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+    /// AD's Show Deleted control: searches and writes see tombstones (tombstone reanimation).
+    pub(crate) const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
     /// `supportedCapabilities` value of an Active Directory (or Samba AD) DC.
     pub(crate) const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
 }

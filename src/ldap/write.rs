@@ -9,12 +9,16 @@
 //! control, so there a delete re-reads and compares the entry immediately before deleting, and a
 //! modify deletes the exact old values in the same operation as it adds new ones (LDAP 16 when a
 //! value is gone). Objects are never renamed: AD cannot rename in the configuration partition.
+//!
+//! One write is Active Directory's own: [`Directory::reanimate`] brings a deleted user's
+//! tombstone back, so a restore keeps its objectGUID and objectSid.
 
 use std::collections::HashSet;
 
-use ldap3::controls::{Assertion, MakeCritical};
+use ldap3::controls::{Assertion, MakeCritical, RawControl};
 use ldap3::{LdapResult, Mod, Scope};
 
+use super::capabilities::oid;
 use super::entry::readable;
 use super::error::diag;
 use super::{Directory, Error};
@@ -237,6 +241,69 @@ impl Directory {
         }
         .map_err(|e| self.op_error(&format!("modify of {dn}"), e))?;
         self.write_result("modify", dn.as_str(), res)
+    }
+}
+
+impl Directory {
+    /// Brings the tombstone of the object whose objectGUID is `guid` back to `dn` (AD's
+    /// tombstone reanimation, MS-ADTS 3.1.1.5.3.7.3), with its objectGUID and objectSid: finds
+    /// it with the Show Deleted control in `CN=Deleted Objects` of `dn`'s naming context, then
+    /// deletes `isDeleted` and replaces `distinguishedName` in one modify. `Ok(false)` when there
+    /// is nothing to reanimate: the server keeps no tombstones (no Show Deleted control, as on
+    /// OpenLDAP), or none with that objectGUID can be read there (purged, or the account may not
+    /// list Deleted Objects). A refused modify (no Reanimate-Tombstones right: LDAP 50; `dn`
+    /// taken: LDAP 68) is an error.
+    pub async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, Error> {
+        if !self.root_dse.supports_control(oid::SHOW_DELETED) {
+            return Ok(false);
+        }
+        let Some(nc) = self.naming_context_of(dn) else {
+            return Ok(false);
+        };
+        let base = format!("CN=Deleted Objects,{nc}");
+        let escaped: String = guid.iter().map(|b| format!("\\{b:02x}")).collect();
+        let filter = format!("(&(isDeleted=TRUE)(objectGUID={escaped}))");
+        let op = format!("searching {base} for the tombstone of {dn}");
+        let result = self
+            .ldap
+            .with_controls(show_deleted())
+            .with_timeout(self.timeout)
+            .search(&base, Scope::OneLevel, &filter, vec!["1.1"])
+            .await
+            .map_err(|e| self.op_error(&op, e))?;
+        let (entries, res) = (result.0, result.1);
+        if res.rc == 32 {
+            return Ok(false);
+        }
+        self.check_search_result("Deleted Objects container", &base, &op, res)?;
+        let Some(tombstone) = readable(&entries).next().map(|e| e.dn_shown().into_owned()) else {
+            return Ok(false);
+        };
+        let mods: Vec<Mod<Vec<u8>>> = vec![
+            Mod::Delete(b"isDeleted".to_vec(), HashSet::new()),
+            Mod::Replace(
+                b"distinguishedName".to_vec(),
+                HashSet::from([dn.as_str().as_bytes().to_vec()]),
+            ),
+        ];
+        let res = self
+            .ldap
+            .with_controls(show_deleted())
+            .with_timeout(self.timeout)
+            .modify(&tombstone, mods)
+            .await
+            .map_err(|e| self.op_error(&format!("reanimation of {tombstone} as {dn}"), e))?;
+        self.write_result("reanimation", &format!("{tombstone} as {dn}"), res)?;
+        Ok(true)
+    }
+}
+
+/// The Show Deleted control, critical: sent only where the root DSE advertises it.
+fn show_deleted() -> RawControl {
+    RawControl {
+        ctype: oid::SHOW_DELETED.to_string(),
+        crit: true,
+        val: None,
     }
 }
 

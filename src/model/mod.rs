@@ -321,6 +321,9 @@ pub(crate) enum FindingKind {
     /// A migration's endpoint contact exists but an administrator disabled it
     /// (`msRTCSIP-UserEnabled: FALSE`): left alone unless the migration says `enable_endpoint`.
     EndpointDisabled,
+    /// A precondition of a swap failed against the directory before the first write (a pool DN
+    /// that names nothing, an object at the endpoint's DN, ...); that swap is blocked.
+    Preflight,
 }
 
 impl fmt::Display for FindingKind {
@@ -338,6 +341,7 @@ impl fmt::Display for FindingKind {
             FindingKind::NotAContact => "not_a_contact",
             FindingKind::ConflictObject => "conflict_object",
             FindingKind::EndpointDisabled => "endpoint_disabled",
+            FindingKind::Preflight => "preflight",
         })
     }
 }
@@ -441,7 +445,10 @@ impl DirectoryObject {
                     Ok(uri) => Some(uri),
                     Err(e) => {
                         bad(bad_address(text, &e));
-                        None
+                        // Still a holder of the address Lync reads in it (`sips:`, a bare
+                        // `user@host`): planning must see it, or a swap would add a second
+                        // holder of the URI (issue #19).
+                        SipUri::parse_held(text).ok()
                     }
                 }
             });
@@ -538,7 +545,9 @@ impl<'a> Sighting<'a> {
             Ok(at) => at,
             Err(e) => {
                 bad(bad_address(text, &e));
-                return None;
+                // Still a holder of the address Lync reads in it (`sips:`, a bare `user@host`),
+                // as in `DirectoryObject::from_parsed`.
+                SipUri::normalize_held_into(text, buffer).ok()?
             }
         };
         Some(Sighting {
@@ -561,6 +570,7 @@ impl<'a> Sighting<'a> {
     pub(crate) fn to_object(self) -> Result<DirectoryObject, Finding> {
         let dn = Dn::parse(self.dn).map_err(|e| Finding::malformed(self.dn, format!("DN: {e}")))?;
         let sip_uri = SipUri::parse(self.sip_uri)
+            .or_else(|e| SipUri::parse_held(self.sip_uri).map_err(|_| e))
             .map_err(|e| Finding::malformed(self.dn, bad_address(self.sip_uri, &e)))?;
         Ok(DirectoryObject {
             dn,
@@ -741,7 +751,11 @@ mod tests {
             &mut findings,
         )
         .unwrap();
-        assert!(o.sip_uri.is_none());
+        // Reported, and still read as the address Lync routes to it.
+        assert_eq!(
+            o.sip_uri.as_ref().map(SipUri::as_str),
+            Some("sip:ocschat@contoso.com")
+        );
         assert_eq!(o.enabled, Enabled::Absent);
         assert!(o.home_server_dn.is_none());
         assert!(o.owner_urn.is_none());

@@ -2,8 +2,10 @@
 //!
 //! AD compares these values case-insensitively, so equality, ordering and hashing use the
 //! lower-cased form, while `as_str` keeps the text exactly as the directory held it. Only the
-//! `sip:user@host` shape of a primary user address is accepted: no parameters, headers, port,
-//! display name or whitespace. The redirector matches a Request-URI by building a `SipUri` from
+//! `sip:user@host` shape of a primary user address is accepted: no parameters, headers,
+//! display name or whitespace; a `:port` is dropped (Lync routes it to the same user).
+//! [`SipUri::parse_held`] also accepts `sips:` and a bare `user@host`, for deciding who holds
+//! an address. The redirector matches a Request-URI by building a `SipUri` from
 //! its user and host parts, which is how "parameters and port are ignored" is implemented.
 
 use std::cmp::Ordering;
@@ -53,7 +55,28 @@ impl SipUri {
     /// Parses a primary SIP address. The scheme is matched case-insensitively.
     pub fn parse(text: &str) -> Result<SipUri, SipUriError> {
         let (user, host) = split(text)?;
-        SipUri::from_parts(user, host)
+        SipUri::from_parts(user, without_port(host)?)
+    }
+
+    /// Parses an address as a directory object may hold it, for deciding who holds a URI: what
+    /// [`SipUri::parse`] accepts, and also `sips:user@host`, a port (`sip:user@host:5061`,
+    /// `sip:user@[::1]:5061`) and a bare `user@host`. Lync routes all of these to the same
+    /// user, so each is a holder of `sip:user@host`, which is what the result is. This is the
+    /// one normalisation planning, recovery, restore and the redirector share (issue #19).
+    pub fn parse_held(text: &str) -> Result<SipUri, SipUriError> {
+        let (user, host) = split_held(text)?;
+        SipUri::from_parts(user, without_port(host)?)
+    }
+
+    /// Whether any of `values` (an `msRTCSIP-PrimaryUserAddress` as read) holds this address,
+    /// under [`SipUri::parse_held`]'s normalisation.
+    pub(crate) fn held_in(&self, values: &[Vec<u8>]) -> bool {
+        values.iter().any(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| SipUri::parse_held(t).ok())
+                .is_some_and(|u| u == *self)
+        })
     }
 
     /// Builds `sip:{user}@{host}` from parts already split, checking each.
@@ -79,6 +102,16 @@ impl SipUri {
     /// addresses needs to compare and hash them. Returns the byte offset of `@` in `out`.
     pub(crate) fn normalize_into(text: &str, out: &mut String) -> Result<usize, SipUriError> {
         let (user, host) = split(text)?;
+        let host = without_port(host)?;
+        check_parts(user, host)?;
+        normalize_parts(user, host, out)
+    }
+
+    /// [`SipUri::normalize_into`] under [`SipUri::parse_held`]'s reading (`sips:`, a bare
+    /// `user@host`), for a scan that must see every holder of an address.
+    pub(crate) fn normalize_held_into(text: &str, out: &mut String) -> Result<usize, SipUriError> {
+        let (user, host) = split_held(text)?;
+        let host = without_port(host)?;
         check_parts(user, host)?;
         normalize_parts(user, host, out)
     }
@@ -130,6 +163,25 @@ fn split(text: &str) -> Result<(&str, &str), SipUriError> {
     rest.split_once('@').ok_or(SipUriError::MissingUser)
 }
 
+/// `user` and `host` of `sip:user@host`, `sips:user@host` or a bare `user@host`, trimmed and
+/// bounded.
+fn split_held(text: &str) -> Result<(&str, &str), SipUriError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(SipUriError::Empty);
+    }
+    if text.len() > MAX_SIP_URI_LEN {
+        return Err(SipUriError::TooLong);
+    }
+    let scheme = |s: &str| {
+        text.get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
+            .then(|| &text[s.len()..])
+    };
+    let rest = scheme("sip:").or_else(|| scheme("sips:")).unwrap_or(text);
+    rest.split_once('@').ok_or(SipUriError::MissingUser)
+}
+
 /// The characters a primary address may hold in each part.
 fn check_parts(user: &str, host: &str) -> Result<(), SipUriError> {
     if user.is_empty() {
@@ -159,6 +211,26 @@ fn normalize_parts(user: &str, host: &str, out: &mut String) -> Result<usize, Si
         return Err(SipUriError::TooLong);
     }
     Ok(at)
+}
+
+/// `host` without a `:port` suffix (all digits): Lync routes `user@host:5061` to the same user
+/// as `user@host`. A bracketed IPv6 literal keeps its colons; any other colon left over is an
+/// error.
+fn without_port(host: &str) -> Result<&str, SipUriError> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(inner) => match inner.find(']') {
+            Some(end) => host.split_at(end + 2),
+            None => (host, ""),
+        },
+        None => host.split_at(host.find(':').unwrap_or(host.len())),
+    };
+    match port.strip_prefix(':') {
+        None if port.is_empty() => Ok(name),
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(name)
+        }
+        _ => Err(SipUriError::BadChar(':')),
+    }
 }
 
 /// The case folding behind equality: each character lower-cased on its own, and kept as it is
@@ -328,6 +400,44 @@ mod tests {
         assert_eq!(n.user_normalized(), "ünïcode");
     }
 
+    /// Issue #16 case 5 and #19's address variants: every spelling Lync treats as the same
+    /// address is a holder of it; a different address or port-like junk is not.
+    #[test]
+    fn parse_held_treats_every_spelling_of_one_address_as_that_address() {
+        let want = SipUri::parse("sip:ocschat@contoso.com").unwrap();
+        for text in [
+            "sip:ocschat@contoso.com",
+            "sip:ocschat@contoso.com ",
+            "  SIP:OCSChat@Contoso.COM",
+            "sips:ocschat@contoso.com",
+            "SIPS:ocschat@contoso.com",
+            "sip:ocschat@contoso.com:5061",
+            "sips:OCSCHAT@contoso.com:5061",
+            "ocschat@contoso.com",
+            "OCSChat@Contoso.com:5060",
+        ] {
+            let got = SipUri::parse_held(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(got, want, "{text:?}");
+            assert_eq!(got.normalized(), "sip:ocschat@contoso.com", "{text:?}");
+            assert!(want.held_in(&[text.as_bytes().to_vec()]), "{text:?}");
+        }
+        let v6 = SipUri::parse_held("sip:chat@[::1]:5061").unwrap();
+        assert_eq!(v6.host(), "[::1]");
+        assert_eq!(SipUri::parse_held("chat@[::1]").unwrap().host(), "[::1]");
+        for (text, err) in [
+            ("", SipUriError::Empty),
+            ("contoso.com", SipUriError::MissingUser),
+            ("tel:+15551234", SipUriError::MissingUser),
+            ("sip:ocschat@contoso.com:50a1", SipUriError::BadChar(':')),
+            ("sip:ocschat@contoso.com:", SipUriError::BadChar(':')),
+        ] {
+            assert_eq!(SipUri::parse_held(text).unwrap_err(), err, "{text:?}");
+        }
+        for other in ["sip:ocschat2@contoso.com", "sip:ocschat@fabrikam.com", ""] {
+            assert!(!want.held_in(&[other.as_bytes().to_vec()]), "{other:?}");
+        }
+    }
+
     #[test]
     fn from_parts_matches_parse() {
         assert_eq!(
@@ -466,6 +576,29 @@ mod tests {
                     prop_assert_eq!(hash(&a), hash(&c));
                 }
                 prop_assert_eq!(a.cmp(&c), c.cmp(&a).reverse());
+            }
+
+            /// Every variant of an address (scheme sip/sips/none in any case, a port, spaces
+            /// around it, case flips) normalises to the same URI, and `parse` and `parse_held`
+            /// agree on whatever `parse` accepts.
+            #[test]
+            fn every_variant_of_an_address_is_held_by_it(user in "[a-zA-Z0-9._-]{1,12}", host in "[a-zA-Z0-9.-]{1,12}", scheme in 0usize..5, port in proptest::option::of(1u16..), upper in any::<bool>(), pad in "[ ]{0,2}") {
+                let base = SipUri::from_parts(&user, &host).unwrap();
+                let scheme = ["sip:", "SIP:", "sips:", "Sips:", ""][scheme];
+                let mut text = format!("{pad}{scheme}{user}@{host}");
+                if let Some(p) = port {
+                    text.push_str(&format!(":{p}"));
+                }
+                text.push_str(&pad);
+                if upper {
+                    text = text.to_ascii_uppercase();
+                }
+                let held = SipUri::parse_held(&text).unwrap();
+                prop_assert_eq!(&held, &base);
+                prop_assert!(base.held_in(&[text.clone().into_bytes()]));
+                if let Ok(strict) = SipUri::parse(&text) {
+                    prop_assert_eq!(strict, held);
+                }
             }
         }
     }

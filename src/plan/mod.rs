@@ -87,6 +87,24 @@ impl Plan {
     pub(crate) fn is_in_sync(&self) -> bool {
         self.ready().next().is_none()
     }
+
+    /// Takes the swap for `uri` out of the plan because of `findings` (the preflight's): its
+    /// changes are dropped, the findings added, and the summary counts it as blocked. Other
+    /// swaps are untouched. Nothing happens when the plan has no change for `uri`.
+    pub(crate) fn block_swap(&mut self, uri: &crate::model::SipUri, findings: Vec<Finding>) {
+        let before = self.changes.len();
+        self.changes.retain(|c| c.sip_uri() != uri);
+        if self.changes.len() == before {
+            return;
+        }
+        let mut all: BTreeSet<Finding> = std::mem::take(&mut self.findings).into_iter().collect();
+        all.extend(findings);
+        self.findings = all.into_iter().collect();
+        self.summary.ready = self.changes.iter().filter(|c| c.is_ready()).count();
+        self.summary.waiting = self.changes.len() - self.summary.ready;
+        self.summary.findings = self.findings.len();
+        self.summary.blocked += 1;
+    }
 }
 
 /// The DN of the endpoint pcsync creates for `uri` (normalised) in `container`.

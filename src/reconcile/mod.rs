@@ -14,6 +14,7 @@
 //! Planning reads through [`Source`], so [`replay`] runs the very same scan and planner over a
 //! captured directory state (the golden tests in tests/fixtures/golden/).
 
+mod preflight;
 mod source;
 
 use std::fmt::Write as _;
@@ -37,7 +38,8 @@ use crate::lock::LockError;
 use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
-use source::{Live, Snapshot, Source, scopes};
+pub(crate) use source::scopes;
+use source::{Live, Snapshot, Source};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -55,12 +57,26 @@ pub(crate) enum RunEnd {
 }
 
 impl RunEnd {
-    /// The process exit code (see [`crate::exit`]).
+    /// How a run that only planned ends: in sync, pending, or blocked when a finding blocked a
+    /// swap (then exit 3 and outcome `blocked`, even with other changes pending). The dry run
+    /// and the agent without `auto_apply` both end this way.
+    pub(crate) fn planned(plan: &Plan) -> RunEnd {
+        match Blocked::by_findings(plan) {
+            Some(b) => RunEnd::Blocked(vec![b]),
+            None if plan.is_in_sync() => RunEnd::InSync,
+            None => RunEnd::Pending,
+        }
+    }
+
+    /// The process exit code (see [`crate::exit`]). A failed swap outweighs a blocked one
+    /// (exit 1); a blocked swap outweighs success (exit 3).
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             RunEnd::InSync => exit::OK,
-            RunEnd::Applied(report) if report.is_complete() => exit::OK,
-            RunEnd::Applied(_) | RunEnd::Failed(_) => exit::ERROR,
+            RunEnd::Applied(report) if !report.is_complete() => exit::ERROR,
+            RunEnd::Applied(report) if report.blocked.is_some() => exit::BLOCKED,
+            RunEnd::Applied(_) => exit::OK,
+            RunEnd::Failed(_) => exit::ERROR,
             RunEnd::Pending => exit::PENDING,
             RunEnd::Blocked(_) => exit::BLOCKED,
         }
@@ -71,6 +87,7 @@ impl RunEnd {
         match self {
             RunEnd::InSync => RunOutcome::InSync,
             RunEnd::Applied(report) if !report.is_complete() => RunOutcome::Failed,
+            RunEnd::Applied(report) if report.blocked.is_some() => RunOutcome::Blocked,
             RunEnd::Applied(report) if report.swaps == 0 => RunOutcome::InSync,
             RunEnd::Applied(_) => RunOutcome::Applied,
             RunEnd::Pending => RunOutcome::Pending,
@@ -83,12 +100,17 @@ impl RunEnd {
     pub(crate) fn message(&self) -> Option<String> {
         match self {
             RunEnd::InSync | RunEnd::Pending => None,
-            RunEnd::Applied(report) if report.is_complete() => None,
+            RunEnd::Applied(report) if report.is_complete() => report.blocked.clone(),
             RunEnd::Applied(report) => Some(format!(
-                "{} swap(s) failed, {} not started: {}",
+                "{} swap(s) failed, {} not started: {}{}",
                 report.failed,
                 report.not_started,
-                join(&report.errors)
+                join(&report.errors),
+                report
+                    .blocked
+                    .as_ref()
+                    .map(|b| format!("; {b}"))
+                    .unwrap_or_default()
             )),
             RunEnd::Blocked(guards) => Some(join(guards)),
             RunEnd::Failed(e) => Some(e.to_string()),
@@ -167,6 +189,13 @@ pub(crate) enum Blocked {
         saved: String,
         fresh: String,
     },
+    /// `--plan FILE` carries changes other than those planned now (the file was edited, or
+    /// written by something else), though its fingerprint matches.
+    #[error(
+        "{} does not hold the changes planned now ({difference}); nothing was written: compute a new plan with --plan-out and review it",
+        path.display()
+    )]
+    EditedPlan { path: PathBuf, difference: String },
     /// More changes than `safety.max_changes_per_run` (or `--max-changes`) allows.
     #[error(
         "{ready} change(s) exceed safety.max_changes_per_run = {limit}; review the plan and rerun with --max-changes {ready}"
@@ -175,6 +204,32 @@ pub(crate) enum Blocked {
     /// Another run on this host holds the run lock.
     #[error(transparent)]
     Locked(LockError),
+    /// Findings (or the preflight) blocked some swaps: those were not written; the others
+    /// were planned (and, with `--apply`, applied) as usual.
+    #[error(
+        "{swaps} swap(s) blocked by findings ({kinds}); nothing was written for them; see the plan's findings"
+    )]
+    Findings { swaps: usize, kinds: String },
+}
+
+impl Blocked {
+    /// The swaps findings blocked in `plan`, if any; `kinds` lists the kinds of its findings
+    /// that block (not `suspect` or the mapping's own kinds, which block nothing).
+    pub(crate) fn by_findings(plan: &Plan) -> Option<Blocked> {
+        if plan.summary.blocked == 0 {
+            return None;
+        }
+        let kinds: std::collections::BTreeSet<String> = plan
+            .findings
+            .iter()
+            .map(|f| f.kind.to_string())
+            .filter(|k| k != "suspect")
+            .collect();
+        Some(Blocked::Findings {
+            swaps: plan.summary.blocked,
+            kinds: kinds.into_iter().collect::<Vec<_>>().join(", "),
+        })
+    }
 }
 
 /// Why a run failed.
@@ -419,7 +474,8 @@ impl AuditedRun<'_> {
         let mut routed = Routed::new(dir, self.settings).await?;
         let report = apply::apply(plan, &run_id, &mut routed, &mut self.log, stop).await;
         routed.close().await;
-        let report = report?;
+        let mut report = report?;
+        report.blocked = Blocked::by_findings(plan).map(|b| b.to_string());
         if let Some(server) = self.opts.write_server
             && report.applied > 0
         {
@@ -455,7 +511,16 @@ impl AuditedRun<'_> {
                     }
                     .into());
                 }
-                saved
+                // The fingerprint covers the inputs, not the file's changes: an edited change
+                // list with the fingerprint kept would otherwise be applied as written.
+                if let Some(difference) = first_difference(&saved.changes, &fresh.changes) {
+                    return Err(Blocked::EditedPlan {
+                        path: path.to_path_buf(),
+                        difference,
+                    }
+                    .into());
+                }
+                fresh
             }
         };
         if let Some(path) = self.opts.plan_out {
@@ -538,13 +603,18 @@ fn end_note(plan: &Plan, report: &Report) -> Note {
             Outcome::Failed
         },
     );
+    let mut message = Vec::new();
     if report.not_started > 0 {
-        end = end.message(format!(
+        message.push(format!(
             "run aborted by shutdown after {} of {} swap(s); {} not started",
             report.swaps - report.not_started,
             report.swaps,
             report.not_started
         ));
+    }
+    message.extend(report.blocked.clone());
+    if !message.is_empty() {
+        end = end.message(message.join("; "));
     }
     end.counts = Some(apply::counts(plan, report));
     end
@@ -653,7 +723,8 @@ pub(crate) fn record_blocked(
     Ok(log.run_id().to_string())
 }
 
-/// Scans the directory and plans now. Failed searches are errors; an empty one is a guard.
+/// Scans the directory, plans now, and runs the preflight ([`preflight`]) of every swap.
+/// Failed searches are errors; an empty one is a guard.
 pub(crate) async fn compute(
     settings: &Settings,
     dir: &mut Directory,
@@ -662,7 +733,14 @@ pub(crate) async fn compute(
     // Users of every domain through the Global Catalog, each re-read on its own domain, when
     // `global_catalog` is set; otherwise exactly the connection's own reads.
     let mut live = Live::new(dir, settings).await?;
-    let planned = compute_at(settings, &mut live, progress, Utc::now()).await;
+    let planned = async {
+        let mut plan = compute_at(settings, &mut live, progress, Utc::now()).await?;
+        // Against the live directory only: a replayed snapshot holds the SIP objects, not the
+        // pool and container entries the preflight reads.
+        preflight::preflight(settings, &mut live, &mut plan).await?;
+        Ok(plan)
+    }
+    .await;
     live.close().await;
     planned
 }
@@ -795,6 +873,50 @@ async fn read_holders(
             .filter(|f| f.kind != crate::model::FindingKind::ConflictObject),
     );
     Ok(())
+}
+
+/// Where a saved plan's changes first differ from the changes planned now, compared field by
+/// field (every field of the plan document's change objects); `None` when they are equal.
+fn first_difference(saved: &[plan::Change], fresh: &[plan::Change]) -> Option<String> {
+    let name = |c: &plan::Change| format!("{} {}", c.action().as_str(), c.dn());
+    for (i, (s, f)) in saved.iter().zip(fresh).enumerate() {
+        if s == f {
+            continue;
+        }
+        let (Ok(serde_json::Value::Object(sv)), Ok(serde_json::Value::Object(fv))) =
+            (serde_json::to_value(s), serde_json::to_value(f))
+        else {
+            return Some(format!("change {} ({}) differs", i + 1, name(s)));
+        };
+        let field = sv
+            .iter()
+            .find(|(k, v)| fv.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .or_else(|| fv.keys().find(|k| !sv.contains_key(*k)).cloned())
+            .unwrap_or_default();
+        return Some(format!(
+            "change {} ({}): field `{field}` differs from the fresh plan's ({})",
+            i + 1,
+            name(s),
+            name(f)
+        ));
+    }
+    match saved.len().cmp(&fresh.len()) {
+        std::cmp::Ordering::Equal => None,
+        std::cmp::Ordering::Greater => Some(format!(
+            "change {} ({}) is not in the fresh plan, which has {} change(s)",
+            fresh.len() + 1,
+            name(&saved[fresh.len()]),
+            fresh.len()
+        )),
+        std::cmp::Ordering::Less => Some(format!(
+            "the fresh plan has {} change(s), the file {}; change {} ({}) is missing",
+            fresh.len(),
+            saved.len(),
+            saved.len() + 1,
+            name(&fresh[saved.len()])
+        )),
+    }
 }
 
 fn short(fingerprint: &str) -> &str {
@@ -985,6 +1107,38 @@ mod tests {
         let (note, mark) = plan_note(state.path(), &plan, "run-5");
         assert!(note.plan.unwrap().findings.is_empty());
         assert_eq!(mark, None);
+    }
+
+    /// A saved plan is applied only when its changes equal the fresh plan's, field by field;
+    /// the first difference is named.
+    #[test]
+    fn a_saved_plan_must_hold_exactly_the_changes_planned_now() {
+        let change = |dn: &str, reason: &str| -> plan::Change {
+            serde_json::from_str(&format!(
+                r#"{{"action":"retire_user","dn":"{dn}","sip_uri":"sip:a@x","pool":"p","status":"ready","reason":"{reason}","expect":[],"attributes":[]}}"#
+            ))
+            .unwrap()
+        };
+        let fresh = vec![change("cn=a,dc=x", "r")];
+        assert_eq!(first_difference(&fresh, &fresh), None);
+        let e = first_difference(&[change("cn=a,dc=x", "edited")], &fresh).unwrap();
+        assert_eq!(
+            e,
+            "change 1 (retire_user cn=a,dc=x): field `reason` differs from the fresh plan's (retire_user cn=a,dc=x)"
+        );
+        let e = first_difference(&[change("cn=other,dc=x", "r")], &fresh).unwrap();
+        assert!(e.contains("field `dn` differs"), "{e}");
+        let added = vec![change("cn=a,dc=x", "r"), change("cn=victim,dc=x", "r")];
+        let e = first_difference(&added, &fresh).unwrap();
+        assert_eq!(
+            e,
+            "change 2 (retire_user cn=victim,dc=x) is not in the fresh plan, which has 1 change(s)"
+        );
+        let e = first_difference(&[], &fresh).unwrap();
+        assert!(
+            e.contains("change 1 (retire_user cn=a,dc=x) is missing"),
+            "{e}"
+        );
     }
 
     /// A plan file that cannot be used names the file and why.

@@ -185,7 +185,7 @@ impl Source for Live<'_> {
 /// The two places SIP objects live, each with what to leave out of it: the endpoint container,
 /// then `base_dn` without the container when the container lies under it (a single-tree layout),
 /// so no object is seen twice.
-pub(super) fn scopes(settings: &Settings) -> [(&'static str, &Dn, Option<&Dn>); 2] {
+pub(crate) fn scopes(settings: &Settings) -> [(&'static str, &Dn, Option<&Dn>); 2] {
     let container = &settings.layout.endpoint_container;
     let base = &settings.directory.base_dn;
     let skip = container.is_within(base).then_some(container);
@@ -284,7 +284,7 @@ impl Source for Snapshot {
             e.get(attr::PRIMARY_USER_ADDRESS).iter().any(|v| {
                 std::str::from_utf8(v)
                     .ok()
-                    .and_then(|t| SipUri::parse(t).ok())
+                    .and_then(|t| SipUri::parse_held(t).ok())
                     .is_some_and(|u| u.normalized() == normalized_uri)
             })
         };

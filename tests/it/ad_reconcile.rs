@@ -220,6 +220,13 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     let (code, out, err) = restore(&dc, w, &["--run", &run_id, "--apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("restored 2 of 2"), "{out}");
+    // The seed does not grant Reanimate Tombstones: the restore says it made a new principal.
+    assert!(
+        out.contains(&format!(
+            "WARNING NEW PRINCIPAL: {OCSCHAT} was re-created with a new objectGUID and objectSid"
+        )),
+        "{out}"
+    );
     assert!(!dc.exists(&endpoint_dn));
     assert_same(
         &dump(&dc, IDENTITY),
@@ -229,16 +236,16 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     let (code, out, _) = restore(&dc, w, &["--run", &run_id]);
     assert_eq!(code, Some(0), "nothing left to undo: {out}");
     // The restored user is planned for its swap again; but it is a new object with its
-    // class's default ACL, so the service account may not delete it until the rights are
-    // granted again (docs/active-directory.md): the swap fails before any write, with AD's
-    // diagnostic and the LDAP result code.
+    // class's default ACL, so the service account may not modify it (the release, the swap's
+    // first write) until the rights are granted again (docs/active-directory.md): the swap
+    // fails before any write, with AD's diagnostic and the LDAP result code.
     let (code, out, _) = reconcile(&dc, w, &[], &[]);
     assert_eq!(code, Some(2), "{out}");
     let (code, out, err) = reconcile(&dc, w, &[], &["--apply"]);
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
         out.contains(&format!(
-            "FAILED sip:ocschat@contoso.com: delete of {OCSCHAT} on {} failed: LDAP 50: ",
+            "FAILED sip:ocschat@contoso.com: modify of {OCSCHAT} on {} failed: LDAP 50: ",
             dc.ldaps_url
         )),
         "{out}"
@@ -383,8 +390,9 @@ fn ad_a_conflicting_holder_blocks_only_that_swap() {
         let (o, e) = output(&assert);
         (assert.get_output().status.code(), o, e)
     };
+    // A swap blocked by a finding is not success: exit 3, in the dry run and in apply.
     let (code, out, err) = run(&["--format", "json"]);
-    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let findings: Vec<(&str, &str)> = doc["findings"]
         .as_array()
@@ -407,7 +415,8 @@ fn ad_a_conflicting_holder_blocks_only_that_swap() {
     assert_eq!(uris, [URI, URI], "{out}");
 
     let (code, out, err) = run(&["--apply"]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("1 swap(s) blocked by findings"), "{err}");
     assert!(!dc.exists(OCSCHAT));
     assert!(
         dc.exists(WELL_KNOWN_USERS[1]),
@@ -443,24 +452,19 @@ fn ad_dn_values_canonical_case_repoint_and_referential_integrity() {
         (assert.get_output().status.code(), o, e)
     };
 
-    // Referential integrity: a pool DN that names nothing.
+    // Referential integrity: a pool DN that names nothing. The preflight finds it before any
+    // write (AD would refuse the add with LDAP 19): the swap is blocked, exit 3, and the user
+    // is untouched, identity included.
     let dangling = write(
         "dangling.toml",
         shipped.replace("CN=1:2,CN=Pools", "CN=9:9,CN=Pools"),
     );
     let before = dump(&dc, &[]);
     let (code, out, err) = run(&dangling, &["--apply"]);
-    assert_eq!(code, Some(1), "{out}{err}");
-    assert!(out.contains("1 failed, 1 rolled back"), "{out}{err}");
-    assert!(out.contains("LDAP "), "AD's result code: {out}");
-    assert_eq!(
-        dump(&dc, IDENTITY),
-        dump_without(&before, IDENTITY),
-        "the user is back as it was"
-    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("names no entry"), "{out}{err}");
+    assert_same(&dump(&dc, &[]), &before, "nothing written, same objectGUID");
     assert!(new_endpoints(&dc).is_empty());
-    // The re-created user needs its rights again before the next swap.
-    dc.restore_seed();
 
     // A lower-case, spaced DN in the configuration: AD stores and returns the canonical form;
     // the read-back and the rerun compare DNs, not text.

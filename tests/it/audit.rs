@@ -41,7 +41,7 @@ fn apply(slapd: &Slapd, work: &Path, env: &[(&str, &str)]) -> String {
     let (out, err) = output(&assert);
     assert_eq!(assert.get_output().status.code(), Some(0), "{out}{err}");
     out.lines()
-        .last()
+        .find(|l| l.starts_with("applied "))
         .and_then(|l| l.split("(run ").nth(1))
         .and_then(|l| l.split(',').next())
         .unwrap_or_else(|| panic!("no run id in {out}"))

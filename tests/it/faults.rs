@@ -195,6 +195,13 @@ fn present(slapd: &Slapd, dn: &str) -> bool {
         .is_ok_and(|t| !t.trim().is_empty())
 }
 
+/// Whether the user at `dn` still holds a SIP address (it was not released).
+fn user_holds_uri(slapd: &Slapd, dn: &str) -> bool {
+    slapd
+        .try_search(dn, "(msRTCSIP-PrimaryUserAddress=*)", &["1.1"])
+        .is_ok_and(|t| !t.trim().is_empty())
+}
+
 /// Whether an endpoint in the container holds `uri`.
 fn has_endpoint(slapd: &Slapd, uri: &str) -> bool {
     endpoints(slapd).values().any(|lines| {
@@ -337,16 +344,18 @@ fn slapd_stopped_between_the_search_and_the_apply() {
     );
 }
 
-/// slapd goes away between the steps of a swap (Microsoft's order: before-image, delete the
-/// user, add the endpoint, read it back): before the delete, after it, after the add.
+/// slapd goes away between the steps of a swap (release the user, add the endpoint, read it
+/// back, delete the user): before the release, after it, after the add, after the read-back.
+/// The user is never gone before its endpoint is proven.
 #[test]
 fn slapd_stopped_between_the_steps_of_a_swap() {
     needs_failpoints();
     let reference = reference();
-    for (point, user_gone, endpoint_added) in [
-        ("swap-before-image-written", false, false),
-        ("swap-user-retired", true, false),
-        ("swap-endpoint-added", true, true),
+    for (point, user_holds, endpoint_added) in [
+        ("swap-before-image-written", true, false),
+        ("swap-user-retired", false, false),
+        ("swap-endpoint-added", false, true),
+        ("swap-endpoint-verified", false, true),
     ] {
         let mut slapd = Slapd::start();
         let work = tempfile::tempdir().unwrap();
@@ -383,7 +392,15 @@ fn slapd_stopped_between_the_steps_of_a_swap() {
         );
 
         slapd.start_again();
-        assert_eq!(present(&slapd, MIGRATIONS[0].1), !user_gone, "{point}");
+        assert!(
+            present(&slapd, MIGRATIONS[0].1),
+            "{point}: the user is never gone unproven"
+        );
+        assert_eq!(
+            user_holds_uri(&slapd, MIGRATIONS[0].1),
+            user_holds,
+            "{point}"
+        );
         assert!(present(&slapd, MIGRATIONS[1].1), "{point}");
         assert_eq!(
             has_endpoint(&slapd, MIGRATIONS[0].0),

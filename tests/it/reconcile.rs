@@ -389,8 +389,9 @@ fn a_conflicting_holder_blocks_only_that_swap() {
         )
         .start();
     let work = tempfile::tempdir().unwrap();
+    // A swap blocked by a finding is not success: exit 3, in the dry run and in apply.
     let (code, out, err) = reconcile(&slapd, work.path(), &["--format", "json"]);
-    assert_eq!(code, Some(2), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let kinds: Vec<(&str, &str)> = doc["findings"]
         .as_array()
@@ -424,7 +425,8 @@ fn a_conflicting_holder_blocks_only_that_swap() {
     assert_eq!(uris, ["sip:ocschat@contoso.com", "sip:ocschat@contoso.com"]);
 
     let (code, out, err) = reconcile(&slapd, work.path(), &["--apply"]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("1 swap(s) blocked by findings"), "{err}");
     assert!(!exists(&slapd, OCSCHAT_CONTOSO));
     assert!(
         exists(&slapd, OCSCHAT_FABRIKAM),
@@ -556,7 +558,11 @@ fn a_crash_at_every_failpoint_then_a_rerun_converges_with_nothing_lost() {
     let expected = dump(&reference);
     drop(reference);
 
-    for failpoint in pcsync::apply::FAILPOINTS {
+    // Every point a swap passes, including the one after the delete of the released user.
+    for failpoint in pcsync::apply::FAILPOINTS
+        .iter()
+        .chain([&pcsync::apply::USER_DELETED])
+    {
         let slapd = Slapd::start();
         let work = tempfile::tempdir().unwrap();
         let assert = pcsync(&slapd, work.path())
@@ -589,7 +595,7 @@ fn a_crash_at_every_failpoint_then_a_rerun_converges_with_nothing_lost() {
         );
         let records = audit_records(work.path());
         assert!(audit::unfinished_swaps(&records).is_empty(), "{failpoint}");
-        // Before the delete, nothing was written and the swap is simply planned again; after
+        // Before the release, nothing was written and the swap is simply planned again; after
         // it, recovery finishes the swap.
         let expected_outcome = if *failpoint == "swap-before-image-written" {
             Outcome::Skipped
@@ -638,6 +644,16 @@ fn restore_brings_the_original_users_back_attribute_for_attribute() {
         let (out, err) = output(&assert);
         assert.code(0);
         assert!(out.contains("restored 4 of 4"), "{retire}: {out}{err}");
+        // OpenLDAP keeps no tombstones: a deleted user comes back as a new entry, and says so.
+        assert_eq!(
+            out.matches("WARNING NEW PRINCIPAL: ").count(),
+            if retire == "delete" { 2 } else { 0 },
+            "{retire}: {out}"
+        );
+        assert!(
+            retire == "disable" || out.contains("a new entryUUID"),
+            "{out}"
+        );
         assert_eq!(dump(&slapd), before, "{retire}: restore is exact");
 
         let assert = pcsync(&slapd, work.path())

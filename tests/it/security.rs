@@ -482,7 +482,7 @@ fn the_bind_password_appears_in_no_output_log_audit_record_error_or_crash() {
     assert_eq!(code, Some(0), "{out}{err}");
     let run_id = out
         .lines()
-        .last()
+        .find(|l| l.starts_with("applied "))
         .and_then(|l| l.split("(run ").nth(1))
         .and_then(|l| l.split(',').next())
         .unwrap_or_else(|| panic!("no run id in {out}"))
