@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what pcsync's tests and demo need on a Debian machine: slapd and ldap-utils (the real
-# directory in the tests), Samba's AD DC packages (the real Active Directory in the tests),
-# sip-tester (sipp, the real SIP peer); with --demo only slapd and ldap-utils. Idempotent: does
-# nothing when everything is present. Installing needs root; without it, says what to install and fails.
+# Installs what pcsync's build, tests and demo need on a Debian machine: the Kerberos headers and
+# clang that ldap3's gssapi feature compiles against, slapd and ldap-utils (the real directory in
+# the tests), Samba's AD DC packages and the name-resolution wrappers (the real Active Directory
+# in the tests, one DC and a replicating pair with a KDC), sip-tester (sipp, the real SIP peer);
+# with --demo only the build packages, slapd and ldap-utils. Idempotent: does nothing when
+# everything is present. Installing needs root; without it, says what to install and fails.
 set -euo pipefail
 
 # `scripts/deps.sh --demo` installs only what scripts/demo.sh needs (slapd, ldap-utils).
@@ -15,6 +17,12 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 have slapd || need+=(slapd)
 have ldapsearch || need+=(ldap-utils)
+# Building pcsync: ldap3's gssapi feature (Kerberos binds) links MIT Kerberos' GSSAPI and
+# generates its bindings with bindgen, which needs libclang; a C compiler (cc) for the crates
+# that build C code.
+for pkg in libkrb5-dev libclang-dev clang; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
 if [ "$profile" = test ]; then
   have sipp || need+=(sip-tester)
   # Samba AD DC (tests/it/common/samba.rs). samba-ad-provision, samba-dsdb-modules and
@@ -24,6 +32,11 @@ if [ "$profile" = test ]; then
     have_pkg "$pkg" || need+=("$pkg")
   done
   have setpriv || need+=(util-linux)
+  # The two-DC fixture (tests/it/common/samba_pair.rs): DC names resolve through nss_wrapper and
+  # resolv_wrapper, preloaded through environment variables instead of editing /etc/hosts.
+  for pkg in libnss-wrapper libresolv-wrapper; do
+    have_pkg "$pkg" || need+=("$pkg")
+  done
   # tests/it/faults.rs: prlimit (util-linux) for a file size limit, mount for a small tmpfs.
   have prlimit || need+=(util-linux)
   have mount || need+=(mount)

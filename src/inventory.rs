@@ -5,10 +5,14 @@
 //! reaches the other. So [`scan`] searches the endpoint container, then `base_dn`, and when the
 //! container happens to lie under `base_dn` (a single-tree OpenLDAP layout) skips it the second
 //! time so no object is seen twice. Objects are streamed to a callback; nothing is buffered.
+//! [`detect`] is the same scan reading only what detection needs of each object.
+//! With `directory.global_catalog` (a forest of several domains) the users of every domain are
+//! searched through the Global Catalog instead of `base_dn` alone.
 
 use crate::config::Settings;
+use crate::estate::routed;
 use crate::ldap::{Directory, Error, Search, SearchStats};
-use crate::model::{Classifier, DirectoryObject, Finding, Sighting, attr};
+use crate::model::{Classifier, DirectoryObject, Dn, Finding, Sighting, attr};
 
 /// Counts from one scan of both scopes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,25 +29,16 @@ pub(crate) fn classifier(settings: &Settings) -> Classifier {
     )
 }
 
-/// Streams every SIP-enabled object in the endpoint container and under `base_dn`.
+/// Streams every SIP-enabled object in the endpoint container and under `base_dn` (every
+/// domain's, with `directory.global_catalog`).
 pub async fn scan(
     dir: &mut Directory,
     settings: &Settings,
     findings: &mut Vec<Finding>,
     mut on_object: impl FnMut(DirectoryObject),
 ) -> Result<ScanStats, Error> {
-    let classifier = classifier(settings);
-    let [endpoints, users] = searches(settings, attr::SEARCHED);
-    let endpoint_container = dir
-        .for_each_object(&endpoints, &classifier, findings, &mut on_object)
-        .await?;
-    let base = dir
-        .for_each_object(&users, &classifier, findings, &mut on_object)
-        .await?;
-    Ok(ScanStats {
-        endpoint_container,
-        base,
-    })
+    let visit = Visit::<_, fn(Sighting<'_>)>::Objects(&mut on_object);
+    scan_as(dir, settings, attr::SEARCHED, findings, visit).await
 }
 
 /// [`scan`] for detection: only each object's kind and SIP address ([`Sighting`]), read in
@@ -54,31 +49,138 @@ pub(crate) async fn detect(
     findings: &mut Vec<Finding>,
     mut on_sighting: impl FnMut(Sighting<'_>),
 ) -> Result<ScanStats, Error> {
+    let visit = Visit::<fn(DirectoryObject), _>::Sightings(&mut on_sighting);
+    scan_as(dir, settings, attr::DETECTION, findings, visit).await
+}
+
+/// What a scan hands each object to: the whole object ([`scan`]) or its [`Sighting`]
+/// ([`detect`]).
+enum Visit<'v, O, S> {
+    Objects(&'v mut O),
+    Sightings(&'v mut S),
+}
+
+impl<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)> Visit<'_, O, S> {
+    /// Runs `search` on `conn`, handing each object on.
+    async fn search(
+        &mut self,
+        conn: &mut Directory,
+        search: &Search<'_>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+    ) -> Result<SearchStats, Error> {
+        match self {
+            Visit::Objects(on_object) => {
+                conn.for_each_object(search, classifier, findings, &mut **on_object)
+                    .await
+            }
+            Visit::Sightings(on_sighting) => {
+                conn.for_each_sighting(search, classifier, findings, &mut **on_sighting)
+                    .await
+            }
+        }
+    }
+}
+
+/// Both scopes of a scan reading `attrs`: the endpoint container, then the users, passing over
+/// the container when it lies among them. Users are searched under `base_dn` on `dir` itself;
+/// with `directory.global_catalog`, under each domain of the forest on the Global Catalog,
+/// closed afterwards.
+async fn scan_as<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)>(
+    dir: &mut Directory,
+    settings: &Settings,
+    attrs: &'static [&'static str],
+    findings: &mut Vec<Finding>,
+    mut visit: Visit<'_, O, S>,
+) -> Result<ScanStats, Error> {
     let classifier = classifier(settings);
-    let [endpoints, users] = searches(settings, attr::DETECTION);
-    let endpoint_container = dir
-        .for_each_sighting(&endpoints, &classifier, findings, &mut on_sighting)
-        .await?;
-    let base = dir
-        .for_each_sighting(&users, &classifier, findings, &mut on_sighting)
-        .await?;
-    Ok(ScanStats {
+    let container = &settings.layout.endpoint_container;
+    let endpoints = Search::sip_objects("endpoint container", container).reading(attrs);
+    let endpoint_container = visit.search(dir, &endpoints, &classifier, findings).await?;
+    let skip = container
+        .is_within(&settings.directory.base_dn)
+        .then_some(container);
+    let users = |base| {
+        Search::sip_objects("base DN", base)
+            .reading(attrs)
+            .skipping(skip)
+    };
+    let UserScope {
+        global_catalog,
+        bases,
+    } = user_scope(dir, settings).await?;
+    let Some(mut gc) = global_catalog else {
+        let base = visit
+            .search(
+                dir,
+                &users(&settings.directory.base_dn),
+                &classifier,
+                findings,
+            )
+            .await?;
+        return Ok(ScanStats {
+            endpoint_container,
+            base,
+        });
+    };
+    let mut base = SearchStats::default();
+    let mut searched = Ok(());
+    for domain in &bases {
+        match visit
+            .search(&mut gc, &users(domain), &classifier, findings)
+            .await
+        {
+            Ok(one) => {
+                base.entries += one.entries;
+                base.skipped += one.skipped;
+                base.references += one.references;
+            }
+            Err(e) => {
+                searched = Err(e);
+                break;
+            }
+        }
+    }
+    gc.close().await;
+    searched.map(|()| ScanStats {
         endpoint_container,
         base,
     })
 }
 
-/// The two searches of a scan reading `attrs`: the endpoint container, then `base_dn` passing
-/// over the container when it lies there.
-fn searches<'a>(settings: &'a Settings, attrs: &'static [&'static str]) -> [Search<'a>; 2] {
+/// Where users are searched: `base_dn` on the connection itself; or, with
+/// `directory.global_catalog`, every domain of the forest (the crossRef objects of the
+/// configuration naming context) through the Global Catalog.
+pub(crate) struct UserScope {
+    pub(crate) global_catalog: Option<Directory>,
+    pub(crate) bases: Vec<Dn>,
+}
+
+pub(crate) async fn user_scope(
+    dir: &mut Directory,
+    settings: &Settings,
+) -> Result<UserScope, Error> {
+    let Some(gc_url) = &settings.directory.global_catalog else {
+        return Ok(UserScope {
+            global_catalog: None,
+            bases: vec![settings.directory.base_dn.clone()],
+        });
+    };
     let container = &settings.layout.endpoint_container;
-    let skip = container
-        .is_within(&settings.directory.base_dn)
-        .then_some(container);
-    [
-        Search::sip_objects("endpoint container", container).reading(attrs),
-        Search::sip_objects("base DN", &settings.directory.base_dn)
-            .reading(attrs)
-            .skipping(skip),
-    ]
+    let config = routed::naming_context_of(&dir.root_dse().naming_contexts, container)
+        .unwrap_or_else(|| container.clone());
+    let forest = routed::read_forest(dir, config.as_str()).await?;
+    if forest.domains().is_empty() {
+        return Err(Error::NoSuchBase {
+            what: "a domain crossRef (global_catalog needs one per domain) under",
+            dn: format!("CN=Partitions,{config}"),
+            url: dir.url().to_string(),
+            text: String::new(),
+        });
+    }
+    let global_catalog = Directory::connect_only(gc_url, &settings.directory).await?;
+    Ok(UserScope {
+        global_catalog: Some(global_catalog),
+        bases: forest.domains().iter().map(|d| d.nc.clone()).collect(),
+    })
 }

@@ -10,6 +10,8 @@
 //! - [`model`]: case-insensitive [`model::SipUri`] and [`model::Dn`], and
 //!   [`model::DirectoryObject`], independent of ldap3.
 //! - [`ldap`]: the only module that talks to ldap3: connect, bind, paged streaming searches.
+//! - [`estate`]: several DCs, one write server (the PDC emulator), replication counts, and the
+//!   domains of a forest.
 //! - [`inventory`]: one streamed scan over both places SIP objects live.
 //! - [`plan`]: the pure planner (desired + observed + now -> plan) and its renderings.
 //! - [`reconcile`]: one run (scan, plan, guards, audited apply), shared by `reconcile` and `run`.
@@ -36,10 +38,12 @@
 
 pub mod apply;
 pub mod audit;
+mod blob;
 mod cli;
 mod clock;
 pub mod config;
 mod daemon;
+mod estate;
 mod exit;
 pub mod inventory;
 pub mod ldap;

@@ -186,7 +186,16 @@ impl DirectoryWriter for Fake {
                     }
                     attrs = rebuilt;
                 }
-                Modification::Add(a) => next.insert(a.name.as_str(), a.values.clone()),
+                // Values join those the attribute has (`Attributes::insert` appends; AD's
+                // `description` is multi-valued); adding one it has already is refused (LDAP 20).
+                Modification::Add(a) => {
+                    let mut now = attrs.get(a.name.as_str()).to_vec();
+                    now.extend(next.get(a.name.as_str()).iter().cloned());
+                    if a.values.iter().any(|v| now.contains(v)) {
+                        return Err(Fake::conflict(dn, "value exists (20)".into()));
+                    }
+                    next.insert(a.name.as_str(), a.values.clone());
+                }
             }
         }
         for (n, vs) in next.iter() {

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 
+use crate::estate::routed::Routed;
 use crate::ldap::{self, Directory};
 use crate::model::{AttrValues, Dn, Entry, Modification};
 
@@ -163,6 +164,54 @@ impl DirectoryWriter for Directory {
         Directory::reanimate(self, guid, dn)
             .await
             .map_err(|e| WriteError::from_ldap(dn, e))
+    }
+}
+
+/// Writes routed to each object's domain (several domains in a forest, see
+/// [`crate::estate::routed`]): the same conditional writes, on the right domain's write server.
+impl DirectoryWriter for Routed<'_> {
+    async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
+        self.read(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))
+    }
+
+    async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
+        let dir = self
+            .for_dn(&entry.dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(&entry.dn, e))?;
+        DirectoryWriter::add(dir, entry).await
+    }
+
+    async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
+        let dir = self
+            .for_dn(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        DirectoryWriter::delete(dir, dn, expect).await
+    }
+
+    async fn modify(
+        &mut self,
+        dn: &Dn,
+        mods: &[Modification],
+        expect: &[AttrValues],
+    ) -> Result<(), WriteError> {
+        let dir = self
+            .for_dn(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        DirectoryWriter::modify(dir, dn, mods, expect).await
+    }
+
+    /// On the write server of `dn`'s domain, whose Deleted Objects container keeps the tombstone.
+    async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+        let dir = self
+            .for_dn(dn)
+            .await
+            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        DirectoryWriter::reanimate(dir, guid, dn).await
     }
 }
 

@@ -219,6 +219,8 @@ pub enum Event {
     /// A crashed run's unfinished swap was completed or rolled back.
     Recovery,
     Error,
+    /// After a run's writes: how many DCs already hold them (`replicated to 2 of 2 DCs`).
+    Replication,
     RunEnd,
 }
 

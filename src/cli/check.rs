@@ -12,7 +12,7 @@ use crate::cli::{Cli, Format};
 use crate::config::{self, Settings};
 use crate::exit;
 use crate::inventory;
-use crate::ldap::Directory;
+use crate::ldap::{Directory, Mechanism};
 use crate::model::{Dn, Enabled, FindingKind, ObjectKind, attr};
 use crate::plan::Desired;
 use crate::plan::shape::{self, Shape};
@@ -182,16 +182,17 @@ async fn check_swaps(dir: &mut Directory, settings: &Settings, report: &mut Repo
 
 /// `connect` and `root DSE`: which server answered, as whom, and what it serves.
 async fn connect(settings: &Settings, report: &mut Report) -> Option<Directory> {
-    let dir = match Directory::connect(&settings.directory).await {
+    let mut dir = match Directory::connect(&settings.directory).await {
         Ok(dir) => dir,
         Err(e) => {
             report.add("connect", false, e.to_string());
             return None;
         }
     };
-    let bound = match dir.bound_as() {
-        Some(dn) => format!("bound as {dn}"),
-        None => "bound anonymously".to_string(),
+    let bound = match (dir.bound_as(), dir.mechanism()) {
+        (Some(who), Some(how)) if *how != Mechanism::Simple => format!("bound as {who} with {how}"),
+        (Some(who), _) => format!("bound as {who}"),
+        (None, _) => "bound anonymously".to_string(),
     };
     report.add("connect", true, format!("{} {bound}", dir.url()));
     let dse = dir.root_dse();
@@ -206,6 +207,14 @@ async fn connect(settings: &Settings, report: &mut Report) -> Option<Directory> 
         true,
         format!("{vendor}; naming contexts: {contexts}"),
     );
+    // `write` and `dcs` (and `gc` with a Global Catalog): where writes go and which DCs hold
+    // the domain.
+    for line in crate::estate::check::lines(&mut dir, &settings.directory).await {
+        report.add(line.name, line.ok, line.detail);
+    }
+    if let Some(line) = crate::estate::check::global_catalog(&mut dir, &settings.directory).await {
+        report.add(line.name, line.ok, line.detail);
+    }
     Some(dir)
 }
 

@@ -197,6 +197,9 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if let Some(code) = kerberos_environment(&cli) {
+        return ExitCode::from(code);
+    }
     // A server logs what it does at info; one-shot commands stay quiet unless asked.
     let long_running = matches!(cli.command, Command::Redirect(_) | Command::Run(_));
     init_logging(cli.log_format, cli.quiet, long_running);
@@ -242,6 +245,35 @@ pub fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     scenario.teardown();
     ExitCode::from(code)
+}
+
+/// With `directory.auth = "gssapi"`, MIT Kerberos finds the client keytab only through the
+/// process environment, which a running multi-threaded process cannot safely change. So when
+/// the environment lacks it, pcsync replaces itself (same PID, same arguments) with a copy
+/// started with it; that copy finds it set and carries on. Returns an exit code only when the
+/// restart fails. A configuration that does not load is left to the command to report.
+fn kerberos_environment(cli: &Cli) -> Option<u8> {
+    use std::os::unix::process::CommandExt;
+    if matches!(
+        cli.command,
+        Command::Completions { .. } | Command::Man | Command::Probe(_) | Command::Audit(_)
+    ) {
+        return None;
+    }
+    let settings = config::load(&cli.config).ok()?;
+    let kerberos = settings.directory.kerberos.as_ref()?;
+    let missing = crate::ldap::process_env(kerberos, |key| std::env::var(key).ok())?;
+    let error = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .envs(missing)
+            .exec(),
+        Err(e) => e,
+    };
+    Some(report_error(&format!(
+        "cannot start again with the Kerberos keytab {} in the environment: {error}",
+        kerberos.keytab.display()
+    )))
 }
 
 /// A file size limit (`ulimit -f`, RLIMIT_FSIZE) makes the kernel send SIGXFSZ to a process whose

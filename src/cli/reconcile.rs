@@ -16,6 +16,7 @@ use crate::apply;
 use crate::audit;
 use crate::cli::{Cli, load_settings, report_error};
 use crate::config::Settings;
+use crate::estate::{self, Replication, WriteServer};
 use crate::exit;
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
@@ -63,6 +64,18 @@ pub(crate) struct Args {
     /// `all` of them. --format json always has every finding.
     #[arg(long, value_name = "N|all", default_value = "20")]
     findings: FindingsShown,
+
+    /// With --apply on Active Directory: after the writes, wait up to DURATION (e.g. 30s, 5m)
+    /// until every reachable DC holds them; exit 1 if one still does not.
+    #[arg(long, value_name = "DURATION", requires = "apply", value_parser = parse_wait)]
+    wait_replication: Option<std::time::Duration>,
+}
+
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration_within(
+        text,
+        std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(24 * 3600),
+    )
 }
 
 pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
@@ -74,15 +87,24 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         Ok(lock) => lock,
         Err(code) => return code,
     };
-    let mut dir = match Directory::connect(&settings.directory).await {
-        Ok(dir) => dir,
-        Err(e) => return report_error(&e),
+    // Every write goes to the one write server, which never fails over; a dry run reads from
+    // the first URL that answers.
+    let (mut dir, writer) = if args.apply {
+        match estate::writer::open(&settings.directory).await {
+            Ok((dir, writer)) => (dir, Some(writer)),
+            Err(e) => return report_error(&e),
+        }
+    } else {
+        match Directory::connect(&settings.directory).await {
+            Ok(dir) => (dir, None),
+            Err(e) => return report_error(&e),
+        }
     };
     if let Err(e) = dir.require_schema().await {
         return report_error(&e);
     }
-    let code = if args.apply {
-        apply_run(args, &settings, &mut dir, cli.quiet).await
+    let code = if let Some(writer) = &writer {
+        apply_run(args, &settings, &mut dir, writer, cli.quiet).await
     } else {
         dry_run(args, &settings, &mut dir, cli.quiet).await
     };
@@ -134,17 +156,26 @@ fn show_dry_run(args: &Args, plan: &Plan) -> Result<(), String> {
     if let Some(path) = &args.plan_out {
         reconcile::save_plan(path, plan).map_err(|e| e.to_string())?;
     }
-    print_plan(args, plan, None)
+    print_plan(args, plan, None, None)
 }
 
-async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet: bool) -> u8 {
+async fn apply_run(
+    args: &Args,
+    settings: &Settings,
+    dir: &mut Directory,
+    writer: &WriteServer,
+    quiet: bool,
+) -> u8 {
     let progress = Progress::new(quiet);
+    let origin = format!("reconcile --apply; write server {writer}");
     let opts = ApplyOptions {
         saved_plan: args.plan.as_deref(),
         plan_out: args.plan_out.as_deref(),
         max_changes: args.max_changes,
-        origin: "reconcile --apply",
+        origin: &origin,
         progress: Some(&progress),
+        write_server: Some(writer),
+        wait_replication: args.wait_replication,
         computed: None,
         clock: crate::clock::system,
     };
@@ -173,7 +204,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
             }
         }
         (RunEnd::InSync, Some(plan)) => {
-            if let Err(e) = print_plan(args, plan, None) {
+            if let Err(e) = print_plan(args, plan, None, None) {
                 return report_error(&e);
             }
             if args.format == PlanFormat::Text {
@@ -184,7 +215,7 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
             report_error(e);
         }
         (RunEnd::Applied(report), Some(plan)) => {
-            if let Err(e) = print_plan(args, plan, Some(report)) {
+            if let Err(e) = print_plan(args, plan, Some(report), run.replication.as_ref()) {
                 return report_error(&e);
             }
             if args.format == PlanFormat::Text {
@@ -200,6 +231,9 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
                     run_id,
                     settings.audit.path.display()
                 );
+                if let Some(r) = &run.replication {
+                    println!("{r}");
+                }
                 let steps = render::next_steps(plan);
                 if report.applied > 0 && !steps.is_empty() {
                     println!(
@@ -224,13 +258,27 @@ async fn apply_run(args: &Args, settings: &Settings, dir: &mut Directory, quiet:
                     run.run_id.as_deref().unwrap_or("not recorded")
                 );
             }
+            if args.wait_replication.is_some()
+                && let Some(r) = run.replication.as_ref().filter(|r| !r.reachable_complete())
+            {
+                eprintln!(
+                    "pcsync: error: applied, but not every reachable DC holds the writes after \
+                     --wait-replication: {r}"
+                );
+                return exit::ERROR;
+            }
         }
         _ => return report_error(&"the run ended without a plan"),
     }
     run.end.exit_code()
 }
 
-fn print_plan(args: &Args, plan: &Plan, report: Option<&apply::Report>) -> Result<(), String> {
+fn print_plan(
+    args: &Args,
+    plan: &Plan,
+    report: Option<&apply::Report>,
+    replication: Option<&Replication>,
+) -> Result<(), String> {
     let text = match args.format {
         PlanFormat::Text => render::text(plan, args.findings),
         PlanFormat::Ldif => render::ldif(plan),
@@ -246,6 +294,11 @@ fn print_plan(args: &Args, plan: &Plan, report: Option<&apply::Report>) -> Resul
                         "failed": r.failed,
                         "rolled_back": r.rolled_back,
                         "errors": r.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "replication": replication.map(|r| serde_json::json!({
+                            "holding": r.holding.len(),
+                            "total": r.total(),
+                            "text": r.to_string(),
+                        })),
                     }),
                 );
             }

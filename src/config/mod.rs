@@ -12,12 +12,17 @@
 //! itself: the bind password is read from a file or a named environment variable into a
 //! `Secret`, whose `Debug` is redacted. Relative paths are relative to the working directory.
 
+mod estate;
+mod kerberos;
 mod reader;
 mod sections;
 mod settings;
 mod time;
 mod values;
 
+pub use kerberos::KerberosSettings;
+pub(crate) use kerberos::require_host_name;
+pub(crate) use settings::WriteServerChoice;
 pub(crate) use settings::{
     ContactTransport, DEFAULT_MAX_SEGMENT_BYTES, DaemonSettings, HttpSettings, WatchMode,
 };

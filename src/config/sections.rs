@@ -25,7 +25,7 @@ use super::values::{
     parse_listen, parse_optional_dn, parse_owner_urn, parse_path, parse_rate_limit,
     parse_server_header, parse_size, password_from, read_password_file,
 };
-use super::{ConfigError, Env, Resolved};
+use super::{ConfigError, Env, Resolved, estate};
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -110,6 +110,13 @@ fn directory(root: &mut Section<'_>, env: &Env) -> Option<(DirectorySettings, La
     {
         refuse_plain_text_bind(urls, item, s.issues());
     }
+    let estate = estate::estate_keys(
+        &mut s,
+        urls.as_ref(),
+        !matches!(bind, Some(None)),
+        starttls,
+        allow_insecure,
+    );
     let mut layout_section = s.section("layout");
     let layout = layout(&mut layout_section);
     layout_section.finish();
@@ -120,6 +127,9 @@ fn directory(root: &mut Section<'_>, env: &Env) -> Option<(DirectorySettings, La
             starttls,
             tls_ca_file,
             bind: bind.flatten(),
+            kerberos: estate.kerberos,
+            write_server: estate.write_server,
+            global_catalog: estate.global_catalog,
             base_dn: base_dn?,
             page_size,
             timeout,

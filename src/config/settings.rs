@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::model::Dn;
 use crate::plan::desired::{Desired, Layout, Migration, Pool, Retire};
 
+use super::kerberos::KerberosSettings;
 use super::values::{LdapUrl, PasswordSource, RateLimitSettings, Secret};
 
 /// The default `Server` header.
@@ -80,12 +81,28 @@ pub struct DirectorySettings {
     pub(crate) urls: Vec<LdapUrl>,
     pub starttls: bool,
     pub tls_ca_file: Option<PathBuf>,
-    /// `None` binds anonymously.
+    /// `None` binds anonymously (unless `kerberos` is set).
     pub(crate) bind: Option<BindCredentials>,
+    /// `auth = "gssapi"`: bind with Kerberos instead of `bind`.
+    pub(crate) kerberos: Option<KerberosSettings>,
+    /// Which server receives every write of a run.
+    pub(crate) write_server: WriteServerChoice,
+    /// A forest's Global Catalog, for several domains.
+    pub(crate) global_catalog: Option<LdapUrl>,
     pub base_dn: Dn,
     pub page_size: u32,
     pub timeout: Duration,
     pub allow_insecure: bool,
+}
+
+/// `directory.write_server`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum WriteServerChoice {
+    /// The PDC emulator (Active Directory), else the first URL that answers.
+    #[default]
+    Pdc,
+    /// The first URL that answers.
+    First,
 }
 
 /// `[safety]`.

@@ -57,12 +57,12 @@ fn env(pairs: &[(&str, &str)]) -> Option<Map<String, String>> {
     )
 }
 
-fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+pub(super) fn load(text: &str, vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     from_toml_str(text, NAME, env(vars))
 }
 
 /// The issue lines of a config that must fail.
-fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
+pub(super) fn errors(text: &str, vars: &[(&str, &str)]) -> Vec<String> {
     match load(text, vars) {
         Ok(_) => panic!("config was accepted:\n{text}"),
         Err(e) => e.lines(),

@@ -1,11 +1,16 @@
 //! The writer lease: which of several `pcsync run` instances sharing one directory may write.
 //!
 //! The directory is the only shared store. The lease is one entry (`[daemon] lease_dn`, object
-//! class `container`) whose `description` reads `holder=<instance>;expires=<RFC 3339 UTC>`. An
-//! instance takes or renews it with a compare-and-swap: one modify that deletes the exact value
-//! it read and adds the new one. If another instance changed the value in between, the delete
+//! class `container`) whose `description` holds exactly one value,
+//! `holder=<instance>;expires=<RFC 3339 UTC>`; it is created with that value in the add itself.
+//! An instance takes or renews it with a compare-and-swap: one modify that deletes every value
+//! it read and adds its own. If another instance changed the values in between, the delete
 //! fails (LDAP 16, noSuchAttribute) and the whole modify is refused, so two instances can never
-//! both believe they hold it. A lease is taken over only once its expiry has passed; the holder
+//! both believe they hold it. An entry with no value (made by hand) first gets a placeholder
+//! that holds no lease, then is swapped the same way; one with several values holds no valid
+//! lease, and is swapped once no live lease of another instance is among them. Every instance
+//! sends these writes to the write server (`crate::estate`): conditional writes only exclude
+//! each other on one DC. A lease is taken over only once its expiry has passed; the holder
 //! renews every `lease_renew` (at most half the lease), so a dead holder is replaced within
 //! `lease_duration + lease_renew` (less than two lease periods). Expiry times are compared
 //! across hosts: keep their clocks in sync (NTP), as Kerberos already demands on AD.
@@ -22,12 +27,16 @@ use super::status::stamp;
 use super::tree::TaskName;
 use crate::apply::{DirectoryWriter, WriteError};
 use crate::config::Settings;
+use crate::estate;
 use crate::ldap::Directory;
 use crate::mapping::refresh::agent_connection;
 use crate::model::{AttrValues, Dn, Entry, Modification};
 
 /// The attribute holding the lease value.
 pub(crate) const LEASE_ATTR: &str = "description";
+/// The value an entry without one gets before an instance swaps it for its lease: it parses as
+/// no lease, and it is the same for every instance, so only one of two adds of it succeeds.
+const PLACEHOLDER: &str = "pcsync-lease: no holder";
 
 /// The lease as last read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,32 +112,46 @@ pub(crate) async fn tick(
             Err(e) => Err(e),
         };
     };
-    let current = entry
-        .attributes
-        .iter()
-        .find(|a| a.name.is(LEASE_ATTR))
-        .and_then(|a| a.texts().next().map(str::to_string));
-    let parsed = current.as_deref().and_then(Lease::parse);
-    let free = match &parsed {
-        Some(l) => l.holder == me || l.expires <= now,
-        // Empty or unreadable: anyone may (re)write it.
-        None => true,
-    };
-    if !free {
+    let mut values = lease_values(&entry);
+    if values.is_empty() {
+        // No value to compare against, and a plain add of our own value could not lose: on AD
+        // `description` is multi-valued, so two instances adding at once would both "win".
+        // Add the placeholder (the same value for everyone, so of two adds one fails), read
+        // again, and go on as with any value.
+        let placeholder = [Modification::Add(AttrValues::text(
+            LEASE_ATTR,
+            &[PLACEHOLDER],
+        ))];
+        match dir.modify(dn, &placeholder, &[]).await {
+            Ok(()) => {}
+            Err(e) if lost_race(&e) => {}
+            Err(e) => return Err(e),
+        }
+        match dir.read_entry(dn).await? {
+            Some(entry) => values = lease_values(&entry),
+            None => return observe(dir, dn, me).await,
+        }
+        if values.is_empty() {
+            return observe(dir, dn, me).await;
+        }
+    }
+    let parsed: Vec<Lease> = values.iter().filter_map(|v| Lease::parse(v)).collect();
+    // A live lease of another instance, even beside other values (an instance that added a
+    // value to an entry made without one, after the holder's swap), is respected until it
+    // expires: its holder believes it writes.
+    if let Some(other) = parsed.iter().find(|l| l.holder != me && l.expires > now) {
         return Ok(Observed {
-            lease: parsed,
+            lease: Some(other.clone()),
             mine: false,
         });
     }
-    let mut mods = Vec::new();
-    if let Some(old) = &current {
-        // The compare half of the swap: fails (LDAP 16) when the value changed since the read.
-        mods.push(Modification::Delete(AttrValues::text(LEASE_ATTR, &[old])));
-    }
-    mods.push(Modification::Add(AttrValues::text(
-        LEASE_ATTR,
-        &[want.value().as_str()],
-    )));
+    // One compare-and-swap: delete every value read (LDAP 16 when any changed since) and add
+    // ours, in one modify; it leaves exactly one value.
+    let old: Vec<&str> = values.iter().map(String::as_str).collect();
+    let mods = [
+        Modification::Delete(AttrValues::text(LEASE_ATTR, &old)),
+        Modification::Add(AttrValues::text(LEASE_ATTR, &[want.value().as_str()])),
+    ];
     match dir.modify(dn, &mods, &[]).await {
         Ok(()) => Ok(Observed {
             lease: Some(want),
@@ -138,6 +161,16 @@ pub(crate) async fn tick(
         Err(e) if lost_race(&e) => observe(dir, dn, me).await,
         Err(e) => Err(e),
     }
+}
+
+/// The lease entry's values of [`LEASE_ATTR`], as text.
+fn lease_values(entry: &Entry) -> Vec<String> {
+    entry
+        .attributes
+        .iter()
+        .filter(|a| a.name.is(LEASE_ATTR))
+        .flat_map(|a| a.texts().map(str::to_string).collect::<Vec<_>>())
+        .collect()
 }
 
 /// Gives the lease up (expiry = now) if `me` holds it, so another instance takes over at once.
@@ -168,23 +201,25 @@ pub(crate) async fn release(
     }
 }
 
+/// The lease as it stands: only an entry with exactly one value that parses holds one.
 async fn observe(
     dir: &mut impl DirectoryWriter,
     dn: &Dn,
     me: &str,
 ) -> Result<Observed, WriteError> {
-    let lease = dir.read_entry(dn).await?.and_then(|e| {
-        e.attributes
-            .iter()
-            .find(|a| a.name.is(LEASE_ATTR))
-            .and_then(|a| a.texts().next().and_then(Lease::parse))
-    });
+    let lease = dir
+        .read_entry(dn)
+        .await?
+        .and_then(|e| match &lease_values(&e)[..] {
+            [one] => Lease::parse(one),
+            _ => None,
+        });
     let mine = lease.as_ref().is_some_and(|l| l.holder == me);
     Ok(Observed { lease, mine })
 }
 
-/// The value changed since it was read (LDAP 16 on the value delete, 122), or the entry went
-/// away (32) or appeared (68) in between: another instance won.
+/// The entry changed since it was read: a value gone (LDAP 16) or already there (20), the
+/// entry gone (32) or made (68) in between, an assertion failed (122). Another instance won.
 fn lost_race(e: &WriteError) -> bool {
     matches!(e, WriteError::Conflict { .. })
 }
@@ -273,13 +308,15 @@ impl<'a> Holder<'a> {
             return;
         }
         if self.dir.is_none() {
-            match Directory::connect_with(
+            // The lease lives on the write server like every other write: two instances that
+            // each swapped it on a different DC would both win until replication.
+            match estate::writer::open_with(
                 &self.settings.directory,
                 &agent_connection(&self.settings),
             )
             .await
             {
-                Ok(d) => self.dir = Some(d),
+                Ok((d, _)) => self.dir = Some(d),
                 Err(e) => return self.failed(format!("lease {dn}: {e}")).await,
             }
         }
@@ -376,6 +413,7 @@ impl<'a> Holder<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apply::DirectoryWriter;
     use crate::apply::tests::Fake;
 
     const LEASE_DN: &str = "cn=pcsync-lease,dc=contoso,dc=com";
@@ -444,6 +482,158 @@ mod tests {
         block(release(&mut dir, &lease_dn(), "a", at(7))).unwrap();
         assert!(
             !block(tick(&mut dir, &lease_dn(), "a", at(8), d))
+                .unwrap()
+                .mine
+        );
+    }
+
+    /// A `DirectoryWriter` that records every modify it passes on.
+    struct Recorder<'a> {
+        dir: &'a mut Fake,
+        modifies: Vec<Vec<Modification>>,
+    }
+
+    impl DirectoryWriter for Recorder<'_> {
+        async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
+            self.dir.read_entry(dn).await
+        }
+        async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
+            self.dir.add(entry).await
+        }
+        async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
+            self.dir.delete(dn, expect).await
+        }
+        async fn modify(
+            &mut self,
+            dn: &Dn,
+            mods: &[Modification],
+            expect: &[AttrValues],
+        ) -> Result<(), WriteError> {
+            self.modifies.push(mods.to_vec());
+            self.dir.modify(dn, mods, expect).await
+        }
+        async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
+            self.dir.reanimate(guid, dn).await
+        }
+    }
+
+    fn values(dir: &mut Fake) -> Vec<String> {
+        block(dir.read_entry(&lease_dn()))
+            .unwrap()
+            .map(|e| lease_values(&e))
+            .unwrap_or_default()
+    }
+
+    fn entry_with(dir: &mut Fake, values: &[&str]) {
+        let mut attributes = vec![
+            AttrValues::text("objectClass", &["top", "container"]),
+            AttrValues::text("cn", &["pcsync-lease"]),
+        ];
+        if !values.is_empty() {
+            attributes.push(AttrValues::text(LEASE_ATTR, values));
+        }
+        block(dir.add(&Entry {
+            dn: lease_dn(),
+            attributes,
+        }))
+        .unwrap();
+    }
+
+    // See: #20. A lease entry made without a value (by hand, or half-made) let two instances
+    // each add one and both hold it. Now the empty entry gets the placeholder, and only a swap
+    // of what was read takes it: one holder, one value, and no modify ever adds a lease value
+    // without deleting what it read.
+    #[test]
+    fn an_entry_without_a_value_is_taken_by_one_swap_never_a_plain_add() {
+        let mut fake = Fake::default();
+        entry_with(&mut fake, &[]);
+        let d = std::time::Duration::from_secs(30);
+        let mut dir = Recorder {
+            dir: &mut fake,
+            modifies: Vec::new(),
+        };
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(0), d))
+                .unwrap()
+                .mine
+        );
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "b", at(1), d))
+                .unwrap()
+                .mine
+        );
+        for mods in &dir.modifies {
+            let adds_a_lease = mods.iter().any(|m| {
+                matches!(m, Modification::Add(v) if v.texts().any(|t| Lease::parse(t).is_some()))
+            });
+            let deletes = mods.iter().any(|m| matches!(m, Modification::Delete(_)));
+            assert!(!adds_a_lease || deletes, "a plain add of a lease: {mods:?}");
+        }
+        let now = values(dir.dir);
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_eq!(Lease::parse(&now[0]).unwrap().holder, "a");
+    }
+
+    /// An instance that read the empty entry before the holder swapped it, and adds the
+    /// placeholder only afterwards, sees the holder's live lease and stays out; the holder's
+    /// next renewal leaves one value again.
+    #[test]
+    fn a_late_placeholder_beside_a_live_lease_changes_no_holder() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        let a = Lease {
+            holder: "a".into(),
+            expires: at(30),
+        };
+        entry_with(&mut dir, &[&a.value(), PLACEHOLDER]);
+        let b = block(tick(&mut dir, &lease_dn(), "b", at(1), d)).unwrap();
+        assert!(!b.mine);
+        assert_eq!(b.lease.unwrap().holder, "a");
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "a", at(10), d))
+                .unwrap()
+                .mine
+        );
+        assert_eq!(values(&mut dir).len(), 1);
+    }
+
+    /// Two live leases (the old bug's end state) make neither instance the writer; once both
+    /// expire, one swap leaves a single value.
+    #[test]
+    fn two_live_values_make_no_writer_until_they_expire() {
+        let mut dir = Fake::default();
+        let d = std::time::Duration::from_secs(30);
+        let lease = |holder: &str| Lease {
+            holder: holder.into(),
+            expires: at(30),
+        };
+        entry_with(&mut dir, &[&lease("a").value(), &lease("b").value()]);
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "a", at(1), d))
+                .unwrap()
+                .mine
+        );
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "b", at(2), d))
+                .unwrap()
+                .mine
+        );
+        let seen = block(observe(&mut dir, &lease_dn(), "a")).unwrap();
+        assert_eq!(
+            seen,
+            Observed {
+                lease: None,
+                mine: false
+            }
+        );
+        assert!(
+            block(tick(&mut dir, &lease_dn(), "b", at(31), d))
+                .unwrap()
+                .mine
+        );
+        assert_eq!(values(&mut dir).len(), 1);
+        assert!(
+            !block(tick(&mut dir, &lease_dn(), "a", at(32), d))
                 .unwrap()
                 .mine
         );

@@ -205,6 +205,21 @@ fn directory_and_lease(e: &mut DescriptorEncoder, s: &AgentState) -> fmt::Result
         "The instance holding the writer lease (value 1, the holder in the label).",
         "holder",
         s.lease.holder.as_deref().map(|h| (h, 1)),
+    )?;
+    let Some(rep) = &s.replication else {
+        return Ok(());
+    };
+    gauge(
+        e,
+        "pcsync_replication_dcs_holding",
+        "DCs that held the writes of the last run that wrote when it ended (Active Directory).",
+        i64::try_from(rep.holding).unwrap_or(i64::MAX),
+    )?;
+    gauge(
+        e,
+        "pcsync_replication_dcs",
+        "DCs of the domain, counted after the last run that wrote (Active Directory).",
+        i64::try_from(rep.total).unwrap_or(i64::MAX),
     )
 }
 

@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::status::{LastRun, RunOutcome, stamp};
+use super::status::{LastRun, ReplicationState, RunOutcome, stamp};
 use super::tree::{TaskName, panic_point};
 use super::{Daemon, log_safe};
 use crate::audit;
 use crate::config::Settings;
+use crate::estate::{self, Replication, WriteServer};
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
 use crate::mapping::refresh::agent_connection;
@@ -123,6 +124,9 @@ fn publish(
             changes_applied: applied,
             changes_pending: result.pending,
         });
+        if let Some(r) = &result.replication {
+            s.replication = Some(ReplicationState::new(r, finished));
+        }
     });
 }
 
@@ -134,6 +138,8 @@ struct RunResult {
     pending: u64,
     /// The run id in the audit log, when the run wrote to it.
     audit_run_id: Option<String>,
+    /// How many DCs held the run's writes when it ended (Active Directory, after writes).
+    replication: Option<Replication>,
 }
 
 impl RunResult {
@@ -142,6 +148,7 @@ impl RunResult {
             end: Some(end),
             pending: 0,
             audit_run_id: None,
+            replication: None,
         }
     }
 
@@ -186,20 +193,22 @@ async fn run_once(
             end: None,
             pending: 0,
             audit_run_id: None,
+            replication: None,
         };
     }
-    let mut dir =
-        match Directory::connect_with(&settings.directory, &agent_connection(settings)).await {
-            Ok(d) => d,
-            Err(e) => {
-                daemon
-                    .status
-                    .directory(false, Some(e.to_string()), crate::clock::system());
-                return RunResult::failed(e);
-            }
-        };
+    // A run may write, so it works on the write server only, never failing over.
+    let opened = estate::writer::open_with(&settings.directory, &agent_connection(settings)).await;
+    let (mut dir, writer) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            daemon
+                .status
+                .directory(false, Some(e.to_string()), crate::clock::system());
+            return RunResult::failed(e);
+        }
+    };
     daemon.status.directory(true, None, crate::clock::system());
-    let result = run_connected(settings, &mut dir, token, recorded_pending).await;
+    let result = run_connected(settings, &mut dir, &writer, token, recorded_pending).await;
     dir.close().await;
     result
 }
@@ -207,6 +216,7 @@ async fn run_once(
 async fn run_connected(
     settings: &Settings,
     dir: &mut Directory,
+    writer: &WriteServer,
     token: &CancellationToken,
     recorded_pending: &mut Option<String>,
 ) -> RunResult {
@@ -248,9 +258,12 @@ async fn run_connected(
     if lock.is_none() {
         return pending(settings, dir, &plan, recorded_pending);
     }
+    let origin = format!("pcsync run (scheduled, auto_apply); write server {writer}");
     let opts = ApplyOptions {
-        origin: "pcsync run (scheduled, auto_apply)",
+        origin: &origin,
         computed: Some(&plan),
+        write_server: Some(writer),
+        wait_replication: None,
         saved_plan: None,
         plan_out: None,
         max_changes: None,
@@ -268,6 +281,7 @@ async fn run_connected(
         result.pending = plan.summary.ready as u64;
     }
     result.audit_run_id = run.run_id;
+    result.replication = run.replication;
     *recorded_pending = None;
     result
 }

@@ -202,6 +202,30 @@ pub(crate) struct LeaseState {
     pub writer: bool,
 }
 
+/// How many DCs held the writes of the last run that wrote (Active Directory).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ReplicationState {
+    /// DCs holding every write of that run, the write server included.
+    pub holding: usize,
+    /// DCs of the domain.
+    pub total: usize,
+    /// `replicated to 2 of 2 DCs`, and which are behind or unreachable.
+    pub text: String,
+    /// When the run ended.
+    pub at: String,
+}
+
+impl ReplicationState {
+    pub(crate) fn new(r: &crate::estate::Replication, at: DateTime<Utc>) -> ReplicationState {
+        ReplicationState {
+            holding: r.holding.len(),
+            total: r.total(),
+            text: r.to_string(),
+            at: stamp(at),
+        }
+    }
+}
+
 /// One supervised worker.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct WorkerState {
@@ -239,6 +263,8 @@ pub(crate) struct AgentState {
     pub directory: DirectoryState,
     pub watch: WatchState,
     pub lease: LeaseState,
+    /// After the last run that wrote, on Active Directory; null before.
+    pub replication: Option<ReplicationState>,
     pub workers: BTreeMap<TaskName, WorkerState>,
 }
 
@@ -303,6 +329,7 @@ impl Shared {
                     expires: None,
                     writer: !lease_enabled,
                 },
+                replication: None,
                 workers: BTreeMap::new(),
             }),
         }

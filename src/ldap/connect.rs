@@ -15,7 +15,8 @@ use tracing::{debug, info};
 use super::entry::readable;
 use super::error::{self, Attempt};
 use super::{
-    Capabilities, Directory, Error, LiveWatch, describe, describe_io, dirsync, naming_context_of,
+    Capabilities, Directory, Error, LiveWatch, Mechanism, describe, describe_io, dirsync, kerberos,
+    naming_context_of,
 };
 use crate::config::{DirectorySettings, LdapScheme, LdapUrl};
 use crate::model::{Dn, attr};
@@ -103,7 +104,7 @@ impl Directory {
     /// One server: the transport (TLS as configured), the bind, the root DSE. From the moment
     /// the driver runs it belongs to a `Directory`, whose `Drop` aborts it, so every early
     /// return below leaves no task behind.
-    async fn connect_one(
+    pub(super) async fn connect_one(
         url: &LdapUrl,
         settings: &DirectorySettings,
         options: &ConnectOptions,
@@ -150,15 +151,34 @@ impl Directory {
             timeout: settings.timeout,
             page_size: settings.page_size,
             bound_as: None,
+            mechanism: None,
             root_dse: RootDse::default(),
             capabilities: Capabilities::detect(&RootDse::default()),
             driver,
         }
     }
 
-    /// The simple bind, when credentials are configured. Every refusal is fatal: the next DC
-    /// would refuse the same credentials (and retrying risks locking the account).
+    /// The Kerberos bind (`auth = "gssapi"`) or the simple bind, when credentials are
+    /// configured. Every refusal is fatal: the next DC would refuse the same credentials (and
+    /// retrying risks locking the account); only a connection lost on the way tries the next.
     async fn bind(&mut self, settings: &DirectorySettings) -> Result<(), ConnectError> {
+        if let Some(keytab) = &settings.kerberos {
+            let tls = self.url.scheme == LdapScheme::Ldaps
+                || (settings.starttls && self.url.scheme == LdapScheme::Ldap);
+            return match kerberos::bind(&mut self.ldap, &self.url, tls, keytab, settings.timeout)
+                .await
+            {
+                Ok(how) => {
+                    self.bound_as = Some(keytab.principal.clone());
+                    self.mechanism = Some(how);
+                    Ok(())
+                }
+                Err(e @ Error::ConnectionLost { .. }) => {
+                    Err(ConnectError::Unreachable(e.to_string()))
+                }
+                Err(e) => Err(ConnectError::Fatal(e)),
+            };
+        }
         let Some(bind) = &settings.bind else {
             return Ok(());
         };
@@ -173,6 +193,7 @@ impl Directory {
         let refused = match result {
             LdapResult { rc: 0, .. } => {
                 self.bound_as = Some(dn);
+                self.mechanism = Some(Mechanism::Simple);
                 return Ok(());
             }
             LdapResult { rc: 49, text, .. } => Error::InvalidCredentials {
@@ -234,10 +255,15 @@ impl Directory {
     ///
     /// Matches on the quoted NAME inside each `attributeTypes` value: AD's subschema quotes its
     /// SYNTAX OIDs and omits EQUALITY, so a strict RFC 4512 parser would reject it.
+    /// On Active Directory the schema naming context is read instead (see
+    /// [`Directory::missing_from_schema_nc`]).
     pub async fn missing_schema_attributes(
         &mut self,
         wanted: &[&str],
     ) -> Result<Vec<String>, Error> {
+        if let Some(config) = self.root_dse.configuration_naming_context.clone() {
+            return self.missing_from_schema_nc(&config, wanted).await;
+        }
         let Some(subschema) = self.root_dse.subschema_subentry.clone() else {
             return Ok(wanted.iter().map(|s| (*s).to_string()).collect());
         };
@@ -327,7 +353,7 @@ impl Directory {
 }
 
 #[derive(Debug)]
-enum ConnectError {
+pub(super) enum ConnectError {
     /// Try the next server.
     Unreachable(String),
     /// Stop: the next server would fail the same way.

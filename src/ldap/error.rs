@@ -35,6 +35,14 @@ pub enum Error {
         rc: u32,
         text: String,
     },
+    /// A Kerberos (SASL GSSAPI) bind failed: no usable keys in the keytab, a KDC or service
+    /// principal problem, or the server refused; the reason is MIT Kerberos' or the server's.
+    #[error("Kerberos bind as {principal} to {url} failed: {reason}")]
+    Kerberos {
+        url: String,
+        principal: String,
+        reason: String,
+    },
     /// A plain-text simple bind to a non-loopback host, refused before sending the password.
     #[error(
         "refusing a simple bind over unencrypted {url}: use ldaps://, starttls = true, or allow_insecure = true"

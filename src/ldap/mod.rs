@@ -9,6 +9,8 @@
 //!   result code, so a size limit is an error rather than a silently short answer.
 //! - `entry`: entries read in place from ldap3's raw BER; a DN or value that is not UTF-8, or an
 //!   entry of the wrong shape, becomes a finding. Nothing here panics on server data.
+//! - `kerberos`: the SASL GSSAPI bind with a keytab; `lookup`: small binary-safe reads and a
+//!   connection to one named server with no fail-over, for the estate module.
 //! - `write`: conditional writes; `dirsync`, `syncrepl` and `usn`: the three change feeds.
 
 mod capabilities;
@@ -16,6 +18,8 @@ mod connect;
 mod dirsync;
 mod entry;
 mod error;
+mod kerberos;
+mod lookup;
 mod search;
 mod syncrepl;
 mod usn;
@@ -25,6 +29,7 @@ pub(crate) use capabilities::oid;
 pub use capabilities::{Capabilities, ConditionalWrites, LiveWatch};
 pub use connect::{ConnectOptions, RootDse};
 pub use error::Error;
+pub(crate) use kerberos::{Mechanism, process_env};
 pub(crate) use search::Search;
 pub use search::SearchStats;
 pub(crate) use syncrepl::{SyncEnd, SyncEvent};
@@ -47,6 +52,8 @@ pub struct Directory {
     timeout: Duration,
     page_size: u32,
     bound_as: Option<String>,
+    /// How the bind authenticated (`None`: anonymous).
+    mechanism: Option<Mechanism>,
     root_dse: RootDse,
     /// Chosen from `root_dse` once per connection; nothing sends a control without asking it.
     capabilities: Capabilities,
@@ -66,9 +73,15 @@ impl Directory {
         &self.url
     }
 
-    /// The DN this connection is bound as, if not anonymous.
+    /// The DN (simple bind) or Kerberos principal this connection is bound as, if not
+    /// anonymous.
     pub(crate) fn bound_as(&self) -> Option<&str> {
         self.bound_as.as_deref()
+    }
+
+    /// How the bind authenticated; `None` when anonymous.
+    pub(crate) fn mechanism(&self) -> Option<&Mechanism> {
+        self.mechanism.as_ref()
     }
 
     pub fn root_dse(&self) -> &RootDse {

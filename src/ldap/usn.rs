@@ -7,7 +7,9 @@
 //! Comparing two listings finds additions, modifications *and deletions* without tombstones
 //! (which need the show-deleted control and a right the least-privilege account lacks), and an
 //! object that lost its SIP address drops out of the listing like a deleted one. USNs are per
-//! DC, so a mark names the DC it came from (`dsServiceName`). No control is ever sent here.
+//! DC database, so a mark names the database it came from: the `invocationId` of the DC's
+//! nTDSDSA object (`dsServiceName`), which changes when the DC is restored from a backup and
+//! its USNs may repeat. No control is ever sent here.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +23,8 @@ use crate::model::Dn;
 /// Where a DC's update sequence stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UsnMark {
-    /// The DC's `dsServiceName` (its NTDS Settings DN), or the URL where the root DSE has none:
-    /// USNs are only comparable on one DC.
+    /// The `invocationId` of the DC's database (else its `dsServiceName`, else the URL): USNs
+    /// are only comparable within one database.
     pub dc: String,
     /// `highestCommittedUSN`.
     pub highest: u64,
@@ -53,9 +55,13 @@ impl Directory {
         else {
             return Ok(None);
         };
-        let dc = entry
-            .first_text("dsServiceName")
-            .map_or_else(|| self.url.to_string(), str::to_string);
+        let dc = match entry.first_text("dsServiceName") {
+            Some(dsa) => {
+                let dsa = dsa.to_string();
+                self.invocation_id(&dsa).await?.unwrap_or(dsa)
+            }
+            None => self.url.to_string(),
+        };
         Ok(Some(UsnMark { dc, highest }))
     }
 

@@ -8,11 +8,13 @@
 
 mod dn;
 mod entry;
+mod guid;
 mod sip_uri;
 
 pub(crate) use dn::show_dn_bytes;
 pub use dn::{Dn, DnError};
 pub use entry::{AttrValues, Entry, Modification};
+pub(crate) use guid::Guid;
 pub(crate) use sip_uri::fold_case;
 pub use sip_uri::{SipUri, SipUriError};
 
@@ -313,6 +315,9 @@ pub(crate) enum FindingKind {
     Disabled,
     /// An object in the endpoint container that is not a contact: not mapped.
     NotAContact,
+    /// An object AD renamed after a replication conflict (`\0ACNF:` in its RDN): two DCs
+    /// created the same name before replicating, so one SIP URI may have two holders.
+    ConflictObject,
     /// A migration's endpoint contact exists but an administrator disabled it
     /// (`msRTCSIP-UserEnabled: FALSE`): left alone unless the migration says `enable_endpoint`.
     EndpointDisabled,
@@ -334,6 +339,7 @@ impl fmt::Display for FindingKind {
             FindingKind::UnknownPool => "unknown_pool",
             FindingKind::Disabled => "disabled",
             FindingKind::NotAContact => "not_a_contact",
+            FindingKind::ConflictObject => "conflict_object",
             FindingKind::EndpointDisabled => "endpoint_disabled",
             FindingKind::Preflight => "preflight",
         })
@@ -360,6 +366,18 @@ impl Finding {
 
     pub(crate) fn malformed(dn: &str, reason: String) -> Finding {
         Finding::new(FindingKind::MalformedValue, dn, reason)
+    }
+
+    /// `dn` is a replication conflict's name ([`is_conflict_name`]).
+    pub(crate) fn conflict_object(dn: &str) -> Finding {
+        Finding::new(
+            FindingKind::ConflictObject,
+            dn,
+            "a replication conflict: two DCs created this name before replicating and AD \
+             renamed one (\\0ACNF:<objectGUID>); keep the object that should hold the SIP \
+             URI and delete the other"
+                .to_string(),
+        )
     }
 }
 
@@ -416,6 +434,9 @@ impl DirectoryObject {
     ) -> DirectoryObject {
         let dn_text = dn.as_str();
         let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
+        if is_conflict_name(&dn) {
+            findings.push(Finding::conflict_object(dn_text));
+        }
         let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
 
         let sip_uri =
@@ -479,6 +500,12 @@ impl DirectoryObject {
     }
 }
 
+/// Whether AD renamed `dn` after a replication conflict: its RDN value ends in a line feed and
+/// `CNF:<objectGUID>` (written `\0ACNF:` in the DN).
+pub(crate) fn is_conflict_name(dn: &Dn) -> bool {
+    dn.leaf_value().is_some_and(|v| v.contains("\nCNF:"))
+}
+
 /// What detection needs of one object of a scan, borrowed from the entry the reader holds: its
 /// DN as text, its kind and its SIP address, checked and normalised. Reading one allocates
 /// nothing, so a scan of 200,000 objects costs what the search costs; the few objects a plan
@@ -508,6 +535,10 @@ impl<'a> Sighting<'a> {
         buffer: &'a mut String,
         findings: &mut Vec<Finding>,
     ) -> Option<Sighting<'a>> {
+        // Only a DN whose text says `CNF:` can be a conflict's name: just those are parsed.
+        if dn.contains("CNF:") && Dn::parse(dn).is_ok_and(|parsed| is_conflict_name(&parsed)) {
+            findings.push(Finding::conflict_object(dn));
+        }
         let mut bad = |reason: String| findings.push(Finding::malformed(dn, reason));
         let text = single_value_text(attr::PRIMARY_USER_ADDRESS, addresses, &mut bad)?;
         let at = match SipUri::normalize_into(text, buffer) {
@@ -847,6 +878,60 @@ mod tests {
             &mut findings,
         );
         assert!(findings[0].reason.len() < 300, "{}", findings[0].reason);
+    }
+
+    // See: #20. Two DCs that each created CN={guid} before replicating leave AD keeping both,
+    // the second renamed with `\0ACNF:<objectGUID>`: a finding naming it, and still an object.
+    #[test]
+    fn a_replication_conflict_name_is_a_finding_with_its_dn() {
+        let cnf = "CN={4c2f6a1e-7b3d-4e8a-9f51-0d6c2b8e3a17}\\0ACNF:5e7d1c2b-0a9f-4b3e-8d6c-1f2e3a4b5c6d,CN=Application Contacts,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
+        let mut findings = vec![];
+        let o = DirectoryObject::from_attributes(
+            cnf,
+            attrs(&[
+                ("objectClass", &["contact"]),
+                ("msRTCSIP-PrimaryUserAddress", &["sip:ocschat@contoso.com"]),
+            ]),
+            &classifier(),
+            &mut findings,
+        )
+        .unwrap();
+        assert_eq!(o.kind, ObjectKind::Contact);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].kind, FindingKind::ConflictObject);
+        assert_eq!(findings[0].dn, cnf);
+        assert!(findings[0].reason.starts_with("a replication conflict"));
+        // Detection's reading of the object reports it the same way, and still sees it.
+        let mut read = vec![];
+        let mut buffer = String::new();
+        let sighting = Sighting::read(
+            cnf,
+            ["contact"].into_iter(),
+            [b"sip:ocschat@contoso.com".as_slice()].into_iter(),
+            &classifier(),
+            &mut buffer,
+            &mut read,
+        );
+        assert_eq!(sighting.map(|s| s.dn), Some(cnf));
+        assert_eq!(read, findings);
+        // A CNF-looking text that is not the conflict suffix is no conflict.
+        for dn in [
+            "CN=CNF:x,DC=contoso,DC=com",
+            "CN=a\\0ADEL:x,CN=Deleted Objects,DC=contoso,DC=com",
+        ] {
+            assert!(!is_conflict_name(&Dn::parse(dn).unwrap()), "{dn}");
+            let mut read = vec![];
+            let mut buffer = String::new();
+            Sighting::read(
+                dn,
+                ["contact"].into_iter(),
+                [b"sip:ocschat@contoso.com".as_slice()].into_iter(),
+                &classifier(),
+                &mut buffer,
+                &mut read,
+            );
+            assert!(read.is_empty(), "{dn}: {read:?}");
+        }
     }
 
     // Issue 8, hostile directory data: a 100 KiB displayName is a finding, not a 100 KiB row.

@@ -30,6 +30,8 @@ use crate::apply::{self, ApplyError, Report};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::estate::routed::Routed;
+use crate::estate::{self, Replication, WriteServer};
 use crate::exit;
 use crate::inventory;
 use crate::ldap::{self, Directory};
@@ -38,7 +40,7 @@ use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
 pub(crate) use source::scopes;
-use source::{Snapshot, Source};
+use source::{Live, Snapshot, Source};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -249,6 +251,9 @@ pub(crate) enum RunError {
     /// The run lock cannot be taken at all (state.dir unwritable).
     #[error(transparent)]
     Lock(LockError),
+    /// The write server cannot be found or reached (writes never fail over).
+    #[error(transparent)]
+    Estate(#[from] estate::Error),
 }
 
 /// What stopped a run early: a guard, or an error. Becomes the run's [`RunEnd`].
@@ -313,6 +318,11 @@ pub(crate) struct ApplyOptions<'a> {
     pub origin: &'a str,
     /// Counts the objects the scan reads (a terminal progress line for the CLI).
     pub progress: Option<&'a Progress>,
+    /// The write server `dir` is connected to: after the writes, the run counts the DCs that
+    /// hold them (Active Directory only).
+    pub write_server: Option<&'a WriteServer>,
+    /// With `write_server`: wait up to this long for every reachable DC to hold the writes.
+    pub wait_replication: Option<std::time::Duration>,
     /// A plan the caller computed on this connection while holding the run lock (the agent's
     /// scheduled run): applied instead of scanning the directory a second time, unless swaps of
     /// a crashed run were open (recovering them changes what the scan saw).
@@ -328,6 +338,8 @@ pub(crate) struct Applied {
     pub recovered: Vec<apply::Recovered>,
     /// The plan, unless the run stopped before planning.
     pub plan: Option<Plan>,
+    /// How many DCs held the run's writes when it ended (Active Directory, after writes).
+    pub replication: Option<Replication>,
     /// How the run ended: `Applied`, `Blocked` or `Failed` (each audited).
     pub end: RunEnd,
 }
@@ -368,6 +380,7 @@ pub(crate) async fn audited_apply(
                     run_id: None,
                     recovered: Vec::new(),
                     plan,
+                    replication: None,
                     end: RunEnd::Failed(e.into()),
                 });
             }
@@ -375,6 +388,7 @@ pub(crate) async fn audited_apply(
                 run_id: None,
                 recovered: Vec::new(),
                 plan,
+                replication: None,
                 end: RunEnd::InSync,
             });
         }
@@ -390,6 +404,7 @@ pub(crate) async fn audited_apply(
         log: open_log(&files, dir.bound_as(), opts.clock)?,
         recovered: Vec::new(),
         plan: None,
+        replication: None,
     };
     run.log.record(run.start_note(dir.supports_assertion()))?;
     let result = run.steps(dir, &unfinished, stop).await;
@@ -398,6 +413,7 @@ pub(crate) async fn audited_apply(
         run_id: Some(run.log.run_id().to_string()),
         recovered: run.recovered,
         plan: run.plan,
+        replication: run.replication,
         end,
     })
 }
@@ -411,6 +427,7 @@ struct AuditedRun<'a> {
     log: AuditLog,
     recovered: Vec<apply::Recovered>,
     plan: Option<Plan>,
+    replication: Option<Replication>,
     /// The plan (or what stopped it) when it was computed before the log was opened.
     precomputed: Option<Result<Plan, Stopped>>,
 }
@@ -441,8 +458,12 @@ impl AuditedRun<'_> {
         stop: &CancellationToken,
     ) -> Result<Report, Stopped> {
         // A crashed run's unfinished swaps come first.
+        // Each object is written on its own domain's write server, endpoints on the primary one.
         if !unfinished.is_empty() {
-            self.recovered = apply::recover(unfinished, dir, &mut self.log).await?;
+            let mut routed = Routed::new(dir, self.settings).await?;
+            let recovered = apply::recover(unfinished, &mut routed, &mut self.log).await;
+            routed.close().await;
+            self.recovered = recovered?;
         }
         let computed = self.opts.computed.filter(|_| unfinished.is_empty());
         let planned = self.planned(dir, computed).await?;
@@ -454,8 +475,18 @@ impl AuditedRun<'_> {
         }
         let run_id = self.log.run_id().to_string();
         apply::fail_point(apply::RUN_PLANNED).await;
-        let mut report = apply::apply(plan, &run_id, dir, &mut self.log, stop).await?;
+        let mut routed = Routed::new(dir, self.settings).await?;
+        let report = apply::apply(plan, &run_id, &mut routed, &mut self.log, stop).await;
+        routed.close().await;
+        let mut report = report?;
         report.blocked = Blocked::by_findings(plan).map(|b| b.to_string());
+        if let Some(server) = self.opts.write_server
+            && report.applied > 0
+        {
+            let wait = self.opts.wait_replication;
+            let counted = replication(self.settings, wait, &mut self.log, dir, server).await?;
+            self.replication = counted;
+        }
         self.log.record(end_note(plan, &report))?;
         Ok(report)
     }
@@ -528,6 +559,44 @@ impl AuditedRun<'_> {
             }
         }
     }
+}
+
+/// Counts (and with `wait_replication`, waits for) the DCs holding this run's writes, and
+/// records it. A count that cannot be made is recorded and logged, never a failed run: the
+/// writes are done.
+async fn replication(
+    settings: &Settings,
+    wait: Option<std::time::Duration>,
+    log: &mut AuditLog,
+    dir: &mut Directory,
+    server: &WriteServer,
+) -> Result<Option<Replication>, audit::Error> {
+    let written = [
+        &settings.directory.base_dn,
+        &settings.layout.endpoint_container,
+    ];
+    let ncs = estate::replication::naming_contexts(&dir.root_dse().naming_contexts, &written);
+    let mark = match estate::replication::mark(dir, server, ncs).await {
+        Ok(Some(mark)) => mark,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            log.record(Note::new(Event::Replication, Outcome::Failed).message(e.to_string()))?;
+            return Ok(None);
+        }
+    };
+    let mut replicas = estate::replication::Replicas::new(&settings.directory, server);
+    let counted = match wait {
+        Some(patience) => replicas.wait(&mark, patience).await,
+        None => replicas.count(&mark).await,
+    };
+    replicas.close().await;
+    let outcome = if counted.reachable_complete() || wait.is_none() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
+    log.record(Note::new(Event::Replication, outcome).message(counted.to_string()))?;
+    Ok(Some(counted))
 }
 
 /// The `run_end` of an apply: its counts, and how far a shutdown let it get.
@@ -674,11 +743,19 @@ pub(crate) async fn compute(
     progress: Option<&Progress>,
     now: DateTime<Utc>,
 ) -> Result<Plan, Stopped> {
-    let mut plan = compute_at(settings, dir, progress, now).await?;
-    // Against the live directory only: a replayed snapshot holds the SIP objects, not the pool
-    // and container entries the preflight reads.
-    preflight::preflight(settings, dir, &mut plan).await?;
-    Ok(plan)
+    // Users of every domain through the Global Catalog, each re-read on its own domain, when
+    // `global_catalog` is set; otherwise exactly the connection's own reads.
+    let mut live = Live::new(dir, settings).await?;
+    let planned = async {
+        let mut plan = compute_at(settings, &mut live, progress, now).await?;
+        // Against the live directory only: a replayed snapshot holds the SIP objects, not the
+        // pool and container entries the preflight reads.
+        preflight::preflight(settings, &mut live, &mut plan).await?;
+        Ok(plan)
+    }
+    .await;
+    live.close().await;
+    planned
 }
 
 /// Plans against a captured directory state at `now`: the same scan, duplicate confirmation,
@@ -787,6 +864,7 @@ async fn read_holders(
 ) -> Result<(), ldap::Error> {
     let classifier = inventory::classifier(settings);
     let mut dn_cache = DnCache::default();
+    let mut read = Vec::new();
     for objects in collector.holders_mut().values_mut() {
         let mut kept = Vec::with_capacity(objects.len());
         for o in std::mem::take(objects) {
@@ -796,12 +874,17 @@ async fn read_holders(
                     entry.to_attributes(),
                     &classifier,
                     &mut dn_cache,
-                    findings,
+                    &mut read,
                 ));
             }
         }
         *objects = kept;
     }
+    // Detection already reported each holder whose name is a replication conflict's.
+    findings.extend(
+        read.into_iter()
+            .filter(|f| f.kind != crate::model::FindingKind::ConflictObject),
+    );
     Ok(())
 }
 

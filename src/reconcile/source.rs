@@ -1,5 +1,6 @@
-//! [`Source`]: what planning reads from a directory, so one scan path serves both a live
-//! directory ([`Directory`]) and a captured state ([`Snapshot`], which golden tests replay).
+//! [`Source`]: what planning reads from a directory, so one scan path serves a live directory
+//! ([`Directory`], or [`Live`] across the domains of a forest) and a captured state
+//! ([`Snapshot`], which golden tests replay).
 //!
 //! The snapshot answers each question the way the server does: a scan returns the objects with
 //! a SIP address under each scope and only the attributes asked for; a holder search matches the
@@ -9,7 +10,8 @@
 use std::future::Future;
 
 use crate::config::Settings;
-use crate::inventory::{self, ScanStats};
+use crate::estate::routed::Routed;
+use crate::inventory::{self, ScanStats, UserScope};
 use crate::ldap::{self, Directory, SearchStats};
 use crate::model::{
     Attributes, Classifier, DirectoryObject, Dn, DnCache, Entry, Finding, Sighting, SipUri, attr,
@@ -76,6 +78,107 @@ impl Source for Directory {
 
     fn is_active_directory(&self) -> bool {
         self.capabilities().active_directory
+    }
+}
+
+/// A live directory as planning reads it in a forest: users searched through the Global
+/// Catalog in every domain when `directory.global_catalog` is set, and each object re-read in
+/// full on a DC of its own domain ([`Routed`]). Without a Global Catalog every read goes to the
+/// connection itself, as [`Directory`]'s own [`Source`] does.
+pub(crate) struct Live<'a> {
+    routed: Routed<'a>,
+    base_dn: Dn,
+    /// Opened on the first holder search under `base_dn`.
+    users: Option<UserScope>,
+    settings: &'a Settings,
+    /// The primary connection's server, which shapes the endpoint pcsync writes.
+    active_directory: bool,
+}
+
+impl<'a> Live<'a> {
+    pub(crate) async fn new(
+        dir: &'a mut Directory,
+        settings: &'a Settings,
+    ) -> Result<Live<'a>, ldap::Error> {
+        let active_directory = dir.capabilities().active_directory;
+        Ok(Live {
+            active_directory,
+            routed: Routed::new(dir, settings).await?,
+            base_dn: settings.directory.base_dn.clone(),
+            users: None,
+            settings,
+        })
+    }
+
+    /// Ends the connections opened for other domains and the Global Catalog.
+    pub(crate) async fn close(self) {
+        if let Some(gc) = self.users.and_then(|u| u.global_catalog) {
+            gc.close().await;
+        }
+        self.routed.close().await;
+    }
+}
+
+impl Source for Live<'_> {
+    /// [`inventory::detect`] from the primary connection: through the Global Catalog in every
+    /// domain when one is configured, else exactly [`Directory`]'s own detection.
+    async fn detect(
+        &mut self,
+        settings: &Settings,
+        findings: &mut Vec<Finding>,
+        on_sighting: impl FnMut(Sighting<'_>),
+    ) -> Result<ScanStats, ldap::Error> {
+        inventory::detect(self.routed.primary(), settings, findings, on_sighting).await
+    }
+
+    async fn holders_of(
+        &mut self,
+        what: &'static str,
+        base: &Dn,
+        normalized_uri: &str,
+        skip: Option<&Dn>,
+        classifier: &Classifier,
+        mut on_object: impl FnMut(DirectoryObject),
+    ) -> Result<(), ldap::Error> {
+        if *base != self.base_dn || self.settings.directory.global_catalog.is_none() {
+            return self
+                .routed
+                .primary()
+                .for_each_holder_of(what, base, normalized_uri, skip, classifier, on_object)
+                .await
+                .map(|_| ());
+        }
+        if self.users.is_none() {
+            let scope = inventory::user_scope(self.routed.primary(), self.settings).await?;
+            self.users = Some(scope);
+        }
+        let Some(UserScope {
+            global_catalog: Some(gc),
+            bases,
+        }) = self.users.as_mut()
+        else {
+            return Ok(());
+        };
+        for domain in bases.iter() {
+            gc.for_each_holder_of(
+                what,
+                domain,
+                normalized_uri,
+                skip,
+                classifier,
+                &mut on_object,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
+        self.routed.read(dn).await
+    }
+
+    fn is_active_directory(&self) -> bool {
+        self.active_directory
     }
 }
 

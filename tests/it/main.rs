@@ -10,6 +10,8 @@
 
 mod ad;
 mod ad_live;
+mod ad_multi;
+mod ad_multi_domain;
 mod ad_reconcile;
 mod architecture;
 mod audit;

@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod proxy;
 pub mod redirect;
 pub mod samba;
+pub mod samba_pair;
 pub mod slapd;
 
 use std::path::{Path, PathBuf};

@@ -89,60 +89,87 @@ pub const KEEP_DIR_ENV: &str = "PCSYNC_KEEP_SAMBA_DIR";
 pub const PACKAGES: &str = "samba samba-ad-provision samba-dsdb-modules samba-vfs-modules";
 
 /// The one DC of this test run, and whether starting it failed.
-static DC: Mutex<State> = Mutex::new(State::NotStarted);
+static DC: Mutex<Shared<SambaDc>> = Mutex::new(Shared::NotStarted);
 
-enum State {
+/// A fixture started once per test run, on first use, and shared by the tests that take turns
+/// through the mutex around it.
+pub(super) enum Shared<T> {
     NotStarted,
-    Running(Box<SambaDc>),
-    /// Provisioning panicked; every later test fails with the same message.
+    Running(Box<T>),
+    /// Starting panicked; every later test fails with the same message.
     Failed(String),
 }
 
-/// Exclusive use of the shared DC for one test. Deref to [`SambaDc`].
-pub struct SambaGuard {
-    guard: MutexGuard<'static, State>,
+/// Exclusive use of a shared fixture for one test. Deref to the fixture.
+pub struct SharedGuard<T: 'static> {
+    guard: MutexGuard<'static, Shared<T>>,
 }
 
-impl Deref for SambaGuard {
-    type Target = SambaDc;
+impl<T> Deref for SharedGuard<T> {
+    type Target = T;
 
-    fn deref(&self) -> &SambaDc {
+    fn deref(&self) -> &T {
         match &*self.guard {
-            State::Running(dc) => dc,
-            _ => unreachable!("SambaGuard exists only for a running DC"),
+            Shared::Running(fixture) => fixture,
+            _ => unreachable!("SharedGuard exists only for a running fixture"),
         }
     }
 }
 
-/// The shared Samba AD DC, provisioned and started on first use; blocks while another test
-/// holds it. Panics with the reason if the DC cannot be started (in this or an earlier test).
-pub fn samba() -> SambaGuard {
-    // A test that panicked while holding the DC poisons the mutex; the DC itself is fine.
-    let mut guard = DC.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if matches!(*guard, State::NotStarted) {
-        let started = std::panic::catch_unwind(SambaDc::start);
+/// Exclusive use of the shared DC for one test. Deref to [`SambaDc`].
+pub type SambaGuard = SharedGuard<SambaDc>;
+
+/// The fixture in `cell`, started with `start` if no test has yet; blocks while another test
+/// holds it. Panics with the reason if it cannot be started (in this or an earlier test).
+pub(super) fn take_shared<T>(
+    cell: &'static Mutex<Shared<T>>,
+    start: fn() -> T,
+    what: &str,
+) -> SharedGuard<T> {
+    // A test that panicked while holding the fixture poisons the mutex; the fixture is fine.
+    let mut guard = cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if matches!(*guard, Shared::NotStarted) {
+        let started = std::panic::catch_unwind(start);
         match started {
-            Ok(dc) => *guard = State::Running(Box::new(dc)),
+            Ok(fixture) => *guard = Shared::Running(Box::new(fixture)),
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                     .unwrap_or_else(|| "unknown panic".to_owned());
-                *guard = State::Failed(message);
+                *guard = Shared::Failed(message);
                 drop(guard);
                 std::panic::resume_unwind(panic);
             }
         }
     }
-    if let State::Failed(message) = &*guard {
-        panic!("the shared Samba AD DC failed to start earlier in this run: {message}");
+    if let Shared::Failed(message) = &*guard {
+        panic!("{what} failed to start earlier in this run: {message}");
     }
-    SambaGuard { guard }
+    SharedGuard { guard }
+}
+
+/// The shared Samba AD DC, provisioned and started on first use; blocks while another test
+/// holds it. Panics with the reason if the DC cannot be started (in this or an earlier test).
+pub fn samba() -> SambaGuard {
+    take_shared(&DC, SambaDc::start, "the shared Samba AD DC")
 }
 
 /// Exit status of the DC, once its spawner thread has reaped it.
 type ExitSlot = Arc<Mutex<Option<ExitStatus>>>;
+
+/// The parts of a started DC that [`SambaDc::running`] assembles.
+pub(super) struct RunningDc {
+    /// The ldaps URL the LDAP tools use (an IP address in the certificate's SANs).
+    pub ldaps_url: String,
+    pub ldap_url: String,
+    pub dir: PathBuf,
+    pub ca_file: PathBuf,
+    pub admin_password: String,
+    pub service_password: String,
+    pub process: DcProcess,
+}
 
 /// A provisioned, running, seeded DC. Only reachable through [`samba()`].
 pub struct SambaDc {
@@ -167,17 +194,16 @@ pub struct SambaDc {
     pub config_dn: String,
     /// The temp dir: etc/smb.conf, private/ (sam.ldb), samba.log, the LDIF files used.
     pub dir: PathBuf,
-    /// The samba process.
-    pub pid: u32,
     /// How long provisioning, start and seeding took.
     pub startup: Duration,
     /// schemaIDGUID of `contact` and of every msRTCSIP attribute, by lDAPDisplayName.
     schema_guids: Vec<(String, String)>,
     log: PathBuf,
-    exit: ExitSlot,
-    /// Write ends of the stdin of the DC, the watchdog and the host-lock holder: closing them
-    /// (at process exit) ends all three.
-    _lifelines: [ChildStdin; 3],
+    /// The samba process, which a test may stop and start again.
+    process: Mutex<DcProcess>,
+    /// Write end of the watchdog's stdin (for the DC that owns the temp dir): closing it at
+    /// process exit starts the clean-up.
+    _lifelines: Vec<ChildStdin>,
     ldif_seq: AtomicU64,
     /// objectGUID of each well-known user when it got its retire rights: a user re-created
     /// since (by `pcsync restore`) has a new GUID and only its class's default ACL.
@@ -190,9 +216,9 @@ impl SambaDc {
     fn start() -> SambaDc {
         let began = Instant::now();
         let samba = require_installed();
-        let host_lock = acquire_host_lock();
+        hold_host_lock();
         // A DC of the run that just released the lock may take a moment to let go of its ports.
-        wait_for_free_ports(PORT_RELEASE_TIMEOUT);
+        wait_for_free_ports(&["127.0.0.1", "[::1]"], &PORTS, PORT_RELEASE_TIMEOUT);
         let tmp = tempfile::Builder::new()
             .prefix("pcsync-samba-")
             .tempdir()
@@ -203,48 +229,40 @@ impl SambaDc {
         let watchdog_stdin = spawn_watchdog(&dir);
         let admin_password = format!("Adm1n-{}", random_hex());
         let service_password = format!("Svc-{}-9x", random_hex());
-        let admin_password_file = dir.join("admin.pw");
-        let service_password_file = dir.join("service.pw");
-        write_private(&admin_password_file, &admin_password);
-        write_private(&service_password_file, &service_password);
         let pki = write_test_pki(&dir, "");
-        let log = dir.join("samba.log");
 
-        provision(&dir, &admin_password, &pki);
-        let conf = dir.join("etc/smb.conf");
-        let (pid, exit, samba_stdin) = spawn_dc(&samba, &conf, &log);
-        fs::write(dir.join(PID_FILE), pid.to_string()).expect("write the DC's pid file");
-
-        let mut dc = SambaDc {
-            ldaps_url: "ldaps://127.0.0.1:636".to_owned(),
-            ldap_url: "ldap://127.0.0.1:389".to_owned(),
-            ca_file: pki.ca_file,
-            admin_dn: ADMIN_DN.to_owned(),
-            admin_password,
-            admin_password_file,
-            service_dn: SERVICE_DN.to_owned(),
-            service_password,
-            service_password_file,
-            service_sid: String::new(),
-            domain_dn: DOMAIN_DN.to_owned(),
-            config_dn: CONFIG_DN.to_owned(),
-            dir,
-            pid,
-            startup: Duration::ZERO,
-            schema_guids: Vec::new(),
-            log,
-            exit,
-            _lifelines: [samba_stdin, watchdog_stdin, host_lock],
-            ldif_seq: AtomicU64::new(0),
-            retirable: Mutex::new(Vec::new()),
-        };
+        provision(&Provision {
+            dir: &dir,
+            admin_password: &admin_password,
+            pki: &pki,
+            host_name: "pcsync-dc",
+            host_ip: None,
+            interfaces: "lo",
+            // LDAP only: no SMB, RPC, KDC, DNS, NTP, replication; starts in well under a second.
+            services: "ldap",
+            extra_options: &[],
+            env: &[],
+        });
+        let process = DcProcess::spawn(&samba, &dir, &[]);
+        let mut dc = SambaDc::running(
+            RunningDc {
+                ldaps_url: "ldaps://127.0.0.1:636".to_owned(),
+                ldap_url: "ldap://127.0.0.1:389".to_owned(),
+                dir,
+                ca_file: pki.ca_file,
+                admin_password,
+                service_password,
+                process,
+            },
+            vec![watchdog_stdin],
+        );
         dc.wait_ready();
         let started = began.elapsed();
         dc.seed();
         dc.startup = began.elapsed();
         eprintln!(
             "samba AD DC (pid {}) in {}: provisioned and started in {:.1}s, seeded in {:.1}s",
-            dc.pid,
+            dc.pid(),
             dc.dir.display(),
             started.as_secs_f64(),
             (dc.startup - started).as_secs_f64()
@@ -252,11 +270,67 @@ impl SambaDc {
         dc
     }
 
+    /// A DC whose samba process runs (not necessarily answering yet), with its passwords
+    /// written to 0600 files in its dir; `lifelines` are kept open as long as it lives.
+    pub(super) fn running(parts: RunningDc, lifelines: Vec<ChildStdin>) -> SambaDc {
+        let admin_password_file = parts.dir.join("admin.pw");
+        let service_password_file = parts.dir.join("service.pw");
+        write_private(&admin_password_file, &parts.admin_password);
+        write_private(&service_password_file, &parts.service_password);
+        SambaDc {
+            ldaps_url: parts.ldaps_url,
+            ldap_url: parts.ldap_url,
+            ca_file: parts.ca_file,
+            admin_dn: ADMIN_DN.to_owned(),
+            admin_password: parts.admin_password,
+            admin_password_file,
+            service_dn: SERVICE_DN.to_owned(),
+            service_password: parts.service_password,
+            service_password_file,
+            service_sid: String::new(),
+            domain_dn: DOMAIN_DN.to_owned(),
+            config_dn: CONFIG_DN.to_owned(),
+            log: parts.process.log.clone(),
+            dir: parts.dir,
+            startup: Duration::ZERO,
+            schema_guids: Vec::new(),
+            process: Mutex::new(parts.process),
+            _lifelines: lifelines,
+            ldif_seq: AtomicU64::new(0),
+            retirable: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// What a DC of a pair learns from the seed of the other (the domain is the same).
+    pub(super) fn share_seed_facts(&mut self, seeded: &SambaDc) {
+        self.service_sid = seeded.service_sid.clone();
+        self.schema_guids = seeded.schema_guids.clone();
+        *self.retirable.lock().expect("retirable") =
+            seeded.retirable.lock().expect("retirable").clone();
+    }
+
+    /// The PID of the samba process (the current one, after a restart).
+    pub fn pid(&self) -> u32 {
+        self.process.lock().expect("samba process").pid
+    }
+
+    /// Stops the samba process (EOF on its stdin, then SIGKILL after [`STOP_TIMEOUT`]) and waits
+    /// until it is gone. The DC's databases stay; [`SambaDc::start_again`] resumes it.
+    pub fn stop(&self) {
+        self.process.lock().expect("samba process").stop();
+    }
+
+    /// Starts a stopped DC again on the same databases and waits until it answers.
+    pub fn start_again(&self) {
+        self.process.lock().expect("samba process").respawn();
+        self.wait_ready();
+    }
+
     /// Polls ldaps until the rootDSE answers through our CA, or panics with the log tail.
-    fn wait_ready(&self) {
+    pub(super) fn wait_ready(&self) {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = *self.exit.lock().expect("exit slot") {
+            if let Some(status) = self.exit_status() {
                 panic!(
                     "samba exited during start-up ({status}); log tail ({}):\n{}",
                     self.log.display(),
@@ -302,6 +376,16 @@ impl SambaDc {
 
 /// How long a test run waits for another run on this host to release the DC's ports.
 const HOST_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The host lock of this process, once taken: the single DC and the pair share it, so a run
+/// that uses both takes it once (a second `flock` from the same run would wait for itself).
+static HOST_LOCK: std::sync::OnceLock<ChildStdin> = std::sync::OnceLock::new();
+
+/// Takes the host-wide lock on Samba's fixed ports for the rest of this process (see
+/// [`acquire_host_lock`]); does nothing when this run holds it already.
+pub(super) fn hold_host_lock() {
+    HOST_LOCK.get_or_init(acquire_host_lock);
+}
 
 /// Takes the host-wide lock on Samba's fixed ports, waiting (bounded) while another test run on
 /// this host holds it, so concurrent runs (several worktrees on one machine) take turns instead
@@ -353,7 +437,7 @@ fn acquire_host_lock() -> ChildStdin {
 }
 
 /// The `samba` binary; panics with install instructions when Samba's packages are missing.
-fn require_installed() -> PathBuf {
+pub(super) fn require_installed() -> PathBuf {
     let how = format!(
         "install Samba's AD DC packages with `apt-get install -y {PACKAGES}` (as root), or run \
          scripts/test.sh as root, which installs them"
@@ -370,24 +454,30 @@ fn require_installed() -> PathBuf {
             panic!("{program} not found: {how}");
         }
     }
-    // Debian splits what provisioning needs over Recommends that `--no-install-recommends`
-    // skips; ask dpkg where there is one.
-    if find_program("dpkg-query").is_some() {
-        let missing: Vec<&str> = PACKAGES
-            .split(' ')
-            .filter(|pkg| {
-                let out = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]));
-                !out.stdout.contains("install ok installed")
-            })
-            .collect();
-        if !missing.is_empty() {
-            panic!("Debian packages missing: {}: {how}", missing.join(" "));
-        }
-    }
+    require_packages(PACKAGES, &how);
     find_program("samba").expect("checked above")
 }
 
-fn find_program(name: &str) -> Option<PathBuf> {
+/// Panics with `how` when one of the Debian `packages` (space-separated) is not installed.
+/// Debian splits what provisioning needs over Recommends that `--no-install-recommends` skips,
+/// and some packages (libraries) install no command to look for; ask dpkg where there is one.
+pub(super) fn require_packages(packages: &str, how: &str) {
+    if find_program("dpkg-query").is_none() {
+        return;
+    }
+    let missing: Vec<&str> = packages
+        .split(' ')
+        .filter(|pkg| {
+            let out = run(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]));
+            !out.stdout.contains("install ok installed")
+        })
+        .collect();
+    if !missing.is_empty() {
+        panic!("Debian packages missing: {}: {how}", missing.join(" "));
+    }
+}
+
+pub(super) fn find_program(name: &str) -> Option<PathBuf> {
     let fixed = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
     let from_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -401,12 +491,13 @@ fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// How long a freshly locked run waits for the previous DC to release the ports.
-const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
+pub(super) const PORT_RELEASE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Waits up to `patience` for Samba's ports to be free, then fails like [`require_free_ports`].
-pub fn wait_for_free_ports(patience: Duration) {
+/// Waits up to `patience` for `ports` on every one of `hosts` to be free, then fails like
+/// [`require_free_ports`].
+pub fn wait_for_free_ports(hosts: &[&str], ports: &[u16], patience: Duration) {
     let deadline = Instant::now() + patience;
-    while let Some(problem) = port_problem() {
+    while let Some(problem) = port_problem(hosts, ports) {
         if Instant::now() >= deadline {
             panic!("{problem}");
         }
@@ -414,17 +505,17 @@ pub fn wait_for_free_ports(patience: Duration) {
     }
 }
 
-/// Fails clearly when another process holds one of Samba's fixed ports.
+/// Fails clearly when another process holds one of the single DC's fixed ports.
 pub fn require_free_ports() {
-    if let Some(problem) = port_problem() {
+    if let Some(problem) = port_problem(&["127.0.0.1", "[::1]"], &PORTS) {
         panic!("{problem}");
     }
 }
 
-/// Why the DC could not listen on its fixed ports, naming the port; `None` when it could.
-fn port_problem() -> Option<String> {
-    for port in PORTS {
-        for host in ["127.0.0.1", "[::1]"] {
+/// Why a DC could not listen on one of `ports` of `hosts`, naming the port; `None` when it could.
+fn port_problem(hosts: &[&str], ports: &[u16]) -> Option<String> {
+    for port in ports {
+        for host in hosts {
             let addr = format!("{host}:{port}");
             match TcpListener::bind(&addr) {
                 Ok(_) => {}
@@ -433,15 +524,14 @@ fn port_problem() -> Option<String> {
                 Err(e) if e.kind() == ErrorKind::AddrInUse => {
                     return Some(format!(
                         "port {port} on {host} is taken by another process, and the Samba AD DC \
-                         needs it (Samba's LDAP ports 389/636/3268/3269 are fixed): stop that \
-                         process (a system slapd or samba? `ss -ltnp 'sport = :{port}'` names \
-                         it)"
+                         needs it (Samba's ports are fixed): stop that process (a system slapd \
+                         or samba? `ss -ltnp 'sport = :{port}'` names it)"
                     ));
                 }
                 Err(e) => {
                     return Some(format!(
-                        "cannot bind port {port} on {host} ({e}): the Samba AD DC needs ports \
-                         389/636/3268/3269; run the tests as root"
+                        "cannot bind port {port} on {host} ({e}): the Samba AD DC needs its \
+                         fixed ports; run the tests as root"
                     ));
                 }
             }
@@ -450,19 +540,37 @@ fn port_problem() -> Option<String> {
     None
 }
 
-/// `samba-tool domain provision` into `dir`, with an smb.conf that keeps everything in `dir`.
-fn provision(dir: &Path, admin_password: &str, pki: &super::slapd::TestPki) {
-    let d = dir.display();
-    let options = [
-        "interfaces=lo".to_owned(),
+/// What [`provision`] makes: a DC in its own dir, on loopback.
+pub(super) struct Provision<'a> {
+    pub dir: &'a Path,
+    pub admin_password: &'a str,
+    pub pki: &'a super::slapd::TestPki,
+    /// Its NetBIOS/DNS host name (`dc1` for dc1.contoso.com).
+    pub host_name: &'a str,
+    pub host_ip: Option<&'a str>,
+    /// smb.conf `interfaces`: `lo`, or `127.0.0.2/8` for one address of the loopback net.
+    pub interfaces: &'a str,
+    /// smb.conf `server services`.
+    pub services: &'a str,
+    /// More `key=value` smb.conf options.
+    pub extra_options: &'a [String],
+    /// Environment of samba-tool (name resolution, Kerberos).
+    pub env: &'a [(String, String)],
+}
+
+/// The smb.conf options of a DC in `dir` (besides realm, role and names): everything under
+/// `dir`, loopback only, our TLS certificate, schema updates allowed, no panic handler.
+pub(super) fn smb_options(spec: &Provision<'_>) -> Vec<String> {
+    let d = spec.dir.display();
+    let mut options = vec![
+        format!("interfaces={}", spec.interfaces),
         "bind interfaces only=yes".to_owned(),
-        // LDAP only: no SMB, RPC, KDC, DNS, NTP, replication; starts in well under a second.
-        "server services=ldap".to_owned(),
+        format!("server services={}", spec.services),
         "dsdb:schema update allowed=true".to_owned(),
         "tls enabled=yes".to_owned(),
-        format!("tls keyfile={}", pki.key_file.display()),
-        format!("tls certfile={}", pki.cert_file.display()),
-        format!("tls cafile={}", pki.ca_file.display()),
+        format!("tls keyfile={}", spec.pki.key_file.display()),
+        format!("tls certfile={}", spec.pki.cert_file.display()),
+        format!("tls cafile={}", spec.pki.ca_file.display()),
         format!("pid directory={d}/run"),
         format!("ncalrpc dir={d}/ncalrpc"),
         format!("winbindd socket directory={d}/winbindd"),
@@ -471,105 +579,184 @@ fn provision(dir: &Path, admin_password: &str, pki: &super::slapd::TestPki) {
         "log level=1".to_owned(),
         "panic action=".to_owned(),
     ];
+    options.extend(spec.extra_options.iter().cloned());
     for sub in ["run", "ncalrpc", "winbindd", "ntp_signd"] {
-        fs::create_dir_all(dir.join(sub)).expect("create samba dir");
+        fs::create_dir_all(spec.dir.join(sub)).expect("create samba dir");
     }
+    options
+}
+
+/// `samba-tool domain provision` into `spec.dir`, with an smb.conf that keeps everything there.
+pub(super) fn provision(spec: &Provision<'_>) {
+    let options = smb_options(spec);
     let mut cmd = samba_tool();
-    cmd.args(["domain", "provision", "--targetdir"])
-        .arg(dir)
+    cmd.args(["domain", "provision", "-s", "/dev/null", "--targetdir"])
+        .arg(spec.dir)
         .args([
             "--realm=CONTOSO.COM",
             "--domain=CONTOSO",
-            "--host-name=pcsync-dc",
             "--server-role=dc",
             "--dns-backend=NONE",
             "--use-rfc2307",
         ])
-        .arg(format!("--adminpass={admin_password}"));
+        .arg(format!("--host-name={}", spec.host_name))
+        .arg(format!("--adminpass={}", spec.admin_password));
+    if let Some(ip) = spec.host_ip {
+        cmd.arg(format!("--host-ip={ip}"));
+    }
     for option in &options {
         cmd.arg(format!("--option={option}"));
     }
-    let out = run_with_timeout(&mut cmd, PROVISION_TIMEOUT).unwrap_or_else(|partial| {
-        panic!(
-            "samba-tool domain provision did not finish within {PROVISION_TIMEOUT:?}:\n{partial}"
-        )
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    run_samba_tool(&mut cmd, "domain provision", spec.dir, "provision.log");
+}
+
+/// Runs a long samba-tool command (bounded by [`PROVISION_TIMEOUT`]), keeps its output in
+/// `dir/log_name`, and panics with its tail when it fails.
+pub(super) fn run_samba_tool(cmd: &mut Command, what: &str, dir: &Path, log_name: &str) {
+    let out = run_with_timeout(cmd, PROVISION_TIMEOUT).unwrap_or_else(|partial| {
+        panic!("samba-tool {what} did not finish within {PROVISION_TIMEOUT:?}:\n{partial}")
     });
-    fs::write(dir.join("provision.log"), out.both()).expect("write provision.log");
+    fs::write(dir.join(log_name), out.both()).expect("write samba-tool log");
     if !out.success() {
         let all = out.both();
         let tail: Vec<&str> = all.lines().rev().take(30).collect();
         panic!(
-            "samba-tool domain provision into {d} failed; output tail:\n{}",
+            "samba-tool {what} in {} failed; output tail:\n{}",
+            dir.display(),
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
 }
 
 /// `samba-tool`, killed if this test thread dies first (a provision takes seconds).
-fn samba_tool() -> Command {
+pub(super) fn samba_tool() -> Command {
     let mut cmd = Command::new("setpriv");
     cmd.args(["--pdeathsig", "KILL", "--", "samba-tool"]);
     cmd
 }
 
-/// Starts `samba -i` from a thread that lives as long as the DC (see the module docs).
-fn spawn_dc(samba: &Path, conf: &Path, log: &Path) -> (u32, ExitSlot, ChildStdin) {
-    let output = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("open samba log");
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--pdeathsig", "KILL", "--"])
-        .arg(samba)
-        .args(["-i", "-M", "single", "-s"])
-        .arg(conf)
-        // The smb.conf names every path; keep the host's Samba environment out.
-        .env_remove("SMB_CONF_PATH")
-        .stdin(Stdio::piped())
-        .stdout(output.try_clone().expect("dup log"))
-        .stderr(output);
-    let exit: ExitSlot = Arc::new(Mutex::new(None));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let slot = Arc::clone(&exit);
-    thread::Builder::new()
-        .name("samba-dc".to_owned())
-        .spawn(move || {
-            let mut child = match cmd.spawn() {
-                Ok(child) => child,
-                Err(e) => {
-                    let _ = tx.send(Err(format!("cannot start {cmd:?}: {e}")));
-                    return;
-                }
-            };
-            let stdin = child.stdin.take().expect("piped stdin");
-            let _ = tx.send(Ok((child.id(), stdin)));
-            // Stay alive (and so keep PDEATHSIG armed) until samba is gone; then record why.
-            let status = child.wait().expect("wait for samba");
-            *slot.lock().expect("exit slot") = Some(status);
-        })
-        .expect("spawn samba-dc thread");
-    match rx.recv().expect("samba-dc thread") {
-        Ok((pid, stdin)) => (pid, exit, stdin),
-        Err(e) => panic!("{e}"),
+/// What a [`DcProcess`] needs to start samba again.
+pub(super) struct DcProcess {
+    samba: PathBuf,
+    conf: PathBuf,
+    pid_file: PathBuf,
+    pub log: PathBuf,
+    env: Vec<(String, String)>,
+    pub pid: u32,
+    exit: ExitSlot,
+    /// Write end of samba's stdin: closing it (at process exit, or in [`DcProcess::stop`]) ends it.
+    stdin: Option<ChildStdin>,
+}
+
+/// How long a stopped DC may take to exit after EOF on its stdin before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl DcProcess {
+    /// Starts `samba -i` on `dir/etc/smb.conf` with `env`, logging to `dir/samba.log`, and
+    /// records its PID in `dir/dc.pid` for the watchdog.
+    pub(super) fn spawn(samba: &Path, dir: &Path, env: &[(String, String)]) -> DcProcess {
+        let mut process = DcProcess {
+            samba: samba.to_owned(),
+            conf: dir.join("etc/smb.conf"),
+            pid_file: dir.join(PID_FILE),
+            log: dir.join("samba.log"),
+            env: env.to_vec(),
+            pid: 0,
+            exit: Arc::new(Mutex::new(None)),
+            stdin: None,
+        };
+        process.respawn();
+        process
+    }
+
+    /// Starts samba (again), from a thread that lives as long as it (see the module docs).
+    fn respawn(&mut self) {
+        let output = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open samba log");
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(&self.samba)
+            .args(["-i", "-M", "single", "-s"])
+            .arg(&self.conf)
+            // The smb.conf names every path; keep the host's Samba environment out.
+            .env_remove("SMB_CONF_PATH")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(output.try_clone().expect("dup log"))
+            .stderr(output);
+        let exit: ExitSlot = Arc::new(Mutex::new(None));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let slot = Arc::clone(&exit);
+        thread::Builder::new()
+            .name("samba-dc".to_owned())
+            .spawn(move || {
+                let mut child = match cmd.spawn() {
+                    Ok(child) => child,
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("cannot start {cmd:?}: {e}")));
+                        return;
+                    }
+                };
+                let stdin = child.stdin.take().expect("piped stdin");
+                let _ = tx.send(Ok((child.id(), stdin)));
+                // Stay alive (and so keep PDEATHSIG armed) until samba is gone; then record why.
+                let status = child.wait().expect("wait for samba");
+                *slot.lock().expect("exit slot") = Some(status);
+            })
+            .expect("spawn samba-dc thread");
+        match rx.recv().expect("samba-dc thread") {
+            Ok((pid, stdin)) => {
+                self.pid = pid;
+                self.exit = exit;
+                self.stdin = Some(stdin);
+                fs::write(&self.pid_file, pid.to_string()).expect("write the DC's pid file");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Ends samba: EOF on its stdin, then SIGKILL by its PID after [`STOP_TIMEOUT`].
+    fn stop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while self.exit.lock().expect("exit slot").is_none() {
+            if Instant::now() >= deadline {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &self.pid.to_string()])
+                    .status();
+            }
+            assert!(
+                Instant::now() < deadline + STOP_TIMEOUT,
+                "samba (pid {}) did not exit even after SIGKILL",
+                self.pid
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
     }
 }
 
 /// Where the fixture records the DC's PID for the watchdog (relative to the temp dir).
 const PID_FILE: &str = "dc.pid";
 
-/// Starts the watchdog that, once this process is gone, kills the DC by the PID recorded in
-/// [`PID_FILE`] (if it outlives its own EOF and death-signal exits by 10 s) and removes `dir`.
-fn spawn_watchdog(dir: &Path) -> ChildStdin {
+/// Starts the watchdog that, once this process is gone, kills each DC by the PID recorded in
+/// [`PID_FILE`] in `dir` or a directory below it (if it outlives its own EOF and death-signal
+/// exits by 10 s) and removes `dir`.
+pub(super) fn spawn_watchdog(dir: &Path) -> ChildStdin {
     // A zombie (dead, not yet reaped by init) counts as gone.
     const SCRIPT: &str = r#"cat >/dev/null
-pid=$(cat "$1/dc.pid" 2>/dev/null || true)
-alive() { kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ]; }
-if [ -n "$pid" ]; then
-  i=0
-  while alive && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-  if alive; then kill -KILL "$pid"; fi
-fi
+alive() { kill -0 "$1" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+for file in "$1/dc.pid" "$1"/*/dc.pid; do
+  pid=$(cat "$file" 2>/dev/null || true)
+  if [ -n "$pid" ]; then
+    i=0
+    while alive "$pid" && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if alive "$pid"; then kill -KILL "$pid"; fi
+  fi
+done
 if [ "$2" != keep ]; then rm -rf -- "$1"; fi
 "#;
     let keep = if std::env::var_os(KEEP_DIR_ENV).is_some() {
@@ -609,6 +796,9 @@ struct SchemaAttribute {
     single: bool,
     /// searchFlags 1: indexed (the SIP address is searched with `=*`).
     indexed: bool,
+    /// isMemberOfPartialAttributeSet: replicated to the Global Catalog (Lync's schema marks the
+    /// attributes a forest-wide user search needs).
+    global_catalog: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -635,6 +825,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Unicode,
         single: true,
         indexed: true,
+        global_catalog: true,
     },
     SchemaAttribute {
         name: "msRTCSIP-UserEnabled",
@@ -643,6 +834,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Boolean,
         single: true,
         indexed: false,
+        global_catalog: true,
     },
     SchemaAttribute {
         name: "msRTCSIP-TargetHomeServer",
@@ -651,6 +843,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Dn,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-PrimaryHomeServer",
@@ -659,6 +852,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Dn,
         single: true,
         indexed: false,
+        global_catalog: true,
     },
     SchemaAttribute {
         name: "msRTCSIP-FederationEnabled",
@@ -667,6 +861,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Boolean,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-InternetAccessEnabled",
@@ -675,6 +870,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Boolean,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-OptionFlags",
@@ -683,6 +879,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Integer,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-Line",
@@ -691,6 +888,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Unicode,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-OwnerUrn",
@@ -699,6 +897,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Unicode,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
     SchemaAttribute {
         name: "msRTCSIP-ApplicationOptions",
@@ -707,6 +906,7 @@ const SCHEMA: &[SchemaAttribute] = &[
         syntax: Syntax::Integer,
         single: true,
         indexed: false,
+        global_catalog: false,
     },
 ];
 
@@ -735,11 +935,13 @@ pub fn schema_ldif() -> String {
              attributeID: {oid}\n\
              {syntax}\
              isSingleValued: {single}\n\
-             searchFlags: {flags}\n\n",
+             searchFlags: {flags}\n\
+             isMemberOfPartialAttributeSet: {gc}\n\n",
             cn = a.cn,
             name = a.name,
             single = if a.single { "TRUE" } else { "FALSE" },
             flags = u8::from(a.indexed),
+            gc = if a.global_catalog { "TRUE" } else { "FALSE" },
         );
     }
     out
@@ -930,7 +1132,7 @@ pub const SEED_SIP_USERS: usize = 8;
 pub const SEED_SIP_CONTACTS: usize = 1;
 
 impl SambaDc {
-    fn seed(&mut self) {
+    pub(super) fn seed(&mut self) {
         self.add(&schema_ldif());
         let mut may_contain = String::new();
         for class in ["User", "Contact"] {
@@ -959,7 +1161,7 @@ impl SambaDc {
             unicode_pwd(&self.service_password)
         ));
         self.service_sid = sid_to_string(&self.binary_attribute(SERVICE_DN, "objectSid"));
-        let schema_objects = self.search_base64(
+        let schema_objects = self.search_entries(
             SCHEMA_DN,
             "(|(lDAPDisplayName=contact)(lDAPDisplayName=user)(lDAPDisplayName=msRTCSIP-*))",
             &["lDAPDisplayName", "schemaIDGUID"],
@@ -1319,31 +1521,67 @@ impl SambaDc {
 
     /// Whether the samba process is still running.
     pub fn is_running(&self) -> bool {
-        self.exit.lock().expect("exit slot").is_none()
+        self.exit_status().is_none()
+    }
+
+    fn exit_status(&self) -> Option<ExitStatus> {
+        let process = self.process.lock().expect("samba process");
+        *process.exit.lock().expect("exit slot")
     }
 
     /// The single binary value of `attr` on `dn`.
     fn binary_attribute(&self, dn: &str, attr: &str) -> Vec<u8> {
-        let entries = self.search_base64(dn, "(objectClass=*)", &[attr]);
+        let entries = self.search_entries(dn, "(objectClass=*)", &[attr]);
         entries
             .first()
             .unwrap_or_else(|| panic!("{dn} not found"))
             .binary(attr)
     }
 
-    /// Entries with every value as raw bytes (`ldapsearch` base64s binary values).
-    fn search_base64(&self, base: &str, filter: &str, attrs: &[&str]) -> Vec<LdifEntry> {
+    /// Entries with every value as raw bytes (`ldapsearch` base64s binary values); the DN is
+    /// the value named `dn`.
+    pub fn search_entries(&self, base: &str, filter: &str, attrs: &[&str]) -> Vec<LdifEntry> {
         parse_ldif(&self.search(base, filter, attrs))
+    }
+
+    /// [`SambaDc::search_entries`] with a scope (`base`, `one`, `sub`).
+    pub fn search_entries_scoped(
+        &self,
+        base: &str,
+        scope: &str,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Vec<LdifEntry> {
+        let out = run(self
+            .admin_command("ldapsearch")
+            .args([
+                "-LLL",
+                "-o",
+                "ldif-wrap=no",
+                "-s",
+                scope,
+                "-b",
+                base,
+                filter,
+            ])
+            .args(attrs));
+        assert!(
+            out.success(),
+            "ldapsearch -b {base:?} -s {scope}:\n{}",
+            out.both()
+        );
+        parse_ldif(&out.stdout)
     }
 }
 
 /// One entry of `ldapsearch -LLL -o ldif-wrap=no` output, values decoded.
-struct LdifEntry {
+pub struct LdifEntry {
     values: Vec<(String, Vec<u8>)>,
 }
 
 impl LdifEntry {
-    fn binary(&self, attr: &str) -> Vec<u8> {
+    /// The first value of `attr`; panics when the entry has none.
+    pub fn binary(&self, attr: &str) -> Vec<u8> {
         self.values
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(attr))
@@ -1351,7 +1589,7 @@ impl LdifEntry {
             .unwrap_or_else(|| panic!("no {attr} in entry"))
     }
 
-    fn text(&self, attr: &str) -> String {
+    pub fn text(&self, attr: &str) -> String {
         String::from_utf8(self.binary(attr)).expect("UTF-8 value")
     }
 }
@@ -1459,39 +1697,41 @@ pub fn guid_to_string(g: &[u8]) -> String {
 
 // === test isolation and the Backend of the shared harnesses ===
 
-/// Puts the DC's seed back when a test starts and when it ends, pass or fail (removing the
-/// extra objects the test names first), so a failed test does not poison the next.
+/// Puts a fixture's seed back when a test starts and when it ends, pass or fail, so a failed
+/// test does not poison the next.
 pub struct Seed<'a> {
-    dc: &'a SambaDc,
-    extra: Vec<String>,
+    put_back: Box<dyn Fn() + 'a>,
 }
 
 impl<'a> Seed<'a> {
+    /// The single DC's seed, after removing the extra objects the test names.
     pub fn reset(dc: &'a SambaDc, extra: &[&str]) -> Seed<'a> {
-        let seed = Seed {
-            dc,
-            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        seed.put_back();
-        seed
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        Seed::with(move || {
+            for dn in &extra {
+                if dc.exists(dn) {
+                    dc.delete(dn);
+                }
+            }
+            dc.restore_seed();
+        })
     }
 
-    fn put_back(&self) {
-        for dn in &self.extra {
-            if self.dc.exists(dn) {
-                self.dc.delete(dn);
-            }
+    /// Runs `put_back` now, and again when dropped.
+    pub fn with(put_back: impl Fn() + 'a) -> Seed<'a> {
+        put_back();
+        Seed {
+            put_back: Box::new(put_back),
         }
-        self.dc.restore_seed();
     }
 }
 
 impl Drop for Seed<'_> {
     fn drop(&mut self) {
         // A panic here while the test is already panicking would abort the whole run.
-        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.put_back()));
+        let put_back = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (self.put_back)()));
         if put_back.is_err() && !std::thread::panicking() {
-            panic!("restoring the Samba DC's seed failed");
+            panic!("restoring the Samba seed failed");
         }
     }
 }

@@ -487,6 +487,18 @@ pub struct SlapdBuilder {
     /// The admin's password; `None`: a random one.
     admin_password: Option<String>,
     syncprov: bool,
+    /// A second domain naming context in its own database (see [`SlapdBuilder::second_domain`]).
+    second_domain: Option<SecondDomain>,
+}
+
+/// A second domain of a forest: its own database, a schema of its own (e.g. AD's `crossRef`),
+/// and more loopback addresses to listen on, on the same ports.
+#[derive(Debug, Clone)]
+struct SecondDomain {
+    suffix: String,
+    ldif: String,
+    schema: String,
+    listen: Vec<String>,
 }
 
 impl Default for SlapdBuilder {
@@ -501,6 +513,7 @@ impl Default for SlapdBuilder {
             tls_names: None,
             admin_password: None,
             syncprov: true,
+            second_domain: None,
         }
     }
 }
@@ -579,6 +592,27 @@ impl SlapdBuilder {
         self
     }
 
+    /// A second domain naming context `suffix` (e.g. `dc=fabrikam,dc=com`) in a database of its
+    /// own, loaded from `ldif`; `schema` (slapd.conf schema text) is included too; slapd also
+    /// listens on each of the loopback addresses `listen` (same ports), and logs every
+    /// connection and operation (`loglevel stats`) to `stats.log` in its dir, where a test can
+    /// see which address received which write.
+    pub fn second_domain(
+        mut self,
+        suffix: &str,
+        ldif: &str,
+        schema: &str,
+        listen: &[&str],
+    ) -> Self {
+        self.second_domain = Some(SecondDomain {
+            suffix: suffix.to_owned(),
+            ldif: ldif.to_owned(),
+            schema: schema.to_owned(),
+            listen: listen.iter().map(|a| (*a).to_owned()).collect(),
+        });
+        self
+    }
+
     /// Writes config and data, loads the data with slapadd and starts slapd on free ports.
     pub fn start(self) -> Slapd {
         for name in [
@@ -622,17 +656,20 @@ impl SlapdBuilder {
         };
 
         let conf = dir.join("slapd.conf");
-        fs::write(
-            &conf,
-            slapd_conf(
-                &dir,
-                &admin_password,
-                self.size_limit,
-                self.syncprov,
-                pki.as_ref(),
-            ),
-        )
-        .expect("write slapd.conf");
+        let mut conf_text = slapd_conf(
+            &dir,
+            &admin_password,
+            self.size_limit,
+            self.syncprov,
+            pki.as_ref(),
+        );
+        if let Some(second) = &self.second_domain {
+            let schema = dir.join("second-domain.schema");
+            fs::write(&schema, &second.schema).expect("write the second domain's schema");
+            conf_text = second_domain_conf(&conf_text, &dir, &schema, &second.suffix);
+            fs::create_dir(dir.join("db-second")).expect("create db dir");
+        }
+        fs::write(&conf, conf_text).expect("write slapd.conf");
         for db in ["db-config", "db-domain"] {
             fs::create_dir(dir.join(db)).expect("create db dir");
         }
@@ -655,6 +692,14 @@ impl SlapdBuilder {
             &join_ldif(&domain_parts),
             &dir.join("domain.ldif"),
         );
+        if let Some(second) = &self.second_domain {
+            slapadd(
+                &conf,
+                &second.suffix,
+                &second.ldif,
+                &dir.join("second.ldif"),
+            );
+        }
 
         let log = dir.join("slapd.log");
         let mut last = String::new();
@@ -666,16 +711,27 @@ impl SlapdBuilder {
             } else {
                 String::new()
             };
-            let urls: Vec<String> = [&ldap_url, &ldaps_url, &ldapi_url]
+            let mut urls: Vec<String> = [&ldap_url, &ldaps_url, &ldapi_url]
                 .into_iter()
                 .filter(|u| !u.is_empty())
                 .cloned()
                 .collect();
+            for address in self.second_domain.iter().flat_map(|d| &d.listen) {
+                urls.push(format!("ldap://{address}:{plain}/"));
+                if pki.is_some() {
+                    urls.push(format!("ldaps://{address}:{secure}/"));
+                }
+            }
             note(
                 &log,
                 &format!("attempt {attempt}: slapd -h \"{}\"", urls.join(" ")),
             );
-            let config_args = [OsString::from("-f"), conf.clone().into_os_string()];
+            let mut config_args = vec![OsString::from("-f"), conf.clone().into_os_string()];
+            if self.second_domain.is_some() {
+                // Debug output at `stats` (ORed with the harness's `-d none`): slapd's logfile
+                // records debug messages, not the loglevel's.
+                config_args.extend([OsString::from("-d"), OsString::from("stats")]);
+            }
             match SlapdProcess::launch(&config_args, &urls, &ldap_url, &log) {
                 Ok(process) => {
                     return Slapd {
@@ -807,6 +863,40 @@ fn slapd_conf(
             &format!("rootpw \"{admin_password}\"\n")
         ),
     )
+}
+
+/// `conf` with `schema` included and a third database for `suffix` (settings as the domain's,
+/// rootdn the admin, no rootpw: the admin binds through the domain database), and every
+/// connection and operation logged to `stats.log`.
+fn second_domain_conf(conf: &str, dir: &Path, schema: &Path, suffix: &str) -> String {
+    let d = dir.display();
+    let with_schema = conf.replacen(
+        "pidfile ",
+        &format!(
+            "include \"{}\"\nlogfile \"{d}/stats.log\"\nloglevel stats\npidfile ",
+            schema.display()
+        ),
+        1,
+    );
+    let domain_db = with_schema
+        .split("database mdb\n")
+        .last()
+        .expect("the domain database is last")
+        .to_owned();
+    let second = domain_db
+        .replace(
+            &format!("suffix \"{DOMAIN_DN}\""),
+            &format!("suffix \"{suffix}\""),
+        )
+        .replace(
+            &format!("directory \"{d}/db-domain\""),
+            &format!("directory \"{d}/db-second\""),
+        )
+        .lines()
+        .filter(|l| !l.starts_with("rootpw "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!("{with_schema}\n\ndatabase mdb\n{second}\n")
 }
 
 /// The reader account (plus `ou=Service Accounts` when the fixture has none).
