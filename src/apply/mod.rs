@@ -6,7 +6,7 @@
 //! write the user's complete entry (the before-image) is written to the audit log and fsynced;
 //! every write is preceded by a `step started` record and followed by `ok` or `failed`; a swap
 //! ends with `swap_done`. If the add fails, the same user gets its values back and a `rollback`
-//! is recorded. A run that crashed leaves a `swap_intent` with no end; [`recover`] finishes
+//! is recorded. A run that crashed leaves a `swap_intent` with no end; [`recover()`] finishes
 //! such swaps before anything else. All directory access goes through [`DirectoryWriter`], so
 //! this module runs against the in-memory fake in its tests and against ldap3 for real
 //! ([`writer`]).
@@ -14,7 +14,7 @@
 //! that a crash, or the directory or disk going away, anywhere loses nothing.
 //!
 //! - [`swap`]: one swap, its typed failure ([`SwapFailed`]) and the rollback;
-//! - [`recover`]: swaps a crashed run left open;
+//! - [`recover`](mod@recover): swaps a crashed run left open;
 //! - [`restore`]: `pcsync restore`, undoing a run from the audit log;
 //! - [`writer`]: the [`DirectoryWriter`] trait, its [`WriteError`], the ldap3 adapter.
 

@@ -27,7 +27,7 @@
 //! A swap that fails ends with a typed [`SwapFailed`] (its URI, the [`SwapFault`], what became
 //! of the user), and the run goes on with the next swap. A lost directory or audit log is an
 //! [`ApplyError`] instead: the run stops, and a swap the directory dropped stays open for
-//! recovery ([`super::recover`], which reads the same order from what the directory shows).
+//! recovery ([`super::recover()`], which reads the same order from what the directory shows).
 
 use std::fmt;
 use std::ops::ControlFlow;

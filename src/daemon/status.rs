@@ -3,7 +3,7 @@
 //!
 //! One [`AgentState`] behind a `std::sync::Mutex`, updated by the workers and the supervisor,
 //! read by the HTTP handlers. The lock is only ever held to copy or update a few fields, never
-//! across an `.await`. Every state that is shown is an enum declared with [`shown!`], which
+//! across an `.await`. Every state that is shown is an enum declared with `shown!`, which
 //! names each value once: `/healthz` (serde) and `/metrics` (labels) both render that name.
 
 use std::collections::BTreeMap;

@@ -40,7 +40,7 @@ pub(crate) fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<D
         .max_by_key(|nc| nc.as_str().len())
 }
 
-/// A [`DirectoryWriter`] over the primary write server and, on demand, other domains'.
+/// A [`DirectoryWriter`](crate::apply::DirectoryWriter) over the primary write server and, on demand, other domains'.
 pub(crate) struct Routed<'a> {
     primary: &'a mut Directory,
     settings: &'a DirectorySettings,
