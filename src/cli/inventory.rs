@@ -107,27 +107,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     let progress = Progress::new(cli.quiet);
     let scanned = inventory::scan(&mut dir, &settings, &mut findings, |o| {
         let row = Row::new(&o, &settings);
-        let r = if json {
-            let sep = if summary.objects == 0 { "" } else { "," };
-            serde_json::to_string(&row)
-                .map_err(std::io::Error::other)
-                .and_then(|text| write!(out, "{sep}{text}"))
-        } else {
-            writeln!(
-                out,
-                "{:<8} {:<7} {:<40} {:<24} {}",
-                row.kind.to_string(),
-                row.enabled.unwrap_or("-"),
-                row.sip_uri.unwrap_or("-"),
-                row.pool.unwrap_or(if row.home_server_dn.is_some() {
-                    "(unknown)"
-                } else {
-                    "-"
-                }),
-                row.dn
-            )
-        };
-        remember(r);
+        remember(write_row(&mut out, &row, json, summary.objects == 0));
         progress.tick();
         summary.objects += 1;
         match o.kind {
@@ -145,24 +125,7 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         return report_error(&e);
     }
     summary.findings = findings.len();
-    let r = if json {
-        serde_json::to_string(&findings)
-            .and_then(|f| serde_json::to_string(&summary).map(|s| (f, s)))
-            .map_err(std::io::Error::other)
-            .and_then(|(f, s)| writeln!(out, "],\"findings\":{f},\"summary\":{s}}}"))
-    } else {
-        let mut r = Ok(());
-        for f in &findings {
-            r = r.and_then(|()| writeln!(out, "finding {}: {}: {}", f.kind, f.dn, f.reason));
-        }
-        r.and_then(|()| {
-            writeln!(
-                out,
-                "{} object(s): {} user(s), {} contact(s), {} other; {} finding(s)",
-                summary.objects, summary.users, summary.contacts, summary.other, summary.findings
-            )
-        })
-    };
+    let r = write_end(&mut out, json, &findings, &summary);
     if let Some(e) = write_error.or(r.err()).or(out.flush().err()) {
         // A closed pipe (`| head`) is not worth a message.
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -170,4 +133,48 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         }
     }
     exit::OK
+}
+
+/// One object: a JSON array element (`first` has no comma before it) or a table row.
+fn write_row(out: &mut impl Write, row: &Row<'_>, json: bool, first: bool) -> std::io::Result<()> {
+    if json {
+        let sep = if first { "" } else { "," };
+        let text = serde_json::to_string(row).map_err(std::io::Error::other)?;
+        return write!(out, "{sep}{text}");
+    }
+    writeln!(
+        out,
+        "{:<8} {:<7} {:<40} {:<24} {}",
+        row.kind.to_string(),
+        row.enabled.unwrap_or("-"),
+        row.sip_uri.unwrap_or("-"),
+        row.pool.unwrap_or(if row.home_server_dn.is_some() {
+            "(unknown)"
+        } else {
+            "-"
+        }),
+        row.dn
+    )
+}
+
+/// After the objects: the findings and the summary (JSON closes the document).
+fn write_end(
+    out: &mut impl Write,
+    json: bool,
+    findings: &[Finding],
+    summary: &Summary,
+) -> std::io::Result<()> {
+    if json {
+        let f = serde_json::to_string(findings).map_err(std::io::Error::other)?;
+        let s = serde_json::to_string(summary).map_err(std::io::Error::other)?;
+        return writeln!(out, "],\"findings\":{f},\"summary\":{s}}}");
+    }
+    for f in findings {
+        writeln!(out, "finding {}: {}: {}", f.kind, f.dn, f.reason)?;
+    }
+    writeln!(
+        out,
+        "{} object(s): {} user(s), {} contact(s), {} other; {} finding(s)",
+        summary.objects, summary.users, summary.contacts, summary.other, summary.findings
+    )
 }

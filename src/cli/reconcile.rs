@@ -215,62 +215,82 @@ async fn apply_run(
             report_error(e);
         }
         (RunEnd::Applied(report), Some(plan)) => {
-            if let Err(e) = print_plan(args, plan, Some(report), run.replication.as_ref()) {
-                return report_error(&e);
-            }
-            if args.format == PlanFormat::Text {
-                for e in &report.errors {
-                    println!("FAILED {e}");
-                }
-                println!(
-                    "applied {} of {} swap(s); {} failed, {} rolled back (run {}, audit {})",
-                    report.applied,
-                    report.swaps,
-                    report.failed,
-                    report.rolled_back,
-                    run_id,
-                    settings.audit.path.display()
-                );
-                if let Some(r) = &run.replication {
-                    println!("{r}");
-                }
-                let steps = render::next_steps(plan);
-                if report.applied > 0 && !steps.is_empty() {
-                    println!(
-                        "next: Lync reads AD through its User Replicator on its own schedule; in the Lync Server Management Shell on a Front End server of each pool run:"
-                    );
-                    for step in steps {
-                        println!("  {step}");
-                    }
-                }
-            }
-            if stop.is_cancelled() {
-                eprintln!(
-                    "pcsync: stopped by a signal: the swap in flight was finished; {} of {} swap(s) not started (run `pcsync reconcile --apply` again for them; run {})",
-                    report.not_started,
-                    report.swaps,
-                    run.run_id.as_deref().unwrap_or("not recorded")
-                );
-            }
-            if let Some(blocked) = &report.blocked {
-                eprintln!(
-                    "pcsync: blocked: {blocked} (run {})",
-                    run.run_id.as_deref().unwrap_or("not recorded")
-                );
-            }
-            if args.wait_replication.is_some()
-                && let Some(r) = run.replication.as_ref().filter(|r| !r.reachable_complete())
+            if let Some(code) =
+                show_applied(args, settings, &run, report, plan, stop.is_cancelled())
             {
-                eprintln!(
-                    "pcsync: error: applied, but not every reachable DC holds the writes after \
-                     --wait-replication: {r}"
-                );
-                return exit::ERROR;
+                return code;
             }
         }
         _ => return report_error(&"the run ended without a plan"),
     }
     run.end.exit_code()
+}
+
+/// Prints how an applied run went: the plan with each swap's result, the summary line, the
+/// replication count, the next Lync steps, and what a signal or a blocked swap left undone.
+/// `Some(code)` when that, not the run's own end, decides the exit code.
+fn show_applied(
+    args: &Args,
+    settings: &Settings,
+    run: &reconcile::Applied,
+    report: &apply::Report,
+    plan: &Plan,
+    stopped: bool,
+) -> Option<u8> {
+    let run_id = run.run_id.as_deref().unwrap_or("-");
+    if let Err(e) = print_plan(args, plan, Some(report), run.replication.as_ref()) {
+        return Some(report_error(&e));
+    }
+    if args.format == PlanFormat::Text {
+        for e in &report.errors {
+            println!("FAILED {e}");
+        }
+        println!(
+            "applied {} of {} swap(s); {} failed, {} rolled back (run {}, audit {})",
+            report.applied,
+            report.swaps,
+            report.failed,
+            report.rolled_back,
+            run_id,
+            settings.audit.path.display()
+        );
+        if let Some(r) = &run.replication {
+            println!("{r}");
+        }
+        let steps = render::next_steps(plan);
+        if report.applied > 0 && !steps.is_empty() {
+            println!(
+                "next: Lync reads AD through its User Replicator on its own schedule; in the Lync Server Management Shell on a Front End server of each pool run:"
+            );
+            for step in steps {
+                println!("  {step}");
+            }
+        }
+    }
+    if stopped {
+        eprintln!(
+            "pcsync: stopped by a signal: the swap in flight was finished; {} of {} swap(s) not started (run `pcsync reconcile --apply` again for them; run {})",
+            report.not_started,
+            report.swaps,
+            run.run_id.as_deref().unwrap_or("not recorded")
+        );
+    }
+    if let Some(blocked) = &report.blocked {
+        eprintln!(
+            "pcsync: blocked: {blocked} (run {})",
+            run.run_id.as_deref().unwrap_or("not recorded")
+        );
+    }
+    if args.wait_replication.is_some()
+        && let Some(r) = run.replication.as_ref().filter(|r| !r.reachable_complete())
+    {
+        eprintln!(
+            "pcsync: error: applied, but not every reachable DC holds the writes after \
+             --wait-replication: {r}"
+        );
+        return Some(exit::ERROR);
+    }
+    None
 }
 
 fn print_plan(

@@ -26,8 +26,21 @@ pub(super) fn estate_keys(
     starttls: bool,
     allow_insecure: bool,
 ) -> EstateKeys {
+    let gssapi = auth_is_gssapi(s);
+    let kerberos = kerberos_keys(s, urls, gssapi, simple_bind);
+    let write_server = write_server_choice(s);
+    let global_catalog = global_catalog_url(s, gssapi, simple_bind && !starttls && !allow_insecure);
+    EstateKeys {
+        kerberos,
+        write_server,
+        global_catalog,
+    }
+}
+
+/// `auth`: `"simple"` (the default) or `"gssapi"`.
+fn auth_is_gssapi(s: &mut Section<'_>) -> bool {
     let issues = s.issues();
-    let gssapi = match s.string("auth") {
+    match s.string("auth") {
         None => false,
         Some((text, item)) => match text.as_str() {
             "simple" => false,
@@ -40,59 +53,73 @@ pub(super) fn estate_keys(
                 false
             }
         },
-    };
+    }
+}
+
+/// `[directory.kerberos]`: required with `auth = "gssapi"` (a keytab, its principal read from
+/// it unless given, and host names in every URL, since Kerberos names the service by host),
+/// refused without it.
+fn kerberos_keys(
+    s: &mut Section<'_>,
+    urls: Option<&(Vec<LdapUrl>, Item)>,
+    gssapi: bool,
+    simple_bind: bool,
+) -> Option<KerberosSettings> {
+    let issues = s.issues();
     let mut k = s.section("kerberos");
     let keytab = k.string("keytab");
     let principal = k.string("principal");
     k.finish();
-
-    let mut kerberos = None;
-    if gssapi {
-        if simple_bind {
-            issues.push(
-                "directory.bind_dn",
-                issues.file_origin(),
-                "auth = \"gssapi\" binds with the keytab: remove bind_dn and the password source",
-            );
-        }
-        if let Some((urls, item)) = urls {
-            for url in urls {
-                if let Err(e) = require_host_name(url) {
-                    item.bad(issues, e);
-                }
-            }
-        }
-        match keytab {
-            None => issues.push(
-                "directory.kerberos.keytab",
-                issues.file_origin(),
-                "required with auth = \"gssapi\": the keytab of the service account (or gMSA)",
-            ),
-            Some((path, item)) => {
-                let path = absolute(&path);
-                let principal = match principal {
-                    _ if !path.is_file() => Err(format!("{} does not exist", path.display())),
-                    Some((p, _)) => Ok(p),
-                    None => first_principal(&path),
-                };
-                match principal {
-                    Ok(principal) => {
-                        kerberos = Some(KerberosSettings {
-                            keytab: path,
-                            principal,
-                        })
-                    }
-                    Err(e) => item.bad(issues, e),
-                }
-            }
-        }
-    } else {
+    if !gssapi {
         for (_, item) in keytab.iter().chain(principal.iter()) {
             item.bad(issues, "only used with auth = \"gssapi\"");
         }
+        return None;
     }
+    if simple_bind {
+        issues.push(
+            "directory.bind_dn",
+            issues.file_origin(),
+            "auth = \"gssapi\" binds with the keytab: remove bind_dn and the password source",
+        );
+    }
+    if let Some((urls, item)) = urls {
+        for url in urls {
+            if let Err(e) = require_host_name(url) {
+                item.bad(issues, e);
+            }
+        }
+    }
+    let Some((path, item)) = keytab else {
+        issues.push(
+            "directory.kerberos.keytab",
+            issues.file_origin(),
+            "required with auth = \"gssapi\": the keytab of the service account (or gMSA)",
+        );
+        return None;
+    };
+    let path = absolute(&path);
+    let principal = match principal {
+        _ if !path.is_file() => Err(format!("{} does not exist", path.display())),
+        Some((p, _)) => Ok(p),
+        None => first_principal(&path),
+    };
+    match principal {
+        Ok(principal) => Some(KerberosSettings {
+            keytab: path,
+            principal,
+        }),
+        Err(e) => {
+            item.bad(issues, e);
+            None
+        }
+    }
+}
 
-    let write_server = match s.string("write_server") {
+/// `write_server`: `"pdc"` (the PDC emulator, the default) or `"first"` (the first URL).
+fn write_server_choice(s: &mut Section<'_>) -> WriteServerChoice {
+    let issues = s.issues();
+    match s.string("write_server") {
         None => WriteServerChoice::Pdc,
         Some((text, item)) => match text.as_str() {
             "pdc" => WriteServerChoice::Pdc,
@@ -105,43 +132,36 @@ pub(super) fn estate_keys(
                 WriteServerChoice::Pdc
             }
         },
-    };
+    }
+}
 
-    let global_catalog = s.string("global_catalog").and_then(|(text, item)| {
-        let url = match LdapUrl::parse(text.trim()) {
-            Ok(url) => url,
-            Err(e) => {
-                item.bad(issues, e);
-                return None;
-            }
-        };
-        if gssapi && let Err(e) = require_host_name(&url) {
+/// `global_catalog`: an LDAP URL, with a host name under Kerberos; refused over plain LDAP to
+/// a remote host when a password would cross in clear text (`clear_password`).
+fn global_catalog_url(s: &mut Section<'_>, gssapi: bool, clear_password: bool) -> Option<LdapUrl> {
+    let issues = s.issues();
+    let (text, item) = s.string("global_catalog")?;
+    let url = match LdapUrl::parse(text.trim()) {
+        Ok(url) => url,
+        Err(e) => {
             item.bad(issues, e);
             return None;
         }
-        if simple_bind
-            && url.scheme == LdapScheme::Ldap
-            && !starttls
-            && !url.is_loopback()
-            && !allow_insecure
-        {
-            item.bad(
-                issues,
-                format!(
-                    "{url} would send the bind password in clear text; use ldaps:// (port 3269) \
-                     or set starttls = true (port 3268)"
-                ),
-            );
-            return None;
-        }
-        Some(url)
-    });
-
-    EstateKeys {
-        kerberos,
-        write_server,
-        global_catalog,
+    };
+    if gssapi && let Err(e) = require_host_name(&url) {
+        item.bad(issues, e);
+        return None;
     }
+    if clear_password && url.scheme == LdapScheme::Ldap && !url.is_loopback() {
+        item.bad(
+            issues,
+            format!(
+                "{url} would send the bind password in clear text; use ldaps:// (port 3269) \
+                 or set starttls = true (port 3268)"
+            ),
+        );
+        return None;
+    }
+    Some(url)
 }
 
 /// `path` made absolute against the working directory (Kerberos is handed it through the

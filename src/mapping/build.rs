@@ -16,7 +16,7 @@ use super::table::{Entry, MappingTable, TableError};
 use crate::config::Settings;
 use crate::inventory;
 use crate::ldap::{Directory, Error as LdapError, Search};
-use crate::model::{DirectoryObject, Enabled, Finding, FindingKind, ObjectKind};
+use crate::model::{DirectoryObject, Enabled, Finding, FindingKind, ObjectKind, SipUri};
 
 /// A table built from the directory, with what it could not map.
 #[derive(Debug)]
@@ -68,90 +68,23 @@ pub(crate) fn plan_table(
     // Address (normalised) → candidate entries, sorted by DN for a deterministic choice.
     let mut candidates: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     for o in objects {
-        let Some(uri) = o.sip_uri.clone() else {
+        let Some(uri) = &o.sip_uri else {
             continue; // a malformed address was already reported by the reader
         };
         endpoints_seen += 1;
-        let finding = |kind, reason: String| Finding {
-            kind,
-            dn: o.dn.as_str().to_string(),
-            reason,
-        };
-        if o.kind != ObjectKind::Contact {
-            findings.push(finding(
-                FindingKind::NotAContact,
-                format!(
-                    "{uri} is a {} in the endpoint container, not a contact; not mapped",
-                    o.kind
-                ),
-            ));
-            continue;
+        match candidate(&o, uri, settings) {
+            Ok(entry) => candidates
+                .entry(entry.sip_uri.normalized().to_string())
+                .or_default()
+                .push(entry),
+            Err(finding) => findings.push(finding),
         }
-        if o.enabled == Enabled::False {
-            findings.push(finding(
-                FindingKind::Disabled,
-                format!("{uri} is disabled (msRTCSIP-UserEnabled FALSE); not mapped"),
-            ));
-            continue;
-        }
-        let Some(home) = &o.home_server_dn else {
-            findings.push(finding(
-                FindingKind::UnknownPool,
-                format!("{uri} has no msRTCSIP-PrimaryHomeServer; not mapped"),
-            ));
-            continue;
-        };
-        let Some(pool) = settings.pool_by_home_server(home) else {
-            findings.push(finding(
-                FindingKind::UnknownPool,
-                format!("{uri} is homed on {home}, which is no configured pool's home_server_dn; not mapped"),
-            ));
-            continue;
-        };
-        candidates
-            .entry(uri.normalized().to_string())
-            .or_default()
-            .push(Entry {
-                sip_uri: uri,
-                pool: pool.fqdn.clone(),
-                dn: o.dn.clone(),
-            });
     }
     let mut entries = Vec::with_capacity(candidates.len());
-    for (_, mut list) in candidates {
-        list.sort_by(|a, b| a.dn.cmp(&b.dn));
-        if list.len() > 1 {
-            let agree = list
-                .iter()
-                .all(|e| e.pool.eq_ignore_ascii_case(&list[0].pool));
-            let dns: Vec<&str> = list.iter().map(|e| e.dn.as_str()).collect();
-            let uri = list[0].sip_uri.as_str().to_string();
-            let reason = if agree {
-                format!(
-                    "{uri} is held by {} contacts ({}); mapped once",
-                    list.len(),
-                    dns.join("; ")
-                )
-            } else {
-                format!(
-                    "{uri} is held by {} contacts on different pools ({}); not mapped",
-                    list.len(),
-                    dns.join("; ")
-                )
-            };
-            for e in &list {
-                findings.push(Finding {
-                    kind: FindingKind::DuplicateUri,
-                    dn: e.dn.as_str().to_string(),
-                    reason: reason.clone(),
-                });
-            }
-            if !agree {
-                continue;
-            }
+    for (_, list) in candidates {
+        if let Some(entry) = one_per_address(list, &mut findings) {
+            entries.push(entry);
         }
-        list.truncate(1);
-        entries.append(&mut list);
     }
     let pools: Vec<&str> = settings.pools.iter().map(|p| p.fqdn.as_str()).collect();
     let table = MappingTable::new(entries, &pools, 0, now)?;
@@ -161,6 +94,87 @@ pub(crate) fn plan_table(
         findings,
         endpoints_seen,
     })
+}
+
+/// The entry an endpoint object with an address maps to, or the finding saying why it is not
+/// mapped: not a contact, disabled, or homed on no configured pool. `uri` is its address.
+fn candidate(o: &DirectoryObject, uri: &SipUri, settings: &Settings) -> Result<Entry, Finding> {
+    let finding = |kind, reason: String| Finding {
+        kind,
+        dn: o.dn.as_str().to_string(),
+        reason,
+    };
+    if o.kind != ObjectKind::Contact {
+        return Err(finding(
+            FindingKind::NotAContact,
+            format!(
+                "{uri} is a {} in the endpoint container, not a contact; not mapped",
+                o.kind
+            ),
+        ));
+    }
+    if o.enabled == Enabled::False {
+        return Err(finding(
+            FindingKind::Disabled,
+            format!("{uri} is disabled (msRTCSIP-UserEnabled FALSE); not mapped"),
+        ));
+    }
+    let Some(home) = &o.home_server_dn else {
+        return Err(finding(
+            FindingKind::UnknownPool,
+            format!("{uri} has no msRTCSIP-PrimaryHomeServer; not mapped"),
+        ));
+    };
+    let Some(pool) = settings.pool_by_home_server(home) else {
+        return Err(finding(
+            FindingKind::UnknownPool,
+            format!(
+                "{uri} is homed on {home}, which is no configured pool's home_server_dn; not mapped"
+            ),
+        ));
+    };
+    Ok(Entry {
+        sip_uri: uri.clone(),
+        pool: pool.fqdn.clone(),
+        dn: o.dn.clone(),
+    })
+}
+
+/// One entry for an address held by the contacts in `list`: the first by DN when they agree on
+/// the pool (a `duplicate_uri` finding each all the same), none when they do not.
+fn one_per_address(mut list: Vec<Entry>, findings: &mut Vec<Finding>) -> Option<Entry> {
+    list.sort_by(|a, b| a.dn.cmp(&b.dn));
+    if list.len() > 1 {
+        let agree = list
+            .iter()
+            .all(|e| e.pool.eq_ignore_ascii_case(&list[0].pool));
+        let dns: Vec<&str> = list.iter().map(|e| e.dn.as_str()).collect();
+        let uri = list[0].sip_uri.as_str().to_string();
+        let reason = if agree {
+            format!(
+                "{uri} is held by {} contacts ({}); mapped once",
+                list.len(),
+                dns.join("; ")
+            )
+        } else {
+            format!(
+                "{uri} is held by {} contacts on different pools ({}); not mapped",
+                list.len(),
+                dns.join("; ")
+            )
+        };
+        for e in &list {
+            findings.push(Finding {
+                kind: FindingKind::DuplicateUri,
+                dn: e.dn.as_str().to_string(),
+                reason: reason.clone(),
+            });
+        }
+        if !agree {
+            return None;
+        }
+    }
+    list.into_iter().next()
 }
 
 #[cfg(test)]
