@@ -692,7 +692,10 @@ fn a_usage_error_exits_1_not_2() {
         .assert();
     let (out, _) = output(&assert);
     assert.code(0);
-    assert!(out.contains("3  blocked: a safety guard stopped the run"), "{out}");
+    assert!(
+        out.contains("3  blocked: a safety guard stopped the run"),
+        "{out}"
+    );
 }
 
 #[test]
