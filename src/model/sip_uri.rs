@@ -149,23 +149,23 @@ impl SipUri {
 
 /// `user` and `host` of `sip:user@host`, trimmed, bounded, scheme checked.
 fn split(text: &str) -> Result<(&str, &str), SipUriError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(SipUriError::Empty);
-    }
-    if text.len() > MAX_SIP_URI_LEN {
-        return Err(SipUriError::TooLong);
-    }
-    let rest = match text.get(..4) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("sip:") => &text[4..],
-        _ => return Err(SipUriError::MissingScheme),
-    };
+    let text = bounded(text)?;
+    let rest = strip_scheme(text, "sip:").ok_or(SipUriError::MissingScheme)?;
     rest.split_once('@').ok_or(SipUriError::MissingUser)
 }
 
 /// `user` and `host` of `sip:user@host`, `sips:user@host` or a bare `user@host`, trimmed and
 /// bounded.
 fn split_held(text: &str) -> Result<(&str, &str), SipUriError> {
+    let text = bounded(text)?;
+    let rest = strip_scheme(text, "sip:")
+        .or_else(|| strip_scheme(text, "sips:"))
+        .unwrap_or(text);
+    rest.split_once('@').ok_or(SipUriError::MissingUser)
+}
+
+/// `text` trimmed, neither empty nor longer than a primary address may be.
+fn bounded(text: &str) -> Result<&str, SipUriError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(SipUriError::Empty);
@@ -173,13 +173,14 @@ fn split_held(text: &str) -> Result<(&str, &str), SipUriError> {
     if text.len() > MAX_SIP_URI_LEN {
         return Err(SipUriError::TooLong);
     }
-    let scheme = |s: &str| {
-        text.get(..s.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(s))
-            .then(|| &text[s.len()..])
-    };
-    let rest = scheme("sip:").or_else(|| scheme("sips:")).unwrap_or(text);
-    rest.split_once('@').ok_or(SipUriError::MissingUser)
+    Ok(text)
+}
+
+/// What follows `scheme` (matched case-insensitively) at the start of `text`.
+fn strip_scheme<'t>(text: &'t str, scheme: &str) -> Option<&'t str> {
+    text.get(..scheme.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        .then(|| &text[scheme.len()..])
 }
 
 /// The characters a primary address may hold in each part.
