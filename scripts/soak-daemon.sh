@@ -45,25 +45,8 @@ slapd_conf "$work" "$password" 0 >"$work/slapd.conf"
 /usr/sbin/slapadd -q -f "$work/slapd.conf" -b "cn=Configuration,dc=contoso,dc=com" -l tests/fixtures/contoso-config.ldif
 /usr/sbin/slapadd -q -f "$work/slapd.conf" -b "dc=contoso,dc=com" -l tests/fixtures/contoso-domain.ldif
 
-for _ in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 40000))
-  url="ldap://127.0.0.1:$port"
-  /usr/sbin/slapd -d none -f "$work/slapd.conf" -h "$url/" 2>>"$work/slapd.log" &
-  slapd_pid=$!
-  for _ in $(seq 1 200); do
-    if ldapsearch -x -H "$url" -b "" -s base '(objectClass=*)' 1.1 >/dev/null 2>&1; then break 2; fi
-    if ! kill -0 "$slapd_pid" 2>/dev/null; then break; fi
-    sleep 0.05
-  done
-  kill "$slapd_pid" 2>/dev/null || true
-  wait "$slapd_pid" 2>/dev/null || true
-  slapd_pid=
-done
-if [ -z "$slapd_pid" ]; then
-  echo "soak-daemon: slapd did not start; log:" >&2
-  tail -20 "$work/slapd.log" >&2
-  exit 1
-fi
+# A free loopback port; sets url and slapd_pid (scripts/lib/slapd.sh).
+slapd_serve "$work" || exit 1
 
 sip_port=$((20000 + RANDOM % 40000))
 http_port=$((20000 + RANDOM % 40000))
