@@ -44,8 +44,12 @@ pub(crate) struct RestoreAction {
     pub sip_uri: SipUri,
     /// The swap being undone.
     pub swap: String,
-    /// False when the directory already shows the restored state.
+    /// False when the directory already shows the restored state, or the action is skipped.
     pub pending: bool,
+    /// Why the action is left undone although the restored state is not there: the line the
+    /// plan shows (`skipped delete_endpoint DN: …`), naming the object and the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     #[serde(skip)]
     pub image: Option<Entry>,
     /// The repoint a `revert_repoint` undoes.
@@ -112,15 +116,11 @@ impl RestoreAction {
     }
 }
 
-/// Whether `entry` holds `uri` as its primary SIP address, compared as the planner compares
-/// (trimmed, case folded).
+/// Whether `entry` holds `uri` as its primary SIP address, under the one normalisation
+/// planning and recovery use ([`SipUri::held_in`]: `sips:`, a port, a bare `user@host`, case
+/// and surrounding blanks).
 fn holds(entry: &Entry, uri: &SipUri) -> bool {
-    entry.get(attr::PRIMARY_USER_ADDRESS).iter().any(|v| {
-        std::str::from_utf8(v)
-            .ok()
-            .and_then(|t| SipUri::parse(t).ok())
-            .is_some_and(|u| u.normalized() == uri.normalized())
-    })
+    uri.held_in(entry.get(attr::PRIMARY_USER_ADDRESS))
 }
 
 /// Builds the restore plan for `run_id` from the (verified) audit records and the directory's
@@ -189,6 +189,7 @@ async fn undo_swap(
         sip_uri: sip_uri.clone(),
         swap: swap.to_string(),
         pending,
+        skipped: None,
         image: None,
         repoint: None,
     };
@@ -206,9 +207,11 @@ async fn undo_swap(
             .read_entry(&image.dn)
             .await?
             .is_some_and(|e| holds(&e, &sip_uri));
+        // A user whose delete never happened (refused, or not reached) was only released: the
+        // same object gets its values back, as with `retire = "disable"`.
         let kind = match retired {
-            Retire::Disable => RestoreKind::ReenableUser,
-            Retire::Delete => RestoreKind::RecreateUser,
+            Retire::Delete if ok(Step::DeleteUser) => RestoreKind::RecreateUser,
+            Retire::Delete | Retire::Disable => RestoreKind::ReenableUser,
         };
         let mut a = action(kind, &image.dn, !back);
         a.image = Some(image);
@@ -217,11 +220,13 @@ async fn undo_swap(
     for c in &changes {
         match c {
             Change::CreateEndpoint(_) if ok(Step::AddEndpoint) => {
-                let pending = writer
-                    .read_entry(c.dn())
-                    .await?
-                    .is_some_and(|e| holds(&e, &sip_uri));
-                actions.push(action(RestoreKind::DeleteEndpoint, c.dn(), pending));
+                let current = writer.read_entry(c.dn()).await?;
+                let pending = current.as_ref().is_some_and(|e| holds(e, &sip_uri));
+                let mut a = action(RestoreKind::DeleteEndpoint, c.dn(), pending);
+                if let Some(e) = current.filter(|_| !pending) {
+                    a.skipped = Some(changed_address(&a, &e));
+                }
+                actions.push(a);
             }
             Change::RepointEndpoint(p) if ok(Step::RepointEndpoint) => {
                 // Pending while the endpoint does not show its old values again.
@@ -237,6 +242,27 @@ async fn undo_swap(
         }
     }
     Ok(actions)
+}
+
+/// The skip line for an endpoint that no longer holds the swap's URI: what it holds now.
+fn changed_address(a: &RestoreAction, now: &Entry) -> String {
+    let held: Vec<String> = now
+        .get(attr::PRIMARY_USER_ADDRESS)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v).escape_debug().to_string())
+        .collect();
+    let held = if held.is_empty() {
+        "no SIP address".to_string()
+    } else {
+        held.join(", ")
+    };
+    format!(
+        "skipped {} {}: it holds {held} now, not {}; someone changed it since the swap, so it \
+         is left alone",
+        crate::util::variant_name(&a.kind),
+        a.dn,
+        a.sip_uri
+    )
 }
 
 /// The values a repoint replaced: what the plan saw of each attribute it changed.
@@ -377,9 +403,7 @@ async fn undo(
             writer.delete(&a.dn, &expect).await.map(|()| Vec::new())
         }
         (RestoreKind::RecreateUser, Some(image), _) => bring_back(writer, image, &a.sip_uri).await,
-        (RestoreKind::ReenableUser, Some(image), _) => restore_user(writer, Retire::Disable, image)
-            .await
-            .map(|()| Vec::new()),
+        (RestoreKind::ReenableUser, Some(image), _) => reenable(writer, image, &a.sip_uri).await,
         (RestoreKind::RevertRepoint, _, Some(p)) => writer
             .modify(&a.dn, &revert_mods(p), &p.new_values)
             .await
@@ -413,6 +437,38 @@ async fn undo(
     }
 }
 
+/// Gives a released user (still there, its msRTCSIP-* values cleared) its values back, on the
+/// same object. An object at its DN with another objectGUID is not the user and is never
+/// written over; a user deleted since (by hand) is brought back as [`bring_back`] does.
+async fn reenable(
+    writer: &mut impl DirectoryWriter,
+    image: &Entry,
+    sip_uri: &SipUri,
+) -> Result<Vec<String>, WriteError> {
+    let guid = image.get("objectGUID").first();
+    match writer.read_entry(&image.dn).await? {
+        None => bring_back(writer, image, sip_uri).await,
+        Some(current) if guid.is_some() && current.get("objectGUID").first() != guid => {
+            Err(taken(&image.dn, sip_uri))
+        }
+        Some(_) => restore_user(writer, Retire::Disable, image)
+            .await
+            .map(|()| Vec::new()),
+    }
+}
+
+/// The refusal for a DN that holds another object than the user.
+fn taken(dn: &Dn, sip_uri: &SipUri) -> WriteError {
+    WriteError::Conflict {
+        dn: dn.clone(),
+        source: format!(
+            "{dn} is taken by another object that does not hold {sip_uri} (an account re-added \
+             by hand?); it is not written over: move or delete it, then run the restore again"
+        )
+        .into(),
+    }
+}
+
 /// Brings a deleted user back from its before-image, keeping its identity where the directory
 /// allows it, and puts back its group memberships. Returns what the administrator must be told:
 /// a new principal, a group not written.
@@ -437,15 +493,7 @@ async fn bring_back(
     let kept = match writer.read_entry(dn).await? {
         Some(current) => {
             if guid.is_none() || current.get("objectGUID").first() != guid {
-                return Err(WriteError::Conflict {
-                    dn: dn.clone(),
-                    source: format!(
-                        "{dn} is taken by another object that does not hold {sip_uri} (an \
-                         account re-added by hand?); it is not written over: move or delete it, \
-                         then run the restore again"
-                    )
-                    .into(),
-                });
+                return Err(taken(dn, sip_uri));
             }
             Some(current)
         }
@@ -595,6 +643,14 @@ mod tests {
             &[" SIP:OCSChat@Contoso.com "],
         )]);
         assert!(holds(&spaced, &uri));
+        for variant in [
+            "sips:ocschat@contoso.com",
+            "sip:ocschat@contoso.com:5061",
+            "ocschat@contoso.com",
+        ] {
+            let e = entry(vec![AttrValues::text(attr::PRIMARY_USER_ADDRESS, &[variant])]);
+            assert!(holds(&e, &uri), "{variant} holds {uri} for Lync");
+        }
         let plain = entry(vec![AttrValues::text("cn", &["OCSChat"])]);
         assert!(
             !holds(&plain, &uri),

@@ -80,7 +80,11 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         }
     };
     print(args.format, &plan);
-    let code = if !args.apply {
+    let code = if args.apply && plan.pending() == 0 {
+        // A restore with nothing to do writes nothing, not even a run in the audit log (#19).
+        print_nothing_to_do(args.format, &plan);
+        exit::OK
+    } else if !args.apply {
         if plan.pending() == 0 {
             exit::OK
         } else {
@@ -233,11 +237,37 @@ fn print_report(
     );
 }
 
-/// The result of `--apply --format json`: one line after the plan.
+/// What `--apply` prints when no action is pending: no run was recorded.
+fn print_nothing_to_do(format: Format, plan: &RestorePlan) {
+    let skipped = plan.actions.iter().filter(|a| a.skipped.is_some()).count();
+    match format {
+        Format::Json => {
+            let outcome = ApplyResult {
+                run_id: &plan.run_id,
+                restore_run: None,
+                report: &RestoreReport::default(),
+                unserved: &[],
+            };
+            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+        }
+        Format::Text if skipped > 0 => println!(
+            "nothing left to restore for run {}: {skipped} action(s) skipped (see above); no run \
+             recorded",
+            plan.run_id
+        ),
+        Format::Text => println!(
+            "nothing to restore: run {} is already undone; no run recorded",
+            plan.run_id
+        ),
+    }
+}
+
+/// The result of `--apply --format json`: one line after the plan. `restore_run` is null when
+/// nothing was pending and no run was recorded.
 #[derive(Serialize)]
 struct ApplyResult<'a> {
     run_id: &'a str,
-    restore_run: &'a str,
+    restore_run: Option<&'a str>,
     #[serde(flatten)]
     report: &'a RestoreReport,
     unserved: &'a [String],
@@ -246,7 +276,7 @@ struct ApplyResult<'a> {
 fn print_json(plan: &RestorePlan, restore_run: &str, report: &RestoreReport, unserved: &[String]) {
     let outcome = ApplyResult {
         run_id: &plan.run_id,
-        restore_run,
+        restore_run: Some(restore_run),
         report,
         unserved,
     };
@@ -260,8 +290,15 @@ fn print(format: Format, plan: &RestorePlan) {
             println!("{:<16} {:<8} {:<32} DN", "ACTION", "STATUS", "SIP URI");
             for a in &plan.actions {
                 let kind = crate::util::variant_name(&a.kind);
-                let status = if a.pending { "pending" } else { "done" };
+                let status = match (a.pending, &a.skipped) {
+                    (true, _) => "pending",
+                    (false, Some(_)) => "skipped",
+                    (false, None) => "done",
+                };
                 println!("{kind:<16} {status:<8} {:<32} {}", a.sip_uri, a.dn);
+            }
+            for why in plan.actions.iter().filter_map(|a| a.skipped.as_ref()) {
+                println!("{why}");
             }
             println!(
                 "{} action(s) pending to undo run {}",

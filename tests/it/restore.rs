@@ -511,3 +511,130 @@ fn ad_restore_reanimates_the_tombstone_with_the_same_objectguid_and_objectsid() 
     let (code, out, _) = exec(&mut pcsync_ad(&dc, w), &["restore", "--run", &run]);
     assert_eq!(code, Some(0), "nothing left to undo: {out}");
 }
+
+/// The restore plan names why it leaves an endpoint alone: an endpoint whose address someone
+/// changed since the swap is `skipped`, with the address it holds now, never `done` (#19).
+#[test]
+fn restore_says_skipped_with_the_reason_for_an_endpoint_whose_address_changed() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let run = swapped(&slapd, w);
+    let (dn, _) = endpoints(&slapd)
+        .into_iter()
+        .find(|(_, lines)| lines.iter().any(|l| l.ends_with(URI)))
+        .unwrap();
+    let dn = dn.strip_prefix("dn: ").unwrap().to_owned();
+    slapd.modify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: msRTCSIP-PrimaryUserAddress\n\
+         msRTCSIP-PrimaryUserAddress: sip:otherchat@contoso.com\n"
+    ));
+
+    let (code, out, err) = exec(&mut pcsync(&slapd, w), &["restore", "--run", &run]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("delete_endpoint") && l.contains(URI))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("skipped"), "not done: {line}");
+    let why =
+        format!("skipped delete_endpoint {dn}: it holds sip:otherchat@contoso.com now, not {URI}");
+    assert!(
+        out.to_ascii_lowercase().contains(&why.to_ascii_lowercase()),
+        "{out}"
+    );
+    let (code, out, err) = exec(
+        &mut pcsync(&slapd, w),
+        &["restore", "--run", &run, "--apply"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        slapd
+            .search(&dn, "(objectClass=*)", &["msRTCSIP-PrimaryUserAddress"])
+            .contains("sip:otherchat@contoso.com"),
+        "the endpoint is left alone"
+    );
+}
+
+/// A restore with nothing left to do says so and leaves the audit log as it was: no run is
+/// recorded for it (#19, no-op runs).
+#[test]
+fn a_restore_with_nothing_to_do_records_no_run() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let run = swapped(&slapd, w);
+    let (code, out, err) = exec(
+        &mut pcsync(&slapd, w),
+        &["restore", "--run", &run, "--apply"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let log = w.join("var/audit.jsonl");
+    let before = fs::read(&log).unwrap();
+
+    for format in ["text", "json"] {
+        let (code, out, err) = exec(
+            &mut pcsync(&slapd, w),
+            &["restore", "--run", &run, "--apply", "--format", format],
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+        if format == "text" {
+            assert!(
+                out.contains(&format!(
+                    "nothing to restore: run {run} is already undone; no run recorded"
+                )),
+                "{out}"
+            );
+        }
+    }
+    assert!(
+        fs::read(&log).unwrap() == before,
+        "the audit log is unchanged"
+    );
+}
+
+/// With `retire = "delete"` a swap whose delete was refused (here: the user has a child entry,
+/// LDAP 66) leaves the user released and the endpoint serving. Restoring that run gives the
+/// same object its values back (same entryUUID), then removes the endpoint: the URI is held
+/// once, by the user, and the restore exits 0 (#16).
+#[test]
+fn restore_gives_a_user_left_released_by_a_refused_delete_its_values_back() {
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let uuid = |slapd: &Slapd| {
+        slapd
+            .search(OCSCHAT, "(objectClass=*)", &["entryUUID"])
+            .lines()
+            .find_map(|l| l.strip_prefix("entryUUID: ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("{OCSCHAT} has no entryUUID"))
+    };
+    let before = uuid(&slapd);
+    slapd.add(&format!(
+        "dn: cn=child,{OCSCHAT}\nobjectClass: organizationalRole\ncn: child\n"
+    ));
+    let (code, out, err) = exec(&mut pcsync(&slapd, w), &["reconcile", "--apply"]);
+    assert_eq!(code, Some(1), "the delete is refused: {out}{err}");
+    assert!(exists(&slapd, OCSCHAT));
+    let run = run_id(w, 0);
+
+    let (code, out, err) = exec(
+        &mut pcsync(&slapd, w),
+        &["restore", "--run", &run, "--apply"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("reenable_user") && l.contains(OCSCHAT)),
+        "the same object gets its values back: {out}"
+    );
+    assert_eq!(uuid(&slapd), before, "the same object");
+    assert_eq!(holds_uri(&slapd), 1, "{URI} is held once");
+    assert!(
+        slapd
+            .search(OCSCHAT, "(objectClass=*)", &["msRTCSIP-PrimaryUserAddress"])
+            .to_ascii_lowercase()
+            .contains(URI),
+        "by the user"
+    );
+}
