@@ -136,11 +136,16 @@ async fn user_state(
 ) -> Result<ControlFlow<Ended, UserState>, ApplyError> {
     match writer.read_entry(&r.header.dn).await {
         Ok(Some(e)) if sip_uri.held_in(e.get(attr::PRIMARY_USER_ADDRESS)) => {
-            Ok(ControlFlow::Break((
-                Outcome::Skipped,
-                "the user still holds the URI, so nothing had been written; the swap is planned afresh"
+            let why = match &u.undone_by {
+                Some(run) => format!(
+                    "the user holds the URI again: the swap was undone by restore run {run}; \
+                     nothing is left to finish, and the next plan decides afresh"
+                ),
+                None => "the user still holds the URI, so nothing had been written; the swap is \
+                         planned afresh"
                     .to_string(),
-            )))
+            };
+            Ok(ControlFlow::Break((Outcome::Skipped, why)))
         }
         Ok(Some(_)) => Ok(ControlFlow::Continue(UserState::Released)),
         Ok(None) => Ok(ControlFlow::Continue(UserState::Gone)),

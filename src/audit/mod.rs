@@ -675,6 +675,10 @@ pub struct Unfinished {
     pub changes: Vec<Change>,
     /// The user's before-image, if it was recorded.
     pub before: Option<Entry>,
+    /// The last other run that wrote a step of this swap: a `pcsync restore` that undid it.
+    /// Recovery names it instead of concluding that nothing had been written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone_by: Option<String>,
 }
 
 /// Swaps started but never finished, in log order.
@@ -721,10 +725,21 @@ impl OpenSwaps {
                 run_id: r.run_id.clone(),
                 changes: r.changes.clone().unwrap_or_default(),
                 before: None,
+                undone_by: None,
             }),
             Event::BeforeImage => {
                 if let Some(u) = self.open.iter_mut().find(|u| &u.swap == swap) {
                     u.before = r.before.clone();
+                }
+            }
+            // A step of this swap written by another run: a restore undoing it.
+            Event::Step if r.outcome == Outcome::Ok => {
+                if let Some(u) = self
+                    .open
+                    .iter_mut()
+                    .find(|u| &u.swap == swap && u.run_id != r.run_id)
+                {
+                    u.undone_by = Some(r.run_id.clone());
                 }
             }
             Event::SwapDone | Event::Rollback | Event::Recovery

@@ -638,3 +638,42 @@ fn restore_gives_a_user_left_released_by_a_refused_delete_its_values_back() {
         "by the user"
     );
 }
+
+/// A run that crashed mid-swap (after the endpoint was added) and was then restored: the next
+/// applying run's recovery finds the user holding the URI again. It must say that a restore
+/// undid the swap, naming the restore's run, not that "nothing had been written" (#19).
+#[test]
+fn recovery_after_a_restored_crash_names_the_restore_not_nothing_written() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test \
+             --features failpoints"
+        );
+    }
+    let slapd = Slapd::start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let assert = pcsync(&slapd, w)
+        .env("FAILPOINTS", "swap-endpoint-added=return")
+        .args(["reconcile", "--apply"])
+        .assert();
+    assert_eq!(assert.get_output().status.code(), None, "died mid-swap");
+    let crashed = run_id(w, 0);
+    let (code, out, err) = exec(
+        &mut pcsync(&slapd, w),
+        &["restore", "--run", &crashed, "--apply"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let restore_run = run_id(w, 1);
+
+    let (_, out, err) = exec(&mut pcsync(&slapd, w), &["reconcile", "--apply"]);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("pcsync: recovered swap"))
+        .unwrap_or_else(|| panic!("no recovery line: {out}{err}"));
+    assert!(!line.contains("nothing had been written"), "{line}");
+    assert!(
+        line.contains(&format!("undone by restore run {restore_run}")),
+        "{line}"
+    );
+}
