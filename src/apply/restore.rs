@@ -648,7 +648,10 @@ mod tests {
             "sip:ocschat@contoso.com:5061",
             "ocschat@contoso.com",
         ] {
-            let e = entry(vec![AttrValues::text(attr::PRIMARY_USER_ADDRESS, &[variant])]);
+            let e = entry(vec![AttrValues::text(
+                attr::PRIMARY_USER_ADDRESS,
+                &[variant],
+            )]);
             assert!(holds(&e, &uri), "{variant} holds {uri} for Lync");
         }
         let plain = entry(vec![AttrValues::text("cn", &["OCSChat"])]);

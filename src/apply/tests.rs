@@ -106,7 +106,10 @@ impl DirectoryWriter for Fake {
             });
         }
         if self.entries.contains_key(&entry.dn) {
-            return Err(Fake::conflict(&entry.dn, "exists".into()));
+            return Err(WriteError::Exists {
+                dn: entry.dn.clone(),
+                source: format!("add of {}: an entry with this DN already exists", entry.dn).into(),
+            });
         }
         self.writes += 1;
         self.ops.push(format!("add {}", entry.dn));

@@ -19,10 +19,17 @@ pub type WriteSource = Box<dyn std::error::Error + Send + Sync>;
 /// directory's own error, and renders as that error (one line naming the server and the DN).
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The entry is not as the plan saw it: changed, gone, or (for an add) already there.
-    /// Nothing was written.
+    /// The entry is not as the plan saw it: changed or gone. Nothing was written.
     #[error("{source}")]
     Conflict {
+        dn: Dn,
+        #[source]
+        source: WriteSource,
+    },
+    /// An add found its DN taken (LDAP 68): a name clash with an object the plan did not read,
+    /// not a change to anything it read. Nothing was written.
+    #[error("{source}")]
+    Exists {
         dn: Dn,
         #[source]
         source: WriteSource,
@@ -63,6 +70,12 @@ impl WriteError {
                 dn,
                 source: Box::new(e),
             }
+        } else if matches!(&e, ldap::Error::Conflict { op, .. } if op == "add") {
+            // The only conflict an add meets: its DN is taken (LDAP 68).
+            WriteError::Exists {
+                dn,
+                source: Box::new(e),
+            }
         } else if matches!(e, ldap::Error::Conflict { .. }) || rc == Some(NO_SUCH_OBJECT) {
             // A write to an entry that is gone is the same race as one that changed.
             WriteError::Conflict {
@@ -93,6 +106,7 @@ impl WriteError {
     pub(crate) fn dn(&self) -> &Dn {
         match self {
             WriteError::Conflict { dn, .. }
+            | WriteError::Exists { dn, .. }
             | WriteError::Transient { dn, .. }
             | WriteError::Denied { dn, .. }
             | WriteError::Refused { dn, .. } => dn,
@@ -242,6 +256,16 @@ mod tests {
         assert!(matches!(e, WriteError::Conflict { .. }), "{e:?}");
         assert_eq!(e.to_string(), text);
         assert_eq!(e.dn(), &dn);
+
+        // An add's DN taken is a name clash, not a change to what the plan read.
+        let clash = ldap::Error::Conflict {
+            op: "add".into(),
+            dn: "cn=u,dc=x".into(),
+            url: "ldap://127.0.0.1:389".into(),
+            reason: "an entry with this DN already exists (LDAP 68): a name clash".into(),
+        };
+        let e = WriteError::from_ldap(&dn, clash);
+        assert!(matches!(e, WriteError::Exists { .. }), "{e:?}");
 
         let lost = ldap::Error::ConnectionLost {
             op: "delete of cn=u,dc=x".into(),

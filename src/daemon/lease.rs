@@ -108,7 +108,7 @@ pub(crate) async fn tick(
                 mine: true,
             }),
             // Another instance created it first (LDAP 68): see what it wrote.
-            Err(WriteError::Conflict { .. }) => observe(dir, dn, me).await,
+            Err(WriteError::Exists { .. }) => observe(dir, dn, me).await,
             Err(e) => Err(e),
         };
     };
@@ -221,7 +221,7 @@ async fn observe(
 /// The entry changed since it was read: a value gone (LDAP 16) or already there (20), the
 /// entry gone (32) or made (68) in between, an assertion failed (122). Another instance won.
 fn lost_race(e: &WriteError) -> bool {
-    matches!(e, WriteError::Conflict { .. })
+    matches!(e, WriteError::Conflict { .. } | WriteError::Exists { .. })
 }
 
 fn leaf_cn(dn: &Dn) -> String {
