@@ -33,6 +33,7 @@ pub(crate) async fn worker(
     // The fingerprint of the last pending plan recorded in the audit log, so an unchanged
     // pending plan is recorded once, not at every tick.
     let mut recorded_pending: Option<String> = None;
+    let mut causes = Causes::default();
     loop {
         // Biased: when a stop and a pending tick are both ready, the stop wins.
         let trigger = tokio::select! {
@@ -53,27 +54,71 @@ pub(crate) async fn worker(
             .instrument(span.clone())
             .await;
         let finished = crate::clock::system();
-        span.in_scope(|| log_end(&result));
+        span.in_scope(|| log_end(&result, &mut causes));
         publish(&daemon, trigger, run_id, (started, finished), result);
     }
 }
 
-/// The run's summary line.
-fn log_end(result: &RunResult) {
+/// The run's summary line. A blocked or failed run is a warning the first time its cause is
+/// seen; the same cause again (a directory down for an hour, a guard that keeps blocking) is
+/// logged at debug, so a 1-second cron does not bury everything else. `/healthz` and
+/// `/metrics` still show and count every run.
+fn log_end(result: &RunResult, causes: &mut Causes) {
     let outcome = result.outcome();
     if succeeded(outcome) {
+        if let Some((was, _)) = causes.clear() {
+            info!(
+                was = was.as_str(),
+                "scheduled runs succeed again after failing or being blocked"
+            );
+        }
         info!(
             outcome = outcome.as_str(),
             applied = result.applied(),
             pending = result.pending,
             "scheduled run finished"
         );
-    } else {
+        return;
+    }
+    let message = result.message().unwrap_or_default();
+    if causes.is_new(outcome, &message) {
         warn!(
             outcome = outcome.as_str(),
-            message = %log_safe(result.message().as_deref().unwrap_or("")),
+            message = %log_safe(&message),
             "scheduled run finished"
         );
+    } else {
+        debug!(
+            outcome = outcome.as_str(),
+            message = %log_safe(&message),
+            "scheduled run finished, for the same cause as the run before"
+        );
+    }
+}
+
+/// The cause of the last unsuccessful run, so the log says each distinct cause once.
+#[derive(Debug, Default)]
+struct Causes {
+    last: Option<(RunOutcome, String)>,
+}
+
+impl Causes {
+    /// Whether this outcome and message differ from the last unsuccessful run's; remembers
+    /// them.
+    fn is_new(&mut self, outcome: RunOutcome, message: &str) -> bool {
+        let same = self
+            .last
+            .as_ref()
+            .is_some_and(|(o, m)| *o == outcome && m == message);
+        if !same {
+            self.last = Some((outcome, message.to_string()));
+        }
+        !same
+    }
+
+    /// A run succeeded: the next failure is news again. Returns the cause that ended.
+    fn clear(&mut self) -> Option<(RunOutcome, String)> {
+        self.last.take()
     }
 }
 
@@ -338,4 +383,24 @@ fn blocked_plan(
         Err(e) => warn!("blocked run not audited this time: {e}"),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_distinct_cause_is_news_once_until_a_run_succeeds() {
+        let mut causes = Causes::default();
+        assert!(causes.is_new(RunOutcome::Failed, "directory down"));
+        assert!(!causes.is_new(RunOutcome::Failed, "directory down"));
+        assert!(causes.is_new(RunOutcome::Failed, "audit log full"));
+        assert!(causes.is_new(RunOutcome::Blocked, "audit log full"));
+        assert!(!causes.is_new(RunOutcome::Blocked, "audit log full"));
+        assert_eq!(
+            causes.clear(),
+            Some((RunOutcome::Blocked, "audit log full".to_string()))
+        );
+        assert!(causes.is_new(RunOutcome::Blocked, "audit log full"));
+    }
 }

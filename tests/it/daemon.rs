@@ -344,6 +344,29 @@ fn serves_from_cache_while_slapd_is_down_and_catches_up_when_it_returns() {
         options_status(d.sip, &format!("sip:{FIXTURE_USER}@contoso.com")),
         Some(200)
     );
+    // Every tick fails for the same reason: the log says why once, not once per tick (#16).
+    let failed_runs = || {
+        d.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("pcsync_runs_total{outcome=\"failed\"} "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    d.wait_until("three scheduled runs fail", Duration::from_secs(30), || {
+        failed_runs() >= 3
+    });
+    let warned = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("\"WARN\"") && l.contains("scheduled run finished"))
+        .count();
+    assert_eq!(
+        warned,
+        1,
+        "{} failed runs, one cause; log:\n{}",
+        failed_runs(),
+        d.log_text()
+    );
     // Back: a change made while the daemon was blind arrives, and the reconnect is counted.
     slapd.start_again();
     let container = slapd.endpoint_container();
