@@ -10,7 +10,14 @@
 //!   cleared, makes every add fail with LDAP 68);
 //! - `legacy_home_server_dn`, when set, names an entry (otherwise the configuration is wrong
 //!   and the check it stands for means nothing);
-//! - each of these is readable: a read the server refuses is a finding too.
+//! - each of these is readable: a read the server refuses is a finding too;
+//! - on Active Directory, the bind account may write what the swap writes, read from the
+//!   rights AD computes for it (`allowedAttributesEffective` on the user for the msRTCSIP-*
+//!   values the release clears, and on an endpoint a repoint changes;
+//!   `allowedChildClassesEffective` on the container for the endpoint's `contact`). No such
+//!   attribute tells whether the account may *delete* the user, and OpenLDAP computes none of
+//!   them: there a refused write is caught as it happens, and the swap's order (release, add and
+//!   read back, delete last) means it loses nothing.
 //!
 //! That no other object holds the URI is the planner's own check (`uri_in_use`,
 //! `duplicate_uri`, ...), over the same scan and the same normalisation
@@ -26,7 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::source::Source;
 use crate::config::Settings;
 use crate::ldap;
-use crate::model::{Dn, Entry, Finding, FindingKind, SipUri, attr};
+use crate::model::{Attributes, Dn, Entry, Finding, FindingKind, SipUri, attr};
 use crate::plan::{Change, Desired, Plan};
 
 /// What reading one DN gave.
@@ -177,6 +184,120 @@ fn failure(uri: &SipUri, need: &Need, read: Option<&Read>) -> Option<Finding> {
     Some(Finding::new(FindingKind::Preflight, dn.as_str(), reason))
 }
 
+/// AD's constructed attributes that list what the bound account may write on an object and
+/// create under it.
+const EFFECTIVE: [&str; 2] = ["allowedAttributesEffective", "allowedChildClassesEffective"];
+
+/// A right the account needs for a swap, as AD's effective rights show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Right {
+    /// Write these attributes of the object (the release of a user; a repoint).
+    Write { dn: Dn, attrs: Vec<String> },
+    /// Create objects of this class under the container (the endpoint's add).
+    Create { dn: Dn, class: &'static str },
+}
+
+impl Right {
+    fn dn(&self) -> &Dn {
+        match self {
+            Right::Write { dn, .. } | Right::Create { dn, .. } => dn,
+        }
+    }
+}
+
+/// The rights each swap of the plan needs, by URI.
+fn rights(plan: &Plan) -> BTreeMap<SipUri, Vec<Right>> {
+    let mut out: BTreeMap<SipUri, Vec<Right>> = BTreeMap::new();
+    for c in &plan.changes {
+        let right = match c {
+            Change::RetireUser(r) => {
+                // What the release clears: the values listed (disable), or every msRTCSIP-*
+                // value the plan saw (delete), the address always.
+                let mut attrs = vec![attr::PRIMARY_USER_ADDRESS.to_string()];
+                for a in r.cleared.iter().chain(&r.expect) {
+                    if a.name.is_msrtcsip() && !attrs.iter().any(|n| a.name.is(n)) {
+                        attrs.push(a.name.as_str().to_string());
+                    }
+                }
+                Right::Write {
+                    dn: r.header.dn.clone(),
+                    attrs,
+                }
+            }
+            Change::CreateEndpoint(e) => match e.header.dn.parent() {
+                Some(dn) => Right::Create {
+                    dn,
+                    class: "contact",
+                },
+                None => continue,
+            },
+            Change::RepointEndpoint(p) => Right::Write {
+                dn: p.header.dn.clone(),
+                attrs: p
+                    .new_values
+                    .iter()
+                    .map(|a| a.name.as_str().to_string())
+                    .collect(),
+            },
+        };
+        out.entry(c.sip_uri().clone()).or_default().push(right);
+    }
+    out
+}
+
+/// The rights the account lacks for each swap, by URI, from the effective rights read on each
+/// DN (`None`: not read, the object's existence is the other checks' business). Pure.
+fn missing_rights(
+    plan: &Plan,
+    effective: &BTreeMap<Dn, Attributes>,
+) -> BTreeMap<SipUri, Vec<Finding>> {
+    let blocked = "; the swap is blocked, nothing was written for it";
+    let mut out: BTreeMap<SipUri, Vec<Finding>> = BTreeMap::new();
+    for (uri, rights) in rights(plan) {
+        for right in rights {
+            let Some(granted) = effective.get(right.dn()) else {
+                continue;
+            };
+            let has =
+                |list: &str, name: &str| granted.texts(list).any(|g| g.eq_ignore_ascii_case(name));
+            let reason = match &right {
+                Right::Write { dn, attrs } => {
+                    let missing: Vec<&str> = attrs
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|a| !has(EFFECTIVE[0], a))
+                        .collect();
+                    if missing.is_empty() {
+                        continue;
+                    }
+                    format!(
+                        "the bind account may not write {} on {dn} (not in its \
+                         allowedAttributesEffective) for {uri}: grant it Write Property on \
+                         them (docs/active-directory.md){blocked}",
+                        missing.join(", ")
+                    )
+                }
+                Right::Create { dn, class } => {
+                    if has(EFFECTIVE[1], class) {
+                        continue;
+                    }
+                    format!(
+                        "the bind account may not create {class} objects in {dn} (not in its \
+                         allowedChildClassesEffective) for {uri}: grant it Create Child for \
+                         {class} there (docs/active-directory.md){blocked}"
+                    )
+                }
+            };
+            out.entry(uri.clone()).or_default().push(Finding::new(
+                FindingKind::Preflight,
+                right.dn().as_str(),
+                reason,
+            ));
+        }
+    }
+    out
+}
+
 /// Reads what the preflight needs and blocks each swap whose preconditions fail. `Err` only
 /// when the directory went away (the run stops); a refused read is a finding.
 pub(crate) async fn preflight(
@@ -195,8 +316,116 @@ pub(crate) async fn preflight(
         };
         reads.insert(dn, read);
     }
-    for (uri, failed) in findings(plan, &desired, &reads) {
+    let mut failed = findings(plan, &desired, &reads);
+    if source.is_active_directory() {
+        let mut effective = BTreeMap::new();
+        let dns: BTreeSet<Dn> = rights(plan)
+            .into_values()
+            .flatten()
+            .map(|r| r.dn().clone())
+            .collect();
+        for dn in dns {
+            match source.read_attributes(&dn, &EFFECTIVE).await {
+                Ok(Some(granted)) => {
+                    effective.insert(dn, granted);
+                }
+                // Gone or unreadable: the reads above already said so.
+                Ok(None) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        for (uri, missing) in missing_rights(plan, &effective) {
+            failed.entry(uri).or_default().extend(missing);
+        }
+    }
+    for (uri, failed) in failed {
         plan.block_swap(&uri, failed);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AttrValues;
+    use crate::plan::desired::Retire;
+    use crate::plan::{Header, RepointEndpoint, RetireUser, Status, Summary};
+
+    const USER: &str = "CN=OCSChat,OU=Service Accounts,DC=contoso,DC=com";
+    const ENDPOINT: &str = "CN={e},CN=Application Contacts,DC=contoso,DC=com";
+
+    fn header(dn: &str, uri: &str) -> Header {
+        Header {
+            dn: Dn::parse(dn).unwrap(),
+            sip_uri: SipUri::parse(uri).unwrap(),
+            pool: "pcpool.contoso.com".into(),
+            status: Status::Ready,
+            not_before: None,
+            reason: String::new(),
+        }
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            format: 1,
+            fingerprint: String::new(),
+            changes,
+            findings: Vec::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn granted(attributes: &[&str]) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert(
+            EFFECTIVE[0],
+            attributes.iter().map(|n| n.as_bytes().to_vec()).collect(),
+        );
+        a
+    }
+
+    #[test]
+    fn a_right_the_account_lacks_blocks_that_swap_naming_the_dn_and_attributes() {
+        let retire = Change::RetireUser(RetireUser {
+            header: header(USER, "sip:ocschat@contoso.com"),
+            retire: Retire::Delete,
+            expect: vec![
+                AttrValues::text(attr::PRIMARY_USER_ADDRESS, &["sip:ocschat@contoso.com"]),
+                AttrValues::text("msRTCSIP-UserEnabled", &["TRUE"]),
+            ],
+            cleared: Vec::new(),
+        });
+        let repoint = Change::RepointEndpoint(RepointEndpoint {
+            header: header(ENDPOINT, "sip:room@contoso.com"),
+            expect: Vec::new(),
+            new_values: vec![AttrValues::text(
+                attr::PRIMARY_HOME_SERVER,
+                &["CN=1:2,DC=x"],
+            )],
+        });
+        let plan = plan(vec![retire, repoint]);
+        let mut effective = BTreeMap::new();
+        effective.insert(
+            Dn::parse(USER).unwrap(),
+            granted(&["msrtcsip-primaryuseraddress"]),
+        );
+        effective.insert(
+            Dn::parse(ENDPOINT).unwrap(),
+            granted(&[attr::PRIMARY_HOME_SERVER]),
+        );
+        let missing = missing_rights(&plan, &effective);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        let found = &missing[&SipUri::parse("sip:ocschat@contoso.com").unwrap()];
+        assert_eq!(found[0].dn, USER);
+        assert!(
+            found[0]
+                .reason
+                .contains(&format!("may not write msRTCSIP-UserEnabled on {USER}")),
+            "{:?}",
+            found[0]
+        );
+        // Not read (OpenLDAP computes no effective rights): nothing is claimed.
+        assert!(missing_rights(&plan, &BTreeMap::new()).is_empty());
+    }
 }

@@ -44,6 +44,14 @@ pub(crate) trait Source {
     /// The complete entry, or `None` if it does not exist.
     fn read_entry(&mut self, dn: &Dn) -> impl Future<Output = Result<Option<Entry>, ldap::Error>>;
 
+    /// `attrs` of the entry `dn` (constructed ones included, such as AD's effective rights),
+    /// or `None` if it does not exist.
+    fn read_attributes(
+        &mut self,
+        dn: &Dn,
+        attrs: &[&str],
+    ) -> impl Future<Output = Result<Option<Attributes>, ldap::Error>>;
+
     /// Whether this is Active Directory, which shapes the endpoint pcsync writes (no `sn`).
     fn is_active_directory(&self) -> bool;
 }
@@ -74,6 +82,14 @@ impl Source for Directory {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Directory::read_entry(self, dn).await
+    }
+
+    async fn read_attributes(
+        &mut self,
+        dn: &Dn,
+        attrs: &[&str],
+    ) -> Result<Option<Attributes>, ldap::Error> {
+        Directory::read_attributes(self, dn.as_str(), attrs).await
     }
 
     fn is_active_directory(&self) -> bool {
@@ -175,6 +191,18 @@ impl Source for Live<'_> {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         self.routed.read(dn).await
+    }
+
+    async fn read_attributes(
+        &mut self,
+        dn: &Dn,
+        attrs: &[&str],
+    ) -> Result<Option<Attributes>, ldap::Error> {
+        self.routed
+            .for_dn(dn)
+            .await?
+            .read_attributes(dn.as_str(), attrs)
+            .await
     }
 
     fn is_active_directory(&self) -> bool {
@@ -304,6 +332,18 @@ impl Source for Snapshot {
 
     async fn read_entry(&mut self, dn: &Dn) -> Result<Option<Entry>, ldap::Error> {
         Ok(self.entries.iter().find(|e| &e.dn == dn).cloned())
+    }
+
+    async fn read_attributes(
+        &mut self,
+        dn: &Dn,
+        attrs: &[&str],
+    ) -> Result<Option<Attributes>, ldap::Error> {
+        Ok(self
+            .entries
+            .iter()
+            .find(|e| &e.dn == dn)
+            .map(|e| projected(e, attrs)))
     }
 
     /// The golden states are captured from slapd.

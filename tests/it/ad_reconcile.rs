@@ -237,19 +237,20 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
     assert_eq!(code, Some(0), "nothing left to undo: {out}");
     // The restored user is planned for its swap again; but it is a new object with its
     // class's default ACL, so the service account may not modify it (the release, the swap's
-    // first write) until the rights are granted again (docs/active-directory.md): the swap
-    // fails before any write, with AD's diagnostic and the LDAP result code.
-    let (code, out, _) = reconcile(&dc, w, &[], &[]);
-    assert_eq!(code, Some(2), "{out}");
-    let (code, out, err) = reconcile(&dc, w, &[], &["--apply"]);
-    assert_eq!(code, Some(1), "{out}{err}");
-    assert!(
-        out.contains(&format!(
-            "FAILED sip:ocschat@contoso.com: modify of {OCSCHAT} on {} failed: LDAP 50: ",
-            dc.ldaps_url
-        )),
-        "{out}"
-    );
+    // first write) until the rights are granted again (docs/active-directory.md). The
+    // preflight reads that from AD's effective rights: the swap is blocked before any write,
+    // in the dry run and in apply alike, with the DN and what is missing.
+    for args in [&[][..], &["--apply"][..]] {
+        let (code, out, err) = reconcile(&dc, w, &[], args);
+        assert_eq!(code, Some(3), "{args:?}: {out}{err}");
+        assert!(
+            out.contains(&format!(
+                "finding preflight: {OCSCHAT}: the bind account may not write \
+                 msRTCSIP-PrimaryUserAddress"
+            )),
+            "{args:?}: {out}"
+        );
+    }
     assert!(dc.exists(OCSCHAT));
     assert!(new_endpoints(&dc).is_empty(), "nothing written");
 }
@@ -613,4 +614,53 @@ fn ad_a_crash_at_every_failpoint_then_a_rerun_converges() {
             &format!("{what}: differs from a clean run"),
         );
     }
+}
+
+/// A well-known user the service account may not write (no Write Property on its msRTCSIP
+/// attributes): the preflight reads AD's effective rights (`allowedAttributesEffective`) before
+/// any write, so that swap is a `preflight` finding naming the DN and the attribute, blocked
+/// with exit 3 in the dry run and in apply, and nothing is written for it; the other swap
+/// applies (#16: "readable and writable as planned").
+#[test]
+fn ad_a_user_the_account_may_not_write_is_a_preflight_finding_and_nothing_is_written() {
+    let dc = samba::samba();
+    let user = format!("CN=Locked Chat,{}", samba::WELL_KNOWN_USERS_OU);
+    let _seed = Seed::reset(&dc, &[&user]);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    dc.add(&format!(
+        "dn: {user}\nobjectClass: user\nsAMAccountName: locked-chat\n\
+         msRTCSIP-PrimaryUserAddress: sip:ocschat@locked.example\nmsRTCSIP-UserEnabled: TRUE\n"
+    ));
+    let config = config_with(
+        w,
+        "[[migrations]]\nwell_known_uri = \"sip:ocschat@locked.example\"\n\
+         target_pool = \"pcpool.contoso.com\"\n",
+    );
+    let assert = pcsync_ad_config(&dc, w, &config)
+        .args(["reconcile"])
+        .assert();
+    let (out, err) = output(&assert);
+    assert.code(3);
+    let finding = out
+        .lines()
+        .find(|l| l.starts_with("finding preflight:") && l.contains(&user))
+        .unwrap_or_else(|| panic!("no preflight finding for {user}: {out}{err}"));
+    assert!(
+        finding.contains("the bind account may not write msRTCSIP-PrimaryUserAddress")
+            && finding.contains("allowedAttributesEffective"),
+        "{finding}"
+    );
+    let assert = pcsync_ad_config(&dc, w, &config)
+        .args(["reconcile", "--apply"])
+        .assert();
+    let (out, err) = output(&assert);
+    assert.code(3);
+    assert!(out.contains("applied 1 of 1 swap(s)"), "{out}{err}");
+    let held = dc.search(&user, "(objectClass=*)", &["msRTCSIP-PrimaryUserAddress"]);
+    assert!(
+        held.contains("sip:ocschat@locked.example"),
+        "untouched: {held}"
+    );
+    assert!(!dc.exists(OCSCHAT), "the other swap applied");
 }
