@@ -1,9 +1,11 @@
 //! `pcsync restore`: undo a run from the audit log.
 //!
-//! For every swap of the run (including steps a later run's recovery finished for it), the
-//! retired user comes back from its before-image, then the endpoint the swap created is removed
-//! (only while it still carries the swap's SIP URI, and only if the user came back: a restore
-//! never leaves the URI unserved), and an endpoint the swap repointed gets its old values back.
+//! For every swap of the run (including steps a later run's recovery finished for it), the swap
+//! is undone in its own order backwards, so the URI is never held twice: the endpoint the swap
+//! created releases the URI (its address cleared, only while it still carries the swap's URI),
+//! the retired user comes back from its before-image, and only then is the endpoint deleted; a
+//! user that cannot come back has its endpoint serve the URI again, so a restore never leaves
+//! the URI unserved. An endpoint the swap repointed gets its old values back.
 //!
 //! A deleted user comes back with its identity where the directory allows it: on Active
 //! Directory its tombstone is reanimated (same objectGUID and objectSid), then the before-image's
@@ -55,6 +57,10 @@ pub(crate) struct RestoreAction {
     /// The repoint a `revert_repoint` undoes.
     #[serde(skip)]
     pub repoint: Option<RepointEndpoint>,
+    /// A `delete_endpoint` whose endpoint holds no SIP address any more: an interrupted restore
+    /// released it already (see [`apply_restore`]).
+    #[serde(skip)]
+    pub released: bool,
 }
 
 /// The restore plan for one run.
@@ -192,6 +198,7 @@ async fn undo_swap(
         skipped: None,
         image: None,
         repoint: None,
+        released: false,
     };
     let mut actions = Vec::new();
     let image = records.iter().find_map(|r| r.before.clone());
@@ -220,12 +227,9 @@ async fn undo_swap(
     for c in &changes {
         match c {
             Change::CreateEndpoint(_) if ok(Step::AddEndpoint) => {
+                let mut a = action(RestoreKind::DeleteEndpoint, c.dn(), false);
                 let current = writer.read_entry(c.dn()).await?;
-                let pending = current.as_ref().is_some_and(|e| holds(e, &sip_uri));
-                let mut a = action(RestoreKind::DeleteEndpoint, c.dn(), pending);
-                if let Some(e) = current.filter(|_| !pending) {
-                    a.skipped = Some(changed_address(&a, &e));
-                }
+                read_endpoint(&mut a, current);
                 actions.push(a);
             }
             Change::RepointEndpoint(p) if ok(Step::RepointEndpoint) => {
@@ -242,6 +246,18 @@ async fn undo_swap(
         }
     }
     Ok(actions)
+}
+
+/// Sets a `delete_endpoint` from what its DN holds now: pending while the endpoint holds the
+/// URI, or holds no address at all (released by an interrupted restore); skipped, with the
+/// reason, when it holds another address; done when it is gone.
+fn read_endpoint(a: &mut RestoreAction, current: Option<Entry>) {
+    let Some(e) = current else { return };
+    a.released = e.get(attr::PRIMARY_USER_ADDRESS).is_empty();
+    a.pending = a.released || holds(&e, &a.sip_uri);
+    if !a.pending {
+        a.skipped = Some(changed_address(a, &e));
+    }
 }
 
 /// The skip line for an endpoint that no longer holds the swap's URI: what it holds now.
@@ -299,6 +315,9 @@ pub(crate) async fn apply_restore(
     let mut report = RestoreReport::default();
     // Swaps whose user could not be restored: their endpoint is kept.
     let mut user_failed: Vec<&str> = Vec::new();
+    // Swaps whose endpoint this restore released (cleared its address) before its user came
+    // back.
+    let mut released: Vec<&str> = Vec::new();
     let pending: Vec<&RestoreAction> = plan.actions.iter().filter(|a| a.pending).collect();
     for (i, a) in pending.iter().enumerate() {
         if stop.is_cancelled() {
@@ -307,12 +326,30 @@ pub(crate) async fn apply_restore(
             break;
         }
         report.actions += 1;
-        let undone =
-            if a.kind == RestoreKind::DeleteEndpoint && user_failed.contains(&a.swap.as_str()) {
+        // The endpoint this user action replaces, if it still serves the URI.
+        let endpoint = pending
+            .iter()
+            .find(|e| e.kind == RestoreKind::DeleteEndpoint && e.swap == a.swap && !e.released);
+        let undone = match a.kind {
+            RestoreKind::DeleteEndpoint if user_failed.contains(&a.swap.as_str()) => {
                 Undone::Failed(keep_endpoint(a, audit)?)
-            } else {
-                undo(a, writer, audit).await?
-            };
+            }
+            RestoreKind::DeleteEndpoint => {
+                let was_released = a.released || released.contains(&a.swap.as_str());
+                undo_endpoint(a, was_released, writer, audit).await?
+            }
+            RestoreKind::RecreateUser | RestoreKind::ReenableUser => match endpoint {
+                Some(e) => {
+                    let undone = handover(a, e, writer, audit).await?;
+                    if !matches!(undone, Undone::Failed(_)) {
+                        released.push(&a.swap);
+                    }
+                    undone
+                }
+                None => undo(a, writer, audit).await?,
+            },
+            RestoreKind::RevertRepoint => undo(a, writer, audit).await?,
+        };
         match undone {
             Undone::Done(warnings) => {
                 report.applied += 1;
@@ -351,6 +388,110 @@ enum Undone {
     Failed(String),
     /// The directory went away: the restore stops.
     Lost(String),
+}
+
+/// Brings the user of `a` back while its swap's endpoint `e` still serves the URI, so the URI
+/// is never held twice: the mirror of the swap's own order (docs/operations.md). The endpoint
+/// releases the URI first (a conditional modify that clears its address, reversible with no
+/// change of identity), then the user comes back; if it cannot, the endpoint gets its address
+/// back and keeps serving. The endpoint is deleted afterwards, by its own action.
+async fn handover(
+    a: &RestoreAction,
+    e: &RestoreAction,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Undone, crate::audit::Error> {
+    match endpoint_step(e, Step::ReleaseEndpoint, writer, audit).await? {
+        Undone::Done(_) => {}
+        Undone::Failed(why) => {
+            return Ok(Undone::Failed(format!(
+                "{}: not brought back, because its endpoint could not release {} first (the \
+                 URI would be held twice): {why}",
+                a.dn, a.sip_uri
+            )));
+        }
+        lost @ Undone::Lost(_) => return Ok(lost),
+    }
+    let undone = undo(a, writer, audit).await?;
+    let Undone::Failed(why) = &undone else {
+        return Ok(undone);
+    };
+    Ok(
+        match endpoint_step(e, Step::ServeEndpoint, writer, audit).await? {
+            Undone::Done(_) => Undone::Failed(why.clone()),
+            Undone::Failed(serve_why) => Undone::Failed(format!(
+                "{why}; and giving {} its address back failed, so {} is UNSERVED: {serve_why}",
+                e.dn, e.sip_uri
+            )),
+            lost @ Undone::Lost(_) => lost,
+        },
+    )
+}
+
+/// Deletes the endpoint of a swap whose user is back: released first (by this restore or an
+/// interrupted one), it is deleted while it holds no address; one whose user was back before
+/// this restore began is deleted as it stands.
+async fn undo_endpoint(
+    a: &RestoreAction,
+    was_released: bool,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Undone, crate::audit::Error> {
+    if !was_released {
+        return undo(a, writer, audit).await;
+    }
+    fail_point("restore-step-started").await;
+    endpoint_step(a, Step::DeleteEndpoint, writer, audit).await
+}
+
+/// One conditional write on the endpoint of `e` between its `started` and `ok`/`failed`
+/// records: `release_endpoint` clears its address (while it holds the URI), `serve_endpoint`
+/// puts it back (while it holds none), `delete_endpoint` deletes it (while it holds none).
+async fn endpoint_step(
+    e: &RestoreAction,
+    step: Step,
+    writer: &mut impl DirectoryWriter,
+    audit: &mut impl AuditSink,
+) -> Result<Undone, crate::audit::Error> {
+    let address = AttrValues::text(attr::PRIMARY_USER_ADDRESS, &[e.sip_uri.as_str()]);
+    let none = [AttrValues::absent(&crate::model::AttrName::new(
+        attr::PRIMARY_USER_ADDRESS,
+    ))];
+    let base = |outcome| {
+        Note::new(Event::Step, outcome)
+            .dn(&e.dn)
+            .sip_uri(&e.sip_uri)
+            .swap(&e.swap)
+            .step(step)
+    };
+    audit.record(base(Outcome::Started))?;
+    let written = match step {
+        Step::ReleaseEndpoint => {
+            let clear = [Modification::Delete(address.clone())];
+            writer.modify(&e.dn, &clear, &[address]).await
+        }
+        Step::ServeEndpoint => {
+            let serve = [Modification::Add(address)];
+            writer.modify(&e.dn, &serve, &none).await
+        }
+        _ => writer.delete(&e.dn, &none).await,
+    };
+    match written {
+        Ok(()) => {
+            audit.record(base(Outcome::Ok))?;
+            Ok(Undone::Done(Vec::new()))
+        }
+        Err(err) => {
+            let message = err.to_string();
+            audit.record(base(Outcome::Failed).message(&message))?;
+            let line = format!("{}: {message}", e.dn);
+            Ok(if err.is_transient() {
+                Undone::Lost(line)
+            } else {
+                Undone::Failed(line)
+            })
+        }
+    }
 }
 
 /// Records that the endpoint of a swap whose user could not come back stays; the reason.

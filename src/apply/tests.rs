@@ -493,7 +493,12 @@ fn crashed_after(writes: usize, retire: Retire) -> (Vec<Note>, Fake) {
 }
 
 fn unfinished_from(notes: &[Note]) -> Vec<crate::audit::Unfinished> {
-    let records: Vec<crate::audit::Record> = notes
+    crate::audit::unfinished_swaps(&records_from(notes))
+}
+
+/// The notes as the audit log's records of run `r1`.
+fn records_from(notes: &[Note]) -> Vec<crate::audit::Record> {
+    notes
         .iter()
         .enumerate()
         .map(|(i, n)| crate::audit::Record {
@@ -520,8 +525,7 @@ fn unfinished_from(notes: &[Note]) -> Vec<crate::audit::Unfinished> {
             prev: String::new(),
             mac: None,
         })
-        .collect();
-    crate::audit::unfinished_swaps(&records)
+        .collect()
 }
 
 /// Recovery after a crash at each point of the new order finishes the swap the way the run
@@ -839,38 +843,68 @@ mod properties {
             )
     }
 
+    /// The apply of the swap under `f`, and, if it crashed, the next run's recovery: the
+    /// directory and the journal afterwards.
+    fn applied_and_recovered(f: &Faults) -> (Fake, Vec<Note>) {
+        let mut dir = Fake::with(&[user_entry()]);
+        dir.lose_after_writes = f.crash_after;
+        dir.fail_add = f.fail_add;
+        if f.deny_delete {
+            dir.deny_delete = vec![dn(USER)];
+        }
+        let mut notes: Vec<Note> = Vec::new();
+        let applied = block(apply(
+            &swap_plan(f.retire),
+            "r1",
+            &mut dir,
+            &mut notes,
+            &CancellationToken::new(),
+        ));
+        if applied.is_err() {
+            // A crash: the write in flight has no record.
+            if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
+                notes.pop();
+            }
+            dir.lose_after_writes = None;
+            dir.fail_add = f.fail_add_in_recovery;
+            let open = unfinished_from(&notes);
+            assert_eq!(open.len(), 1);
+            let mut log: Vec<Note> = Vec::new();
+            block(recover(&open, &mut dir, &mut log)).unwrap();
+            notes.extend(log);
+        }
+        dir.fail_add = false;
+        (dir, notes)
+    }
+
+    /// Restores run `r1` from its journal; with `lose_after`, the connection drops once that
+    /// many more writes succeeded, and the restore is run again, as an administrator would.
+    fn restored(dir: &mut Fake, notes: &[Note], lose_after: Option<usize>) -> RestoreReport {
+        let records = records_from(notes);
+        dir.lose_after_writes = lose_after.map(|n| dir.writes + n);
+        let stop = CancellationToken::new();
+        let mut log: Vec<Note> = Vec::new();
+        let first = block(async {
+            let plan = plan_restore(&records, "r1", dir).await?.expect("run r1");
+            Ok::<_, WriteError>(apply_restore(&plan, dir, &mut log, &stop).await.unwrap())
+        });
+        dir.lose_after_writes = None;
+        match first {
+            Ok(report) if report.stopped.is_none() => report,
+            // Lost while planning or between actions: the rerun reads the directory again.
+            _ => block(async {
+                let plan = plan_restore(&records, "r1", dir).await.unwrap().unwrap();
+                apply_restore(&plan, dir, &mut log, &stop).await.unwrap()
+            }),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
         fn no_identity_is_lost_and_the_uri_is_held_once(f in faults()) {
-            let mut dir = Fake::with(&[user_entry()]);
-            dir.lose_after_writes = f.crash_after;
-            dir.fail_add = f.fail_add;
-            if f.deny_delete {
-                dir.deny_delete = vec![dn(USER)];
-            }
-            let mut notes: Vec<Note> = Vec::new();
-            let applied = block(apply(
-                &swap_plan(f.retire),
-                "r1",
-                &mut dir,
-                &mut notes,
-                &CancellationToken::new(),
-            ));
-            if applied.is_err() {
-                // A crash: the write in flight has no record.
-                if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
-                    notes.pop();
-                }
-                dir.lose_after_writes = None;
-                dir.fail_add = f.fail_add_in_recovery;
-                let open = unfinished_from(&notes);
-                prop_assert_eq!(open.len(), 1);
-                let mut log: Vec<Note> = Vec::new();
-                block(recover(&open, &mut dir, &mut log)).unwrap();
-                notes.extend(log);
-            }
+            let (dir, notes) = applied_and_recovered(&f);
             prop_assert!(unfinished_from(&notes).is_empty(), "{:?}", journal(&notes));
             prop_assert!(dir.most_holders <= 1, "the URI was held twice: {:?}", dir.ops);
             prop_assert_eq!(dir.holders(), 1, "held by exactly one object: {:?}", dir.ops);
@@ -885,6 +919,44 @@ mod properties {
                     dir.get(USER).to_attributes(),
                     user_entry().to_attributes(),
                     "given back exactly"
+                );
+            }
+        }
+
+        /// Then `pcsync restore` of the run, itself cut off at a random write and run again:
+        /// the URI is never held twice, and in the end the user holds it, alone, with its
+        /// values as before the run; a user that was never deleted is never re-created (its
+        /// identity is kept), and the endpoint is gone.
+        #[test]
+        fn a_restore_after_any_failure_gives_the_user_back_and_the_uri_once(
+            f in faults(),
+            lose_after in proptest::option::of(0usize..3),
+        ) {
+            let (mut dir, notes) = applied_and_recovered(&f);
+            let deleted = dir.ops.contains(&format!("delete {USER}"));
+            let report = restored(&mut dir, &notes, lose_after);
+            prop_assert!(report.stopped.is_none(), "{report:?}");
+            prop_assert_eq!(report.failed, 0, "{:?}", report.errors);
+            prop_assert!(dir.most_holders <= 1, "the URI was held twice: {:?}", dir.ops);
+            prop_assert_eq!(dir.holders(), 1, "held by exactly one object: {:?}", dir.ops);
+            prop_assert!(dir.has(USER), "the user is back: {:?}", dir.ops);
+            prop_assert!(!dir.has(ENDPOINT), "the endpoint is gone: {:?}", dir.ops);
+            let msrtcsip = |e: &Entry| {
+                let mut values: Vec<AttrValues> = e
+                    .attributes
+                    .iter()
+                    .filter(|a| a.name.is_msrtcsip())
+                    .cloned()
+                    .collect();
+                values.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+                values
+            };
+            prop_assert_eq!(msrtcsip(dir.get(USER)), msrtcsip(&user_entry()));
+            if !deleted {
+                prop_assert!(
+                    !dir.ops.contains(&format!("add {USER}")),
+                    "re-created although never deleted: {:?}",
+                    dir.ops
                 );
             }
         }

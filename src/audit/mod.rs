@@ -251,6 +251,10 @@ pub enum Step {
     RestoreUser,
     /// Remove an endpoint pcsync created.
     DeleteEndpoint,
+    /// Clear an endpoint's SIP address before its user comes back (restore).
+    ReleaseEndpoint,
+    /// Give a released endpoint its SIP address back: its user could not come back (restore).
+    ServeEndpoint,
 }
 
 impl Event {

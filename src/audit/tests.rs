@@ -868,6 +868,8 @@ fn event_outcome_and_step_names_are_the_serialised_ones() {
         Step::Verify,
         Step::RestoreUser,
         Step::DeleteEndpoint,
+        Step::ReleaseEndpoint,
+        Step::ServeEndpoint,
     ] {
         assert_eq!(json(&s), format!("\"{}\"", s.as_str()));
     }
