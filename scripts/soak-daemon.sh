@@ -70,7 +70,7 @@ wait "$pcsync_pid" || code=$?
 pcsync_pid=
 
 # One line per cron-triggered run: its start second.
-grep '"scheduled run finished"' "$work/pcsync.log" | grep '"trigger":"Cron"' |
+grep '"scheduled run finished"' "$work/pcsync.log" | grep -i '"trigger":"cron"' |
   sed -E 's/.*"run_id":"([0-9]{8}T[0-9]{6}).*/\1/' >"$work/seconds" || true
 runs=$(wc -l <"$work/seconds")
 if [ "$runs" -lt 3 ]; then
