@@ -39,8 +39,8 @@ use crate::lock::LockError;
 use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
-pub(crate) use source::scopes;
-use source::{Live, Snapshot, Source};
+use source::Snapshot;
+pub(crate) use source::{Live, Source, scopes};
 
 /// How a run ended.
 #[derive(Debug)]
