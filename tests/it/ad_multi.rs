@@ -219,6 +219,58 @@ fn an_apply_writes_on_the_pdc_listed_second_and_reports_both_dcs_holding_it() {
     assert_eq!(replication["message"], "replicated to 2 of 2 DCs");
 }
 
+/// `restore --run R --apply` with DC2 listed first writes on DC1, the PDC emulator, like the
+/// reconcile it undoes: with outbound replication stopped on both DCs, the well-known user is
+/// back on DC1 and not on DC2 (written through the first URL that answered, it was the other
+/// way round). See: #20.
+#[test]
+fn a_restore_writes_on_the_pdc_listed_second() {
+    let pair = samba_pair::samba_pair();
+    let _seed = pair_seed(&pair, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let agent = PairAgent::new(&pair, &[&ldaps(DC2_FQDN), &ldaps(DC1_FQDN)], Auth::Simple);
+    let assert = pcsync_on(&agent, work.path())
+        .args(["reconcile", "--apply", "--wait-replication", "60s"])
+        .assert();
+    let (stdout, stderr) = output(&assert);
+    assert_eq!(
+        assert.get_output().status.code(),
+        Some(0),
+        "{stdout}\n{stderr}"
+    );
+    let run = pcsync::audit::read(&work.path().join("var/audit.jsonl"))
+        .unwrap()
+        .iter()
+        .find(|r| r.event == pcsync::audit::Event::RunStart)
+        .unwrap()
+        .run_id
+        .clone();
+    for dc in pair.dcs() {
+        assert!(!dc.exists(OCSCHAT), "{OCSCHAT} retired on {}", dc.ldaps_url);
+    }
+    pair.set_outbound_replication(false);
+    let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let assert = pcsync_on(&agent, work.path())
+            .args(["restore", "--run", &run, "--apply"])
+            .assert();
+        let (stdout, stderr) = output(&assert);
+        assert_eq!(
+            assert.get_output().status.code(),
+            Some(0),
+            "{stdout}\n{stderr}"
+        );
+        assert!(pair.dc1.exists(OCSCHAT), "{OCSCHAT} back on DC1:\n{stdout}");
+        assert!(
+            !pair.dc2.exists(OCSCHAT),
+            "{OCSCHAT} written on DC2, which is listed first but not the PDC emulator:\n{stdout}"
+        );
+    }));
+    pair.set_outbound_replication(true);
+    if let Err(panic) = restored {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// The same name created on both DCs before they replicate leaves AD keeping both objects, the
 /// second renamed `…\0ACNF:<objectGUID>`: `inventory` and the plan of `reconcile` report it as a
 /// finding with its DN.
