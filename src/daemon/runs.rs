@@ -46,7 +46,11 @@ pub(crate) async fn worker(
             _ = token.cancelled() => break,
             () = Recount::due(recount.as_ref()) => {
                 if let Some(r) = recount.take() {
-                    recount = r.count(&daemon).await;
+                    // Only reads: a DC slow to answer must not hold up a stop.
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        next = r.count(&daemon) => recount = next,
+                    }
                 }
                 continue;
             }
