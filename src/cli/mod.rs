@@ -174,8 +174,10 @@ Example:
 
 On Active Directory a deleted user is reanimated from its tombstone (same objectGUID and
 objectSid); where that is refused or impossible it is re-created and a WARNING says it is a new
-principal. SIGINT/SIGTERM stop --apply after the action in flight, like a lost connection; the
-output lists what was and was not done, and a rerun finishes the job.
+principal. --apply writes through the write server (directory.write_server), like reconcile,
+and with directory.global_catalog each user on its own domain's. SIGINT/SIGTERM stop --apply
+after the action in flight, like a lost connection; the output lists what was and was not done,
+and a rerun finishes the job.
 
 Exit codes: 0 nothing left to undo, or undone completely and every URI it touched is held by
 exactly one enabled object; 1 error (an action failed, the restore stopped, or a URI is left

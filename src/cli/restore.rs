@@ -13,10 +13,11 @@ use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::cli::reconcile::lock_for_apply;
 use crate::cli::{Cli, Format, load_settings, report_error};
 use crate::config::Settings;
+use crate::estate::{self, routed::Routed};
 use crate::exit;
 use crate::ldap::{self, Directory};
 use crate::model::SipUri;
-use crate::reconcile::{random_u32, scopes};
+use crate::reconcile::{Live, Source, random_u32, scopes};
 use crate::shutdown;
 
 #[derive(Debug, clap::Args)]
@@ -60,11 +61,23 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
         }
         Err(e) => return report_error(&e),
     };
-    let mut dir = match Directory::connect(&settings.directory).await {
+    // Like reconcile: every write goes to the one write server, which never fails over; a
+    // dry run reads from the first URL that answers.
+    let opened = if args.apply {
+        estate::writer::open(&settings.directory)
+            .await
+            .map(|(dir, _)| dir)
+            .map_err(|e| e.to_string())
+    } else {
+        Directory::connect(&settings.directory)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let mut dir = match opened {
         Ok(dir) => dir,
         Err(e) => return report_error(&e),
     };
-    let plan = match apply::plan_restore(&records, &args.run_id, &mut dir).await {
+    let plan = match plan_routed(&settings, &records, &args.run_id, &mut dir).await {
         Ok(Some(plan)) => plan,
         Ok(None) => {
             dir.close().await;
@@ -105,6 +118,21 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     code
 }
 
+/// The restore plan of `run_id`, each object read on a DC of its own domain ([`Routed`]).
+async fn plan_routed(
+    settings: &Settings,
+    records: &[audit::Record],
+    run_id: &str,
+    dir: &mut Directory,
+) -> Result<Option<RestorePlan>, String> {
+    let mut routed = Routed::new(dir, settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let plan = apply::plan_restore(records, run_id, &mut routed).await;
+    routed.close().await;
+    plan.map_err(|e| e.to_string())
+}
+
 async fn apply_restore(
     settings: &Settings,
     plan: &RestorePlan,
@@ -120,7 +148,15 @@ async fn apply_restore(
     // SIGINT/SIGTERM from here on end the restore after the action in flight.
     let stop = CancellationToken::new();
     let signals = shutdown::spawn_cancel_on_signal(stop.clone());
-    let applied = apply::apply_restore(plan, dir, log, &stop).await;
+    // Each user goes back on its own domain's write server, endpoints on the primary one.
+    let applied = match Routed::new(dir, settings).await {
+        Ok(mut routed) => {
+            let applied = apply::apply_restore(plan, &mut routed, log, &stop).await;
+            routed.close().await;
+            applied.map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
     let report = match applied {
         Ok(r) => r,
         Err(e) => return report_error(&e),
@@ -166,10 +202,22 @@ async fn apply_restore(
 }
 
 /// Each URI in `uris` that is not held by exactly one object with msRTCSIP-UserEnabled TRUE,
-/// as one line naming it and its holders.
+/// as one line naming it and its holders. Users are searched as planning does: through the
+/// Global Catalog in every domain when one is configured.
 async fn unserved(
     settings: &Settings,
     dir: &mut Directory,
+    uris: &[SipUri],
+) -> Result<Vec<String>, ldap::Error> {
+    let mut live = Live::new(dir, settings).await?;
+    let lines = unserved_in(settings, &mut live, uris).await;
+    live.close().await;
+    lines
+}
+
+async fn unserved_in(
+    settings: &Settings,
+    live: &mut Live<'_>,
     uris: &[SipUri],
 ) -> Result<Vec<String>, ldap::Error> {
     let classifier = crate::inventory::classifier(settings);
@@ -177,7 +225,7 @@ async fn unserved(
     for uri in uris {
         let mut enabled = Vec::new();
         for (what, base, skip) in scopes(settings) {
-            dir.for_each_holder_of(what, base, uri.normalized(), skip, &classifier, |o| {
+            live.holders_of(what, base, uri.normalized(), skip, &classifier, |o| {
                 let same = o.sip_uri.as_ref().is_some_and(|u| u == uri);
                 if same && o.enabled == crate::model::Enabled::True {
                     enabled.push(o.dn.to_string());

@@ -212,7 +212,7 @@ fn directory_and_lease(e: &mut DescriptorEncoder, s: &AgentState) -> fmt::Result
     gauge(
         e,
         "pcsync_replication_dcs_holding",
-        "DCs that held the writes of the last run that wrote when it ended (Active Directory).",
+        "DCs holding the writes of the last run that wrote, as last counted (Active Directory).",
         i64::try_from(rep.holding).unwrap_or(i64::MAX),
     )?;
     gauge(

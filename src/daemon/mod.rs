@@ -7,6 +7,7 @@
 //!       ├─ refresh         rebuilds the table (refresh.rs), on cron, watch and reload triggers
 //!       ├─ cron            the one schedule (crate::schedule): triggers refresh and scheduled-runs
 //!       ├─ scheduled-runs  reconciles (runs.rs); one run at a time, never cut mid-swap   [run]
+//!       │                  and, between runs, recounts replication (recount.rs)
 //!       ├─ watch           keeps the table current between ticks (watch/)                [run]
 //!       └─ http            /healthz and /metrics (http.rs)                               [run]
 //! lease                    the writer lease (lease.rs); its own token, see below         [run]
@@ -26,6 +27,7 @@ pub(crate) mod http;
 pub(crate) mod lease;
 pub(crate) mod listeners;
 pub(crate) mod metrics;
+pub(crate) mod recount;
 pub(crate) mod refresh;
 pub(crate) mod reload;
 pub(crate) mod runs;

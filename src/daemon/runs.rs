@@ -1,7 +1,8 @@
 //! Scheduled runs: one worker owns every run, one at a time, fed by a capacity-1 trigger
 //! channel (start-up, cron ticks), so runs never overlap and ticks that arrive during a run
 //! coalesce. A run is the same code path as `pcsync reconcile` ([`crate::reconcile`]); its
-//! outcome is published in the shared status for `/healthz` and `/metrics`.
+//! outcome is published in the shared status for `/healthz` and `/metrics`. Between runs the
+//! same worker counts the last run's replication again ([`Recount`]) until it is complete.
 
 use std::sync::Arc;
 
@@ -10,11 +11,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::recount::{self, Recount};
 use super::status::{LastRun, ReplicationState, RunOutcome, stamp};
 use super::tree::{TaskName, panic_point};
 use super::{Daemon, log_safe};
 use crate::audit;
 use crate::config::Settings;
+use crate::estate::replication::Mark;
 use crate::estate::{self, Replication, WriteServer};
 use crate::ldap::Directory;
 use crate::lock::{LockError, RunLock};
@@ -34,11 +37,24 @@ pub(crate) async fn worker(
     // pending plan is recorded once, not at every tick.
     let mut recorded_pending: Option<String> = None;
     let mut causes = Causes::default();
+    // The last run's writes, while some DC does not hold them yet.
+    let mut recount: Option<Recount> = None;
     loop {
-        // Biased: when a stop and a pending tick are both ready, the stop wins.
+        // Biased: when a stop and a pending tick are both ready, the stop wins. A count is a
+        // few small reads, so a tick waits at most that long behind one.
         let trigger = tokio::select! {
             biased;
             _ = token.cancelled() => break,
+            () = Recount::due(recount.as_ref()) => {
+                if let Some(r) = recount.take() {
+                    // Only reads: a DC slow to answer must not hold up a stop.
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        next = r.count(&daemon) => recount = next,
+                    }
+                }
+                continue;
+            }
             t = rx.recv() => match t { Some(t) => t, None => break },
         };
         if token.is_cancelled() {
@@ -50,11 +66,18 @@ pub(crate) async fn worker(
         let started = crate::clock::system();
         let run_id = audit::new_run_id(started, reconcile::random_u32());
         let span = info_span!("run", run_id = %run_id, trigger = trigger.as_str());
-        let result = run_once(&daemon, &settings, &token, &mut recorded_pending)
+        let mut result = run_once(&daemon, &settings, &token, &mut recorded_pending)
             .instrument(span.clone())
             .await;
         let finished = crate::clock::system();
         span.in_scope(|| log_end(&result, &mut causes));
+        // A run that counted replication replaces the recount of an earlier one.
+        if let Some(count) = &result.replication {
+            recount = result
+                .recount
+                .take()
+                .and_then(|(mark, server)| Recount::after(count, server, mark, finished));
+        }
         publish(&daemon, trigger, run_id, (started, finished), result);
     }
 }
@@ -170,7 +193,8 @@ fn publish(
             changes_pending: result.pending,
         });
         if let Some(r) = &result.replication {
-            s.replication = Some(ReplicationState::new(r, finished));
+            let state = recount::phase(r, std::time::Duration::ZERO);
+            s.replication = Some(ReplicationState::new(r, state, finished, finished));
         }
     });
 }
@@ -185,6 +209,8 @@ struct RunResult {
     audit_run_id: Option<String>,
     /// How many DCs held the run's writes when it ended (Active Directory, after writes).
     replication: Option<Replication>,
+    /// With `replication`: what the run wrote and where, to count again.
+    recount: Option<(Mark, WriteServer)>,
 }
 
 impl RunResult {
@@ -194,6 +220,7 @@ impl RunResult {
             pending: 0,
             audit_run_id: None,
             replication: None,
+            recount: None,
         }
     }
 
@@ -239,6 +266,7 @@ async fn run_once(
             pending: 0,
             audit_run_id: None,
             replication: None,
+            recount: None,
         };
     }
     // A run may write, so it works on the write server only, never failing over.
@@ -326,6 +354,7 @@ async fn run_connected(
         result.pending = plan.summary.ready as u64;
     }
     result.audit_run_id = run.run_id;
+    result.recount = run.replication_mark.map(|mark| (mark, writer.clone()));
     result.replication = run.replication;
     *recorded_pending = None;
     result

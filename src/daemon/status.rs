@@ -202,7 +202,20 @@ pub(crate) struct LeaseState {
     pub writer: bool,
 }
 
-/// How many DCs held the writes of the last run that wrote (Active Directory).
+shown! {
+    /// Where the replication of the last run that wrote stands.
+    pub(crate) enum ReplicationPhase {
+        /// Some DC does not hold the writes yet: counted again every few seconds.
+        Counting => "counting",
+        /// Every DC of the domain holds them.
+        Replicated => "replicated",
+        /// Some DC still did not hold them when counting stopped, a bounded time after the run.
+        NotReplicated => "not_replicated",
+    }
+}
+
+/// How many DCs hold the writes of the last run that wrote (Active Directory), as last
+/// counted: right after the writes, then again until every DC holds them or counting stops.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ReplicationState {
     /// DCs holding every write of that run, the write server included.
@@ -211,17 +224,27 @@ pub(crate) struct ReplicationState {
     pub total: usize,
     /// `replicated to 2 of 2 DCs`, and which are behind or unreachable.
     pub text: String,
+    pub state: ReplicationPhase,
     /// When the run ended.
     pub at: String,
+    /// When the DCs were last counted.
+    pub counted_at: String,
 }
 
 impl ReplicationState {
-    pub(crate) fn new(r: &crate::estate::Replication, at: DateTime<Utc>) -> ReplicationState {
+    pub(crate) fn new(
+        r: &crate::estate::Replication,
+        state: ReplicationPhase,
+        ran: DateTime<Utc>,
+        counted: DateTime<Utc>,
+    ) -> ReplicationState {
         ReplicationState {
             holding: r.holding.len(),
             total: r.total(),
             text: r.to_string(),
-            at: stamp(at),
+            state,
+            at: stamp(ran),
+            counted_at: stamp(counted),
         }
     }
 }
@@ -527,6 +550,13 @@ mod tests {
         );
         assert_eq!(Mechanism::UsnPolling.as_str(), "usn-polling");
         assert_eq!(WatchPhase::Polling.as_str(), "ok");
+        assert_eq!(
+            ReplicationPhase::ALL
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>(),
+            ["counting", "replicated", "not_replicated"]
+        );
         assert_eq!(
             serde_json::to_value(Reach::Down).unwrap(),
             serde_json::json!("down")

@@ -7,9 +7,10 @@
 //! Comparing two listings finds additions, modifications *and deletions* without tombstones
 //! (which need the show-deleted control and a right the least-privilege account lacks), and an
 //! object that lost its SIP address drops out of the listing like a deleted one. USNs are per
-//! DC database, so a mark names the database it came from: the `invocationId` of the DC's
-//! nTDSDSA object (`dsServiceName`), which changes when the DC is restored from a backup and
-//! its USNs may repeat. No control is ever sent here.
+//! DC database, so a mark names the database it came from ([`database`]): the `invocationId`
+//! of the DC's nTDSDSA object (`dsServiceName`), which changes when the DC is restored from a
+//! backup and its USNs may repeat, while the nTDSDSA object's name stays. No control is ever
+//! sent here.
 
 use std::collections::BTreeMap;
 
@@ -23,11 +24,18 @@ use crate::model::Dn;
 /// Where a DC's update sequence stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UsnMark {
-    /// The `invocationId` of the DC's database (else its `dsServiceName`, else the URL): USNs
-    /// are only comparable within one database.
+    /// The DC's database, as [`database`] names it: USNs are only comparable within one.
     pub dc: String,
     /// `highestCommittedUSN`.
     pub highest: u64,
+}
+
+/// The name of the DC database a mark comes from: its `invocationId` (read from the nTDSDSA
+/// object the root DSE's `dsServiceName` names), which a restore from backup changes. Only when
+/// the account may not read it, the nTDSDSA object's DN (a restored DC then goes unnoticed
+/// until its USN moves), else the URL.
+pub(crate) fn database(invocation_id: Option<String>, dsa: Option<String>, url: &str) -> String {
+    invocation_id.or(dsa).unwrap_or_else(|| url.to_string())
 }
 
 /// `uSNChanged` by normalised DN, of the SIP-enabled objects under one base.
@@ -55,13 +63,12 @@ impl Directory {
         else {
             return Ok(None);
         };
-        let dc = match entry.first_text("dsServiceName") {
-            Some(dsa) => {
-                let dsa = dsa.to_string();
-                self.invocation_id(&dsa).await?.unwrap_or(dsa)
-            }
-            None => self.url.to_string(),
+        let dsa = entry.first_text("dsServiceName").map(str::to_string);
+        let invocation_id = match &dsa {
+            Some(dsa) => self.invocation_id(dsa).await?,
+            None => None,
         };
+        let dc = database(invocation_id, dsa, &self.url.to_string());
         Ok(Some(UsnMark { dc, highest }))
     }
 
@@ -89,5 +96,24 @@ impl Directory {
         })
         .await?;
         Ok(listing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DSA: &str = "CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name,CN=Sites,CN=Configuration,DC=contoso,DC=com";
+
+    #[test]
+    fn a_mark_names_the_dcs_database_by_its_invocation_id_not_its_dsa() {
+        let id = "6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b".to_string();
+        assert_eq!(
+            database(Some(id.clone()), Some(DSA.into()), "ldaps://dc1:636"),
+            id
+        );
+        // The invocationId unreadable: the nTDSDSA object, else the URL.
+        assert_eq!(database(None, Some(DSA.into()), "ldaps://dc1:636"), DSA);
+        assert_eq!(database(None, None, "ldaps://dc1:636"), "ldaps://dc1:636");
     }
 }

@@ -30,6 +30,7 @@ use crate::apply::{self, ApplyError, Report};
 use crate::audit::{self, Actor, AuditLog, AuditSink, Event, Note, Outcome};
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::estate::replication::Mark;
 use crate::estate::routed::Routed;
 use crate::estate::{self, Replication, WriteServer};
 use crate::exit;
@@ -39,8 +40,8 @@ use crate::lock::LockError;
 use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
-pub(crate) use source::scopes;
-use source::{Live, Snapshot, Source};
+use source::Snapshot;
+pub(crate) use source::{Live, Source, scopes};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -340,6 +341,8 @@ pub(crate) struct Applied {
     pub plan: Option<Plan>,
     /// How many DCs held the run's writes when it ended (Active Directory, after writes).
     pub replication: Option<Replication>,
+    /// What the run wrote as replication sees it, with `replication`: to count again later.
+    pub replication_mark: Option<Mark>,
     /// How the run ended: `Applied`, `Blocked` or `Failed` (each audited).
     pub end: RunEnd,
 }
@@ -381,6 +384,7 @@ pub(crate) async fn audited_apply(
                     recovered: Vec::new(),
                     plan,
                     replication: None,
+                    replication_mark: None,
                     end: RunEnd::Failed(e.into()),
                 });
             }
@@ -389,6 +393,7 @@ pub(crate) async fn audited_apply(
                 recovered: Vec::new(),
                 plan,
                 replication: None,
+                replication_mark: None,
                 end: RunEnd::InSync,
             });
         }
@@ -413,7 +418,8 @@ pub(crate) async fn audited_apply(
         run_id: Some(run.log.run_id().to_string()),
         recovered: run.recovered,
         plan: run.plan,
-        replication: run.replication,
+        replication: run.replication.as_ref().map(|(r, _)| r.clone()),
+        replication_mark: run.replication.map(|(_, mark)| mark),
         end,
     })
 }
@@ -427,7 +433,8 @@ struct AuditedRun<'a> {
     log: AuditLog,
     recovered: Vec<apply::Recovered>,
     plan: Option<Plan>,
-    replication: Option<Replication>,
+    /// The count after the writes, and the mark it was counted against.
+    replication: Option<(Replication, Mark)>,
     /// The plan (or what stopped it) when it was computed before the log was opened.
     precomputed: Option<Result<Plan, Stopped>>,
 }
@@ -562,15 +569,15 @@ impl AuditedRun<'_> {
 }
 
 /// Counts (and with `wait_replication`, waits for) the DCs holding this run's writes, and
-/// records it. A count that cannot be made is recorded and logged, never a failed run: the
-/// writes are done.
+/// records it; with the mark counted against, so a caller may count again later. A count that
+/// cannot be made is recorded and logged, never a failed run: the writes are done.
 async fn replication(
     settings: &Settings,
     wait: Option<std::time::Duration>,
     log: &mut AuditLog,
     dir: &mut Directory,
     server: &WriteServer,
-) -> Result<Option<Replication>, audit::Error> {
+) -> Result<Option<(Replication, Mark)>, audit::Error> {
     let written = [
         &settings.directory.base_dn,
         &settings.layout.endpoint_container,
@@ -596,7 +603,7 @@ async fn replication(
         Outcome::Failed
     };
     log.record(Note::new(Event::Replication, outcome).message(counted.to_string()))?;
-    Ok(Some(counted))
+    Ok(Some((counted, mark)))
 }
 
 /// The `run_end` of an apply: its counts, and how far a shutdown let it get.

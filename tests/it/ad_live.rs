@@ -202,6 +202,39 @@ fn ad_daemon_sees_add_rehome_and_delete_through_dirsync_within_5s() {
     );
 }
 
+/// See: #20. The uSNChanged watch names the DC database its marks come from by the
+/// `invocationId` of the DC's nTDSDSA object (read here with ldapsearch: the root DSE's
+/// `dsServiceName`, then that object's `invocationId`), which a restore from backup changes,
+/// and not by the nTDSDSA object's DN, which it keeps.
+#[test]
+fn ad_usn_watch_keys_its_mark_on_the_dcs_invocation_id() {
+    let dc = samba::samba();
+    let _seed = Seed::reset(&dc, &[]);
+    let root = dc.search_entries_scoped("", "base", "(objectClass=*)", &["dsServiceName"]);
+    let dsa = root[0].text("dsServiceName");
+    let dsa_entry = dc.search_entries_scoped(&dsa, "base", "(objectClass=*)", &["invocationId"]);
+    let invocation_id = samba::guid_to_string(&dsa_entry[0].binary("invocationId"));
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&*dc, work.path(), &[]);
+    let baseline = || {
+        d.log_text()
+            .lines()
+            .find(|l| l.contains("uSNChanged watch: baseline"))
+            .map(str::to_owned)
+    };
+    d.wait_until(
+        "the usn-polling watch's baseline",
+        Duration::from_secs(30),
+        || baseline().is_some(),
+    );
+    let line = baseline().unwrap();
+    assert!(
+        line.contains(&format!("\"database\":\"{invocation_id}\"")),
+        "the mark names {invocation_id} ({dsa}): {line}"
+    );
+    assert!(!line.contains("NTDS Settings"), "{line}");
+}
+
 /// Starts `pcsync run` (extra overrides `env`), checks that the watch runs `mode` at the
 /// default interval, and brings an endpoint through add, re-home away and back, and delete,
 /// each within [`CHANGE_BOUND`] and each seen by the watch.

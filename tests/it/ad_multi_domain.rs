@@ -110,78 +110,108 @@ fn writes_by_address(stats: &str) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// The two-domain slapd, and the work directory and name resolution pcsync runs with.
+struct TwoDomains {
+    slapd: Slapd,
+    work: tempfile::TempDir,
+    /// nss_wrapper's hosts file: each domain's DNS name at its loopback address.
+    hosts: std::path::PathBuf,
+    port: String,
+}
+
+impl TwoDomains {
+    fn start() -> TwoDomains {
+        let slapd = Slapd::builder()
+            .fixture_ldif(
+                &contoso_ldif(),
+                &std::fs::read_to_string(crate::common::repo("tests/fixtures/contoso-config.ldif"))
+                    .unwrap(),
+            )
+            .extra_config_ldif(&cross_refs())
+            .second_domain(
+                "DC=fabrikam,DC=com",
+                &fabrikam_ldif(),
+                CROSSREF_SCHEMA,
+                &[CONTOSO.1, FABRIKAM.1],
+            )
+            .tls_names(&["127.0.0.1", CONTOSO.0, FABRIKAM.0])
+            .start();
+        let work = tempfile::tempdir().unwrap();
+        let hosts = work.path().join("hosts");
+        std::fs::write(
+            &hosts,
+            format!(
+                "{} {}\n{} {}\n",
+                CONTOSO.1, CONTOSO.0, FABRIKAM.1, FABRIKAM.0
+            ),
+        )
+        .unwrap();
+        let port = slapd
+            .ldap_url
+            .trim_end_matches('/')
+            .rsplit_once(':')
+            .unwrap()
+            .1
+            .to_owned();
+        TwoDomains {
+            slapd,
+            work,
+            hosts,
+            port,
+        }
+    }
+
+    /// `pcsync ARGS` configured with contoso.test's name and the Global Catalog.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let assert = pcsync(&self.slapd, self.work.path())
+            .env("LD_PRELOAD", wrapper_preload())
+            .env("NSS_WRAPPER_HOSTS", &self.hosts)
+            .env(
+                "PCSYNC__DIRECTORY__URL",
+                format!("ldap://{}:{}", CONTOSO.0, self.port),
+            )
+            .env("PCSYNC__DIRECTORY__STARTTLS", "true")
+            .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &self.slapd.ca_file)
+            .env(
+                "PCSYNC__DIRECTORY__GLOBAL_CATALOG",
+                format!("ldap://127.0.0.1:{}", self.port),
+            )
+            .args(args)
+            .assert();
+        let (stdout, stderr) = output(&assert);
+        (assert.get_output().status.code(), stdout, stderr)
+    }
+
+    /// slapd's stats log so far.
+    fn stats(&self) -> String {
+        std::fs::read_to_string(self.slapd.dir.join("stats.log")).unwrap()
+    }
+}
+
+const ENDPOINTS: &str =
+    "cn=application contacts,cn=rtc service,cn=services,cn=configuration,dc=contoso,dc=com";
+
 /// With `global_catalog` set, `reconcile --apply` finds the well-known users of both domains
 /// through the Global Catalog, and writes each on its own domain's server (the fabrikam user's
 /// release and delete arrive on fabrikam.test's address, the contoso user's on contoso.test's),
 /// while both endpoints go to the configuration naming context on the configured server.
 #[test]
 fn each_object_is_written_on_its_own_domains_server() {
-    let slapd = Slapd::builder()
-        .fixture_ldif(
-            &contoso_ldif(),
-            &std::fs::read_to_string(crate::common::repo("tests/fixtures/contoso-config.ldif"))
-                .unwrap(),
-        )
-        .extra_config_ldif(&cross_refs())
-        .second_domain(
-            "DC=fabrikam,DC=com",
-            &fabrikam_ldif(),
-            CROSSREF_SCHEMA,
-            &[CONTOSO.1, FABRIKAM.1],
-        )
-        .tls_names(&["127.0.0.1", CONTOSO.0, FABRIKAM.0])
-        .start();
-    let work = tempfile::tempdir().unwrap();
-    let hosts = work.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!(
-            "{} {}\n{} {}\n",
-            CONTOSO.1, CONTOSO.0, FABRIKAM.1, FABRIKAM.0
-        ),
-    )
-    .unwrap();
-    let port = slapd
-        .ldap_url
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .unwrap()
-        .1
-        .to_owned();
-    let run = |args: &[&str]| {
-        let assert = pcsync(&slapd, work.path())
-            .env("LD_PRELOAD", wrapper_preload())
-            .env("NSS_WRAPPER_HOSTS", &hosts)
-            .env(
-                "PCSYNC__DIRECTORY__URL",
-                format!("ldap://{}:{port}", CONTOSO.0),
-            )
-            .env("PCSYNC__DIRECTORY__STARTTLS", "true")
-            .env("PCSYNC__DIRECTORY__TLS_CA_FILE", &slapd.ca_file)
-            .env(
-                "PCSYNC__DIRECTORY__GLOBAL_CATALOG",
-                format!("ldap://127.0.0.1:{port}"),
-            )
-            .args(args)
-            .assert();
-        let (stdout, stderr) = output(&assert);
-        (assert.get_output().status.code(), stdout, stderr)
-    };
-    let (code, stdout, stderr) = run(&["check"]);
+    let forest = TwoDomains::start();
+    let (code, stdout, stderr) = forest.run(&["check"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.lines().any(|l| l.starts_with("ok    gc ")),
         "{stdout}"
     );
-    let (code, stdout, stderr) = run(&["reconcile", "--apply"]);
+    let (code, stdout, stderr) = forest.run(&["reconcile", "--apply"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("applied 2 of 2 swap(s); 0 failed"),
         "{stdout}"
     );
 
-    let stats = std::fs::read_to_string(slapd.dir.join("stats.log")).unwrap();
-    let writes = writes_by_address(&stats);
+    let writes = writes_by_address(&forest.stats());
     let on = |ip: &str| writes.get(ip).cloned().unwrap_or_default();
     // The fabrikam user's two writes in the swap order: its release, then its delete.
     assert_eq!(
@@ -196,7 +226,7 @@ fn each_object_is_written_on_its_own_domains_server() {
     );
     let endpoints: Vec<&String> = contoso
         .iter()
-        .filter(|dn| dn.ends_with("cn=application contacts,cn=rtc service,cn=services,cn=configuration,dc=contoso,dc=com"))
+        .filter(|dn| dn.ends_with(ENDPOINTS))
         .collect();
     assert_eq!(endpoints.len(), 2, "writes by address: {writes:#?}");
     assert!(
@@ -204,13 +234,70 @@ fn each_object_is_written_on_its_own_domains_server() {
         "nothing is written through the Global Catalog: {writes:#?}"
     );
     for dn in [OCSCHAT_CONTOSO, OCSCHAT_FABRIKAM] {
-        let gone = slapd.try_search(dn, "(objectClass=*)", &["1.1"]);
+        let gone = forest.slapd.try_search(dn, "(objectClass=*)", &["1.1"]);
         assert!(
             gone.as_ref()
                 .is_err_and(|e| e.contains("No such object (32)")),
             "{dn} retired: {gone:?}"
         );
     }
+}
+
+/// `restore --run R --apply` of that swap, in the same forest: the fabrikam user is brought
+/// back (re-created from its before-image: OpenLDAP keeps no tombstone) on fabrikam.test's
+/// address, the endpoints are deleted on the configured server, and the result check finds
+/// each URI held again by its user through the Global Catalog.
+#[test]
+fn restore_writes_each_user_back_on_its_own_domains_server() {
+    let forest = TwoDomains::start();
+    let (code, stdout, stderr) = forest.run(&["reconcile", "--apply"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let records = pcsync::audit::read(&forest.work.path().join("var/audit.jsonl")).unwrap();
+    let run = records
+        .iter()
+        .find(|r| r.event == pcsync::audit::Event::RunStart)
+        .unwrap()
+        .run_id
+        .clone();
+    let before = forest.stats().len();
+
+    let (code, stdout, stderr) = forest.run(&["restore", "--run", &run, "--apply"]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("restored 4 of 4 action(s) of run {run}")),
+        "{stdout}"
+    );
+    let writes = writes_by_address(&forest.stats()[before..]);
+    let on = |ip: &str| writes.get(ip).cloned().unwrap_or_default();
+    assert_eq!(
+        on(FABRIKAM.1),
+        vec![OCSCHAT_FABRIKAM.to_ascii_lowercase()],
+        "the fabrikam user is re-created on its own domain's server; writes by address: {writes:#?}"
+    );
+    let contoso = on(CONTOSO.1);
+    assert!(
+        !contoso.contains(&OCSCHAT_FABRIKAM.to_ascii_lowercase()),
+        "writes by address: {writes:#?}"
+    );
+    assert_eq!(
+        contoso.iter().filter(|dn| dn.ends_with(ENDPOINTS)).count(),
+        2,
+        "both endpoints deleted on the configured server; writes by address: {writes:#?}"
+    );
+    assert!(
+        on("127.0.0.1").is_empty(),
+        "nothing is written through the Global Catalog: {writes:#?}"
+    );
+    let back = forest.slapd.search(
+        OCSCHAT_FABRIKAM,
+        "(objectClass=*)",
+        &["msRTCSIP-PrimaryUserAddress", "msRTCSIP-UserEnabled"],
+    );
+    assert!(
+        back.contains("msRTCSIP-PrimaryUserAddress: sip:ocschat@fabrikam.com")
+            && back.contains("msRTCSIP-UserEnabled: TRUE"),
+        "{back}"
+    );
 }
 
 /// On the Samba AD DC, `global_catalog` makes the user search go through the Global Catalog

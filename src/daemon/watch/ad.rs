@@ -63,10 +63,16 @@ pub(crate) struct UsnTracker {
 }
 
 impl UsnTracker {
-    /// Whether this poll must list the container: nothing seen yet, another DC (USNs are per
-    /// DC), or the DC's highest committed USN moved (either way: a restored DC goes back).
+    /// Whether this poll must list the container: nothing seen yet, another DC database (USNs
+    /// are per database: another DC, or the same DC restored from a backup, which has a new
+    /// `invocationId`), or the DC's highest committed USN moved.
     pub(crate) fn needs_listing(&self, mark: &UsnMark) -> bool {
         self.listing.is_none() || self.mark.as_ref() != Some(mark)
+    }
+
+    /// The DC database of the last mark (its `invocationId`), empty before any.
+    pub(crate) fn database(&self) -> String {
+        self.mark.as_ref().map(|m| m.dc.clone()).unwrap_or_default()
     }
 
     /// Records a mark read *before* `listing` and compares the listing with the previous one.
@@ -242,7 +248,13 @@ async fn usn_round(
             highest,
             entries, "uSNChanged watch: the DC changed, the endpoint container did not"
         ),
-        Verdict::Baseline => debug!(highest, entries, "uSNChanged watch: baseline"),
+        // Once per connection or DC database: which database the marks now come from.
+        Verdict::Baseline => info!(
+            database = %log_safe(&tracker.database()),
+            highest,
+            entries,
+            "uSNChanged watch: baseline"
+        ),
         Verdict::Seen { .. } => {}
         Verdict::Changed {
             added,
@@ -314,8 +326,45 @@ mod tests {
             .collect()
     }
 
-    const DC1: &str = "CN=NTDS Settings,CN=DC1,CN=Servers,CN=Default-First-Site-Name";
-    const DC2: &str = "CN=NTDS Settings,CN=DC2,CN=Servers,CN=Default-First-Site-Name";
+    /// The invocationIds of two DC databases, as `Directory::usn_mark` names them.
+    const DC1: &str = "6f1c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+    const DC2: &str = "0a9b8c7d-6e5f-4a3b-9c1d-2e3f4a5b6c7d";
+    /// DC1 restored from a backup: the same nTDSDSA object, a new invocationId.
+    const DC1_RESTORED: &str = "d4c3b2a1-0f9e-4d8c-b7a6-958473625140";
+
+    /// See: #20. A DC restored from a backup keeps its name and its nTDSDSA object, and its
+    /// USNs restart from the backup's: its highest committed USN may come back to exactly the
+    /// value of the last mark while the container's objects carry other writes than those
+    /// listed. Keyed on the invocationId, the old mark and listing are not trusted: the
+    /// container is listed and the verdict is a new baseline, which rebuilds the whole table.
+    #[test]
+    fn a_dc_restored_from_backup_is_a_new_baseline_even_at_the_same_usn() {
+        let mut t = UsnTracker::default();
+        t.observe(mark(DC1, 100), listing(&[("cn=a", 90), ("cn=b", 95)]));
+        assert!(!t.needs_listing(&mark(DC1, 100)));
+        assert!(
+            t.needs_listing(&mark(DC1_RESTORED, 100)),
+            "a new invocationId at the same USN is listed"
+        );
+        // After the restore cn=b was written again up to the same USNs: a diff would see
+        // nothing, the baseline rebuilds anyway.
+        let v = t.observe(
+            mark(DC1_RESTORED, 100),
+            listing(&[("cn=a", 90), ("cn=b", 95)]),
+        );
+        assert_eq!(v, Verdict::Baseline);
+        assert!(v.refresh());
+        assert_eq!(t.database(), DC1_RESTORED);
+        // From then on, marks of the restored database are compared with each other.
+        assert!(!t.needs_listing(&mark(DC1_RESTORED, 100)));
+        assert_eq!(
+            t.observe(
+                mark(DC1_RESTORED, 101),
+                listing(&[("cn=a", 90), ("cn=b", 95)])
+            ),
+            Verdict::Unchanged
+        );
+    }
 
     #[test]
     fn the_container_is_listed_only_when_the_usn_moves_or_the_dc_changes() {
