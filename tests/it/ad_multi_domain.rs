@@ -245,8 +245,8 @@ fn each_object_is_written_on_its_own_domains_server() {
 
 /// `restore --run R --apply` of that swap, in the same forest: the fabrikam user is brought
 /// back (re-created from its before-image: OpenLDAP keeps no tombstone) on fabrikam.test's
-/// address, the endpoints are released and deleted on the configured server, and the result check finds
-/// each URI held again by its user through the Global Catalog.
+/// address, the endpoints are released and deleted on the configured server, and the result
+/// check finds each URI held again by its user through the Global Catalog.
 #[test]
 fn restore_writes_each_user_back_on_its_own_domains_server() {
     let forest = TwoDomains::start();
