@@ -1,10 +1,10 @@
 //! Counting a scheduled run's replication again after the run (Active Directory).
 //!
 //! A run counts the DCs holding its writes once, right after them, when the other DCs rarely
-//! hold them yet. The runs worker then keeps a [`Recount`] and, between runs, counts again every
-//! [`RECOUNT_EVERY`] until every DC of the domain holds the writes, or until [`RECOUNT_FOR`] has
-//! passed since the run: then `/healthz` says `not_replicated` with the last count, and counting
-//! stops. Each count is published for `/healthz` and `/metrics`. A later run that writes
+//! hold them yet. The runs worker then keeps a [`Recount`] and, between runs, counts again after
+//! [`RECOUNT_EVERY`] (then twice as long each time, up to a minute) until every DC of the domain
+//! holds the writes, or until [`RECOUNT_FOR`] has passed since the run: then `/healthz` says
+//! `not_replicated` with the last count, and counting stops. Each count is published for `/healthz` and `/metrics`. A later run that writes
 //! replaces the recount with its own (its writes come after the earlier run's). Counting only
 //! reads, on connections of its own; it never blocks a run for longer than one count.
 
@@ -19,8 +19,12 @@ use super::status::{ReplicationPhase, ReplicationState};
 use crate::estate::replication::{Mark, Replicas};
 use crate::estate::{Replication, WriteServer};
 
-/// How often the DCs are counted again while some does not hold the writes.
+/// How soon after the run the DCs are counted again while some does not hold the writes; each
+/// further count waits twice as long as the one before, up to [`RECOUNT_AT_MOST_EVERY`], so a DC
+/// that is down is asked about 20 times in [`RECOUNT_FOR`], not every 2 s.
 pub(crate) const RECOUNT_EVERY: Duration = Duration::from_secs(2);
+/// The longest wait between two counts.
+pub(crate) const RECOUNT_AT_MOST_EVERY: Duration = Duration::from_secs(60);
 /// How long after the run counting goes on; AD's intra-site replication takes seconds, and
 /// between sites the default schedule is 180 minutes, which this does not wait out.
 pub(crate) const RECOUNT_FOR: Duration = Duration::from_secs(15 * 60);
@@ -36,6 +40,14 @@ pub(crate) fn phase(count: &Replication, elapsed: Duration) -> ReplicationPhase 
     }
 }
 
+/// The wait before count number `done + 1` after the run: [`RECOUNT_EVERY`], doubled after
+/// each count, at most [`RECOUNT_AT_MOST_EVERY`].
+pub(crate) fn delay(done: u32) -> Duration {
+    RECOUNT_EVERY
+        .saturating_mul(1u32.checked_shl(done).unwrap_or(u32::MAX))
+        .min(RECOUNT_AT_MOST_EVERY)
+}
+
 /// The writes of the last run that wrote, still to be counted again.
 pub(crate) struct Recount {
     server: WriteServer,
@@ -45,6 +57,8 @@ pub(crate) struct Recount {
     ran_at: Instant,
     /// When to count next.
     next: Instant,
+    /// Counts made since the run.
+    done: u32,
 }
 
 impl Recount {
@@ -65,7 +79,8 @@ impl Recount {
             mark,
             ran,
             ran_at: now,
-            next: now + RECOUNT_EVERY,
+            next: now + delay(0),
+            done: 0,
         })
     }
 
@@ -91,7 +106,8 @@ impl Recount {
         });
         match state {
             ReplicationPhase::Counting => {
-                self.next = Instant::now() + RECOUNT_EVERY;
+                self.done += 1;
+                self.next = Instant::now() + delay(self.done);
                 Some(self)
             }
             ReplicationPhase::Replicated => {
@@ -124,6 +140,21 @@ mod tests {
                 .map(|h| ((*h).to_string(), "connection refused".to_string()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_wait_between_counts_doubles_up_to_a_minute() {
+        let waits: Vec<u64> = (0..8).map(|n| delay(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(delay(u32::MAX), RECOUNT_AT_MOST_EVERY);
+        // A DC that stays down is asked about 20 times in the 15 minutes, not 450.
+        let mut asked = 0;
+        let mut waited = Duration::ZERO;
+        while waited < RECOUNT_FOR {
+            waited += delay(asked);
+            asked += 1;
+        }
+        assert!((15..=25).contains(&asked), "{asked}");
     }
 
     /// See: #20. Counted once right after the writes, "1 of 2" would stay forever.
