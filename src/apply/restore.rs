@@ -111,6 +111,15 @@ impl RestorePlan {
 }
 
 impl RestoreAction {
+    /// The journal record of `step` on this action's object, for its swap.
+    fn note(&self, step: Step, outcome: Outcome) -> Note {
+        Note::new(Event::Step, outcome)
+            .dn(&self.dn)
+            .sip_uri(&self.sip_uri)
+            .swap(&self.swap)
+            .step(step)
+    }
+
     /// `recreate_user CN=… (sip:…)`: how the report names the action.
     fn line(&self) -> String {
         format!(
@@ -457,13 +466,7 @@ async fn endpoint_step(
     let none = [AttrValues::absent(&crate::model::AttrName::new(
         attr::PRIMARY_USER_ADDRESS,
     ))];
-    let base = |outcome| {
-        Note::new(Event::Step, outcome)
-            .dn(&e.dn)
-            .sip_uri(&e.sip_uri)
-            .swap(&e.swap)
-            .step(step)
-    };
+    let base = |outcome| e.note(step, outcome);
     audit.record(base(Outcome::Started))?;
     let written = match step {
         Step::ReleaseEndpoint => {
@@ -504,14 +507,7 @@ fn keep_endpoint(
          serving {}",
         a.dn, a.swap, a.sip_uri
     );
-    audit.record(
-        Note::new(Event::Step, Outcome::Skipped)
-            .dn(&a.dn)
-            .sip_uri(&a.sip_uri)
-            .swap(&a.swap)
-            .step(Step::DeleteEndpoint)
-            .message(&e),
-    )?;
+    audit.record(a.note(Step::DeleteEndpoint, Outcome::Skipped).message(&e))?;
     Ok(e)
 }
 
@@ -526,13 +522,7 @@ async fn undo(
         RestoreKind::RevertRepoint => Step::RepointEndpoint,
         RestoreKind::RecreateUser | RestoreKind::ReenableUser => Step::RestoreUser,
     };
-    let base = |outcome| {
-        Note::new(Event::Step, outcome)
-            .dn(&a.dn)
-            .sip_uri(&a.sip_uri)
-            .swap(&a.swap)
-            .step(step)
-    };
+    let base = |outcome| a.note(step, outcome);
     audit.record(base(Outcome::Started))?;
     fail_point("restore-step-started").await;
     let result = match (&a.kind, &a.image, &a.repoint) {

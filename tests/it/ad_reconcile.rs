@@ -569,12 +569,7 @@ fn ad_restore_without_the_right_to_recreate_says_what_is_missing() {
 /// deleted, no endpoint yet): each deleted user costs a `samba-tool` re-grant to put back.
 #[test]
 fn ad_a_crash_at_every_failpoint_then_a_rerun_converges() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test \
-             --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     let dc = samba::samba();
     let _seed = Seed::reset(&dc, &[]);
     let cases = pcsync::apply::FAILPOINTS

@@ -390,11 +390,7 @@ fn serves_from_cache_while_slapd_is_down_and_catches_up_when_it_returns() {
 
 #[test]
 fn sigterm_during_an_apply_finishes_the_swap_and_exits_zero() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     // The first swap pauses 3 s (asynchronously) right after the user was retired: the middle
@@ -952,11 +948,7 @@ fn sighup_moves_the_listeners_and_a_failed_bind_keeps_the_old_one_serving() {
 // failpoint in the worker, so the test does not depend on any particular bug.
 #[test]
 fn a_panicking_worker_is_named_shown_degraded_gives_the_lease_up_and_restarts() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     let lease_dn = format!("cn=pcsync-lease,{}", slapd.endpoint_container());
@@ -1027,11 +1019,7 @@ fn a_panicking_worker_is_named_shown_degraded_gives_the_lease_up_and_restarts() 
 // restart_window the process stops and exits 1, so the service manager starts a fresh one.
 #[test]
 fn a_worker_that_keeps_dying_ends_the_process_with_exit_1() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     let mut d = Daemon::spawn(

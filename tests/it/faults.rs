@@ -43,14 +43,6 @@ const MIGRATIONS: [(&str, &str); 2] = [
 /// Upper bound for a gated pcsync to reach its gate, and then to finish.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn needs_failpoints() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-        );
-    }
-}
-
 // === running pcsync ===
 
 /// The end state of a clean `reconcile --apply` on a fresh fixture: what every fault must
@@ -303,7 +295,7 @@ fn assert_converges(
 /// slapd goes away after the plan was computed and recorded, before the first write.
 #[test]
 fn slapd_stopped_between_the_search_and_the_apply() {
-    needs_failpoints();
+    crate::common::needs_failpoints();
     let reference = reference();
     let mut slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
@@ -349,7 +341,7 @@ fn slapd_stopped_between_the_search_and_the_apply() {
 /// The user is never gone before its endpoint is proven.
 #[test]
 fn slapd_stopped_between_the_steps_of_a_swap() {
-    needs_failpoints();
+    crate::common::needs_failpoints();
     let reference = reference();
     for (point, user_holds, endpoint_added) in [
         ("swap-before-image-written", true, false),
@@ -425,7 +417,7 @@ fn slapd_stopped_between_the_steps_of_a_swap() {
 /// and converges, unattended.
 #[test]
 fn the_daemon_survives_slapd_stopping_mid_swap_and_its_next_run_converges() {
-    needs_failpoints();
+    crate::common::needs_failpoints();
     let reference = reference();
     let mut slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
@@ -676,7 +668,7 @@ enum DiskFull {
 /// size limit.
 #[test]
 fn a_full_disk_under_the_audit_log_stops_the_run_before_the_next_write() {
-    needs_failpoints();
+    crate::common::needs_failpoints();
     let reference = reference();
     for mechanism in [DiskFull::Tmpfs, DiskFull::FileSizeLimit] {
         let slapd = Slapd::start();

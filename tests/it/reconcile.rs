@@ -543,11 +543,7 @@ fn a_future_not_before_waits_for_cutover() {
 
 #[test]
 fn a_crash_at_every_failpoint_then_a_rerun_converges_with_nothing_lost() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     // The reference: a clean apply on a fresh copy of the fixture.
     let reference = Slapd::start();
     let ref_work = tempfile::tempdir().unwrap();

@@ -210,12 +210,7 @@ const GATE_POINT: &str = "restore-step-started";
 
 impl GatedRestore {
     fn start(slapd: &Slapd, work: &Path, run: &str, nth: usize) -> GatedRestore {
-        if !cfg!(feature = "failpoints") {
-            panic!(
-                "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo \
-                 test --features failpoints"
-            );
-        }
+        crate::common::needs_failpoints();
         let gate = work.join("gate");
         fs::create_dir_all(&gate).unwrap();
         let stdout = work.join("restore.out");
@@ -644,12 +639,7 @@ fn restore_gives_a_user_left_released_by_a_refused_delete_its_values_back() {
 /// undid the swap, naming the restore's run, not that "nothing had been written" (#19).
 #[test]
 fn recovery_after_a_restored_crash_names_the_restore_not_nothing_written() {
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test \
-             --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();

@@ -282,11 +282,7 @@ fn an_edited_saved_plan_is_refused_and_plan_files_are_private() {
 fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-    if !cfg!(feature = "failpoints") {
-        panic!(
-            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test --features failpoints"
-        );
-    }
+    crate::common::needs_failpoints();
     for signal in ["-INT", "-TERM"] {
         let slapd = Slapd::start();
         let work = tempfile::tempdir().unwrap();

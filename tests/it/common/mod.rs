@@ -101,3 +101,14 @@ pub fn output(assert: &assert_cmd::assert::Assert) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Fails a test that needs the failpoints compiled in (`--features failpoints`), saying how to
+/// run it, instead of letting it pass without exercising them.
+pub fn needs_failpoints() {
+    if !cfg!(feature = "failpoints") {
+        panic!(
+            "this test needs pcsync built with failpoints: run scripts/test.sh, or cargo test \
+             --features failpoints"
+        );
+    }
+}
