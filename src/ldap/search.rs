@@ -12,7 +12,9 @@ use tracing::debug;
 
 use super::entry::{Malformed, RawEntry, readable};
 use super::{Directory, Error, SIP_ENABLED_FILTER, oid};
-use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, Sighting, attr};
+use crate::model::{
+    Classifier, DirectoryObject, Dn, DnCache, Finding, Listing, Sighting, attr, is_conflict_name,
+};
 
 /// The attribute list every search here passes: a fixed list of names.
 type Attrs = &'static [&'static str];
@@ -180,6 +182,74 @@ impl Directory {
                     entry.to_attributes(),
                     classifier,
                     &mut dn_cache,
+                    findings,
+                ));
+            })
+            .await?;
+        if stats.references > 0 {
+            debug!(base = %search.base, references = stats.references, "ignored continuation references");
+        }
+        Ok(stats)
+    }
+
+    /// Streams each object `search` finds as `inventory` lists it ([`Listing`]), read in place
+    /// from the raw entry: the DN is parsed only when it is not plain, DN-valued attributes once
+    /// per distinct value, and nothing is allocated per object on the common path. The objects
+    /// and findings are those of [`Directory::for_each_object`]: an entry whose DN is not UTF-8
+    /// or not a DN is a finding and is not passed on.
+    pub(crate) async fn for_each_listing(
+        &mut self,
+        search: &Search<'_>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        mut on_listing: impl FnMut(Listing<'_, '_>),
+    ) -> Result<SearchStats, Error> {
+        let mut stats = SearchStats::default();
+        let mut dn_cache = DnCache::default();
+        let mut scratch = String::new();
+        stats.references = self
+            .stream_entries(search, |entry| {
+                let read = entry.map_err(|m| m.finding()).and_then(|entry| {
+                    let text = entry.dn()?;
+                    let bad_dn = |e| Finding::malformed(text, format!("DN: {e}"));
+                    let (shown, parsed) = Dn::check(text).map_err(bad_dn)?;
+                    let skip = match (search.skip_within, &parsed) {
+                        (None, _) => false,
+                        (Some(skip), Some(dn)) => dn.is_within(skip),
+                        (Some(skip), None) => skip.holds(text).map_err(bad_dn)?,
+                    };
+                    let conflict = match &parsed {
+                        Some(dn) => is_conflict_name(dn),
+                        // Only a plain DN whose text says `CNF:` can name a conflict.
+                        None => {
+                            text.contains("CNF:")
+                                && Dn::parse(text).is_ok_and(|dn| is_conflict_name(&dn))
+                        }
+                    };
+                    Ok((!skip).then_some((entry, shown, conflict)))
+                });
+                let (entry, dn, conflict) = match read {
+                    Ok(Some(read)) => read,
+                    Ok(None) => {
+                        stats.skipped += 1;
+                        return;
+                    }
+                    Err(finding) => {
+                        stats.entries += 1;
+                        findings.push(finding);
+                        return;
+                    }
+                };
+                stats.entries += 1;
+                if conflict {
+                    findings.push(Finding::conflict_object(dn));
+                }
+                on_listing(Listing::read(
+                    dn,
+                    entry,
+                    classifier,
+                    &mut dn_cache,
+                    &mut scratch,
                     findings,
                 ));
             })
