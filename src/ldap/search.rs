@@ -338,6 +338,9 @@ impl Directory {
     /// Paging is done here rather than by ldap3's adapter, whose control parser panics on a
     /// malformed response and which costs a boxed future per entry: each page is one search
     /// carrying the cookie of the last, and a page's result code is checked before the next.
+    /// A page's entries are received whole and handed on once the next page has been asked
+    /// for, so that the server prepares the next page while this one is read: at most one page
+    /// is held (`page_size` entries).
     pub(super) async fn stream_entries(
         &mut self,
         search: &Search<'_>,
@@ -346,25 +349,38 @@ impl Directory {
         let op = format!("{} under {}", search.op, search.base);
         let mut references = 0;
         let mut cookie = Vec::new();
+        // The last page's entries, handed on once the next page has been asked for. Without
+        // paging, or from a server that sends more than a page, entries are handed on as they
+        // come, so that memory stays bounded by the page size.
+        let mut page: Vec<ResultEntry> = Vec::new();
+        let paged = self.capabilities.paged_results;
+        let most = usize::try_from(self.page_size).unwrap_or(usize::MAX);
+        let mut hand_on = |page: &mut Vec<ResultEntry>| {
+            for entry in page.drain(..) {
+                on_entry(RawEntry::new(&entry.0));
+            }
+        };
         loop {
             let ldap = self.ldap.with_timeout(self.timeout);
-            if self.capabilities.paged_results {
+            if paged {
                 ldap.with_controls(paged_request(self.page_size, std::mem::take(&mut cookie)));
             }
-            let mut stream = ldap
+            let started = ldap
                 .streaming_search(
                     search.base.as_str(),
                     Scope::Subtree,
                     &search.filter,
                     search.attrs,
                 )
-                .await
-                .map_err(|e| self.op_error(&op, e))?;
+                .await;
+            hand_on(&mut page);
+            let mut stream = started.map_err(|e| self.op_error(&op, e))?;
             loop {
                 let entry: ResultEntry = match stream.next().await {
                     Ok(Some(entry)) => entry,
                     Ok(None) => break,
                     Err(e) => {
+                        hand_on(&mut page);
                         let _ = stream.finish().await;
                         return Err(self.op_error(&op, e));
                     }
@@ -372,11 +388,18 @@ impl Directory {
                 if entry.is_ref() {
                     references += 1;
                 } else if !entry.is_intermediate() {
-                    on_entry(RawEntry::new(&entry.0));
+                    page.push(entry);
+                    if !paged || page.len() > most {
+                        hand_on(&mut page);
+                    }
                 }
             }
             let result = stream.finish().await;
             let next = paged_response(&result.ctrls);
+            if next.is_err() || result.rc != 0 {
+                // The entries came before the answer that ends the scan.
+                hand_on(&mut page);
+            }
             self.check_search_result(search.what, search.base.as_str(), &op, result)?;
             match next {
                 // No control: the server sent everything at once. An empty cookie: the last page.
@@ -393,6 +416,7 @@ impl Directory {
                 }
             }
         }
+        hand_on(&mut page);
         Ok(references)
     }
 
