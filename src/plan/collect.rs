@@ -30,8 +30,8 @@ pub(crate) const SUSPECT_USER_PARTS: &[&str] = &[
 /// bits choose one of 16,384 parts, each a sorted `Vec` of the next 32 bits. About 6 bytes per
 /// object at 1,000,000 objects, where a `HashSet<u64>` (9 bytes a bucket, at most 7/8 full, in a
 /// power-of-two table that doubles) took 26 at its peak; an insert moves a few dozen bytes.
-/// Two addresses may share a fingerprint (about 1 pair in 100 among a million): that only makes
-/// a candidate, which the exact search confirms or drops.
+/// Two addresses may share a fingerprint (among a million, the chance that any pair does is under
+/// 1 %): that only makes a candidate, which the exact search confirms or drops.
 pub(crate) struct Fingerprints {
     parts: Vec<Vec<u32>>,
 }
