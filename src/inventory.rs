@@ -5,14 +5,15 @@
 //! reaches the other. So [`scan`] searches the endpoint container, then `base_dn`, and when the
 //! container happens to lie under `base_dn` (a single-tree OpenLDAP layout) skips it the second
 //! time so no object is seen twice. Objects are streamed to a callback; nothing is buffered.
-//! [`detect`] is the same scan reading only what detection needs of each object.
+//! [`detect`] is the same scan reading only what detection needs of each object, [`list`] what
+//! `inventory` shows of it; both read in place from the raw entry.
 //! With `directory.global_catalog` (a forest of several domains) the users of every domain are
 //! searched through the Global Catalog instead of `base_dn` alone.
 
 use crate::config::Settings;
 use crate::estate::routed;
 use crate::ldap::{Directory, Error, Search, SearchStats};
-use crate::model::{Classifier, DirectoryObject, Dn, Finding, Sighting, attr};
+use crate::model::{Classifier, DirectoryObject, Dn, Finding, Listing, Sighting, attr};
 
 /// Counts from one scan of both scopes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub async fn scan(
     findings: &mut Vec<Finding>,
     mut on_object: impl FnMut(DirectoryObject),
 ) -> Result<ScanStats, Error> {
-    let visit = Visit::<_, fn(Sighting<'_>)>::Objects(&mut on_object);
+    let visit = Visit::<_, fn(Sighting<'_>), fn(Listing<'_, '_>)>::Objects(&mut on_object);
     scan_as(dir, settings, attr::SEARCHED, findings, visit).await
 }
 
@@ -49,18 +50,36 @@ pub(crate) async fn detect(
     findings: &mut Vec<Finding>,
     mut on_sighting: impl FnMut(Sighting<'_>),
 ) -> Result<ScanStats, Error> {
-    let visit = Visit::<fn(DirectoryObject), _>::Sightings(&mut on_sighting);
+    let visit = Visit::<fn(DirectoryObject), _, fn(Listing<'_, '_>)>::Sightings(&mut on_sighting);
     scan_as(dir, settings, attr::DETECTION, findings, visit).await
 }
 
-/// What a scan hands each object to: the whole object ([`scan`]) or its [`Sighting`]
-/// ([`detect`]).
-enum Visit<'v, O, S> {
-    Objects(&'v mut O),
-    Sightings(&'v mut S),
+/// [`scan`] for `inventory`: each object's [`Listing`], read in place; the same objects and
+/// findings as [`scan`], without building a [`DirectoryObject`] per object.
+pub(crate) async fn list(
+    dir: &mut Directory,
+    settings: &Settings,
+    findings: &mut Vec<Finding>,
+    mut on_listing: impl FnMut(Listing<'_, '_>),
+) -> Result<ScanStats, Error> {
+    let visit = Visit::<fn(DirectoryObject), fn(Sighting<'_>), _>::Listings(&mut on_listing);
+    scan_as(dir, settings, attr::SEARCHED, findings, visit).await
 }
 
-impl<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)> Visit<'_, O, S> {
+/// What a scan hands each object to: the whole object ([`scan`]), its [`Sighting`]
+/// ([`detect`]) or its [`Listing`] ([`list`]).
+enum Visit<'v, O, S, L> {
+    Objects(&'v mut O),
+    Sightings(&'v mut S),
+    Listings(&'v mut L),
+}
+
+impl<O, S, L> Visit<'_, O, S, L>
+where
+    O: FnMut(DirectoryObject),
+    S: FnMut(Sighting<'_>),
+    L: FnMut(Listing<'_, '_>),
+{
     /// Runs `search` on `conn`, handing each object on.
     async fn search(
         &mut self,
@@ -78,6 +97,10 @@ impl<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)> Visit<'_, O, S> {
                 conn.for_each_sighting(search, classifier, findings, &mut **on_sighting)
                     .await
             }
+            Visit::Listings(on_listing) => {
+                conn.for_each_listing(search, classifier, findings, &mut **on_listing)
+                    .await
+            }
         }
     }
 }
@@ -86,13 +109,18 @@ impl<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)> Visit<'_, O, S> {
 /// the container when it lies among them. Users are searched under `base_dn` on `dir` itself;
 /// with `directory.global_catalog`, under each domain of the forest on the Global Catalog,
 /// closed afterwards.
-async fn scan_as<O: FnMut(DirectoryObject), S: FnMut(Sighting<'_>)>(
+async fn scan_as<O, S, L>(
     dir: &mut Directory,
     settings: &Settings,
     attrs: &'static [&'static str],
     findings: &mut Vec<Finding>,
-    mut visit: Visit<'_, O, S>,
-) -> Result<ScanStats, Error> {
+    mut visit: Visit<'_, O, S, L>,
+) -> Result<ScanStats, Error>
+where
+    O: FnMut(DirectoryObject),
+    S: FnMut(Sighting<'_>),
+    L: FnMut(Listing<'_, '_>),
+{
     let classifier = classifier(settings);
     let container = &settings.layout.endpoint_container;
     let endpoints = Search::sip_objects("endpoint container", container).reading(attrs);

@@ -14,7 +14,7 @@ use crate::config::Settings;
 use crate::exit;
 use crate::inventory;
 use crate::ldap::Directory;
-use crate::model::{DirectoryObject, Enabled, Finding, ObjectKind};
+use crate::model::{Enabled, Finding, Listing, ObjectKind};
 use crate::progress::Progress;
 
 #[derive(Debug, clap::Args)]
@@ -40,11 +40,19 @@ struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    fn new(o: &'a DirectoryObject, settings: &'a Settings) -> Row<'a> {
+    /// The row of `o`; its SIP address is written into `sip_uri` (reused from row to row).
+    fn new(o: &Listing<'a, 'a>, settings: &'a Settings, sip_uri: &'a mut String) -> Row<'a> {
+        use std::fmt::Write as _;
+        sip_uri.clear();
+        let sip_uri = o.sip_uri.map(|parts| {
+            // Writing into a String cannot fail.
+            let _ = write!(sip_uri, "{parts}");
+            sip_uri.as_str()
+        });
         Row {
-            dn: o.dn.as_str(),
+            dn: o.dn,
             kind: o.kind,
-            sip_uri: o.sip_uri.as_ref().map(|u| u.as_str()),
+            sip_uri,
             enabled: match o.enabled {
                 Enabled::True => Some("TRUE"),
                 Enabled::False => Some("FALSE"),
@@ -52,12 +60,11 @@ impl<'a> Row<'a> {
             },
             pool: o
                 .home_server_dn
-                .as_ref()
                 .and_then(|dn| settings.pool_by_home_server(dn))
                 .map(|p| p.fqdn.as_str()),
-            home_server_dn: o.home_server_dn.as_ref().map(|d| d.as_str()),
-            owner_urn: o.owner_urn.as_deref(),
-            display_name: o.display_name.as_deref(),
+            home_server_dn: o.home_server_dn.map(|d| d.as_str()),
+            owner_urn: o.owner_urn,
+            display_name: o.display_name,
         }
     }
 }
@@ -105,8 +112,9 @@ pub(super) async fn run(cli: &Cli, args: &Args) -> u8 {
     });
     let mut findings: Vec<Finding> = Vec::new();
     let progress = Progress::new(cli.quiet);
-    let scanned = inventory::scan(&mut dir, &settings, &mut findings, |o| {
-        let row = Row::new(&o, &settings);
+    let mut sip_uri = String::new();
+    let scanned = inventory::list(&mut dir, &settings, &mut findings, |o| {
+        let row = Row::new(&o, &settings, &mut sip_uri);
         remember(write_row(&mut out, &row, json, summary.objects == 0));
         progress.tick();
         summary.objects += 1;

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use ldap3::ResultEntry;
 use ldap3::asn1::{PL, StructureTag, TagClass};
 
-use crate::model::{Attributes, Finding, show_dn_bytes};
+use crate::model::{Attributes, Finding, ValueSource, show_dn_bytes};
 
 /// `[APPLICATION 4]`: SearchResultEntry (RFC 4511 §4.5.2).
 const SEARCH_RESULT_ENTRY: u64 = 4;
@@ -138,6 +138,12 @@ impl<'a> RawEntry<'a> {
             );
         }
         out
+    }
+}
+
+impl<'a> ValueSource<'a> for RawEntry<'a> {
+    fn values(self, name: &'static str) -> impl Iterator<Item = &'a [u8]> + Clone + 'a {
+        RawEntry::values(self, name)
     }
 }
 

@@ -12,7 +12,9 @@ use tracing::debug;
 
 use super::entry::{Malformed, RawEntry, readable};
 use super::{Directory, Error, SIP_ENABLED_FILTER, oid};
-use crate::model::{Classifier, DirectoryObject, Dn, DnCache, Finding, Sighting, attr};
+use crate::model::{
+    Classifier, DirectoryObject, Dn, DnCache, Finding, Listing, Sighting, attr, is_conflict_name,
+};
 
 /// The attribute list every search here passes: a fixed list of names.
 type Attrs = &'static [&'static str];
@@ -190,6 +192,74 @@ impl Directory {
         Ok(stats)
     }
 
+    /// Streams each object `search` finds as `inventory` lists it ([`Listing`]), read in place
+    /// from the raw entry: the DN is parsed only when it is not plain, DN-valued attributes once
+    /// per distinct value, and nothing is allocated per object on the common path. The objects
+    /// and findings are those of [`Directory::for_each_object`]: an entry whose DN is not UTF-8
+    /// or not a DN is a finding and is not passed on.
+    pub(crate) async fn for_each_listing(
+        &mut self,
+        search: &Search<'_>,
+        classifier: &Classifier,
+        findings: &mut Vec<Finding>,
+        mut on_listing: impl FnMut(Listing<'_, '_>),
+    ) -> Result<SearchStats, Error> {
+        let mut stats = SearchStats::default();
+        let mut dn_cache = DnCache::default();
+        let mut scratch = String::new();
+        stats.references = self
+            .stream_entries(search, |entry| {
+                let read = entry.map_err(|m| m.finding()).and_then(|entry| {
+                    let text = entry.dn()?;
+                    let bad_dn = |e| Finding::malformed(text, format!("DN: {e}"));
+                    let (shown, parsed) = Dn::check(text).map_err(bad_dn)?;
+                    let skip = match (search.skip_within, &parsed) {
+                        (None, _) => false,
+                        (Some(skip), Some(dn)) => dn.is_within(skip),
+                        (Some(skip), None) => skip.holds(text).map_err(bad_dn)?,
+                    };
+                    let conflict = match &parsed {
+                        Some(dn) => is_conflict_name(dn),
+                        // Only a plain DN whose text says `CNF:` can name a conflict.
+                        None => {
+                            text.contains("CNF:")
+                                && Dn::parse(text).is_ok_and(|dn| is_conflict_name(&dn))
+                        }
+                    };
+                    Ok((!skip).then_some((entry, shown, conflict)))
+                });
+                let (entry, dn, conflict) = match read {
+                    Ok(Some(read)) => read,
+                    Ok(None) => {
+                        stats.skipped += 1;
+                        return;
+                    }
+                    Err(finding) => {
+                        stats.entries += 1;
+                        findings.push(finding);
+                        return;
+                    }
+                };
+                stats.entries += 1;
+                if conflict {
+                    findings.push(Finding::conflict_object(dn));
+                }
+                on_listing(Listing::read(
+                    dn,
+                    entry,
+                    classifier,
+                    &mut dn_cache,
+                    &mut scratch,
+                    findings,
+                ));
+            })
+            .await?;
+        if stats.references > 0 {
+            debug!(base = %search.base, references = stats.references, "ignored continuation references");
+        }
+        Ok(stats)
+    }
+
     /// Streams what detection needs of each object `search` finds ([`Sighting`]: DN text, kind,
     /// SIP address) to `on_sighting`, read in place from the raw entry: no allocation and no
     /// DN parsing per object on the common path. Malformed addresses, DNs that are not UTF-8 and
@@ -268,6 +338,9 @@ impl Directory {
     /// Paging is done here rather than by ldap3's adapter, whose control parser panics on a
     /// malformed response and which costs a boxed future per entry: each page is one search
     /// carrying the cookie of the last, and a page's result code is checked before the next.
+    /// A page's entries are received whole and handed on once the next page has been asked
+    /// for, so that the server prepares the next page while this one is read: at most one page
+    /// is held (`page_size` entries).
     pub(super) async fn stream_entries(
         &mut self,
         search: &Search<'_>,
@@ -276,25 +349,38 @@ impl Directory {
         let op = format!("{} under {}", search.op, search.base);
         let mut references = 0;
         let mut cookie = Vec::new();
+        // The last page's entries, handed on once the next page has been asked for. Without
+        // paging, or from a server that sends more than a page, entries are handed on as they
+        // come, so that memory stays bounded by the page size.
+        let mut page: Vec<ResultEntry> = Vec::new();
+        let paged = self.capabilities.paged_results;
+        let most = usize::try_from(self.page_size).unwrap_or(usize::MAX);
+        let mut hand_on = |page: &mut Vec<ResultEntry>| {
+            for entry in page.drain(..) {
+                on_entry(RawEntry::new(&entry.0));
+            }
+        };
         loop {
             let ldap = self.ldap.with_timeout(self.timeout);
-            if self.capabilities.paged_results {
+            if paged {
                 ldap.with_controls(paged_request(self.page_size, std::mem::take(&mut cookie)));
             }
-            let mut stream = ldap
+            let started = ldap
                 .streaming_search(
                     search.base.as_str(),
                     Scope::Subtree,
                     &search.filter,
                     search.attrs,
                 )
-                .await
-                .map_err(|e| self.op_error(&op, e))?;
+                .await;
+            hand_on(&mut page);
+            let mut stream = started.map_err(|e| self.op_error(&op, e))?;
             loop {
                 let entry: ResultEntry = match stream.next().await {
                     Ok(Some(entry)) => entry,
                     Ok(None) => break,
                     Err(e) => {
+                        hand_on(&mut page);
                         let _ = stream.finish().await;
                         return Err(self.op_error(&op, e));
                     }
@@ -302,11 +388,18 @@ impl Directory {
                 if entry.is_ref() {
                     references += 1;
                 } else if !entry.is_intermediate() {
-                    on_entry(RawEntry::new(&entry.0));
+                    page.push(entry);
+                    if !paged || page.len() > most {
+                        hand_on(&mut page);
+                    }
                 }
             }
             let result = stream.finish().await;
             let next = paged_response(&result.ctrls);
+            if next.is_err() || result.rc != 0 {
+                // The entries came before the answer that ends the scan.
+                hand_on(&mut page);
+            }
             self.check_search_result(search.what, search.base.as_str(), &op, result)?;
             match next {
                 // No control: the server sent everything at once. An empty cookie: the last page.
@@ -323,6 +416,7 @@ impl Directory {
                 }
             }
         }
+        hand_on(&mut page);
         Ok(references)
     }
 

@@ -139,30 +139,16 @@ impl Dn {
     /// error, the one [`Dn::parse`] gives.
     pub(crate) fn holds(&self, text: &str) -> Result<bool, DnError> {
         let parsed = || Dn::parse(text).map(|dn| dn.is_within(self));
-        // One pass over the bytes decides whether the text is plain and counts its RDNs.
-        let mut count: usize = 1;
-        for &b in text.as_bytes() {
-            match b {
-                b',' => count += 1,
-                b'\\' | b'"' | b'+' | b';' | b'#' | 0x80.. => return parsed(),
-                _ => {}
-            }
-        }
+        let Some(count) = plain_rdn_count(text) else {
+            return parsed();
+        };
         let first_compared = count.checked_sub(self.rdns.len());
         let mut within = first_compared.is_some();
         for (i, rdn) in text.split(',').enumerate() {
             // Each RDN as `Dn::parse` would check it; anything else takes that path for its error.
-            let Some(eq) = rdn.bytes().position(|b| b == b'=') else {
+            let Some((kind, value)) = plain_ava(rdn) else {
                 return parsed();
             };
-            let kind = rdn[..eq].trim();
-            if kind.is_empty()
-                || !kind
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            {
-                return parsed();
-            }
             if !within {
                 continue;
             }
@@ -175,9 +161,20 @@ impl Dn {
             // A plain RDN has one AVA; an ancestor's multi-valued or `#` RDN never matches it.
             within = matches!(ava.as_slice(), [a] if !a.ber
                 && a.kind.eq_ignore_ascii_case(kind)
-                && a.value.eq_ignore_ascii_case(rdn[eq + 1..].trim()));
+                && a.value.eq_ignore_ascii_case(value));
         }
         Ok(within)
+    }
+
+    /// Checks `text` as [`Dn::parse`] does without building a `Dn` when the text is plain (as
+    /// [`Dn::holds`] reads it): what a listing of 200,000 objects needs of each DN. Returns the
+    /// DN as [`Dn::as_str`] would give it, and the `Dn` itself when the text had to be parsed.
+    pub(crate) fn check(text: &str) -> Result<(&str, Option<Dn>), DnError> {
+        let trimmed = trim_end_unescaped(text.trim_start());
+        if plain_rdn_count(text).is_some() && text.split(',').all(|rdn| plain_ava(rdn).is_some()) {
+            return Ok((trimmed, None));
+        }
+        Dn::parse(text).map(|dn| (trimmed, Some(dn)))
     }
 
     /// The unescaped value of the leaf RDN's first attribute, as written (case kept).
@@ -189,6 +186,33 @@ impl Dn {
         // `leaf_value(child(p, a, v)) == v` for every `v` (the dn fuzz target checks it).
         unescape(value.trim_start()).ok()
     }
+}
+
+/// The number of RDNs in `text` when it is plain: ASCII, with no escape, quote, `+`, `;` or `#`
+/// (nearly every DN a scan meets), so that every `,` separates RDNs and case folding is ASCII's.
+/// `None` for any other text, which only [`Dn::parse`] reads.
+fn plain_rdn_count(text: &str) -> Option<usize> {
+    let mut count: usize = 1;
+    for &b in text.as_bytes() {
+        match b {
+            b',' => count += 1,
+            b'\\' | b'"' | b'+' | b';' | b'#' | 0x80.. => return None,
+            _ => {}
+        }
+    }
+    Some(count)
+}
+
+/// The attribute type and value of one RDN of a plain text ([`plain_rdn_count`]), trimmed, when
+/// [`Dn::parse`] accepts it; `None` when it does not, so that the caller parses it for the error.
+fn plain_ava(rdn: &str) -> Option<(&str, &str)> {
+    let eq = rdn.bytes().position(|b| b == b'=')?;
+    let kind = rdn[..eq].trim();
+    let valid = !kind.is_empty()
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    valid.then(|| (kind, rdn[eq + 1..].trim()))
 }
 
 /// Splits on unescaped separator characters, honouring backslash escapes and quoted strings.
@@ -522,6 +546,41 @@ mod tests {
         assert_eq!(container.holds(texts[3]), Ok(false));
     }
 
+    /// `check`'s verdict and text are `parse`'s, whichever way it reads the DN.
+    #[test]
+    fn check_agrees_with_parsing() {
+        let texts = [
+            "CN=Ann Lee 000123,OU=Site07,OU=EMEA,OU=Users,DC=contoso,DC=com",
+            "  cn = ann , dc=x  ",
+            "CN=Lee\\, Ann 000016,OU=Site16,DC=contoso,DC=com",
+            "CN=a\\ ,DC=x ",
+            "CN=Müller,DC=x",
+            "CN=x\\0ACNF:4c2f,DC=x",
+            "cn=a+sn=b,dc=x",
+            "cn=#6162,dc=x",
+            "",
+            "   ",
+            "cn=a,,dc=x",
+            "c n=a,dc=x",
+            "=a,dc=x",
+            "cn=a\\",
+            "cn",
+        ];
+        for text in texts {
+            let parsed = Dn::parse(text);
+            match Dn::check(text) {
+                Ok((shown, dn)) => {
+                    let parsed = parsed.unwrap();
+                    assert_eq!(shown, parsed.as_str(), "{text:?}");
+                    assert!(dn.is_none_or(|dn| dn == parsed), "{text:?}");
+                }
+                Err(e) => assert_eq!(Err(e), parsed.map(|_| ()), "{text:?}"),
+            }
+        }
+        assert!(matches!(Dn::check(texts[0]), Ok((_, None))));
+        assert!(matches!(Dn::check(texts[2]), Ok((_, Some(_)))));
+    }
+
     fn dn(s: &str) -> Dn {
         Dn::parse(s).unwrap()
     }
@@ -710,6 +769,16 @@ mod tests {
                 prop_assert_eq!(&norm, &child);
                 prop_assert_eq!(norm.normalized(), child.normalized());
                 prop_assert!(child.is_within(&parent));
+            }
+
+            /// The listing's in-place check gives what parsing would, DN or not.
+            #[test]
+            fn check_is_parse(text in "[a-zA-Z =,+\\\\#\"Ä;\n]{0,24}") {
+                let parsed = Dn::parse(&text);
+                match Dn::check(&text) {
+                    Ok((shown, _)) => prop_assert_eq!(Ok(shown), parsed.as_ref().map(Dn::as_str)),
+                    Err(e) => prop_assert_eq!(Err(&e), parsed.as_ref().map(|_| ())),
+                }
             }
 
             /// The scan's in-place containment test gives what parsing would, DN or not.

@@ -9,13 +9,15 @@
 mod dn;
 mod entry;
 mod guid;
+mod listing;
 mod sip_uri;
 
 pub(crate) use dn::show_dn_bytes;
 pub use dn::{Dn, DnError};
 pub use entry::{AttrValues, Entry, Modification};
 pub(crate) use guid::Guid;
-pub(crate) use sip_uri::fold_case;
+pub(crate) use listing::{Listing, ValueSource};
+pub(crate) use sip_uri::{SipParts, fold_case};
 pub use sip_uri::{SipUri, SipUriError};
 
 use std::collections::BTreeMap;
@@ -432,61 +434,23 @@ impl DirectoryObject {
         cache: &mut DnCache,
         findings: &mut Vec<Finding>,
     ) -> DirectoryObject {
-        let dn_text = dn.as_str();
-        let kind = classifier.classify(attributes.texts(attr::OBJECT_CLASS));
         if is_conflict_name(&dn) {
-            findings.push(Finding::conflict_object(dn_text));
+            findings.push(Finding::conflict_object(dn.as_str()));
         }
-        let mut bad = |reason: String| findings.push(Finding::malformed(dn_text, reason));
-
-        let sip_uri =
-            single_text(&attributes, attr::PRIMARY_USER_ADDRESS, &mut bad).and_then(|text| {
-                match SipUri::parse(text) {
-                    Ok(uri) => Some(uri),
-                    Err(e) => {
-                        bad(bad_address(text, &e));
-                        // Still a holder of the address Lync reads in it (`sips:`, a bare
-                        // `user@host`): planning must see it, or a swap would add a second
-                        // holder of the URI (issue #19).
-                        SipUri::parse_held(text).ok()
-                    }
-                }
-            });
-        let enabled = match single_text(&attributes, attr::USER_ENABLED, &mut bad) {
-            None => Enabled::Absent,
-            Some(v) if v.eq_ignore_ascii_case("TRUE") => Enabled::True,
-            Some(v) if v.eq_ignore_ascii_case("FALSE") => Enabled::False,
-            Some(v) => {
-                bad(format!(
-                    "{}: expected TRUE or FALSE, found {:?}",
-                    attr::USER_ENABLED,
-                    truncate(v)
-                ));
-                Enabled::Absent
-            }
-        };
-        let home_server_dn = single_text(&attributes, attr::PRIMARY_HOME_SERVER, &mut bad)
-            .and_then(|text| match cache.parse(text) {
-                Ok(dn) => Some(dn),
-                Err(e) => {
-                    bad(format!("{}: {e}", attr::PRIMARY_HOME_SERVER));
-                    None
-                }
-            });
-        let owner_urn = single_text(&attributes, attr::OWNER_URN, &mut bad).map(str::to_string);
-        let display_name = single_text(&attributes, attr::DISPLAY_NAME, &mut bad).and_then(|v| {
-            let chars = v.chars().count();
-            if chars > MAX_DISPLAY_NAME_CHARS {
-                bad(format!(
-                    "{}: {chars} characters, more than the {MAX_DISPLAY_NAME_CHARS} AD allows: {:?}",
-                    attr::DISPLAY_NAME,
-                    truncate(v)
-                ));
-                None
-            } else {
-                Some(v.to_string())
-            }
-        });
+        let mut scratch = String::new();
+        let listing = Listing::read(
+            dn.as_str(),
+            &attributes,
+            classifier,
+            cache,
+            &mut scratch,
+            findings,
+        );
+        let (kind, enabled) = (listing.kind, listing.enabled);
+        let sip_uri = listing.sip_uri.and_then(SipParts::to_uri);
+        let home_server_dn = listing.home_server_dn.cloned();
+        let owner_urn = listing.owner_urn.map(str::to_string);
+        let display_name = listing.display_name.map(str::to_string);
         DirectoryObject {
             dn,
             kind,
@@ -593,30 +557,21 @@ pub(crate) struct DnCache(std::collections::HashMap<String, Result<Dn, DnError>>
 impl DnCache {
     const MAX_ENTRIES: usize = 256;
 
-    pub(crate) fn parse(&mut self, text: &str) -> Result<Dn, DnError> {
-        if let Some(hit) = self.0.get(text) {
-            return hit.clone();
+    /// The parsed DN `text`, borrowed from the cache: no allocation once it is there.
+    pub(crate) fn get(&mut self, text: &str) -> Result<&Dn, DnError> {
+        if !self.0.contains_key(text) {
+            if self.0.len() >= Self::MAX_ENTRIES {
+                self.0.clear();
+            }
+            self.0.insert(text.to_string(), Dn::parse(text));
         }
-        let parsed = Dn::parse(text);
-        if self.0.len() >= Self::MAX_ENTRIES {
-            self.0.clear();
-        }
-        self.0.insert(text.to_string(), parsed.clone());
-        parsed
+        // Present: inserted just above if it was not.
+        self.0[text].as_ref().map_err(DnError::clone)
     }
 }
 
-/// The one UTF-8 value of a single-valued attribute; several values, an empty value or bytes
-/// that are not UTF-8 are reported through `bad` and read as absent.
-fn single_text<'a>(
-    attributes: &'a Attributes,
-    name: &str,
-    bad: &mut impl FnMut(String),
-) -> Option<&'a str> {
-    single_value_text(name, attributes.get(name).iter().map(Vec::as_slice), bad)
-}
-
-/// [`single_text`] over the values as the reader holds them.
+/// The one UTF-8 value of a single-valued attribute among `values`; several values, an empty
+/// value or bytes that are not UTF-8 are reported through `bad` and read as absent.
 fn single_value_text<'a>(
     name: &str,
     mut values: impl Iterator<Item = &'a [u8]>,

@@ -116,6 +116,27 @@ impl SipUri {
         normalize_parts(user, host, out)
     }
 
+    /// What [`SipUri::parse`] checks of `text`, without building one: its user and host parts as
+    /// written (`scratch` holds the normalised form while its length is checked, reused from one
+    /// address to the next). [`SipParts::to_uri`] then gives the `SipUri` `parse` would.
+    pub(crate) fn parts<'t>(
+        text: &'t str,
+        scratch: &mut String,
+    ) -> Result<SipParts<'t>, SipUriError> {
+        let (user, host) = split(text)?;
+        SipParts::checked(user, without_port(host)?, scratch)
+    }
+
+    /// [`SipUri::parts`] under [`SipUri::parse_held`]'s reading (`sips:`, a port, a bare
+    /// `user@host`).
+    pub(crate) fn held_parts<'t>(
+        text: &'t str,
+        scratch: &mut String,
+    ) -> Result<SipParts<'t>, SipUriError> {
+        let (user, host) = split_held(text)?;
+        SipParts::checked(user, without_port(host)?, scratch)
+    }
+
     /// The address as the directory or config wrote it (scheme normalised to `sip:`).
     pub fn as_str(&self) -> &str {
         &self.original
@@ -144,6 +165,42 @@ impl SipUri {
     /// The lower-cased host part.
     pub fn host_normalized(&self) -> &str {
         &self.key[self.at_key + 1..]
+    }
+}
+
+/// The user and host of a SIP address as written, checked as [`SipUri::from_parts`] checks them:
+/// what a listing shows (`sip:user@host`, [`fmt::Display`]) without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SipParts<'a> {
+    user: &'a str,
+    host: &'a str,
+}
+
+impl<'a> SipParts<'a> {
+    /// [`SipUri::from_parts`]'s checks, in its order, with the normalised form in `scratch`.
+    fn checked(
+        user: &'a str,
+        host: &'a str,
+        scratch: &mut String,
+    ) -> Result<SipParts<'a>, SipUriError> {
+        check_parts(user, host)?;
+        normalize_parts(user, host, scratch)?;
+        if "sip:@".len() + user.len() + host.len() > MAX_SIP_URI_LEN {
+            return Err(SipUriError::TooLong);
+        }
+        Ok(SipParts { user, host })
+    }
+
+    /// The address itself. Parts read by [`SipUri::parts`] passed every check `from_parts`
+    /// makes, so this is never `None` for them.
+    pub(crate) fn to_uri(self) -> Option<SipUri> {
+        SipUri::from_parts(self.user, self.host).ok()
+    }
+}
+
+impl fmt::Display for SipParts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sip:{}@{}", self.user, self.host)
     }
 }
 
@@ -556,6 +613,23 @@ mod tests {
                     }
                     Err(e) => prop_assert_eq!(SipUri::normalize_into(&text, &mut out), Err(e)),
                 }
+            }
+
+            /// A listing's allocation-free reading shows what `parse` and `parse_held` would give,
+            /// and fails where they fail, with their error.
+            #[test]
+            fn parts_are_parse(user in part(), host in host(), scheme in 0usize..4, port in proptest::option::of(1u16..), pad in "[ :]{0,2}", long in any::<bool>()) {
+                let scheme = ["sip:", "SIPS:", "", "tel:"][scheme];
+                let user = if long { user.repeat(40) } else { user };
+                let mut text = format!("{pad}{scheme}{user}@{host}");
+                if let Some(p) = port {
+                    text.push_str(&format!(":{p}"));
+                }
+                let mut scratch = String::new();
+                let shown = |parts: SipParts<'_>| (parts.to_string(), parts.to_uri());
+                let uri = |u: SipUri| (u.as_str().to_string(), Some(u));
+                prop_assert_eq!(SipUri::parts(&text, &mut scratch).map(shown), SipUri::parse(&text).map(uri));
+                prop_assert_eq!(SipUri::held_parts(&text, &mut scratch).map(shown), SipUri::parse_held(&text).map(uri));
             }
 
             /// Equality is case-insensitive and agrees with Hash and Ord.

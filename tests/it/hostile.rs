@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::common::samba::base64_encode;
 use crate::common::slapd::{DOMAIN_DN, Slapd};
-use crate::common::{output, pcsync, repo};
+use crate::common::{Backend, output, pcsync, repo};
 
 const POOL1: &str = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
 
@@ -149,6 +149,61 @@ fn run_json(slapd: &Slapd, work: &std::path::Path, args: &[&str]) -> (i32, Value
     (code, doc, err)
 }
 
+/// Issue 18: `inventory` reads each row in place from the raw entry. It must list what the scan
+/// that builds each `DirectoryObject` (`pcsync::inventory::scan`) reads, field for field and in
+/// the same order, with the same findings in the same order.
+fn assert_inventory_is_the_object_scan(slapd: &Slapd, inventory: &Value) {
+    let env = slapd.env().into_iter().map(|(k, v)| (k.to_string(), v));
+    let settings = pcsync::config::load_with_env(&slapd.config(), Some(env.collect())).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (objects, findings) = runtime.block_on(async {
+        let mut dir = pcsync::ldap::Directory::connect(&settings.directory)
+            .await
+            .unwrap();
+        let mut findings = Vec::new();
+        let mut objects = Vec::new();
+        pcsync::inventory::scan(&mut dir, &settings, &mut findings, |o| {
+            objects.push(serde_json::json!({
+                "dn": o.dn.as_str(),
+                "sip_uri": o.sip_uri.as_ref().map(|u| u.as_str()),
+                "home_server_dn": o.home_server_dn.as_ref().map(|d| d.as_str()),
+                "owner_urn": o.owner_urn,
+                "display_name": o.display_name,
+            }))
+        })
+        .await
+        .unwrap();
+        dir.close().await;
+        (objects, findings)
+    });
+    let listed: Vec<Value> = inventory["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let fields = [
+                "dn",
+                "sip_uri",
+                "home_server_dn",
+                "owner_urn",
+                "display_name",
+            ];
+            fields
+                .iter()
+                .map(|f| (f.to_string(), row[f].clone()))
+                .collect()
+        })
+        .collect();
+    assert_eq!(listed, objects);
+    assert_eq!(
+        inventory["findings"],
+        serde_json::to_value(&findings).unwrap()
+    );
+}
+
 /// The findings of a JSON document as (dn, reason), DNs lower-cased.
 fn findings(doc: &Value) -> Vec<(String, String)> {
     doc["findings"]
@@ -187,6 +242,7 @@ fn hostile_values_are_findings_with_their_dn_and_the_escaped_well_known_user_is_
     // inventory: every object listed or reported; nothing dropped silently.
     let (code, inv, err) = run_json(&slapd, work.path(), &["inventory", "--format", "json"]);
     assert_eq!(code, 0, "{err}");
+    assert_inventory_is_the_object_scan(&slapd, &inv);
     let all = findings(&inv);
     let long = finding_for(&all, "cn=long sip,ou=users").expect("finding for the long SIP address");
     assert!(long.contains("msRTCSIP-PrimaryUserAddress"), "{long}");
