@@ -2,7 +2,8 @@
 //!
 //! `pcsync inventory` shows a row per object of a directory of hundreds of thousands: it reads
 //! each row straight from the raw entry ([`ValueSource`] for `crate::ldap`'s entry), allocating
-//! nothing per object on the common path. [`DirectoryObject::from_parsed`] reads its fields
+//! nothing per object on the common path.
+//! [`DirectoryObject::from_parsed`](super::DirectoryObject::from_parsed) reads its fields
 //! through the same [`Listing::read`] from owned [`Attributes`], so both see the same values
 //! and report the same findings.
 
@@ -25,8 +26,9 @@ impl<'a> ValueSource<'a> for &'a Attributes {
 }
 
 /// What `inventory` shows of one object, borrowed from its values (and the home server's DN from
-/// the reader's cache). Each field is checked as [`DirectoryObject`]'s is: a value that cannot
-/// be understood is a finding and the field is left empty.
+/// the reader's cache). Each field is checked as
+/// [`DirectoryObject`](super::DirectoryObject)'s is: a value that cannot be understood is a
+/// finding and the field is left empty.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Listing<'a, 'c> {
     /// As [`Dn::as_str`] gives it.
