@@ -182,7 +182,9 @@ mod tests {
         let mut seen = Fingerprints::new();
         let before = seen.heap_bytes();
         assert_eq!(before, 8 << 20);
-        let false_candidates = (0..1_000_000u64).filter(|&i| !seen.insert(spread(i))).count();
+        let false_candidates = (0..1_000_000u64)
+            .filter(|&i| !seen.insert(spread(i)))
+            .count();
         assert_eq!(seen.heap_bytes(), before, "flat: nothing grows per address");
         // Each costs one exact search; a few dozen at a million objects.
         assert!(false_candidates < 200, "{false_candidates}");
