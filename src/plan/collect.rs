@@ -54,7 +54,8 @@ impl Fingerprints {
     }
 
     /// The bytes the filter holds: fixed.
-    pub(crate) fn heap_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
         self.bits.capacity() * std::mem::size_of::<u64>()
     }
 
