@@ -172,6 +172,13 @@ Example:
   pcsync restore --run 20261124T080000123Z-1a2b3c4d          # show what would be undone
   pcsync restore --run 20261124T080000123Z-1a2b3c4d --apply  # undo it
 
+Each swap is undone in its own order backwards, so the URI is never held twice: the endpoint
+releases the URI (its address cleared), the user comes back, then the endpoint is deleted; a
+user that cannot come back leaves the endpoint serving. A user that was only released gets its
+values back on the same object. An endpoint that holds another address now is shown `skipped`,
+with the reason, and left alone. --apply with nothing pending writes nothing, not even a run in
+the audit log.
+
 On Active Directory a deleted user is reanimated from its tombstone (same objectGUID and
 objectSid); where that is refused or impossible it is re-created and a WARNING says it is a new
 principal. --apply writes through the write server (directory.write_server), like reconcile,
