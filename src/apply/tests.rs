@@ -288,6 +288,17 @@ fn swap_plan(retire: Retire) -> Plan {
     }
 }
 
+/// Applies [`swap_plan`] as run `r1` on `dir`, journaling into `notes`.
+fn apply_swap(retire: Retire, dir: &mut Fake, notes: &mut Vec<Note>) -> Result<Report, ApplyError> {
+    block(apply(
+        &swap_plan(retire),
+        "r1",
+        dir,
+        notes,
+        &CancellationToken::new(),
+    ))
+}
+
 fn journal(notes: &[Note]) -> Vec<(Event, Outcome, Option<Step>)> {
     notes.iter().map(|n| (n.event, n.outcome, n.step)).collect()
 }
@@ -307,14 +318,7 @@ fn a_swap_releases_then_adds_and_verifies_then_deletes() {
     for retire in [Retire::Delete, Retire::Disable] {
         let mut dir = Fake::with(&[user_entry()]);
         let mut notes: Vec<Note> = Vec::new();
-        let report = block(apply(
-            &swap_plan(retire),
-            "r1",
-            &mut dir,
-            &mut notes,
-            &CancellationToken::new(),
-        ))
-        .unwrap();
+        let report = apply_swap(retire, &mut dir, &mut notes).unwrap();
         assert_eq!((report.applied, report.failed), (1, 0), "{retire:?}");
         let mut want = vec![
             (Event::SwapIntent, Outcome::Started, None),
@@ -354,14 +358,7 @@ fn a_failed_add_gives_the_same_user_its_values_back() {
         let mut dir = Fake::with(&[user_entry()]);
         dir.fail_add = true;
         let mut notes: Vec<Note> = Vec::new();
-        let report = block(apply(
-            &swap_plan(retire),
-            "r1",
-            &mut dir,
-            &mut notes,
-            &CancellationToken::new(),
-        ))
-        .unwrap();
+        let report = apply_swap(retire, &mut dir, &mut notes).unwrap();
         assert_eq!((report.applied, report.rolled_back), (0, 1), "{retire:?}");
         assert!(report.errors[0].rolled_back(), "{:?}", report.errors);
         assert!(
@@ -400,14 +397,7 @@ fn a_refused_delete_leaves_the_user_released_and_the_endpoint_serving() {
     let mut dir = Fake::with(&[user_entry()]);
     dir.deny_delete = vec![dn(USER)];
     let mut notes: Vec<Note> = Vec::new();
-    let report = block(apply(
-        &swap_plan(Retire::Delete),
-        "r1",
-        &mut dir,
-        &mut notes,
-        &CancellationToken::new(),
-    ))
-    .unwrap();
+    let report = apply_swap(Retire::Delete, &mut dir, &mut notes).unwrap();
     assert_eq!((report.applied, report.failed), (0, 1));
     let e = report.errors[0].to_string();
     assert!(
@@ -428,14 +418,7 @@ fn a_concurrent_change_aborts_only_that_swap_and_writes_nothing() {
     changed.attributes[3] = AttrValues::text("msRTCSIP-UserEnabled", &["FALSE"]);
     let mut dir = Fake::with(&[changed]);
     let mut notes: Vec<Note> = Vec::new();
-    let report = block(apply(
-        &swap_plan(Retire::Delete),
-        "r1",
-        &mut dir,
-        &mut notes,
-        &CancellationToken::new(),
-    ))
-    .unwrap();
+    let report = apply_swap(Retire::Delete, &mut dir, &mut notes).unwrap();
     assert_eq!(report.failed, 1);
     let e = &report.errors[0];
     assert!(
@@ -455,14 +438,7 @@ fn a_concurrent_change_aborts_only_that_swap_and_writes_nothing() {
 fn disable_clears_only_the_msrtcsip_attributes() {
     let mut dir = Fake::with(&[user_entry()]);
     let mut notes: Vec<Note> = Vec::new();
-    block(apply(
-        &swap_plan(Retire::Disable),
-        "r1",
-        &mut dir,
-        &mut notes,
-        &CancellationToken::new(),
-    ))
-    .unwrap();
+    apply_swap(Retire::Disable, &mut dir, &mut notes).unwrap();
     let user = dir.get(USER);
     let names: Vec<&str> = user.attributes.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["cn", "objectClass", "objectSid"]);
@@ -475,13 +451,7 @@ fn crashed_after(writes: usize, retire: Retire) -> (Vec<Note>, Fake) {
     let mut dir = Fake::with(&[user_entry()]);
     dir.lose_after_writes = Some(writes);
     let mut notes: Vec<Note> = Vec::new();
-    let result = block(apply(
-        &swap_plan(retire),
-        "r1",
-        &mut dir,
-        &mut notes,
-        &CancellationToken::new(),
-    ));
+    let result = apply_swap(retire, &mut dir, &mut notes);
     assert!(matches!(result, Err(ApplyError::Lost { .. })), "{writes}");
     // A crash writes no `failed` record for the step it interrupted.
     if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
@@ -642,14 +612,7 @@ fn a_lost_connection_stops_the_run_and_leaves_the_swap_open_for_recovery() {
         let mut dir = Fake::with(&[user_entry()]);
         dir.lose_after_writes = Some(writes);
         let mut notes: Vec<Note> = Vec::new();
-        let e = block(apply(
-            &swap_plan(Retire::Delete),
-            "r1",
-            &mut dir,
-            &mut notes,
-            &CancellationToken::new(),
-        ))
-        .unwrap_err();
+        let e = apply_swap(Retire::Delete, &mut dir, &mut notes).unwrap_err();
         assert!(matches!(e, ApplyError::Lost { .. }), "{writes}: {e}");
         assert!(
             e.to_string()
@@ -853,13 +816,7 @@ mod properties {
             dir.deny_delete = vec![dn(USER)];
         }
         let mut notes: Vec<Note> = Vec::new();
-        let applied = block(apply(
-            &swap_plan(f.retire),
-            "r1",
-            &mut dir,
-            &mut notes,
-            &CancellationToken::new(),
-        ));
+        let applied = apply_swap(f.retire, &mut dir, &mut notes);
         if applied.is_err() {
             // A crash: the write in flight has no record.
             if notes.last().is_some_and(|n| n.outcome == Outcome::Failed) {
