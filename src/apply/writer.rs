@@ -191,18 +191,12 @@ impl DirectoryWriter for Routed<'_> {
     }
 
     async fn add(&mut self, entry: &Entry) -> Result<(), WriteError> {
-        let dir = self
-            .for_dn(&entry.dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(&entry.dn, e))?;
+        let dir = writer_for(self, &entry.dn).await?;
         DirectoryWriter::add(dir, entry).await
     }
 
     async fn delete(&mut self, dn: &Dn, expect: &[AttrValues]) -> Result<(), WriteError> {
-        let dir = self
-            .for_dn(dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        let dir = writer_for(self, dn).await?;
         DirectoryWriter::delete(dir, dn, expect).await
     }
 
@@ -212,21 +206,26 @@ impl DirectoryWriter for Routed<'_> {
         mods: &[Modification],
         expect: &[AttrValues],
     ) -> Result<(), WriteError> {
-        let dir = self
-            .for_dn(dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        let dir = writer_for(self, dn).await?;
         DirectoryWriter::modify(dir, dn, mods, expect).await
     }
 
     /// On the write server of `dn`'s domain, whose Deleted Objects container keeps the tombstone.
     async fn reanimate(&mut self, guid: &[u8], dn: &Dn) -> Result<bool, WriteError> {
-        let dir = self
-            .for_dn(dn)
-            .await
-            .map_err(|e| WriteError::from_ldap(dn, e))?;
+        let dir = writer_for(self, dn).await?;
         DirectoryWriter::reanimate(dir, guid, dn).await
     }
+}
+
+/// The connection of `dn`'s domain's write server, its opening error sorted like a write's.
+async fn writer_for<'r>(
+    routed: &'r mut Routed<'_>,
+    dn: &Dn,
+) -> Result<&'r mut Directory, WriteError> {
+    routed
+        .for_dn(dn)
+        .await
+        .map_err(|e| WriteError::from_ldap(dn, e))
 }
 
 #[cfg(test)]

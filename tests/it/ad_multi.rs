@@ -301,19 +301,25 @@ fn a_replication_conflict_object_is_a_finding_with_its_dn() {
         .clone();
     let work = tempfile::tempdir().unwrap();
     let agent = PairAgent::new(&pair, &[&ldaps(DC1_FQDN), &ldaps(DC2_FQDN)], Auth::Simple);
-    let assert = pcsync_on(&agent, work.path())
-        .args(["inventory", "--format", "json"])
-        .assert();
-    let (stdout, stderr) = output(&assert);
-    let doc: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    let found: Vec<&serde_json::Value> = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == "conflict_object")
-        .collect();
-    assert_eq!(found.len(), 1, "{}", doc["findings"]);
+    // The `conflict_object` findings of a command's JSON output.
+    let conflicts = |command: &str| {
+        let assert = pcsync_on(&agent, work.path())
+            .args([command, "--format", "json"])
+            .assert();
+        let (stdout, stderr) = output(&assert);
+        let doc: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        let found: Vec<serde_json::Value> = doc["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "conflict_object")
+            .cloned()
+            .collect();
+        (found, doc["findings"].clone())
+    };
+    let (found, all) = conflicts("inventory");
+    assert_eq!(found.len(), 1, "{all}");
     assert_eq!(found[0]["dn"], cnf.as_str());
     assert!(
         found[0]["reason"]
@@ -324,19 +330,8 @@ fn a_replication_conflict_object_is_a_finding_with_its_dn() {
         found[0]
     );
     // Planning reads each object's sighting only, and reports the conflict the same way, once.
-    let assert = pcsync_on(&agent, work.path())
-        .args(["reconcile", "--format", "json"])
-        .assert();
-    let (stdout, stderr) = output(&assert);
-    let plan: serde_json::Value =
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    let planned: Vec<&serde_json::Value> = plan["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == "conflict_object")
-        .collect();
-    assert_eq!(planned.len(), 1, "{}", plan["findings"]);
+    let (planned, all) = conflicts("reconcile");
+    assert_eq!(planned.len(), 1, "{all}");
     assert_eq!(planned[0]["dn"], cnf.as_str());
 }
 
