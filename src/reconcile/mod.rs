@@ -375,26 +375,17 @@ pub(crate) async fn audited_apply(
         if let Ok(plan) = &planned
             && matches!(RunEnd::planned(plan), RunEnd::InSync)
         {
-            let plan = planned.ok();
-            if let (Some(path), Some(in_sync)) = (opts.plan_out, &plan)
-                && let Err(e) = save_plan(path, in_sync)
-            {
-                return Ok(Applied {
-                    run_id: None,
-                    recovered: Vec::new(),
-                    plan,
-                    replication: None,
-                    replication_mark: None,
-                    end: RunEnd::Failed(e.into()),
-                });
-            }
+            let saved = match opts.plan_out {
+                Some(path) => save_plan(path, plan),
+                None => Ok(()),
+            };
             return Ok(Applied {
                 run_id: None,
                 recovered: Vec::new(),
-                plan,
+                plan: planned.ok(),
                 replication: None,
                 replication_mark: None,
-                end: RunEnd::InSync,
+                end: saved.map_or_else(|e| RunEnd::Failed(e.into()), |()| RunEnd::InSync),
             });
         }
         precomputed = Some(planned);
