@@ -9,16 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-/// Resolves on SIGINT or SIGTERM and cancels `root`. If the handlers cannot be installed, the
-/// process can still be stopped with SIGKILL; the error is logged.
-pub(crate) async fn cancel_on_signal(root: CancellationToken) {
-    if let Some(handlers) = handlers() {
-        cancel_when_signalled(handlers, root).await;
-    }
-}
-
-/// [`cancel_on_signal`] as a task whose handlers are installed before this returns, so a signal
-/// that comes at once is caught, not fatal: for one-shot commands that stop between steps.
+/// A task that cancels `root` on SIGINT or SIGTERM. Its handlers are installed before this
+/// returns, so a signal that comes at once is caught, not fatal. If they cannot be installed,
+/// the process can still be stopped with SIGKILL; the error is logged.
 pub(crate) fn spawn_cancel_on_signal(root: CancellationToken) -> JoinHandle<()> {
     let handlers = handlers();
     tokio::spawn(async move {

@@ -183,7 +183,7 @@ async fn apply_run(
     // the swap in flight runs to its end (done, failed or rolled back), then the run stops and
     // says so. Without this a signal ended the process mid-swap (issue #16, case 9).
     let stop = CancellationToken::new();
-    let signals = tokio::spawn(shutdown::cancel_on_signal(stop.clone()));
+    let signals = shutdown::spawn_cancel_on_signal(stop.clone());
     let result = reconcile::audited_apply(settings, dir, &opts, &stop).await;
     signals.abort();
     let run = match result {

@@ -296,7 +296,7 @@ fn announce(daemon: &Daemon, l: &Listeners, role: Role) {
 
 /// Signals: SIGHUP reloads; SIGINT/SIGTERM (or a supervisor giving up) cancel `root`.
 async fn serve_until_stopped(daemon: &Daemon, root: &CancellationToken, config: &Path) {
-    let stop = tokio::spawn(shutdown::cancel_on_signal(root.clone()));
+    let stop = shutdown::spawn_cancel_on_signal(root.clone());
     let mut hup = signal(SignalKind::hangup()).ok();
     loop {
         tokio::select! {
