@@ -718,9 +718,7 @@ async fn rejoin(
         Ok(()) => Ok(None),
         Err(e) if e.is_transient() => Err(e),
         // LDAP 20: the value is there already.
-        Err(WriteError::Conflict { source, .. }) if source.to_string().contains("LDAP 20") => {
-            Ok(None)
-        }
+        Err(e) if e.rc() == Some(20) => Ok(None),
         Err(e) => Ok(Some(format!(
             "group membership of {dn} in {group_dn} not put back: {e}"
         ))),

@@ -70,8 +70,8 @@ impl WriteError {
                 dn,
                 source: Box::new(e),
             }
-        } else if matches!(&e, ldap::Error::Conflict { op, .. } if op == "add") {
-            // The only conflict an add meets: its DN is taken (LDAP 68).
+        } else if rc == Some(ENTRY_ALREADY_EXISTS) {
+            // An add whose DN is taken: a name clash, not a change to what the plan read.
             WriteError::Exists {
                 dn,
                 source: Box::new(e),
@@ -96,6 +96,19 @@ impl WriteError {
         }
     }
 
+    /// The LDAP result code the directory sent, when it sent one.
+    pub(crate) fn rc(&self) -> Option<u32> {
+        match self {
+            WriteError::Refused { rc, .. } => *rc,
+            WriteError::Conflict { source, .. }
+            | WriteError::Exists { source, .. }
+            | WriteError::Transient { source, .. }
+            | WriteError::Denied { source, .. } => source
+                .downcast_ref::<ldap::Error>()
+                .and_then(ldap::Error::rc),
+        }
+    }
+
     /// True when the directory went away: the caller stops instead of writing on.
     pub(crate) fn is_transient(&self) -> bool {
         matches!(self, WriteError::Transient { .. })
@@ -114,6 +127,8 @@ impl WriteError {
     }
 }
 
+/// LDAP 68, entryAlreadyExists.
+const ENTRY_ALREADY_EXISTS: u32 = 68;
 /// LDAP 32, noSuchObject.
 const NO_SUCH_OBJECT: u32 = 32;
 /// LDAP 50, insufficientAccessRights.
@@ -248,6 +263,7 @@ mod tests {
             dn: "cn=u,dc=x".into(),
             url: "ldap://127.0.0.1:389".into(),
             reason: "assertion failed (LDAP 122)".into(),
+            rc: Some(122),
         };
         let text = conflict.to_string();
         let dn = Dn::parse("cn=u,dc=x").unwrap();
@@ -262,6 +278,7 @@ mod tests {
             dn: "cn=u,dc=x".into(),
             url: "ldap://127.0.0.1:389".into(),
             reason: "an entry with this DN already exists (LDAP 68): a name clash".into(),
+            rc: Some(68),
         };
         let e = WriteError::from_ldap(&dn, clash);
         assert!(matches!(e, WriteError::Exists { .. }), "{e:?}");

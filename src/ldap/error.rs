@@ -94,6 +94,8 @@ pub enum Error {
         dn: String,
         url: String,
         reason: String,
+        /// The server's result code; `None` when pcsync's own re-read found the change.
+        rc: Option<u32>,
     },
     /// The TLS client configuration could not be built (CA file unreadable).
     #[error("TLS setup for {url}: {reason}")]
@@ -109,7 +111,7 @@ impl Error {
             Error::NoSuchBase { .. } => Some(32),
             Error::SizeLimit { .. } => Some(4),
             Error::Bind { rc, .. } | Error::Operation { rc, .. } => Some(*rc),
-            Error::Conflict { .. } => None,
+            Error::Conflict { rc, .. } => *rc,
             _ => None,
         }
     }

@@ -70,15 +70,16 @@ impl Directory {
                 Err(reason) => reason,
             },
         };
-        Err(self.conflict(op, dn.as_str(), format!("{CHANGED}: {reason}")))
+        Err(self.conflict(op, dn.as_str(), format!("{CHANGED}: {reason}"), None))
     }
 
-    fn conflict(&self, op: &str, dn: &str, reason: String) -> Error {
+    fn conflict(&self, op: &str, dn: &str, reason: String, rc: Option<u32>) -> Error {
         Error::Conflict {
             op: op.to_string(),
             dn: dn.to_string(),
             url: self.url.to_string(),
             reason,
+            rc,
         }
     }
 
@@ -89,7 +90,9 @@ impl Directory {
             return Ok(());
         }
         match conflict_reason(op, res.rc) {
-            Some(reason) => Err(self.conflict(op, dn, format!("{reason}{}", diag(&res.text)))),
+            Some(reason) => {
+                Err(self.conflict(op, dn, format!("{reason}{}", diag(&res.text)), Some(res.rc)))
+            }
             None => Err(Error::Operation {
                 op: format!("{op} of {dn}"),
                 url: self.url.to_string(),
