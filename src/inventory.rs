@@ -195,7 +195,7 @@ pub(crate) async fn user_scope(
         });
     };
     let container = &settings.layout.endpoint_container;
-    let config = routed::naming_context_of(&dir.root_dse().naming_contexts, container)
+    let config = routed::naming_context(&dir.root_dse().naming_contexts, container)
         .unwrap_or_else(|| container.clone());
     let forest = routed::read_forest(dir, config.as_str()).await?;
     if forest.domains().is_empty() {

@@ -101,13 +101,7 @@ pub(crate) async fn mark(
 pub(crate) fn naming_contexts(naming_contexts: &[String], written: &[&Dn]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for dn in written {
-        let head = naming_contexts
-            .iter()
-            .filter_map(|nc| Dn::parse(nc).ok().map(|parsed| (nc, parsed)))
-            .filter(|(_, parsed)| *dn == parsed || dn.is_within(parsed))
-            .max_by_key(|(nc, _)| nc.len())
-            .map(|(nc, _)| nc.clone());
-        if let Some(head) = head
+        if let Some(head) = crate::ldap::naming_context_of(naming_contexts, dn)
             && !out.iter().any(|o| o.eq_ignore_ascii_case(&head))
         {
             out.push(head);

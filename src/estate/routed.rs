@@ -31,13 +31,9 @@ pub(crate) async fn read_forest(dir: &mut Directory, config: &str) -> Result<For
     Ok(Forest::from_cross_refs(&entries))
 }
 
-/// The naming context (among the root DSE's) holding `dn`: the longest above it.
-pub(crate) fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<Dn> {
-    naming_contexts
-        .iter()
-        .filter_map(|nc| Dn::parse(nc).ok())
-        .filter(|nc| dn == nc || dn.is_within(nc))
-        .max_by_key(|nc| nc.as_str().len())
+/// The naming context that holds `dn` ([`crate::ldap::naming_context_of`]), as a DN.
+pub(crate) fn naming_context(naming_contexts: &[String], dn: &Dn) -> Option<Dn> {
+    crate::ldap::naming_context_of(naming_contexts, dn).and_then(|nc| Dn::parse(&nc).ok())
 }
 
 /// A [`DirectoryWriter`](crate::apply::DirectoryWriter) over the primary write server and, on demand, other domains'.
@@ -62,8 +58,8 @@ impl<'a> Routed<'a> {
         settings: &'a Settings,
     ) -> Result<Routed<'a>, Error> {
         let ncs = primary.root_dse().naming_contexts.clone();
-        let home = naming_context_of(&ncs, &settings.directory.base_dn);
-        let config = naming_context_of(&ncs, &settings.layout.endpoint_container);
+        let home = naming_context(&ncs, &settings.directory.base_dn);
+        let config = naming_context(&ncs, &settings.layout.endpoint_container);
         let forest = match (&settings.directory.global_catalog, &config) {
             (Some(_), Some(config)) => read_forest(primary, config.as_str()).await?,
             _ => Forest::default(),

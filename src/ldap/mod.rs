@@ -122,7 +122,7 @@ impl Directory {
 }
 
 /// The naming context (from the root DSE) that holds `dn`: the longest one it lies within.
-fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<String> {
+pub(crate) fn naming_context_of(naming_contexts: &[String], dn: &Dn) -> Option<String> {
     naming_contexts
         .iter()
         .filter_map(|nc| Dn::parse(nc).ok().map(|parsed| (nc, parsed)))
