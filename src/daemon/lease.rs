@@ -166,10 +166,10 @@ pub(crate) async fn tick(
 /// The lease entry's values of [`LEASE_ATTR`], as text.
 fn lease_values(entry: &Entry) -> Vec<String> {
     entry
-        .attributes
+        .get(LEASE_ATTR)
         .iter()
-        .filter(|a| a.name.is(LEASE_ATTR))
-        .flat_map(|a| a.texts().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string)
         .collect()
 }
 

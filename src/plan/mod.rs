@@ -66,6 +66,15 @@ pub(crate) struct Summary {
     pub in_sync: usize,
 }
 
+impl Summary {
+    /// Counts the ready and waiting changes and the findings (`blocked` is counted apart).
+    fn count(&mut self, changes: &[Change], findings: usize) {
+        self.ready = changes.iter().filter(|c| c.is_ready()).count();
+        self.waiting = changes.len() - self.ready;
+        self.findings = findings;
+    }
+}
+
 /// The result of planning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Plan {
@@ -100,9 +109,7 @@ impl Plan {
         let mut all: BTreeSet<Finding> = std::mem::take(&mut self.findings).into_iter().collect();
         all.extend(findings);
         self.findings = all.into_iter().collect();
-        self.summary.ready = self.changes.iter().filter(|c| c.is_ready()).count();
-        self.summary.waiting = self.changes.len() - self.summary.ready;
-        self.summary.findings = self.findings.len();
+        self.summary.count(&self.changes, self.findings.len());
         self.summary.blocked += 1;
     }
 }
@@ -328,9 +335,7 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(mut self, fingerprint: String) -> Plan {
-        self.summary.ready = self.changes.iter().filter(|c| c.is_ready()).count();
-        self.summary.waiting = self.changes.len() - self.summary.ready;
-        self.summary.findings = self.findings.len();
+        self.summary.count(&self.changes, self.findings.len());
         Plan {
             format: PLAN_FORMAT,
             fingerprint,

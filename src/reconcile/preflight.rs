@@ -69,6 +69,13 @@ impl Need {
     }
 }
 
+/// Adds `need` unless the swap has it already (two changes of a swap may read the same DN).
+fn add(needs: &mut Vec<Need>, need: Need) {
+    if !needs.contains(&need) {
+        needs.push(need);
+    }
+}
+
 /// The preconditions of each swap in the plan, by URI.
 fn needs(plan: &Plan, desired: &Desired<'_>) -> BTreeMap<SipUri, Vec<Need>> {
     let mut out: BTreeMap<SipUri, Vec<Need>> = BTreeMap::new();
@@ -84,24 +91,33 @@ fn needs(plan: &Plan, desired: &Desired<'_>) -> BTreeMap<SipUri, Vec<Need>> {
         match c {
             Change::CreateEndpoint(e) => {
                 if let Some(dn) = home(&e.entry) {
-                    needs.push(Need::Pool {
-                        dn,
-                        fqdn: e.header.pool.clone(),
-                    });
+                    add(
+                        needs,
+                        Need::Pool {
+                            dn,
+                            fqdn: e.header.pool.clone(),
+                        },
+                    );
                 }
                 if let Some(dn) = e.header.dn.parent() {
-                    needs.push(Need::Container { dn });
+                    add(needs, Need::Container { dn });
                 }
-                needs.push(Need::EndpointFree {
-                    dn: e.header.dn.clone(),
-                });
+                add(
+                    needs,
+                    Need::EndpointFree {
+                        dn: e.header.dn.clone(),
+                    },
+                );
             }
             Change::RepointEndpoint(p) => {
                 if let Some(dn) = home(&p.new_values) {
-                    needs.push(Need::Pool {
-                        dn,
-                        fqdn: p.header.pool.clone(),
-                    });
+                    add(
+                        needs,
+                        Need::Pool {
+                            dn,
+                            fqdn: p.header.pool.clone(),
+                        },
+                    );
                 }
             }
             Change::RetireUser(_) => {}
@@ -112,12 +128,8 @@ fn needs(plan: &Plan, desired: &Desired<'_>) -> BTreeMap<SipUri, Vec<Need>> {
             .find(|m| &m.well_known_uri == c.sip_uri())
             .and_then(|m| m.legacy_home_server_dn.clone())
         {
-            needs.push(Need::Legacy { dn: legacy });
+            add(needs, Need::Legacy { dn: legacy });
         }
-    }
-    for needs in out.values_mut() {
-        let mut seen = BTreeSet::new();
-        needs.retain(|n| seen.insert(format!("{n:?}")));
     }
     out
 }
