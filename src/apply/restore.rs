@@ -479,16 +479,36 @@ async fn endpoint_step(
         }
         _ => writer.delete(&e.dn, &none).await,
     };
-    match written {
-        Ok(()) => {
-            audit.record(base(Outcome::Ok))?;
-            Ok(Undone::Done(Vec::new()))
+    step_end(e, step, written.map(|()| Vec::new()), None, audit)
+}
+
+/// Records how a step of `a` ended (`ok`, with `after` and any warnings, or `failed`) and what
+/// it means for the restore: a transient error ends it.
+fn step_end(
+    a: &RestoreAction,
+    step: Step,
+    result: Result<Vec<String>, WriteError>,
+    after: Option<Entry>,
+    audit: &mut impl AuditSink,
+) -> Result<Undone, crate::audit::Error> {
+    match result {
+        Ok(warnings) => {
+            let mut rec = a.note(step, Outcome::Ok);
+            if !warnings.is_empty() {
+                rec = rec.message(warnings.join("; "));
+            }
+            rec.after = after;
+            audit.record(rec)?;
+            Ok(Undone::Done(warnings))
         }
-        Err(err) => {
-            let message = err.to_string();
-            audit.record(base(Outcome::Failed).message(&message))?;
-            let line = format!("{}: {message}", e.dn);
-            Ok(if err.is_transient() {
+        Err(e) => {
+            let mut message = e.to_string();
+            if a.kind == RestoreKind::RecreateUser && step == Step::RestoreUser {
+                message.push_str(&recreate_hint(&e, &a.dn));
+            }
+            audit.record(a.note(step, Outcome::Failed).message(&message))?;
+            let line = format!("{}: {message}", a.dn);
+            Ok(if e.is_transient() {
                 Undone::Lost(line)
             } else {
                 Undone::Failed(line)
@@ -542,30 +562,7 @@ async fn undo(
         // An action is planned with what it needs; nothing to write without it.
         _ => Ok(Vec::new()),
     };
-    match result {
-        Ok(warnings) => {
-            let mut rec = base(Outcome::Ok);
-            if !warnings.is_empty() {
-                rec = rec.message(warnings.join("; "));
-            }
-            rec.after = a.image.clone();
-            audit.record(rec)?;
-            Ok(Undone::Done(warnings))
-        }
-        Err(e) => {
-            let mut message = e.to_string();
-            if a.kind == RestoreKind::RecreateUser {
-                message.push_str(&recreate_hint(&e, &a.dn));
-            }
-            audit.record(base(Outcome::Failed).message(&message))?;
-            let line = format!("{}: {message}", a.dn);
-            Ok(if e.is_transient() {
-                Undone::Lost(line)
-            } else {
-                Undone::Failed(line)
-            })
-        }
-    }
+    step_end(a, step, result, a.image.clone(), audit)
 }
 
 /// Gives a released user (still there, its msRTCSIP-* values cleared) its values back, on the
