@@ -17,7 +17,7 @@ use crate::estate::{self, routed::Routed};
 use crate::exit;
 use crate::ldap::{self, Directory};
 use crate::model::SipUri;
-use crate::reconcile::{Live, Source, random_u32, scopes};
+use crate::reconcile::{Live, holders_everywhere, random_u32};
 use crate::shutdown;
 
 #[derive(Debug, clap::Args)]
@@ -224,15 +224,13 @@ async fn unserved_in(
     let mut lines = Vec::new();
     for uri in uris {
         let mut enabled = Vec::new();
-        for (what, base, skip) in scopes(settings) {
-            live.holders_of(what, base, uri.normalized(), skip, &classifier, |o| {
-                let same = o.sip_uri.as_ref().is_some_and(|u| u == uri);
-                if same && o.enabled == crate::model::Enabled::True {
-                    enabled.push(o.dn.to_string());
-                }
-            })
-            .await?;
-        }
+        holders_everywhere(settings, live, uri.normalized(), &classifier, |o| {
+            let same = o.sip_uri.as_ref().is_some_and(|u| u == uri);
+            if same && o.enabled == crate::model::Enabled::True {
+                enabled.push(o.dn.to_string());
+            }
+        })
+        .await?;
         match enabled.len() {
             1 => {}
             0 => lines.push(format!(

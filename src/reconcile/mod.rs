@@ -41,7 +41,7 @@ use crate::model::{DirectoryObject, Dn, DnCache, Entry};
 use crate::plan::{self, Collector, Desired, Observed, Plan, render};
 use crate::progress::Progress;
 use source::Snapshot;
-pub(crate) use source::{Live, Source, scopes};
+pub(crate) use source::{Live, Source, holders_everywhere};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -837,15 +837,12 @@ async fn confirm_duplicates(
         .collect();
     for uri in candidates {
         let mut dns = std::collections::BTreeSet::new();
-        for (what, base, skip) in scopes(settings) {
-            source
-                .holders_of(what, base, &uri, skip, &classifier, |o| {
-                    if o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri) {
-                        dns.insert(o.dn.as_str().to_string());
-                    }
-                })
-                .await?;
-        }
+        holders_everywhere(settings, source, &uri, &classifier, |o| {
+            if o.sip_uri.as_ref().is_some_and(|u| u.normalized() == uri) {
+                dns.insert(o.dn.as_str().to_string());
+            }
+        })
+        .await?;
         collector.confirm(&uri, dns);
     }
     Ok(())

@@ -223,6 +223,22 @@ pub(crate) fn scopes(settings: &Settings) -> [(&'static str, &Dn, Option<&Dn>); 
     ]
 }
 
+/// Every object holding `normalized_uri` in both [`scopes`] (each once), through `source`.
+pub(crate) async fn holders_everywhere(
+    settings: &Settings,
+    source: &mut impl Source,
+    normalized_uri: &str,
+    classifier: &Classifier,
+    mut on_object: impl FnMut(DirectoryObject),
+) -> Result<(), ldap::Error> {
+    for (what, base, skip) in scopes(settings) {
+        source
+            .holders_of(what, base, normalized_uri, skip, classifier, &mut on_object)
+            .await?;
+    }
+    Ok(())
+}
+
 /// A captured directory state: every entry (all user attributes) of both scopes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
