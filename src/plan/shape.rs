@@ -36,9 +36,9 @@ pub(crate) fn compare(desired: &Desired<'_>, o: &DirectoryObject) -> Shape {
     let (Some(uri), Some(home)) = (&o.sip_uri, &o.home_server_dn) else {
         return Shape::NotEvidence;
     };
-    if !o.dn.is_within(&layout.endpoint_container)
-        || o.dn == endpoint_dn(&layout.endpoint_container, uri.normalized())
-    {
+    // The cheap tests first: this runs for every contact of a scan, and few are homed on a
+    // target pool; the endpoint's DN (a SHA-256) is worked out only for those.
+    if !o.dn.is_within(&layout.endpoint_container) {
         return Shape::NotEvidence;
     }
     let Some(pool) = desired.pools.iter().find(|p| &p.home_server_dn == home) else {
@@ -51,6 +51,9 @@ pub(crate) fn compare(desired: &Desired<'_>, o: &DirectoryObject) -> Shape {
     else {
         return Shape::NotEvidence;
     };
+    if o.dn == endpoint_dn(&layout.endpoint_container, uri.normalized()) {
+        return Shape::NotEvidence;
+    }
     let swap = Swap {
         migration,
         pool,
