@@ -226,14 +226,28 @@ async fn restore_user(
 ) -> Result<(), WriteError> {
     match retired {
         Retire::Disable => {
-            let msrtcsip = image.attributes.iter().filter(|a| a.name.is_msrtcsip());
-            let mods: Vec<Modification> =
-                msrtcsip.clone().cloned().map(Modification::Add).collect();
-            let absent: Vec<AttrValues> = msrtcsip.map(|a| AttrValues::absent(&a.name)).collect();
-            writer.modify(&image.dn, &mods, &absent).await
+            let msrtcsip: Vec<AttrValues> = image
+                .attributes
+                .iter()
+                .filter(|a| a.name.is_msrtcsip())
+                .cloned()
+                .collect();
+            add_back(writer, &image.dn, &msrtcsip).await
         }
         Retire::Delete => writer.add(&recreate_entry(image)).await,
     }
+}
+
+/// Adds `values` back to the object at `dn`, conditional on their still being absent: a
+/// released user's values, on the same object (restore, and a swap's rollback).
+async fn add_back(
+    writer: &mut impl DirectoryWriter,
+    dn: &Dn,
+    values: &[AttrValues],
+) -> Result<(), WriteError> {
+    let mods: Vec<Modification> = values.iter().cloned().map(Modification::Add).collect();
+    let absent: Vec<AttrValues> = values.iter().map(|a| AttrValues::absent(&a.name)).collect();
+    writer.modify(dn, &mods, &absent).await
 }
 
 /// Counts for the `run_end` record.

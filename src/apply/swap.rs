@@ -617,12 +617,7 @@ pub(super) async fn rollback(
     let rec = |outcome| note(Event::Rollback, outcome, swap, user).step(Step::RestoreUser);
     audit.record(rec(Outcome::Started))?;
     let result = match put_back {
-        PutBack::Values(values) => {
-            let mods: Vec<Modification> = values.iter().cloned().map(Modification::Add).collect();
-            let absent: Vec<AttrValues> =
-                values.iter().map(|a| AttrValues::absent(&a.name)).collect();
-            writer.modify(&image.dn, &mods, &absent).await
-        }
+        PutBack::Values(values) => super::add_back(writer, &image.dn, values).await,
         PutBack::Recreate => writer.add(&recreate_entry(image)).await,
     };
     let rollback = match result {
