@@ -599,9 +599,7 @@ fn restore_gives_a_user_left_released_by_a_refused_delete_its_values_back() {
     let w = work.path();
     let uuid = |slapd: &Slapd| {
         slapd
-            .search(OCSCHAT, "(objectClass=*)", &["entryUUID"])
-            .lines()
-            .find_map(|l| l.strip_prefix("entryUUID: ").map(str::to_owned))
+            .entry_uuid(OCSCHAT)
             .unwrap_or_else(|| panic!("{OCSCHAT} has no entryUUID"))
     };
     let before = uuid(&slapd);

@@ -41,16 +41,6 @@ fn reconcile(
     (assert.get_output().status.code(), out, err)
 }
 
-/// The entryUUID of `dn`, or `None` when it does not exist.
-fn entry_uuid(slapd: &Slapd, dn: &str) -> Option<String> {
-    let text = slapd
-        .try_search(dn, "(objectClass=*)", &["entryUUID"])
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("entryUUID: "))
-        .map(str::to_string)
-}
-
 /// The findings of a JSON plan of `kind`, as (dn, reason).
 fn findings(plan_json: &str, kind: &str) -> Vec<(String, String)> {
     let doc: serde_json::Value = serde_json::from_str(plan_json)
@@ -93,7 +83,7 @@ fn a_pool_dn_that_names_nothing_blocks_only_its_own_swap() {
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
     let config = config_with(work.path(), POOL1, MISSING_POOL);
-    let uuid = entry_uuid(&slapd, USER).unwrap();
+    let uuid = slapd.entry_uuid(USER).unwrap();
 
     let (code, out, err) = reconcile(&slapd, work.path(), Some(&config), &["--format", "json"]);
     assert_eq!(code, Some(3), "dry run: {out}{err}");
@@ -115,7 +105,7 @@ fn a_pool_dn_that_names_nothing_blocks_only_its_own_swap() {
         let (code, out, err) = reconcile(&slapd, work.path(), Some(&config), &["--apply"]);
         assert_eq!(code, Some(3), "apply: {out}{err}");
         assert!(out.contains("names no entry"), "{out}{err}");
-        assert_eq!(entry_uuid(&slapd, USER).as_deref(), Some(uuid.as_str()));
+        assert_eq!(slapd.entry_uuid(USER).as_deref(), Some(uuid.as_str()));
         assert_eq!(
             slapd.count(
                 "dc=contoso,dc=com",
@@ -126,7 +116,7 @@ fn a_pool_dn_that_names_nothing_blocks_only_its_own_swap() {
         );
     }
     // The other swap (pool 2) was applied.
-    assert_eq!(entry_uuid(&slapd, FABRIKAM_USER), None);
+    assert_eq!(slapd.entry_uuid(FABRIKAM_USER), None);
 }
 
 /// Case 2: an object already sits at the endpoint's DN, holding another address or none. The
@@ -157,7 +147,7 @@ fn an_object_at_the_endpoint_dn_blocks_the_swap_and_the_user_keeps_its_identity(
             ldif.push_str(&format!("msRTCSIP-PrimaryUserAddress: {a}\n"));
         }
         slapd.add(&ldif);
-        let uuid = entry_uuid(&slapd, USER).unwrap();
+        let uuid = slapd.entry_uuid(USER).unwrap();
 
         let (code, out, err) = reconcile(&slapd, work.path(), None, &["--format", "json"]);
         assert_eq!(code, Some(3), "{address:?}: dry run {out}{err}");
@@ -194,7 +184,7 @@ fn an_object_at_the_endpoint_dn_blocks_the_swap_and_the_user_keeps_its_identity(
             let (code, out, err) = reconcile(&slapd, work.path(), None, &["--apply"]);
             assert_eq!(code, Some(3), "{address:?} run {run}: {out}{err}");
             assert_eq!(
-                entry_uuid(&slapd, USER).as_deref(),
+                slapd.entry_uuid(USER).as_deref(),
                 Some(uuid.as_str()),
                 "{address:?} run {run}: the user keeps its identity"
             );
@@ -212,16 +202,16 @@ fn a_swap_blocked_by_a_finding_exits_3_in_the_dry_run_and_in_apply() {
     slapd.modify(&format!(
         "dn: {USER}\nchangetype: modify\nreplace: msRTCSIP-PrimaryHomeServer\nmsRTCSIP-PrimaryHomeServer: {other}\n"
     ));
-    let uuid = entry_uuid(&slapd, USER).unwrap();
+    let uuid = slapd.entry_uuid(USER).unwrap();
     let (code, out, err) = reconcile(&slapd, work.path(), None, &[]);
     assert_eq!(code, Some(3), "dry run: {out}{err}");
     assert!(err.contains("blocked"), "{err}");
     let (code, out, err) = reconcile(&slapd, work.path(), None, &["--apply"]);
     assert_eq!(code, Some(3), "apply: {out}{err}");
     assert!(err.contains("1 swap(s) blocked by findings"), "{err}");
-    assert_eq!(entry_uuid(&slapd, USER).as_deref(), Some(uuid.as_str()));
+    assert_eq!(slapd.entry_uuid(USER).as_deref(), Some(uuid.as_str()));
     // The unblocked swap was applied, and the rerun still says blocked.
-    assert_eq!(entry_uuid(&slapd, FABRIKAM_USER), None);
+    assert_eq!(slapd.entry_uuid(FABRIKAM_USER), None);
     let (code, out, err) = reconcile(&slapd, work.path(), None, &[]);
     assert_eq!(code, Some(3), "{out}{err}");
 }
@@ -242,7 +232,7 @@ fn an_edited_saved_plan_is_refused_and_plan_files_are_private() {
     assert_eq!(mode, 0o600, "plan file mode {mode:o}");
 
     let victim = "CN=Alice Archer,OU=Users,DC=contoso,DC=com";
-    let victim_uuid = entry_uuid(&slapd, victim).unwrap();
+    let victim_uuid = slapd.entry_uuid(victim).unwrap();
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
     let mut extra = doc["changes"][0].clone();
@@ -260,7 +250,7 @@ fn an_edited_saved_plan_is_refused_and_plan_files_are_private() {
         "{err}"
     );
     assert_eq!(
-        entry_uuid(&slapd, victim).as_deref(),
+        slapd.entry_uuid(victim).as_deref(),
         Some(victim_uuid.as_str())
     );
     assert!(
@@ -341,7 +331,7 @@ fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
             "{signal}: {err}"
         );
         // The swap in flight is complete: user gone, endpoint in place; the next is untouched.
-        assert_eq!(entry_uuid(&slapd, USER), None, "{signal}");
+        assert_eq!(slapd.entry_uuid(USER), None, "{signal}");
         assert_eq!(
             slapd.count(
                 "cn=Application Contacts,cn=RTC Service,cn=Services,cn=Configuration,dc=contoso,dc=com",
@@ -394,6 +384,6 @@ fn a_user_holding_the_uri_in_another_spelling_is_retired_by_the_swap() {
         );
         let (code, out, err) = reconcile(&slapd, work.path(), None, &["--apply"]);
         assert_eq!(code, Some(0), "{spelling:?}: {out}{err}");
-        assert_eq!(entry_uuid(&slapd, USER), None, "{spelling:?}");
+        assert_eq!(slapd.entry_uuid(USER), None, "{spelling:?}");
     }
 }

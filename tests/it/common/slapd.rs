@@ -1055,6 +1055,19 @@ impl Slapd {
         }
     }
 
+    /// The entryUUID of `dn`, or `None` when it does not exist (LDAP 32); any other failure of
+    /// the search panics, so a slapd that is down never reads as "deleted".
+    pub fn entry_uuid(&self, dn: &str) -> Option<String> {
+        match self.try_search(dn, "(objectClass=*)", &["entryUUID"]) {
+            Ok(text) => text
+                .lines()
+                .find_map(|l| l.strip_prefix("entryUUID: "))
+                .map(str::to_string),
+            Err(e) if e.contains("No such object (32)") => None,
+            Err(e) => panic!("reading the entryUUID of {dn} failed: {e}"),
+        }
+    }
+
     /// Number of entries under `base` (subtree, as admin) matching `filter`.
     pub fn count(&self, base: &str, filter: &str) -> usize {
         count_entries(&self.search(base, filter, &["1.1"]))
