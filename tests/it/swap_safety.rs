@@ -277,6 +277,8 @@ fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
         let slapd = Slapd::start();
         let work = tempfile::tempdir().unwrap();
         let stderr_path = work.path().join("err");
+        let gate = work.path().join("gate");
+        std::fs::create_dir_all(&gate).unwrap();
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("pcsync"));
         for (key, _) in std::env::vars() {
             if key.starts_with("PCSYNC") || key == "FAILPOINTS" {
@@ -293,18 +295,19 @@ fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
                 "PCSYNC__DIRECTORY__BIND_PASSWORD_FILE",
                 &slapd.admin_password_file,
             )
-            // The first swap pauses 3 s right after its user released the URI.
-            .env("FAILPOINTS", "swap-pause-after-retire=1*return(3000)")
+            // The first swap waits at a gate right after its user released the URI, until the
+            // signal has been sent.
+            .env(
+                "FAILPOINTS",
+                format!("swap-user-retired=1*return({})", gate.display()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !std::fs::read_to_string(&stderr_path)
-            .unwrap_or_default()
-            .contains("failpoint swap-pause-after-retire: pausing")
-        {
+        while !gate.join("swap-user-retired.reached").exists() {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "pcsync ended before the pause"
@@ -317,6 +320,7 @@ fn a_signal_mid_swap_finishes_the_swap_in_flight_then_stops() {
             .status()
             .unwrap();
         assert!(killed.success());
+        std::fs::write(gate.join("swap-user-retired.release"), "").unwrap();
         let status = crate::common::slapd::wait_bounded(&mut child, Duration::from_secs(60))
             .unwrap_or_else(|| {
                 let _ = child.kill();
