@@ -122,6 +122,33 @@ pub struct SearchStats {
     pub references: u64,
 }
 
+impl SearchStats {
+    /// Counts how reading one entry went and passes on what is to be handed on: a finding is
+    /// counted as an entry and kept, `None` (within `skip_within`) as skipped.
+    #[inline]
+    fn admit<T>(
+        &mut self,
+        read: Result<Option<T>, Finding>,
+        findings: &mut Vec<Finding>,
+    ) -> Option<T> {
+        match read {
+            Ok(Some(read)) => {
+                self.entries += 1;
+                Some(read)
+            }
+            Ok(None) => {
+                self.skipped += 1;
+                None
+            }
+            Err(finding) => {
+                self.entries += 1;
+                findings.push(finding);
+                None
+            }
+        }
+    }
+}
+
 impl Directory {
     /// Whether an entry exists (a base-scope search; LDAP 32 means no).
     pub(crate) async fn exists(&mut self, dn: &Dn) -> Result<bool, Error> {
@@ -228,19 +255,9 @@ impl Directory {
                     };
                     Ok((!skip).then_some((entry, shown, conflict)))
                 });
-                let (entry, dn, conflict) = match read {
-                    Ok(Some(read)) => read,
-                    Ok(None) => {
-                        stats.skipped += 1;
-                        return;
-                    }
-                    Err(finding) => {
-                        stats.entries += 1;
-                        findings.push(finding);
-                        return;
-                    }
+                let Some((entry, dn, conflict)) = stats.admit(read, findings) else {
+                    return;
                 };
-                stats.entries += 1;
                 if conflict {
                     findings.push(Finding::conflict_object(dn));
                 }
@@ -284,19 +301,9 @@ impl Directory {
                         _ => Ok(Some((entry, dn))),
                     }
                 });
-                let (entry, dn) = match read {
-                    Ok(Some(read)) => read,
-                    Ok(None) => {
-                        stats.skipped += 1;
-                        return;
-                    }
-                    Err(finding) => {
-                        stats.entries += 1;
-                        findings.push(finding);
-                        return;
-                    }
+                let Some((entry, dn)) = stats.admit(read, findings) else {
+                    return;
                 };
-                stats.entries += 1;
                 let sighting = Sighting::read(
                     dn,
                     entry.texts(attr::OBJECT_CLASS),
