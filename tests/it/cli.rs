@@ -244,14 +244,12 @@ fn a_schedule_that_never_fires_is_refused_and_check_fails_one_that_never_fires_a
 #[test]
 fn a_quoted_boolean_in_the_file_is_refused_naming_key_and_file() {
     let work = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo("config/openldap.toml")).unwrap();
-    assert!(text.contains("auto_apply = false\n"));
-    let config = work.path().join("quoted.toml");
-    std::fs::write(
-        &config,
-        text.replace("auto_apply = false\n", "auto_apply = \"false\"\n"),
-    )
-    .unwrap();
+    let config = crate::common::shipped_config_with(
+        work.path(),
+        "quoted.toml",
+        "auto_apply = false\n",
+        "auto_apply = \"false\"\n",
+    );
     let pw = work.path().join("bind.pw");
     std::fs::write(&pw, "s3cr3t\n").unwrap();
     let assert = pcsync_bare(work.path())

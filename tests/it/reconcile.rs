@@ -321,16 +321,12 @@ fn a_disabled_endpoint_is_left_alone_unless_the_migration_enables_it() {
     assert_eq!(read(&slapd), before, "the disabled endpoint is untouched");
 
     // The migration says to enable it: one modify, same object (entryUUID).
-    let shipped = fs::read_to_string(repo("config/openldap.toml")).unwrap();
-    let config = work.path().join("enable.toml");
-    fs::write(
-        &config,
-        shipped.replace(
-            "target_pool = \"pcpool2.contoso.com\"\n",
-            "target_pool = \"pcpool2.contoso.com\"\nenable_endpoint = true\n",
-        ),
-    )
-    .unwrap();
+    let config = crate::common::shipped_config_with(
+        work.path(),
+        "enable.toml",
+        "target_pool = \"pcpool2.contoso.com\"\n",
+        "target_pool = \"pcpool2.contoso.com\"\nenable_endpoint = true\n",
+    );
     let run = |args: &[&str]| {
         let assert = pcsync_on_config(&slapd, work.path(), &config)
             .arg("reconcile")

@@ -3,7 +3,7 @@
 //! exiting 3 in the dry run and in apply, and identity kept: every user a blocked swap did not
 //! touch keeps its entryUUID, however many runs go by.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::common::slapd::Slapd;
 use crate::common::{output, pcsync, pcsync_on_config, repo};
@@ -12,18 +12,6 @@ const USER: &str = "cn=OCSChat,ou=Service Accounts,dc=contoso,dc=com";
 const FABRIKAM_USER: &str = "cn=OCSChat Fabrikam,ou=Service Accounts,dc=contoso,dc=com";
 const POOL1: &str = "CN=Lc Services,CN=Microsoft,CN=1:2,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
 const MISSING_POOL: &str = "CN=Lc Services,CN=Microsoft,CN=9:9,CN=Pools,CN=RTC Service,CN=Services,CN=Configuration,DC=contoso,DC=com";
-
-/// The shipped configuration with `from` replaced by `to`, written into `work`.
-fn config_with(work: &Path, from: &str, to: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo("config/openldap.toml")).unwrap();
-    assert!(
-        text.contains(from),
-        "{from} is not in the shipped configuration"
-    );
-    let path = work.join("pcsync.toml");
-    std::fs::write(&path, text.replace(from, to)).unwrap();
-    path
-}
 
 /// `pcsync reconcile ARGS` with `config` (the shipped one when `None`): (code, stdout, stderr).
 fn reconcile(
@@ -82,7 +70,8 @@ fn actions(plan_json: &str) -> Vec<(String, String)> {
 fn a_pool_dn_that_names_nothing_blocks_only_its_own_swap() {
     let slapd = Slapd::start();
     let work = tempfile::tempdir().unwrap();
-    let config = config_with(work.path(), POOL1, MISSING_POOL);
+    let config =
+        crate::common::shipped_config_with(work.path(), "pcsync.toml", POOL1, MISSING_POOL);
     let uuid = slapd.entry_uuid(USER).unwrap();
 
     let (code, out, err) = reconcile(&slapd, work.path(), Some(&config), &["--format", "json"]);

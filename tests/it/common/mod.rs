@@ -51,6 +51,19 @@ pub fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// A copy of the shipped `config/openldap.toml` in `work` (as `name`) with `from` replaced by
+/// `to`; fails when `from` is not in it, so a test never runs on an unchanged configuration.
+pub fn shipped_config_with(work: &Path, name: &str, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo("config/openldap.toml")).unwrap();
+    assert!(
+        text.contains(from),
+        "{from:?} is not in the shipped configuration"
+    );
+    let path = work.join(name);
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    path
+}
+
 /// `pcsync` with `config/openldap.toml`, pointed at `slapd` through the environment overrides
 /// an operator would use, running in `workdir` so that relative state paths stay in the test's
 /// temp dir. Inherited PCSYNC variables are removed so the host cannot leak into a test.
