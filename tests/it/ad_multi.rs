@@ -238,13 +238,7 @@ fn a_restore_writes_on_the_pdc_listed_second() {
         Some(0),
         "{stdout}\n{stderr}"
     );
-    let run = pcsync::audit::read(&work.path().join("var/audit.jsonl"))
-        .unwrap()
-        .iter()
-        .find(|r| r.event == pcsync::audit::Event::RunStart)
-        .unwrap()
-        .run_id
-        .clone();
+    let run = crate::common::run_id(work.path(), 0);
     for dc in pair.dcs() {
         assert!(!dc.exists(OCSCHAT), "{OCSCHAT} retired on {}", dc.ldaps_url);
     }

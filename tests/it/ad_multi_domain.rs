@@ -252,13 +252,7 @@ fn restore_writes_each_user_back_on_its_own_domains_server() {
     let forest = TwoDomains::start();
     let (code, stdout, stderr) = forest.run(&["reconcile", "--apply"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    let records = pcsync::audit::read(&forest.work.path().join("var/audit.jsonl")).unwrap();
-    let run = records
-        .iter()
-        .find(|r| r.event == pcsync::audit::Event::RunStart)
-        .unwrap()
-        .run_id
-        .clone();
+    let run = crate::common::run_id(forest.work.path(), 0);
     let before = forest.stats().len();
 
     let (code, stdout, stderr) = forest.run(&["restore", "--run", &run, "--apply"]);

@@ -87,15 +87,6 @@ fn audit_records(work: &Path) -> Vec<audit::Record> {
     audit::read(&work.join("var/audit.jsonl")).expect("audit log verifies")
 }
 
-fn first_run_id(work: &Path) -> String {
-    audit_records(work)
-        .iter()
-        .find(|r| r.event == Event::RunStart)
-        .unwrap()
-        .run_id
-        .clone()
-}
-
 /// The endpoint contacts (other than the seed's hand-made one) in Application Contacts.
 fn new_endpoints(dc: &SambaDc) -> Vec<String> {
     dc.search(ENDPOINT_CONTAINER_DN, "(objectClass=contact)", &["*"])
@@ -213,7 +204,7 @@ fn ad_reconcile_dry_run_apply_rerun_and_restore() {
 
     // Restore: the endpoint goes, the user comes back with every attribute a client can
     // write; AD gives it a new objectGUID, objectSid and creation stamps.
-    let run_id = first_run_id(w);
+    let run_id = crate::common::run_id(w, 0);
     let (code, out, err) = restore(&dc, w, &["--run", &run_id]);
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(out.contains("2 action(s) pending"), "{out}");
@@ -308,7 +299,7 @@ fn ad_retire_disable_clears_only_msrtcsip_attributes_and_restores_them() {
     let (code, out, _) = reconcile(&dc, w, &disable, &[]);
     assert_eq!(code, Some(0), "{out}");
 
-    let run_id = first_run_id(w);
+    let run_id = crate::common::run_id(w, 0);
     let (code, out, err) = restore(&dc, w, &["--run", &run_id, "--apply"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("restored 2 of 2"), "{out}");
@@ -532,7 +523,7 @@ fn ad_restore_without_the_right_to_recreate_says_what_is_missing() {
     let (out, err) = output(&assert);
     assert.code(0);
     assert!(out.contains("applied 2 of 2 swap(s)"), "{out}{err}");
-    let run_id = first_run_id(w);
+    let run_id = crate::common::run_id(w, 0);
 
     let assert = pcsync_ad_config(&dc, w, &config)
         .args(["restore", "--run", &run_id, "--apply"])

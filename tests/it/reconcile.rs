@@ -617,12 +617,7 @@ fn restore_brings_the_original_users_back_attribute_for_attribute() {
             .assert();
         assert.code(0);
         assert_ne!(dump(&slapd), before);
-        let run_id = audit_records(work.path())
-            .iter()
-            .find(|r| r.event == Event::RunStart)
-            .unwrap()
-            .run_id
-            .clone();
+        let run_id = crate::common::run_id(work.path(), 0);
 
         let assert = pcsync(&slapd, work.path())
             .args(["restore", "--run", &run_id])

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pcsync::audit::{self, Event};
 
 use crate::ad::pcsync_ad;
 use crate::common::samba::{self, Seed, WELL_KNOWN_USERS};
 use crate::common::slapd::{POLL_INTERVAL, Slapd, wait_bounded};
-use crate::common::{output, pcsync, repo};
+use crate::common::{output, pcsync, repo, run_id};
 use crate::reconcile::{endpoints, exists};
 
 const OCSCHAT: &str = "cn=OCSChat,ou=Service Accounts,dc=contoso,dc=com";
@@ -26,18 +25,6 @@ fn exec(cmd: &mut assert_cmd::Command, args: &[&str]) -> (Option<i32>, String, S
     let assert = cmd.args(args).assert();
     let (out, err) = output(&assert);
     (assert.get_output().status.code(), out, err)
-}
-
-/// The run_id of the `n`th run (from 0) in the audit log of `work`.
-fn run_id(work: &Path, n: usize) -> String {
-    audit::read(&work.join("var/audit.jsonl"))
-        .expect("audit log verifies")
-        .iter()
-        .filter(|r| r.event == Event::RunStart)
-        .nth(n)
-        .expect("that many runs")
-        .run_id
-        .clone()
 }
 
 /// Reconcile --apply on the fixture (both well-known users swapped, retire = "delete"): the

@@ -51,6 +51,19 @@ pub fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// The run_id of the `n`th run (from 0) in the audit log `var/audit.jsonl` of `work`, the path
+/// the tests' configurations give it.
+pub fn run_id(work: &Path, n: usize) -> String {
+    pcsync::audit::read(&work.join("var/audit.jsonl"))
+        .expect("audit log verifies")
+        .iter()
+        .filter(|r| r.event == pcsync::audit::Event::RunStart)
+        .nth(n)
+        .expect("that many runs")
+        .run_id
+        .clone()
+}
+
 /// A copy of the shipped `config/openldap.toml` in `work` (as `name`) with `from` replaced by
 /// `to`; fails when `from` is not in it, so a test never runs on an unchanged configuration.
 pub fn shipped_config_with(work: &Path, name: &str, from: &str, to: &str) -> PathBuf {
