@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-
 use crate::ad::pcsync_ad;
 use crate::common::samba::{self, Seed, WELL_KNOWN_USERS};
 use crate::common::slapd::{POLL_INTERVAL, Slapd, wait_bounded};
