@@ -7,7 +7,7 @@ use super::forest::{PAS_ATTRS, missing_from_partial_attribute_set};
 use super::writer::{self, url_for};
 use crate::config::DirectorySettings;
 use crate::ldap::Directory;
-use crate::model::{Dn, attr};
+use crate::model::attr;
 
 /// One line of the report: its name, whether it passed, and what it saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,10 +97,6 @@ pub(crate) async fn global_catalog(
         Ok(entries) => entries,
         Err(e) => return Some(Line::new("gc", false, e.to_string())),
     };
-    let entries: Vec<_> = entries
-        .into_iter()
-        .filter_map(|(dn, a)| Dn::parse(&dn).ok().map(|dn| (dn, a)))
-        .collect();
     let missing = missing_from_partial_attribute_set(GC_SEARCHED, &entries);
     Some(if missing.is_empty() {
         Line::new(

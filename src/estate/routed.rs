@@ -18,16 +18,13 @@ use crate::model::{Dn, Entry};
 /// The domains of the forest, from the crossRef objects under `CN=Partitions` of the
 /// configuration naming context `config`.
 pub(crate) async fn read_forest(dir: &mut Directory, config: &str) -> Result<Forest, Error> {
-    let entries: Vec<(Dn, crate::model::Attributes)> = dir
+    let entries = dir
         .find_small(
             &format!("CN=Partitions,{config}"),
             PARTITIONS_FILTER,
             PARTITIONS_ATTRS,
         )
-        .await?
-        .into_iter()
-        .filter_map(|(dn, a)| Dn::parse(&dn).ok().map(|dn| (dn, a)))
-        .collect();
+        .await?;
     Ok(Forest::from_cross_refs(&entries))
 }
 

@@ -161,12 +161,7 @@ pub(crate) async fn domain_dcs(
     config: &str,
 ) -> Result<Vec<Dc>, Error> {
     let sites = format!("CN=Sites,{config}");
-    let entries: Vec<_> = dir
-        .find_small(&sites, SITES_FILTER, SITES_ATTRS)
-        .await?
-        .into_iter()
-        .filter_map(|(dn, attrs)| Dn::parse(&dn).ok().map(|dn| (dn, attrs)))
-        .collect();
+    let entries = dir.find_small(&sites, SITES_FILTER, SITES_ATTRS).await?;
     let (dcs, nameless) = topology::dcs_of_domain(domain, &entries);
     for dsa in nameless {
         tracing::warn!(%dsa, "a DC's server object has no dNSHostName; it is left out");

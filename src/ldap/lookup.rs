@@ -8,7 +8,7 @@ use super::connect::ConnectError;
 use super::entry::readable;
 use super::{ConnectOptions, Directory, Error, error::Attempt};
 use crate::config::{DirectorySettings, LdapUrl};
-use crate::model::{Attributes, Guid};
+use crate::model::{Attributes, Dn, Guid};
 
 impl Directory {
     /// Connects and binds to `url` only: no other server is tried. For the write server, which
@@ -57,18 +57,19 @@ impl Directory {
 
     /// (DN, `attrs`) of every entry under `base` (subtree) matching `filter`: for the few
     /// objects of the configuration naming context (sites, partitions, schema), never users.
+    /// An entry whose DN does not parse is left out (every caller needs the DN).
     pub(crate) async fn find_small(
         &mut self,
         base: &str,
         filter: &str,
         attrs: &[&str],
-    ) -> Result<Vec<(String, Attributes)>, Error> {
+    ) -> Result<Vec<(Dn, Attributes)>, Error> {
         let op = format!("search under {base}");
         let entries = self
             .search_all(base, Scope::Subtree, filter, attrs, &op)
             .await?;
         Ok(readable(&entries)
-            .map(|e| (e.dn_shown().into_owned(), e.to_attributes()))
+            .filter_map(|e| Some((Dn::parse(&e.dn_shown()).ok()?, e.to_attributes())))
             .collect())
     }
 
@@ -103,7 +104,7 @@ impl Directory {
         config: &str,
         names: &[&str],
         attrs: &[&str],
-    ) -> Result<Vec<(String, Attributes)>, Error> {
+    ) -> Result<Vec<(Dn, Attributes)>, Error> {
         let mut filter = String::from("(&(objectClass=attributeSchema)(|");
         for name in names {
             filter.push_str(&format!("(lDAPDisplayName={})", ldap3::ldap_escape(*name)));
